@@ -1,0 +1,1228 @@
+#include "agent/agent.h"
+#include "agent/agentcfg.h"
+#include "agent/api.h"
+#include "agent/dcs.h"
+#include "agent/defaults.h"
+#include "agent/ha.h"
+#include "agent/pgconf.h"
+#include "agent/pgctl.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+#include "etcd/etcd.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum job_kind {
+	JOB_NONE,
+	JOB_INITDB,
+	JOB_CLONE,
+	JOB_START,
+	JOB_REWIND,
+	JOB_PROMOTE,
+};
+
+static const char *const job_state[] = {
+	[JOB_NONE] = "",
+	[JOB_INITDB] = "initializing new cluster",
+	[JOB_CLONE] = "creating replica",
+	[JOB_START] = "starting",
+	[JOB_REWIND] = "rewinding",
+	[JOB_PROMOTE] = "promoting",
+};
+
+/* A long-running command the HA loop watches without blocking on it. */
+struct job {
+	enum job_kind kind;
+	pid_t pid;
+	int64_t started_ms;
+	char upstream_host[256]; /* clone / rewind source, replica's upstream after */
+	int upstream_port;
+};
+
+struct agent {
+	struct agent_config cfg;
+	struct etcd_client *etcd;
+	struct dcs dcs;
+	struct pgctl pg;
+	struct api_state api;
+	struct api_server *api_srv;
+
+	int64_t lease_id;
+	int64_t lease_deadline_ms; /* local clock: lease surely valid until then */
+	int64_t last_etcd_error_log_ms;
+
+	struct dcs_cluster cluster;
+	bool dcs_ok;
+	struct pgctl_probe probe;
+	struct pgctl_controldata cd;
+	bool cd_valid;
+	char local_sysid[32];
+
+	struct job job;
+	bool bootstrapping;
+	int64_t bootstrap_deadline_ms;
+	char configured_upstream[300];
+	int64_t primary_down_since_ms;
+	int64_t not_streaming_since_ms;
+	int promote_from_timeline;
+	uint64_t promote_from_lsn;
+	bool after_promote;
+
+	char *published_member;
+	int64_t published_lease;
+	uint64_t published_optime;
+	int published_timeline;
+	int64_t published_status_ms;
+
+	enum ha_action last_action;
+	char last_reason[256];
+
+	pthread_t watch_thread;
+	bool watch_started;
+	pthread_mutex_t wake_lock;
+	pthread_cond_t wake_cond;
+	bool woken;
+	volatile bool stop_watch;
+};
+
+static volatile sig_atomic_t shutdown_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	shutdown_requested = 1;
+}
+
+/* ---- waking the loop ---- */
+
+static void agent_wake(struct agent *a)
+{
+	pthread_mutex_lock(&a->wake_lock);
+	a->woken = true;
+	pthread_cond_signal(&a->wake_cond);
+	pthread_mutex_unlock(&a->wake_lock);
+}
+
+static void agent_sleep(struct agent *a, int64_t until_ms)
+{
+	pthread_mutex_lock(&a->wake_lock);
+	while (!a->woken && !shutdown_requested) {
+		int64_t left = until_ms - cmn_now_ms();
+		struct timespec ts;
+
+		if (left <= 0)
+			break;
+		if (left > 200)
+			left = 200; /* re-check the shutdown flag */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += left / 1000;
+		ts.tv_nsec += (left % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&a->wake_cond, &a->wake_lock, &ts);
+	}
+	a->woken = false;
+	pthread_mutex_unlock(&a->wake_lock);
+}
+
+struct watch_ctx {
+	struct agent *a;
+	char leader_key[600];
+};
+
+static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_event *ev, size_t n)
+{
+	struct watch_ctx *w = arg;
+
+	(void)h;
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(ev[i].kv.key, w->leader_key) == 0) {
+			agent_wake(w->a);
+			break;
+		}
+	}
+	return !w->a->stop_watch;
+}
+
+/* Watches the cluster prefix so a vanished leader key wakes the loop at once. */
+static void *watch_main(void *arg)
+{
+	struct agent *a = arg;
+	struct etcd_client_opts o = {
+		.endpoints = a->cfg.etcd_endpoints,
+		.timeout_ms = a->cfg.retry_timeout_ms,
+		.username = a->cfg.etcd_username,
+		.password = a->cfg.etcd_password,
+		.cacert = a->cfg.etcd_cacert,
+		.cert = a->cfg.etcd_cert,
+		.key = a->cfg.etcd_key,
+	};
+	struct etcd_client *c = NULL;
+	struct watch_ctx w = {.a = a};
+
+	dcs_key(&a->dcs, "leader", w.leader_key, sizeof(w.leader_key));
+	if (etcd_client_new(&o, &c) != PGW_OK)
+		return NULL;
+	while (!a->stop_watch) {
+		int64_t compact = 0;
+		int rc = etcd_watch_run(c, a->dcs.prefix, 0, on_watch, &w, &a->stop_watch, &compact);
+
+		if (a->stop_watch)
+			break;
+		(void)rc;
+		/* The loop reads the whole prefix anyway: just wake it and re-watch. */
+		agent_wake(a);
+		for (int i = 0; i < 5 && !a->stop_watch; i++)
+			usleep(100000);
+	}
+	etcd_client_free(c);
+	return NULL;
+}
+
+/* ---- jobs ---- */
+
+static int job_spawn(struct agent *a, enum job_kind kind, const char *const *argv)
+{
+	char log[4200];
+	struct cmn_proc_opts o = {
+		.argv = argv,
+		.env_extra = pgctl_env(&a->pg),
+		.new_session = true,
+	};
+	pid_t pid;
+
+	pgctl_log_path(&a->pg, log, sizeof(log));
+	o.log_path = log;
+	if (cmn_proc_spawn(&o, &pid) != PGW_OK)
+		return PGW_ERR;
+	a->job.kind = kind;
+	a->job.pid = pid;
+	a->job.started_ms = cmn_now_ms();
+	log_info("started %s (pid %d): %s", job_state[kind], (int)pid, argv[0]);
+	return PGW_OK;
+}
+
+/* Runs a short command to completion (pg_ctl stop); returns its exit code or -1. */
+static int run_now(struct agent *a, const char *const *argv, int timeout_ms)
+{
+	int code = -1;
+	struct cmn_buf out = {0};
+
+	if (cmn_proc_run(argv, pgctl_env(&a->pg), timeout_ms, &out, &code) != PGW_OK)
+		code = -1;
+	if (code != 0)
+		log_warning("%s exited with %d: %s", argv[0], code, out.data ? out.data : "");
+	cmn_buf_free(&out);
+	return code;
+}
+
+static int write_standby_config(struct agent *a, const char *host, int port)
+{
+	struct pgconf_upstream up = {.host = host && *host ? host : NULL, .port = port};
+
+	if (pgconf_write_conf(&a->cfg, &up) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
+	    pgconf_set_standby_signal(&a->cfg, true) != PGW_OK)
+		return PGW_ERR;
+	if (up.host)
+		snprintf(a->configured_upstream, sizeof(a->configured_upstream), "%s:%d", host,
+			 port);
+	else
+		a->configured_upstream[0] = '\0';
+	return PGW_OK;
+}
+
+static int write_primary_config(struct agent *a)
+{
+	if (pgconf_write_conf(&a->cfg, NULL) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
+	    pgconf_set_standby_signal(&a->cfg, false) != PGW_OK)
+		return PGW_ERR;
+	a->configured_upstream[0] = '\0';
+	return PGW_OK;
+}
+
+static void start_standby(struct agent *a, const char *host, int port)
+{
+	if (write_standby_config(a, host, port) != PGW_OK)
+		return;
+	if (job_spawn(a, JOB_START, pgctl_argv_start(&a->pg)) != PGW_OK)
+		log_error("cannot start PostgreSQL");
+}
+
+static void clone_dir(const struct agent *a, char *out, size_t size)
+{
+	snprintf(out, size, "%s.clone", a->cfg.data_dir);
+}
+
+static void bootstrap_failed(struct agent *a, const char *why)
+{
+	log_error("bootstrap failed: %s; giving the initialize key back", why);
+	if (a->probe.postmaster_pid)
+		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);
+	if (dcs_delete_initialize(&a->dcs) != PGW_OK)
+		log_error("could not delete the initialize key: delete it by hand");
+	if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK)
+		log_error("cannot remove %s", a->cfg.data_dir);
+	a->bootstrapping = false;
+}
+
+static void job_finished(struct agent *a, int code)
+{
+	struct job j = a->job;
+
+	memset(&a->job, 0, sizeof(a->job));
+	log_info("%s finished with exit code %d after %lld ms", job_state[j.kind], code,
+		 (long long)(cmn_now_ms() - j.started_ms));
+	switch (j.kind) {
+	case JOB_INITDB: {
+		char pwfile[4200];
+
+		snprintf(pwfile, sizeof(pwfile), "%s.pwfile", a->cfg.data_dir);
+		unlink(pwfile);
+		if (code != 0) {
+			bootstrap_failed(a, "initdb failed (see the PostgreSQL log)");
+			return;
+		}
+		if (write_primary_config(a) != PGW_OK ||
+		    job_spawn(a, JOB_START, pgctl_argv_start(&a->pg)) != PGW_OK)
+			bootstrap_failed(a, "cannot start the new cluster");
+		return;
+	}
+	case JOB_CLONE: {
+		char tmp[4200];
+
+		clone_dir(a, tmp, sizeof(tmp));
+		if (code != 0) {
+			log_error("pg_basebackup failed; will retry");
+			if (cmn_rm_rf(tmp) != PGW_OK)
+				log_error("cannot remove %s", tmp);
+			return;
+		}
+		if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK || rename(tmp, a->cfg.data_dir) != 0 ||
+		    chmod(a->cfg.data_dir, 0700) != 0) {
+			log_error("cannot move the clone into %s: %s", a->cfg.data_dir,
+				  strerror(errno));
+			return;
+		}
+		start_standby(a, j.upstream_host, j.upstream_port);
+		return;
+	}
+	case JOB_REWIND:
+		if (code != 0) {
+			if (a->cfg.remove_data_on_rewind_failure) {
+				log_error("pg_rewind failed: removing the data directory to clone "
+					  "again from the leader");
+				if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK)
+					log_error("cannot remove %s", a->cfg.data_dir);
+			} else {
+				log_error("pg_rewind failed and remove_data_on_rewind_failure is off: "
+					  "run 'pgwarden reinit' for this member");
+			}
+			return;
+		}
+		start_standby(a, j.upstream_host, j.upstream_port);
+		return;
+	case JOB_PROMOTE:
+		if (code != 0) {
+			log_error("promotion failed (exit %d)", code);
+			return;
+		}
+		if (write_primary_config(a) != PGW_OK)
+			log_error("cannot rewrite the configuration after promotion");
+		a->after_promote = true;
+		return;
+	case JOB_START:
+		if (code != 0)
+			log_error("pg_ctl start failed (exit %d): see the PostgreSQL log", code);
+		return;
+	case JOB_NONE:
+		return;
+	}
+}
+
+/* ---- lease ---- */
+
+static void etcd_trouble(struct agent *a, const char *what, int rc)
+{
+	int64_t now = cmn_now_ms();
+
+	if (now - a->last_etcd_error_log_ms >= 5000) {
+		log_warning("etcd: %s failed: %s (endpoint %s)", what, pgw_strerror(rc),
+			    etcd_client_endpoint(a->etcd));
+		a->last_etcd_error_log_ms = now;
+	}
+}
+
+static void lease_maintain(struct agent *a)
+{
+	int64_t sent = cmn_now_ms();
+	int ttl = 0;
+	int rc;
+
+	if (a->lease_id) {
+		rc = etcd_lease_keepalive(a->etcd, a->lease_id, &ttl);
+		if (rc == PGW_OK && ttl > 0) {
+			a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
+			return;
+		}
+		if (rc != PGW_ENOTFOUND && !(rc == PGW_OK && ttl <= 0)) {
+			etcd_trouble(a, "lease keepalive", rc);
+			return;
+		}
+		log_warning("lease %llx expired in etcd: granting a new one",
+			    (unsigned long long)a->lease_id);
+		a->lease_id = 0;
+		a->lease_deadline_ms = 0;
+	}
+	sent = cmn_now_ms();
+	rc = etcd_lease_grant(a->etcd, a->cfg.ttl_ms / 1000, &a->lease_id, &ttl);
+	if (rc != PGW_OK) {
+		a->lease_id = 0;
+		etcd_trouble(a, "lease grant", rc);
+		return;
+	}
+	a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
+	free(a->published_member);
+	a->published_member = NULL; /* re-put the member key on the new lease */
+}
+
+/* ---- state published to etcd and the REST API ---- */
+
+static const char *pg_role(const struct agent *a)
+{
+	if (!a->probe.data_valid)
+		return "uninitialized";
+	if (a->probe.accepting && !a->probe.in_recovery)
+		return "primary";
+	return "replica";
+}
+
+static const char *pg_state(const struct agent *a)
+{
+	const struct pgctl_probe *p = &a->probe;
+
+	if (a->job.kind != JOB_NONE)
+		return job_state[a->job.kind];
+	if (!p->data_valid)
+		return "uninitialized";
+	if (!p->postmaster_pid) {
+		if (a->cd_valid && (a->cd.state == PGCTL_CD_IN_PRODUCTION ||
+				    a->cd.state == PGCTL_CD_IN_ARCHIVE_RECOVERY ||
+				    a->cd.state == PGCTL_CD_IN_CRASH_RECOVERY))
+			return "crashed";
+		return "stopped";
+	}
+	if (!p->accepting)
+		return "starting";
+	if (p->in_recovery)
+		return p->streaming ? "streaming" : "running";
+	return "running";
+}
+
+static char *tags_json(const struct agent_config *cfg)
+{
+	json_object *o = json_object_new_object();
+	char *s;
+
+	for (size_t i = 0; i < cfg->tags.n; i++) {
+		const struct cmn_kv *kv = &cfg->tags.items[i];
+		bool b;
+
+		if (cmn_parse_bool(kv->value, &b) == PGW_OK)
+			json_object_object_add(o, kv->key, json_object_new_boolean(b));
+		else
+			json_object_object_add(o, kv->key, json_object_new_string(kv->value));
+	}
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static void fill_member(const struct agent *a, struct dcs_member *m)
+{
+	char *tags = tags_json(&a->cfg);
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", a->cfg.member_name);
+	snprintf(m->host, sizeof(m->host), "%s", a->cfg.pg_connect_host);
+	m->port = a->cfg.pg_connect_port;
+	snprintf(m->api_url, sizeof(m->api_url), "%s", a->cfg.api_connect);
+	snprintf(m->role, sizeof(m->role), "%s", pg_role(a));
+	snprintf(m->state, sizeof(m->state), "%s", pg_state(a));
+	m->timeline = a->probe.timeline ? a->probe.timeline
+					: (a->cd_valid ? a->cd.checkpoint_tli : 0);
+	snprintf(m->tags_json, sizeof(m->tags_json), "%s", tags ? tags : "{}");
+	free(tags);
+}
+
+static void publish_member(struct agent *a)
+{
+	struct dcs_member m;
+	char *json;
+
+	if (!a->lease_id || !a->dcs_ok)
+		return;
+	fill_member(a, &m);
+	json = dcs_member_to_json(&m);
+	if (!json)
+		return;
+	if (a->published_member && a->published_lease == a->lease_id &&
+	    strcmp(a->published_member, json) == 0) {
+		free(json);
+		return;
+	}
+	if (dcs_put_member(&a->dcs, a->cfg.member_name, json, a->lease_id) != PGW_OK) {
+		etcd_trouble(a, "member update", PGW_ERR);
+		free(json);
+		return;
+	}
+	free(a->published_member);
+	a->published_member = json;
+	a->published_lease = a->lease_id;
+}
+
+static bool holds_leader(const struct agent *a)
+{
+	return a->dcs_ok && a->cluster.has_leader &&
+	       strcmp(a->cluster.leader, a->cfg.member_name) == 0;
+}
+
+static char *render_status(struct agent *a)
+{
+	json_object *o = json_object_new_object(), *x = json_object_new_object();
+	char lsn[32];
+	char *s;
+	const struct pgctl_probe *p = &a->probe;
+	bool leader = holds_leader(a) && p->accepting && !p->in_recovery;
+
+	json_object_object_add(o, "name", json_object_new_string(a->cfg.member_name));
+	json_object_object_add(o, "scope", json_object_new_string(a->cfg.cluster_name));
+	json_object_object_add(o, "state", json_object_new_string(pg_state(a)));
+	json_object_object_add(o, "role",
+			       json_object_new_string(leader ? "primary" : pg_role(a)));
+	json_object_object_add(o, "leader", json_object_new_boolean(leader));
+	json_object_object_add(o, "timeline", json_object_new_int(p->timeline));
+	json_object_object_add(o, "server_version", json_object_new_int(p->server_version));
+	json_object_object_add(o, "postmaster_start_time", json_object_new_int64(p->start_time));
+	json_object_object_add(o, "database_system_identifier",
+			       json_object_new_string(a->local_sysid));
+	if (p->accepting && !p->in_recovery) {
+		json_object_object_add(x, "location", json_object_new_int64((int64_t)p->lsn));
+	} else {
+		json_object_object_add(x, "received_location",
+				       json_object_new_int64((int64_t)p->receive_lsn));
+		json_object_object_add(x, "replayed_location",
+				       json_object_new_int64((int64_t)p->replay_lsn));
+		json_object_object_add(x, "upstream", json_object_new_string(p->upstream));
+	}
+	json_object_object_add(o, "xlog", x);
+	json_object_object_add(o, "lsn", json_object_new_int64((int64_t)p->lsn));
+	cmn_format_lsn(p->lsn, lsn, sizeof(lsn));
+	json_object_object_add(o, "lsn_text", json_object_new_string(lsn));
+	if (p->in_recovery && a->dcs_ok && a->cluster.optime > p->lsn)
+		json_object_object_add(o, "lag",
+				       json_object_new_int64((int64_t)(a->cluster.optime - p->lsn)));
+	else
+		json_object_object_add(o, "lag", json_object_new_int64(0));
+	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
+	json_object_object_add(o, "cluster_leader",
+			       json_object_new_string(a->dcs_ok && a->cluster.has_leader
+							      ? a->cluster.leader
+							      : ""));
+	json_object_object_add(o, "last_action",
+			       json_object_new_string(ha_action_name(a->last_action)));
+	json_object_object_add(o, "last_reason", json_object_new_string(a->last_reason));
+	char *tags = tags_json(&a->cfg);
+	json_object *t = tags ? json_tokener_parse(tags) : NULL;
+
+	free(tags);
+	json_object_object_add(o, "tags", t ? t : json_object_new_object());
+	json_object_object_add(o, "version", json_object_new_string(PGW_VERSION));
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static char *render_cluster(struct agent *a)
+{
+	json_object *o = json_object_new_object(), *list = json_object_new_array();
+	char *s;
+
+	for (size_t i = 0; i < a->cluster.n_members; i++) {
+		const struct dcs_member *m = &a->cluster.members[i];
+		json_object *e = json_object_new_object();
+		json_object *tags = m->tags_json[0] ? json_tokener_parse(m->tags_json) : NULL;
+		bool leader = a->cluster.has_leader && strcmp(m->name, a->cluster.leader) == 0;
+
+		json_object_object_add(e, "name", json_object_new_string(m->name));
+		json_object_object_add(e, "role", json_object_new_string(leader ? "leader"
+										: m->role));
+		json_object_object_add(e, "state", json_object_new_string(m->state));
+		json_object_object_add(e, "host", json_object_new_string(m->host));
+		json_object_object_add(e, "port", json_object_new_int(m->port));
+		json_object_object_add(e, "api_url", json_object_new_string(m->api_url));
+		json_object_object_add(e, "timeline", json_object_new_int(m->timeline));
+		json_object_object_add(e, "tags", tags ? tags : json_object_new_object());
+		json_object_array_add(list, e);
+	}
+	json_object_object_add(o, "scope", json_object_new_string(a->cfg.cluster_name));
+	json_object_object_add(o, "system_identifier", json_object_new_string(a->cluster.sysid));
+	json_object_object_add(o, "leader", json_object_new_string(a->cluster.has_leader
+									   ? a->cluster.leader
+									   : ""));
+	json_object_object_add(o, "members", list);
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static void publish_api(struct agent *a)
+{
+	char *status = render_status(a);
+	char *cluster = a->dcs_ok ? render_cluster(a) : NULL;
+	char *history = a->dcs_ok ? strdup(a->cluster.history ? a->cluster.history : "[]") : NULL;
+	const struct pgctl_probe *p = &a->probe;
+
+	pthread_mutex_lock(&a->api.lock);
+	api_state_set_docs(&a->api, status, cluster, history);
+	a->api.pg_running = p->accepting;
+	a->api.is_leader = holds_leader(a) && p->accepting && !p->in_recovery;
+	a->api.is_replica = p->accepting && p->in_recovery;
+	a->api.streaming = p->streaming;
+	a->api.noloadbalance = a->cfg.noloadbalance;
+	a->api.lag_bytes = p->in_recovery && a->dcs_ok && a->cluster.optime > p->lsn
+				   ? a->cluster.optime - p->lsn
+				   : 0;
+	a->api.last_loop_ms = cmn_now_ms();
+	pthread_mutex_unlock(&a->api.lock);
+}
+
+/* ---- actions ---- */
+
+static const struct dcs_member *member_of(const struct agent *a, const char *name)
+{
+	return name && *name ? dcs_find_member(&a->cluster, name) : NULL;
+}
+
+static void do_bootstrap(struct agent *a)
+{
+	bool won = false;
+	char pwfile[4200];
+
+	if (dcs_take_initialize(&a->dcs, &won) != PGW_OK || !won)
+		return;
+	log_info("won the initialize race: bootstrapping a new cluster");
+	if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK) {
+		bootstrap_failed(a, "cannot empty the data directory");
+		return;
+	}
+	snprintf(pwfile, sizeof(pwfile), "%s.pwfile", a->cfg.data_dir);
+	if (cmn_write_file_atomic(pwfile, a->cfg.superuser_password,
+				  strlen(a->cfg.superuser_password), 0600) != PGW_OK) {
+		bootstrap_failed(a, "cannot write the initdb password file");
+		return;
+	}
+	a->bootstrapping = true;
+	a->bootstrap_deadline_ms = cmn_now_ms() + 300000;
+	if (job_spawn(a, JOB_INITDB, pgctl_argv_initdb(&a->pg, pwfile)) != PGW_OK) {
+		unlink(pwfile);
+		bootstrap_failed(a, "cannot run initdb");
+	}
+}
+
+/* Creates the replication role once the new primary accepts connections. */
+static void finish_bootstrap(struct agent *a)
+{
+	PGconn *conn;
+	char *sysid;
+	bool won = false;
+
+	if (!a->probe.accepting) {
+		if (cmn_now_ms() > a->bootstrap_deadline_ms)
+			bootstrap_failed(a, "the new cluster did not start in time");
+		return;
+	}
+	if (!a->lease_id)
+		return;
+	conn = a->pg.conn;
+	/* Send a SCRAM verifier, never the password itself, to the server. */
+	const char *user = a->cfg.replication_user;
+	char *verifier = PQencryptPasswordConn(conn, a->cfg.replication_password, user,
+					       "scram-sha-256");
+	char *ident = PQescapeIdentifier(conn, user, strlen(user));
+	char *name_lit = PQescapeLiteral(conn, user, strlen(user));
+	char *pw_lit = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
+	int rc = PGW_ENOMEM;
+
+	if (ident && name_lit && pw_lit) {
+		char sql[2048];
+
+		snprintf(sql, sizeof(sql),
+			 "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s) "
+			 "THEN CREATE ROLE %s WITH LOGIN REPLICATION PASSWORD %s; END IF; END$$",
+			 name_lit, ident, pw_lit);
+		rc = pgctl_exec(&a->pg, sql);
+	}
+	PQfreemem(verifier);
+	PQfreemem(ident);
+	PQfreemem(name_lit);
+	PQfreemem(pw_lit);
+	if (rc != PGW_OK) {
+		bootstrap_failed(a, "cannot create the replication role");
+		return;
+	}
+	sysid = pgctl_query_value(&a->pg, "SELECT system_identifier::text FROM pg_control_system()");
+	if (!sysid) {
+		bootstrap_failed(a, "cannot read the system identifier");
+		return;
+	}
+	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, &won) != PGW_OK || !won) {
+		free(sysid);
+		bootstrap_failed(a, "cannot take the leader key");
+		return;
+	}
+	if (dcs_set_initialize(&a->dcs, sysid) != PGW_OK) {
+		free(sysid);
+		log_error("cannot record the system identifier; will retry");
+		return;
+	}
+	snprintf(a->local_sysid, sizeof(a->local_sysid), "%s", sysid);
+	log_info("bootstrap done: system identifier %s, leader %s", sysid, a->cfg.member_name);
+	free(sysid);
+	a->bootstrapping = false;
+	if (dcs_append_history(&a->dcs, NULL, 1, 0, "bootstrap", a->cfg.member_name) != PGW_OK)
+		log_warning("could not start the history");
+}
+
+static void do_clone(struct agent *a, const char *source)
+{
+	const struct dcs_member *src = member_of(a, source);
+	const struct dcs_member *leader = member_of(a, a->cluster.leader);
+	char tmp[4200];
+
+	if (!src || !leader)
+		return;
+	clone_dir(a, tmp, sizeof(tmp));
+	if (cmn_rm_rf(tmp) != PGW_OK) {
+		log_error("cannot clean %s", tmp);
+		return;
+	}
+	log_info("cloning from %s (%s:%d)", src->name, src->host, src->port);
+	if (job_spawn(a, JOB_CLONE, pgctl_argv_basebackup(&a->pg, tmp, src->host, src->port)) !=
+	    PGW_OK)
+		return;
+	snprintf(a->job.upstream_host, sizeof(a->job.upstream_host), "%s", leader->host);
+	a->job.upstream_port = leader->port;
+}
+
+static void do_rewind(struct agent *a, const char *source)
+{
+	const struct dcs_member *src = member_of(a, source);
+
+	if (!src)
+		return;
+	if (!a->cfg.use_pg_rewind) {
+		log_warning("use_pg_rewind is off: re-cloning from %s instead", src->name);
+		if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK)
+			log_error("cannot remove %s", a->cfg.data_dir);
+		return;
+	}
+	/* pg_rewind copies the leader's config files: ours are rewritten afterwards. */
+	if (job_spawn(a, JOB_REWIND, pgctl_argv_rewind(&a->pg, src->host, src->port)) != PGW_OK)
+		return;
+	snprintf(a->job.upstream_host, sizeof(a->job.upstream_host), "%s", src->host);
+	a->job.upstream_port = src->port;
+}
+
+static void do_promote(struct agent *a)
+{
+	a->promote_from_timeline = a->probe.timeline;
+	a->promote_from_lsn = a->probe.lsn;
+	log_info("promoting (timeline %d, position %llx)", a->probe.timeline,
+		 (unsigned long long)a->probe.lsn);
+	if (job_spawn(a, JOB_PROMOTE, pgctl_argv_promote(&a->pg)) != PGW_OK)
+		log_error("cannot run pg_ctl promote");
+}
+
+static void do_race(struct agent *a)
+{
+	struct ha_peer peers[DCS_MAX_MEMBERS];
+	const char *urls[DCS_MAX_MEMBERS] = {NULL};
+	struct cmn_buf bodies[DCS_MAX_MEMBERS];
+	long status[DCS_MAX_MEMBERS];
+	char url_store[DCS_MAX_MEMBERS][400];
+	size_t n = 0;
+	char reason[256];
+	bool won = false;
+
+	memset(bodies, 0, sizeof(bodies));
+	for (size_t i = 0; i < a->cluster.n_members && n < DCS_MAX_MEMBERS; i++) {
+		const struct dcs_member *m = &a->cluster.members[i];
+
+		if (strcmp(m->name, a->cfg.member_name) == 0 || !m->api_url[0])
+			continue;
+		memset(&peers[n], 0, sizeof(peers[n]));
+		snprintf(peers[n].name, sizeof(peers[n].name), "%s", m->name);
+		peers[n].nofailover = m->nofailover;
+		snprintf(url_store[n], sizeof(url_store[n]), "%s/status", m->api_url);
+		urls[n] = url_store[n];
+		n++;
+	}
+	cmn_http_get_many(urls, n, AGENT_PEER_TIMEOUT_MS, bodies, status);
+	for (size_t i = 0; i < n; i++) {
+		json_object *o = status[i] == 200 && bodies[i].data
+					 ? json_tokener_parse(bodies[i].data)
+					 : NULL;
+		json_object *v;
+
+		if (o) {
+			peers[i].reachable = true;
+			if (json_object_object_get_ex(o, "role", &v))
+				peers[i].is_primary =
+					strcmp(json_object_get_string(v), "primary") == 0;
+			if (json_object_object_get_ex(o, "lsn", &v))
+				peers[i].lsn = (uint64_t)json_object_get_int64(v);
+			if (json_object_object_get_ex(o, "timeline", &v))
+				peers[i].timeline = json_object_get_int(v);
+		}
+		json_object_put(o);
+		cmn_buf_free(&bodies[i]);
+	}
+	struct ha_input in = {.me = a->cfg.member_name, .pg = &a->probe};
+
+	if (!ha_healthiest(&in, peers, n, reason, sizeof(reason))) {
+		log_info("not taking the leader key: %s", reason);
+		return;
+	}
+	if (!a->lease_id)
+		return;
+	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, &won) != PGW_OK)
+		return;
+	if (!won) {
+		log_info("another member took the leader key first");
+		return;
+	}
+	log_info("took the leader key (%s)", reason);
+	snprintf(a->cluster.leader, sizeof(a->cluster.leader), "%s", a->cfg.member_name);
+	a->cluster.has_leader = true;
+	a->cluster.leader_lease = a->lease_id;
+	if (a->probe.in_recovery)
+		do_promote(a);
+}
+
+static void do_demote(struct agent *a, const char *why)
+{
+	log_warning("demoting: %s", why);
+	if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0)
+		log_error("pg_ctl stop -m immediate failed");
+	a->configured_upstream[0] = '?';
+	a->configured_upstream[1] = '\0';
+	pgctl_close(&a->pg);
+}
+
+static void manage_slots(struct agent *a)
+{
+	struct cmn_buf sql = {0};
+	char slot[64];
+	bool first = true;
+
+	/* Create a slot per other member, drop inactive ones of members that left. */
+	cmn_buf_printf(&sql, "WITH want(name) AS (VALUES ");
+	for (size_t i = 0; i < a->cluster.n_members; i++) {
+		if (strcmp(a->cluster.members[i].name, a->cfg.member_name) == 0)
+			continue;
+		cmn_slot_name(a->cluster.members[i].name, slot, sizeof(slot));
+		cmn_buf_printf(&sql, "%s('%s')", first ? "" : ",", slot);
+		first = false;
+	}
+	if (first)
+		cmn_buf_printf(&sql, "(NULL::text)");
+	cmn_buf_printf(
+		&sql,
+		"), created AS (SELECT pg_create_physical_replication_slot(w.name, true) FROM want w"
+		" WHERE w.name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s"
+		" WHERE s.slot_name = w.name)),"
+		" dropped AS (SELECT pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s"
+		" WHERE s.slot_type = 'physical' AND NOT s.active AND NOT s.temporary"
+		" AND s.slot_name NOT IN (SELECT name FROM want WHERE name IS NOT NULL))"
+		" SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM dropped)");
+	if (sql.data && pgctl_exec(&a->pg, sql.data) != PGW_OK)
+		log_warning("could not manage replication slots");
+	cmn_buf_free(&sql);
+}
+
+static void keep_leader(struct agent *a)
+{
+	int64_t now = cmn_now_ms();
+
+	if (a->after_promote && a->probe.accepting && !a->probe.in_recovery) {
+		/* So that pg_rewind against us sees the new timeline in pg_control. */
+		if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
+			log_warning("CHECKPOINT after promotion failed");
+		if (dcs_append_history(&a->dcs, a->cluster.history, a->promote_from_timeline,
+				       a->promote_from_lsn, "promoted", a->cfg.member_name) !=
+		    PGW_OK)
+			log_warning("could not record the timeline switch in history");
+		a->after_promote = false;
+	}
+	if (a->configured_upstream[0] || pgconf_has_standby_signal(&a->cfg)) {
+		/* Running as primary with replica settings (after a re-adopt): fix the files. */
+		if (write_primary_config(a) != PGW_OK)
+			log_warning("cannot rewrite the primary configuration");
+	}
+	manage_slots(a);
+	if (a->probe.timeline != a->published_timeline ||
+	    (a->probe.lsn != a->published_optime &&
+	     now - a->published_status_ms >= AGENT_STATUS_INTERVAL_MS)) {
+		if (dcs_put_status(&a->dcs, a->probe.lsn, a->probe.timeline) == PGW_OK) {
+			a->published_optime = a->probe.lsn;
+			a->published_timeline = a->probe.timeline;
+			a->published_status_ms = now;
+		}
+	}
+}
+
+static void execute(struct agent *a, const struct ha_decision *d)
+{
+	const struct dcs_member *m = member_of(a, d->member);
+
+	switch (d->action) {
+	case HA_WAIT:
+		break;
+	case HA_BOOTSTRAP:
+		do_bootstrap(a);
+		break;
+	case HA_CLONE:
+		do_clone(a, d->member);
+		break;
+	case HA_START_STANDBY:
+		log_info("%s", d->reason);
+		start_standby(a, m ? m->host : NULL, m ? m->port : 0);
+		break;
+	case HA_START_PRIMARY:
+		log_info("%s", d->reason);
+		if (write_primary_config(a) == PGW_OK &&
+		    job_spawn(a, JOB_START, pgctl_argv_start(&a->pg)) != PGW_OK)
+			log_error("cannot start PostgreSQL");
+		break;
+	case HA_REWIND:
+		log_info("%s", d->reason);
+		do_rewind(a, d->member);
+		break;
+	case HA_RACE:
+		do_race(a);
+		break;
+	case HA_PROMOTE:
+		do_promote(a);
+		break;
+	case HA_KEEP_LEADER:
+		keep_leader(a);
+		break;
+	case HA_DEMOTE:
+		do_demote(a, d->reason);
+		break;
+	case HA_FOLLOW:
+		if (!m)
+			break;
+		log_info("%s", d->reason);
+		if (write_standby_config(a, m->host, m->port) == PGW_OK &&
+		    pgctl_reload(&a->pg) != PGW_OK)
+			a->configured_upstream[0] = '\0';
+		break;
+	case HA_RELEASE:
+		log_warning("%s", d->reason);
+		if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
+			log_error("could not release the leader key");
+		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);
+		a->primary_down_since_ms = 0;
+		break;
+	case HA_STOP_STUCK:
+		log_warning("%s", d->reason);
+		(void)run_now(a, pgctl_argv_stop(&a->pg, "fast"), 60000);
+		break;
+	}
+}
+
+/* ---- the loop ---- */
+
+static void observe(struct agent *a)
+{
+	int64_t now = cmn_now_ms();
+
+	pgctl_probe(&a->pg, &a->probe);
+	a->cd_valid = false;
+	if (a->probe.data_valid && !a->probe.postmaster_pid && a->job.kind == JOB_NONE)
+		a->cd_valid = pgctl_controldata(&a->pg, &a->cd) == PGW_OK;
+	if (a->cd_valid)
+		snprintf(a->local_sysid, sizeof(a->local_sysid), "%s", a->cd.sysid);
+	else if (a->probe.data_valid && !a->local_sysid[0] && a->probe.accepting) {
+		char *s = pgctl_query_value(&a->pg,
+					    "SELECT system_identifier::text FROM pg_control_system()");
+
+		if (s)
+			snprintf(a->local_sysid, sizeof(a->local_sysid), "%s", s);
+		free(s);
+	}
+	if (!a->probe.data_valid)
+		a->local_sysid[0] = '\0';
+	/* How long has our primary been down while we hold the key? */
+	if (holds_leader(a) && !(a->probe.accepting && !a->probe.in_recovery)) {
+		if (!a->primary_down_since_ms)
+			a->primary_down_since_ms = now;
+	} else {
+		a->primary_down_since_ms = 0;
+	}
+	if (a->probe.accepting && a->probe.in_recovery && !a->probe.streaming) {
+		if (!a->not_streaming_since_ms)
+			a->not_streaming_since_ms = now;
+	} else {
+		a->not_streaming_since_ms = 0;
+	}
+}
+
+static void read_cluster(struct agent *a)
+{
+	int rc;
+
+	dcs_cluster_free(&a->cluster);
+	rc = dcs_read(&a->dcs, &a->cluster);
+	a->dcs_ok = rc == PGW_OK;
+	if (!a->dcs_ok) {
+		memset(&a->cluster, 0, sizeof(a->cluster));
+		etcd_trouble(a, "reading the cluster", rc);
+		return;
+	}
+	/* A restarted agent finds the key on its previous lease: move it to the new one. */
+	if (holds_leader(a) && a->lease_id && a->cluster.leader_lease != a->lease_id) {
+		bool ok = false;
+
+		if (dcs_move_leader(&a->dcs, a->cfg.member_name, a->lease_id, &ok) == PGW_OK && ok) {
+			log_info("re-attached the leader key to our lease");
+			if (a->cluster.leader_lease &&
+			    etcd_lease_revoke(a->etcd, a->cluster.leader_lease) != PGW_OK)
+				log_debug("old lease already gone");
+			a->cluster.leader_lease = a->lease_id;
+		} else {
+			a->cluster.has_leader = false; /* someone else has it now */
+		}
+	}
+}
+
+static void run_once(struct agent *a)
+{
+	struct ha_decision d;
+	int code;
+
+	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
+	if (a->probe.accepting && !a->probe.in_recovery && a->lease_deadline_ms &&
+	    cmn_now_ms() >= a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS &&
+	    a->job.kind == JOB_NONE) {
+		pgctl_probe(&a->pg, &a->probe);
+		if (a->probe.accepting && !a->probe.in_recovery)
+			do_demote(a, "the leader lease may have expired while the agent was stalled");
+	}
+	lease_maintain(a);
+	read_cluster(a);
+	if (a->job.kind != JOB_NONE && cmn_proc_poll(a->job.pid, &code) == 1)
+		job_finished(a, code);
+	observe(a);
+	if (a->job.kind != JOB_NONE) {
+		snprintf(a->last_reason, sizeof(a->last_reason), "%s", job_state[a->job.kind]);
+	} else if (a->bootstrapping) {
+		finish_bootstrap(a);
+	} else {
+		struct ha_input in = {
+			.now_ms = cmn_now_ms(),
+			.me = a->cfg.member_name,
+			.nofailover = a->cfg.nofailover,
+			.maximum_lag = a->cfg.maximum_lag_on_failover,
+			.dcs_ok = a->dcs_ok,
+			.cluster = &a->cluster,
+			.lease_id = a->lease_id,
+			.lease_deadline_ms = a->lease_deadline_ms,
+			.demote_margin_ms = AGENT_DEMOTE_MARGIN_MS,
+			.pg = &a->probe,
+			.cd_valid = a->cd_valid,
+			.cd = a->cd,
+			.primary_down_since_ms = a->primary_down_since_ms,
+			.primary_start_timeout_ms = a->cfg.primary_start_timeout_ms,
+			.not_streaming_since_ms = a->not_streaming_since_ms,
+			.stuck_replica_ms = AGENT_STUCK_REPLICA_MS,
+		};
+
+		snprintf(in.local_sysid, sizeof(in.local_sysid), "%s", a->local_sysid);
+		snprintf(in.configured_upstream, sizeof(in.configured_upstream), "%s",
+			 a->configured_upstream);
+		ha_decide(&in, &d);
+		if (d.action != a->last_action || strcmp(d.reason, a->last_reason) != 0)
+			log_info("%s: %s", ha_action_name(d.action), d.reason);
+		a->last_action = d.action;
+		snprintf(a->last_reason, sizeof(a->last_reason), "%s", d.reason);
+		execute(a, &d);
+		if (d.action != HA_WAIT && d.action != HA_KEEP_LEADER)
+			observe(a);
+	}
+	publish_member(a);
+	publish_api(a);
+}
+
+static void agent_shutdown(struct agent *a)
+{
+	bool leader;
+
+	log_info("shutting down: stopping PostgreSQL");
+	if (a->job.kind != JOB_NONE) {
+		kill(a->job.pid, SIGTERM);
+		for (int i = 0; i < 100 && cmn_proc_poll(a->job.pid, &(int){0}) == 0; i++)
+			usleep(100000);
+	}
+	pgctl_probe(&a->pg, &a->probe);
+	leader = holds_leader(a);
+	pgctl_close(&a->pg);
+	if (a->probe.postmaster_pid &&
+	    run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) != 0)
+		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);
+	if (leader && dcs_release_leader(&a->dcs, a->cfg.member_name) == PGW_OK)
+		log_info("released the leader key");
+	if (a->lease_id && etcd_lease_revoke(a->etcd, a->lease_id) != PGW_OK)
+		log_debug("could not revoke our lease");
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: pgwarden agent [-c node.ini]\n"
+			"  Every key can also come from PGWARDEN_<SECTION>_<KEY>.\n");
+}
+
+int agent_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	char err[1024];
+	struct agent *a;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			usage();
+			return 0;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	if (geteuid() == 0) {
+		fprintf(stderr, "pgwarden agent: refusing to run as root (PostgreSQL cannot); run "
+				"it as the postgres user, e.g. runuser -u postgres -- pgwarden agent "
+				"...\n");
+		return 2;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return 1;
+	if (agent_config_load(path, &a->cfg, err, sizeof(err)) != PGW_OK ||
+	    pgconf_check_parameters(&a->cfg, err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden agent: %s\n", err);
+		agent_config_free(&a->cfg);
+		free(a);
+		return 2;
+	}
+	{
+		enum cmn_log_level lvl;
+
+		if (cmn_log_parse_level(a->cfg.log_level, &lvl) == PGW_OK)
+			cmn_log_set_level(lvl);
+	}
+	char ident[128];
+
+	snprintf(ident, sizeof(ident), "agent[%s]", a->cfg.member_name);
+	cmn_log_set_ident(ident);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	pthread_mutex_init(&a->wake_lock, NULL);
+	pthread_cond_init(&a->wake_cond, NULL);
+	a->configured_upstream[0] = '?';
+
+	struct etcd_client_opts eo = {
+		.endpoints = a->cfg.etcd_endpoints,
+		.timeout_ms = a->cfg.retry_timeout_ms,
+		.username = a->cfg.etcd_username,
+		.password = a->cfg.etcd_password,
+		.cacert = a->cfg.etcd_cacert,
+		.cert = a->cfg.etcd_cert,
+		.key = a->cfg.etcd_key,
+	};
+	int rc = 1;
+
+	if (etcd_client_new(&eo, &a->etcd) != PGW_OK) {
+		fprintf(stderr, "pgwarden agent: bad etcd endpoints '%s'\n", a->cfg.etcd_endpoints);
+		goto out;
+	}
+	dcs_init(&a->dcs, a->etcd, a->cfg.namespace, a->cfg.cluster_name);
+	pgctl_init(&a->pg, &a->cfg);
+	if (cmn_mkdir_p(a->cfg.socket_dir, 0700) != PGW_OK) {
+		log_fatal("cannot create the socket directory %s: %s", a->cfg.socket_dir,
+			  strerror(errno));
+		goto out;
+	}
+	if (pgconf_write_pgpass(&a->cfg) != PGW_OK)
+		goto out;
+	api_state_init(&a->api, a->cfg.ttl_ms);
+	if (api_start(a->cfg.api_host, a->cfg.api_port, &a->api, &a->api_srv) != PGW_OK)
+		goto out_api;
+	log_info("starting: cluster %s, member %s, etcd %s, ttl %d ms, loop_wait %d ms",
+		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd_endpoints, a->cfg.ttl_ms,
+		 a->cfg.loop_wait_ms);
+	a->watch_started = pthread_create(&a->watch_thread, NULL, watch_main, a) == 0;
+	while (!shutdown_requested) {
+		int64_t started = cmn_now_ms();
+
+		run_once(a);
+		if (a->job.kind != JOB_NONE || a->bootstrapping)
+			agent_sleep(a, started + 100);
+		else
+			agent_sleep(a, started + a->cfg.loop_wait_ms);
+	}
+	agent_shutdown(a);
+	rc = 0;
+	a->stop_watch = true;
+	if (a->watch_started)
+		pthread_join(a->watch_thread, NULL);
+	api_stop(a->api_srv);
+out_api:
+	api_state_destroy(&a->api);
+out:
+	pgctl_close(&a->pg);
+	dcs_cluster_free(&a->cluster);
+	free(a->published_member);
+	if (a->etcd)
+		etcd_client_free(a->etcd);
+	agent_config_free(&a->cfg);
+	free(a);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,75 @@
+/*
+ * The agent's node configuration (one INI file per node, every key overridable
+ * by PGWARDEN_<SECTION>_<KEY>). Durations are milliseconds, sizes bytes.
+ */
+#ifndef PGW_AGENTCFG_H
+#define PGW_AGENTCFG_H
+
+#include "common/config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct agent_config {
+	/* [cluster] */
+	char *cluster_name;
+	char *namespace;
+	char *member_name;
+	int ttl_ms;
+	int loop_wait_ms;
+	int retry_timeout_ms;
+	int64_t maximum_lag_on_failover;
+	int primary_start_timeout_ms;
+	char *log_level;
+	/* [etcd] */
+	char *etcd_endpoints;
+	char *etcd_username;
+	char *etcd_password;
+	char *etcd_cacert;
+	char *etcd_cert;
+	char *etcd_key;
+	/* [postgresql] */
+	char *data_dir;
+	char *bin_dir;
+	char *pg_listen;	  /* host:port postgres listens on */
+	char *pg_connect_address; /* host:port others use to reach it */
+	char *socket_dir;
+	char *superuser;
+	char *superuser_password;
+	char *replication_user;
+	char *replication_password;
+	int64_t memory;
+	bool use_pg_rewind;
+	bool remove_data_on_rewind_failure;
+	char *pgpass; /* passfile the agent writes (default <data_dir>/../pgpass) */
+	char *pg_hba_extra;
+	/* [api] */
+	char *api_listen;
+	char *api_connect_address;
+	char *api_username;
+	char *api_password;
+	/* free-form */
+	struct cmn_kvlist parameters;
+	struct cmn_kvlist tags;
+	/* derived */
+	char pg_host[256];
+	int pg_port;
+	char pg_connect_host[256];
+	int pg_connect_port;
+	char api_host[256];
+	int api_port;
+	char api_connect[300]; /* http://host:port */
+	bool nofailover, noloadbalance, nosync, clonefrom;
+};
+
+extern const struct cmn_cfg_schema agent_config_schema;
+
+/* Loads and cross-validates; err gets a file:line message on failure. */
+int agent_config_load(const char *path, struct agent_config *cfg, char *err,
+		      size_t err_size) PGW_WUR;
+void agent_config_free(struct agent_config *cfg);
+/* Checks ttl / loop_wait / retry_timeout against each other. */
+int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
+			      size_t err_size) PGW_WUR;
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * The agent's REST API (libmicrohttpd, its own thread). The HA loop renders the
+ * JSON documents once per loop into struct api_state; request handlers only copy
+ * them under the lock, so a slow client never delays the HA loop.
+ *
+ * Patroni-compatible health endpoints: GET / /primary /master /leader /read-write
+ * (200 on the leader), /replica (200 on a running replica not tagged
+ * noloadbalance, ?lag=bytes), /read-only, /health, /liveness, /readiness;
+ * documents: /status (alias /patroni), /cluster, /history.
+ */
+#ifndef PGW_API_H
+#define PGW_API_H
+
+#include "common/err.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct api_state {
+	pthread_mutex_t lock;
+	char *status_json;  /* owned; replaced by api_state_set */
+	char *cluster_json; /* owned */
+	char *history_json; /* owned */
+	bool pg_running;    /* postmaster up and accepting */
+	bool is_leader;	    /* primary and holder of the leader key */
+	bool is_replica;    /* running in recovery */
+	bool streaming;
+	bool noloadbalance;
+	uint64_t lag_bytes; /* replica: leader optime - our position (0 unknown) */
+	int64_t last_loop_ms;
+	int liveness_ms; /* loop considered dead after this long */
+};
+
+struct api_server;
+
+void api_state_init(struct api_state *st, int liveness_ms);
+void api_state_destroy(struct api_state *st);
+/* Takes ownership of the three strings (any may be NULL to keep the old one). */
+void api_state_set_docs(struct api_state *st, char *status_json, char *cluster_json,
+			char *history_json);
+
+int api_start(const char *host, int port, struct api_state *st, struct api_server **out) PGW_WUR;
+void api_stop(struct api_server *srv);
+
+#endif

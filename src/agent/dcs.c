@@ -1,0 +1,362 @@
+#include "agent/dcs.h"
+#include "common/config.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, const char *cluster)
+{
+	const char *ns = namespace;
+
+	while (*ns == '/')
+		ns++;
+	d->etcd = etcd;
+	if (*ns) {
+		size_t l = strlen(ns);
+
+		while (l > 0 && ns[l - 1] == '/')
+			l--;
+		snprintf(d->prefix, sizeof(d->prefix), "/%.*s/%s/", (int)l, ns, cluster);
+	} else {
+		snprintf(d->prefix, sizeof(d->prefix), "/%s/", cluster);
+	}
+}
+
+void dcs_key(const struct dcs *d, const char *name, char *out, size_t size)
+{
+	snprintf(out, size, "%s%s", d->prefix, name);
+}
+
+static void copy_str(json_object *o, const char *field, char *out, size_t size)
+{
+	json_object *v;
+
+	if (json_object_object_get_ex(o, field, &v) && json_object_is_type(v, json_type_string))
+		snprintf(out, size, "%s", json_object_get_string(v));
+}
+
+static bool get_bool(json_object *o, const char *field)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, field, &v))
+		return false;
+	if (json_object_is_type(v, json_type_string)) {
+		bool b = false;
+
+		return cmn_parse_bool(json_object_get_string(v), &b) == PGW_OK && b;
+	}
+	return json_object_get_boolean(v);
+}
+
+int dcs_member_from_json(const char *name, const char *json, size_t len, struct dcs_member *out)
+{
+	struct json_tokener *tok = json_tokener_new();
+	json_object *o, *v, *tags;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	if (!tok)
+		return PGW_ENOMEM;
+	o = json_tokener_parse_ex(tok, json, (int)len);
+	json_tokener_free(tok);
+	if (!o || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return PGW_EPROTO;
+	}
+	copy_str(o, "host", out->host, sizeof(out->host));
+	if (json_object_object_get_ex(o, "port", &v))
+		out->port = json_object_get_int(v);
+	copy_str(o, "api_url", out->api_url, sizeof(out->api_url));
+	copy_str(o, "role", out->role, sizeof(out->role));
+	copy_str(o, "state", out->state, sizeof(out->state));
+	if (json_object_object_get_ex(o, "timeline", &v))
+		out->timeline = json_object_get_int(v);
+	if (json_object_object_get_ex(o, "lsn", &v))
+		out->lsn = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(o, "tags", &tags) &&
+	    json_object_is_type(tags, json_type_object)) {
+		out->nofailover = get_bool(tags, "nofailover");
+		out->noloadbalance = get_bool(tags, "noloadbalance");
+		out->nosync = get_bool(tags, "nosync");
+		out->clonefrom = get_bool(tags, "clonefrom");
+		snprintf(out->tags_json, sizeof(out->tags_json), "%s",
+			 json_object_to_json_string_ext(tags, JSON_C_TO_STRING_PLAIN));
+	}
+	json_object_put(o);
+	return PGW_OK;
+}
+
+char *dcs_member_to_json(const struct dcs_member *m)
+{
+	json_object *o = json_object_new_object();
+	json_object *tags = NULL;
+	char *s;
+
+	json_object_object_add(o, "host", json_object_new_string(m->host));
+	json_object_object_add(o, "port", json_object_new_int(m->port));
+	json_object_object_add(o, "api_url", json_object_new_string(m->api_url));
+	json_object_object_add(o, "role", json_object_new_string(m->role));
+	json_object_object_add(o, "state", json_object_new_string(m->state));
+	json_object_object_add(o, "timeline", json_object_new_int(m->timeline));
+	if (m->lsn)
+		json_object_object_add(o, "lsn", json_object_new_int64((int64_t)m->lsn));
+	if (m->tags_json[0])
+		tags = json_tokener_parse(m->tags_json);
+	json_object_object_add(o, "tags", tags ? tags : json_object_new_object());
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static char *dup_value(const struct etcd_kv *kv)
+{
+	char *s = malloc(kv->value_len + 1);
+
+	if (s) {
+		memcpy(s, kv->value, kv->value_len);
+		s[kv->value_len] = '\0';
+	}
+	return s;
+}
+
+int dcs_read(struct dcs *d, struct dcs_cluster *out)
+{
+	struct etcd_range_result r;
+	size_t plen = strlen(d->prefix);
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = etcd_range_prefix(d->etcd, d->prefix, &r);
+	if (rc != PGW_OK)
+		return rc;
+	out->revision = r.header.revision;
+	for (size_t i = 0; i < r.n_kvs; i++) {
+		const struct etcd_kv *kv = &r.kvs[i];
+		const char *name = kv->key + plen;
+
+		if (kv->key_len < plen)
+			continue;
+		if (strcmp(name, "initialize") == 0) {
+			out->has_initialize = true;
+			snprintf(out->sysid, sizeof(out->sysid), "%.*s", (int)kv->value_len,
+				 kv->value);
+		} else if (strcmp(name, "leader") == 0) {
+			out->has_leader = true;
+			out->leader_lease = kv->lease;
+			snprintf(out->leader, sizeof(out->leader), "%.*s", (int)kv->value_len,
+				 kv->value);
+		} else if (strcmp(name, "status") == 0) {
+			json_object *o = json_tokener_parse(kv->value), *v;
+
+			if (o && json_object_object_get_ex(o, "optime", &v))
+				out->optime = (uint64_t)json_object_get_int64(v);
+			if (o && json_object_object_get_ex(o, "timeline", &v))
+				out->leader_timeline = json_object_get_int(v);
+			json_object_put(o);
+		} else if (strcmp(name, "history") == 0) {
+			free(out->history);
+			out->history = dup_value(kv);
+		} else if (strcmp(name, "config") == 0) {
+			free(out->config);
+			out->config = dup_value(kv);
+		} else if (strncmp(name, "members/", 8) == 0 && out->n_members < DCS_MAX_MEMBERS) {
+			struct dcs_member *m = &out->members[out->n_members];
+
+			if (strlen(name + 8) >= DCS_NAME_MAX ||
+			    dcs_member_from_json(name + 8, kv->value, kv->value_len, m) != PGW_OK) {
+				log_warning("ignoring unreadable member key %s", kv->key);
+				continue;
+			}
+			m->lease = kv->lease;
+			out->n_members++;
+		}
+	}
+	etcd_range_result_free(&r);
+	return PGW_OK;
+}
+
+void dcs_cluster_free(struct dcs_cluster *c)
+{
+	free(c->history);
+	free(c->config);
+	c->history = c->config = NULL;
+}
+
+const struct dcs_member *dcs_find_member(const struct dcs_cluster *c, const char *name)
+{
+	for (size_t i = 0; i < c->n_members; i++)
+		if (strcmp(c->members[i].name, name) == 0)
+			return &c->members[i];
+	return NULL;
+}
+
+/*
+ * txn: key absent (create_revision == 0) -> put value with lease; else read it.
+ * A txn the client retried on another endpoint after a timeout may have been
+ * applied the first time: finding our own value on our own lease is a win.
+ */
+static int create_if_absent(struct dcs *d, const char *name, const char *value, int64_t lease,
+			    bool *won)
+{
+	char key[600];
+	struct etcd_txn_result r;
+	int rc;
+
+	dcs_key(d, name, key, sizeof(key));
+	struct etcd_compare cmp = {
+		.key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0};
+	struct etcd_op put = {
+		.type = ETCD_OP_PUT, .key = key, .value = value, .value_len = strlen(value),
+		.lease = lease};
+	struct etcd_op get = {.type = ETCD_OP_RANGE, .key = key};
+
+	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, &get, 1, &r);
+	if (rc != PGW_OK)
+		return rc;
+	*won = r.succeeded;
+	if (!r.succeeded && r.n_responses == 1 && r.responses[0].n_kvs == 1 && lease != 0) {
+		const struct etcd_kv *kv = &r.responses[0].kvs[0];
+
+		*won = kv->lease == lease && kv->value_len == strlen(value) &&
+		       memcmp(kv->value, value, kv->value_len) == 0;
+	}
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+int dcs_take_initialize(struct dcs *d, bool *won)
+{
+	return create_if_absent(d, "initialize", "", 0, won);
+}
+
+int dcs_set_initialize(struct dcs *d, const char *sysid)
+{
+	char key[600];
+
+	dcs_key(d, "initialize", key, sizeof(key));
+	return etcd_put(d->etcd, key, sysid, strlen(sysid), 0, NULL);
+}
+
+int dcs_delete_initialize(struct dcs *d)
+{
+	char key[600];
+
+	dcs_key(d, "initialize", key, sizeof(key));
+	return etcd_delete(d->etcd, key, NULL, NULL);
+}
+
+int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, bool *won)
+{
+	return create_if_absent(d, "leader", name, lease, won);
+}
+
+int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok)
+{
+	char key[600];
+	struct etcd_txn_result r;
+	int rc;
+
+	dcs_key(d, "leader", key, sizeof(key));
+	struct etcd_compare cmp = {.key = key,
+				   .target = ETCD_CMP_VALUE,
+				   .result = ETCD_CMP_EQUAL,
+				   .value = name,
+				   .value_len = strlen(name)};
+	struct etcd_op put = {
+		.type = ETCD_OP_PUT, .key = key, .value = name, .value_len = strlen(name),
+		.lease = lease};
+
+	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+	if (rc != PGW_OK)
+		return rc;
+	*ok = r.succeeded;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+int dcs_release_leader(struct dcs *d, const char *name)
+{
+	char key[600];
+	struct etcd_txn_result r;
+	int rc;
+
+	dcs_key(d, "leader", key, sizeof(key));
+	struct etcd_compare cmp = {.key = key,
+				   .target = ETCD_CMP_VALUE,
+				   .result = ETCD_CMP_EQUAL,
+				   .value = name,
+				   .value_len = strlen(name)};
+	struct etcd_op del = {.type = ETCD_OP_DELETE, .key = key};
+
+	rc = etcd_txn(d->etcd, &cmp, 1, &del, 1, NULL, 0, &r);
+	if (rc != PGW_OK)
+		return rc;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+int dcs_put_member(struct dcs *d, const char *name, const char *json, int64_t lease)
+{
+	char key[600], sub[300];
+
+	snprintf(sub, sizeof(sub), "members/%s", name);
+	dcs_key(d, sub, key, sizeof(key));
+	return etcd_put(d->etcd, key, json, strlen(json), lease, NULL);
+}
+
+int dcs_delete_member(struct dcs *d, const char *name)
+{
+	char key[600], sub[300];
+
+	snprintf(sub, sizeof(sub), "members/%s", name);
+	dcs_key(d, sub, key, sizeof(key));
+	return etcd_delete(d->etcd, key, NULL, NULL);
+}
+
+int dcs_put_status(struct dcs *d, uint64_t optime, int timeline)
+{
+	char key[600], val[128];
+
+	dcs_key(d, "status", key, sizeof(key));
+	snprintf(val, sizeof(val), "{\"optime\":%llu,\"timeline\":%d}", (unsigned long long)optime,
+		 timeline);
+	return etcd_put(d->etcd, key, val, strlen(val), 0, NULL);
+}
+
+int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,
+		       const char *reason, const char *leader)
+{
+	json_object *list = current_history ? json_tokener_parse(current_history) : NULL;
+	json_object *entry;
+	char key[600], stamp[64];
+	time_t now = time(NULL);
+	struct tm tm;
+	int rc;
+
+	if (!list || !json_object_is_type(list, json_type_array)) {
+		json_object_put(list);
+		list = json_object_new_array();
+	}
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	entry = json_object_new_array();
+	json_object_array_add(entry, json_object_new_int(timeline));
+	json_object_array_add(entry, json_object_new_int64((int64_t)lsn));
+	json_object_array_add(entry, json_object_new_string(reason));
+	json_object_array_add(entry, json_object_new_string(stamp));
+	json_object_array_add(entry, json_object_new_string(leader));
+	json_object_array_add(list, entry);
+	const char *text = json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN);
+
+	dcs_key(d, "history", key, sizeof(key));
+	rc = etcd_put(d->etcd, key, text, strlen(text), 0, NULL);
+	json_object_put(list);
+	return rc;
+}

@@ -1,0 +1,88 @@
+/*
+ * The cluster's state in etcd, under <namespace>/<cluster>/:
+ *   initialize        system identifier ("" while the winner bootstraps); created once
+ *   leader            member name, attached to the leader's lease
+ *   members/<name>    member JSON, attached to that member's lease
+ *   status            {"optime": leader WAL position, "timeline": n}
+ *   history           JSON list of [timeline, switch lsn, reason, time, new leader]
+ * Decisive writes (take leader, initialize) are transactions with a compare.
+ */
+#ifndef PGW_DCS_H
+#define PGW_DCS_H
+
+#include "common/err.h"
+#include "etcd/etcd.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define DCS_MAX_MEMBERS 32
+#define DCS_NAME_MAX	64
+
+struct dcs_member {
+	char name[DCS_NAME_MAX];
+	char host[256]; /* PostgreSQL connect address */
+	int port;
+	char api_url[300];
+	char role[16];	/* primary, replica, uninitialized */
+	char state[32]; /* running, streaming, starting, stopped, crashed, ... */
+	int timeline;
+	uint64_t lsn; /* as last published (may be stale; ask the REST API for live) */
+	bool nofailover, noloadbalance, nosync, clonefrom;
+	char tags_json[512];
+	int64_t lease;
+};
+
+struct dcs_cluster {
+	int64_t revision;
+	bool has_initialize;
+	char sysid[32];
+	bool has_leader;
+	char leader[DCS_NAME_MAX];
+	int64_t leader_lease;
+	uint64_t optime;
+	int leader_timeline;
+	struct dcs_member members[DCS_MAX_MEMBERS];
+	size_t n_members;
+	char *history; /* JSON text or NULL; owned */
+	char *config;  /* JSON text or NULL; owned */
+};
+
+struct dcs {
+	struct etcd_client *etcd; /* borrowed */
+	char prefix[512];	  /* "/service/demo/" */
+};
+
+void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace,
+	      const char *cluster);
+/* Key of a name under the prefix, e.g. dcs_key(d, "leader", buf, size). */
+void dcs_key(const struct dcs *d, const char *name, char *out, size_t size);
+
+int dcs_read(struct dcs *d, struct dcs_cluster *out) PGW_WUR;
+void dcs_cluster_free(struct dcs_cluster *c);
+const struct dcs_member *dcs_find_member(const struct dcs_cluster *c, const char *name);
+
+int dcs_take_initialize(struct dcs *d, bool *won) PGW_WUR;
+int dcs_set_initialize(struct dcs *d, const char *sysid) PGW_WUR;
+int dcs_delete_initialize(struct dcs *d) PGW_WUR;
+
+/* Creates the leader key if absent, attached to lease. */
+int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, bool *won) PGW_WUR;
+/* Re-attaches the leader key to lease if it still holds name. */
+int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok) PGW_WUR;
+/* Deletes the leader key if it holds name. */
+int dcs_release_leader(struct dcs *d, const char *name) PGW_WUR;
+
+int dcs_put_member(struct dcs *d, const char *name, const char *json, int64_t lease) PGW_WUR;
+int dcs_delete_member(struct dcs *d, const char *name) PGW_WUR;
+int dcs_put_status(struct dcs *d, uint64_t optime, int timeline) PGW_WUR;
+/* Appends [old timeline, switch lsn, reason, time, new leader] to history. */
+int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,
+		       const char *reason, const char *leader) PGW_WUR;
+
+/* Member JSON codec (pure). */
+char *dcs_member_to_json(const struct dcs_member *m);
+int dcs_member_from_json(const char *name, const char *json, size_t len,
+			 struct dcs_member *out) PGW_WUR;
+
+#endif

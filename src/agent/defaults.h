@@ -1,0 +1,36 @@
+/*
+ * Every timing default of the agent in one place.
+ *
+ * Failover budget with the defaults (primary host killed): the lease expires at
+ * most ttl after the last renewal (etcd checks expiry every 500 ms), the watch
+ * wakes the replicas at once, the healthiest takes the key and promotes in well
+ * under a second: about ttl - loop_wait/2 + 0.5 s on average, 4-5 s at worst.
+ * loop_wait + 2 x retry_timeout <= ttl keeps two failed renewals from costing
+ * the lease, and the primary demotes itself AGENT_DEMOTE_MARGIN_MS before the
+ * lease can expire.
+ */
+#ifndef PGW_AGENT_DEFAULTS_H
+#define PGW_AGENT_DEFAULTS_H
+
+#define AGENT_DEFAULT_TTL		    "4s"
+#define AGENT_DEFAULT_LOOP_WAIT		    "1s"
+#define AGENT_DEFAULT_RETRY_TIMEOUT	    "1500ms"
+#define AGENT_DEFAULT_MAX_LAG		    "1MB"
+#define AGENT_DEFAULT_PRIMARY_START_TIMEOUT "10s"
+
+/* A primary demotes when its lease has less than this left. */
+#define AGENT_DEMOTE_MARGIN_MS 1000
+/* Bound on asking another member's REST API during the leader race. */
+#define AGENT_PEER_TIMEOUT_MS 800
+/* The leader publishes its WAL position at most this often. */
+#define AGENT_STATUS_INTERVAL_MS 5000
+/* libpq connect_timeout (s) and statement_timeout for the agent's own queries. */
+#define AGENT_PG_CONNECT_TIMEOUT_S 2
+#define AGENT_PG_STATEMENT_TIMEOUT_MS 2000
+/* pg_ctl start / stop waits. */
+#define AGENT_PG_START_TIMEOUT_S 60
+#define AGENT_PG_STOP_TIMEOUT_S 60
+/* A standby that never streams: how long before the agent looks at rewinding it. */
+#define AGENT_STUCK_REPLICA_MS 15000
+
+#endif

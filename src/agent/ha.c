@@ -1,0 +1,319 @@
+#include "agent/ha.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const action_names[] = {
+	[HA_WAIT] = "wait",
+	[HA_BOOTSTRAP] = "bootstrap",
+	[HA_CLONE] = "clone",
+	[HA_START_STANDBY] = "start as replica",
+	[HA_START_PRIMARY] = "restart primary",
+	[HA_REWIND] = "rewind",
+	[HA_RACE] = "leader race",
+	[HA_PROMOTE] = "promote",
+	[HA_KEEP_LEADER] = "keep leader",
+	[HA_DEMOTE] = "demote",
+	[HA_FOLLOW] = "follow",
+	[HA_RELEASE] = "release leader key",
+	[HA_STOP_STUCK] = "stop stuck replica",
+};
+
+const char *ha_action_name(enum ha_action a)
+{
+	return action_names[a];
+}
+
+static void set(struct ha_decision *d, enum ha_action a, const char *member, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void set(struct ha_decision *d, enum ha_action a, const char *member, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->action = a;
+	snprintf(d->member, sizeof(d->member), "%s", member ? member : "");
+	va_start(ap, fmt);
+	vsnprintf(d->reason, sizeof(d->reason), fmt, ap);
+	va_end(ap);
+}
+
+const struct dcs_member *ha_clone_source(const struct dcs_cluster *c, const char *me)
+{
+	const struct dcs_member *leader = NULL;
+
+	for (size_t i = 0; i < c->n_members; i++) {
+		const struct dcs_member *m = &c->members[i];
+
+		if (strcmp(m->name, me) == 0 || !m->host[0])
+			continue;
+		if (m->clonefrom && strcmp(m->role, "replica") == 0 &&
+		    strcmp(m->state, "streaming") == 0)
+			return m;
+		if (c->has_leader && strcmp(m->name, c->leader) == 0 &&
+		    strcmp(m->state, "running") == 0)
+			leader = m;
+	}
+	return leader;
+}
+
+static bool held_by_me(const struct ha_input *in)
+{
+	return in->cluster->has_leader && strcmp(in->cluster->leader, in->me) == 0;
+}
+
+static bool lease_expiring(const struct ha_input *in)
+{
+	return in->now_ms >= in->lease_deadline_ms - in->demote_margin_ms;
+}
+
+/* Timeline the stopped local data ends on, from pg_controldata. */
+static int local_timeline(const struct ha_input *in)
+{
+	int tli = in->cd.checkpoint_tli;
+
+	if (in->cd.min_recovery_tli > tli)
+		tli = in->cd.min_recovery_tli;
+	return tli;
+}
+
+static int leader_timeline(const struct dcs_cluster *c)
+{
+	const struct dcs_member *l = c->has_leader ? dcs_find_member(c, c->leader) : NULL;
+
+	if (l && l->timeline > 0)
+		return l->timeline;
+	return c->leader_timeline;
+}
+
+static void decide_no_data(const struct ha_input *in, struct ha_decision *d)
+{
+	const struct dcs_cluster *c = in->cluster;
+	const struct dcs_member *src;
+
+	if (!in->dcs_ok) {
+		set(d, HA_WAIT, NULL, "no data directory and etcd is unreachable");
+		return;
+	}
+	if (!c->has_initialize) {
+		if (in->nofailover) {
+			set(d, HA_WAIT, NULL,
+			    "cluster not initialized; a nofailover member does not bootstrap");
+			return;
+		}
+		set(d, HA_BOOTSTRAP, NULL, "cluster not initialized");
+		return;
+	}
+	if (!c->sysid[0]) {
+		set(d, HA_WAIT, NULL, "another member is bootstrapping the cluster");
+		return;
+	}
+	src = ha_clone_source(c, in->me);
+	if (!src) {
+		set(d, HA_WAIT, NULL, "no running leader to clone from");
+		return;
+	}
+	set(d, HA_CLONE, src->name, "no data directory: cloning from %s", src->name);
+}
+
+static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
+{
+	const struct dcs_cluster *c = in->cluster;
+
+	if (!in->dcs_ok) {
+		set(d, HA_WAIT, NULL, "PostgreSQL is stopped and etcd is unreachable: not starting it");
+		return;
+	}
+	if (held_by_me(in)) {
+		bool was_primary = in->cd_valid && (in->cd.state == PGCTL_CD_IN_PRODUCTION ||
+						    in->cd.state == PGCTL_CD_SHUT_DOWN);
+
+		if (in->primary_down_since_ms &&
+		    in->now_ms - in->primary_down_since_ms > in->primary_start_timeout_ms) {
+			set(d, HA_RELEASE, NULL,
+			    "primary did not come back within %d ms: releasing the leader key",
+			    in->primary_start_timeout_ms);
+			return;
+		}
+		if (was_primary) {
+			set(d, HA_START_PRIMARY, NULL, "PostgreSQL is down and we hold the leader key");
+			return;
+		}
+		set(d, HA_START_STANDBY, NULL, "holding the leader key: start, then promote");
+		return;
+	}
+	if (c->has_leader) {
+		const struct dcs_member *l = dcs_find_member(c, c->leader);
+		int ltl = leader_timeline(c);
+
+		if (!l || !l->host[0]) {
+			set(d, HA_WAIT, NULL, "leader %s has not published its address yet", c->leader);
+			return;
+		}
+		if (in->cd_valid && ltl > 0 && local_timeline(in) != ltl) {
+			set(d, HA_REWIND, l->name,
+			    "local timeline %d differs from leader %s's timeline %d",
+			    local_timeline(in), l->name, ltl);
+			return;
+		}
+		if (in->cd_valid && in->cd.state == PGCTL_CD_IN_PRODUCTION) {
+			/* A crashed former primary on the leader's timeline: let pg_rewind judge. */
+			set(d, HA_REWIND, l->name, "former primary rejoining leader %s", l->name);
+			return;
+		}
+		set(d, HA_START_STANDBY, l->name, "starting as a replica of %s", l->name);
+		return;
+	}
+	set(d, HA_START_STANDBY, NULL, "no leader: starting as a replica, then racing");
+}
+
+static void decide_replica(const struct ha_input *in, struct ha_decision *d)
+{
+	const struct dcs_cluster *c = in->cluster;
+	const struct dcs_member *l;
+
+	if (held_by_me(in)) {
+		if (lease_expiring(in)) {
+			set(d, HA_WAIT, NULL, "holding the leader key but the lease is about to expire");
+			return;
+		}
+		set(d, HA_PROMOTE, in->me, "we hold the leader key");
+		return;
+	}
+	if (!c->has_leader) {
+		if (in->nofailover) {
+			set(d, HA_WAIT, NULL, "no leader; tagged nofailover, not racing");
+			return;
+		}
+		if (c->optime > 0 && c->optime > in->pg->lsn &&
+		    (int64_t)(c->optime - in->pg->lsn) > in->maximum_lag) {
+			set(d, HA_WAIT, NULL,
+			    "no leader; lagging %llu bytes behind the last leader position, more "
+			    "than maximum_lag_on_failover",
+			    (unsigned long long)(c->optime - in->pg->lsn));
+			return;
+		}
+		set(d, HA_RACE, NULL, "no leader: racing for the key");
+		return;
+	}
+	l = dcs_find_member(c, c->leader);
+	if (!l || !l->host[0]) {
+		set(d, HA_WAIT, NULL, "leader %s has not published its address yet", c->leader);
+		return;
+	}
+	char want[300];
+
+	snprintf(want, sizeof(want), "%s:%d", l->host, l->port);
+	if (strcmp(in->configured_upstream, want) != 0) {
+		set(d, HA_FOLLOW, l->name, "following leader %s at %s", l->name, want);
+		return;
+	}
+	if (!in->pg->streaming && in->not_streaming_since_ms &&
+	    in->now_ms - in->not_streaming_since_ms > in->stuck_replica_ms &&
+	    leader_timeline(c) > in->pg->timeline) {
+		set(d, HA_STOP_STUCK, l->name,
+		    "not streaming from %s for %lld ms and behind its timeline %d", l->name,
+		    (long long)(in->now_ms - in->not_streaming_since_ms), leader_timeline(c));
+		return;
+	}
+	set(d, HA_WAIT, l->name, "replica of %s", l->name);
+}
+
+static void decide_primary(const struct ha_input *in, struct ha_decision *d)
+{
+	const struct dcs_cluster *c = in->cluster;
+
+	if (held_by_me(in)) {
+		if (lease_expiring(in)) {
+			set(d, HA_DEMOTE, NULL, "leader lease could not be renewed in time");
+			return;
+		}
+		set(d, HA_KEEP_LEADER, in->me, "holding the leader key");
+		return;
+	}
+	if (c->has_leader) {
+		set(d, HA_DEMOTE, c->leader, "%s holds the leader key: demoting", c->leader);
+		return;
+	}
+	set(d, HA_RACE, NULL, "running as primary without the leader key: racing for it");
+}
+
+void ha_decide(const struct ha_input *in, struct ha_decision *d)
+{
+	const struct pgctl_probe *pg = in->pg;
+	bool primary = pg->accepting && !pg->in_recovery;
+
+	memset(d, 0, sizeof(*d));
+	/* Safety first: a primary whose lease is about to expire stops, whatever etcd says. */
+	if (primary && in->lease_deadline_ms && lease_expiring(in)) {
+		set(d, HA_DEMOTE, NULL, "leader lease expires in less than %d ms: demoting",
+		    in->demote_margin_ms);
+		return;
+	}
+	if (!pg->data_valid) {
+		decide_no_data(in, d);
+		return;
+	}
+	if (in->dcs_ok && in->cluster->sysid[0] && in->local_sysid[0] &&
+	    strcmp(in->cluster->sysid, in->local_sysid) != 0) {
+		set(d, HA_WAIT, NULL,
+		    "data directory belongs to system %s, the cluster is %s: not touching it",
+		    in->local_sysid, in->cluster->sysid);
+		return;
+	}
+	if (!pg->postmaster_pid) {
+		decide_stopped(in, d);
+		return;
+	}
+	if (!pg->accepting) {
+		if (in->dcs_ok && held_by_me(in) && in->primary_down_since_ms &&
+		    in->now_ms - in->primary_down_since_ms > in->primary_start_timeout_ms) {
+			set(d, HA_RELEASE, NULL,
+			    "primary still not accepting connections after %d ms: releasing the "
+			    "leader key",
+			    in->primary_start_timeout_ms);
+			return;
+		}
+		set(d, HA_WAIT, NULL, "PostgreSQL is starting");
+		return;
+	}
+	if (!in->dcs_ok) {
+		if (primary) {
+			if (!in->lease_deadline_ms || lease_expiring(in)) {
+				set(d, HA_DEMOTE, NULL, "etcd is unreachable and the lease expires");
+				return;
+			}
+			set(d, HA_WAIT, NULL, "etcd is unreachable; primary kept until %lld ms",
+			    (long long)(in->lease_deadline_ms - in->demote_margin_ms - in->now_ms));
+			return;
+		}
+		set(d, HA_WAIT, NULL, "etcd is unreachable");
+		return;
+	}
+	if (pg->in_recovery)
+		decide_replica(in, d);
+	else
+		decide_primary(in, d);
+}
+
+bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_t n_peers,
+		   char *reason, size_t reason_size)
+{
+	for (size_t i = 0; i < n_peers; i++) {
+		const struct ha_peer *p = &peers[i];
+
+		if (!p->reachable || strcmp(p->name, in->me) == 0)
+			continue;
+		if (p->is_primary) {
+			snprintf(reason, reason_size, "%s is still running as a primary", p->name);
+			return false;
+		}
+		if (!p->nofailover && p->lsn > in->pg->lsn) {
+			snprintf(reason, reason_size, "%s is ahead (%llu > %llu)", p->name,
+				 (unsigned long long)p->lsn, (unsigned long long)in->pg->lsn);
+			return false;
+		}
+	}
+	snprintf(reason, reason_size, "healthiest of the reachable members");
+	return true;
+}

@@ -1,0 +1,39 @@
+/*
+ * The files the agent owns in PGDATA: postgresql.conf (tuned parameters computed
+ * from the node's memory, [parameters] overrides, and the replication settings),
+ * pg_hba.conf, standby.signal; and the agent's passfile outside PGDATA.
+ */
+#ifndef PGW_PGCONF_H
+#define PGW_PGCONF_H
+
+#include "agent/agentcfg.h"
+#include "common/config.h"
+#include "common/err.h"
+
+#include <stdbool.h>
+
+/* Where a replica streams from; host NULL: no upstream (stay in recovery). */
+struct pgconf_upstream {
+	const char *host;
+	int port;
+};
+
+/* Tuned values for memory bytes, then cfg's [parameters] on top. Caller frees out. */
+int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out) PGW_WUR;
+/* The parameters only the agent may set; NULL when name is not one. */
+const char *pgconf_managed_reason(const char *name);
+/* Validates [parameters]: err gets "file:line: ..." for a managed or bad name. */
+int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t err_size) PGW_WUR;
+
+/* Writes postgresql.conf; up is NULL for a primary. */
+int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up) PGW_WUR;
+int pgconf_write_hba(const struct agent_config *cfg) PGW_WUR;
+int pgconf_write_pgpass(const struct agent_config *cfg) PGW_WUR;
+int pgconf_set_standby_signal(const struct agent_config *cfg, bool on) PGW_WUR;
+bool pgconf_has_standby_signal(const struct agent_config *cfg);
+
+/* The primary_conninfo the agent writes for up (no password: passfile). */
+void pgconf_primary_conninfo(const struct agent_config *cfg, const struct pgconf_upstream *up,
+			     char *out, size_t size);
+
+#endif

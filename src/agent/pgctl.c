@@ -1,0 +1,448 @@
+#include "agent/pgctl.h"
+#include "agent/defaults.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ARGV_MAX 32
+
+static char argv_store[ARGV_MAX][4200];
+static const char *argv_ptrs[ARGV_MAX + 1];
+static const char *env_ptrs[4];
+
+/* Collects printf-formatted arguments into the static argv. */
+static int argc_cur;
+
+static void argv_reset(void)
+{
+	argc_cur = 0;
+	argv_ptrs[0] = NULL;
+}
+
+static void argv_add(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void argv_add(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (argc_cur >= ARGV_MAX)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(argv_store[argc_cur], sizeof(argv_store[0]), fmt, ap);
+	va_end(ap);
+	argv_ptrs[argc_cur] = argv_store[argc_cur];
+	argc_cur++;
+	argv_ptrs[argc_cur] = NULL;
+}
+
+void pgctl_init(struct pgctl *p, const struct agent_config *cfg)
+{
+	memset(p, 0, sizeof(*p));
+	p->cfg = cfg;
+	snprintf(p->pgpass_env, sizeof(p->pgpass_env), "PGPASSFILE=%s", cfg->pgpass);
+	snprintf(p->lcall_env, sizeof(p->lcall_env), "LC_ALL=C");
+}
+
+void pgctl_close(struct pgctl *p)
+{
+	if (p->conn)
+		PQfinish(p->conn);
+	p->conn = NULL;
+}
+
+const char *const *pgctl_env(struct pgctl *p)
+{
+	env_ptrs[0] = p->pgpass_env;
+	env_ptrs[1] = p->lcall_env;
+	env_ptrs[2] = NULL;
+	return env_ptrs;
+}
+
+void pgctl_log_path(const struct pgctl *p, char *out, size_t size)
+{
+	char dir[4096];
+	char *slash;
+
+	snprintf(dir, sizeof(dir), "%s", p->cfg->socket_dir);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = '\0';
+	snprintf(out, size, "%s/postgresql.log", dir);
+}
+
+static pid_t read_postmaster_pid(const char *data_dir)
+{
+	char path[4200];
+
+	snprintf(path, sizeof(path), "%s/postmaster.pid", data_dir);
+	return cmn_read_pidfile(path);
+}
+
+static void conninfo_escape(const char *in, char *out, size_t size)
+{
+	size_t j = 0;
+
+	for (; *in && j + 2 < size; in++) {
+		if (*in == '\'' || *in == '\\')
+			out[j++] = '\\';
+		out[j++] = *in;
+	}
+	out[j] = '\0';
+}
+
+static PGconn *connect_to(struct pgctl *p, const char *host, int port)
+{
+	char conninfo[8192], h[1024], pass[4200], user[512];
+
+	conninfo_escape(host, h, sizeof(h));
+	conninfo_escape(p->cfg->pgpass, pass, sizeof(pass));
+	conninfo_escape(p->cfg->superuser, user, sizeof(user));
+	snprintf(conninfo, sizeof(conninfo),
+		 "host='%s' port=%d user='%s' dbname=postgres passfile='%s' connect_timeout=%d "
+		 "application_name=pgwarden options='-c statement_timeout=%d' sslmode=prefer",
+		 h, port, user, pass, AGENT_PG_CONNECT_TIMEOUT_S, AGENT_PG_STATEMENT_TIMEOUT_MS);
+	return PQconnectdb(conninfo);
+}
+
+static PGconn *local_conn(struct pgctl *p)
+{
+	if (p->conn && PQstatus(p->conn) == CONNECTION_OK)
+		return p->conn;
+	if (p->conn)
+		PQfinish(p->conn);
+	p->conn = connect_to(p, p->cfg->socket_dir, p->cfg->pg_port);
+	if (PQstatus(p->conn) != CONNECTION_OK) {
+		log_debug("local PostgreSQL not reachable: %s", PQerrorMessage(p->conn));
+		PQfinish(p->conn);
+		p->conn = NULL;
+	}
+	return p->conn;
+}
+
+void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
+{
+	char path[4200];
+	struct stat st;
+	PGconn *c;
+	PGresult *r;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(path, sizeof(path), "%s/PG_VERSION", p->cfg->data_dir);
+	out->data_valid = stat(path, &st) == 0;
+	if (!out->data_valid) {
+		pgctl_close(p);
+		return;
+	}
+	out->postmaster_pid = read_postmaster_pid(p->cfg->data_dir);
+	if (out->postmaster_pid && !cmn_pid_alive(out->postmaster_pid))
+		out->postmaster_pid = 0;
+	if (!out->postmaster_pid) {
+		pgctl_close(p);
+		return;
+	}
+	c = local_conn(p);
+	if (!c)
+		return;
+	r = PQexec(c, "SELECT pg_is_in_recovery(),"
+		      " CASE WHEN pg_is_in_recovery() THEN NULL"
+		      "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))"
+		      "::bit(32)::int END,"
+		      " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END,"
+		      " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
+		      " r.received_tli, r.status, r.sender_host || ':' || r.sender_port,"
+		      " current_setting('server_version_num')::int,"
+		      " extract(epoch from pg_postmaster_start_time())::bigint,"
+		      " (SELECT timeline_id FROM pg_control_checkpoint())"
+		      " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+		log_debug("probe query failed: %s", PQerrorMessage(c));
+		PQclear(r);
+		pgctl_close(p);
+		return;
+	}
+	out->accepting = true;
+	out->in_recovery = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+	if (!out->in_recovery) {
+		out->timeline = atoi(PQgetvalue(r, 0, 1));
+		if (cmn_parse_lsn(PQgetvalue(r, 0, 2), &out->lsn) != PGW_OK)
+			out->lsn = 0;
+	} else {
+		if (!PQgetisnull(r, 0, 3) &&
+		    cmn_parse_lsn(PQgetvalue(r, 0, 3), &out->receive_lsn) != PGW_OK)
+			out->receive_lsn = 0;
+		if (!PQgetisnull(r, 0, 4) &&
+		    cmn_parse_lsn(PQgetvalue(r, 0, 4), &out->replay_lsn) != PGW_OK)
+			out->replay_lsn = 0;
+		out->lsn = out->receive_lsn > out->replay_lsn ? out->receive_lsn : out->replay_lsn;
+		out->timeline = PQgetisnull(r, 0, 5) ? atoi(PQgetvalue(r, 0, 10))
+						     : atoi(PQgetvalue(r, 0, 5));
+		out->streaming =
+			!PQgetisnull(r, 0, 6) && strcmp(PQgetvalue(r, 0, 6), "streaming") == 0;
+		if (!PQgetisnull(r, 0, 7))
+			snprintf(out->upstream, sizeof(out->upstream), "%s", PQgetvalue(r, 0, 7));
+	}
+	out->server_version = atoi(PQgetvalue(r, 0, 8));
+	out->start_time = atoll(PQgetvalue(r, 0, 9));
+	PQclear(r);
+}
+
+int pgctl_exec(struct pgctl *p, const char *sql)
+{
+	PGconn *c = local_conn(p);
+	PGresult *r;
+	int rc = PGW_OK;
+
+	if (!c) {
+		log_warning("cannot connect to the local PostgreSQL to run a statement");
+		return PGW_ENET;
+	}
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+		log_warning("statement failed: %s", PQerrorMessage(c));
+		rc = PGW_ERR;
+	}
+	PQclear(r);
+	return rc;
+}
+
+static char *first_value(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+	char *v = NULL;
+
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && PQnfields(r) > 0 &&
+	    !PQgetisnull(r, 0, 0))
+		v = strdup(PQgetvalue(r, 0, 0));
+	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+		log_warning("query failed: %s", PQerrorMessage(c));
+	PQclear(r);
+	return v;
+}
+
+char *pgctl_query_value(struct pgctl *p, const char *sql)
+{
+	PGconn *c = local_conn(p);
+
+	return c ? first_value(c, sql) : NULL;
+}
+
+char *pgctl_query_remote(struct pgctl *p, const char *host, int port, const char *sql)
+{
+	PGconn *c = connect_to(p, host, port);
+	char *v = NULL;
+
+	if (PQstatus(c) == CONNECTION_OK)
+		v = first_value(c, sql);
+	else
+		log_warning("cannot connect to %s:%d: %s", host, port, PQerrorMessage(c));
+	PQfinish(c);
+	return v;
+}
+
+static const struct {
+	const char *text;
+	enum pgctl_cd_state state;
+} cd_states[] = {
+	{"starting up", PGCTL_CD_STARTING_UP},
+	{"shut down", PGCTL_CD_SHUT_DOWN},
+	{"shut down in recovery", PGCTL_CD_SHUT_DOWN_IN_RECOVERY},
+	{"shutting down", PGCTL_CD_SHUTTING_DOWN},
+	{"in crash recovery", PGCTL_CD_IN_CRASH_RECOVERY},
+	{"in archive recovery", PGCTL_CD_IN_ARCHIVE_RECOVERY},
+	{"in production", PGCTL_CD_IN_PRODUCTION},
+};
+
+const char *pgctl_cd_state_name(enum pgctl_cd_state s)
+{
+	for (size_t i = 0; i < sizeof(cd_states) / sizeof(cd_states[0]); i++)
+		if (cd_states[i].state == s)
+			return cd_states[i].text;
+	return "unknown";
+}
+
+/* Value after "label:" on its line, trimmed; NULL when absent. */
+static const char *cd_field(const char *text, const char *label, char *out, size_t size)
+{
+	const char *p = text;
+	size_t l = strlen(label);
+
+	while (p && *p) {
+		if (strncmp(p, label, l) == 0 && p[l] == ':') {
+			const char *v = p + l + 1;
+			size_t n = 0;
+
+			while (*v == ' ' || *v == '\t')
+				v++;
+			while (v[n] && v[n] != '\n')
+				n++;
+			if (n >= size)
+				n = size - 1;
+			memcpy(out, v, n);
+			out[n] = '\0';
+			return out;
+		}
+		p = strchr(p, '\n');
+		if (p)
+			p++;
+	}
+	return NULL;
+}
+
+int pgctl_controldata(struct pgctl *p, struct pgctl_controldata *out)
+{
+	char bin[4200], v[256];
+	struct cmn_buf buf = {0};
+	int code = 0;
+	const char *argv[4];
+
+	memset(out, 0, sizeof(*out));
+	snprintf(bin, sizeof(bin), "%s/pg_controldata", p->cfg->bin_dir);
+	argv[0] = bin;
+	argv[1] = "-D";
+	argv[2] = p->cfg->data_dir;
+	argv[3] = NULL;
+	if (cmn_proc_run(argv, pgctl_env(p), 10000, &buf, &code) != PGW_OK || code != 0) {
+		log_warning("pg_controldata failed (exit %d): %s", code, buf.data ? buf.data : "");
+		cmn_buf_free(&buf);
+		return PGW_ERR;
+	}
+	if (cd_field(buf.data, "Database system identifier", v, sizeof(v)))
+		snprintf(out->sysid, sizeof(out->sysid), "%.31s", v);
+	if (cd_field(buf.data, "Database cluster state", v, sizeof(v)))
+		for (size_t i = 0; i < sizeof(cd_states) / sizeof(cd_states[0]); i++)
+			if (strcmp(v, cd_states[i].text) == 0)
+				out->state = cd_states[i].state;
+	if (cd_field(buf.data, "Latest checkpoint location", v, sizeof(v)) &&
+	    cmn_parse_lsn(v, &out->checkpoint_lsn) != PGW_OK)
+		out->checkpoint_lsn = 0;
+	if (cd_field(buf.data, "Latest checkpoint's TimeLineID", v, sizeof(v)))
+		out->checkpoint_tli = atoi(v);
+	if (cd_field(buf.data, "Minimum recovery ending location", v, sizeof(v)) &&
+	    cmn_parse_lsn(v, &out->min_recovery_lsn) != PGW_OK)
+		out->min_recovery_lsn = 0;
+	if (cd_field(buf.data, "Min recovery ending loc's timeline", v, sizeof(v)))
+		out->min_recovery_tli = atoi(v);
+	cmn_buf_free(&buf);
+	return out->sysid[0] ? PGW_OK : PGW_EPROTO;
+}
+
+const char *const *pgctl_argv_initdb(struct pgctl *p, const char *pwfile)
+{
+	const struct agent_config *c = p->cfg;
+
+	argv_reset();
+	argv_add("%s/initdb", c->bin_dir);
+	argv_add("-D");
+	argv_add("%s", c->data_dir);
+	argv_add("--data-checksums");
+	argv_add("--username=%s", c->superuser);
+	argv_add("--pwfile=%s", pwfile);
+	argv_add("--auth=scram-sha-256");
+	argv_add("--encoding=UTF8");
+	argv_add("--locale=C.UTF-8");
+	return argv_ptrs;
+}
+
+const char *const *pgctl_argv_start(struct pgctl *p)
+{
+	char log[4200];
+
+	pgctl_log_path(p, log, sizeof(log));
+	argv_reset();
+	argv_add("%s/pg_ctl", p->cfg->bin_dir);
+	argv_add("start");
+	argv_add("-D");
+	argv_add("%s", p->cfg->data_dir);
+	argv_add("-W");
+	argv_add("-s");
+	argv_add("-l");
+	argv_add("%s", log);
+	return argv_ptrs;
+}
+
+const char *const *pgctl_argv_stop(struct pgctl *p, const char *mode)
+{
+	argv_reset();
+	argv_add("%s/pg_ctl", p->cfg->bin_dir);
+	argv_add("stop");
+	argv_add("-D");
+	argv_add("%s", p->cfg->data_dir);
+	argv_add("-m");
+	argv_add("%s", mode);
+	argv_add("-w");
+	argv_add("-t");
+	argv_add("%d", AGENT_PG_STOP_TIMEOUT_S);
+	return argv_ptrs;
+}
+
+const char *const *pgctl_argv_promote(struct pgctl *p)
+{
+	argv_reset();
+	argv_add("%s/pg_ctl", p->cfg->bin_dir);
+	argv_add("promote");
+	argv_add("-D");
+	argv_add("%s", p->cfg->data_dir);
+	argv_add("-w");
+	argv_add("-t");
+	argv_add("%d", AGENT_PG_START_TIMEOUT_S);
+	return argv_ptrs;
+}
+
+const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir,
+					 const char *host, int port)
+{
+	argv_reset();
+	argv_add("%s/pg_basebackup", p->cfg->bin_dir);
+	argv_add("-D");
+	argv_add("%s", target_dir);
+	argv_add("-h");
+	argv_add("%s", host);
+	argv_add("-p");
+	argv_add("%d", port);
+	argv_add("-U");
+	argv_add("%s", p->cfg->replication_user);
+	argv_add("-X");
+	argv_add("stream");
+	argv_add("-c");
+	argv_add("fast");
+	argv_add("-w");
+	argv_add("--no-password");
+	return argv_ptrs;
+}
+
+const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port)
+{
+	char h[1024], user[512], pass[4200];
+
+	conninfo_escape(host, h, sizeof(h));
+	conninfo_escape(p->cfg->superuser, user, sizeof(user));
+	conninfo_escape(p->cfg->pgpass, pass, sizeof(pass));
+	argv_reset();
+	argv_add("%s/pg_rewind", p->cfg->bin_dir);
+	argv_add("-D");
+	argv_add("%s", p->cfg->data_dir);
+	argv_add("--source-server=host='%s' port=%d user='%s' dbname=postgres passfile='%s' "
+		 "connect_timeout=%d",
+		 h, port, user, pass, AGENT_PG_CONNECT_TIMEOUT_S);
+	return argv_ptrs;
+}
+
+int pgctl_reload(struct pgctl *p)
+{
+	pid_t pid = read_postmaster_pid(p->cfg->data_dir);
+
+	if (pid <= 0 || kill(pid, SIGHUP) != 0) {
+		log_warning("cannot reload PostgreSQL (postmaster pid %d): %s", (int)pid,
+			    strerror(errno));
+		return PGW_ERR;
+	}
+	return PGW_OK;
+}

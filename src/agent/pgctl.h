@@ -1,0 +1,92 @@
+/*
+ * Control of the local PostgreSQL: probe its state over libpq, read
+ * pg_controldata, and build the command lines of initdb, pg_ctl, pg_basebackup
+ * and pg_rewind (run as jobs by the agent). Passwords never reach a command line:
+ * every tool reads them from the agent's passfile (PGPASSFILE).
+ */
+#ifndef PGW_PGCTL_H
+#define PGW_PGCTL_H
+
+#include "agent/agentcfg.h"
+#include "common/err.h"
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum pgctl_cd_state {
+	PGCTL_CD_UNKNOWN = 0,
+	PGCTL_CD_STARTING_UP,
+	PGCTL_CD_SHUT_DOWN,
+	PGCTL_CD_SHUT_DOWN_IN_RECOVERY,
+	PGCTL_CD_SHUTTING_DOWN,
+	PGCTL_CD_IN_CRASH_RECOVERY,
+	PGCTL_CD_IN_ARCHIVE_RECOVERY,
+	PGCTL_CD_IN_PRODUCTION,
+};
+
+struct pgctl_controldata {
+	char sysid[32];
+	enum pgctl_cd_state state;
+	uint64_t checkpoint_lsn;
+	int checkpoint_tli;
+	uint64_t min_recovery_lsn;
+	int min_recovery_tli;
+};
+
+/* What the agent sees of its PostgreSQL at the start of a loop. */
+struct pgctl_probe {
+	bool data_valid;	/* PG_VERSION exists */
+	pid_t postmaster_pid;	/* 0 when not running */
+	bool accepting;		/* a query succeeded */
+	bool in_recovery;
+	int timeline;
+	uint64_t lsn;	      /* primary: current write LSN; replica: max(receive, replay) */
+	uint64_t receive_lsn; /* replica only */
+	uint64_t replay_lsn;  /* replica only */
+	bool streaming;	      /* replica: a WAL receiver streams */
+	char upstream[300];   /* replica: host:port of the WAL receiver's sender */
+	int server_version;
+	int64_t start_time; /* postmaster start, unix seconds */
+};
+
+struct pgctl {
+	const struct agent_config *cfg;
+	PGconn *conn; /* kept open between loops */
+	char pgpass_env[4200];
+	char lcall_env[16];
+};
+
+void pgctl_init(struct pgctl *p, const struct agent_config *cfg);
+void pgctl_close(struct pgctl *p);
+
+/* Never fails: unknown things stay false/0. */
+void pgctl_probe(struct pgctl *p, struct pgctl_probe *out);
+int pgctl_controldata(struct pgctl *p, struct pgctl_controldata *out) PGW_WUR;
+const char *pgctl_cd_state_name(enum pgctl_cd_state s);
+
+/* Runs one statement on the local server (superuser); logs and returns on error. */
+int pgctl_exec(struct pgctl *p, const char *sql) PGW_WUR;
+/* Runs a query and returns the first column of the first row (heap copy) or NULL. */
+char *pgctl_query_value(struct pgctl *p, const char *sql);
+/* Same against a remote member (superuser), e.g. the leader, with a short timeout. */
+char *pgctl_query_remote(struct pgctl *p, const char *host, int port, const char *sql);
+
+/* Command lines (NULL-terminated, static storage reused per call; not thread-safe). */
+const char *const *pgctl_argv_initdb(struct pgctl *p, const char *pwfile);
+const char *const *pgctl_argv_start(struct pgctl *p);
+const char *const *pgctl_argv_stop(struct pgctl *p, const char *mode);
+const char *const *pgctl_argv_promote(struct pgctl *p);
+const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir,
+					 const char *host, int port);
+const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port);
+/* Environment entries for those commands (PGPASSFILE, LC_ALL=C). */
+const char *const *pgctl_env(struct pgctl *p);
+
+/* Sends SIGHUP to the postmaster. */
+int pgctl_reload(struct pgctl *p) PGW_WUR;
+/* Path of the server log the agent passes to pg_ctl -l. */
+void pgctl_log_path(const struct pgctl *p, char *out, size_t size);
+
+#endif

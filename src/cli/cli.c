@@ -1,0 +1,65 @@
+#include "cli/cli.h"
+#include "common/config.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
+{
+	struct cmn_cfg_key keys[64];
+	struct cmn_cfg_schema schema = agent_config_schema;
+	char path[4200], err[1024];
+	const char *p = t->config_path;
+	struct stat st;
+
+	if (!p && t->dir) {
+		snprintf(path, sizeof(path), "%s/node1/node.ini", t->dir);
+		p = path;
+	}
+	if (!p && getenv("PGWARDEN_CONFIG"))
+		p = getenv("PGWARDEN_CONFIG");
+	if (!p && !getenv("PGWARDEN_ETCD_ENDPOINTS") && stat("cluster/node1/node.ini", &st) == 0)
+		p = "cluster/node1/node.ini";
+	if (schema.n_keys > sizeof(keys) / sizeof(keys[0])) {
+		fprintf(stderr, "pgwarden: internal: too many configuration keys\n");
+		return CLI_EXIT_USAGE;
+	}
+	/* The CLI needs only [cluster], [etcd] and [api]: nothing else is required. */
+	memcpy(keys, schema.keys, sizeof(keys[0]) * schema.n_keys);
+	for (size_t i = 0; i < schema.n_keys; i++)
+		keys[i].required = false;
+	schema.keys = keys;
+	memset(cfg, 0, sizeof(*cfg));
+	if (cmn_config_load(&schema, cfg, p, err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		return CLI_EXIT_USAGE;
+	}
+	if (!cfg->cluster_name || !*cfg->cluster_name) {
+		fprintf(stderr, "pgwarden: no cluster given: use -c node.ini, --dir DIR, or set "
+				"PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS\n");
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
+int cli_etcd_connect(const struct agent_config *cfg, struct etcd_client **out)
+{
+	struct etcd_client_opts o = {
+		.endpoints = cfg->etcd_endpoints,
+		.timeout_ms = 3000,
+		.username = cfg->etcd_username,
+		.password = cfg->etcd_password,
+		.cacert = cfg->etcd_cacert,
+		.cert = cfg->etcd_cert,
+		.key = cfg->etcd_key,
+	};
+
+	if (etcd_client_new(&o, out) != PGW_OK) {
+		fprintf(stderr, "pgwarden: bad etcd endpoints '%s'\n", cfg->etcd_endpoints);
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}

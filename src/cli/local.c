@@ -1,0 +1,736 @@
+/*
+ * pgwarden up / down / status: a whole cluster on this machine, in one folder.
+ *
+ *   DIR/etcdN/     data/, etcd.log, etcd.pid, ports      (N = 1..3)
+ *   DIR/nodeN/     node.ini, data/, run/, agent.log, agent.pid, postgresql.log
+ *   DIR/pgpass     passwords for psql (PGPASSFILE=DIR/pgpass)
+ *
+ * When run as root, everything is owned by and runs as the postgres user, because
+ * PostgreSQL refuses to run as root.
+ */
+#include "agent/dcs.h"
+#include "cli/cli.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define N_NODES 3
+
+struct layout {
+	char dir[PATH_MAX];
+	int etcd_port; /* client port of member 1; member i uses etcd_port + 100 * i */
+	int pg_port;
+	int api_port;
+	char memory[32];
+	char cluster[64];
+	bool as_postgres; /* we are root: chown and run children as postgres */
+	uid_t uid;
+	gid_t gid;
+	char self[PATH_MAX];
+};
+
+static int etcd_client_port(const struct layout *l, int i)
+{
+	return l->etcd_port + 100 * i;
+}
+
+static int etcd_peer_port(const struct layout *l, int i)
+{
+	return l->etcd_port + 100 * i + 1;
+}
+
+/* DIR/<kind><i+1>[/rest] */
+static void path_of(const struct layout *l, char *out, size_t size, const char *kind, int i,
+		    const char *rest)
+{
+	snprintf(out, size, "%s/%s%d%s%s", l->dir, kind, i + 1, rest ? "/" : "", rest ? rest : "");
+}
+
+static void own(const struct layout *l, const char *path)
+{
+	if (l->as_postgres && chown(path, l->uid, l->gid) != 0)
+		fprintf(stderr, "pgwarden: cannot chown %s: %s\n", path, strerror(errno));
+}
+
+static int make_dir(const struct layout *l, const char *path, mode_t mode)
+{
+	if (cmn_mkdir_p(path, mode) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot create %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	own(l, path);
+	return 0;
+}
+
+static bool port_in_use(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int one = 1;
+	bool used;
+
+	if (fd < 0)
+		return false;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	used = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0;
+	close(fd);
+	return used;
+}
+
+/* A pid file whose process is alive and runs the expected program. */
+static pid_t running_pid(const char *pidfile, const char *expect)
+{
+	pid_t pid = cmn_read_pidfile(pidfile);
+	char path[64], cmd[512];
+	ssize_t n;
+	int fd;
+
+	if (!pid || !cmn_pid_alive(pid))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, cmd, sizeof(cmd) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	cmd[n] = '\0';
+	for (ssize_t i = 0; i < n; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	return strstr(cmd, expect) ? pid : 0;
+}
+
+static pid_t postmaster_pid(const struct layout *l, int i)
+{
+	char path[PATH_MAX + 64];
+
+	path_of(l, path, sizeof(path), "node", i, "data/postmaster.pid");
+	pid_t pid = cmn_read_pidfile(path);
+
+	return pid && cmn_pid_alive(pid) ? pid : 0;
+}
+
+static void random_password(char *out, size_t len)
+{
+	static const char alphabet[] =
+		"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+	unsigned char raw[64];
+	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || read(fd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
+		for (size_t i = 0; i < sizeof(raw); i++)
+			raw[i] = (unsigned char)(rand() ^ (int)getpid());
+	}
+	if (fd >= 0)
+		close(fd);
+	for (size_t i = 0; i + 1 < len && i < sizeof(raw); i++)
+		out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
+	out[len - 1] = '\0';
+}
+
+static const char *etcd_endpoints(const struct layout *l, char *out, size_t size)
+{
+	size_t off = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < N_NODES; i++)
+		off += (size_t)snprintf(out + off, size - off, "%shttp://127.0.0.1:%d",
+					i ? "," : "", etcd_client_port(l, i));
+	return out;
+}
+
+/* Writes DIR/nodeN/node.ini unless it exists (an existing folder keeps its settings). */
+static int write_node_configs(const struct layout *l)
+{
+	char path[PATH_MAX + 64], su_pw[25], repl_pw[25], eps[512], text[4096];
+	struct stat st;
+
+	path_of(l, path, sizeof(path), "node", 0, "node.ini");
+	if (stat(path, &st) == 0)
+		return 0;
+	random_password(su_pw, sizeof(su_pw));
+	random_password(repl_pw, sizeof(repl_pw));
+	etcd_endpoints(l, eps, sizeof(eps));
+	for (int i = 0; i < N_NODES; i++) {
+		char dir[PATH_MAX + 16];
+
+		path_of(l, dir, sizeof(dir), "node", i, NULL);
+		if (make_dir(l, dir, 0700) != 0)
+			return -1;
+		snprintf(text, sizeof(text),
+			 "# Written by pgwarden up. Every key can be overridden by\n"
+			 "# PGWARDEN_<SECTION>_<KEY> in the agent's environment.\n"
+			 "[cluster]\n"
+			 "name = %s\n"
+			 "member = node%d\n"
+			 "\n"
+			 "[etcd]\n"
+			 "endpoints = %s\n"
+			 "\n"
+			 "[postgresql]\n"
+			 "data_dir = %s/data\n"
+			 "listen = 127.0.0.1:%d\n"
+			 "superuser = postgres\n"
+			 "superuser_password = %s\n"
+			 "replication_user = replicator\n"
+			 "replication_password = %s\n"
+			 "memory = %s\n"
+			 "\n"
+			 "[parameters]\n"
+			 "max_connections = 200\n"
+			 "\n"
+			 "[api]\n"
+			 "listen = 127.0.0.1:%d\n"
+			 "\n"
+			 "[tags]\n",
+			 l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
+			 l->api_port + i);
+		path_of(l, path, sizeof(path), "node", i, "node.ini");
+		if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
+			fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
+			return -1;
+		}
+		own(l, path);
+	}
+	snprintf(text, sizeof(text), "127.0.0.1:*:*:postgres:%s\n*:*:*:postgres:%s\n", su_pw,
+		 su_pw);
+	snprintf(path, sizeof(path), "%s/pgpass", l->dir);
+	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Ports recorded in DIR/ports on the first up, so later runs reuse them. */
+static int load_or_save_ports(struct layout *l, bool explicit_ports)
+{
+	char path[PATH_MAX + 16], text[256];
+	char *saved;
+
+	snprintf(path, sizeof(path), "%s/ports", l->dir);
+	saved = cmn_read_file(path, NULL);
+	if (saved && !explicit_ports) {
+		int e, p, a;
+
+		if (sscanf(saved, "etcd=%d pg=%d api=%d", &e, &p, &a) == 3) {
+			l->etcd_port = e;
+			l->pg_port = p;
+			l->api_port = a;
+		}
+		free(saved);
+		return 0;
+	}
+	free(saved);
+	snprintf(text, sizeof(text), "etcd=%d pg=%d api=%d\n", l->etcd_port, l->pg_port,
+		 l->api_port);
+	if (cmn_write_file_atomic(path, text, strlen(text), 0644) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot write %s\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+static int spawn_logged(const struct layout *l, const char *const *argv, const char *log,
+			const char *pidfile)
+{
+	struct cmn_proc_opts o = {
+		.argv = argv,
+		.log_path = log,
+		.new_session = true,
+		.run_as = l->as_postgres,
+		.uid = l->uid,
+		.gid = l->gid,
+	};
+	pid_t pid;
+	char text[32];
+
+	if (cmn_proc_spawn(&o, &pid) != PGW_OK)
+		return -1;
+	snprintf(text, sizeof(text), "%d\n", (int)pid);
+	if (cmn_write_file_atomic(pidfile, text, strlen(text), 0644) != PGW_OK)
+		return -1;
+	own(l, pidfile);
+	return 0;
+}
+
+static int start_etcd(const struct layout *l, int i, bool *started)
+{
+	char dir[PATH_MAX + 16], data[PATH_MAX + 32], log[PATH_MAX + 32], pidf[PATH_MAX + 32];
+	char name[16], client[64], peer[64], cluster[512], token[128];
+	size_t off = 0;
+
+	*started = false;
+	path_of(l, dir, sizeof(dir), "etcd", i, NULL);
+	snprintf(pidf, sizeof(pidf), "%s/etcd.pid", dir);
+	if (running_pid(pidf, "etcd"))
+		return 0;
+	if (port_in_use(etcd_client_port(l, i)) || port_in_use(etcd_peer_port(l, i))) {
+		fprintf(stderr,
+			"pgwarden: port %d or %d (etcd%d) is already in use by another program: stop "
+			"it or choose other ports with --etcd-port\n",
+			etcd_client_port(l, i), etcd_peer_port(l, i), i + 1);
+		return -1;
+	}
+	if (make_dir(l, dir, 0700) != 0)
+		return -1;
+	snprintf(data, sizeof(data), "%s/data", dir);
+	snprintf(log, sizeof(log), "%s/etcd.log", dir);
+	snprintf(name, sizeof(name), "etcd%d", i + 1);
+	snprintf(client, sizeof(client), "http://127.0.0.1:%d", etcd_client_port(l, i));
+	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", etcd_peer_port(l, i));
+	for (int k = 0; k < N_NODES; k++)
+		off += (size_t)snprintf(cluster + off, sizeof(cluster) - off,
+					"%setcd%d=http://127.0.0.1:%d", k ? "," : "", k + 1,
+					etcd_peer_port(l, k));
+	snprintf(token, sizeof(token), "pgwarden-%s-%d", l->cluster, l->etcd_port);
+	const char *argv[] = {"etcd",
+			      "--name",
+			      name,
+			      "--data-dir",
+			      data,
+			      "--listen-client-urls",
+			      client,
+			      "--advertise-client-urls",
+			      client,
+			      "--listen-peer-urls",
+			      peer,
+			      "--initial-advertise-peer-urls",
+			      peer,
+			      "--initial-cluster",
+			      cluster,
+			      "--initial-cluster-state",
+			      "new",
+			      "--initial-cluster-token",
+			      token,
+			      "--heartbeat-interval",
+			      "100",
+			      "--election-timeout",
+			      "1000",
+			      "--auto-compaction-retention",
+			      "1h",
+			      NULL};
+
+	if (spawn_logged(l, argv, log, pidf) != 0) {
+		fprintf(stderr, "pgwarden: cannot start etcd%d (is etcd-server installed?)\n", i + 1);
+		return -1;
+	}
+	*started = true;
+	printf("started etcd%d on %s\n", i + 1, client);
+	return 0;
+}
+
+static bool etcd_healthy(const struct layout *l, int i)
+{
+	char url[128];
+	struct cmn_buf b = {0};
+	long status = 0;
+	bool ok;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", etcd_client_port(l, i));
+	ok = cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
+	     status == 200 && b.data && strstr(b.data, "\"true\"");
+	cmn_buf_free(&b);
+	return ok;
+}
+
+static int start_agent(const struct layout *l, int i)
+{
+	char dir[PATH_MAX + 16], ini[PATH_MAX + 32], log[PATH_MAX + 32], pidf[PATH_MAX + 32];
+
+	path_of(l, dir, sizeof(dir), "node", i, NULL);
+	snprintf(pidf, sizeof(pidf), "%s/agent.pid", dir);
+	snprintf(ini, sizeof(ini), "%s/node.ini", dir);
+	snprintf(log, sizeof(log), "%s/agent.log", dir);
+	if (running_pid(pidf, "agent"))
+		return 0;
+	bool pg_running = postmaster_pid(l, i) != 0;
+
+	if (!pg_running && port_in_use(l->pg_port + i)) {
+		fprintf(stderr,
+			"pgwarden: port %d (node%d's PostgreSQL) is already in use by another "
+			"program: stop it (Debian's own cluster? 'pg_ctlcluster 15 main stop') or "
+			"choose other ports with --pg-port\n",
+			l->pg_port + i, i + 1);
+		return -1;
+	}
+	if (port_in_use(l->api_port + i)) {
+		fprintf(stderr,
+			"pgwarden: port %d (node%d's REST API) is already in use by another "
+			"program: stop it or choose other ports with --api-port\n",
+			l->api_port + i, i + 1);
+		return -1;
+	}
+	const char *argv[] = {l->self, "agent", "-c", ini, NULL};
+
+	if (spawn_logged(l, argv, log, pidf) != 0)
+		return -1;
+	printf("started the agent of node%d (PostgreSQL on 127.0.0.1:%d, REST API on :%d)\n", i + 1,
+	       l->pg_port + i, l->api_port + i);
+	return 0;
+}
+
+/* Waits until one leader runs and every other member streams. */
+static bool cluster_ready(const struct layout *l, char *leader, size_t size)
+{
+	int leaders = 0, replicas = 0;
+
+	for (int i = 0; i < N_NODES; i++) {
+		char url[128];
+		struct cmn_buf b = {0};
+		long status = 0;
+
+		snprintf(url, sizeof(url), "http://127.0.0.1:%d/status", l->api_port + i);
+		if (cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
+		    status == 200 && b.data) {
+			json_object *o = json_tokener_parse(b.data), *v;
+
+			if (o && json_object_object_get_ex(o, "leader", &v) &&
+			    json_object_get_boolean(v)) {
+				leaders++;
+				snprintf(leader, size, "node%d", i + 1);
+			} else if (o && json_object_object_get_ex(o, "state", &v) &&
+				   strcmp(json_object_get_string(v), "streaming") == 0) {
+				replicas++;
+			}
+			json_object_put(o);
+		}
+		cmn_buf_free(&b);
+	}
+	return leaders == 1 && replicas == N_NODES - 1;
+}
+
+static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_ports,
+			int *timeout_s)
+{
+	static const struct option opts[] = {
+		{"dir", required_argument, NULL, 'd'},
+		{"etcd-port", required_argument, NULL, 'e'},
+		{"pg-port", required_argument, NULL, 'p'},
+		{"api-port", required_argument, NULL, 'a'},
+		{"memory", required_argument, NULL, 'm'},
+		{"cluster", required_argument, NULL, 'n'},
+		{"timeout", required_argument, NULL, 't'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *dir = getenv("PGWARDEN_DIR") ? getenv("PGWARDEN_DIR") : "cluster";
+	int c;
+
+	memset(l, 0, sizeof(*l));
+	l->etcd_port = 2379;
+	l->pg_port = 5432;
+	l->api_port = 8008;
+	snprintf(l->memory, sizeof(l->memory), "256MB");
+	snprintf(l->cluster, sizeof(l->cluster), "demo");
+	*explicit_ports = false;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "d:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			dir = optarg;
+			break;
+		case 'e':
+		case 'p':
+		case 'a': {
+			int v = atoi(optarg);
+
+			if (v < 1024 || v > 65000) {
+				fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", optarg);
+				return -1;
+			}
+			if (c == 'e')
+				l->etcd_port = v;
+			else if (c == 'p')
+				l->pg_port = v;
+			else
+				l->api_port = v;
+			*explicit_ports = true;
+			break;
+		}
+		case 'm':
+			snprintf(l->memory, sizeof(l->memory), "%s", optarg);
+			break;
+		case 'n':
+			snprintf(l->cluster, sizeof(l->cluster), "%s", optarg);
+			break;
+		case 't':
+			if (timeout_s)
+				*timeout_s = atoi(optarg);
+			break;
+		default:
+			return -1;
+		}
+	}
+	if (cmn_mkdir_p(dir, 0755) != PGW_OK || !realpath(dir, l->dir)) {
+		fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam("postgres");
+
+		if (!pw) {
+			fprintf(stderr, "pgwarden: running as root needs the postgres user "
+					"(install postgresql-15)\n");
+			return -1;
+		}
+		l->as_postgres = true;
+		l->uid = pw->pw_uid;
+		l->gid = pw->pw_gid;
+	}
+	ssize_t n = readlink("/proc/self/exe", l->self, sizeof(l->self) - 1);
+
+	if (n <= 0)
+		return -1;
+	l->self[n] = '\0';
+	return 0;
+}
+
+int cli_up(int argc, char **argv)
+{
+	struct layout l;
+	bool explicit_ports, any_etcd_started = false;
+	int timeout_s = 180;
+	char leader[32] = "", eps[512], ini[PATH_MAX + 32];
+
+	if (parse_common(argc, argv, &l, &explicit_ports, &timeout_s) != 0) {
+		fprintf(stderr, "usage: pgwarden up [--dir DIR] [--etcd-port P] [--pg-port P] "
+				"[--api-port P] [--memory SIZE] [--cluster NAME] [--timeout S]\n");
+		return CLI_EXIT_USAGE;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	cmn_log_set_level(CMN_LOG_ERROR);
+	own(&l, l.dir);
+	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0)
+		return CLI_EXIT_FAILED;
+	for (int i = 0; i < N_NODES; i++) {
+		bool started;
+
+		if (start_etcd(&l, i, &started) != 0)
+			return CLI_EXIT_FAILED;
+		any_etcd_started |= started;
+	}
+	int64_t deadline = cmn_now_ms() + 30000;
+	int healthy = 0;
+
+	while (cmn_now_ms() < deadline) {
+		healthy = 0;
+		for (int i = 0; i < N_NODES; i++)
+			healthy += etcd_healthy(&l, i);
+		if (healthy == N_NODES || (!any_etcd_started && healthy >= 2))
+			break;
+		usleep(200000);
+	}
+	if (healthy < 2) {
+		fprintf(stderr, "pgwarden: etcd did not become healthy within 30 s: see %s/etcd*/etcd.log\n",
+			l.dir);
+		return CLI_EXIT_FAILED;
+	}
+	for (int i = 0; i < N_NODES; i++)
+		if (start_agent(&l, i) != 0)
+			return CLI_EXIT_FAILED;
+	printf("waiting for a leader and two streaming replicas (up to %d s)...\n", timeout_s);
+	fflush(stdout);
+	deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;
+	bool ready = false;
+
+	while (cmn_now_ms() < deadline && !(ready = cluster_ready(&l, leader, sizeof(leader))))
+		usleep(300000);
+	etcd_endpoints(&l, eps, sizeof(eps));
+	printf("\nCluster '%s' in %s\n\n", l.cluster, l.dir);
+	printf("Connect (password in %s/pgpass):\n", l.dir);
+	printf("  export PGPASSFILE=%s/pgpass\n", l.dir);
+	for (int i = 0; i < N_NODES; i++)
+		printf("  node%d:       psql 'postgresql://postgres@127.0.0.1:%d/postgres'\n", i + 1,
+		       l.pg_port + i);
+	printf("  read-write:  psql 'postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/"
+	       "postgres?target_session_attrs=read-write'\n",
+	       l.pg_port, l.pg_port + 1, l.pg_port + 2);
+	printf("  read-only:   psql 'postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/"
+	       "postgres?target_session_attrs=standby'\n",
+	       l.pg_port, l.pg_port + 1, l.pg_port + 2);
+	printf("REST API:      http://127.0.0.1:%d/cluster (nodes on :%d-%d)\n", l.api_port,
+	       l.api_port, l.api_port + N_NODES - 1);
+	printf("etcd:          %s\n", eps);
+	printf("Manage:        pgwarden list --dir %s | pgwarden status --dir %s | pgwarden down "
+	       "--dir %s\n\n",
+	       l.dir, l.dir, l.dir);
+	fflush(stdout);
+	struct agent_config cfg;
+	struct cli_target t = {.config_path = ini};
+
+	snprintf(ini, sizeof(ini), "%s/node1/node.ini", l.dir);
+	if (cli_load_config(&t, &cfg) == CLI_EXIT_OK) {
+		(void)cli_print_list(&cfg, false);
+		agent_config_free(&cfg);
+	}
+	curl_global_cleanup();
+	if (!ready) {
+		fprintf(stderr, "pgwarden: the cluster did not become ready within %d s: see %s/node*/agent.log\n",
+			timeout_s, l.dir);
+		return CLI_EXIT_FAILED;
+	}
+	return CLI_EXIT_OK;
+}
+
+static bool wait_gone(pid_t pid, int timeout_ms)
+{
+	int64_t deadline = cmn_now_ms() + timeout_ms;
+
+	while (cmn_now_ms() < deadline) {
+		if (!cmn_pid_alive(pid))
+			return true;
+		/* Reap it if it is our child (not the case for processes of an earlier up). */
+		(void)cmn_proc_poll(pid, &(int){0});
+		usleep(50000);
+	}
+	return !cmn_pid_alive(pid);
+}
+
+static void stop_pid(const char *what, pid_t pid, int timeout_ms)
+{
+	if (!pid)
+		return;
+	kill(pid, SIGTERM);
+	if (!wait_gone(pid, timeout_ms)) {
+		fprintf(stderr, "pgwarden: %s (pid %d) did not stop in time: killing it\n", what,
+			(int)pid);
+		kill(pid, SIGKILL);
+		wait_gone(pid, 5000);
+	}
+	printf("stopped %s\n", what);
+}
+
+static bool is_leader_node(const struct layout *l, int i)
+{
+	char url[128];
+	struct cmn_buf b = {0};
+	long status = 0;
+	bool leader;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/primary", l->api_port + i);
+	leader = cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
+		 status == 200;
+	cmn_buf_free(&b);
+	return leader;
+}
+
+int cli_down(int argc, char **argv)
+{
+	struct layout l;
+	bool explicit_ports;
+	int order[N_NODES], n = 0, leader = -1;
+
+	if (parse_common(argc, argv, &l, &explicit_ports, NULL) != 0) {
+		fprintf(stderr, "usage: pgwarden down [--dir DIR]\n");
+		return CLI_EXIT_USAGE;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (load_or_save_ports(&l, false) != 0)
+		return CLI_EXIT_FAILED;
+	/* Replicas first, the leader last: no failover while shutting down. */
+	for (int i = 0; i < N_NODES; i++) {
+		if (leader < 0 && is_leader_node(&l, i))
+			leader = i;
+		else
+			order[n++] = i;
+	}
+	if (leader >= 0)
+		order[n++] = leader;
+	for (int k = 0; k < n; k++) {
+		int i = order[k];
+		char pidf[PATH_MAX + 32], what[64];
+
+		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
+		snprintf(what, sizeof(what), "the agent of node%d", i + 1);
+		stop_pid(what, running_pid(pidf, "agent"), 90000);
+		pid_t pm = postmaster_pid(&l, i);
+
+		if (pm) {
+			snprintf(what, sizeof(what), "PostgreSQL of node%d", i + 1);
+			/* SIGINT is PostgreSQL's fast shutdown. */
+			kill(pm, SIGINT);
+			if (!wait_gone(pm, 60000)) {
+				kill(pm, SIGQUIT);
+				wait_gone(pm, 10000);
+			}
+			printf("stopped %s\n", what);
+		}
+	}
+	for (int i = N_NODES - 1; i >= 0; i--) {
+		char pidf[PATH_MAX + 32], what[32];
+
+		path_of(&l, pidf, sizeof(pidf), "etcd", i, "etcd.pid");
+		snprintf(what, sizeof(what), "etcd%d", i + 1);
+		stop_pid(what, running_pid(pidf, "etcd"), 20000);
+	}
+	curl_global_cleanup();
+	return CLI_EXIT_OK;
+}
+
+int cli_status(int argc, char **argv)
+{
+	struct layout l;
+	bool explicit_ports;
+	int running = 0, total = 0;
+
+	if (parse_common(argc, argv, &l, &explicit_ports, NULL) != 0) {
+		fprintf(stderr, "usage: pgwarden status [--dir DIR]\n");
+		return CLI_EXIT_USAGE;
+	}
+	if (load_or_save_ports(&l, false) != 0)
+		return CLI_EXIT_FAILED;
+	printf("%-22s %-10s %-8s %s\n", "PROCESS", "STATE", "PID", "ADDRESS");
+	for (int i = 0; i < N_NODES; i++) {
+		char pidf[PATH_MAX + 32], name[32];
+		pid_t pid;
+
+		path_of(&l, pidf, sizeof(pidf), "etcd", i, "etcd.pid");
+		pid = running_pid(pidf, "etcd");
+		snprintf(name, sizeof(name), "etcd%d", i + 1);
+		printf("%-22s %-10s %-8d 127.0.0.1:%d\n", name, pid ? "running" : "stopped",
+		       (int)pid, etcd_client_port(&l, i));
+		running += pid != 0;
+		total++;
+	}
+	for (int i = 0; i < N_NODES; i++) {
+		char pidf[PATH_MAX + 32], name[32];
+		pid_t pid;
+
+		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
+		pid = running_pid(pidf, "agent");
+		snprintf(name, sizeof(name), "node%d agent", i + 1);
+		printf("%-22s %-10s %-8d 127.0.0.1:%d\n", name, pid ? "running" : "stopped",
+		       (int)pid, l.api_port + i);
+		running += pid != 0;
+		pid = postmaster_pid(&l, i);
+		snprintf(name, sizeof(name), "node%d postgresql", i + 1);
+		printf("%-22s %-10s %-8d 127.0.0.1:%d\n", name, pid ? "running" : "stopped",
+		       (int)pid, l.pg_port + i);
+		running += pid != 0;
+		total += 2;
+	}
+	printf("%d of %d processes running\n", running, total);
+	return running == total ? CLI_EXIT_OK : (running == 0 ? 3 : CLI_EXIT_FAILED);
+}

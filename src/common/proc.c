@@ -1,0 +1,253 @@
+#include "common/proc.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* In the child, between fork and exec: only async-signal-safe calls. */
+static void child_setup(const struct cmn_proc_opts *o, int out_fd)
+{
+	int devnull = open("/dev/null", O_RDONLY);
+
+	if (devnull >= 0) {
+		dup2(devnull, 0);
+		if (devnull > 2)
+			close(devnull);
+	}
+	if (out_fd >= 0) {
+		dup2(out_fd, 1);
+		dup2(out_fd, 2);
+		if (out_fd > 2)
+			close(out_fd);
+	}
+	close_range(3, ~0U, 0);
+	if (o->new_session)
+		setsid();
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (o->run_as) {
+		if (setgroups(0, NULL) != 0 || setgid(o->gid) != 0 || setuid(o->uid) != 0)
+			_exit(126);
+	}
+	if (o->cwd && chdir(o->cwd) != 0)
+		_exit(126);
+}
+
+int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
+{
+	int out_fd = -1;
+	pid_t pid;
+
+	if (o->log_path) {
+		out_fd = open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		if (out_fd < 0) {
+			log_error("cannot open log file %s: %s", o->log_path, strerror(errno));
+			return PGW_ERR;
+		}
+		if (o->run_as && fchown(out_fd, o->uid, o->gid) != 0)
+			log_warning("cannot chown %s: %s", o->log_path, strerror(errno));
+	} else {
+		out_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	}
+	/* Build the environment before fork: no allocation in the child. */
+	size_t n_env = 0, n_extra = 0;
+	extern char **environ;
+
+	while (environ[n_env])
+		n_env++;
+	while (o->env_extra && o->env_extra[n_extra])
+		n_extra++;
+	char **envp = calloc(n_env + n_extra + 1, sizeof(char *));
+
+	if (!envp) {
+		if (out_fd >= 0)
+			close(out_fd);
+		return PGW_ENOMEM;
+	}
+	size_t k = 0;
+
+	for (size_t i = 0; i < n_env; i++) {
+		bool overridden = false;
+		const char *eq = strchr(environ[i], '=');
+		size_t nlen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+
+		for (size_t j = 0; j < n_extra; j++)
+			if (strncmp(o->env_extra[j], environ[i], nlen) == 0 &&
+			    o->env_extra[j][nlen] == '=')
+				overridden = true;
+		if (!overridden)
+			envp[k++] = environ[i];
+	}
+	for (size_t j = 0; j < n_extra; j++)
+		envp[k++] = (char *)o->env_extra[j];
+	envp[k] = NULL;
+
+	pid = fork();
+	if (pid < 0) {
+		log_error("fork failed: %s", strerror(errno));
+		free(envp);
+		if (out_fd >= 0)
+			close(out_fd);
+		return PGW_ERR;
+	}
+	if (pid == 0) {
+		child_setup(o, out_fd);
+		execvpe(o->argv[0], (char *const *)o->argv, envp);
+		_exit(127);
+	}
+	free(envp);
+	if (out_fd >= 0)
+		close(out_fd);
+	*pid_out = pid;
+	return PGW_OK;
+}
+
+static int decode_status(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 255;
+}
+
+int cmn_proc_poll(pid_t pid, int *exit_code)
+{
+	int status;
+	pid_t r = waitpid(pid, &status, WNOHANG);
+
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		*exit_code = 255; /* not our child any more */
+		return 1;
+	}
+	*exit_code = decode_status(status);
+	return 1;
+}
+
+int cmn_proc_run(const char *const *argv, const char *const *env_extra, int timeout_ms,
+		 struct cmn_buf *out, int *exit_code)
+{
+	int fds[2];
+	pid_t pid;
+	int64_t deadline = cmn_now_ms() + timeout_ms;
+	extern char **environ;
+
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return PGW_ERR;
+	struct cmn_proc_opts o = {.argv = argv, .env_extra = env_extra};
+	size_t n_env = 0, n_extra = 0;
+
+	while (environ[n_env])
+		n_env++;
+	while (env_extra && env_extra[n_extra])
+		n_extra++;
+	char **envp = calloc(n_env + n_extra + 1, sizeof(char *));
+
+	if (!envp) {
+		close(fds[0]);
+		close(fds[1]);
+		return PGW_ENOMEM;
+	}
+	for (size_t i = 0; i < n_env; i++)
+		envp[i] = environ[i];
+	for (size_t j = 0; j < n_extra; j++)
+		envp[n_env + j] = (char *)env_extra[j];
+	pid = fork();
+	if (pid < 0) {
+		free(envp);
+		close(fds[0]);
+		close(fds[1]);
+		return PGW_ERR;
+	}
+	if (pid == 0) {
+		child_setup(&o, fds[1]);
+		execvpe(argv[0], (char *const *)argv, envp);
+		_exit(127);
+	}
+	free(envp);
+	close(fds[1]);
+	int rc = PGW_OK;
+
+	for (;;) {
+		int64_t left = deadline - cmn_now_ms();
+		struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+		char chunk[4096];
+
+		if (left <= 0) {
+			kill(pid, SIGKILL);
+			rc = PGW_ETIMEOUT;
+			break;
+		}
+		int pr = poll(&pfd, 1, (int)(left > 200 ? 200 : left));
+
+		if (pr < 0 && errno != EINTR)
+			break;
+		if (pr <= 0)
+			continue;
+		ssize_t n = read(fds[0], chunk, sizeof(chunk));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (out && cmn_buf_append(out, chunk, (size_t)n) != PGW_OK)
+			rc = PGW_ENOMEM;
+	}
+	close(fds[0]);
+	int status = 0;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR) {
+			status = 255 << 8;
+			break;
+		}
+		if (cmn_now_ms() > deadline + 1000)
+			kill(pid, SIGKILL);
+		usleep(10000);
+	}
+	*exit_code = decode_status(status);
+	if (rc == PGW_ETIMEOUT)
+		log_warning("%s did not finish within %d ms and was killed", argv[0], timeout_ms);
+	return rc;
+}
+
+bool cmn_pid_alive(pid_t pid)
+{
+	if (pid <= 0)
+		return false;
+	return kill(pid, 0) == 0 || errno == EPERM;
+}
+
+pid_t cmn_read_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	long pid = 0;
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%ld", &pid) != 1)
+		pid = 0;
+	fclose(f);
+	return pid > 0 ? (pid_t)pid : 0;
+}

@@ -1,0 +1,35 @@
+/*
+ * Child processes: spawn detached or attached, poll without blocking, run with a
+ * deadline. Children never inherit our descriptors beyond stdin/stdout/stderr.
+ */
+#ifndef PGW_PROC_H
+#define PGW_PROC_H
+
+#include "common/err.h"
+#include "common/util.h"
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct cmn_proc_opts {
+	const char *const *argv;      /* argv[0] is the program (searched in PATH) */
+	const char *const *env_extra; /* "NAME=value" entries added to our environment */
+	const char *log_path;	      /* stdout+stderr appended here; NULL = /dev/null */
+	const char *cwd;	      /* NULL = unchanged */
+	bool new_session;	      /* setsid(): survives our process group signals */
+	uid_t uid;		      /* switch user when run_as is set (root only) */
+	gid_t gid;
+	bool run_as;
+};
+
+int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid) PGW_WUR;
+/* 1 when the child finished (*exit_code: exit status, or 128+signal), 0 while it runs. */
+int cmn_proc_poll(pid_t pid, int *exit_code);
+/* Runs to completion, capturing stdout+stderr in out (may be NULL); kills at the deadline. */
+int cmn_proc_run(const char *const *argv, const char *const *env_extra, int timeout_ms,
+		 struct cmn_buf *out, int *exit_code) PGW_WUR;
+bool cmn_pid_alive(pid_t pid);
+/* Reads a pid from the first line of a file; 0 when missing or bad. */
+pid_t cmn_read_pidfile(const char *path);
+
+#endif

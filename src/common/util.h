@@ -1,0 +1,45 @@
+/* Small shared helpers: growable strings, files, names. */
+#ifndef PGW_UTIL_H
+#define PGW_UTIL_H
+
+#include "common/err.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Growable NUL-terminated byte buffer. Owns data; release with cmn_buf_free. */
+struct cmn_buf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+
+int cmn_buf_append(struct cmn_buf *b, const void *data, size_t len) PGW_WUR;
+int cmn_buf_printf(struct cmn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cmn_buf_reset(struct cmn_buf *b);
+void cmn_buf_free(struct cmn_buf *b);
+
+/* Reads a whole file (NUL-terminated); caller frees. NULL on error (errno set). */
+char *cmn_read_file(const char *path, size_t *len);
+/* Writes via a temporary file + fsync + rename, with the given mode. */
+int cmn_write_file_atomic(const char *path, const char *data, size_t len, mode_t mode) PGW_WUR;
+int cmn_mkdir_p(const char *path, mode_t mode) PGW_WUR;
+bool cmn_dir_is_empty_or_missing(const char *path);
+int cmn_rm_rf(const char *path) PGW_WUR;
+
+/* Lowercase [a-z0-9_] version of a member name, usable as a replication slot name. */
+void cmn_slot_name(const char *member, char *out, size_t size);
+
+/* Splits "host:port" ("[v6]:port" too). Returns PGW_EINVAL on a bad string. */
+int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) PGW_WUR;
+
+/* "%X/%X" LSN text <-> integer. */
+int cmn_parse_lsn(const char *s, uint64_t *out) PGW_WUR;
+void cmn_format_lsn(uint64_t lsn, char *out, size_t size);
+
+/* Total physical memory of this machine in bytes. */
+int64_t cmn_physical_memory(void);
+
+#endif

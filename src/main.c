@@ -1,0 +1,56 @@
+/* pgwarden: one binary, several roles. */
+#include "agent/agent.h"
+#include "cli/cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"pgwarden %s - PostgreSQL high availability on etcd\n"
+		"\n"
+		"usage: pgwarden <command> [options]\n"
+		"\n"
+		"daemons:\n"
+		"  agent -c node.ini        manage one PostgreSQL member (Patroni's role)\n"
+		"\n"
+		"cluster operations (-c node.ini or --dir DIR to find the cluster):\n"
+		"  list [--json]            members, roles, states, timelines, lag\n"
+		"\n"
+		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
+		"  up [--dir DIR]           start what is not running, print how to connect\n"
+		"  down [--dir DIR]         stop everything up started\n"
+		"  status [--dir DIR]       say what runs\n"
+		"\n"
+		"  version                  print the version\n",
+		PGW_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : NULL;
+
+	if (!cmd || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+	    strcmp(cmd, "help") == 0) {
+		usage(cmd ? stdout : stderr);
+		return cmd ? 0 : 2;
+	}
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("pgwarden %s\n", PGW_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "agent") == 0)
+		return agent_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "list") == 0)
+		return cli_list(argc - 1, argv + 1);
+	if (strcmp(cmd, "up") == 0)
+		return cli_up(argc - 1, argv + 1);
+	if (strcmp(cmd, "down") == 0)
+		return cli_down(argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return cli_status(argc - 1, argv + 1);
+	fprintf(stderr, "pgwarden: unknown command '%s'\n\n", cmd);
+	usage(stderr);
+	return 2;
+}
