@@ -35,12 +35,12 @@ enum job_kind {
 };
 
 static const char *const job_state[] = {
-	[JOB_NONE] = "",
-	[JOB_INITDB] = "initializing new cluster",
-	[JOB_CLONE] = "creating replica",
-	[JOB_START] = "starting",
-	[JOB_REWIND] = "rewinding",
-	[JOB_PROMOTE] = "promoting",
+    [JOB_NONE] = "",
+    [JOB_INITDB] = "initializing new cluster",
+    [JOB_CLONE] = "creating replica",
+    [JOB_START] = "starting",
+    [JOB_REWIND] = "rewinding",
+    [JOB_PROMOTE] = "promoting",
 };
 
 /* A long-running command the HA loop watches without blocking on it. */
@@ -164,13 +164,13 @@ static void *watch_main(void *arg)
 {
 	struct agent *a = arg;
 	struct etcd_client_opts o = {
-		.endpoints = a->cfg.etcd_endpoints,
-		.timeout_ms = a->cfg.retry_timeout_ms,
-		.username = a->cfg.etcd_username,
-		.password = a->cfg.etcd_password,
-		.cacert = a->cfg.etcd_cacert,
-		.cert = a->cfg.etcd_cert,
-		.key = a->cfg.etcd_key,
+	    .endpoints = a->cfg.etcd_endpoints,
+	    .timeout_ms = a->cfg.retry_timeout_ms,
+	    .username = a->cfg.etcd_username,
+	    .password = a->cfg.etcd_password,
+	    .cacert = a->cfg.etcd_cacert,
+	    .cert = a->cfg.etcd_cert,
+	    .key = a->cfg.etcd_key,
 	};
 	struct etcd_client *c = NULL;
 	struct watch_ctx w = {.a = a};
@@ -180,7 +180,8 @@ static void *watch_main(void *arg)
 		return NULL;
 	while (!a->stop_watch) {
 		int64_t compact = 0;
-		int rc = etcd_watch_run(c, a->dcs.prefix, 0, on_watch, &w, &a->stop_watch, &compact);
+		int rc =
+		    etcd_watch_run(c, a->dcs.prefix, 0, on_watch, &w, &a->stop_watch, &compact);
 
 		if (a->stop_watch)
 			break;
@@ -200,9 +201,9 @@ static int job_spawn(struct agent *a, enum job_kind kind, const char *const *arg
 {
 	char log[4200];
 	struct cmn_proc_opts o = {
-		.argv = argv,
-		.env_extra = pgctl_env(&a->pg),
-		.new_session = true,
+	    .argv = argv,
+	    .env_extra = pgctl_env(&a->pg),
+	    .new_session = true,
 	};
 	pid_t pid;
 
@@ -329,8 +330,9 @@ static void job_finished(struct agent *a, int code)
 				if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK)
 					log_error("cannot remove %s", a->cfg.data_dir);
 			} else {
-				log_error("pg_rewind failed and remove_data_on_rewind_failure is off: "
-					  "run 'pgwarden reinit' for this member");
+				log_error(
+				    "pg_rewind failed and remove_data_on_rewind_failure is off: "
+				    "run 'pgwarden reinit' for this member");
 			}
 			return;
 		}
@@ -463,8 +465,8 @@ static void fill_member(const struct agent *a, struct dcs_member *m)
 	snprintf(m->api_url, sizeof(m->api_url), "%s", a->cfg.api_connect);
 	snprintf(m->role, sizeof(m->role), "%s", pg_role(a));
 	snprintf(m->state, sizeof(m->state), "%s", pg_state(a));
-	m->timeline = a->probe.timeline ? a->probe.timeline
-					: (a->cd_valid ? a->cd.checkpoint_tli : 0);
+	m->timeline =
+	    a->probe.timeline ? a->probe.timeline : (a->cd_valid ? a->cd.checkpoint_tli : 0);
 	snprintf(m->tags_json, sizeof(m->tags_json), "%s", tags ? tags : "{}");
 	free(tags);
 }
@@ -512,8 +514,7 @@ static char *render_status(struct agent *a)
 	json_object_object_add(o, "name", json_object_new_string(a->cfg.member_name));
 	json_object_object_add(o, "scope", json_object_new_string(a->cfg.cluster_name));
 	json_object_object_add(o, "state", json_object_new_string(pg_state(a)));
-	json_object_object_add(o, "role",
-			       json_object_new_string(leader ? "primary" : pg_role(a)));
+	json_object_object_add(o, "role", json_object_new_string(leader ? "primary" : pg_role(a)));
 	json_object_object_add(o, "leader", json_object_new_boolean(leader));
 	json_object_object_add(o, "timeline", json_object_new_int(p->timeline));
 	json_object_object_add(o, "server_version", json_object_new_int(p->server_version));
@@ -534,15 +535,14 @@ static char *render_status(struct agent *a)
 	cmn_format_lsn(p->lsn, lsn, sizeof(lsn));
 	json_object_object_add(o, "lsn_text", json_object_new_string(lsn));
 	if (p->in_recovery && a->dcs_ok && a->cluster.optime > p->lsn)
-		json_object_object_add(o, "lag",
-				       json_object_new_int64((int64_t)(a->cluster.optime - p->lsn)));
+		json_object_object_add(
+		    o, "lag", json_object_new_int64((int64_t)(a->cluster.optime - p->lsn)));
 	else
 		json_object_object_add(o, "lag", json_object_new_int64(0));
 	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
-	json_object_object_add(o, "cluster_leader",
-			       json_object_new_string(a->dcs_ok && a->cluster.has_leader
-							      ? a->cluster.leader
-							      : ""));
+	json_object_object_add(
+	    o, "cluster_leader",
+	    json_object_new_string(a->dcs_ok && a->cluster.has_leader ? a->cluster.leader : ""));
 	json_object_object_add(o, "last_action",
 			       json_object_new_string(ha_action_name(a->last_action)));
 	json_object_object_add(o, "last_reason", json_object_new_string(a->last_reason));
@@ -569,8 +569,8 @@ static char *render_cluster(struct agent *a)
 		bool leader = a->cluster.has_leader && strcmp(m->name, a->cluster.leader) == 0;
 
 		json_object_object_add(e, "name", json_object_new_string(m->name));
-		json_object_object_add(e, "role", json_object_new_string(leader ? "leader"
-										: m->role));
+		json_object_object_add(e, "role",
+				       json_object_new_string(leader ? "leader" : m->role));
 		json_object_object_add(e, "state", json_object_new_string(m->state));
 		json_object_object_add(e, "host", json_object_new_string(m->host));
 		json_object_object_add(e, "port", json_object_new_int(m->port));
@@ -581,9 +581,8 @@ static char *render_cluster(struct agent *a)
 	}
 	json_object_object_add(o, "scope", json_object_new_string(a->cfg.cluster_name));
 	json_object_object_add(o, "system_identifier", json_object_new_string(a->cluster.sysid));
-	json_object_object_add(o, "leader", json_object_new_string(a->cluster.has_leader
-									   ? a->cluster.leader
-									   : ""));
+	json_object_object_add(
+	    o, "leader", json_object_new_string(a->cluster.has_leader ? a->cluster.leader : ""));
 	json_object_object_add(o, "members", list);
 	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
@@ -605,8 +604,8 @@ static void publish_api(struct agent *a)
 	a->api.streaming = p->streaming;
 	a->api.noloadbalance = a->cfg.noloadbalance;
 	a->api.lag_bytes = p->in_recovery && a->dcs_ok && a->cluster.optime > p->lsn
-				   ? a->cluster.optime - p->lsn
-				   : 0;
+			       ? a->cluster.optime - p->lsn
+			       : 0;
 	a->api.last_loop_ms = cmn_now_ms();
 	pthread_mutex_unlock(&a->api.lock);
 }
@@ -661,8 +660,8 @@ static void finish_bootstrap(struct agent *a)
 	conn = a->pg.conn;
 	/* Send a SCRAM verifier, never the password itself, to the server. */
 	const char *user = a->cfg.replication_user;
-	char *verifier = PQencryptPasswordConn(conn, a->cfg.replication_password, user,
-					       "scram-sha-256");
+	char *verifier =
+	    PQencryptPasswordConn(conn, a->cfg.replication_password, user, "scram-sha-256");
 	char *ident = PQescapeIdentifier(conn, user, strlen(user));
 	char *name_lit = PQescapeLiteral(conn, user, strlen(user));
 	char *pw_lit = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
@@ -685,7 +684,8 @@ static void finish_bootstrap(struct agent *a)
 		bootstrap_failed(a, "cannot create the replication role");
 		return;
 	}
-	sysid = pgctl_query_value(&a->pg, "SELECT system_identifier::text FROM pg_control_system()");
+	sysid =
+	    pgctl_query_value(&a->pg, "SELECT system_identifier::text FROM pg_control_system()");
 	if (!sysid) {
 		bootstrap_failed(a, "cannot read the system identifier");
 		return;
@@ -784,16 +784,15 @@ static void do_race(struct agent *a)
 	}
 	cmn_http_get_many(urls, n, AGENT_PEER_TIMEOUT_MS, bodies, status);
 	for (size_t i = 0; i < n; i++) {
-		json_object *o = status[i] == 200 && bodies[i].data
-					 ? json_tokener_parse(bodies[i].data)
-					 : NULL;
+		json_object *o =
+		    status[i] == 200 && bodies[i].data ? json_tokener_parse(bodies[i].data) : NULL;
 		json_object *v;
 
 		if (o) {
 			peers[i].reachable = true;
 			if (json_object_object_get_ex(o, "role", &v))
 				peers[i].is_primary =
-					strcmp(json_object_get_string(v), "primary") == 0;
+				    strcmp(json_object_get_string(v), "primary") == 0;
 			if (json_object_object_get_ex(o, "lsn", &v))
 				peers[i].lsn = (uint64_t)json_object_get_int64(v);
 			if (json_object_object_get_ex(o, "timeline", &v))
@@ -852,14 +851,14 @@ static void manage_slots(struct agent *a)
 	if (first)
 		cmn_buf_printf(&sql, "(NULL::text)");
 	cmn_buf_printf(
-		&sql,
-		"), created AS (SELECT pg_create_physical_replication_slot(w.name, true) FROM want w"
-		" WHERE w.name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s"
-		" WHERE s.slot_name = w.name)),"
-		" dropped AS (SELECT pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s"
-		" WHERE s.slot_type = 'physical' AND NOT s.active AND NOT s.temporary"
-		" AND s.slot_name NOT IN (SELECT name FROM want WHERE name IS NOT NULL))"
-		" SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM dropped)");
+	    &sql,
+	    "), created AS (SELECT pg_create_physical_replication_slot(w.name, true) FROM want w"
+	    " WHERE w.name IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_replication_slots s"
+	    " WHERE s.slot_name = w.name)),"
+	    " dropped AS (SELECT pg_drop_replication_slot(s.slot_name) FROM pg_replication_slots s"
+	    " WHERE s.slot_type = 'physical' AND NOT s.active AND NOT s.temporary"
+	    " AND s.slot_name NOT IN (SELECT name FROM want WHERE name IS NOT NULL))"
+	    " SELECT (SELECT count(*) FROM created), (SELECT count(*) FROM dropped)");
 	if (sql.data && pgctl_exec(&a->pg, sql.data) != PGW_OK)
 		log_warning("could not manage replication slots");
 	cmn_buf_free(&sql);
@@ -874,8 +873,8 @@ static void keep_leader(struct agent *a)
 		if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
 			log_warning("CHECKPOINT after promotion failed");
 		if (dcs_append_history(&a->dcs, a->cluster.history, a->promote_from_timeline,
-				       a->promote_from_lsn, "promoted", a->cfg.member_name) !=
-		    PGW_OK)
+				       a->promote_from_lsn, "promoted",
+				       a->cfg.member_name) != PGW_OK)
 			log_warning("could not record the timeline switch in history");
 		a->after_promote = false;
 	}
@@ -970,8 +969,8 @@ static void observe(struct agent *a)
 	if (a->cd_valid)
 		snprintf(a->local_sysid, sizeof(a->local_sysid), "%s", a->cd.sysid);
 	else if (a->probe.data_valid && !a->local_sysid[0] && a->probe.accepting) {
-		char *s = pgctl_query_value(&a->pg,
-					    "SELECT system_identifier::text FROM pg_control_system()");
+		char *s = pgctl_query_value(
+		    &a->pg, "SELECT system_identifier::text FROM pg_control_system()");
 
 		if (s)
 			snprintf(a->local_sysid, sizeof(a->local_sysid), "%s", s);
@@ -1010,7 +1009,8 @@ static void read_cluster(struct agent *a)
 	if (holds_leader(a) && a->lease_id && a->cluster.leader_lease != a->lease_id) {
 		bool ok = false;
 
-		if (dcs_move_leader(&a->dcs, a->cfg.member_name, a->lease_id, &ok) == PGW_OK && ok) {
+		if (dcs_move_leader(&a->dcs, a->cfg.member_name, a->lease_id, &ok) == PGW_OK &&
+		    ok) {
 			log_info("re-attached the leader key to our lease");
 			if (a->cluster.leader_lease &&
 			    etcd_lease_revoke(a->etcd, a->cluster.leader_lease) != PGW_OK)
@@ -1033,7 +1033,8 @@ static void run_once(struct agent *a)
 	    a->job.kind == JOB_NONE) {
 		pgctl_probe(&a->pg, &a->probe);
 		if (a->probe.accepting && !a->probe.in_recovery)
-			do_demote(a, "the leader lease may have expired while the agent was stalled");
+			do_demote(a,
+				  "the leader lease may have expired while the agent was stalled");
 	}
 	lease_maintain(a);
 	read_cluster(a);
@@ -1046,22 +1047,22 @@ static void run_once(struct agent *a)
 		finish_bootstrap(a);
 	} else {
 		struct ha_input in = {
-			.now_ms = cmn_now_ms(),
-			.me = a->cfg.member_name,
-			.nofailover = a->cfg.nofailover,
-			.maximum_lag = a->cfg.maximum_lag_on_failover,
-			.dcs_ok = a->dcs_ok,
-			.cluster = &a->cluster,
-			.lease_id = a->lease_id,
-			.lease_deadline_ms = a->lease_deadline_ms,
-			.demote_margin_ms = AGENT_DEMOTE_MARGIN_MS,
-			.pg = &a->probe,
-			.cd_valid = a->cd_valid,
-			.cd = a->cd,
-			.primary_down_since_ms = a->primary_down_since_ms,
-			.primary_start_timeout_ms = a->cfg.primary_start_timeout_ms,
-			.not_streaming_since_ms = a->not_streaming_since_ms,
-			.stuck_replica_ms = AGENT_STUCK_REPLICA_MS,
+		    .now_ms = cmn_now_ms(),
+		    .me = a->cfg.member_name,
+		    .nofailover = a->cfg.nofailover,
+		    .maximum_lag = a->cfg.maximum_lag_on_failover,
+		    .dcs_ok = a->dcs_ok,
+		    .cluster = &a->cluster,
+		    .lease_id = a->lease_id,
+		    .lease_deadline_ms = a->lease_deadline_ms,
+		    .demote_margin_ms = AGENT_DEMOTE_MARGIN_MS,
+		    .pg = &a->probe,
+		    .cd_valid = a->cd_valid,
+		    .cd = a->cd,
+		    .primary_down_since_ms = a->primary_down_since_ms,
+		    .primary_start_timeout_ms = a->cfg.primary_start_timeout_ms,
+		    .not_streaming_since_ms = a->not_streaming_since_ms,
+		    .stuck_replica_ms = AGENT_STUCK_REPLICA_MS,
 		};
 
 		snprintf(in.local_sysid, sizeof(in.local_sysid), "%s", a->local_sysid);
@@ -1111,9 +1112,9 @@ static void usage(void)
 int agent_main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *path = NULL;
 	char err[1024];
@@ -1133,18 +1134,21 @@ int agent_main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (geteuid() == 0) {
-		fprintf(stderr, "pgwarden agent: refusing to run as root (PostgreSQL cannot); run "
-				"it as the postgres user, e.g. runuser -u postgres -- pgwarden agent "
-				"...\n");
-		return 2;
-	}
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return 1;
 	if (agent_config_load(path, &a->cfg, err, sizeof(err)) != PGW_OK ||
 	    pgconf_check_parameters(&a->cfg, err, sizeof(err)) != PGW_OK) {
 		fprintf(stderr, "pgwarden agent: %s\n", err);
+		agent_config_free(&a->cfg);
+		free(a);
+		return 2;
+	}
+	if (geteuid() == 0) {
+		fprintf(stderr,
+			"pgwarden agent: refusing to run as root (PostgreSQL cannot); run "
+			"it as the postgres user, e.g. runuser -u postgres -- pgwarden agent "
+			"...\n");
 		agent_config_free(&a->cfg);
 		free(a);
 		return 2;
@@ -1168,13 +1172,13 @@ int agent_main(int argc, char **argv)
 	a->configured_upstream[0] = '?';
 
 	struct etcd_client_opts eo = {
-		.endpoints = a->cfg.etcd_endpoints,
-		.timeout_ms = a->cfg.retry_timeout_ms,
-		.username = a->cfg.etcd_username,
-		.password = a->cfg.etcd_password,
-		.cacert = a->cfg.etcd_cacert,
-		.cert = a->cfg.etcd_cert,
-		.key = a->cfg.etcd_key,
+	    .endpoints = a->cfg.etcd_endpoints,
+	    .timeout_ms = a->cfg.retry_timeout_ms,
+	    .username = a->cfg.etcd_username,
+	    .password = a->cfg.etcd_password,
+	    .cacert = a->cfg.etcd_cacert,
+	    .cert = a->cfg.etcd_cert,
+	    .key = a->cfg.etcd_key,
 	};
 	int rc = 1;
 

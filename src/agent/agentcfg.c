@@ -12,82 +12,82 @@
 #define SEC(s) (s * 1000LL)
 
 static const struct cmn_cfg_section sections[] = {
-	{"cluster", false, 0},
-	{"etcd", false, 0},
-	{"postgresql", false, 0},
-	{"api", false, 0},
-	{"parameters", true, OFF(parameters)},
-	{"tags", true, OFF(tags)},
+    {"cluster", false, 0},
+    {"etcd", false, 0},
+    {"postgresql", false, 0},
+    {"api", false, 0},
+    {"parameters", true, OFF(parameters)},
+    {"tags", true, OFF(tags)},
 };
 
 static const struct cmn_cfg_key keys[] = {
-	{"cluster", "name", CMN_CFG_STRING, OFF(cluster_name), NULL, true, 0, 0,
-	 "cluster name (Patroni's scope)"},
-	{"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
-	 "etcd key prefix shared by clusters"},
-	{"cluster", "member", CMN_CFG_STRING, OFF(member_name), NULL, true, 0, 0,
-	 "this node's member name, unique in the cluster"},
-	{"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), AGENT_DEFAULT_TTL, false, SEC(2),
-	 SEC(3600), "leader lease time-to-live"},
-	{"cluster", "loop_wait", CMN_CFG_DURATION, OFF(loop_wait_ms), AGENT_DEFAULT_LOOP_WAIT, false,
-	 100, SEC(600), "period of the HA loop"},
-	{"cluster", "retry_timeout", CMN_CFG_DURATION, OFF(retry_timeout_ms),
-	 AGENT_DEFAULT_RETRY_TIMEOUT, false, 100, SEC(600),
-	 "bound on one etcd or PostgreSQL operation"},
-	{"cluster", "maximum_lag_on_failover", CMN_CFG_SIZE, OFF(maximum_lag_on_failover),
-	 AGENT_DEFAULT_MAX_LAG, false, 0, INT64_MAX, "bytes a replica may lag and still promote"},
-	{"cluster", "primary_start_timeout", CMN_CFG_DURATION, OFF(primary_start_timeout_ms),
-	 AGENT_DEFAULT_PRIMARY_START_TIMEOUT, false, 0, SEC(3600),
-	 "how long a crashed primary may take to restart before the leader key is released"},
-	{"cluster", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
-	 "debug, info, warning or error"},
-	{"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0,
-	 0, "comma-separated etcd client URLs"},
-	{"etcd", "username", CMN_CFG_STRING, OFF(etcd_username), NULL, false, 0, 0, NULL},
-	{"etcd", "password", CMN_CFG_SECRET, OFF(etcd_password), NULL, false, 0, 0, NULL},
-	{"etcd", "cacert", CMN_CFG_STRING, OFF(etcd_cacert), NULL, false, 0, 0, NULL},
-	{"etcd", "cert", CMN_CFG_STRING, OFF(etcd_cert), NULL, false, 0, 0, NULL},
-	{"etcd", "key", CMN_CFG_STRING, OFF(etcd_key), NULL, false, 0, 0, NULL},
-	{"postgresql", "data_dir", CMN_CFG_STRING, OFF(data_dir), NULL, true, 0, 0,
-	 "PGDATA of this node"},
-	{"postgresql", "bin_dir", CMN_CFG_STRING, OFF(bin_dir), "/usr/lib/postgresql/15/bin", false,
-	 0, 0, "where initdb, pg_ctl, pg_basebackup, pg_rewind live"},
-	{"postgresql", "listen", CMN_CFG_STRING, OFF(pg_listen), "127.0.0.1:5432", false, 0, 0,
-	 "host:port PostgreSQL listens on"},
-	{"postgresql", "connect_address", CMN_CFG_STRING, OFF(pg_connect_address), NULL, false, 0, 0,
-	 "host:port other members and clients use (default: listen)"},
-	{"postgresql", "socket_dir", CMN_CFG_STRING, OFF(socket_dir), NULL, false, 0, 0,
-	 "unix socket directory (default: data_dir/../run)"},
-	{"postgresql", "superuser", CMN_CFG_STRING, OFF(superuser), "postgres", false, 0, 0, NULL},
-	{"postgresql", "superuser_password", CMN_CFG_SECRET, OFF(superuser_password), NULL, true, 0, 0,
-	 NULL},
-	{"postgresql", "replication_user", CMN_CFG_STRING, OFF(replication_user), "replicator", false,
-	 0, 0, NULL},
-	{"postgresql", "replication_password", CMN_CFG_SECRET, OFF(replication_password), NULL, true,
-	 0, 0, NULL},
-	{"postgresql", "memory", CMN_CFG_SIZE, OFF(memory), "0", false, 0, INT64_MAX,
-	 "memory given to this node, for the tuned parameters (0: all of this machine's)"},
-	{"postgresql", "use_pg_rewind", CMN_CFG_BOOL, OFF(use_pg_rewind), "on", false, 0, 0, NULL},
-	{"postgresql", "remove_data_on_rewind_failure", CMN_CFG_BOOL,
-	 OFF(remove_data_on_rewind_failure), "on", false, 0, 0,
-	 "re-clone from the leader when pg_rewind fails"},
-	{"postgresql", "pgpass", CMN_CFG_STRING, OFF(pgpass), NULL, false, 0, 0,
-	 "passfile the agent writes for its own connections (default data_dir/../pgpass)"},
-	{"postgresql", "pg_hba", CMN_CFG_STRING, OFF(pg_hba_extra), NULL, false, 0, 0,
-	 "extra pg_hba.conf lines, separated by ';'"},
-	{"api", "listen", CMN_CFG_STRING, OFF(api_listen), "127.0.0.1:8008", false, 0, 0,
-	 "host:port of the REST API"},
-	{"api", "connect_address", CMN_CFG_STRING, OFF(api_connect_address), NULL, false, 0, 0, NULL},
-	{"api", "username", CMN_CFG_STRING, OFF(api_username), NULL, false, 0, 0,
-	 "basic auth for mutating endpoints"},
-	{"api", "password", CMN_CFG_SECRET, OFF(api_password), NULL, false, 0, 0, NULL},
+    {"cluster", "name", CMN_CFG_STRING, OFF(cluster_name), NULL, true, 0, 0,
+     "cluster name (Patroni's scope)"},
+    {"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
+     "etcd key prefix shared by clusters"},
+    {"cluster", "member", CMN_CFG_STRING, OFF(member_name), NULL, true, 0, 0,
+     "this node's member name, unique in the cluster"},
+    {"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), AGENT_DEFAULT_TTL, false, SEC(2), SEC(3600),
+     "leader lease time-to-live"},
+    {"cluster", "loop_wait", CMN_CFG_DURATION, OFF(loop_wait_ms), AGENT_DEFAULT_LOOP_WAIT, false,
+     100, SEC(600), "period of the HA loop"},
+    {"cluster", "retry_timeout", CMN_CFG_DURATION, OFF(retry_timeout_ms),
+     AGENT_DEFAULT_RETRY_TIMEOUT, false, 100, SEC(600),
+     "bound on one etcd or PostgreSQL operation"},
+    {"cluster", "maximum_lag_on_failover", CMN_CFG_SIZE, OFF(maximum_lag_on_failover),
+     AGENT_DEFAULT_MAX_LAG, false, 0, INT64_MAX, "bytes a replica may lag and still promote"},
+    {"cluster", "primary_start_timeout", CMN_CFG_DURATION, OFF(primary_start_timeout_ms),
+     AGENT_DEFAULT_PRIMARY_START_TIMEOUT, false, 0, SEC(3600),
+     "how long a crashed primary may take to restart before the leader key is released"},
+    {"cluster", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
+     "debug, info, warning or error"},
+    {"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0, 0,
+     "comma-separated etcd client URLs"},
+    {"etcd", "username", CMN_CFG_STRING, OFF(etcd_username), NULL, false, 0, 0, NULL},
+    {"etcd", "password", CMN_CFG_SECRET, OFF(etcd_password), NULL, false, 0, 0, NULL},
+    {"etcd", "cacert", CMN_CFG_STRING, OFF(etcd_cacert), NULL, false, 0, 0, NULL},
+    {"etcd", "cert", CMN_CFG_STRING, OFF(etcd_cert), NULL, false, 0, 0, NULL},
+    {"etcd", "key", CMN_CFG_STRING, OFF(etcd_key), NULL, false, 0, 0, NULL},
+    {"postgresql", "data_dir", CMN_CFG_STRING, OFF(data_dir), NULL, true, 0, 0,
+     "PGDATA of this node"},
+    {"postgresql", "bin_dir", CMN_CFG_STRING, OFF(bin_dir), "/usr/lib/postgresql/15/bin", false, 0,
+     0, "where initdb, pg_ctl, pg_basebackup, pg_rewind live"},
+    {"postgresql", "listen", CMN_CFG_STRING, OFF(pg_listen), "127.0.0.1:5432", false, 0, 0,
+     "host:port PostgreSQL listens on"},
+    {"postgresql", "connect_address", CMN_CFG_STRING, OFF(pg_connect_address), NULL, false, 0, 0,
+     "host:port other members and clients use (default: listen)"},
+    {"postgresql", "socket_dir", CMN_CFG_STRING, OFF(socket_dir), NULL, false, 0, 0,
+     "unix socket directory (default: data_dir/../run)"},
+    {"postgresql", "superuser", CMN_CFG_STRING, OFF(superuser), "postgres", false, 0, 0, NULL},
+    {"postgresql", "superuser_password", CMN_CFG_SECRET, OFF(superuser_password), NULL, true, 0, 0,
+     NULL},
+    {"postgresql", "replication_user", CMN_CFG_STRING, OFF(replication_user), "replicator", false,
+     0, 0, NULL},
+    {"postgresql", "replication_password", CMN_CFG_SECRET, OFF(replication_password), NULL, true, 0,
+     0, NULL},
+    {"postgresql", "memory", CMN_CFG_SIZE, OFF(memory), "0", false, 0, INT64_MAX,
+     "memory given to this node, for the tuned parameters (0: all of this machine's)"},
+    {"postgresql", "use_pg_rewind", CMN_CFG_BOOL, OFF(use_pg_rewind), "on", false, 0, 0, NULL},
+    {"postgresql", "remove_data_on_rewind_failure", CMN_CFG_BOOL,
+     OFF(remove_data_on_rewind_failure), "on", false, 0, 0,
+     "re-clone from the leader when pg_rewind fails"},
+    {"postgresql", "pgpass", CMN_CFG_STRING, OFF(pgpass), NULL, false, 0, 0,
+     "passfile the agent writes for its own connections (default data_dir/../pgpass)"},
+    {"postgresql", "pg_hba", CMN_CFG_STRING, OFF(pg_hba_extra), NULL, false, 0, 0,
+     "extra pg_hba.conf lines, separated by ';'"},
+    {"api", "listen", CMN_CFG_STRING, OFF(api_listen), "127.0.0.1:8008", false, 0, 0,
+     "host:port of the REST API"},
+    {"api", "connect_address", CMN_CFG_STRING, OFF(api_connect_address), NULL, false, 0, 0, NULL},
+    {"api", "username", CMN_CFG_STRING, OFF(api_username), NULL, false, 0, 0,
+     "basic auth for mutating endpoints"},
+    {"api", "password", CMN_CFG_SECRET, OFF(api_password), NULL, false, 0, 0, NULL},
 };
 
 const struct cmn_cfg_schema agent_config_schema = {
-	.sections = sections,
-	.n_sections = sizeof(sections) / sizeof(sections[0]),
-	.keys = keys,
-	.n_keys = sizeof(keys) / sizeof(keys[0]),
+    .sections = sections,
+    .n_sections = sizeof(sections) / sizeof(sections[0]),
+    .keys = keys,
+    .n_keys = sizeof(keys) / sizeof(keys[0]),
 };
 
 int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
@@ -98,17 +98,19 @@ int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms
 		return PGW_EINVAL;
 	}
 	if ((int64_t)loop_wait_ms + 2LL * retry_timeout_ms > ttl_ms) {
-		snprintf(err, err_size,
-			 "timing: loop_wait (%d ms) + 2 x retry_timeout (%d ms) must not exceed ttl "
-			 "(%d ms), or a leader could lose its lease between two renewals",
-			 loop_wait_ms, retry_timeout_ms, ttl_ms);
+		snprintf(
+		    err, err_size,
+		    "timing: loop_wait (%d ms) + 2 x retry_timeout (%d ms) must not exceed ttl "
+		    "(%d ms), or a leader could lose its lease between two renewals",
+		    loop_wait_ms, retry_timeout_ms, ttl_ms);
 		return PGW_EINVAL;
 	}
 	if (ttl_ms - AGENT_DEMOTE_MARGIN_MS <= loop_wait_ms) {
-		snprintf(err, err_size,
-			 "timing: ttl (%d ms) must exceed loop_wait (%d ms) by more than the demote "
-			 "margin (%d ms)",
-			 ttl_ms, loop_wait_ms, AGENT_DEMOTE_MARGIN_MS);
+		snprintf(
+		    err, err_size,
+		    "timing: ttl (%d ms) must exceed loop_wait (%d ms) by more than the demote "
+		    "margin (%d ms)",
+		    ttl_ms, loop_wait_ms, AGENT_DEMOTE_MARGIN_MS);
 		return PGW_EINVAL;
 	}
 	return PGW_OK;
@@ -161,8 +163,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	if (cmn_split_hostport(cfg->pg_listen, cfg->pg_host, sizeof(cfg->pg_host), &cfg->pg_port) !=
 	    PGW_OK) {
 		snprintf(err, err_size,
-			 "%s: bad value '%s' for 'listen' in [postgresql]: expected host:port", where,
-			 cfg->pg_listen);
+			 "%s: bad value '%s' for 'listen' in [postgresql]: expected host:port",
+			 where, cfg->pg_listen);
 		return PGW_EINVAL;
 	}
 	const char *pca = cfg->pg_connect_address ? cfg->pg_connect_address : cfg->pg_listen;
@@ -177,8 +179,9 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	}
 	if (cmn_split_hostport(cfg->api_listen, cfg->api_host, sizeof(cfg->api_host),
 			       &cfg->api_port) != PGW_OK) {
-		snprintf(err, err_size, "%s: bad value '%s' for 'listen' in [api]: expected host:port",
-			 where, cfg->api_listen);
+		snprintf(err, err_size,
+			 "%s: bad value '%s' for 'listen' in [api]: expected host:port", where,
+			 cfg->api_listen);
 		return PGW_EINVAL;
 	}
 	snprintf(cfg->api_connect, sizeof(cfg->api_connect), "http://%s",

@@ -52,7 +52,7 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code, con
 			     const char *allow)
 {
 	struct MHD_Response *r =
-		MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
+	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
 	enum MHD_Result ret;
 
 	if (!r)
@@ -98,20 +98,20 @@ static const struct {
 	const char *path;
 	enum check check;
 } routes[] = {
-	{"/", CHECK_PRIMARY},
-	{"/primary", CHECK_PRIMARY},
-	{"/master", CHECK_PRIMARY},
-	{"/leader", CHECK_PRIMARY},
-	{"/read-write", CHECK_PRIMARY},
-	{"/replica", CHECK_REPLICA},
-	{"/read-only", CHECK_READ_ONLY},
-	{"/health", CHECK_HEALTH},
-	{"/liveness", CHECK_LIVENESS},
-	{"/readiness", CHECK_READINESS},
-	{"/status", CHECK_STATUS},
-	{"/patroni", CHECK_STATUS},
-	{"/cluster", CHECK_CLUSTER},
-	{"/history", CHECK_HISTORY},
+    {"/", CHECK_PRIMARY},
+    {"/primary", CHECK_PRIMARY},
+    {"/master", CHECK_PRIMARY},
+    {"/leader", CHECK_PRIMARY},
+    {"/read-write", CHECK_PRIMARY},
+    {"/replica", CHECK_REPLICA},
+    {"/read-only", CHECK_READ_ONLY},
+    {"/health", CHECK_HEALTH},
+    {"/liveness", CHECK_LIVENESS},
+    {"/readiness", CHECK_READINESS},
+    {"/status", CHECK_STATUS},
+    {"/patroni", CHECK_STATUS},
+    {"/cluster", CHECK_CLUSTER},
+    {"/history", CHECK_HISTORY},
 };
 
 /* Parses ?lag= as bytes (plain number, or with kB/MB/GB). -1 when bad. */
@@ -169,9 +169,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	if (lag_arg) {
 		max_lag = parse_lag(lag_arg);
 		if (max_lag < 0)
-			return reply_error(conn, MHD_HTTP_BAD_REQUEST,
-					   "bad value for lag: expected bytes, e.g. 1048576 or 16MB",
-					   NULL);
+			return reply_error(
+			    conn, MHD_HTTP_BAD_REQUEST,
+			    "bad value for lag: expected bytes, e.g. 1048576 or 16MB", NULL);
 	}
 	pthread_mutex_lock(&st->lock);
 	bool live = st->last_loop_ms && cmn_now_ms() - st->last_loop_ms <= st->liveness_ms;
@@ -216,7 +216,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 int api_start(const char *host, int port, struct api_state *st, struct api_server **out)
 {
 	struct api_server *srv = calloc(1, sizeof(*srv));
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	char portstr[16];
@@ -244,13 +245,11 @@ int api_start(const char *host, int port, struct api_state *st, struct api_serve
 		return PGW_ERR;
 	}
 	freeaddrinfo(ai);
-	srv->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-					       MHD_USE_ERROR_LOG,
-				       0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET, fd,
-				       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-				       MHD_OPTION_CONNECTION_LIMIT, (unsigned int)200,
-				       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-				       MHD_OPTION_END);
+	srv->daemon = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	    handle, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)200,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
 	if (!srv->daemon) {
 		log_error("REST API: cannot start the HTTP server on %s:%d", host, port);
 		close(fd);

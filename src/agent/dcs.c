@@ -211,10 +211,12 @@ static int create_if_absent(struct dcs *d, const char *name, const char *value, 
 
 	dcs_key(d, name, key, sizeof(key));
 	struct etcd_compare cmp = {
-		.key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0};
-	struct etcd_op put = {
-		.type = ETCD_OP_PUT, .key = key, .value = value, .value_len = strlen(value),
-		.lease = lease};
+	    .key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0};
+	struct etcd_op put = {.type = ETCD_OP_PUT,
+			      .key = key,
+			      .value = value,
+			      .value_len = strlen(value),
+			      .lease = lease};
 	struct etcd_op get = {.type = ETCD_OP_RANGE, .key = key};
 
 	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, &get, 1, &r);
@@ -269,9 +271,11 @@ int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok)
 				   .result = ETCD_CMP_EQUAL,
 				   .value = name,
 				   .value_len = strlen(name)};
-	struct etcd_op put = {
-		.type = ETCD_OP_PUT, .key = key, .value = name, .value_len = strlen(name),
-		.lease = lease};
+	struct etcd_op put = {.type = ETCD_OP_PUT,
+			      .key = key,
+			      .value = name,
+			      .value_len = strlen(name),
+			      .lease = lease};
 
 	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
 	if (rc != PGW_OK)

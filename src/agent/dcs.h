@@ -53,8 +53,7 @@ struct dcs {
 	char prefix[512];	  /* "/service/demo/" */
 };
 
-void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace,
-	      const char *cluster);
+void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, const char *cluster);
 /* Key of a name under the prefix, e.g. dcs_key(d, "leader", buf, size). */
 void dcs_key(const struct dcs *d, const char *name, char *out, size_t size);
 

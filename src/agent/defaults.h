@@ -25,11 +25,11 @@
 /* The leader publishes its WAL position at most this often. */
 #define AGENT_STATUS_INTERVAL_MS 5000
 /* libpq connect_timeout (s) and statement_timeout for the agent's own queries. */
-#define AGENT_PG_CONNECT_TIMEOUT_S 2
+#define AGENT_PG_CONNECT_TIMEOUT_S    2
 #define AGENT_PG_STATEMENT_TIMEOUT_MS 2000
 /* pg_ctl start / stop waits. */
 #define AGENT_PG_START_TIMEOUT_S 60
-#define AGENT_PG_STOP_TIMEOUT_S 60
+#define AGENT_PG_STOP_TIMEOUT_S	 60
 /* A standby that never streams: how long before the agent looks at rewinding it. */
 #define AGENT_STUCK_REPLICA_MS 15000
 

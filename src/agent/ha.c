@@ -5,19 +5,19 @@
 #include <string.h>
 
 static const char *const action_names[] = {
-	[HA_WAIT] = "wait",
-	[HA_BOOTSTRAP] = "bootstrap",
-	[HA_CLONE] = "clone",
-	[HA_START_STANDBY] = "start as replica",
-	[HA_START_PRIMARY] = "restart primary",
-	[HA_REWIND] = "rewind",
-	[HA_RACE] = "leader race",
-	[HA_PROMOTE] = "promote",
-	[HA_KEEP_LEADER] = "keep leader",
-	[HA_DEMOTE] = "demote",
-	[HA_FOLLOW] = "follow",
-	[HA_RELEASE] = "release leader key",
-	[HA_STOP_STUCK] = "stop stuck replica",
+    [HA_WAIT] = "wait",
+    [HA_BOOTSTRAP] = "bootstrap",
+    [HA_CLONE] = "clone",
+    [HA_START_STANDBY] = "start as replica",
+    [HA_START_PRIMARY] = "restart primary",
+    [HA_REWIND] = "rewind",
+    [HA_RACE] = "leader race",
+    [HA_PROMOTE] = "promote",
+    [HA_KEEP_LEADER] = "keep leader",
+    [HA_DEMOTE] = "demote",
+    [HA_FOLLOW] = "follow",
+    [HA_RELEASE] = "release leader key",
+    [HA_STOP_STUCK] = "stop stuck replica",
 };
 
 const char *ha_action_name(enum ha_action a)
@@ -26,7 +26,7 @@ const char *ha_action_name(enum ha_action a)
 }
 
 static void set(struct ha_decision *d, enum ha_action a, const char *member, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void set(struct ha_decision *d, enum ha_action a, const char *member, const char *fmt, ...)
 {
 	va_list ap;
@@ -121,7 +121,8 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 	const struct dcs_cluster *c = in->cluster;
 
 	if (!in->dcs_ok) {
-		set(d, HA_WAIT, NULL, "PostgreSQL is stopped and etcd is unreachable: not starting it");
+		set(d, HA_WAIT, NULL,
+		    "PostgreSQL is stopped and etcd is unreachable: not starting it");
 		return;
 	}
 	if (held_by_me(in)) {
@@ -136,7 +137,8 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			return;
 		}
 		if (was_primary) {
-			set(d, HA_START_PRIMARY, NULL, "PostgreSQL is down and we hold the leader key");
+			set(d, HA_START_PRIMARY, NULL,
+			    "PostgreSQL is down and we hold the leader key");
 			return;
 		}
 		set(d, HA_START_STANDBY, NULL, "holding the leader key: start, then promote");
@@ -147,7 +149,8 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 		int ltl = leader_timeline(c);
 
 		if (!l || !l->host[0]) {
-			set(d, HA_WAIT, NULL, "leader %s has not published its address yet", c->leader);
+			set(d, HA_WAIT, NULL, "leader %s has not published its address yet",
+			    c->leader);
 			return;
 		}
 		if (in->cd_valid && ltl > 0 && local_timeline(in) != ltl) {
@@ -157,7 +160,8 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			return;
 		}
 		if (in->cd_valid && in->cd.state == PGCTL_CD_IN_PRODUCTION) {
-			/* A crashed former primary on the leader's timeline: let pg_rewind judge. */
+			/* A crashed former primary on the leader's timeline: let pg_rewind judge.
+			 */
 			set(d, HA_REWIND, l->name, "former primary rejoining leader %s", l->name);
 			return;
 		}
@@ -174,7 +178,8 @@ static void decide_replica(const struct ha_input *in, struct ha_decision *d)
 
 	if (held_by_me(in)) {
 		if (lease_expiring(in)) {
-			set(d, HA_WAIT, NULL, "holding the leader key but the lease is about to expire");
+			set(d, HA_WAIT, NULL,
+			    "holding the leader key but the lease is about to expire");
 			return;
 		}
 		set(d, HA_PROMOTE, in->me, "we hold the leader key");
@@ -280,7 +285,8 @@ void ha_decide(const struct ha_input *in, struct ha_decision *d)
 	if (!in->dcs_ok) {
 		if (primary) {
 			if (!in->lease_deadline_ms || lease_expiring(in)) {
-				set(d, HA_DEMOTE, NULL, "etcd is unreachable and the lease expires");
+				set(d, HA_DEMOTE, NULL,
+				    "etcd is unreachable and the lease expires");
 				return;
 			}
 			set(d, HA_WAIT, NULL, "etcd is unreachable; primary kept until %lld ms",

@@ -46,7 +46,8 @@ struct ha_input {
 	char local_sysid[32];
 	int64_t primary_down_since_ms; /* we hold the key and our primary is down since */
 	int primary_start_timeout_ms;
-	char configured_upstream[300]; /* host:port in our primary_conninfo ("" none, "?" unknown) */
+	char
+	    configured_upstream[300]; /* host:port in our primary_conninfo ("" none, "?" unknown) */
 	int64_t not_streaming_since_ms; /* replica under a leader, not streaming since (0: is) */
 	int stuck_replica_ms;
 };

@@ -16,15 +16,15 @@ static const struct {
 	const char *name;
 	const char *reason;
 } managed[] = {
-	{"listen_addresses", "set [postgresql] listen"},
-	{"port", "set [postgresql] listen"},
-	{"unix_socket_directories", "set [postgresql] socket_dir"},
-	{"hba_file", "pg_hba.conf is written by pgwarden; use [postgresql] pg_hba"},
-	{"primary_conninfo", "pgwarden points replicas at the leader"},
-	{"primary_slot_name", "pgwarden manages replication slots"},
-	{"data_directory", "set [postgresql] data_dir"},
-	{"config_file", "postgresql.conf is written by pgwarden"},
-	{"cluster_name", "pgwarden sets it to the member name"},
+    {"listen_addresses", "set [postgresql] listen"},
+    {"port", "set [postgresql] listen"},
+    {"unix_socket_directories", "set [postgresql] socket_dir"},
+    {"hba_file", "pg_hba.conf is written by pgwarden; use [postgresql] pg_hba"},
+    {"primary_conninfo", "pgwarden points replicas at the leader"},
+    {"primary_slot_name", "pgwarden manages replication slots"},
+    {"data_directory", "set [postgresql] data_dir"},
+    {"config_file", "postgresql.conf is written by pgwarden"},
+    {"cluster_name", "pgwarden sets it to the member name"},
 };
 
 const char *pgconf_managed_reason(const char *name)
@@ -42,13 +42,14 @@ int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t er
 		const char *why = pgconf_managed_reason(kv->key);
 
 		if (why) {
-			snprintf(err, err_size, "%s: '%s' in [parameters] is managed by pgwarden (%s)",
-				 kv->origin, kv->key, why);
+			snprintf(err, err_size,
+				 "%s: '%s' in [parameters] is managed by pgwarden (%s)", kv->origin,
+				 kv->key, why);
 			return PGW_EINVAL;
 		}
 		if (strchr(kv->value, '\n')) {
-			snprintf(err, err_size, "%s: bad value for '%s' in [parameters]", kv->origin,
-				 kv->key);
+			snprintf(err, err_size, "%s: bad value for '%s' in [parameters]",
+				 kv->origin, kv->key);
 			return PGW_EINVAL;
 		}
 	}
@@ -78,10 +79,10 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	int rc = PGW_OK;
 
 	memset(out, 0, sizeof(*out));
-#define SET(k, val)                                                                                \
-	do {                                                                                       \
-		if (rc == PGW_OK)                                                                  \
-			rc = cmn_kvlist_set(out, k, val, "pgwarden");                              \
+#define SET(k, val)                                                   \
+	do {                                                          \
+		if (rc == PGW_OK)                                     \
+			rc = cmn_kvlist_set(out, k, val, "pgwarden"); \
 	} while (0)
 	fmt_mb(clamp64(mem / 4, 16 * MB, INT64_MAX), v, sizeof(v));
 	SET("shared_buffers", v);
@@ -104,8 +105,9 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	SET("wal_receiver_status_interval", "1s");
 	SET("hot_standby_feedback", "on");
 	for (size_t i = 0; i < cfg->parameters.n && rc == PGW_OK; i++)
-		rc = cmn_kvlist_set(out, cfg->parameters.items[i].key,
-				    cfg->parameters.items[i].value, cfg->parameters.items[i].origin);
+		rc =
+		    cmn_kvlist_set(out, cfg->parameters.items[i].key,
+				   cfg->parameters.items[i].value, cfg->parameters.items[i].origin);
 #undef SET
 	if (rc != PGW_OK)
 		cmn_kvlist_free(out);
@@ -119,8 +121,8 @@ static void conf_quote(const char *in, char *out, size_t size)
 
 	out[j++] = '\'';
 	for (; *in && j + 3 < size; in++) {
-		if (*in == '\'')
-			out[j++] = '\'';
+		if (*in == '\'' || *in == '\\')
+			out[j++] = *in; /* postgresql.conf: '' and \\ */
 		out[j++] = *in;
 	}
 	out[j++] = '\'';
@@ -178,9 +180,10 @@ int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstre
 	rc = pgconf_parameters(cfg, &params);
 	if (rc != PGW_OK)
 		return rc;
-	cmn_buf_printf(&b, "# Written by pgwarden for member %s: edits here are overwritten.\n"
-			   "# Set parameters in the [parameters] section of the node "
-			   "configuration.\n",
+	cmn_buf_printf(&b,
+		       "# Written by pgwarden for member %s: edits here are overwritten.\n"
+		       "# Set parameters in the [parameters] section of the node "
+		       "configuration.\n",
 		       cfg->member_name);
 	snprintf(listen_host, sizeof(listen_host), "%s", cfg->pg_host);
 	conf_quote(listen_host, q, sizeof(q));
@@ -231,7 +234,8 @@ int pgconf_write_hba(const struct agent_config *cfg)
 			cmn_buf_free(&b);
 			return PGW_ENOMEM;
 		}
-		for (char *line = strtok_r(copy, ";", &save); line; line = strtok_r(NULL, ";", &save))
+		for (char *line = strtok_r(copy, ";", &save); line;
+		     line = strtok_r(NULL, ";", &save))
 			cmn_buf_printf(&b, "%s\n", line);
 		free(copy);
 	}

@@ -151,17 +151,18 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	c = local_conn(p);
 	if (!c)
 		return;
-	r = PQexec(c, "SELECT pg_is_in_recovery(),"
-		      " CASE WHEN pg_is_in_recovery() THEN NULL"
-		      "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))"
-		      "::bit(32)::int END,"
-		      " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END,"
-		      " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
-		      " r.received_tli, r.status, r.sender_host || ':' || r.sender_port,"
-		      " current_setting('server_version_num')::int,"
-		      " extract(epoch from pg_postmaster_start_time())::bigint,"
-		      " (SELECT timeline_id FROM pg_control_checkpoint())"
-		      " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
+	r = PQexec(c,
+		   "SELECT pg_is_in_recovery(),"
+		   " CASE WHEN pg_is_in_recovery() THEN NULL"
+		   "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))"
+		   "::bit(32)::int END,"
+		   " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END,"
+		   " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
+		   " r.received_tli, r.status, r.sender_host || ':' || r.sender_port,"
+		   " current_setting('server_version_num')::int,"
+		   " extract(epoch from pg_postmaster_start_time())::bigint,"
+		   " (SELECT timeline_id FROM pg_control_checkpoint())"
+		   " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		log_debug("probe query failed: %s", PQerrorMessage(c));
 		PQclear(r);
@@ -182,10 +183,10 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 		    cmn_parse_lsn(PQgetvalue(r, 0, 4), &out->replay_lsn) != PGW_OK)
 			out->replay_lsn = 0;
 		out->lsn = out->receive_lsn > out->replay_lsn ? out->receive_lsn : out->replay_lsn;
-		out->timeline = PQgetisnull(r, 0, 5) ? atoi(PQgetvalue(r, 0, 10))
-						     : atoi(PQgetvalue(r, 0, 5));
+		out->timeline =
+		    PQgetisnull(r, 0, 5) ? atoi(PQgetvalue(r, 0, 10)) : atoi(PQgetvalue(r, 0, 5));
 		out->streaming =
-			!PQgetisnull(r, 0, 6) && strcmp(PQgetvalue(r, 0, 6), "streaming") == 0;
+		    !PQgetisnull(r, 0, 6) && strcmp(PQgetvalue(r, 0, 6), "streaming") == 0;
 		if (!PQgetisnull(r, 0, 7))
 			snprintf(out->upstream, sizeof(out->upstream), "%s", PQgetvalue(r, 0, 7));
 	}
@@ -251,13 +252,13 @@ static const struct {
 	const char *text;
 	enum pgctl_cd_state state;
 } cd_states[] = {
-	{"starting up", PGCTL_CD_STARTING_UP},
-	{"shut down", PGCTL_CD_SHUT_DOWN},
-	{"shut down in recovery", PGCTL_CD_SHUT_DOWN_IN_RECOVERY},
-	{"shutting down", PGCTL_CD_SHUTTING_DOWN},
-	{"in crash recovery", PGCTL_CD_IN_CRASH_RECOVERY},
-	{"in archive recovery", PGCTL_CD_IN_ARCHIVE_RECOVERY},
-	{"in production", PGCTL_CD_IN_PRODUCTION},
+    {"starting up", PGCTL_CD_STARTING_UP},
+    {"shut down", PGCTL_CD_SHUT_DOWN},
+    {"shut down in recovery", PGCTL_CD_SHUT_DOWN_IN_RECOVERY},
+    {"shutting down", PGCTL_CD_SHUTTING_DOWN},
+    {"in crash recovery", PGCTL_CD_IN_CRASH_RECOVERY},
+    {"in archive recovery", PGCTL_CD_IN_ARCHIVE_RECOVERY},
+    {"in production", PGCTL_CD_IN_PRODUCTION},
 };
 
 const char *pgctl_cd_state_name(enum pgctl_cd_state s)
@@ -396,8 +397,8 @@ const char *const *pgctl_argv_promote(struct pgctl *p)
 	return argv_ptrs;
 }
 
-const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir,
-					 const char *host, int port)
+const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir, const char *host,
+					 int port)
 {
 	argv_reset();
 	argv_add("%s/pg_basebackup", p->cfg->bin_dir);

@@ -37,9 +37,9 @@ struct pgctl_controldata {
 
 /* What the agent sees of its PostgreSQL at the start of a loop. */
 struct pgctl_probe {
-	bool data_valid;	/* PG_VERSION exists */
-	pid_t postmaster_pid;	/* 0 when not running */
-	bool accepting;		/* a query succeeded */
+	bool data_valid;      /* PG_VERSION exists */
+	pid_t postmaster_pid; /* 0 when not running */
+	bool accepting;	      /* a query succeeded */
 	bool in_recovery;
 	int timeline;
 	uint64_t lsn;	      /* primary: current write LSN; replica: max(receive, replay) */
@@ -78,8 +78,8 @@ const char *const *pgctl_argv_initdb(struct pgctl *p, const char *pwfile);
 const char *const *pgctl_argv_start(struct pgctl *p);
 const char *const *pgctl_argv_stop(struct pgctl *p, const char *mode);
 const char *const *pgctl_argv_promote(struct pgctl *p);
-const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir,
-					 const char *host, int port);
+const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir, const char *host,
+					 int port);
 const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port);
 /* Environment entries for those commands (PGPASSFILE, LC_ALL=C). */
 const char *const *pgctl_env(struct pgctl *p);

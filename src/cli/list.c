@@ -54,16 +54,16 @@ static size_t collect(const struct dcs_cluster *c, struct row *rows, uint64_t *l
 	}
 	cmn_http_get_many(urls, n, 1500, bodies, status);
 	for (size_t i = 0; i < n; i++) {
-		json_object *o = status[i] == 200 && bodies[i].data
-					 ? json_tokener_parse(bodies[i].data)
-					 : NULL;
+		json_object *o =
+		    status[i] == 200 && bodies[i].data ? json_tokener_parse(bodies[i].data) : NULL;
 		json_object *v;
 		struct row *r = &rows[i];
 
 		if (o) {
 			r->live = true;
 			if (json_object_object_get_ex(o, "state", &v))
-				snprintf(r->state, sizeof(r->state), "%s", json_object_get_string(v));
+				snprintf(r->state, sizeof(r->state), "%s",
+					 json_object_get_string(v));
 			if (json_object_object_get_ex(o, "timeline", &v) && json_object_get_int(v))
 				snprintf(r->tl, sizeof(r->tl), "%d", json_object_get_int(v));
 			if (json_object_object_get_ex(o, "lsn", &v))
@@ -120,7 +120,8 @@ static void print_table(const char *cluster, const char *sysid, struct row *rows
 			if ((int)strlen(cells[c]) > w[c])
 				w[c] = (int)strlen(cells[c]);
 	}
-	snprintf(title, sizeof(title), "+ Cluster: %s (%s) ", cluster, sysid[0] ? sysid : "uninitialized");
+	snprintf(title, sizeof(title), "+ Cluster: %s (%s) ", cluster,
+		 sysid[0] ? sysid : "uninitialized");
 	int total = 1;
 
 	for (size_t c = 0; c < 7; c++)
@@ -141,8 +142,7 @@ static void print_table(const char *cluster, const char *sysid, struct row *rows
 	line(w, 7);
 }
 
-static void print_json(const struct dcs_cluster *c, const char *cluster, struct row *rows,
-		       size_t n)
+static void print_json(const struct dcs_cluster *c, const char *cluster, struct row *rows, size_t n)
 {
 	json_object *o = json_object_new_object(), *list = json_object_new_array();
 
@@ -204,10 +204,10 @@ int cli_print_list(const struct agent_config *cfg, bool json)
 int cli_list(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"dir", required_argument, NULL, 'd'},
-		{"json", no_argument, NULL, 'j'},
-		{NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct cli_target t = {0};
 	struct agent_config cfg;
@@ -225,7 +225,8 @@ int cli_list(int argc, char **argv)
 			t.json = true;
 			break;
 		default:
-			fprintf(stderr, "usage: pgwarden list [-c node.ini | --dir DIR] [--json]\n");
+			fprintf(stderr,
+				"usage: pgwarden list [-c node.ini | --dir DIR] [--json]\n");
 			return CLI_EXIT_USAGE;
 		}
 	}

@@ -134,8 +134,7 @@ static pid_t postmaster_pid(const struct layout *l, int i)
 
 static void random_password(char *out, size_t len)
 {
-	static const char alphabet[] =
-		"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+	static const char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 	unsigned char raw[64];
 	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
 
@@ -257,12 +256,12 @@ static int spawn_logged(const struct layout *l, const char *const *argv, const c
 			const char *pidfile)
 {
 	struct cmn_proc_opts o = {
-		.argv = argv,
-		.log_path = log,
-		.new_session = true,
-		.run_as = l->as_postgres,
-		.uid = l->uid,
-		.gid = l->gid,
+	    .argv = argv,
+	    .log_path = log,
+	    .new_session = true,
+	    .run_as = l->as_postgres,
+	    .uid = l->uid,
+	    .gid = l->gid,
 	};
 	pid_t pid;
 	char text[32];
@@ -288,10 +287,11 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 	if (running_pid(pidf, "etcd"))
 		return 0;
 	if (port_in_use(etcd_client_port(l, i)) || port_in_use(etcd_peer_port(l, i))) {
-		fprintf(stderr,
-			"pgwarden: port %d or %d (etcd%d) is already in use by another program: stop "
-			"it or choose other ports with --etcd-port\n",
-			etcd_client_port(l, i), etcd_peer_port(l, i), i + 1);
+		fprintf(
+		    stderr,
+		    "pgwarden: port %d or %d (etcd%d) is already in use by another program: stop "
+		    "it or choose other ports with --etcd-port\n",
+		    etcd_client_port(l, i), etcd_peer_port(l, i), i + 1);
 		return -1;
 	}
 	if (make_dir(l, dir, 0700) != 0)
@@ -306,35 +306,23 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 					"%setcd%d=http://127.0.0.1:%d", k ? "," : "", k + 1,
 					etcd_peer_port(l, k));
 	snprintf(token, sizeof(token), "pgwarden-%s-%d", l->cluster, l->etcd_port);
-	const char *argv[] = {"etcd",
-			      "--name",
-			      name,
-			      "--data-dir",
-			      data,
-			      "--listen-client-urls",
-			      client,
-			      "--advertise-client-urls",
-			      client,
-			      "--listen-peer-urls",
-			      peer,
-			      "--initial-advertise-peer-urls",
-			      peer,
-			      "--initial-cluster",
-			      cluster,
-			      "--initial-cluster-state",
-			      "new",
-			      "--initial-cluster-token",
-			      token,
-			      "--heartbeat-interval",
-			      "100",
-			      "--election-timeout",
-			      "1000",
-			      "--auto-compaction-retention",
-			      "1h",
-			      NULL};
+	const char *argv[] = {"etcd",  "--name",
+			      name,    "--data-dir",
+			      data,    "--listen-client-urls",
+			      client,  "--advertise-client-urls",
+			      client,  "--listen-peer-urls",
+			      peer,    "--initial-advertise-peer-urls",
+			      peer,    "--initial-cluster",
+			      cluster, "--initial-cluster-state",
+			      "new",   "--initial-cluster-token",
+			      token,   "--heartbeat-interval",
+			      "100",   "--election-timeout",
+			      "1000",  "--auto-compaction-retention",
+			      "1h",    NULL};
 
 	if (spawn_logged(l, argv, log, pidf) != 0) {
-		fprintf(stderr, "pgwarden: cannot start etcd%d (is etcd-server installed?)\n", i + 1);
+		fprintf(stderr, "pgwarden: cannot start etcd%d (is etcd-server installed?)\n",
+			i + 1);
 		return -1;
 	}
 	*started = true;
@@ -426,14 +414,10 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			int *timeout_s)
 {
 	static const struct option opts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"etcd-port", required_argument, NULL, 'e'},
-		{"pg-port", required_argument, NULL, 'p'},
-		{"api-port", required_argument, NULL, 'a'},
-		{"memory", required_argument, NULL, 'm'},
-		{"cluster", required_argument, NULL, 'n'},
-		{"timeout", required_argument, NULL, 't'},
-		{NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},     {"etcd-port", required_argument, NULL, 'e'},
+	    {"pg-port", required_argument, NULL, 'p'}, {"api-port", required_argument, NULL, 'a'},
+	    {"memory", required_argument, NULL, 'm'},  {"cluster", required_argument, NULL, 'n'},
+	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("PGWARDEN_DIR") ? getenv("PGWARDEN_DIR") : "cluster";
 	int c;
@@ -543,8 +527,10 @@ int cli_up(int argc, char **argv)
 		usleep(200000);
 	}
 	if (healthy < 2) {
-		fprintf(stderr, "pgwarden: etcd did not become healthy within 30 s: see %s/etcd*/etcd.log\n",
-			l.dir);
+		fprintf(
+		    stderr,
+		    "pgwarden: etcd did not become healthy within 30 s: see %s/etcd*/etcd.log\n",
+		    l.dir);
 		return CLI_EXIT_FAILED;
 	}
 	for (int i = 0; i < N_NODES; i++)
@@ -562,8 +548,8 @@ int cli_up(int argc, char **argv)
 	printf("Connect (password in %s/pgpass):\n", l.dir);
 	printf("  export PGPASSFILE=%s/pgpass\n", l.dir);
 	for (int i = 0; i < N_NODES; i++)
-		printf("  node%d:       psql 'postgresql://postgres@127.0.0.1:%d/postgres'\n", i + 1,
-		       l.pg_port + i);
+		printf("  node%d:       psql 'postgresql://postgres@127.0.0.1:%d/postgres'\n",
+		       i + 1, l.pg_port + i);
 	printf("  read-write:  psql 'postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/"
 	       "postgres?target_session_attrs=read-write'\n",
 	       l.pg_port, l.pg_port + 1, l.pg_port + 2);
@@ -587,7 +573,9 @@ int cli_up(int argc, char **argv)
 	}
 	curl_global_cleanup();
 	if (!ready) {
-		fprintf(stderr, "pgwarden: the cluster did not become ready within %d s: see %s/node*/agent.log\n",
+		fprintf(stderr,
+			"pgwarden: the cluster did not become ready within %d s: see "
+			"%s/node*/agent.log\n",
 			timeout_s, l.dir);
 		return CLI_EXIT_FAILED;
 	}
@@ -630,8 +618,8 @@ static bool is_leader_node(const struct layout *l, int i)
 	bool leader;
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/primary", l->api_port + i);
-	leader = cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
-		 status == 200;
+	leader =
+	    cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK && status == 200;
 	cmn_buf_free(&b);
 	return leader;
 }

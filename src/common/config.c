@@ -11,6 +11,8 @@
 
 extern char **environ;
 
+#define CMN_CFG_MAX_VALUES 1024
+
 struct load_ctx {
 	const struct cmn_cfg_schema *schema;
 	void *target;
@@ -19,6 +21,11 @@ struct load_ctx {
 	size_t err_size;
 	bool failed;
 	bool *seen; /* per key: set explicitly (file or env) */
+	FILE *file;
+	int line;	  /* current line of the file */
+	int section_line; /* line of the current section's header */
+	char *values[CMN_CFG_MAX_VALUES];
+	int n_values;
 };
 
 int cmn_parse_int64(const char *s, int64_t *out)
@@ -89,7 +96,8 @@ static int parse_with_units(const char *s, const struct unit *units, size_t n_un
 		while (len > 0 && isspace((unsigned char)end[len - 1]))
 			len--;
 		for (size_t i = 0; i < n_units; i++) {
-			if (strlen(units[i].name) == len && strncasecmp(end, units[i].name, len) == 0) {
+			if (strlen(units[i].name) == len &&
+			    strncasecmp(end, units[i].name, len) == 0) {
 				mult = units[i].mult;
 				found = true;
 				break;
@@ -108,7 +116,7 @@ static int parse_with_units(const char *s, const struct unit *units, size_t n_un
 int cmn_parse_duration_ms(const char *s, int64_t *out)
 {
 	static const struct unit units[] = {
-		{"ms", 1}, {"s", 1000}, {"sec", 1000}, {"min", 60000}, {"m", 60000}, {"h", 3600000},
+	    {"ms", 1}, {"s", 1000}, {"sec", 1000}, {"min", 60000}, {"m", 60000}, {"h", 3600000},
 	};
 	return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), 1000, out);
 }
@@ -116,15 +124,15 @@ int cmn_parse_duration_ms(const char *s, int64_t *out)
 int cmn_parse_size(const char *s, int64_t *out)
 {
 	static const struct unit units[] = {
-		{"B", 1},
-		{"kB", 1024},
-		{"KB", 1024},
-		{"K", 1024},
-		{"MB", 1024.0 * 1024},
-		{"M", 1024.0 * 1024},
-		{"GB", 1024.0 * 1024 * 1024},
-		{"G", 1024.0 * 1024 * 1024},
-		{"TB", 1024.0 * 1024 * 1024 * 1024},
+	    {"B", 1},
+	    {"kB", 1024},
+	    {"KB", 1024},
+	    {"K", 1024},
+	    {"MB", 1024.0 * 1024},
+	    {"M", 1024.0 * 1024},
+	    {"GB", 1024.0 * 1024 * 1024},
+	    {"G", 1024.0 * 1024 * 1024},
+	    {"TB", 1024.0 * 1024 * 1024 * 1024},
 	};
 	return parse_with_units(s, units, sizeof(units) / sizeof(units[0]), 1, out);
 }
@@ -141,9 +149,10 @@ int cmn_levenshtein(const char *a, const char *b)
 	for (size_t i = 1; i <= la; i++) {
 		cur[0] = (int)i;
 		for (size_t j = 1; j <= lb; j++) {
-			int cost = tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1])
-					   ? 0
-					   : 1;
+			int cost =
+			    tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1])
+				? 0
+				: 1;
 			int best = prev[j] + 1;
 
 			if (cur[j - 1] + 1 < best)
@@ -355,13 +364,18 @@ static int apply(struct load_ctx *ctx, const char *section, const char *name, co
 	char why[200], hint[80];
 
 	if (!sec) {
-		snprintf(ctx->err, ctx->err_size, "%s: unknown section [%s]", origin, section);
+		if (ctx->file)
+			snprintf(ctx->err, ctx->err_size, "%s:%d: unknown section [%s]", ctx->path,
+				 ctx->section_line, section);
+		else
+			snprintf(ctx->err, ctx->err_size, "%s: unknown section [%s]", origin,
+				 section);
 		return PGW_EINVAL;
 	}
 	if (sec->free_form) {
 		if (!valid_free_key(name)) {
-			snprintf(ctx->err, ctx->err_size, "%s: invalid key '%s' in [%s]", origin, name,
-				 sec->name);
+			snprintf(ctx->err, ctx->err_size, "%s: invalid key '%s' in [%s]", origin,
+				 name, sec->name);
 			return PGW_EINVAL;
 		}
 		return cmn_kvlist_set((struct cmn_kvlist *)((char *)ctx->target + sec->list_offset),
@@ -380,51 +394,97 @@ static int apply(struct load_ctx *ctx, const char *section, const char *name, co
 
 	if (rc == PGW_EINVAL) {
 		if (k->type == CMN_CFG_SECRET)
-			snprintf(ctx->err, ctx->err_size, "%s: bad value for '%s' in [%s]: %s", origin,
-				 k->name, k->section, why);
+			snprintf(ctx->err, ctx->err_size, "%s: bad value for '%s' in [%s]: %s",
+				 origin, k->name, k->section, why);
 		else
-			snprintf(ctx->err, ctx->err_size,
-				 "%s: bad value '%s' for '%s' in [%s]: %s", origin, value, k->name,
-				 k->section, why);
+			snprintf(ctx->err, ctx->err_size, "%s: bad value '%s' for '%s' in [%s]: %s",
+				 origin, value, k->name, k->section, why);
 	}
 	if (rc == PGW_OK)
 		ctx->seen[idx] = true;
 	return rc;
 }
 
+static const char *real_value(const struct load_ctx *ctx, const char *value);
+
 static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
 {
 	struct load_ctx *ctx = user;
+	char origin[4200];
 
-	/* inih reports the line of the first handler failure through ini_parse(). */
 	if (ctx->failed)
 		return 0;
 	if (name == NULL)
 		return 1; /* section header alone */
+	snprintf(origin, sizeof(origin), "%s:%d", ctx->path, ctx->line);
 	if (*section == '\0') {
-		snprintf(ctx->err, ctx->err_size, "%%LINE%%: key '%s' outside of any section",
+		snprintf(ctx->err, ctx->err_size, "%s: key '%s' outside of any section", origin,
 			 name);
 		ctx->failed = true;
 		return 0;
 	}
-	if (apply(ctx, section, name, value, "%LINE%") != PGW_OK) {
+	if (apply(ctx, section, name, real_value(ctx, value), origin) != PGW_OK) {
 		ctx->failed = true;
 		return 0;
 	}
 	return 1;
 }
 
-/* Replaces the %LINE% marker written by on_ini_entry with "path:line". */
-static void patch_line(struct load_ctx *ctx, int line)
-{
-	char tmp[1024];
-	const char *mark = strstr(ctx->err, "%LINE%");
+/*
+ * inih reads the file line by line through us. We hand it each line with the
+ * leading blanks removed (no continuation lines) and, for "key = value" lines, the
+ * value replaced by a reference to our own copy: so values may be longer than
+ * inih's 200-byte line buffer and may contain ';' (comments are whole lines that
+ * start with ';' or '#').
+ */
+#define VALUE_REF '\x1e'
 
-	if (!mark)
-		return;
-	snprintf(tmp, sizeof(tmp), "%.*s%s:%d%s", (int)(mark - ctx->err), ctx->err, ctx->path,
-		 line, mark + 6);
-	snprintf(ctx->err, ctx->err_size, "%s", tmp);
+static char *read_line(char *str, int num, void *stream)
+{
+	struct load_ctx *ctx = stream;
+	char *line = NULL, *p, *eq;
+	size_t cap = 0;
+	ssize_t len = getline(&line, &cap, ctx->file);
+
+	if (len < 0) {
+		free(line);
+		return NULL;
+	}
+	ctx->line++;
+	p = line;
+	while (isspace((unsigned char)*p))
+		p++;
+	while (len > 0 && isspace((unsigned char)line[len - 1]))
+		line[--len] = '\0';
+	if (*p == '[')
+		ctx->section_line = ctx->line;
+	eq = (*p == '[' || *p == ';' || *p == '#') ? NULL : strchr(p, '=');
+	if (eq && ctx->n_values < CMN_CFG_MAX_VALUES) {
+		char *v = eq + 1;
+
+		while (isspace((unsigned char)*v))
+			v++;
+		ctx->values[ctx->n_values] = strdup(v);
+		snprintf(str, (size_t)num, "%.*s= %c%d",
+			 (int)(eq - p) < num - 16 ? (int)(eq - p) : 0, p, VALUE_REF, ctx->n_values);
+		ctx->n_values++;
+	} else {
+		snprintf(str, (size_t)num, "%s", p);
+	}
+	free(line);
+	return str;
+}
+
+/* The value inih hands us: ours when it is a reference. */
+static const char *real_value(const struct load_ctx *ctx, const char *value)
+{
+	if (value[0] == VALUE_REF) {
+		int i = atoi(value + 1);
+
+		if (i >= 0 && i < ctx->n_values && ctx->values[i])
+			return ctx->values[i];
+	}
+	return value;
 }
 
 static int apply_env(struct load_ctx *ctx)
@@ -462,15 +522,15 @@ static int apply_env(struct load_ctx *ctx)
 	return PGW_OK;
 }
 
-int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const char *path,
-		    char *err, size_t err_size)
+int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const char *path, char *err,
+		    size_t err_size)
 {
 	struct load_ctx ctx = {
-		.schema = schema,
-		.target = target,
-		.path = path,
-		.err = err,
-		.err_size = err_size,
+	    .schema = schema,
+	    .target = target,
+	    .path = path,
+	    .err = err,
+	    .err_size = err_size,
 	};
 	char why[200];
 	int rc = PGW_OK;
@@ -484,8 +544,8 @@ int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const cha
 	for (size_t i = 0; i < schema->n_keys; i++) {
 		const struct cmn_cfg_key *k = &schema->keys[i];
 
-		if (k->default_value && store_value(k, target, k->default_value, why,
-						    sizeof(why)) != PGW_OK) {
+		if (k->default_value &&
+		    store_value(k, target, k->default_value, why, sizeof(why)) != PGW_OK) {
 			snprintf(err, err_size, "internal: bad default for %s.%s", k->section,
 				 k->name);
 			rc = PGW_EINVAL;
@@ -493,22 +553,22 @@ int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const cha
 		}
 	}
 	if (path) {
-		FILE *f = fopen(path, "r");
-
-		if (!f) {
+		ctx.file = fopen(path, "r");
+		if (!ctx.file) {
 			snprintf(err, err_size, "%s: cannot open: %s", path, strerror(errno));
 			rc = PGW_EINVAL;
 			goto out;
 		}
-		int line = ini_parse_file(f, on_ini_entry, &ctx);
+		int line = ini_parse_stream(read_line, &ctx, on_ini_entry, &ctx);
 
-		fclose(f);
+		fclose(ctx.file);
+		ctx.file = NULL;
 		if (line != 0) {
 			if (!ctx.failed)
-				snprintf(err, err_size, "%s:%d: syntax error (expected 'key = value' "
-					 "or '[section]')", path, line);
-			else
-				patch_line(&ctx, line);
+				snprintf(
+				    err, err_size,
+				    "%s:%d: syntax error (expected 'key = value' or '[section]')",
+				    path, line);
 			rc = PGW_EINVAL;
 			goto out;
 		}
@@ -542,6 +602,8 @@ int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const cha
 		}
 	}
 out:
+	for (int i = 0; i < ctx.n_values; i++)
+		free(ctx.values[i]);
 	free(ctx.seen);
 	return rc;
 }

@@ -25,7 +25,8 @@ enum cmn_cfg_type {
 	CMN_CFG_SECRET,	  /* a string never shown in logs or SHOW CONFIG */
 	CMN_CFG_INT,	  /* int */
 	CMN_CFG_BOOL,	  /* bool: on/off, true/false, yes/no, 1/0 */
-	CMN_CFG_DURATION, /* int milliseconds; "3", "3s", "500ms", "1.5s", "2min" (default unit s) */
+	CMN_CFG_DURATION, /* int milliseconds; "3", "3s", "500ms", "1.5s", "2min" (default unit s)
+			   */
 	CMN_CFG_SIZE,	  /* int64_t bytes; "1048576", "16kB", "64MB", "4GB" */
 };
 
@@ -33,7 +34,7 @@ struct cmn_cfg_key {
 	const char *section;
 	const char *name;
 	enum cmn_cfg_type type;
-	size_t offset; /* into the target struct */
+	size_t offset;		   /* into the target struct */
 	const char *default_value; /* NULL: no default */
 	bool required;
 	int64_t min, max; /* for numbers (ms for durations, bytes for sizes); 0,0 = unbounded */
@@ -69,8 +70,8 @@ struct cmn_cfg_schema {
  * the environment. On error fills err with a one-line message and returns PGW_EINVAL
  * (nothing is logged: the caller decides how to report it).
  */
-int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const char *path,
-		    char *err, size_t err_size) PGW_WUR;
+int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const char *path, char *err,
+		    size_t err_size) PGW_WUR;
 void cmn_config_free(const struct cmn_cfg_schema *schema, void *target);
 
 /* Value parsers, shared with other inputs (REST, CLI flags). */

@@ -70,7 +70,7 @@ struct etcd_compare {
 	const char *key;
 	enum etcd_cmp_target target;
 	enum etcd_cmp_result result;
-	int64_t number; /* version, create_revision, mod_revision or lease */
+	int64_t number;	   /* version, create_revision, mod_revision or lease */
 	const char *value; /* for ETCD_CMP_VALUE */
 	size_t value_len;
 };
@@ -176,8 +176,7 @@ int etcd_watch_run(struct etcd_client *c, const char *prefix, int64_t start_revi
  */
 char *etcd_prefix_range_end(const char *prefix);
 char *etcd_build_range_request(const char *key, const char *range_end);
-char *etcd_build_put_request(const char *key, const char *value, size_t value_len,
-			     int64_t lease);
+char *etcd_build_put_request(const char *key, const char *value, size_t value_len, int64_t lease);
 char *etcd_build_txn_request(const struct etcd_compare *cmp, size_t n_cmp,
 			     const struct etcd_op *success, size_t n_success,
 			     const struct etcd_op *failure, size_t n_failure);

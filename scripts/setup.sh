@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs what pgwarden needs on Debian 12 and builds it into build/.
+#   scripts/setup.sh          runtime + build dependencies, release build
+#   scripts/setup.sh --test   also the test dependencies
+# Run as root (apt). Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_tests=0
+[ "${1:-}" = "--test" ] && with_tests=1
+
+pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client
+      libcurl4-openssl-dev libjson-c-dev libinih-dev libmicrohttpd-dev libpq-dev libssl-dev
+      meson ninja-build pkg-config gcc)
+if [ "$with_tests" = 1 ]; then
+    pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 clang clang-format iproute2 procps curl)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing packages: ${missing[*]}; run this script as root to install them" >&2
+        exit 1
+    fi
+    # Debian's packages would start their own PostgreSQL (cluster 'main' on 5432) and etcd
+    # (on 2379) on a machine with systemd: keep them out of the way of pgwarden's cluster.
+    mkdir -p /etc/postgresql-common/createcluster.d
+    echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/pgwarden.conf
+    if [ -d /run/systemd/system ]; then
+        systemctl mask etcd.service >/dev/null 2>&1 || true
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    echo "setup: installing ${missing[*]}"
+    if ! apt-get install -y -q "${missing[@]}" >/tmp/pgwarden-apt.log 2>&1; then
+        apt-get update -q >>/tmp/pgwarden-apt.log 2>&1
+        apt-get install -y -q "${missing[@]}" >>/tmp/pgwarden-apt.log 2>&1 || {
+            tail -20 /tmp/pgwarden-apt.log >&2; exit 1; }
+    fi
+    if [ -d /run/systemd/system ]; then
+        systemctl stop etcd.service >/dev/null 2>&1 || true
+    fi
+fi
+
+# A Debian cluster 15/main left over from an earlier install must not start at boot on 5432.
+if [ "$(id -u)" = 0 ] && [ -f /etc/postgresql/15/main/start.conf ] &&
+   command -v pg_lsclusters >/dev/null && pg_lsclusters 15 main 2>/dev/null | grep -q down; then
+    grep -q '^manual' /etc/postgresql/15/main/start.conf ||
+        echo manual > /etc/postgresql/15/main/start.conf
+fi
+
+if [ ! -f build/build.ninja ]; then
+    meson setup build --buildtype=debugoptimized >/dev/null
+fi
+ninja -C build >/dev/null
+echo "setup: built $(pwd)/build/pgwarden"

@@ -1,0 +1,327 @@
+"""Fixtures for integration tests: real etcd, real PostgreSQL 15, real pgwarden agents.
+
+Every cluster is started with `pgwarden up` in its own temporary folder and its own
+ports, and torn down with `pgwarden down` (plus a kill of anything left) whatever
+happens. Waits are conditions polled against a deadline, never bare sleeps.
+"""
+import glob
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("PGW_BUILD_DIR", os.path.join(REPO, "build"))
+PGWARDEN = os.path.join(BUILD, "pgwarden")
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+_slot = itertools.count(int(os.environ.get("PGW_TEST_SLOT", "0")))
+
+
+def _ready(value):
+    """None, False and empty containers mean "not yet"; anything else (0 too) is a result."""
+    if value is None or value is False:
+        return False
+    return not (hasattr(value, "__len__") and len(value) == 0)
+
+
+def wait_for(what, cond, timeout, interval=0.1):
+    """Polls cond() until it returns a result (see _ready); fails the test after timeout."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+            if _ready(value):
+                return value
+        except Exception as exc:  # the condition may raise while things settle
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError("timed out after %.1f s waiting for %s (last error: %r)"
+                         % (timeout, what, last_exc))
+
+
+def http(method, url, body=None, timeout=2.0, headers=None):
+    """Returns (status, parsed JSON or text) and never raises on HTTP errors."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw, status = resp.read(), resp.status
+    except urllib.error.HTTPError as err:
+        raw, status = err.read(), err.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class Cluster:
+    """A local 3-node cluster made by `pgwarden up`."""
+
+    N = 3
+
+    def __init__(self, base_dir, slot):
+        self.dir = os.path.join(base_dir, "cluster")
+        self.etcd_port = 10000 + slot * 300
+        self.pg_port = 20000 + slot * 10
+        self.api_port = 21000 + slot * 10
+        self.env = dict(os.environ)
+        self.env["ASAN_OPTIONS"] = "detect_leaks=1:log_path=%s/asan" % self.dir
+
+    # -- processes -------------------------------------------------------------------
+    def run(self, *args, check=True, timeout=240):
+        proc = subprocess.run([PGWARDEN, *args], capture_output=True, text=True,
+                              env=self.env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError("pgwarden %s failed (%d):\n%s\n%s" % (
+                " ".join(args), proc.returncode, proc.stdout, proc.stderr))
+        return proc
+
+    def up(self, timeout=150, check=True):
+        return self.run("up", "--dir", self.dir, "--etcd-port", str(self.etcd_port),
+                        "--pg-port", str(self.pg_port), "--api-port", str(self.api_port),
+                        "--memory", "128MB", "--timeout", str(timeout), check=check,
+                        timeout=timeout + 60)
+
+    def down(self):
+        return self.run("down", "--dir", self.dir, check=False, timeout=300)
+
+    def pidfile(self, path):
+        try:
+            with open(os.path.join(self.dir, path)) as f:
+                pid = int(f.readline().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def agent_pid(self, i):
+        return self.pidfile("node%d/agent.pid" % (i + 1))
+
+    def postmaster_pid(self, i):
+        return self.pidfile("node%d/data/postmaster.pid" % (i + 1))
+
+    def etcd_pid(self, i):
+        return self.pidfile("etcd%d/etcd.pid" % (i + 1))
+
+    def kill(self, pid, sig=signal.SIGKILL):
+        if pid:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill_host(self, i):
+        """kill -9 of the agent and its postgres together, as a host crash would."""
+        agent, pm = self.agent_pid(i), self.postmaster_pid(i)
+        self.kill(agent)
+        self.kill(pm)
+        wait_for("node%d's processes to die" % (i + 1),
+                 lambda: self.agent_pid(i) is None and self.postmaster_pid(i) is None, 10)
+
+    # -- looking at the cluster --------------------------------------------------------
+    def api(self, i, path="/status", method="GET", body=None, timeout=2.0):
+        return http(method, "http://127.0.0.1:%d%s" % (self.api_port + i, path), body,
+                    timeout=timeout)
+
+    def status(self, i):
+        try:
+            code, body = self.api(i, "/status", timeout=1.0)
+            return body if code == 200 and isinstance(body, dict) else None
+        except OSError:
+            return None
+
+    def leaders(self):
+        return [i for i in range(self.N) if (self.status(i) or {}).get("leader")]
+
+    def leader(self):
+        found = self.leaders()
+        return found[0] if len(found) == 1 else None
+
+    def wait_healthy(self, timeout=90, expect_members=None):
+        """One leader, every other (expected) member streaming from it."""
+        members = list(range(self.N)) if expect_members is None else expect_members
+
+        def ok():
+            st = {i: self.status(i) for i in members}
+            if any(s is None for s in st.values()):
+                return None
+            leaders = [i for i, s in st.items() if s.get("leader")]
+            if len(leaders) != 1:
+                return None
+            for i, s in st.items():
+                if i != leaders[0] and s.get("state") != "streaming":
+                    return None
+            return leaders[0]
+        return wait_for("a healthy cluster (1 leader, replicas streaming)", ok, timeout)
+
+    def dsn(self, i, **extra):
+        params = dict(host="127.0.0.1", port=self.pg_port + i, user="postgres",
+                      dbname="postgres", passfile=os.path.join(self.dir, "pgpass"),
+                      connect_timeout=2)
+        params.update(extra)
+        return " ".join("%s=%s" % kv for kv in params.items())
+
+    def multihost_dsn(self, **extra):
+        hosts = ",".join(["127.0.0.1"] * self.N)
+        ports = ",".join(str(self.pg_port + i) for i in range(self.N))
+        params = dict(host=hosts, port=ports, user="postgres", dbname="postgres",
+                      passfile=os.path.join(self.dir, "pgpass"), connect_timeout=1,
+                      target_session_attrs="read-write")
+        params.update(extra)
+        return " ".join("%s=%s" % kv for kv in params.items())
+
+    def connect(self, i, autocommit=True):
+        conn = psycopg2.connect(self.dsn(i))
+        conn.autocommit = autocommit
+        return conn
+
+    def query(self, i, sql, args=None):
+        conn = self.connect(i)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def writable(self, i):
+        try:
+            return self.query(i, "SELECT NOT pg_is_in_recovery()")[0][0]
+        except psycopg2.Error:
+            return False
+
+    def writable_nodes(self):
+        return [i for i in range(self.N) if self.writable(i)]
+
+    def timeline(self, i):
+        return (self.status(i) or {}).get("timeline")
+
+    def log(self, i):
+        with open(os.path.join(self.dir, "node%d/agent.log" % (i + 1))) as f:
+            return f.read()
+
+    def sanitizer_reports(self):
+        reports = []
+        for path in glob.glob(os.path.join(self.dir, "asan*")):
+            with open(path) as f:
+                reports.append(f.read())
+        for i in range(self.N):
+            try:
+                text = self.log(i)
+            except OSError:
+                continue
+            if "runtime error:" in text or "AddressSanitizer" in text:
+                reports.append(text)
+        return reports
+
+    def cleanup(self):
+        self.down()
+        # Anything `down` missed (a test may have broken pid files on purpose).
+        for i in range(self.N):
+            for pid in (self.agent_pid(i), self.postmaster_pid(i), self.etcd_pid(i)):
+                self.kill(pid)
+
+
+@pytest.fixture
+def cluster_factory():
+    """Makes clusters on demand; tears every one of them down afterwards."""
+    made = []
+    base = tempfile.mkdtemp(prefix="pgw-it-")
+    os.chmod(base, 0o755)
+
+    def make():
+        c = Cluster(os.path.join(base, str(len(made))), next(_slot))
+        os.makedirs(os.path.dirname(c.dir), exist_ok=True)
+        os.chmod(os.path.dirname(c.dir), 0o755)
+        made.append(c)
+        return c
+
+    yield make
+    reports = []
+    for c in made:
+        try:
+            c.cleanup()
+        finally:
+            reports.extend(c.sanitizer_reports())
+    keep = os.environ.get("PGW_KEEP_TEST_DIRS")
+    if not keep:
+        shutil.rmtree(base, ignore_errors=True)
+    assert not reports, "sanitizer reports:\n" + "\n----\n".join(r[-4000:] for r in reports)
+
+
+@pytest.fixture
+def cluster(cluster_factory):
+    """A running, healthy 3-node cluster with a table t(id bigint primary key)."""
+    c = cluster_factory()
+    c.up()
+    leader = c.wait_healthy()
+    c.query(leader, "CREATE TABLE t (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    return c
+
+
+class Writer:
+    """A client that inserts a unique id every `interval` seconds and remembers which
+    commits were acknowledged (and when). Reconnects on any error."""
+
+    def __init__(self, dsn, interval=0.05, table="t"):
+        import threading
+        self.dsn = dsn
+        self.interval = interval
+        self.table = table
+        self.acked = []      # (id, monotonic time of the acknowledgement)
+        self.errors = []     # (monotonic time, error text)
+        self._next = 1_000_000
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "writer thread hung"
+
+    def _run(self):
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(self.dsn, options="-c statement_timeout=3000",
+                                            keepalives_idle=2, tcp_user_timeout=3000)
+                    conn.autocommit = True
+                self._next += 1
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO %s (id) VALUES (%%s)" % self.table, (self._next,))
+                self.acked.append((self._next, time.monotonic()))
+            except psycopg2.Error as exc:
+                self.errors.append((time.monotonic(), str(exc).strip()))
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+                conn = None
+            self._stop.wait(self.interval)
+        if conn is not None:
+            conn.close()
+
+    def acked_ids(self):
+        return {i for i, _ in self.acked}
+
+    def acks_after(self, t):
+        return [at for _, at in self.acked if at > t]
+
+    def max_gap(self, start, end):
+        times = [at for _, at in self.acked if start <= at <= end]
+        return max((b - a for a, b in zip(times, times[1:])), default=None)

@@ -1,0 +1,90 @@
+"""Faults under a live agent: postgres crash, agent crash, agent stalled (SIGSTOP),
+etcd member loss and etcd quorum loss."""
+import signal
+import time
+
+from conftest import wait_for
+
+TTL = 4
+
+
+def hold(what, cond, duration, interval=0.2):
+    """Asserts cond() stays true for the whole duration."""
+    end = time.monotonic() + duration
+    while time.monotonic() < end:
+        assert cond(), "stopped holding: " + what
+        time.sleep(interval)
+
+
+def test_postgres_crash_on_leader_is_restarted(cluster):
+    leader = cluster.leader()
+    tl = cluster.timeline(leader)
+    cluster.kill(cluster.postmaster_pid(leader))
+    wait_for("the leader writable again", lambda: cluster.writable(leader), 30)
+    assert cluster.wait_healthy() == leader
+    assert cluster.timeline(leader) == tl
+    assert cluster.writable_nodes() == [leader]
+
+
+def test_postgres_crash_on_replica_is_restarted(cluster):
+    leader = cluster.leader()
+    replica = (leader + 1) % cluster.N
+    old_pm = cluster.postmaster_pid(replica)
+    cluster.kill(old_pm)
+    wait_for("a new postmaster", lambda: cluster.postmaster_pid(replica) not in (None, old_pm),
+             30)
+    assert cluster.wait_healthy() == leader
+
+
+def test_agent_crash_readopts_running_postgres(cluster):
+    leader = cluster.leader()
+    tl = cluster.timeline(leader)
+    pm = cluster.postmaster_pid(leader)
+    history = cluster.api(leader, "/history")[1]
+    cluster.kill(cluster.agent_pid(leader))
+    cluster.up()
+    assert cluster.wait_healthy() == leader
+    # Same server process: the new agent adopted it instead of restarting it.
+    assert cluster.postmaster_pid(leader) == pm
+    assert cluster.timeline(leader) == tl
+    assert cluster.api(leader, "/history")[1] == history
+    hold("no failover", lambda: cluster.leader() == leader, TTL + 2)
+
+
+def test_agent_stalled_longer_than_ttl_leaves_one_writable_node(cluster):
+    old = cluster.leader()
+    agent = cluster.agent_pid(old)
+    cluster.kill(agent, signal.SIGSTOP)
+    try:
+        new = wait_for("a new leader while the old agent is stopped",
+                       lambda: (lambda l: l if l not in (None, old) else None)(cluster.leader()),
+                       TTL + 15)
+    finally:
+        cluster.kill(agent, signal.SIGCONT)
+    wait_for("exactly one writable node", lambda: cluster.writable_nodes() == [new], 15)
+    assert cluster.wait_healthy() == new
+    assert cluster.status(old)["role"] == "replica"
+
+
+def test_one_etcd_member_lost_changes_nothing(cluster):
+    leader = cluster.leader()
+    tl = cluster.timeline(leader)
+    cluster.kill(cluster.etcd_pid(0))
+    hold("same leader, writable", lambda: cluster.leader() == leader and
+         cluster.writable(leader), 2 * TTL + 2)
+    assert cluster.timeline(leader) == tl
+    cluster.up()
+    assert cluster.wait_healthy() == leader
+
+
+def test_etcd_quorum_lost_no_node_writable_then_recovers(cluster):
+    leader = cluster.leader()
+    for i in (0, 1):
+        cluster.kill(cluster.etcd_pid(i))
+    wait_for("the primary to demote itself", lambda: cluster.writable_nodes() == [], TTL + 10)
+    hold("nobody writable without etcd quorum", lambda: cluster.writable_nodes() == [], 3)
+    cluster.up()
+    new = cluster.wait_healthy(timeout=120)
+    cluster.query(new, "INSERT INTO t (id) VALUES (1)")
+    assert cluster.writable_nodes() == [new]
+    assert leader is not None
