@@ -1,5 +1,6 @@
 /* pgwarden: one binary, several roles. */
 #include "agent/agent.h"
+#include "agent/fence.h"
 #include "cli/cli.h"
 
 #include <stdio.h>
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "agent") == 0)
 		return agent_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "fence") == 0)
+		return agent_fence_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "list") == 0)
 		return cli_list(argc - 1, argv + 1);
 	if (strcmp(cmd, "up") == 0)

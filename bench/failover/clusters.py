@@ -10,18 +10,16 @@
     etcd_ports           client ports of the cluster's own 3-member etcd
 """
 
-import json
 import os
+import re
 import secrets
-import shutil
 import signal
 import subprocess
-import time
 
 import yaml
 
 from common import (PG_BIN, chown_postgres, etcd_healthy, http_json, kill_host, log,
-                    multihost_dsn, multihost_uri, now, pid_alive, postgres_ids,
+                    multihost_dsn, multihost_uri, pid_alive, postgres_ids,
                     read_pidfile, start_etcd_member, tail, terminate, wait_for, wait_gone)
 
 N = 3
@@ -70,6 +68,16 @@ class PgwardenCluster:
         self.pgpassfile = os.path.join(self.dir, "pgpass")
         if wait_for("pgwarden: 1 leader + 2 streaming replicas", self.healthy, 60) is None:
             raise RuntimeError("pgwarden did not become healthy")
+        # the agent logs its timing at start: "... ttl 4000 ms, loop_wait 1000 ms"
+        try:
+            with open(os.path.join(self.dir, "node1", "agent.log"), errors="replace") as f:
+                m = re.findall(r"ttl (\d+) ms, loop_wait (\d+) ms", f.read())
+            if m:
+                ttl, loop = int(m[-1][0]) / 1000.0, int(m[-1][1]) / 1000.0
+                self.loop_wait = loop
+                self.timing = "default (ttl %g s, loop_wait %g s)" % (ttl, loop)
+        except OSError:
+            pass
 
     def stop(self):
         if not self.started:
@@ -313,7 +321,7 @@ class PatroniCluster:
 
     # -- state
     def statuses(self):
-        return [http_json("http://127.0.0.1:%d/patroni" % p) for p in self.api_ports]
+        return [http_json("http://127.0.0.1:%d/patroni" % p, 3) for p in self.api_ports]
 
     def _role(self, i):
         s = http_json("http://127.0.0.1:%d/patroni" % self.api_ports[i])

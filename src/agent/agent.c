@@ -3,6 +3,7 @@
 #include "agent/api.h"
 #include "agent/dcs.h"
 #include "agent/defaults.h"
+#include "agent/fence.h"
 #include "agent/ha.h"
 #include "agent/pgconf.h"
 #include "agent/pgctl.h"
@@ -86,6 +87,8 @@ struct agent {
 	uint64_t published_optime;
 	int published_timeline;
 	int64_t published_status_ms;
+
+	bool fence_armed;
 
 	enum ha_action last_action;
 	char last_reason[256];
@@ -422,9 +425,10 @@ static const char *pg_state(const struct agent *a)
 	if (!p->data_valid)
 		return "uninitialized";
 	if (!p->postmaster_pid) {
-		if (a->cd_valid && (a->cd.state == PGCTL_CD_IN_PRODUCTION ||
-				    a->cd.state == PGCTL_CD_IN_ARCHIVE_RECOVERY ||
-				    a->cd.state == PGCTL_CD_IN_CRASH_RECOVERY))
+		if (a->cd_valid && !a->cd.backup_label &&
+		    (a->cd.state == PGCTL_CD_IN_PRODUCTION ||
+		     a->cd.state == PGCTL_CD_IN_ARCHIVE_RECOVERY ||
+		     a->cd.state == PGCTL_CD_IN_CRASH_RECOVERY))
 			return "crashed";
 		return "stopped";
 	}
@@ -826,6 +830,8 @@ static void do_race(struct agent *a)
 static void do_demote(struct agent *a, const char *why)
 {
 	log_warning("demoting: %s", why);
+	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK)
+		a->fence_armed = false;
 	if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0)
 		log_error("pg_ctl stop -m immediate failed");
 	a->configured_upstream[0] = '?';
@@ -909,17 +915,14 @@ static void execute(struct agent *a, const struct ha_decision *d)
 		do_clone(a, d->member);
 		break;
 	case HA_START_STANDBY:
-		log_info("%s", d->reason);
 		start_standby(a, m ? m->host : NULL, m ? m->port : 0);
 		break;
 	case HA_START_PRIMARY:
-		log_info("%s", d->reason);
 		if (write_primary_config(a) == PGW_OK &&
 		    job_spawn(a, JOB_START, pgctl_argv_start(&a->pg)) != PGW_OK)
 			log_error("cannot start PostgreSQL");
 		break;
 	case HA_REWIND:
-		log_info("%s", d->reason);
 		do_rewind(a, d->member);
 		break;
 	case HA_RACE:
@@ -937,7 +940,6 @@ static void execute(struct agent *a, const struct ha_decision *d)
 	case HA_FOLLOW:
 		if (!m)
 			break;
-		log_info("%s", d->reason);
 		if (write_standby_config(a, m->host, m->port) == PGW_OK &&
 		    pgctl_reload(&a->pg) != PGW_OK)
 			a->configured_upstream[0] = '\0';
@@ -1022,6 +1024,19 @@ static void read_cluster(struct agent *a)
 	}
 }
 
+/* The fence stops our primary if we fail to renew the lease in time (see fence.h). */
+static void update_fence(struct agent *a)
+{
+	bool arm = holds_leader(a) && a->probe.accepting && !a->probe.in_recovery &&
+		   a->lease_deadline_ms > 0;
+
+	if (!arm && !a->fence_armed)
+		return;
+	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
+			    arm ? a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS / 2 : 0) == PGW_OK)
+		a->fence_armed = arm;
+}
+
 static void run_once(struct agent *a)
 {
 	struct ha_decision d;
@@ -1077,6 +1092,7 @@ static void run_once(struct agent *a)
 		if (d.action != HA_WAIT && d.action != HA_KEEP_LEADER)
 			observe(a);
 	}
+	update_fence(a);
 	publish_member(a);
 	publish_api(a);
 }
@@ -1094,6 +1110,8 @@ static void agent_shutdown(struct agent *a)
 	pgctl_probe(&a->pg, &a->probe);
 	leader = holds_leader(a);
 	pgctl_close(&a->pg);
+	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) != PGW_OK)
+		log_warning("could not disarm the fence");
 	if (a->probe.postmaster_pid &&
 	    run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) != 0)
 		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);

@@ -27,7 +27,9 @@
 /* libpq connect_timeout (s) and statement_timeout for the agent's own queries. */
 #define AGENT_PG_CONNECT_TIMEOUT_S    2
 #define AGENT_PG_STATEMENT_TIMEOUT_MS 2000
-/* pg_ctl start / stop waits. */
+/* pg_ctl start waits this long for the server to accept connections. */
+#define AGENT_PG_START_WAIT_S 15
+/* pg_ctl promote / stop waits. */
 #define AGENT_PG_START_TIMEOUT_S 60
 #define AGENT_PG_STOP_TIMEOUT_S	 60
 /* A standby that never streams: how long before the agent looks at rewinding it. */

@@ -126,8 +126,9 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 		return;
 	}
 	if (held_by_me(in)) {
-		bool was_primary = in->cd_valid && (in->cd.state == PGCTL_CD_IN_PRODUCTION ||
-						    in->cd.state == PGCTL_CD_SHUT_DOWN);
+		bool was_primary =
+		    in->cd_valid && !in->cd.backup_label &&
+		    (in->cd.state == PGCTL_CD_IN_PRODUCTION || in->cd.state == PGCTL_CD_SHUT_DOWN);
 
 		if (in->primary_down_since_ms &&
 		    in->now_ms - in->primary_down_since_ms > in->primary_start_timeout_ms) {
@@ -159,7 +160,8 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			    local_timeline(in), l->name, ltl);
 			return;
 		}
-		if (in->cd_valid && in->cd.state == PGCTL_CD_IN_PRODUCTION) {
+		if (in->cd_valid && in->cd.state == PGCTL_CD_IN_PRODUCTION &&
+		    !in->cd.backup_label) {
 			/* A crashed former primary on the leader's timeline: let pg_rewind judge.
 			 */
 			set(d, HA_REWIND, l->name, "former primary rejoining leader %s", l->name);

@@ -332,6 +332,11 @@ int pgctl_controldata(struct pgctl *p, struct pgctl_controldata *out)
 	if (cd_field(buf.data, "Min recovery ending loc's timeline", v, sizeof(v)))
 		out->min_recovery_tli = atoi(v);
 	cmn_buf_free(&buf);
+	char label[4200];
+	struct stat st;
+
+	snprintf(label, sizeof(label), "%s/backup_label", p->cfg->data_dir);
+	out->backup_label = stat(label, &st) == 0;
 	return out->sysid[0] ? PGW_OK : PGW_EPROTO;
 }
 
@@ -362,7 +367,11 @@ const char *const *pgctl_argv_start(struct pgctl *p)
 	argv_add("start");
 	argv_add("-D");
 	argv_add("%s", p->cfg->data_dir);
-	argv_add("-W");
+	/* Wait until it accepts connections, but not for ever: a standby without an
+	 * upstream may never become consistent. The HA loop sees "starting" then. */
+	argv_add("-w");
+	argv_add("-t");
+	argv_add("%d", AGENT_PG_START_WAIT_S);
 	argv_add("-s");
 	argv_add("-l");
 	argv_add("%s", log);

@@ -33,6 +33,7 @@ struct pgctl_controldata {
 	int checkpoint_tli;
 	uint64_t min_recovery_lsn;
 	int min_recovery_tli;
+	bool backup_label; /* a base backup not yet started: its pg_control says nothing */
 };
 
 /* What the agent sees of its PostgreSQL at the start of a loop. */

@@ -53,7 +53,9 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 	int out_fd = -1;
 	pid_t pid;
 
-	if (o->log_path) {
+	if (o->inherit_output) {
+		out_fd = -1;
+	} else if (o->log_path) {
 		out_fd = open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 		if (out_fd < 0) {
 			log_error("cannot open log file %s: %s", o->log_path, strerror(errno));

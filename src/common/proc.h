@@ -15,6 +15,7 @@ struct cmn_proc_opts {
 	const char *const *argv;      /* argv[0] is the program (searched in PATH) */
 	const char *const *env_extra; /* "NAME=value" entries added to our environment */
 	const char *log_path;	      /* stdout+stderr appended here; NULL = /dev/null */
+	bool inherit_output;	      /* keep our stdout/stderr instead (log_path ignored) */
 	const char *cwd;	      /* NULL = unchanged */
 	bool new_session;	      /* setsid(): survives our process group signals */
 	uid_t uid;		      /* switch user when run_as is set (root only) */

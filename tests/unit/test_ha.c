@@ -354,6 +354,17 @@ static void test_stopped_crashed_former_primary_rewind(void **state)
 	assert_action(f, HA_REWIND, "node2");
 }
 
+/* A fresh pg_basebackup copy says "in production" too, but carries a backup_label. */
+static void test_stopped_fresh_clone_is_not_a_former_primary(void **state)
+{
+	struct fx *f = *state;
+
+	set_leader(f, "node2", 1);
+	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
+	f->in.cd.backup_label = true;
+	assert_action(f, HA_START_STANDBY, "node2");
+}
+
 static void test_stopped_clean_replica_start_standby(void **state)
 {
 	struct fx *f = *state;
@@ -755,6 +766,7 @@ int main(void)
 	    T(test_stopped_leader_higher_timeline_rewind),
 	    T(test_stopped_leader_timeline_from_status),
 	    T(test_stopped_crashed_former_primary_rewind),
+	    T(test_stopped_fresh_clone_is_not_a_former_primary),
 	    T(test_stopped_clean_replica_start_standby),
 	    T(test_stopped_no_leader),
 	    T(test_stopped_leader_without_address),
