@@ -608,6 +608,7 @@ static void stop_pid(const char *what, pid_t pid, int timeout_ms)
 		wait_gone(pid, 5000);
 	}
 	printf("stopped %s\n", what);
+	fflush(stdout);
 }
 
 static bool is_leader_node(const struct layout *l, int i)
@@ -664,6 +665,7 @@ int cli_down(int argc, char **argv)
 				wait_gone(pm, 10000);
 			}
 			printf("stopped %s\n", what);
+			fflush(stdout);
 		}
 	}
 	for (int i = N_NODES - 1; i >= 0; i--) {

@@ -236,9 +236,25 @@ int cmn_proc_run(const char *const *argv, const char *const *env_extra, int time
 
 bool cmn_pid_alive(pid_t pid)
 {
-	if (pid <= 0)
+	char path[64], buf[256];
+	const char *paren;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
 		return false;
-	return kill(pid, 0) == 0 || errno == EPERM;
+	/* A zombie is dead, whatever kill(0) says (its parent may be slow to reap it). */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	paren = strrchr(buf, ')');
+	return !(paren && paren[1] == ' ' && paren[2] == 'Z');
 }
 
 pid_t cmn_read_pidfile(const char *path)
