@@ -67,6 +67,9 @@ struct agent {
 
 	struct dcs_cluster cluster;
 	bool dcs_ok;
+	struct dcs_cache cache;	 /* kept current by the watch thread */
+	int64_t last_full_read_ms; /* last Range of the whole prefix by the loop */
+	bool renewed;		   /* this loop's keepalive (or grant) succeeded */
 	struct pgctl_probe probe;
 	struct pgctl_controldata cd;
 	bool cd_valid;
@@ -152,7 +155,7 @@ static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_e
 {
 	struct watch_ctx *w = arg;
 
-	(void)h;
+	dcs_cache_apply(&w->a->cache, h, ev, n);
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(ev[i].kv.key, w->leader_key) == 0) {
 			agent_wake(w->a);
@@ -162,18 +165,22 @@ static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_e
 	return !w->a->stop_watch;
 }
 
-/* Watches the cluster prefix so a vanished leader key wakes the loop at once. */
+/*
+ * Keeps a->cache current: reads the prefix once, then follows it with a watch;
+ * a change of the leader key wakes the loop at once. On any stream failure: read
+ * again and re-watch.
+ */
 static void *watch_main(void *arg)
 {
 	struct agent *a = arg;
 	struct etcd_client_opts o = {
-	    .endpoints = a->cfg.etcd_endpoints,
-	    .timeout_ms = a->cfg.retry_timeout_ms,
-	    .username = a->cfg.etcd_username,
-	    .password = a->cfg.etcd_password,
-	    .cacert = a->cfg.etcd_cacert,
-	    .cert = a->cfg.etcd_cert,
-	    .key = a->cfg.etcd_key,
+		.endpoints = a->cfg.etcd_endpoints,
+		.timeout_ms = a->cfg.retry_timeout_ms,
+		.username = a->cfg.etcd_username,
+		.password = a->cfg.etcd_password,
+		.cacert = a->cfg.etcd_cacert,
+		.cert = a->cfg.etcd_cert,
+		.key = a->cfg.etcd_key,
 	};
 	struct etcd_client *c = NULL;
 	struct watch_ctx w = {.a = a};
@@ -182,14 +189,21 @@ static void *watch_main(void *arg)
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
 	while (!a->stop_watch) {
-		int64_t compact = 0;
-		int rc =
-		    etcd_watch_run(c, a->dcs.prefix, 0, on_watch, &w, &a->stop_watch, &compact);
+		struct etcd_range_result r;
+		int64_t compact = 0, rev;
 
+		if (etcd_range_prefix(c, a->dcs.prefix, &r) == PGW_OK) {
+			dcs_cache_load(&a->cache, &r);
+			rev = r.header.revision;
+			etcd_range_result_free(&r);
+			agent_wake(a);
+			if (etcd_watch_run(c, a->dcs.prefix, rev + 1, on_watch, &w, &a->stop_watch,
+					   &compact) != PGW_OK)
+				log_debug("watch ended; reading the cluster again");
+		}
+		dcs_cache_invalidate(&a->cache);
 		if (a->stop_watch)
 			break;
-		(void)rc;
-		/* The loop reads the whole prefix anyway: just wake it and re-watch. */
 		agent_wake(a);
 		for (int i = 0; i < 5 && !a->stop_watch; i++)
 			usleep(100000);
@@ -378,10 +392,12 @@ static void lease_maintain(struct agent *a)
 	int ttl = 0;
 	int rc;
 
+	a->renewed = false;
 	if (a->lease_id) {
 		rc = etcd_lease_keepalive(a->etcd, a->lease_id, &ttl);
 		if (rc == PGW_OK && ttl > 0) {
 			a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
+			a->renewed = true;
 			return;
 		}
 		if (rc != PGW_ENOTFOUND && !(rc == PGW_OK && ttl <= 0)) {
@@ -401,6 +417,7 @@ static void lease_maintain(struct agent *a)
 		return;
 	}
 	a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
+	a->renewed = true;
 	free(a->published_member);
 	a->published_member = NULL; /* re-put the member key on the new lease */
 }
@@ -999,13 +1016,29 @@ static void read_cluster(struct agent *a)
 {
 	int rc;
 
+	struct etcd_range_result r;
+	int64_t now = cmn_now_ms();
+
 	dcs_cluster_free(&a->cluster);
-	rc = dcs_read(&a->dcs, &a->cluster);
-	a->dcs_ok = rc == PGW_OK;
+	/*
+	 * The watch keeps the cache current; a successful renewal this loop shows etcd
+	 * answers. Still read the whole prefix now and then, in case the watch stream
+	 * hangs on a member cut off from the others.
+	 */
+	a->dcs_ok = a->renewed && now - a->last_full_read_ms < AGENT_RESYNC_MS &&
+		    dcs_cache_snapshot(&a->dcs, &a->cache, &a->cluster);
 	if (!a->dcs_ok) {
-		memset(&a->cluster, 0, sizeof(a->cluster));
-		etcd_trouble(a, "reading the cluster", rc);
-		return;
+		rc = etcd_range_prefix(a->etcd, a->dcs.prefix, &r);
+		a->dcs_ok = rc == PGW_OK;
+		if (!a->dcs_ok) {
+			memset(&a->cluster, 0, sizeof(a->cluster));
+			etcd_trouble(a, "reading the cluster", rc);
+			return;
+		}
+		dcs_cluster_from_kvs(&a->dcs, r.kvs, r.n_kvs, r.header.revision, &a->cluster);
+		dcs_cache_load(&a->cache, &r);
+		etcd_range_result_free(&r);
+		a->last_full_read_ms = now;
 	}
 	/* A restarted agent finds the key on its previous lease: move it to the new one. */
 	if (holds_leader(a) && a->lease_id && a->cluster.leader_lease != a->lease_id) {
@@ -1186,6 +1219,7 @@ int agent_main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	pthread_mutex_init(&a->wake_lock, NULL);
+	dcs_cache_init(&a->cache);
 	pthread_cond_init(&a->wake_cond, NULL);
 	a->configured_upstream[0] = '?';
 
@@ -1240,6 +1274,7 @@ out_api:
 out:
 	pgctl_close(&a->pg);
 	dcs_cluster_free(&a->cluster);
+	dcs_cache_destroy(&a->cache);
 	free(a->published_member);
 	if (a->etcd)
 		etcd_client_free(a->etcd);

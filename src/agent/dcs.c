@@ -126,22 +126,18 @@ static char *dup_value(const struct etcd_kv *kv)
 	return s;
 }
 
-int dcs_read(struct dcs *d, struct dcs_cluster *out)
+void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t n,
+			  int64_t revision, struct dcs_cluster *out)
 {
-	struct etcd_range_result r;
 	size_t plen = strlen(d->prefix);
-	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = etcd_range_prefix(d->etcd, d->prefix, &r);
-	if (rc != PGW_OK)
-		return rc;
-	out->revision = r.header.revision;
-	for (size_t i = 0; i < r.n_kvs; i++) {
-		const struct etcd_kv *kv = &r.kvs[i];
+	out->revision = revision;
+	for (size_t i = 0; i < n; i++) {
+		const struct etcd_kv *kv = &kvs[i];
 		const char *name = kv->key + plen;
 
-		if (kv->key_len < plen)
+		if (kv->key_len < plen || strncmp(kv->key, d->prefix, plen) != 0)
 			continue;
 		if (strcmp(name, "initialize") == 0) {
 			out->has_initialize = true;
@@ -178,8 +174,157 @@ int dcs_read(struct dcs *d, struct dcs_cluster *out)
 			out->n_members++;
 		}
 	}
+}
+
+int dcs_read(struct dcs *d, struct dcs_cluster *out)
+{
+	struct etcd_range_result r;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = etcd_range_prefix(d->etcd, d->prefix, &r);
+	if (rc != PGW_OK)
+		return rc;
+	dcs_cluster_from_kvs(d, r.kvs, r.n_kvs, r.header.revision, out);
 	etcd_range_result_free(&r);
 	return PGW_OK;
+}
+
+/* ---- cache fed by a watch ---- */
+
+static void kv_clear(struct etcd_kv *kv)
+{
+	free(kv->key);
+	free(kv->value);
+	memset(kv, 0, sizeof(*kv));
+}
+
+static int kv_copy(struct etcd_kv *dst, const struct etcd_kv *src)
+{
+	*dst = *src;
+	dst->key = malloc(src->key_len + 1);
+	dst->value = malloc(src->value_len + 1);
+	if (!dst->key || !dst->value) {
+		kv_clear(dst);
+		return PGW_ENOMEM;
+	}
+	memcpy(dst->key, src->key, src->key_len);
+	dst->key[src->key_len] = '\0';
+	memcpy(dst->value, src->value, src->value_len);
+	dst->value[src->value_len] = '\0';
+	return PGW_OK;
+}
+
+void dcs_cache_init(struct dcs_cache *c)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+}
+
+static void cache_clear_locked(struct dcs_cache *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		kv_clear(&c->kvs[i]);
+	c->n = 0;
+	c->valid = false;
+}
+
+void dcs_cache_destroy(struct dcs_cache *c)
+{
+	cache_clear_locked(c);
+	free(c->kvs);
+	pthread_mutex_destroy(&c->lock);
+}
+
+void dcs_cache_invalidate(struct dcs_cache *c)
+{
+	pthread_mutex_lock(&c->lock);
+	c->valid = false;
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int cache_reserve(struct dcs_cache *c, size_t n)
+{
+	if (n <= c->cap)
+		return PGW_OK;
+	size_t cap = c->cap ? c->cap : 16;
+
+	while (cap < n)
+		cap *= 2;
+	struct etcd_kv *kvs = realloc(c->kvs, cap * sizeof(*kvs));
+
+	if (!kvs)
+		return PGW_ENOMEM;
+	c->kvs = kvs;
+	c->cap = cap;
+	return PGW_OK;
+}
+
+void dcs_cache_load(struct dcs_cache *c, const struct etcd_range_result *r)
+{
+	pthread_mutex_lock(&c->lock);
+	if (c->valid && r->header.revision < c->revision) {
+		pthread_mutex_unlock(&c->lock); /* older than what the watch already applied */
+		return;
+	}
+	cache_clear_locked(c);
+	if (cache_reserve(c, r->n_kvs) == PGW_OK) {
+		for (size_t i = 0; i < r->n_kvs; i++)
+			if (kv_copy(&c->kvs[c->n], &r->kvs[i]) == PGW_OK)
+				c->n++;
+		c->valid = c->n == r->n_kvs;
+	}
+	c->revision = r->header.revision;
+	pthread_mutex_unlock(&c->lock);
+}
+
+void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h,
+		     const struct etcd_event *ev, size_t n)
+{
+	pthread_mutex_lock(&c->lock);
+	if (!c->valid || h->revision <= c->revision) {
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
+	for (size_t i = 0; i < n && c->valid; i++) {
+		size_t j = 0;
+
+		while (j < c->n && strcmp(c->kvs[j].key, ev[i].kv.key) != 0)
+			j++;
+		if (ev[i].type == ETCD_EVENT_DELETE) {
+			if (j < c->n) {
+				kv_clear(&c->kvs[j]);
+				c->kvs[j] = c->kvs[--c->n];
+			}
+			continue;
+		}
+		if (j == c->n && cache_reserve(c, c->n + 1) != PGW_OK) {
+			c->valid = false;
+			break;
+		}
+		if (j < c->n)
+			kv_clear(&c->kvs[j]);
+		else
+			c->n++;
+		if (kv_copy(&c->kvs[j], &ev[i].kv) != PGW_OK) {
+			c->kvs[j] = c->kvs[--c->n];
+			c->valid = false;
+		}
+	}
+	c->revision = h->revision;
+	pthread_mutex_unlock(&c->lock);
+}
+
+bool dcs_cache_snapshot(const struct dcs *d, struct dcs_cache *c, struct dcs_cluster *out)
+{
+	bool ok;
+
+	pthread_mutex_lock(&c->lock);
+	ok = c->valid;
+	if (ok)
+		dcs_cluster_from_kvs(d, c->kvs, c->n, c->revision, out);
+	pthread_mutex_unlock(&c->lock);
+	return ok;
 }
 
 void dcs_cluster_free(struct dcs_cluster *c)

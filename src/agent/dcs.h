@@ -13,6 +13,7 @@
 #include "common/err.h"
 #include "etcd/etcd.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -58,6 +59,32 @@ void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, co
 void dcs_key(const struct dcs *d, const char *name, char *out, size_t size);
 
 int dcs_read(struct dcs *d, struct dcs_cluster *out) PGW_WUR;
+/* Builds the cluster view from the keys under the prefix (pure). */
+void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t n,
+			  int64_t revision, struct dcs_cluster *out);
+
+/*
+ * A copy of every key under the prefix, kept current by a watch (one writer
+ * thread applies events, the HA loop takes snapshots), so the loop need not read
+ * the whole prefix from etcd every second. Loads and events older than what the
+ * cache holds are ignored.
+ */
+struct dcs_cache {
+	pthread_mutex_t lock;
+	struct etcd_kv *kvs; /* owned copies */
+	size_t n, cap;
+	int64_t revision;
+	bool valid;
+};
+
+void dcs_cache_init(struct dcs_cache *c);
+void dcs_cache_destroy(struct dcs_cache *c);
+void dcs_cache_invalidate(struct dcs_cache *c);
+void dcs_cache_load(struct dcs_cache *c, const struct etcd_range_result *r);
+void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h,
+		     const struct etcd_event *ev, size_t n);
+/* false when the cache is not valid (out untouched then). */
+bool dcs_cache_snapshot(const struct dcs *d, struct dcs_cache *c, struct dcs_cluster *out);
 void dcs_cluster_free(struct dcs_cluster *c);
 const struct dcs_member *dcs_find_member(const struct dcs_cluster *c, const char *name);
 

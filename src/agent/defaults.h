@@ -22,6 +22,8 @@
 #define AGENT_DEMOTE_MARGIN_MS 1000
 /* Bound on asking another member's REST API during the leader race. */
 #define AGENT_PEER_TIMEOUT_MS 800
+/* The loop reads the whole cluster prefix at least this often (else: the watch cache). */
+#define AGENT_RESYNC_MS 10000
 /* The leader publishes its WAL position at most this often. */
 #define AGENT_STATUS_INTERVAL_MS 5000
 /* libpq connect_timeout (s) and statement_timeout for the agent's own queries. */

@@ -100,8 +100,11 @@ class Cluster:
             with open(os.path.join(self.dir, path)) as f:
                 pid = int(f.readline().strip())
             os.kill(pid, 0)
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return None  # a zombie is dead; PID 1 may be slow to reap it
             return pid
-        except (OSError, ValueError):
+        except (OSError, ValueError, IndexError):
             return None
 
     def agent_pid(self, i):
