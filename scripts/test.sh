@@ -7,10 +7,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 
 echo "== clang-format"
-bad=$(git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep -c 'error:' || true)
-if [ "$bad" != 0 ]; then
-    git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | head -30
-    echo "clang-format: $bad places to fix (run: git ls-files '*.c' '*.h' | xargs clang-format -i)" >&2
+fmt=$(git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 || true)
+if [ -n "$fmt" ]; then
+    echo "$fmt" | head -30
+    echo "clang-format: fix with: git ls-files '*.c' '*.h' | xargs clang-format -i" >&2
     exit 1
 fi
 
@@ -23,6 +23,24 @@ ninja -C build-asan
 
 echo "== unit tests"
 meson test -C build-asan --suite unit --print-errorlogs
+
+echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-30} s per target)"
+if [ ! -f build-fuzz/build.ninja ]; then
+    CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
+        -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
+fi
+ninja -C build-fuzz fuzz_config fuzz_etcd >/dev/null
+for t in config:config etcd:etcd_response,watch_stream; do
+    name=${t%%:*}; seeds=""
+    for c in $(echo "${t#*:}" | tr , ' '); do seeds="$seeds tests/fuzz/corpus/$c"; done
+    work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
+    # shellcheck disable=SC2086
+    build-fuzz/fuzz_$name -max_total_time="${PGW_FUZZ_SECONDS:-30}" -max_len=4096 \
+        -artifact_prefix="$work/" "$work" $seeds >"$work.log" 2>&1 || {
+        tail -40 "$work.log"; echo "fuzz_$name found a problem: $work" >&2; exit 1; }
+    echo "fuzz_$name: $(grep -o 'Done [0-9]* runs' "$work.log")"
+    rm -rf "$work" "$work.log"
+done
 
 echo "== integration tests"
 export PGW_BUILD_DIR="$(pwd)/build-asan"

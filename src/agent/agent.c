@@ -67,7 +67,7 @@ struct agent {
 
 	struct dcs_cluster cluster;
 	bool dcs_ok;
-	struct dcs_cache cache;	 /* kept current by the watch thread */
+	struct dcs_cache cache;	   /* kept current by the watch thread */
 	int64_t last_full_read_ms; /* last Range of the whole prefix by the loop */
 	bool renewed;		   /* this loop's keepalive (or grant) succeeded */
 	struct pgctl_probe probe;
@@ -174,13 +174,13 @@ static void *watch_main(void *arg)
 {
 	struct agent *a = arg;
 	struct etcd_client_opts o = {
-		.endpoints = a->cfg.etcd_endpoints,
-		.timeout_ms = a->cfg.retry_timeout_ms,
-		.username = a->cfg.etcd_username,
-		.password = a->cfg.etcd_password,
-		.cacert = a->cfg.etcd_cacert,
-		.cert = a->cfg.etcd_cert,
-		.key = a->cfg.etcd_key,
+	    .endpoints = a->cfg.etcd_endpoints,
+	    .timeout_ms = a->cfg.retry_timeout_ms,
+	    .username = a->cfg.etcd_username,
+	    .password = a->cfg.etcd_password,
+	    .cacert = a->cfg.etcd_cacert,
+	    .cert = a->cfg.etcd_cert,
+	    .key = a->cfg.etcd_key,
 	};
 	struct etcd_client *c = NULL;
 	struct watch_ctx w = {.a = a};

@@ -278,8 +278,8 @@ void dcs_cache_load(struct dcs_cache *c, const struct etcd_range_result *r)
 	pthread_mutex_unlock(&c->lock);
 }
 
-void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h,
-		     const struct etcd_event *ev, size_t n)
+void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h, const struct etcd_event *ev,
+		     size_t n)
 {
 	pthread_mutex_lock(&c->lock);
 	if (!c->valid || h->revision <= c->revision) {

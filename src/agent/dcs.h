@@ -81,8 +81,8 @@ void dcs_cache_init(struct dcs_cache *c);
 void dcs_cache_destroy(struct dcs_cache *c);
 void dcs_cache_invalidate(struct dcs_cache *c);
 void dcs_cache_load(struct dcs_cache *c, const struct etcd_range_result *r);
-void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h,
-		     const struct etcd_event *ev, size_t n);
+void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h, const struct etcd_event *ev,
+		     size_t n);
 /* false when the cache is not valid (out untouched then). */
 bool dcs_cache_snapshot(const struct dcs *d, struct dcs_cache *c, struct dcs_cluster *out);
 void dcs_cluster_free(struct dcs_cluster *c);
