@@ -69,7 +69,8 @@ struct agent {
 	bool dcs_ok;
 	struct dcs_cache cache;	   /* kept current by the watch thread */
 	int64_t last_full_read_ms; /* last Range of the whole prefix by the loop */
-	bool renewed;		   /* this loop's keepalive (or grant) succeeded */
+	int64_t last_renew_try_ms;
+	int64_t last_renew_ok_ms; /* etcd answered a keepalive or grant then */
 	struct pgctl_probe probe;
 	struct pgctl_controldata cd;
 	bool cd_valid;
@@ -386,23 +387,36 @@ static void etcd_trouble(struct agent *a, const char *what, int rc)
 	}
 }
 
-static void lease_maintain(struct agent *a)
+static bool holds_leader(const struct agent *a);
+
+/*
+ * Renews our lease: every loop while we hold the leader key, otherwise only once
+ * half of it has run out (member keys tolerate that; it halves the keepalives).
+ * force: renew now (before taking the leader key).
+ */
+static bool lease_maintain(struct agent *a, bool force)
 {
 	int64_t sent = cmn_now_ms();
 	int ttl = 0;
 	int rc;
 
-	a->renewed = false;
+	if (a->lease_id && !force) {
+		if (sent - a->last_renew_try_ms < a->cfg.loop_wait_ms - 100)
+			return false; /* a job makes the loop tick faster: not the keepalives */
+		if (!holds_leader(a) && a->lease_deadline_ms - sent > a->cfg.ttl_ms / 2)
+			return false;
+	}
+	a->last_renew_try_ms = sent;
 	if (a->lease_id) {
 		rc = etcd_lease_keepalive(a->etcd, a->lease_id, &ttl);
 		if (rc == PGW_OK && ttl > 0) {
 			a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
-			a->renewed = true;
-			return;
+			a->last_renew_ok_ms = sent;
+			return true;
 		}
 		if (rc != PGW_ENOTFOUND && !(rc == PGW_OK && ttl <= 0)) {
 			etcd_trouble(a, "lease keepalive", rc);
-			return;
+			return false;
 		}
 		log_warning("lease %llx expired in etcd: granting a new one",
 			    (unsigned long long)a->lease_id);
@@ -414,12 +428,13 @@ static void lease_maintain(struct agent *a)
 	if (rc != PGW_OK) {
 		a->lease_id = 0;
 		etcd_trouble(a, "lease grant", rc);
-		return;
+		return false;
 	}
 	a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
-	a->renewed = true;
+	a->last_renew_ok_ms = sent;
 	free(a->published_member);
 	a->published_member = NULL; /* re-put the member key on the new lease */
+	return true;
 }
 
 /* ---- state published to etcd and the REST API ---- */
@@ -828,7 +843,7 @@ static void do_race(struct agent *a)
 		log_info("not taking the leader key: %s", reason);
 		return;
 	}
-	if (!a->lease_id)
+	if (!lease_maintain(a, true)) /* the leader key starts with a full lease */
 		return;
 	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, &won) != PGW_OK)
 		return;
@@ -1021,11 +1036,12 @@ static void read_cluster(struct agent *a)
 
 	dcs_cluster_free(&a->cluster);
 	/*
-	 * The watch keeps the cache current; a successful renewal this loop shows etcd
+	 * The watch keeps the cache current; a recent successful renewal shows etcd
 	 * answers. Still read the whole prefix now and then, in case the watch stream
 	 * hangs on a member cut off from the others.
 	 */
-	a->dcs_ok = a->renewed && now - a->last_full_read_ms < AGENT_RESYNC_MS &&
+	a->dcs_ok = now - a->last_renew_ok_ms < a->cfg.ttl_ms / 2 + a->cfg.loop_wait_ms &&
+		    now - a->last_full_read_ms < AGENT_RESYNC_MS &&
 		    dcs_cache_snapshot(&a->dcs, &a->cache, &a->cluster);
 	if (!a->dcs_ok) {
 		rc = etcd_range_prefix(a->etcd, a->dcs.prefix, &r);
@@ -1084,7 +1100,7 @@ static void run_once(struct agent *a)
 			do_demote(a,
 				  "the leader lease may have expired while the agent was stalled");
 	}
-	lease_maintain(a);
+	(void)lease_maintain(a, false);
 	read_cluster(a);
 	if (a->job.kind != JOB_NONE && cmn_proc_poll(a->job.pid, &code) == 1)
 		job_finished(a, code);
