@@ -174,18 +174,11 @@ static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_e
 static void *watch_main(void *arg)
 {
 	struct agent *a = arg;
-	struct etcd_client_opts o = {
-	    .endpoints = a->cfg.etcd_endpoints,
-	    .timeout_ms = a->cfg.retry_timeout_ms,
-	    .username = a->cfg.etcd_username,
-	    .password = a->cfg.etcd_password,
-	    .cacert = a->cfg.etcd_cacert,
-	    .cert = a->cfg.etcd_cert,
-	    .key = a->cfg.etcd_key,
-	};
+	struct etcd_client_opts o;
 	struct etcd_client *c = NULL;
 	struct watch_ctx w = {.a = a};
 
+	agent_config_etcd_opts(&a->cfg, a->cfg.retry_timeout_ms, &o);
 	dcs_key(&a->dcs, "leader", w.leader_key, sizeof(w.leader_key));
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
@@ -1239,17 +1232,10 @@ int agent_main(int argc, char **argv)
 	pthread_cond_init(&a->wake_cond, NULL);
 	a->configured_upstream[0] = '?';
 
-	struct etcd_client_opts eo = {
-	    .endpoints = a->cfg.etcd_endpoints,
-	    .timeout_ms = a->cfg.retry_timeout_ms,
-	    .username = a->cfg.etcd_username,
-	    .password = a->cfg.etcd_password,
-	    .cacert = a->cfg.etcd_cacert,
-	    .cert = a->cfg.etcd_cert,
-	    .key = a->cfg.etcd_key,
-	};
+	struct etcd_client_opts eo;
 	int rc = 1;
 
+	agent_config_etcd_opts(&a->cfg, a->cfg.retry_timeout_ms, &eo);
 	if (etcd_client_new(&eo, &a->etcd) != PGW_OK) {
 		fprintf(stderr, "pgwarden agent: bad etcd endpoints '%s'\n", a->cfg.etcd_endpoints);
 		goto out;

@@ -234,3 +234,16 @@ void agent_config_free(struct agent_config *cfg)
 {
 	cmn_config_free(&agent_config_schema, cfg);
 }
+
+void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
+			    struct etcd_client_opts *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->endpoints = cfg->etcd_endpoints;
+	out->timeout_ms = timeout_ms;
+	out->username = cfg->etcd_username;
+	out->password = cfg->etcd_password;
+	out->cacert = cfg->etcd_cacert;
+	out->cert = cfg->etcd_cert;
+	out->key = cfg->etcd_key;
+}

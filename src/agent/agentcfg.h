@@ -6,6 +6,7 @@
 #define PGW_AGENTCFG_H
 
 #include "common/config.h"
+#include "etcd/etcd.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -68,6 +69,9 @@ extern const struct cmn_cfg_schema agent_config_schema;
 int agent_config_load(const char *path, struct agent_config *cfg, char *err,
 		      size_t err_size) PGW_WUR;
 void agent_config_free(struct agent_config *cfg);
+/* The etcd client options of cfg (strings borrowed from cfg). */
+void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
+			    struct etcd_client_opts *out);
 /* Checks ttl / loop_wait / retry_timeout against each other. */
 int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
 			      size_t err_size) PGW_WUR;

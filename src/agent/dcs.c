@@ -404,7 +404,9 @@ int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, bool *won
 	return create_if_absent(d, "leader", name, lease, won);
 }
 
-int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok)
+/* txn: the leader key holds name -> op (a put with a new lease, or a delete). */
+static int if_leader_is(struct dcs *d, const char *name, enum etcd_op_type type, int64_t lease,
+			bool *succeeded)
 {
 	char key[600];
 	struct etcd_txn_result r;
@@ -416,39 +418,29 @@ int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok)
 				   .result = ETCD_CMP_EQUAL,
 				   .value = name,
 				   .value_len = strlen(name)};
-	struct etcd_op put = {.type = ETCD_OP_PUT,
-			      .key = key,
-			      .value = name,
-			      .value_len = strlen(name),
-			      .lease = lease};
+	struct etcd_op op = {.type = type, .key = key, .lease = lease};
 
-	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+	if (type == ETCD_OP_PUT) {
+		op.value = name;
+		op.value_len = strlen(name);
+	}
+	rc = etcd_txn(d->etcd, &cmp, 1, &op, 1, NULL, 0, &r);
 	if (rc != PGW_OK)
 		return rc;
-	*ok = r.succeeded;
+	if (succeeded)
+		*succeeded = r.succeeded;
 	etcd_txn_result_free(&r);
 	return PGW_OK;
 }
 
+int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok)
+{
+	return if_leader_is(d, name, ETCD_OP_PUT, lease, ok);
+}
+
 int dcs_release_leader(struct dcs *d, const char *name)
 {
-	char key[600];
-	struct etcd_txn_result r;
-	int rc;
-
-	dcs_key(d, "leader", key, sizeof(key));
-	struct etcd_compare cmp = {.key = key,
-				   .target = ETCD_CMP_VALUE,
-				   .result = ETCD_CMP_EQUAL,
-				   .value = name,
-				   .value_len = strlen(name)};
-	struct etcd_op del = {.type = ETCD_OP_DELETE, .key = key};
-
-	rc = etcd_txn(d->etcd, &cmp, 1, &del, 1, NULL, 0, &r);
-	if (rc != PGW_OK)
-		return rc;
-	etcd_txn_result_free(&r);
-	return PGW_OK;
+	return if_leader_is(d, name, ETCD_OP_DELETE, 0, NULL);
 }
 
 int dcs_put_member(struct dcs *d, const char *name, const char *json, int64_t lease)

@@ -47,16 +47,9 @@ int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 
 int cli_etcd_connect(const struct agent_config *cfg, struct etcd_client **out)
 {
-	struct etcd_client_opts o = {
-	    .endpoints = cfg->etcd_endpoints,
-	    .timeout_ms = 3000,
-	    .username = cfg->etcd_username,
-	    .password = cfg->etcd_password,
-	    .cacert = cfg->etcd_cacert,
-	    .cert = cfg->etcd_cert,
-	    .key = cfg->etcd_key,
-	};
+	struct etcd_client_opts o;
 
+	agent_config_etcd_opts(cfg, 3000, &o);
 	if (etcd_client_new(&o, out) != PGW_OK) {
 		fprintf(stderr, "pgwarden: bad etcd endpoints '%s'\n", cfg->etcd_endpoints);
 		return CLI_EXIT_USAGE;
