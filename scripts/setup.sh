@@ -13,7 +13,8 @@ pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client
       libcurl4-openssl-dev libjson-c-dev libinih-dev libmicrohttpd-dev libpq-dev libssl-dev
       meson ninja-build pkg-config gcc)
 if [ "$with_tests" = 1 ]; then
-    pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 clang clang-format iproute2 procps curl)
+    pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 clang libclang-rt-14-dev clang-format iproute2
+          procps curl git)
 fi
 
 missing=()

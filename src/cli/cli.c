@@ -21,8 +21,12 @@ int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 	}
 	if (!p && getenv("PGWARDEN_CONFIG"))
 		p = getenv("PGWARDEN_CONFIG");
-	if (!p && !getenv("PGWARDEN_ETCD_ENDPOINTS") && stat("cluster/node1/node.ini", &st) == 0)
-		p = "cluster/node1/node.ini";
+	if (!p && !getenv("PGWARDEN_ETCD_ENDPOINTS")) {
+		if (stat("cluster/node1/node.ini", &st) == 0)
+			p = "cluster/node1/node.ini";
+		else if (stat(CLI_ROOT_DIR "/node1/node.ini", &st) == 0)
+			p = CLI_ROOT_DIR "/node1/node.ini";
+	}
 	if (schema.n_keys > sizeof(keys) / sizeof(keys[0])) {
 		fprintf(stderr, "pgwarden: internal: too many configuration keys\n");
 		return CLI_EXIT_USAGE;

@@ -15,6 +15,9 @@
 #define CLI_EXIT_USAGE	     2
 #define CLI_EXIT_UNREACHABLE 3
 
+/* Where `pgwarden up` run as root puts its cluster when ./cluster is out of postgres's reach. */
+#define CLI_ROOT_DIR "/var/lib/pgwarden/cluster"
+
 /* Where the CLI finds the cluster: -c FILE, --dir DIR (DIR/node1/node.ini), env. */
 struct cli_target {
 	const char *config_path;

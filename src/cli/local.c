@@ -31,6 +31,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <grp.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define N_NODES 3
@@ -410,6 +412,36 @@ static bool cluster_ready(const struct layout *l, char *leader, size_t size)
 	return leaders == 1 && replicas == N_NODES - 1;
 }
 
+/* Can the postgres user access path with mode (X_OK, R_OK ...)? Asks a child process. */
+static bool postgres_can(const struct layout *l, const char *path, int mode)
+{
+	pid_t pid;
+	int status = 0;
+
+	if (!l->as_postgres)
+		return access(path, mode) == 0;
+	pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(l->gid) != 0 || setuid(l->uid) != 0)
+			_exit(2);
+		_exit(access(path, mode) == 0 ? 0 : 1);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return false;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static bool dir_has_ports(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/ports", dir);
+	return stat(path, &st) == 0;
+}
+
 static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_ports,
 			int *timeout_s)
 {
@@ -420,6 +452,7 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("PGWARDEN_DIR") ? getenv("PGWARDEN_DIR") : "cluster";
+	bool explicit_dir = getenv("PGWARDEN_DIR") != NULL;
 	int c;
 
 	memset(l, 0, sizeof(*l));
@@ -434,6 +467,7 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		switch (c) {
 		case 'd':
 			dir = optarg;
+			explicit_dir = true;
 			break;
 		case 'e':
 		case 'p':
@@ -467,10 +501,6 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			return -1;
 		}
 	}
-	if (cmn_mkdir_p(dir, 0755) != PGW_OK || !realpath(dir, l->dir)) {
-		fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir, strerror(errno));
-		return -1;
-	}
 	if (geteuid() == 0) {
 		struct passwd *pw = getpwnam("postgres");
 
@@ -483,11 +513,62 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		l->uid = pw->pw_uid;
 		l->gid = pw->pw_gid;
 	}
+	/* As root, the default folder must be one PostgreSQL's user can reach. */
+	if (!explicit_dir && l->as_postgres && !dir_has_ports("cluster") &&
+	    (dir_has_ports(CLI_ROOT_DIR) || !postgres_can(l, ".", X_OK)))
+		dir = CLI_ROOT_DIR;
+	if (cmn_mkdir_p(dir, 0755) != PGW_OK || !realpath(dir, l->dir)) {
+		fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (l->as_postgres && !postgres_can(l, l->dir, X_OK | R_OK)) {
+		fprintf(stderr,
+			"pgwarden: the postgres user cannot reach %s (a parent folder is private): "
+			"choose another --dir, e.g. %s\n",
+			l->dir, CLI_ROOT_DIR);
+		return -1;
+	}
 	ssize_t n = readlink("/proc/self/exe", l->self, sizeof(l->self) - 1);
 
 	if (n <= 0)
 		return -1;
 	l->self[n] = '\0';
+	return 0;
+}
+
+/*
+ * The agents run as postgres: if that user cannot run this binary where it is
+ * (a build inside a private home folder), run a copy kept in DIR/bin.
+ */
+static int agent_binary(struct layout *l)
+{
+	char dir[PATH_MAX + 8], dst[PATH_MAX + 16];
+	size_t len = 0;
+	char *data;
+
+	if (!l->as_postgres || postgres_can(l, l->self, X_OK))
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/bin", l->dir);
+	snprintf(dst, sizeof(dst), "%s/pgwarden", dir);
+	data = cmn_read_file(l->self, &len);
+	if (!data || cmn_mkdir_p(dir, 0755) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot copy %s to %s: %s\n", l->self, dst,
+			strerror(errno));
+		free(data);
+		return -1;
+	}
+	char *old = cmn_read_file(dst, NULL);
+	bool same = old && memcmp(old, data, len) == 0;
+
+	free(old);
+	if (!same && cmn_write_file_atomic(dst, data, len, 0755) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot copy %s to %s: %s\n", l->self, dst,
+			strerror(errno));
+		free(data);
+		return -1;
+	}
+	free(data);
+	snprintf(l->self, sizeof(l->self), "%s", dst);
 	return 0;
 }
 
@@ -533,9 +614,29 @@ int cli_up(int argc, char **argv)
 		    l.dir);
 		return CLI_EXIT_FAILED;
 	}
+	if (agent_binary(&l) != 0)
+		return CLI_EXIT_FAILED;
 	for (int i = 0; i < N_NODES; i++)
 		if (start_agent(&l, i) != 0)
 			return CLI_EXIT_FAILED;
+	usleep(300000);
+	for (int i = 0; i < N_NODES; i++) {
+		char pidf[PATH_MAX + 32], log[PATH_MAX + 32];
+
+		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
+		path_of(&l, log, sizeof(log), "node", i, "agent.log");
+		if (!running_pid(pidf, "agent")) {
+			char *text = cmn_read_file(log, NULL);
+			size_t len = text ? strlen(text) : 0;
+
+			fprintf(
+			    stderr,
+			    "pgwarden: the agent of node%d exited at once; the end of %s:\n%s\n",
+			    i + 1, log, text ? text + (len > 2000 ? len - 2000 : 0) : "(empty)");
+			free(text);
+			return CLI_EXIT_FAILED;
+		}
+	}
 	printf("waiting for a leader and two streaming replicas (up to %d s)...\n", timeout_s);
 	fflush(stdout);
 	deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;

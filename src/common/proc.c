@@ -48,6 +48,21 @@ static void child_setup(const struct cmn_proc_opts *o, int out_fd)
 		_exit(126);
 }
 
+/* In the child after a failed exec: say so on stderr (async-signal-safe) and exit 127. */
+static void exec_failed(const char *prog) __attribute__((noreturn));
+static void exec_failed(const char *prog)
+{
+	const char *why = strerror(errno);
+	ssize_t w = write(2, "pgwarden: cannot execute ", 25);
+
+	w += write(2, prog, strlen(prog));
+	w += write(2, ": ", 2);
+	w += write(2, why, strlen(why));
+	w += write(2, "\n", 1);
+	(void)w;
+	_exit(127);
+}
+
 int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 {
 	int out_fd = -1;
@@ -110,7 +125,7 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 	if (pid == 0) {
 		child_setup(o, out_fd);
 		execvpe(o->argv[0], (char *const *)o->argv, envp);
-		_exit(127);
+		exec_failed(o->argv[0]);
 	}
 	free(envp);
 	if (out_fd >= 0)
@@ -181,7 +196,7 @@ int cmn_proc_run(const char *const *argv, const char *const *env_extra, int time
 	if (pid == 0) {
 		child_setup(&o, fds[1]);
 		execvpe(argv[0], (char *const *)argv, envp);
-		_exit(127);
+		exec_failed(argv[0]);
 	}
 	free(envp);
 	close(fds[1]);

@@ -4,6 +4,7 @@ Every cluster is started with `pgwarden up` in its own temporary folder and its 
 ports, and torn down with `pgwarden down` (plus a kill of anything left) whatever
 happens. Waits are conditions polled against a deadline, never bare sleeps.
 """
+import atexit
 import glob
 import itertools
 import json
@@ -22,6 +23,13 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("PGW_BUILD_DIR", os.path.join(REPO, "build"))
 PGWARDEN = os.path.join(BUILD, "pgwarden")
+# Agents run as postgres, which may not reach a build inside a private folder (CI clones
+# into a mode-0700 temporary directory): run a copy from a folder everyone can read.
+_BIN_DIR = tempfile.mkdtemp(prefix="pgw-bin-")
+os.chmod(_BIN_DIR, 0o755)
+shutil.copy2(PGWARDEN, os.path.join(_BIN_DIR, "pgwarden"))
+PGWARDEN = os.path.join(_BIN_DIR, "pgwarden")
+atexit.register(shutil.rmtree, _BIN_DIR, True)
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
 _slot = itertools.count(int(os.environ.get("PGW_TEST_SLOT", "0")))
