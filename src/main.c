@@ -18,6 +18,7 @@ static void usage(FILE *f)
 		"\n"
 		"cluster operations (-c node.ini or --dir DIR to find the cluster):\n"
 		"  list [--json]            members, roles, states, timelines, lag\n"
+		"  pause / resume           maintenance mode: no automatic action at all\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -47,6 +48,10 @@ int main(int argc, char **argv)
 		return agent_fence_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "list") == 0)
 		return cli_list(argc - 1, argv + 1);
+	if (strcmp(cmd, "pause") == 0)
+		return cli_pause(argc - 1, argv + 1);
+	if (strcmp(cmd, "resume") == 0)
+		return cli_resume(argc - 1, argv + 1);
 	if (strcmp(cmd, "up") == 0)
 		return cli_up(argc - 1, argv + 1);
 	if (strcmp(cmd, "down") == 0)

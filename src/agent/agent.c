@@ -569,6 +569,7 @@ static char *render_status(struct agent *a)
 	else
 		json_object_object_add(o, "lag", json_object_new_int64(0));
 	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
+	json_object_object_add(o, "pause", json_object_new_boolean(a->dcs_ok && a->cluster.paused));
 	json_object_object_add(
 	    o, "cluster_leader",
 	    json_object_new_string(a->dcs_ok && a->cluster.has_leader ? a->cluster.leader : ""));
@@ -1069,8 +1070,8 @@ static void read_cluster(struct agent *a)
 /* The fence stops our primary if we fail to renew the lease in time (see fence.h). */
 static void update_fence(struct agent *a)
 {
-	bool arm = holds_leader(a) && a->probe.accepting && !a->probe.in_recovery &&
-		   a->lease_deadline_ms > 0;
+	bool arm = holds_leader(a) && !a->cluster.paused && a->probe.accepting &&
+		   !a->probe.in_recovery && a->lease_deadline_ms > 0;
 
 	if (!arm && !a->fence_armed)
 		return;
@@ -1085,8 +1086,8 @@ static void run_once(struct agent *a)
 	int code;
 
 	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
-	if (a->probe.accepting && !a->probe.in_recovery && a->lease_deadline_ms &&
-	    cmn_now_ms() >= a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS &&
+	if (!(a->dcs_ok && a->cluster.paused) && a->probe.accepting && !a->probe.in_recovery &&
+	    a->lease_deadline_ms && cmn_now_ms() >= a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS &&
 	    a->job.kind == JOB_NONE) {
 		pgctl_probe(&a->pg, &a->probe);
 		if (a->probe.accepting && !a->probe.in_recovery)

@@ -160,8 +160,14 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			free(out->history);
 			out->history = dup_value(kv);
 		} else if (strcmp(name, "config") == 0) {
+			json_object *o = json_tokener_parse(kv->value), *v;
+
 			free(out->config);
 			out->config = dup_value(kv);
+			out->config_mod_revision = kv->mod_revision;
+			out->paused = o && json_object_object_get_ex(o, "pause", &v) &&
+				      json_object_get_boolean(v);
+			json_object_put(o);
 		} else if (strncmp(name, "members/", 8) == 0 && out->n_members < DCS_MAX_MEMBERS) {
 			struct dcs_member *m = &out->members[out->n_members];
 
@@ -469,6 +475,49 @@ int dcs_put_status(struct dcs *d, uint64_t optime, int timeline)
 	snprintf(val, sizeof(val), "{\"optime\":%llu,\"timeline\":%d}", (unsigned long long)optime,
 		 timeline);
 	return etcd_put(d->etcd, key, val, strlen(val), 0, NULL);
+}
+
+int dcs_set_pause(struct dcs *d, bool pause)
+{
+	char key[600];
+
+	dcs_key(d, "config", key, sizeof(key));
+	for (int attempt = 0; attempt < 5; attempt++) {
+		struct dcs_cluster c;
+		struct etcd_txn_result r;
+		int rc = dcs_read(d, &c);
+
+		if (rc != PGW_OK)
+			return rc;
+		json_object *o = c.config ? json_tokener_parse(c.config) : NULL;
+
+		if (!o || !json_object_is_type(o, json_type_object)) {
+			json_object_put(o);
+			o = json_object_new_object();
+		}
+		json_object_object_add(o, "pause", json_object_new_boolean(pause));
+		const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+		/* Unchanged since we read it (mod_revision 0 = still absent). */
+		struct etcd_compare cmp = {.key = key,
+					   .target = ETCD_CMP_MOD,
+					   .result = ETCD_CMP_EQUAL,
+					   .number = c.config_mod_revision};
+		struct etcd_op put = {
+		    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
+
+		rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+		json_object_put(o);
+		dcs_cluster_free(&c);
+		if (rc != PGW_OK)
+			return rc;
+		bool ok = r.succeeded;
+
+		etcd_txn_result_free(&r);
+		if (ok)
+			return PGW_OK;
+	}
+	log_error("the cluster configuration keeps changing: try again");
+	return PGW_ERR;
 }
 
 int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,

@@ -5,6 +5,7 @@
  *   members/<name>    member JSON, attached to that member's lease
  *   status            {"optime": leader WAL position, "timeline": n}
  *   history           JSON list of [timeline, switch lsn, reason, time, new leader]
+ *   config            dynamic configuration JSON ({"pause": true} = maintenance mode)
  * Decisive writes (take leader, initialize) are transactions with a compare.
  */
 #ifndef PGW_DCS_H
@@ -45,8 +46,10 @@ struct dcs_cluster {
 	int leader_timeline;
 	struct dcs_member members[DCS_MAX_MEMBERS];
 	size_t n_members;
-	char *history; /* JSON text or NULL; owned */
-	char *config;  /* JSON text or NULL; owned */
+	char *history;		     /* JSON text or NULL; owned */
+	char *config;		     /* JSON text or NULL; owned */
+	int64_t config_mod_revision; /* 0: no config key */
+	bool paused;		     /* config "pause": maintenance mode */
 };
 
 struct dcs {
@@ -102,6 +105,11 @@ int dcs_release_leader(struct dcs *d, const char *name) PGW_WUR;
 int dcs_put_member(struct dcs *d, const char *name, const char *json, int64_t lease) PGW_WUR;
 int dcs_delete_member(struct dcs *d, const char *name) PGW_WUR;
 int dcs_put_status(struct dcs *d, uint64_t optime, int timeline) PGW_WUR;
+/*
+ * Sets "pause" in the config key, compare-and-swap on the config key's
+ * mod_revision (re-reads and retries when someone else changed it meanwhile).
+ */
+int dcs_set_pause(struct dcs *d, bool pause) PGW_WUR;
 /* Appends [old timeline, switch lsn, reason, time, new leader] to history. */
 int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,
 		       const char *reason, const char *leader) PGW_WUR;

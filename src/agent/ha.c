@@ -245,7 +245,27 @@ static void decide_primary(const struct ha_input *in, struct ha_decision *d)
 	set(d, HA_RACE, NULL, "running as primary without the leader key: racing for it");
 }
 
+static void decide(const struct ha_input *in, struct ha_decision *d);
+
+/*
+ * Maintenance mode (cluster paused): the leader keeps its key, and nothing is
+ * started, stopped, promoted, demoted or rewound; PostgreSQL may be handled by hand.
+ */
 void ha_decide(const struct ha_input *in, struct ha_decision *d)
+{
+	decide(in, d);
+	if (in->dcs_ok && in->cluster->paused && d->action != HA_WAIT &&
+	    d->action != HA_KEEP_LEADER) {
+		char reason[sizeof(d->reason)], member[sizeof(d->member)];
+
+		snprintf(reason, sizeof(reason), "%s", d->reason);
+		snprintf(member, sizeof(member), "%s", d->member);
+		set(d, HA_WAIT, member, "maintenance mode: not acting (would %s: %s)",
+		    ha_action_name(d->action), reason);
+	}
+}
+
+static void decide(const struct ha_input *in, struct ha_decision *d)
 {
 	const struct pgctl_probe *pg = in->pg;
 	bool primary = pg->accepting && !pg->in_recovery;

@@ -149,6 +149,7 @@ static void print_json(const struct dcs_cluster *c, const char *cluster, struct 
 	json_object_object_add(o, "cluster", json_object_new_string(cluster));
 	json_object_object_add(o, "system_identifier", json_object_new_string(c->sysid));
 	json_object_object_add(o, "leader", json_object_new_string(c->has_leader ? c->leader : ""));
+	json_object_object_add(o, "pause", json_object_new_boolean(c->paused));
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_new_object();
 
@@ -192,10 +193,13 @@ int cli_print_list(const struct agent_config *cfg, bool json)
 	size_t n = collect(&c, rows, &leader_lsn);
 
 	qsort(rows, n, sizeof(rows[0]), cmp_rows);
-	if (json)
+	if (json) {
 		print_json(&c, cfg->cluster_name, rows, n);
-	else
+	} else {
 		print_table(cfg->cluster_name, c.sysid, rows, n);
+		if (c.paused)
+			printf(" Maintenance mode: on\n");
+	}
 	dcs_cluster_free(&c);
 	etcd_client_free(etcd);
 	return CLI_EXIT_OK;

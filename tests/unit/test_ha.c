@@ -423,6 +423,24 @@ static void test_replica_no_leader_race(void **state)
 	assert_action(f, HA_RACE, "");
 }
 
+/* Maintenance mode: nothing but keeping the key. */
+static void test_paused_no_automatic_action(void **state)
+{
+	struct fx *f = *state;
+
+	f->c.paused = true;
+	pg_replica(f, 1, 0x3000000);
+	assert_action(f, HA_WAIT, "");
+	assert_non_null(strstr(f->d.reason, "maintenance mode"));
+
+	hold_key(f, 1);
+	pg_primary(f, 1, 0x3000000);
+	assert_action(f, HA_KEEP_LEADER, ME);
+
+	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
+	assert_action(f, HA_WAIT, "");
+}
+
 static void test_replica_no_leader_nofailover(void **state)
 {
 	struct fx *f = *state;
@@ -772,6 +790,7 @@ int main(void)
 	    T(test_stopped_leader_without_address),
 	    T(test_stopped_etcd_down),
 	    T(test_replica_no_leader_race),
+	    T(test_paused_no_automatic_action),
 	    T(test_replica_no_leader_nofailover),
 	    T(test_replica_no_leader_lagging),
 	    T(test_replica_holding_key_promote),
