@@ -156,7 +156,7 @@ PATRONI_TIMINGS = {
 class PatroniCluster:
     system = "patroni"
 
-    def __init__(self, base, etcd_port=32379, pg_port=35432, api_port=38008):
+    def __init__(self, base, etcd_port=30379, pg_port=26432, api_port=29008):
         self.base = os.path.join(base, "patroni")
         self.etcd_port = etcd_port
         self.etcd_ports = [etcd_port + 100 * i for i in range(N)]

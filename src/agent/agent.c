@@ -82,6 +82,7 @@ struct agent {
 	char configured_upstream[300];
 	int64_t primary_down_since_ms;
 	int64_t not_streaming_since_ms;
+	int replica_timeline; /* newest timeline our replica has received */
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	bool after_promote;
@@ -104,6 +105,8 @@ struct agent {
 	bool woken;
 	volatile bool stop_watch;
 };
+
+extern char **environ;
 
 static volatile sig_atomic_t shutdown_requested;
 
@@ -133,8 +136,8 @@ static void agent_sleep(struct agent *a, int64_t until_ms)
 		if (left <= 0)
 			break;
 		if (left > 200)
-			left = 200; /* re-check the shutdown flag */
-		clock_gettime(CLOCK_REALTIME, &ts);
+			left = 200;		     /* re-check the shutdown flag */
+		clock_gettime(CLOCK_MONOTONIC, &ts); /* wake_cond waits on this clock */
 		ts.tv_sec += left / 1000;
 		ts.tv_nsec += (left % 1000) * 1000000;
 		if (ts.tv_nsec >= 1000000000) {
@@ -674,28 +677,20 @@ static void do_bootstrap(struct agent *a)
 }
 
 /* Creates the replication role once the new primary accepts connections. */
-static void finish_bootstrap(struct agent *a)
+/* Creates the replication role if missing; the server only sees a SCRAM verifier. */
+static int create_replication_role(struct agent *a)
 {
-	PGconn *conn;
-	char *sysid;
-	bool won = false;
-
-	if (!a->probe.accepting) {
-		if (cmn_now_ms() > a->bootstrap_deadline_ms)
-			bootstrap_failed(a, "the new cluster did not start in time");
-		return;
-	}
-	if (!a->lease_id)
-		return;
-	conn = a->pg.conn;
-	/* Send a SCRAM verifier, never the password itself, to the server. */
+	PGconn *conn = a->pg.conn;
 	const char *user = a->cfg.replication_user;
+	int rc = PGW_ENOMEM;
+
+	if (!conn)
+		return PGW_ENET;
 	char *verifier =
 	    PQencryptPasswordConn(conn, a->cfg.replication_password, user, "scram-sha-256");
 	char *ident = PQescapeIdentifier(conn, user, strlen(user));
 	char *name_lit = PQescapeLiteral(conn, user, strlen(user));
 	char *pw_lit = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
-	int rc = PGW_ENOMEM;
 
 	if (ident && name_lit && pw_lit) {
 		char sql[2048];
@@ -710,30 +705,44 @@ static void finish_bootstrap(struct agent *a)
 	PQfreemem(ident);
 	PQfreemem(name_lit);
 	PQfreemem(pw_lit);
-	if (rc != PGW_OK) {
+	return rc;
+}
+
+/*
+ * The new primary accepts connections: replication role, leader key, and the
+ * system identifier in the initialize key (which lets the others clone).
+ */
+static void finish_bootstrap(struct agent *a)
+{
+	bool won = false;
+
+	if (!a->probe.accepting) {
+		if (cmn_now_ms() > a->bootstrap_deadline_ms)
+			bootstrap_failed(a, "the new cluster did not start in time");
+		return;
+	}
+	if (!a->lease_id)
+		return;
+	if (create_replication_role(a) != PGW_OK) {
 		bootstrap_failed(a, "cannot create the replication role");
 		return;
 	}
-	sysid =
-	    pgctl_query_value(&a->pg, "SELECT system_identifier::text FROM pg_control_system()");
-	if (!sysid) {
+	if (!a->local_sysid[0]) {
 		bootstrap_failed(a, "cannot read the system identifier");
 		return;
 	}
 	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, &won) != PGW_OK || !won) {
-		free(sysid);
 		bootstrap_failed(a, "cannot take the leader key");
 		return;
 	}
-	if (dcs_set_initialize(&a->dcs, sysid) != PGW_OK) {
-		free(sysid);
+	if (dcs_set_initialize(&a->dcs, a->local_sysid) != PGW_OK) {
 		log_error("cannot record the system identifier; will retry");
 		return;
 	}
-	snprintf(a->local_sysid, sizeof(a->local_sysid), "%s", sysid);
-	log_info("bootstrap done: system identifier %s, leader %s", sysid, a->cfg.member_name);
-	free(sysid);
+	log_info("bootstrap done: system identifier %s, leader %s", a->local_sysid,
+		 a->cfg.member_name);
 	a->bootstrapping = false;
+	a->last_full_read_ms = 0;
 	if (dcs_append_history(&a->dcs, NULL, 1, 0, "bootstrap", a->cfg.member_name) != PGW_OK)
 		log_warning("could not start the history");
 }
@@ -788,6 +797,8 @@ static void do_promote(struct agent *a)
 		log_error("cannot run pg_ctl promote");
 }
 
+static void do_demote(struct agent *a, const char *why);
+
 static void do_race(struct agent *a)
 {
 	struct ha_peer peers[DCS_MAX_MEMBERS];
@@ -835,6 +846,8 @@ static void do_race(struct agent *a)
 
 	if (!ha_healthiest(&in, peers, n, reason, sizeof(reason))) {
 		log_info("not taking the leader key: %s", reason);
+		if (!a->probe.in_recovery)
+			do_demote(a, "a primary without the leader key that is not the healthiest");
 		return;
 	}
 	if (!lease_maintain(a, true)) /* the leader key starts with a full lease */
@@ -843,9 +856,12 @@ static void do_race(struct agent *a)
 		return;
 	if (!won) {
 		log_info("another member took the leader key first");
+		if (!a->probe.in_recovery)
+			do_demote(a, "another member took the leader key");
 		return;
 	}
 	log_info("took the leader key (%s)", reason);
+	a->last_full_read_ms = 0; /* next loop: read etcd itself, not the watch cache */
 	snprintf(a->cluster.leader, sizeof(a->cluster.leader), "%s", a->cfg.member_name);
 	a->cluster.has_leader = true;
 	a->cluster.leader_lease = a->lease_id;
@@ -856,10 +872,11 @@ static void do_race(struct agent *a)
 static void do_demote(struct agent *a, const char *why)
 {
 	log_warning("demoting: %s", why);
-	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK)
+	if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+		log_error("pg_ctl stop -m immediate failed: the fence stays armed");
+	} else if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK) {
 		a->fence_armed = false;
-	if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0)
-		log_error("pg_ctl stop -m immediate failed");
+	}
 	a->configured_upstream[0] = '?';
 	a->configured_upstream[1] = '\0';
 	pgctl_close(&a->pg);
@@ -899,6 +916,13 @@ static void manage_slots(struct agent *a)
 static void keep_leader(struct agent *a)
 {
 	int64_t now = cmn_now_ms();
+
+	/* A bootstrap interrupted after initdb: the others still wait for the identifier. */
+	if (a->cluster.has_initialize && !a->cluster.sysid[0] && a->local_sysid[0]) {
+		if (create_replication_role(a) == PGW_OK &&
+		    dcs_set_initialize(&a->dcs, a->local_sysid) == PGW_OK)
+			log_info("recorded system identifier %s", a->local_sysid);
+	}
 
 	if (a->after_promote && a->probe.accepting && !a->probe.in_recovery) {
 		/* So that pg_rewind against us sees the new timeline in pg_control. */
@@ -972,9 +996,15 @@ static void execute(struct agent *a, const struct ha_decision *d)
 		break;
 	case HA_RELEASE:
 		log_warning("%s", d->reason);
+		/* Stop first: never a primary that could come back without the key. */
+		if (a->probe.postmaster_pid &&
+		    run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+			log_error("cannot stop PostgreSQL: keeping the leader key");
+			break;
+		}
 		if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
 			log_error("could not release the leader key");
-		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);
+		a->last_full_read_ms = 0;
 		a->primary_down_since_ms = 0;
 		break;
 	case HA_STOP_STUCK:
@@ -991,6 +1021,19 @@ static void observe(struct agent *a)
 	int64_t now = cmn_now_ms();
 
 	pgctl_probe(&a->pg, &a->probe);
+	/*
+	 * A replica's timeline: the WAL receiver's while it streams; once the upstream
+	 * is gone PostgreSQL only reports the last restartpoint's, which may be older
+	 * than WAL already received. Keep the newest seen (received WAL is on disk).
+	 */
+	if (a->probe.accepting && a->probe.in_recovery) {
+		if (a->probe.timeline > a->replica_timeline)
+			a->replica_timeline = a->probe.timeline;
+		else
+			a->probe.timeline = a->replica_timeline;
+	} else if (a->probe.accepting || !a->probe.data_valid) {
+		a->replica_timeline = 0;
+	}
 	a->cd_valid = false;
 	if (a->probe.data_valid && !a->probe.postmaster_pid && a->job.kind == JOB_NONE)
 		a->cd_valid = pgctl_controldata(&a->pg, &a->cd) == PGW_OK;
@@ -1067,12 +1110,17 @@ static void read_cluster(struct agent *a)
 	}
 }
 
-/* The fence stops our primary if we fail to renew the lease in time (see fence.h). */
+/*
+ * The fence stops our primary if we fail to renew the lease in time (see fence.h).
+ * Armed while we lead and a server that may take writes runs; an etcd read that
+ * failed changes nothing (the deadline only moves on a successful renewal).
+ */
 static void update_fence(struct agent *a)
 {
-	bool arm = holds_leader(a) && !a->cluster.paused && a->probe.accepting &&
-		   !a->probe.in_recovery && a->lease_deadline_ms > 0;
+	bool leading = a->dcs_ok ? holds_leader(a) && !a->cluster.paused : a->fence_armed;
+	bool arm = leading && pgctl_maybe_primary(&a->probe) && a->lease_deadline_ms > 0;
 
+	agent_fence_reap();
 	if (!arm && !a->fence_armed)
 		return;
 	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
@@ -1086,11 +1134,11 @@ static void run_once(struct agent *a)
 	int code;
 
 	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
-	if (!(a->dcs_ok && a->cluster.paused) && a->probe.accepting && !a->probe.in_recovery &&
+	if (!(a->dcs_ok && a->cluster.paused) && pgctl_maybe_primary(&a->probe) &&
 	    a->lease_deadline_ms && cmn_now_ms() >= a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS &&
 	    a->job.kind == JOB_NONE) {
 		pgctl_probe(&a->pg, &a->probe);
-		if (a->probe.accepting && !a->probe.in_recovery)
+		if (pgctl_maybe_primary(&a->probe))
 			do_demote(a,
 				  "the leader lease may have expired while the agent was stalled");
 	}
@@ -1151,6 +1199,8 @@ static void agent_shutdown(struct agent *a)
 			usleep(100000);
 	}
 	pgctl_probe(&a->pg, &a->probe);
+	if (a->bootstrapping)
+		bootstrap_failed(a, "interrupted"); /* let another member bootstrap */
 	leader = holds_leader(a);
 	pgctl_close(&a->pg);
 	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) != PGW_OK)
@@ -1220,6 +1270,21 @@ int agent_main(int argc, char **argv)
 		if (cmn_log_parse_level(a->cfg.log_level, &lvl) == PGW_OK)
 			cmn_log_set_level(lvl);
 	}
+	/*
+	 * The configuration is loaded: the PGWARDEN_* variables (passwords among them)
+	 * must not be inherited by PostgreSQL and the tools we run.
+	 */
+	for (char **e = environ; *e;) {
+		char name[256];
+		const char *eq = strchr(*e, '=');
+
+		if (strncmp(*e, "PGWARDEN_", 9) != 0 || !eq || eq - *e >= (ptrdiff_t)sizeof(name)) {
+			e++;
+			continue;
+		}
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+		unsetenv(name); /* shifts environ down: look at the same slot again */
+	}
 	char ident[128];
 
 	snprintf(ident, sizeof(ident), "agent[%s]", a->cfg.member_name);
@@ -1228,9 +1293,15 @@ int agent_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	pthread_condattr_t cattr;
+
 	pthread_mutex_init(&a->wake_lock, NULL);
+	/* A wall-clock step must not stretch the loop's sleep. */
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->wake_cond, &cattr);
+	pthread_condattr_destroy(&cattr);
 	dcs_cache_init(&a->cache);
-	pthread_cond_init(&a->wake_cond, NULL);
 	a->configured_upstream[0] = '?';
 
 	struct etcd_client_opts eo;

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -120,7 +121,7 @@ static int64_t parse_lag(const char *s)
 	char *end;
 	double v = strtod(s, &end);
 
-	if (end == s || v < 0)
+	if (end == s || !isfinite(v) || v < 0 || v > 1e15)
 		return -1;
 	if (*end == '\0' || strcasecmp(end, "B") == 0)
 		return (int64_t)v;

@@ -287,14 +287,18 @@ void dcs_cache_load(struct dcs_cache *c, const struct etcd_range_result *r)
 void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h, const struct etcd_event *ev,
 		     size_t n)
 {
+	int64_t newest = 0;
+
+	(void)h; /* a header's revision may run ahead of the events still to come */
 	pthread_mutex_lock(&c->lock);
-	if (!c->valid || h->revision <= c->revision) {
-		pthread_mutex_unlock(&c->lock);
-		return;
-	}
 	for (size_t i = 0; i < n && c->valid; i++) {
 		size_t j = 0;
 
+		/* Events the cache already holds (a later full read covered them). */
+		if (ev[i].kv.mod_revision <= c->revision)
+			continue;
+		if (ev[i].kv.mod_revision > newest)
+			newest = ev[i].kv.mod_revision;
 		while (j < c->n && strcmp(c->kvs[j].key, ev[i].kv.key) != 0)
 			j++;
 		if (ev[i].type == ETCD_EVENT_DELETE) {
@@ -317,7 +321,8 @@ void dcs_cache_apply(struct dcs_cache *c, const struct etcd_header *h, const str
 			c->valid = false;
 		}
 	}
-	c->revision = h->revision;
+	if (newest > c->revision)
+		c->revision = newest;
 	pthread_mutex_unlock(&c->lock);
 }
 

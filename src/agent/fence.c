@@ -17,6 +17,8 @@
 
 #define FENCE_POLL_US 50000
 
+static pid_t fence_pid; /* the fence process we started, reaped by agent_fence_reap */
+
 static void fence_path(const char *run_dir, char *out, size_t size)
 {
 	snprintf(out, size, "%s/fence", run_dir);
@@ -85,7 +87,17 @@ int agent_fence_set(const char *run_dir, const char *data_dir, int64_t deadline_
 		return PGW_ERR;
 	}
 	log_info("fence process started (pid %d)", (int)pid);
+	agent_fence_reap();
+	fence_pid = pid;
 	return PGW_OK;
+}
+
+void agent_fence_reap(void)
+{
+	int code;
+
+	if (fence_pid && cmn_proc_poll(fence_pid, &code) == 1)
+		fence_pid = 0;
 }
 
 static bool standby_signal(const char *data_dir)

@@ -20,6 +20,8 @@
 
 /* Arms (deadline_ms > 0) or disarms (0); starts the fence process when arming. */
 int agent_fence_set(const char *run_dir, const char *data_dir, int64_t deadline_ms) PGW_WUR;
+/* Collects the exit status of a fence process we started, once it has ended. */
+void agent_fence_reap(void);
 /* The fence process: "pgwarden fence RUN_DIR DATA_DIR". */
 int agent_fence_main(int argc, char **argv);
 

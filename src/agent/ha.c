@@ -126,6 +126,13 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 		return;
 	}
 	if (held_by_me(in)) {
+		/* Never start a primary on a lease we cannot be sure of. */
+		if (!in->lease_id || in->cluster->leader_lease != in->lease_id ||
+		    lease_expiring(in)) {
+			set(d, HA_WAIT, NULL,
+			    "holding the leader key, but not on a lease renewed in time");
+			return;
+		}
 		bool was_primary =
 		    in->cd_valid && !in->cd.backup_label &&
 		    (in->cd.state == PGCTL_CD_IN_PRODUCTION || in->cd.state == PGCTL_CD_SHUT_DOWN);
@@ -190,6 +197,13 @@ static void decide_replica(const struct ha_input *in, struct ha_decision *d)
 	if (!c->has_leader) {
 		if (in->nofailover) {
 			set(d, HA_WAIT, NULL, "no leader; tagged nofailover, not racing");
+			return;
+		}
+		/* Positions on different timelines do not compare: an older one never wins. */
+		if (c->leader_timeline > 0 && in->pg->timeline < c->leader_timeline) {
+			set(d, HA_WAIT, NULL,
+			    "no leader; our timeline %d is older than the last leader's %d",
+			    in->pg->timeline, c->leader_timeline);
 			return;
 		}
 		if (c->optime > 0 && c->optime > in->pg->lsn &&
@@ -271,8 +285,11 @@ static void decide(const struct ha_input *in, struct ha_decision *d)
 	bool primary = pg->accepting && !pg->in_recovery;
 
 	memset(d, 0, sizeof(*d));
-	/* Safety first: a primary whose lease is about to expire stops, whatever etcd says. */
-	if (primary && in->lease_deadline_ms && lease_expiring(in)) {
+	/*
+	 * Safety first: a server that may take writes stops when the lease is about to
+	 * expire, whatever etcd says, even when we cannot query it.
+	 */
+	if (pgctl_maybe_primary(pg) && in->lease_deadline_ms && lease_expiring(in)) {
 		set(d, HA_DEMOTE, NULL, "leader lease expires in less than %d ms: demoting",
 		    in->demote_margin_ms);
 		return;
@@ -336,9 +353,15 @@ bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_
 			snprintf(reason, reason_size, "%s is still running as a primary", p->name);
 			return false;
 		}
-		if (!p->nofailover && p->lsn > in->pg->lsn) {
-			snprintf(reason, reason_size, "%s is ahead (%llu > %llu)", p->name,
-				 (unsigned long long)p->lsn, (unsigned long long)in->pg->lsn);
+		if (p->nofailover)
+			continue;
+		/* (timeline, position): a newer timeline is ahead whatever the positions. */
+		if (p->timeline > in->pg->timeline ||
+		    (p->timeline == in->pg->timeline && p->lsn > in->pg->lsn)) {
+			snprintf(reason, reason_size,
+				 "%s is ahead (timeline %d at %llu, we are on %d at %llu)", p->name,
+				 p->timeline, (unsigned long long)p->lsn, in->pg->timeline,
+				 (unsigned long long)in->pg->lsn);
 			return false;
 		}
 	}

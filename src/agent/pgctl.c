@@ -2,9 +2,11 @@
 #include "agent/defaults.h"
 #include "common/log.h"
 #include "common/proc.h"
+#include "common/timeutil.h"
 #include "common/util.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,6 +114,50 @@ static PGconn *connect_to(struct pgctl *p, const char *host, int port)
 	return PQconnectdb(conninfo);
 }
 
+/*
+ * PQexec with a client-side deadline: statement_timeout cannot help when the
+ * server itself hangs (a backend stuck on I/O, a stopped postmaster), and the HA
+ * loop must never block. Returns the last result, or NULL on timeout (the query
+ * is cancelled; the caller drops the connection).
+ */
+static PGresult *exec_deadline(PGconn *c, const char *sql)
+{
+	int64_t deadline = cmn_now_ms() + AGENT_PG_STATEMENT_TIMEOUT_MS + 1000;
+	PGresult *last = NULL, *r;
+
+	if (!PQsendQuery(c, sql))
+		return PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+	for (;;) {
+		while (!PQisBusy(c)) {
+			r = PQgetResult(c);
+			if (!r)
+				return last ? last : PQmakeEmptyPGresult(c, PGRES_FATAL_ERROR);
+			PQclear(last);
+			last = r;
+		}
+		int64_t left = deadline - cmn_now_ms();
+		struct pollfd pfd = {.fd = PQsocket(c), .events = POLLIN};
+
+		if (left <= 0 || pfd.fd < 0)
+			break;
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			break;
+		if (!PQconsumeInput(c))
+			break;
+	}
+	PQclear(last);
+	PGcancel *cancel = PQgetCancel(c);
+	char err[256];
+
+	if (cancel) {
+		(void)PQcancel(cancel, err, sizeof(err));
+		PQfreeCancel(cancel);
+	}
+	log_warning("PostgreSQL did not answer within %d ms: query abandoned",
+		    AGENT_PG_STATEMENT_TIMEOUT_MS + 1000);
+	return NULL;
+}
+
 static PGconn *local_conn(struct pgctl *p)
 {
 	if (p->conn && PQstatus(p->conn) == CONNECTION_OK)
@@ -141,6 +187,8 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 		pgctl_close(p);
 		return;
 	}
+	snprintf(path, sizeof(path), "%s/standby.signal", p->cfg->data_dir);
+	out->standby_signal = stat(path, &st) == 0;
 	out->postmaster_pid = read_postmaster_pid(p->cfg->data_dir);
 	if (out->postmaster_pid && !cmn_pid_alive(out->postmaster_pid))
 		out->postmaster_pid = 0;
@@ -151,18 +199,18 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	c = local_conn(p);
 	if (!c)
 		return;
-	r = PQexec(c,
-		   "SELECT pg_is_in_recovery(),"
-		   " CASE WHEN pg_is_in_recovery() THEN NULL"
-		   "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))"
-		   "::bit(32)::int END,"
-		   " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END,"
-		   " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
-		   " r.received_tli, r.status, r.sender_host || ':' || r.sender_port,"
-		   " current_setting('server_version_num')::int,"
-		   " extract(epoch from pg_postmaster_start_time())::bigint,"
-		   " (SELECT timeline_id FROM pg_control_checkpoint())"
-		   " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
+	r = exec_deadline(
+	    c, "SELECT pg_is_in_recovery(),"
+	       " CASE WHEN pg_is_in_recovery() THEN NULL"
+	       "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_flush_lsn()), 1, 8))"
+	       "::bit(32)::int END,"
+	       " CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END,"
+	       " pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(),"
+	       " r.received_tli, r.status, r.sender_host || ':' || r.sender_port,"
+	       " current_setting('server_version_num')::int,"
+	       " extract(epoch from pg_postmaster_start_time())::bigint,"
+	       " (SELECT timeline_id FROM pg_control_checkpoint())"
+	       " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		log_debug("probe query failed: %s", PQerrorMessage(c));
 		PQclear(r);
@@ -195,6 +243,13 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	PQclear(r);
 }
 
+bool pgctl_maybe_primary(const struct pgctl_probe *pg)
+{
+	if (!pg->postmaster_pid)
+		return false;
+	return pg->accepting ? !pg->in_recovery : !pg->standby_signal;
+}
+
 int pgctl_exec(struct pgctl *p, const char *sql)
 {
 	PGconn *c = local_conn(p);
@@ -205,7 +260,11 @@ int pgctl_exec(struct pgctl *p, const char *sql)
 		log_warning("cannot connect to the local PostgreSQL to run a statement");
 		return PGW_ENET;
 	}
-	r = PQexec(c, sql);
+	r = exec_deadline(c, sql);
+	if (!r) {
+		pgctl_close(p); /* a query is still running on it */
+		return PGW_ETIMEOUT;
+	}
 	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
 		log_warning("statement failed: %s", PQerrorMessage(c));
 		rc = PGW_ERR;
@@ -216,7 +275,7 @@ int pgctl_exec(struct pgctl *p, const char *sql)
 
 static char *first_value(PGconn *c, const char *sql)
 {
-	PGresult *r = PQexec(c, sql);
+	PGresult *r = exec_deadline(c, sql);
 	char *v = NULL;
 
 	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && PQnfields(r) > 0 &&
@@ -231,8 +290,11 @@ static char *first_value(PGconn *c, const char *sql)
 char *pgctl_query_value(struct pgctl *p, const char *sql)
 {
 	PGconn *c = local_conn(p);
+	char *v = c ? first_value(c, sql) : NULL;
 
-	return c ? first_value(c, sql) : NULL;
+	if (!v && p->conn && PQtransactionStatus(p->conn) == PQTRANS_ACTIVE)
+		pgctl_close(p); /* abandoned after its deadline */
+	return v;
 }
 
 char *pgctl_query_remote(struct pgctl *p, const char *host, int port, const char *sql)

@@ -39,6 +39,7 @@ struct pgctl_controldata {
 /* What the agent sees of its PostgreSQL at the start of a loop. */
 struct pgctl_probe {
 	bool data_valid;      /* PG_VERSION exists */
+	bool standby_signal;  /* standby.signal exists: it runs (or will) as a replica */
 	pid_t postmaster_pid; /* 0 when not running */
 	bool accepting;	      /* a query succeeded */
 	bool in_recovery;
@@ -64,6 +65,9 @@ void pgctl_close(struct pgctl *p);
 
 /* Never fails: unknown things stay false/0. */
 void pgctl_probe(struct pgctl *p, struct pgctl_probe *out);
+/* Could it take writes? A running server that answered "not in recovery", or one we
+ * cannot query that was not started as a standby. */
+bool pgctl_maybe_primary(const struct pgctl_probe *pg);
 int pgctl_controldata(struct pgctl *p, struct pgctl_controldata *out) PGW_WUR;
 const char *pgctl_cd_state_name(enum pgctl_cd_state s);
 

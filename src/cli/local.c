@@ -129,9 +129,7 @@ static pid_t postmaster_pid(const struct layout *l, int i)
 	char path[PATH_MAX + 64];
 
 	path_of(l, path, sizeof(path), "node", i, "data/postmaster.pid");
-	pid_t pid = cmn_read_pidfile(path);
-
-	return pid && cmn_pid_alive(pid) ? pid : 0;
+	return running_pid(path, "postgres");
 }
 
 static void random_password(char *out, size_t len)
@@ -286,7 +284,7 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 	*started = false;
 	path_of(l, dir, sizeof(dir), "etcd", i, NULL);
 	snprintf(pidf, sizeof(pidf), "%s/etcd.pid", dir);
-	if (running_pid(pidf, "etcd"))
+	if (running_pid(pidf, "etcd --name "))
 		return 0;
 	if (port_in_use(etcd_client_port(l, i)) || port_in_use(etcd_peer_port(l, i))) {
 		fprintf(
@@ -354,7 +352,7 @@ static int start_agent(const struct layout *l, int i)
 	snprintf(pidf, sizeof(pidf), "%s/agent.pid", dir);
 	snprintf(ini, sizeof(ini), "%s/node.ini", dir);
 	snprintf(log, sizeof(log), "%s/agent.log", dir);
-	if (running_pid(pidf, "agent"))
+	if (running_pid(pidf, " agent -c "))
 		return 0;
 	bool pg_running = postmaster_pid(l, i) != 0;
 
@@ -586,7 +584,6 @@ int cli_up(int argc, char **argv)
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	cmn_log_set_level(CMN_LOG_ERROR);
-	own(&l, l.dir);
 	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0)
 		return CLI_EXIT_FAILED;
 	for (int i = 0; i < N_NODES; i++) {
@@ -625,7 +622,7 @@ int cli_up(int argc, char **argv)
 
 		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
 		path_of(&l, log, sizeof(log), "node", i, "agent.log");
-		if (!running_pid(pidf, "agent")) {
+		if (!running_pid(pidf, " agent -c ")) {
 			char *text = cmn_read_file(log, NULL);
 			size_t len = text ? strlen(text) : 0;
 
@@ -754,7 +751,7 @@ int cli_down(int argc, char **argv)
 
 		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
 		snprintf(what, sizeof(what), "the agent of node%d", i + 1);
-		stop_pid(what, running_pid(pidf, "agent"), 90000);
+		stop_pid(what, running_pid(pidf, " agent -c "), 90000);
 		pid_t pm = postmaster_pid(&l, i);
 
 		if (pm) {
@@ -774,7 +771,7 @@ int cli_down(int argc, char **argv)
 
 		path_of(&l, pidf, sizeof(pidf), "etcd", i, "etcd.pid");
 		snprintf(what, sizeof(what), "etcd%d", i + 1);
-		stop_pid(what, running_pid(pidf, "etcd"), 20000);
+		stop_pid(what, running_pid(pidf, "etcd --name "), 20000);
 	}
 	curl_global_cleanup();
 	return CLI_EXIT_OK;
@@ -798,7 +795,7 @@ int cli_status(int argc, char **argv)
 		pid_t pid;
 
 		path_of(&l, pidf, sizeof(pidf), "etcd", i, "etcd.pid");
-		pid = running_pid(pidf, "etcd");
+		pid = running_pid(pidf, "etcd --name ");
 		snprintf(name, sizeof(name), "etcd%d", i + 1);
 		printf("%-22s %-10s %-8d 127.0.0.1:%d\n", name, pid ? "running" : "stopped",
 		       (int)pid, etcd_client_port(&l, i));
@@ -810,7 +807,7 @@ int cli_status(int argc, char **argv)
 		pid_t pid;
 
 		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
-		pid = running_pid(pidf, "agent");
+		pid = running_pid(pidf, " agent -c ");
 		snprintf(name, sizeof(name), "node%d agent", i + 1);
 		printf("%-22s %-10s %-8d 127.0.0.1:%d\n", name, pid ? "running" : "stopped",
 		       (int)pid, l.api_port + i);

@@ -29,7 +29,11 @@ static void child_setup(const struct cmn_proc_opts *o, int out_fd)
 		if (out_fd > 2)
 			close(out_fd);
 	}
-	close_range(3, ~0U, 0);
+	if (close_range(3, ~0U, 0) != 0) {
+		/* Kernels before 5.9: close them one by one (no allocation here). */
+		for (int fd = 3; fd < 65536; fd++)
+			close(fd);
+	}
 	if (o->new_session)
 		setsid();
 	signal(SIGPIPE, SIG_DFL);
@@ -63,6 +67,38 @@ static void exec_failed(const char *prog)
 	_exit(127);
 }
 
+/* Our environment with env_extra added, an extra entry replacing ours of that name. */
+static char **build_env(const char *const *env_extra)
+{
+	extern char **environ;
+	size_t n_env = 0, n_extra = 0, k = 0;
+	char **envp;
+
+	while (environ[n_env])
+		n_env++;
+	while (env_extra && env_extra[n_extra])
+		n_extra++;
+	envp = calloc(n_env + n_extra + 1, sizeof(char *));
+	if (!envp)
+		return NULL;
+	for (size_t i = 0; i < n_env; i++) {
+		const char *eq = strchr(environ[i], '=');
+		size_t nlen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+		bool overridden = false;
+
+		for (size_t j = 0; j < n_extra; j++)
+			if (strncmp(env_extra[j], environ[i], nlen) == 0 &&
+			    env_extra[j][nlen] == '=')
+				overridden = true;
+		if (!overridden)
+			envp[k++] = environ[i];
+	}
+	for (size_t j = 0; j < n_extra; j++)
+		envp[k++] = (char *)env_extra[j];
+	envp[k] = NULL;
+	return envp;
+}
+
 int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 {
 	int out_fd = -1;
@@ -82,38 +118,13 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 		out_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	}
 	/* Build the environment before fork: no allocation in the child. */
-	size_t n_env = 0, n_extra = 0;
-	extern char **environ;
-
-	while (environ[n_env])
-		n_env++;
-	while (o->env_extra && o->env_extra[n_extra])
-		n_extra++;
-	char **envp = calloc(n_env + n_extra + 1, sizeof(char *));
+	char **envp = build_env(o->env_extra);
 
 	if (!envp) {
 		if (out_fd >= 0)
 			close(out_fd);
 		return PGW_ENOMEM;
 	}
-	size_t k = 0;
-
-	for (size_t i = 0; i < n_env; i++) {
-		bool overridden = false;
-		const char *eq = strchr(environ[i], '=');
-		size_t nlen = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
-
-		for (size_t j = 0; j < n_extra; j++)
-			if (strncmp(o->env_extra[j], environ[i], nlen) == 0 &&
-			    o->env_extra[j][nlen] == '=')
-				overridden = true;
-		if (!overridden)
-			envp[k++] = environ[i];
-	}
-	for (size_t j = 0; j < n_extra; j++)
-		envp[k++] = (char *)o->env_extra[j];
-	envp[k] = NULL;
-
 	pid = fork();
 	if (pid < 0) {
 		log_error("fork failed: %s", strerror(errno));
@@ -164,28 +175,17 @@ int cmn_proc_run(const char *const *argv, const char *const *env_extra, int time
 	int fds[2];
 	pid_t pid;
 	int64_t deadline = cmn_now_ms() + timeout_ms;
-	extern char **environ;
 
 	if (pipe2(fds, O_CLOEXEC) != 0)
 		return PGW_ERR;
 	struct cmn_proc_opts o = {.argv = argv, .env_extra = env_extra};
-	size_t n_env = 0, n_extra = 0;
-
-	while (environ[n_env])
-		n_env++;
-	while (env_extra && env_extra[n_extra])
-		n_extra++;
-	char **envp = calloc(n_env + n_extra + 1, sizeof(char *));
+	char **envp = build_env(env_extra);
 
 	if (!envp) {
 		close(fds[0]);
 		close(fds[1]);
 		return PGW_ENOMEM;
 	}
-	for (size_t i = 0; i < n_env; i++)
-		envp[i] = environ[i];
-	for (size_t j = 0; j < n_extra; j++)
-		envp[n_env + j] = (char *)env_extra[j];
 	pid = fork();
 	if (pid < 0) {
 		free(envp);
@@ -256,7 +256,8 @@ bool cmn_pid_alive(pid_t pid)
 	ssize_t n;
 	int fd;
 
-	if (pid <= 0 || (kill(pid, 0) != 0 && errno != EPERM))
+	/* EPERM: a process of another user now has that pid: not ours, so not alive. */
+	if (pid <= 0 || kill(pid, 0) != 0)
 		return false;
 	/* A zombie is dead, whatever kill(0) says (its parent may be slow to reap it). */
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);

@@ -246,8 +246,12 @@ static int build_headers(struct etcd_client *c)
 			return PGW_ENOMEM;
 		snprintf(auth, len, "Authorization: %s", c->token);
 	}
+	/*
+	 * hasleader: a member cut off from the etcd leader refuses at once (and cancels
+	 * our watch) instead of serving stale data or hanging until the timeout.
+	 */
 	if (slist_add(&h, "Content-Type: application/json") && slist_add(&h, "Expect:") &&
-	    (!auth || slist_add(&h, auth))) {
+	    slist_add(&h, "Grpc-Metadata-hasleader: true") && (!auth || slist_add(&h, auth))) {
 		c->headers = h;
 		h = NULL;
 		rc = PGW_OK;

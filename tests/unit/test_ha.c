@@ -277,7 +277,7 @@ static void test_sysid_mismatch_never_touched(void **state)
 
 	/* same data on a running replica without a leader: no race either */
 	f->c.has_leader = false;
-	pg_replica(f, 1, 0x3000000);
+	pg_replica(f, 2, 0x3000000);
 	assert_action(f, HA_WAIT, "");
 
 	/* the identifiers match: rules apply again */
@@ -352,6 +352,21 @@ static void test_stopped_crashed_former_primary_rewind(void **state)
 	set_leader(f, "node2", 1);
 	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
 	assert_action(f, HA_REWIND, "node2");
+}
+
+/* Holding the key on an old or expiring lease: never start a primary. */
+static void test_stopped_holding_key_unsure_lease_waits(void **state)
+{
+	struct fx *f = *state;
+
+	hold_key(f, 1);
+	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
+	assert_action(f, HA_START_PRIMARY, "");
+	f->c.leader_lease = 99; /* the key still sits on a previous lease */
+	assert_action(f, HA_WAIT, "");
+	f->c.leader_lease = 100;
+	f->in.lease_deadline_ms = NOW + 500; /* less than the demote margin left */
+	assert_action(f, HA_WAIT, "");
 }
 
 /* A fresh pg_basebackup copy says "in production" too, but carries a backup_label. */
@@ -722,6 +737,28 @@ static void test_healthiest(void **state)
 	/* nobody else */
 	assert_true(ha_healthiest(&f->in, peers, 0, reason, sizeof(reason)));
 	assert_true(reason[0] != '\0');
+
+	/* a peer on a newer timeline is ahead even at a lower position */
+	peers[0] = peer("node2", true, false, false, 0x1000000);
+	peers[0].timeline = 2;
+	assert_false(ha_healthiest(&f->in, peers, 1, reason, sizeof(reason)));
+	/* and one on an older timeline is behind even at a higher position */
+	f->pg.timeline = 3;
+	peers[0].lsn = 0x9000000;
+	assert_true(ha_healthiest(&f->in, peers, 1, reason, sizeof(reason)));
+}
+
+/* A replica left on an older timeline never races, whatever its position. */
+static void test_replica_old_timeline_does_not_race(void **state)
+{
+	struct fx *f = *state;
+
+	pg_replica(f, 1, 0x9000000);
+	f->c.optime = 0x1000000;
+	f->c.leader_timeline = 2;
+	assert_action(f, HA_WAIT, "");
+	f->c.leader_timeline = 1;
+	assert_action(f, HA_RACE, "");
 }
 
 /* ---- ha_clone_source -------------------------------------------------------- */
@@ -791,6 +828,8 @@ int main(void)
 	    T(test_stopped_etcd_down),
 	    T(test_replica_no_leader_race),
 	    T(test_paused_no_automatic_action),
+	    T(test_replica_old_timeline_does_not_race),
+	    T(test_stopped_holding_key_unsure_lease_waits),
 	    T(test_replica_no_leader_nofailover),
 	    T(test_replica_no_leader_lagging),
 	    T(test_replica_holding_key_promote),

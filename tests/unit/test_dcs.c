@@ -1,0 +1,171 @@
+/* Unit tests of src/agent/dcs.c: the cluster view built from keys, and the watch cache. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "agent/dcs.h"
+
+#define PREFIX "/service/demo/"
+
+static struct etcd_kv kv(const char *name, const char *value, int64_t mod, int64_t lease)
+{
+	static char keys[16][128];
+	static int next;
+	struct etcd_kv k;
+	char *key = keys[next++ % 16];
+
+	snprintf(key, 128, PREFIX "%s", name);
+	memset(&k, 0, sizeof(k));
+	k.key = key;
+	k.key_len = strlen(key);
+	k.value = (char *)value;
+	k.value_len = strlen(value);
+	k.mod_revision = mod;
+	k.create_revision = mod;
+	k.lease = lease;
+	return k;
+}
+
+static void test_cluster_from_kvs(void **state)
+{
+	struct dcs d;
+	struct dcs_cluster c;
+	struct etcd_kv kvs[6];
+
+	(void)state;
+	dcs_init(&d, NULL, "/service", "demo");
+	assert_string_equal(d.prefix, PREFIX);
+	kvs[0] = kv("initialize", "7312", 2, 0);
+	kvs[1] = kv("leader", "node1", 5, 77);
+	kvs[2] =
+	    kv("members/node1",
+	       "{\"host\":\"10.0.0.1\",\"port\":5432,\"role\":\"primary\",\"state\":\"running\","
+	       "\"timeline\":3,\"tags\":{\"nofailover\":true}}",
+	       6, 77);
+	kvs[3] = kv("status", "{\"optime\":1234,\"timeline\":3}", 7, 0);
+	kvs[4] = kv("config", "{\"pause\":true}", 8, 0);
+	kvs[5] = kv("members/bad", "not json", 9, 0);
+	dcs_cluster_from_kvs(&d, kvs, 6, 9, &c);
+	assert_true(c.has_initialize);
+	assert_string_equal(c.sysid, "7312");
+	assert_true(c.has_leader);
+	assert_string_equal(c.leader, "node1");
+	assert_int_equal(c.leader_lease, 77);
+	assert_int_equal(c.n_members, 1); /* the unreadable member is skipped */
+	assert_string_equal(c.members[0].host, "10.0.0.1");
+	assert_int_equal(c.members[0].timeline, 3);
+	assert_true(c.members[0].nofailover);
+	assert_int_equal(c.optime, 1234);
+	assert_int_equal(c.leader_timeline, 3);
+	assert_true(c.paused);
+	assert_int_equal(c.config_mod_revision, 8);
+	dcs_cluster_free(&c);
+}
+
+static void test_cache_follows_events_in_order(void **state)
+{
+	struct dcs d;
+	struct dcs_cache cache;
+	struct dcs_cluster c;
+	struct etcd_kv kvs[1];
+	struct etcd_range_result r;
+	struct etcd_header h = {.revision = 20};
+	struct etcd_event ev;
+
+	(void)state;
+	dcs_init(&d, NULL, "/service", "demo");
+	dcs_cache_init(&cache);
+	assert_false(dcs_cache_snapshot(&d, &cache, &c));
+
+	kvs[0] = kv("leader", "node1", 10, 77);
+	memset(&r, 0, sizeof(r));
+	r.header.revision = 10;
+	r.kvs = kvs;
+	r.n_kvs = 1;
+	dcs_cache_load(&cache, &r);
+	assert_true(dcs_cache_snapshot(&d, &cache, &c));
+	assert_string_equal(c.leader, "node1");
+	dcs_cluster_free(&c);
+
+	/* A "created" message whose header runs ahead must not hide later events. */
+	dcs_cache_apply(&cache, &h, NULL, 0);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = ETCD_EVENT_DELETE;
+	ev.kv = kv("leader", "", 15, 0);
+	dcs_cache_apply(&cache, &h, &ev, 1);
+	assert_true(dcs_cache_snapshot(&d, &cache, &c));
+	assert_false(c.has_leader);
+	dcs_cluster_free(&c);
+
+	/* An event older than what the cache holds is ignored. */
+	ev.type = ETCD_EVENT_PUT;
+	ev.kv = kv("leader", "node9", 12, 1);
+	dcs_cache_apply(&cache, &h, &ev, 1);
+	assert_true(dcs_cache_snapshot(&d, &cache, &c));
+	assert_false(c.has_leader);
+	dcs_cluster_free(&c);
+
+	/* A newer one is applied. */
+	ev.kv = kv("leader", "node2", 21, 88);
+	dcs_cache_apply(&cache, &h, &ev, 1);
+	assert_true(dcs_cache_snapshot(&d, &cache, &c));
+	assert_string_equal(c.leader, "node2");
+	assert_int_equal(c.leader_lease, 88);
+	dcs_cluster_free(&c);
+
+	/* A full read older than the cache does not roll it back. */
+	r.header.revision = 18;
+	dcs_cache_load(&cache, &r);
+	assert_true(dcs_cache_snapshot(&d, &cache, &c));
+	assert_string_equal(c.leader, "node2");
+	dcs_cluster_free(&c);
+
+	dcs_cache_invalidate(&cache);
+	assert_false(dcs_cache_snapshot(&d, &cache, &c));
+	dcs_cache_destroy(&cache);
+}
+
+static void test_member_json_round_trip(void **state)
+{
+	struct dcs_member m, back;
+	char *json;
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.name, sizeof(m.name), "node2");
+	snprintf(m.host, sizeof(m.host), "10.0.0.2");
+	m.port = 5433;
+	snprintf(m.api_url, sizeof(m.api_url), "http://10.0.0.2:8009");
+	snprintf(m.role, sizeof(m.role), "replica");
+	snprintf(m.state, sizeof(m.state), "streaming");
+	m.timeline = 4;
+	snprintf(m.tags_json, sizeof(m.tags_json), "{\"clonefrom\":true,\"zone\":\"a\"}");
+	json = dcs_member_to_json(&m);
+	assert_non_null(json);
+	assert_int_equal(dcs_member_from_json("node2", json, strlen(json), &back), PGW_OK);
+	assert_string_equal(back.host, "10.0.0.2");
+	assert_int_equal(back.port, 5433);
+	assert_string_equal(back.state, "streaming");
+	assert_int_equal(back.timeline, 4);
+	assert_true(back.clonefrom);
+	assert_false(back.nofailover);
+	free(json);
+	assert_int_equal(dcs_member_from_json("x", "[1,2]", 5, &back), PGW_EPROTO);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_cluster_from_kvs),
+	    cmocka_unit_test(test_cache_follows_events_in_order),
+	    cmocka_unit_test(test_member_json_round_trip),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
