@@ -529,10 +529,16 @@ static void publish_member(struct agent *a)
 	a->published_lease = a->lease_id;
 }
 
+/*
+ * Do we hold the leader key? Our last view of the cluster says so, and etcd
+ * answered this loop or our lease cannot have run out yet: a short etcd hiccup
+ * (a leader election) must not make the leader say it is not one.
+ */
 static bool holds_leader(const struct agent *a)
 {
-	return a->dcs_ok && a->cluster.has_leader &&
-	       strcmp(a->cluster.leader, a->cfg.member_name) == 0;
+	if (!a->cluster.has_leader || strcmp(a->cluster.leader, a->cfg.member_name) != 0)
+		return false;
+	return a->dcs_ok || cmn_now_ms() < a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS;
 }
 
 static char *render_status(struct agent *a)
@@ -1066,33 +1072,34 @@ static void observe(struct agent *a)
 
 static void read_cluster(struct agent *a)
 {
-	int rc;
-
+	struct dcs_cluster fresh;
 	struct etcd_range_result r;
 	int64_t now = cmn_now_ms();
+	int rc;
 
-	dcs_cluster_free(&a->cluster);
 	/*
 	 * The watch keeps the cache current; a recent successful renewal shows etcd
 	 * answers. Still read the whole prefix now and then, in case the watch stream
-	 * hangs on a member cut off from the others.
+	 * hangs on a member cut off from the others. On failure the previous view stays
+	 * (marked stale by dcs_ok = false).
 	 */
 	a->dcs_ok = now - a->last_renew_ok_ms < a->cfg.ttl_ms / 2 + a->cfg.loop_wait_ms &&
 		    now - a->last_full_read_ms < AGENT_RESYNC_MS &&
-		    dcs_cache_snapshot(&a->dcs, &a->cache, &a->cluster);
+		    dcs_cache_snapshot(&a->dcs, &a->cache, &fresh);
 	if (!a->dcs_ok) {
 		rc = etcd_range_prefix(a->etcd, a->dcs.prefix, &r);
-		a->dcs_ok = rc == PGW_OK;
-		if (!a->dcs_ok) {
-			memset(&a->cluster, 0, sizeof(a->cluster));
+		if (rc != PGW_OK) {
 			etcd_trouble(a, "reading the cluster", rc);
 			return;
 		}
-		dcs_cluster_from_kvs(&a->dcs, r.kvs, r.n_kvs, r.header.revision, &a->cluster);
+		dcs_cluster_from_kvs(&a->dcs, r.kvs, r.n_kvs, r.header.revision, &fresh);
 		dcs_cache_load(&a->cache, &r);
 		etcd_range_result_free(&r);
 		a->last_full_read_ms = now;
+		a->dcs_ok = true;
 	}
+	dcs_cluster_free(&a->cluster);
+	a->cluster = fresh;
 	/* A restarted agent finds the key on its previous lease: move it to the new one. */
 	if (holds_leader(a) && a->lease_id && a->cluster.leader_lease != a->lease_id) {
 		bool ok = false;
