@@ -19,6 +19,8 @@ static void usage(FILE *f)
 		"cluster operations (-c node.ini or --dir DIR to find the cluster):\n"
 		"  list [--json]            members, roles, states, timelines, lag\n"
 		"  pause / resume           maintenance mode: no automatic action at all\n"
+		"  switchover [--leader A] [--candidate B] [--scheduled T] [--force]\n"
+		"                           planned change of primary, no data loss\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -52,6 +54,8 @@ int main(int argc, char **argv)
 		return cli_pause(argc - 1, argv + 1);
 	if (strcmp(cmd, "resume") == 0)
 		return cli_resume(argc - 1, argv + 1);
+	if (strcmp(cmd, "switchover") == 0)
+		return cli_switchover(argc - 1, argv + 1);
 	if (strcmp(cmd, "up") == 0)
 		return cli_up(argc - 1, argv + 1);
 	if (strcmp(cmd, "down") == 0)

@@ -82,7 +82,8 @@ struct agent {
 	char configured_upstream[300];
 	int64_t primary_down_since_ms;
 	int64_t not_streaming_since_ms;
-	int replica_timeline; /* newest timeline our replica has received */
+	int replica_timeline;	    /* newest timeline our replica has received */
+	int64_t switchover_seen_ms; /* a switchover request is pending since (0: none) */
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	bool after_promote;
@@ -295,6 +296,8 @@ static void bootstrap_failed(struct agent *a, const char *why)
 	a->bootstrapping = false;
 }
 
+static void manage_slots(struct agent *a);
+
 static void job_finished(struct agent *a, int code)
 {
 	struct job j = a->job;
@@ -360,6 +363,8 @@ static void job_finished(struct agent *a, int code)
 		if (write_primary_config(a) != PGW_OK)
 			log_error("cannot rewrite the configuration after promotion");
 		a->after_promote = true;
+		/* Slots before the others connect: a missing slot makes them retry later. */
+		manage_slots(a);
 		return;
 	case JOB_START:
 		if (code != 0)
@@ -849,7 +854,15 @@ static void do_race(struct agent *a)
 		cmn_buf_free(&bodies[i]);
 	}
 	struct ha_input in = {.me = a->cfg.member_name, .pg = &a->probe};
+	bool candidate = a->cluster.has_switchover &&
+			 strcmp(a->cluster.switchover_candidate, a->cfg.member_name) == 0;
 
+	/* A switchover's candidate: the old leader stopped cleanly, every replica has
+	 * its last WAL; only a still-running primary would stop us. */
+	for (size_t i = 0; candidate && i < n; i++) {
+		peers[i].lsn = 0;
+		peers[i].timeline = 0;
+	}
 	if (!ha_healthiest(&in, peers, n, reason, sizeof(reason))) {
 		log_info("not taking the leader key: %s", reason);
 		if (!a->probe.in_recovery)
@@ -940,6 +953,14 @@ static void keep_leader(struct agent *a)
 			log_warning("could not record the timeline switch in history");
 		a->after_promote = false;
 	}
+	/* A switchover that made us leader is done; one we cannot act on is stale. */
+	if (a->cluster.has_switchover &&
+	    (strcmp(a->cluster.switchover_candidate, a->cfg.member_name) == 0 ||
+	     (a->cluster.switchover_leader[0] &&
+	      strcmp(a->cluster.switchover_leader, a->cfg.member_name) != 0))) {
+		if (dcs_clear_switchover(&a->dcs) == PGW_OK)
+			log_info("switchover request cleared");
+	}
 	if (a->configured_upstream[0] || pgconf_has_standby_signal(&a->cfg)) {
 		/* Running as primary with replica settings (after a re-adopt): fix the files. */
 		if (write_primary_config(a) != PGW_OK)
@@ -955,6 +976,47 @@ static void keep_leader(struct agent *a)
 			a->published_status_ms = now;
 		}
 	}
+}
+
+/*
+ * Planned switchover, on the leader: checkpoint (a short shutdown checkpoint),
+ * stop cleanly (the walsenders send everything, the shutdown checkpoint included,
+ * before they exit), then hand the key over. Our data ends before the candidate's
+ * new timeline starts, so we rejoin as its replica without pg_rewind.
+ */
+static void do_switchover(struct agent *a, const char *candidate)
+{
+	if (candidate[0]) {
+		const struct dcs_member *m = member_of(a, candidate);
+
+		if (!m || strcmp(m->role, "replica") != 0 || strcmp(m->state, "streaming") != 0) {
+			log_warning("switchover to %s cancelled: it is not a streaming replica",
+				    candidate);
+			if (dcs_clear_switchover(&a->dcs) != PGW_OK)
+				log_error("could not clear the switchover request");
+			return;
+		}
+	}
+	log_info("switchover: checkpoint, clean stop, then the leader key goes to %s",
+		 candidate[0] ? candidate : "the healthiest replica");
+	if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
+		log_warning("CHECKPOINT before the switchover failed; stopping anyway");
+	pgctl_close(&a->pg);
+	if (run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) != 0) {
+		log_error("switchover: PostgreSQL did not stop cleanly; stopping it at once");
+		if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+			log_error("switchover: cannot stop PostgreSQL; keeping the leader key");
+			return;
+		}
+	}
+	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK)
+		a->fence_armed = false;
+	if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
+		log_error(
+		    "switchover: could not release the leader key (it expires with our lease)");
+	a->configured_upstream[0] = '?';
+	a->configured_upstream[1] = '\0';
+	a->last_full_read_ms = 0;
 }
 
 static void execute(struct agent *a, const struct ha_decision *d)
@@ -1013,6 +1075,9 @@ static void execute(struct agent *a, const struct ha_decision *d)
 		a->last_full_read_ms = 0;
 		a->primary_down_since_ms = 0;
 		break;
+	case HA_SWITCHOVER:
+		do_switchover(a, d->member);
+		break;
 	case HA_STOP_STUCK:
 		log_warning("%s", d->reason);
 		(void)run_now(a, pgctl_argv_stop(&a->pg, "fast"), 60000);
@@ -1055,6 +1120,12 @@ static void observe(struct agent *a)
 	}
 	if (!a->probe.data_valid)
 		a->local_sysid[0] = '\0';
+	if (a->dcs_ok && a->cluster.has_switchover) {
+		if (!a->switchover_seen_ms)
+			a->switchover_seen_ms = now;
+	} else if (a->dcs_ok) {
+		a->switchover_seen_ms = 0;
+	}
 	/* How long has our primary been down while we hold the key? */
 	if (holds_leader(a) && !(a->probe.accepting && !a->probe.in_recovery)) {
 		if (!a->primary_down_since_ms)
@@ -1176,7 +1247,19 @@ static void run_once(struct agent *a)
 		    .primary_start_timeout_ms = a->cfg.primary_start_timeout_ms,
 		    .not_streaming_since_ms = a->not_streaming_since_ms,
 		    .stuck_replica_ms = AGENT_STUCK_REPLICA_MS,
+		    .now_wall_s = cmn_wall_ms() / 1000,
+		    .switchover_waiting_ms =
+			a->switchover_seen_ms ? cmn_now_ms() - a->switchover_seen_ms : 0,
+		    .switchover_grace_ms = 2 * a->cfg.ttl_ms,
 		};
+
+		if (a->cd_valid) {
+			int tli = a->cd.checkpoint_tli > a->cd.min_recovery_tli
+				      ? a->cd.checkpoint_tli
+				      : a->cd.min_recovery_tli;
+
+			in.fork_lsn = dcs_history_switch_lsn(a->cluster.history, tli);
+		}
 
 		snprintf(in.local_sysid, sizeof(in.local_sysid), "%s", a->local_sysid);
 		snprintf(in.configured_upstream, sizeof(in.configured_upstream), "%s",

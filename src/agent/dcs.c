@@ -156,6 +156,20 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			if (o && json_object_object_get_ex(o, "timeline", &v))
 				out->leader_timeline = json_object_get_int(v);
 			json_object_put(o);
+		} else if (strcmp(name, "failover") == 0) {
+			json_object *o = json_tokener_parse(kv->value), *v;
+
+			out->has_switchover = true;
+			if (o && json_object_object_get_ex(o, "leader", &v))
+				snprintf(out->switchover_leader, sizeof(out->switchover_leader),
+					 "%s", json_object_get_string(v));
+			if (o && json_object_object_get_ex(o, "candidate", &v))
+				snprintf(out->switchover_candidate,
+					 sizeof(out->switchover_candidate), "%s",
+					 json_object_get_string(v));
+			if (o && json_object_object_get_ex(o, "scheduled_at", &v))
+				out->switchover_at = json_object_get_int64(v);
+			json_object_put(o);
 		} else if (strcmp(name, "history") == 0) {
 			free(out->history);
 			out->history = dup_value(kv);
@@ -523,6 +537,53 @@ int dcs_set_pause(struct dcs *d, bool pause)
 	}
 	log_error("the cluster configuration keeps changing: try again");
 	return PGW_ERR;
+}
+
+int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,
+			   int64_t scheduled_at, bool *created)
+{
+	json_object *o = json_object_new_object();
+	char *text;
+	int rc;
+
+	json_object_object_add(o, "leader", json_object_new_string(leader ? leader : ""));
+	json_object_object_add(o, "candidate", json_object_new_string(candidate ? candidate : ""));
+	json_object_object_add(o, "scheduled_at", json_object_new_int64(scheduled_at));
+	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	if (!text)
+		return PGW_ENOMEM;
+	rc = create_if_absent(d, "failover", text, 0, created);
+	free(text);
+	return rc;
+}
+
+int dcs_clear_switchover(struct dcs *d)
+{
+	char key[600];
+
+	dcs_key(d, "failover", key, sizeof(key));
+	return etcd_delete(d->etcd, key, NULL, NULL);
+}
+
+uint64_t dcs_history_switch_lsn(const char *history, int tli)
+{
+	json_object *list = history ? json_tokener_parse(history) : NULL;
+	uint64_t lsn = 0;
+
+	if (list && json_object_is_type(list, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			json_object *e = json_object_array_get_idx(list, i);
+
+			if (json_object_is_type(e, json_type_array) &&
+			    json_object_array_length(e) >= 2 &&
+			    json_object_get_int(json_object_array_get_idx(e, 0)) == tli)
+				lsn = (uint64_t)json_object_get_int64(
+				    json_object_array_get_idx(e, 1));
+		}
+	}
+	json_object_put(list);
+	return lsn;
 }
 
 int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,

@@ -6,6 +6,7 @@
  *   status            {"optime": leader WAL position, "timeline": n}
  *   history           JSON list of [timeline, switch lsn, reason, time, new leader]
  *   config            dynamic configuration JSON ({"pause": true} = maintenance mode)
+ *   failover          a requested switchover {"leader", "candidate", "scheduled_at"}
  * Decisive writes (take leader, initialize) are transactions with a compare.
  */
 #ifndef PGW_DCS_H
@@ -50,6 +51,12 @@ struct dcs_cluster {
 	char *config;		     /* JSON text or NULL; owned */
 	int64_t config_mod_revision; /* 0: no config key */
 	bool paused;		     /* config "pause": maintenance mode */
+	/* A requested switchover (the failover key): from leader (may be ""), to candidate
+	 * (may be ""), not before scheduled_at (unix seconds, 0 = now). */
+	bool has_switchover;
+	char switchover_leader[DCS_NAME_MAX];
+	char switchover_candidate[DCS_NAME_MAX];
+	int64_t switchover_at;
 };
 
 struct dcs {
@@ -110,6 +117,12 @@ int dcs_put_status(struct dcs *d, uint64_t optime, int timeline) PGW_WUR;
  * mod_revision (re-reads and retries when someone else changed it meanwhile).
  */
 int dcs_set_pause(struct dcs *d, bool pause) PGW_WUR;
+/* Creates the failover key (switchover request); *created false if one is pending. */
+int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,
+			   int64_t scheduled_at, bool *created) PGW_WUR;
+int dcs_clear_switchover(struct dcs *d) PGW_WUR;
+/* Where timeline tli ended, from the history JSON (0 when not recorded). */
+uint64_t dcs_history_switch_lsn(const char *history, int tli);
 /* Appends [old timeline, switch lsn, reason, time, new leader] to history. */
 int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,
 		       const char *reason, const char *leader) PGW_WUR;

@@ -18,10 +18,17 @@ static const char *const action_names[] = {
     [HA_FOLLOW] = "follow",
     [HA_RELEASE] = "release leader key",
     [HA_STOP_STUCK] = "stop stuck replica",
+    [HA_SWITCHOVER] = "switchover",
 };
+
+/* Every action has a name (a missing one would be a NULL string in JSON and logs). */
+_Static_assert(sizeof(action_names) / sizeof(action_names[0]) == HA_SWITCHOVER + 1,
+	       "ha action names");
 
 const char *ha_action_name(enum ha_action a)
 {
+	if ((unsigned)a >= sizeof(action_names) / sizeof(action_names[0]) || !action_names[a])
+		return "unknown";
 	return action_names[a];
 }
 
@@ -84,6 +91,19 @@ static int leader_timeline(const struct dcs_cluster *c)
 	if (l && l->timeline > 0)
 		return l->timeline;
 	return c->leader_timeline;
+}
+
+/* A pending switchover keeps us from racing: we are its old leader, or not its candidate. */
+static bool switchover_holds_us(const struct ha_input *in)
+{
+	const struct dcs_cluster *c = in->cluster;
+
+	if (!c->has_switchover)
+		return false;
+	if (c->switchover_leader[0] && strcmp(c->switchover_leader, in->me) == 0)
+		return true;
+	return c->switchover_candidate[0] && strcmp(c->switchover_candidate, in->me) != 0 &&
+	       in->switchover_waiting_ms < in->switchover_grace_ms;
 }
 
 static void decide_no_data(const struct ha_input *in, struct ha_decision *d)
@@ -161,6 +181,17 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			    c->leader);
 			return;
 		}
+		if (in->cd_valid && ltl > 0 && local_timeline(in) != ltl && in->fork_lsn &&
+		    (in->cd.state == PGCTL_CD_SHUT_DOWN ||
+		     in->cd.state == PGCTL_CD_SHUT_DOWN_IN_RECOVERY) &&
+		    !in->cd.backup_label && in->cd.checkpoint_lsn < in->fork_lsn &&
+		    in->cd.min_recovery_lsn < in->fork_lsn) {
+			/* Stopped cleanly before our timeline ended (a switchover): no rewind. */
+			set(d, HA_START_STANDBY, l->name,
+			    "stopped cleanly before timeline %d ended: replica of %s, no rewind",
+			    local_timeline(in), l->name);
+			return;
+		}
 		if (in->cd_valid && ltl > 0 && local_timeline(in) != ltl) {
 			set(d, HA_REWIND, l->name,
 			    "local timeline %d differs from leader %s's timeline %d",
@@ -175,6 +206,10 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			return;
 		}
 		set(d, HA_START_STANDBY, l->name, "starting as a replica of %s", l->name);
+		return;
+	}
+	if (switchover_holds_us(in)) {
+		set(d, HA_WAIT, NULL, "switchover in progress: waiting for the new leader");
 		return;
 	}
 	set(d, HA_START_STANDBY, NULL, "no leader: starting as a replica, then racing");
@@ -214,6 +249,12 @@ static void decide_replica(const struct ha_input *in, struct ha_decision *d)
 			    (unsigned long long)(c->optime - in->pg->lsn));
 			return;
 		}
+		if (switchover_holds_us(in)) {
+			set(d, HA_WAIT, NULL, "switchover to %s in progress: not racing",
+			    c->switchover_candidate[0] ? c->switchover_candidate
+						       : "another member");
+			return;
+		}
 		set(d, HA_RACE, NULL, "no leader: racing for the key");
 		return;
 	}
@@ -247,6 +288,15 @@ static void decide_primary(const struct ha_input *in, struct ha_decision *d)
 	if (held_by_me(in)) {
 		if (lease_expiring(in)) {
 			set(d, HA_DEMOTE, NULL, "leader lease could not be renewed in time");
+			return;
+		}
+		if (c->has_switchover &&
+		    (!c->switchover_leader[0] || strcmp(c->switchover_leader, in->me) == 0) &&
+		    in->now_wall_s >= c->switchover_at &&
+		    strcmp(c->switchover_candidate, in->me) != 0) {
+			set(d, HA_SWITCHOVER, c->switchover_candidate, "switchover requested to %s",
+			    c->switchover_candidate[0] ? c->switchover_candidate
+						       : "the healthiest replica");
 			return;
 		}
 		set(d, HA_KEEP_LEADER, in->me, "holding the leader key");

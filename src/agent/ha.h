@@ -26,6 +26,7 @@ enum ha_action {
 	HA_FOLLOW,	  /* point primary_conninfo at member, reload */
 	HA_RELEASE,	  /* our primary cannot come back: give up the key */
 	HA_STOP_STUCK,	  /* replica stuck on an old timeline: stop it so it can be rewound */
+	HA_SWITCHOVER,	  /* planned: checkpoint, stop cleanly, hand the key to member */
 };
 
 struct ha_input {
@@ -50,6 +51,10 @@ struct ha_input {
 	    configured_upstream[300]; /* host:port in our primary_conninfo ("" none, "?" unknown) */
 	int64_t not_streaming_since_ms; /* replica under a leader, not streaming since (0: is) */
 	int stuck_replica_ms;
+	int64_t now_wall_s;	       /* for scheduled switchovers */
+	uint64_t fork_lsn;	       /* where our stopped data's timeline ended (history), 0 */
+	int64_t switchover_waiting_ms; /* how long a pending switchover has kept us waiting */
+	int switchover_grace_ms;       /* after that, a switchover's candidate lost its turn */
 };
 
 struct ha_decision {

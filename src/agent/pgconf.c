@@ -103,6 +103,7 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	SET("wal_keep_size", v);
 	SET("password_encryption", "scram-sha-256");
 	SET("wal_receiver_status_interval", "1s");
+	SET("wal_retrieve_retry_interval", "1s"); /* reconnect fast to a new leader */
 	SET("hot_standby_feedback", "on");
 	for (size_t i = 0; i < cfg->parameters.n && rc == PGW_OK; i++)
 		rc =

@@ -36,6 +36,7 @@ int cli_etcd_connect(const struct agent_config *cfg, struct etcd_client **out);
 int cli_list(int argc, char **argv);
 int cli_pause(int argc, char **argv);
 int cli_resume(int argc, char **argv);
+int cli_switchover(int argc, char **argv);
 int cli_up(int argc, char **argv);
 int cli_down(int argc, char **argv);
 int cli_status(int argc, char **argv);

@@ -1,12 +1,18 @@
-/* Cluster operations that change what the agents do: pause, resume. */
+/* Cluster operations that change what the agents do: pause, resume, switchover. */
 #include "agent/dcs.h"
 #include "cli/cli.h"
+#include "common/http.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #include <curl/curl.h>
 #include <getopt.h>
+#include <json-c/json.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* -c / --dir / --json, shared by the operation commands. Returns optind or -1. */
 static int parse_target(int argc, char **argv, const char *usage, struct cli_target *t)
@@ -85,4 +91,287 @@ int cli_pause(int argc, char **argv)
 int cli_resume(int argc, char **argv)
 {
 	return set_pause(argc, argv, false);
+}
+
+/* Live /status of a member: role, state, lag (bytes behind the leader). */
+struct live {
+	bool ok;
+	char role[16];
+	char state[32];
+	int64_t lag;
+};
+
+static struct live member_status(const struct dcs_member *m)
+{
+	struct live l = {0};
+	struct cmn_buf b = {0};
+	char url[400];
+	long code = 0;
+
+	snprintf(url, sizeof(url), "%s/status", m->api_url);
+	if (cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
+	    b.data) {
+		json_object *o = json_tokener_parse(b.data), *v;
+
+		if (o) {
+			l.ok = true;
+			if (json_object_object_get_ex(o, "role", &v))
+				snprintf(l.role, sizeof(l.role), "%s", json_object_get_string(v));
+			if (json_object_object_get_ex(o, "state", &v))
+				snprintf(l.state, sizeof(l.state), "%s", json_object_get_string(v));
+			if (json_object_object_get_ex(o, "lag", &v))
+				l.lag = json_object_get_int64(v);
+		}
+		json_object_put(o);
+	}
+	cmn_buf_free(&b);
+	return l;
+}
+
+/* Why member m cannot take over (NULL: it can). */
+static const char *unfit_candidate(const struct agent_config *cfg, const struct dcs_member *m,
+				   char *why, size_t size)
+{
+	struct live l;
+
+	if (m->nofailover) {
+		snprintf(why, size, "%s is tagged nofailover", m->name);
+		return why;
+	}
+	l = member_status(m);
+	if (!l.ok) {
+		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
+		return why;
+	}
+	if (strcmp(l.role, "replica") != 0 || strcmp(l.state, "streaming") != 0) {
+		snprintf(why, size, "%s is not a healthy replica (role %s, state %s)", m->name,
+			 l.role, l.state);
+		return why;
+	}
+	if (l.lag > cfg->maximum_lag_on_failover) {
+		snprintf(why, size, "%s lags %lld bytes behind, more than maximum_lag_on_failover",
+			 m->name, (long long)l.lag);
+		return why;
+	}
+	return NULL;
+}
+
+/* "now", a unix time, or YYYY-MM-DDTHH:MM[:SS][Z] (UTC). -1 when bad. */
+static int64_t parse_when(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	if (strcmp(s, "now") == 0)
+		return 0;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end) {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(s, "%Y-%m-%dT%H:%M", &tm);
+	}
+	if (!end || (*end && strcmp(end, "Z") != 0))
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+int cli_switchover(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"leader", required_argument, NULL, 'l'},
+	    {"master", required_argument, NULL, 'l'},
+	    {"candidate", required_argument, NULL, 'n'},
+	    {"scheduled", required_argument, NULL, 's'},
+	    {"force", no_argument, NULL, 'f'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *usage = "pgwarden switchover [-c node.ini | --dir DIR] [--leader NAME] "
+			    "[--candidate NAME] [--scheduled now|YYYY-MM-DDTHH:MM[:SS]Z] "
+			    "[--force] [--timeout S]";
+	struct cli_target t = {0};
+	const char *leader_arg = NULL, *candidate = NULL;
+	int64_t at = 0;
+	bool force = false;
+	int timeout_s = 60, c, rc;
+	struct agent_config cfg;
+	struct etcd_client *etcd = NULL;
+	struct dcs d;
+	struct dcs_cluster cl;
+	char why[300];
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			t.config_path = optarg;
+			break;
+		case 'd':
+			t.dir = optarg;
+			break;
+		case 'l':
+			leader_arg = optarg;
+			break;
+		case 'n':
+			candidate = optarg;
+			break;
+		case 's':
+			at = parse_when(optarg);
+			if (at < 0) {
+				fprintf(stderr,
+					"pgwarden: bad --scheduled '%s': use now or "
+					"YYYY-MM-DDTHH:MM[:SS]Z (UTC)\n",
+					optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		case 'f':
+			force = true;
+			break;
+		case 't':
+			timeout_s = atoi(optarg);
+			break;
+		default:
+			fprintf(stderr, "usage: %s\n", usage);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	rc = cli_load_config(&t, &cfg);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	cmn_log_set_level(CMN_LOG_ERROR);
+	rc = cli_etcd_connect(&cfg, &etcd);
+	if (rc != CLI_EXIT_OK)
+		goto out;
+	dcs_init(&d, etcd, cfg.namespace, cfg.cluster_name);
+	if (dcs_read(&d, &cl) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
+			cfg.cluster_name, cfg.etcd_endpoints);
+		rc = CLI_EXIT_UNREACHABLE;
+		goto out;
+	}
+	rc = CLI_EXIT_FAILED;
+	if (cl.paused) {
+		fprintf(stderr,
+			"pgwarden: cluster %s is in maintenance mode: 'pgwarden resume' "
+			"first\n",
+			cfg.cluster_name);
+		goto out_cluster;
+	}
+	if (!cl.has_leader) {
+		fprintf(stderr, "pgwarden: cluster %s has no leader to switch over from\n",
+			cfg.cluster_name);
+		goto out_cluster;
+	}
+	if (leader_arg && strcmp(leader_arg, cl.leader) != 0) {
+		fprintf(stderr, "pgwarden: %s is not the leader (%s is)\n", leader_arg, cl.leader);
+		goto out_cluster;
+	}
+	if (cl.has_switchover) {
+		fprintf(stderr, "pgwarden: a switchover is already pending (to %s)\n",
+			cl.switchover_candidate[0] ? cl.switchover_candidate : "any replica");
+		goto out_cluster;
+	}
+	if (candidate) {
+		const struct dcs_member *m = dcs_find_member(&cl, candidate);
+
+		if (!m) {
+			fprintf(stderr, "pgwarden: no member named %s in cluster %s\n", candidate,
+				cfg.cluster_name);
+			goto out_cluster;
+		}
+		if (strcmp(candidate, cl.leader) == 0) {
+			fprintf(stderr, "pgwarden: %s is already the leader\n", candidate);
+			goto out_cluster;
+		}
+		if (unfit_candidate(&cfg, m, why, sizeof(why))) {
+			fprintf(stderr, "pgwarden: cannot switch over to %s: %s\n", candidate, why);
+			goto out_cluster;
+		}
+	} else {
+		bool any = false;
+
+		for (size_t i = 0; i < cl.n_members && !any; i++)
+			any = strcmp(cl.members[i].name, cl.leader) != 0 &&
+			      !unfit_candidate(&cfg, &cl.members[i], why, sizeof(why));
+		if (!any) {
+			fprintf(stderr, "pgwarden: no healthy replica to switch over to\n");
+			goto out_cluster;
+		}
+	}
+	if (!force) {
+		char answer[16] = "";
+
+		if (!isatty(STDIN_FILENO)) {
+			fprintf(stderr, "pgwarden: not a terminal: add --force to switch over\n");
+			rc = CLI_EXIT_USAGE;
+			goto out_cluster;
+		}
+		printf("Switch over cluster %s from %s to %s? [y/N] ", cfg.cluster_name, cl.leader,
+		       candidate ? candidate : "the healthiest replica");
+		fflush(stdout);
+		if (!fgets(answer, sizeof(answer), stdin) ||
+		    (answer[0] != 'y' && answer[0] != 'Y')) {
+			printf("Aborted\n");
+			goto out_cluster;
+		}
+	}
+	bool created = false;
+	char old_leader[DCS_NAME_MAX];
+
+	snprintf(old_leader, sizeof(old_leader), "%s", cl.leader);
+	if (dcs_request_switchover(&d, cl.leader, candidate, at, &created) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot write the switchover request to etcd\n");
+		rc = CLI_EXIT_UNREACHABLE;
+		goto out_cluster;
+	}
+	if (!created) {
+		fprintf(stderr, "pgwarden: a switchover is already pending\n");
+		goto out_cluster;
+	}
+	if (at > 0 && at > (int64_t)time(NULL)) {
+		printf("Switchover scheduled at %lld (unix time)\n", (long long)at);
+		rc = CLI_EXIT_OK;
+		goto out_cluster;
+	}
+	int64_t deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;
+
+	while (cmn_now_ms() < deadline) {
+		struct dcs_cluster now;
+
+		if (dcs_read(&d, &now) == PGW_OK) {
+			const struct dcs_member *m =
+			    now.has_leader ? dcs_find_member(&now, now.leader) : NULL;
+			bool done = m && strcmp(now.leader, old_leader) != 0 &&
+				    (!candidate || strcmp(now.leader, candidate) == 0) &&
+				    strcmp(member_status(m).role, "primary") == 0;
+
+			if (done) {
+				printf("Successfully switched over to %s\n", now.leader);
+				dcs_cluster_free(&now);
+				rc = CLI_EXIT_OK;
+				break;
+			}
+			dcs_cluster_free(&now);
+		}
+		usleep(200000);
+	}
+	if (rc != CLI_EXIT_OK)
+		fprintf(stderr,
+			"pgwarden: the switchover did not complete within %d s: see 'pgwarden "
+			"list' and the agents' logs\n",
+			timeout_s);
+	else
+		(void)cli_print_list(&cfg, false);
+out_cluster:
+	dcs_cluster_free(&cl);
+out:
+	if (etcd)
+		etcd_client_free(etcd);
+	agent_config_free(&cfg);
+	curl_global_cleanup();
+	return rc;
 }

@@ -1,0 +1,65 @@
+"""Planned switchover: no committed row lost, the old leader rejoins without pg_rewind;
+and the refusals that leave the cluster untouched."""
+import subprocess
+import time
+
+from conftest import PGWARDEN, Writer, wait_for
+
+
+def test_switchover_under_load_loses_nothing(cluster):
+    old = cluster.leader()
+    tl = cluster.timeline(old)
+    cand = (old + 1) % cluster.N
+    writer = Writer(cluster.multihost_dsn(), interval=0.02).start()
+    try:
+        wait_for("first commits", lambda: len(writer.acked) >= 20, 20)
+        out = cluster.run("switchover", "--dir", cluster.dir, "--candidate",
+                          "node%d" % (cand + 1), "--force").stdout
+        assert "Successfully switched over to node%d" % (cand + 1) in out
+        assert cluster.wait_healthy() == cand
+        assert cluster.timeline(cand) == tl + 1
+        assert cluster.timeline(old) == tl + 1
+        assert cluster.status(old)["role"] == "replica"
+        since = time.monotonic()
+        wait_for("commits on the new leader", lambda: len(writer.acks_after(since)) >= 10, 20)
+    finally:
+        writer.stop()
+    # The old leader stopped cleanly before the new timeline began: no rewind needed.
+    log = cluster.log(old)
+    assert "started rewinding" not in log and "started creating replica" not in log.split(
+        "switchover requested")[-1]
+    final = {r[0] for r in cluster.query(cand, "SELECT id FROM t")}
+    missing = writer.acked_ids() - final
+    assert not missing, "%d committed rows lost" % len(missing)
+    history = cluster.api(cand, "/history")[1]
+    assert history[-1][0] == tl and history[-1][4] == "node%d" % (cand + 1)
+    # The request was consumed.
+    out = cluster.run("list", "--dir", cluster.dir).stdout
+    assert "node%d" % (cand + 1) in out
+
+
+def test_switchover_refusals_change_nothing(cluster):
+    leader = cluster.leader()
+    name = "node%d" % (leader + 1)
+    other = "node%d" % ((leader + 1) % cluster.N + 1)
+    cases = [
+        (["--candidate", name, "--force"], "is already the leader"),
+        (["--candidate", "node9", "--force"], "no member named node9"),
+        (["--leader", other, "--force"], "%s is not the leader (%s is)" % (other, name)),
+        (["--scheduled", "tomorrow", "--force"], "bad --scheduled"),
+    ]
+    for args, expect in cases:
+        proc = cluster.run("switchover", "--dir", cluster.dir, *args, check=False)
+        assert proc.returncode in (1, 2), proc
+        assert expect in proc.stderr, proc.stderr
+    # No terminal and no --force: refused.
+    proc = subprocess.run([PGWARDEN, "switchover", "--dir", cluster.dir], stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, env=cluster.env, timeout=60)
+    assert proc.returncode == 2 and "--force" in proc.stderr
+    # Paused: refused.
+    cluster.run("pause", "--dir", cluster.dir)
+    proc = cluster.run("switchover", "--dir", cluster.dir, "--force", check=False)
+    assert proc.returncode == 1 and "maintenance mode" in proc.stderr
+    cluster.run("resume", "--dir", cluster.dir)
+    assert cluster.leader() == leader
+    assert cluster.writable_nodes() == [leader]
