@@ -748,6 +748,58 @@ static void test_healthiest(void **state)
 	assert_true(ha_healthiest(&f->in, peers, 1, reason, sizeof(reason)));
 }
 
+/* Planned switchover: the leader hands over; only the candidate races; no rewind after. */
+static void test_switchover_rules(void **state)
+{
+	struct fx *f = *state;
+
+	hold_key(f, 1);
+	pg_primary(f, 1, 0x3000000);
+	f->c.has_switchover = true;
+	snprintf(f->c.switchover_leader, sizeof(f->c.switchover_leader), "%s", ME);
+	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "node2");
+	assert_action(f, HA_SWITCHOVER, "node2");
+	/* scheduled later: not yet */
+	f->c.switchover_at = f->in.now_wall_s + 60;
+	assert_action(f, HA_KEEP_LEADER, ME);
+	f->c.switchover_at = 0;
+
+	/* a replica that is not the candidate waits, for a while */
+	f->c.has_leader = false;
+	snprintf(f->c.switchover_leader, sizeof(f->c.switchover_leader), "node2");
+	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "node3");
+	f->in.switchover_grace_ms = 8000;
+	pg_replica(f, 1, 0x3000000);
+	assert_action(f, HA_WAIT, "");
+	f->in.switchover_waiting_ms = 9000;
+	assert_action(f, HA_RACE, "");
+	/* the candidate races at once */
+	f->in.switchover_waiting_ms = 0;
+	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "%s", ME);
+	assert_action(f, HA_RACE, "");
+	/* the old leader never races for its own switchover */
+	snprintf(f->c.switchover_leader, sizeof(f->c.switchover_leader), "%s", ME);
+	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "node3");
+	f->in.switchover_waiting_ms = 60000;
+	assert_action(f, HA_WAIT, "");
+}
+
+/* A cleanly stopped old leader whose data ends before the new timeline: no rewind. */
+static void test_clean_stop_before_fork_needs_no_rewind(void **state)
+{
+	struct fx *f = *state;
+
+	set_leader(f, "node2", 2);
+	pg_stopped(f, PGCTL_CD_SHUT_DOWN, 1);
+	f->in.cd.checkpoint_lsn = 0x4000000;
+	f->in.fork_lsn = 0x4000100;
+	assert_action(f, HA_START_STANDBY, "node2");
+	f->in.fork_lsn = 0x3000000; /* we went past the fork point: rewind */
+	assert_action(f, HA_REWIND, "node2");
+	f->in.fork_lsn = 0; /* history unknown: rewind decides */
+	assert_action(f, HA_REWIND, "node2");
+}
+
 /* A replica left on an older timeline never races, whatever its position. */
 static void test_replica_old_timeline_does_not_race(void **state)
 {
@@ -829,6 +881,8 @@ int main(void)
 	    T(test_replica_no_leader_race),
 	    T(test_paused_no_automatic_action),
 	    T(test_replica_old_timeline_does_not_race),
+	    T(test_switchover_rules),
+	    T(test_clean_stop_before_fork_needs_no_rewind),
 	    T(test_stopped_holding_key_unsure_lease_waits),
 	    T(test_replica_no_leader_nofailover),
 	    T(test_replica_no_leader_lagging),
