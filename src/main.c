@@ -21,6 +21,7 @@ static void usage(FILE *f)
 		"  pause / resume           maintenance mode: no automatic action at all\n"
 		"  switchover [--leader A] [--candidate B] [--scheduled T] [--force]\n"
 		"                           planned change of primary, no data loss\n"
+		"  history [--json]         timeline switches: LSN, reason, time, new leader\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -54,6 +55,8 @@ int main(int argc, char **argv)
 		return cli_pause(argc - 1, argv + 1);
 	if (strcmp(cmd, "resume") == 0)
 		return cli_resume(argc - 1, argv + 1);
+	if (strcmp(cmd, "history") == 0)
+		return cli_history(argc - 1, argv + 1);
 	if (strcmp(cmd, "switchover") == 0)
 		return cli_switchover(argc - 1, argv + 1);
 	if (strcmp(cmd, "up") == 0)

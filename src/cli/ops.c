@@ -4,6 +4,7 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 
 #include <curl/curl.h>
 #include <getopt.h>
@@ -367,6 +368,73 @@ int cli_switchover(int argc, char **argv)
 	else
 		(void)cli_print_list(&cfg, false);
 out_cluster:
+	dcs_cluster_free(&cl);
+out:
+	if (etcd)
+		etcd_client_free(etcd);
+	agent_config_free(&cfg);
+	curl_global_cleanup();
+	return rc;
+}
+
+/* pgwarden history: the timeline switches, like patronictl history. */
+int cli_history(int argc, char **argv)
+{
+	struct cli_target t;
+	struct agent_config cfg;
+	struct etcd_client *etcd = NULL;
+	struct dcs d;
+	struct dcs_cluster cl;
+	int rc;
+
+	if (parse_target(argc, argv, "pgwarden history [-c node.ini | --dir DIR] [--json]", &t) < 0)
+		return CLI_EXIT_USAGE;
+	rc = cli_load_config(&t, &cfg);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	cmn_log_set_level(CMN_LOG_ERROR);
+	rc = cli_etcd_connect(&cfg, &etcd);
+	if (rc != CLI_EXIT_OK)
+		goto out;
+	dcs_init(&d, etcd, cfg.namespace, cfg.cluster_name);
+	if (dcs_read(&d, &cl) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
+			cfg.cluster_name, cfg.etcd_endpoints);
+		rc = CLI_EXIT_UNREACHABLE;
+		goto out;
+	}
+	json_object *list = cl.history ? json_tokener_parse(cl.history) : NULL;
+
+	if (!list || !json_object_is_type(list, json_type_array)) {
+		json_object_put(list);
+		list = json_object_new_array();
+	}
+	if (t.json) {
+		printf("%s\n", json_object_to_json_string_ext(list, JSON_C_TO_STRING_PRETTY));
+	} else {
+		printf("+----+------------+------------+----------------------+-----------+\n");
+		printf("| TL |        LSN | Reason     | Timestamp            | New Leader|\n");
+		printf("+----+------------+------------+----------------------+-----------+\n");
+		for (size_t i = 0; i < json_object_array_length(list); i++) {
+			json_object *e = json_object_array_get_idx(list, i);
+			char lsn[32];
+
+			if (!json_object_is_type(e, json_type_array) ||
+			    json_object_array_length(e) < 5)
+				continue;
+			cmn_format_lsn(
+			    (uint64_t)json_object_get_int64(json_object_array_get_idx(e, 1)), lsn,
+			    sizeof(lsn));
+			printf("| %2d | %10s | %-10s | %-20s | %-10s|\n",
+			       json_object_get_int(json_object_array_get_idx(e, 0)), lsn,
+			       json_object_get_string(json_object_array_get_idx(e, 2)),
+			       json_object_get_string(json_object_array_get_idx(e, 3)),
+			       json_object_get_string(json_object_array_get_idx(e, 4)));
+		}
+		printf("+----+------------+------------+----------------------+-----------+\n");
+	}
+	json_object_put(list);
 	dcs_cluster_free(&cl);
 out:
 	if (etcd)

@@ -1,5 +1,6 @@
 """Planned switchover: no committed row lost, the old leader rejoins without pg_rewind;
 and the refusals that leave the cluster untouched."""
+import json
 import subprocess
 import time
 
@@ -33,9 +34,11 @@ def test_switchover_under_load_loses_nothing(cluster):
     assert not missing, "%d committed rows lost" % len(missing)
     history = cluster.api(cand, "/history")[1]
     assert history[-1][0] == tl and history[-1][4] == "node%d" % (cand + 1)
-    # The request was consumed.
-    out = cluster.run("list", "--dir", cluster.dir).stdout
-    assert "node%d" % (cand + 1) in out
+    # pgwarden history shows the same switch.
+    out = cluster.run("history", "--dir", cluster.dir).stdout
+    rows = [l for l in out.splitlines() if l.startswith("| ") and "Reason" not in l]
+    assert rows[-1].split("|")[5].strip() == "node%d" % (cand + 1), out
+    assert json.loads(cluster.run("history", "--dir", cluster.dir, "--json").stdout) == history
 
 
 def test_switchover_refusals_change_nothing(cluster):
