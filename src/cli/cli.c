@@ -2,6 +2,9 @@
 #include "common/config.h"
 #include "common/log.h"
 
+#include <curl/curl.h>
+#include <getopt.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,4 +62,69 @@ int cli_etcd_connect(const struct agent_config *cfg, struct etcd_client **out)
 		return CLI_EXIT_USAGE;
 	}
 	return CLI_EXIT_OK;
+}
+
+int cli_session_open(const struct cli_target *t, struct cli_session *s)
+{
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	rc = cli_load_config(t, &s->cfg);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	cmn_log_set_level(CMN_LOG_ERROR);
+	rc = cli_etcd_connect(&s->cfg, &s->etcd);
+	if (rc == CLI_EXIT_OK) {
+		dcs_init(&s->dcs, s->etcd, s->cfg.namespace, s->cfg.cluster_name);
+		if (dcs_read(&s->dcs, &s->cluster) == PGW_OK)
+			return CLI_EXIT_OK;
+		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
+			s->cfg.cluster_name, s->cfg.etcd_endpoints);
+		rc = CLI_EXIT_UNREACHABLE;
+	}
+	cli_session_close(s);
+	return rc;
+}
+
+void cli_session_close(struct cli_session *s)
+{
+	dcs_cluster_free(&s->cluster);
+	if (s->etcd)
+		etcd_client_free(s->etcd);
+	s->etcd = NULL;
+	agent_config_free(&s->cfg);
+	curl_global_cleanup();
+}
+
+/* -c / --dir / --json, shared by the cluster commands. Returns optind or -1. */
+int cli_parse_target(int argc, char **argv, const char *usage, struct cli_target *t)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"json", no_argument, NULL, 'j'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(t, 0, sizeof(*t));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:j", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			t->config_path = optarg;
+			break;
+		case 'd':
+			t->dir = optarg;
+			break;
+		case 'j':
+			t->json = true;
+			break;
+		default:
+			fprintf(stderr, "usage: %s\n", usage);
+			return -1;
+		}
+	}
+	return optind;
 }

@@ -7,6 +7,7 @@
 #define PGW_CLI_H
 
 #include "agent/agentcfg.h"
+#include "agent/dcs.h"
 #include "common/err.h"
 #include "etcd/etcd.h"
 
@@ -33,6 +34,23 @@ struct cli_target {
 int cli_load_config(const struct cli_target *t, struct agent_config *cfg);
 int cli_etcd_connect(const struct agent_config *cfg, struct etcd_client **out);
 
+/* What a cluster command works with: configuration, etcd, and the cluster as read. */
+struct cli_session {
+	struct agent_config cfg;
+	struct etcd_client *etcd;
+	struct dcs dcs;
+	struct dcs_cluster cluster;
+};
+
+/*
+ * Loads the configuration, connects to etcd and reads the cluster. On failure it
+ * prints why and returns the exit code (nothing to close then).
+ */
+/* Parses -c / --dir / --json; prints usage and returns -1 on anything else. */
+int cli_parse_target(int argc, char **argv, const char *usage, struct cli_target *t);
+int cli_session_open(const struct cli_target *t, struct cli_session *s);
+void cli_session_close(struct cli_session *s);
+
 int cli_list(int argc, char **argv);
 int cli_pause(int argc, char **argv);
 int cli_resume(int argc, char **argv);
@@ -42,7 +60,7 @@ int cli_up(int argc, char **argv);
 int cli_down(int argc, char **argv);
 int cli_status(int argc, char **argv);
 
-/* Prints the cluster table (used by list and up). */
-int cli_print_list(const struct agent_config *cfg, bool json);
+/* Prints the cluster table (used by list, up and switchover). */
+void cli_print_list(const struct cli_session *s, bool json);
 
 #endif

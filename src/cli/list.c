@@ -27,7 +27,7 @@ struct row {
 /* Fills rows from member keys, then live data from each member's REST API. */
 static size_t collect(const struct dcs_cluster *c, struct row *rows, uint64_t *leader_lsn)
 {
-	const char *urls[DCS_MAX_MEMBERS];
+	const char *urls[DCS_MAX_MEMBERS] = {NULL};
 	char url_store[DCS_MAX_MEMBERS][400];
 	struct cmn_buf bodies[DCS_MAX_MEMBERS];
 	long status[DCS_MAX_MEMBERS];
@@ -172,75 +172,36 @@ static void print_json(const struct dcs_cluster *c, const char *cluster, struct 
 	json_object_put(o);
 }
 
-int cli_print_list(const struct agent_config *cfg, bool json)
+void cli_print_list(const struct cli_session *s, bool json)
 {
-	struct etcd_client *etcd;
-	struct dcs d;
-	struct dcs_cluster c;
+	const struct dcs_cluster *c = &s->cluster;
 	struct row rows[DCS_MAX_MEMBERS];
 	uint64_t leader_lsn;
-	int rc = cli_etcd_connect(cfg, &etcd);
-
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	dcs_init(&d, etcd, cfg->namespace, cfg->cluster_name);
-	if (dcs_read(&d, &c) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
-			cfg->cluster_name, cfg->etcd_endpoints);
-		etcd_client_free(etcd);
-		return CLI_EXIT_UNREACHABLE;
-	}
-	size_t n = collect(&c, rows, &leader_lsn);
+	size_t n = collect(c, rows, &leader_lsn);
 
 	qsort(rows, n, sizeof(rows[0]), cmp_rows);
 	if (json) {
-		print_json(&c, cfg->cluster_name, rows, n);
+		print_json(c, s->cfg.cluster_name, rows, n);
 	} else {
-		print_table(cfg->cluster_name, c.sysid, rows, n);
-		if (c.paused)
+		print_table(s->cfg.cluster_name, c->sysid, rows, n);
+		if (c->paused)
 			printf(" Maintenance mode: on\n");
 	}
-	dcs_cluster_free(&c);
-	etcd_client_free(etcd);
-	return CLI_EXIT_OK;
 }
 
 int cli_list(int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"dir", required_argument, NULL, 'd'},
-	    {"json", no_argument, NULL, 'j'},
-	    {NULL, 0, NULL, 0},
-	};
-	struct cli_target t = {0};
-	struct agent_config cfg;
-	int c, rc;
+	struct cli_target t;
+	struct cli_session s;
+	int rc;
 
-	while ((c = getopt_long(argc, argv, "c:d:j", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			t.config_path = optarg;
-			break;
-		case 'd':
-			t.dir = optarg;
-			break;
-		case 'j':
-			t.json = true;
-			break;
-		default:
-			fprintf(stderr,
-				"usage: pgwarden list [-c node.ini | --dir DIR] [--json]\n");
-			return CLI_EXIT_USAGE;
-		}
-	}
-	rc = cli_load_config(&t, &cfg);
+	if (cli_parse_target(argc, argv, "pgwarden list [-c node.ini | --dir DIR] [--json]", &t) <
+	    0)
+		return CLI_EXIT_USAGE;
+	rc = cli_session_open(&t, &s);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	cmn_log_set_level(CMN_LOG_ERROR);
-	rc = cli_print_list(&cfg, t.json);
-	agent_config_free(&cfg);
-	curl_global_cleanup();
-	return rc;
+	cli_print_list(&s, t.json);
+	cli_session_close(&s);
+	return CLI_EXIT_OK;
 }

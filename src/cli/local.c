@@ -661,13 +661,13 @@ int cli_up(int argc, char **argv)
 	       "--dir %s\n\n",
 	       l.dir, l.dir, l.dir);
 	fflush(stdout);
-	struct agent_config cfg;
+	struct cli_session s;
 	struct cli_target t = {.config_path = ini};
 
 	snprintf(ini, sizeof(ini), "%s/node1/node.ini", l.dir);
-	if (cli_load_config(&t, &cfg) == CLI_EXIT_OK) {
-		(void)cli_print_list(&cfg, false);
-		agent_config_free(&cfg);
+	if (cli_session_open(&t, &s) == CLI_EXIT_OK) {
+		cli_print_list(&s, false);
+		cli_session_close(&s);
 	}
 	curl_global_cleanup();
 	if (!ready) {

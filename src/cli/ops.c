@@ -15,72 +15,29 @@
 #include <time.h>
 #include <unistd.h>
 
-/* -c / --dir / --json, shared by the operation commands. Returns optind or -1. */
-static int parse_target(int argc, char **argv, const char *usage, struct cli_target *t)
-{
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"dir", required_argument, NULL, 'd'},
-	    {"json", no_argument, NULL, 'j'},
-	    {NULL, 0, NULL, 0},
-	};
-	int c;
-
-	memset(t, 0, sizeof(*t));
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:d:j", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			t->config_path = optarg;
-			break;
-		case 'd':
-			t->dir = optarg;
-			break;
-		case 'j':
-			t->json = true;
-			break;
-		default:
-			fprintf(stderr, "usage: %s\n", usage);
-			return -1;
-		}
-	}
-	return optind;
-}
-
 static int set_pause(int argc, char **argv, bool pause)
 {
 	struct cli_target t;
-	struct agent_config cfg;
-	struct etcd_client *etcd = NULL;
-	struct dcs d;
+	struct cli_session s;
 	int rc;
 
-	if (parse_target(argc, argv,
-			 pause ? "pgwarden pause [-c node.ini | --dir DIR]"
-			       : "pgwarden resume [-c node.ini | --dir DIR]",
-			 &t) < 0)
+	if (cli_parse_target(argc, argv,
+			     pause ? "pgwarden pause [-c node.ini | --dir DIR]"
+				   : "pgwarden resume [-c node.ini | --dir DIR]",
+			     &t) < 0)
 		return CLI_EXIT_USAGE;
-	rc = cli_load_config(&t, &cfg);
+	rc = cli_session_open(&t, &s);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	cmn_log_set_level(CMN_LOG_ERROR);
-	rc = cli_etcd_connect(&cfg, &etcd);
-	if (rc == CLI_EXIT_OK) {
-		dcs_init(&d, etcd, cfg.namespace, cfg.cluster_name);
-		if (dcs_set_pause(&d, pause) != PGW_OK) {
-			fprintf(stderr,
-				"pgwarden: cannot change the configuration of cluster %s in "
-				"etcd (%s)\n",
-				cfg.cluster_name, cfg.etcd_endpoints);
-			rc = CLI_EXIT_UNREACHABLE;
-		} else {
-			printf("Success: cluster management is %s\n", pause ? "paused" : "resumed");
-		}
-		etcd_client_free(etcd);
+	if (dcs_set_pause(&s.dcs, pause) != PGW_OK) {
+		fprintf(stderr,
+			"pgwarden: cannot change the configuration of cluster %s in etcd (%s)\n",
+			s.cfg.cluster_name, s.cfg.etcd_endpoints);
+		rc = CLI_EXIT_UNREACHABLE;
+	} else {
+		printf("Success: cluster management is %s\n", pause ? "paused" : "resumed");
 	}
-	agent_config_free(&cfg);
-	curl_global_cleanup();
+	cli_session_close(&s);
 	return rc;
 }
 
@@ -197,10 +154,7 @@ int cli_switchover(int argc, char **argv)
 	int64_t at = 0;
 	bool force = false;
 	int timeout_s = 60, c, rc;
-	struct agent_config cfg;
-	struct etcd_client *etcd = NULL;
-	struct dcs d;
-	struct dcs_cluster cl;
+	struct cli_session ses;
 	char why[300];
 
 	optind = 1;
@@ -239,65 +193,57 @@ int cli_switchover(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	rc = cli_load_config(&t, &cfg);
+	rc = cli_session_open(&t, &ses);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	cmn_log_set_level(CMN_LOG_ERROR);
-	rc = cli_etcd_connect(&cfg, &etcd);
-	if (rc != CLI_EXIT_OK)
-		goto out;
-	dcs_init(&d, etcd, cfg.namespace, cfg.cluster_name);
-	if (dcs_read(&d, &cl) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
-			cfg.cluster_name, cfg.etcd_endpoints);
-		rc = CLI_EXIT_UNREACHABLE;
-		goto out;
-	}
+	struct agent_config *cfg = &ses.cfg;
+	struct dcs *d = &ses.dcs;
+	const struct dcs_cluster *cl = &ses.cluster;
+
 	rc = CLI_EXIT_FAILED;
-	if (cl.paused) {
+	if (cl->paused) {
 		fprintf(stderr,
 			"pgwarden: cluster %s is in maintenance mode: 'pgwarden resume' "
 			"first\n",
-			cfg.cluster_name);
+			cfg->cluster_name);
 		goto out_cluster;
 	}
-	if (!cl.has_leader) {
+	if (!cl->has_leader) {
 		fprintf(stderr, "pgwarden: cluster %s has no leader to switch over from\n",
-			cfg.cluster_name);
+			cfg->cluster_name);
 		goto out_cluster;
 	}
-	if (leader_arg && strcmp(leader_arg, cl.leader) != 0) {
-		fprintf(stderr, "pgwarden: %s is not the leader (%s is)\n", leader_arg, cl.leader);
+	if (leader_arg && strcmp(leader_arg, cl->leader) != 0) {
+		fprintf(stderr, "pgwarden: %s is not the leader (%s is)\n", leader_arg, cl->leader);
 		goto out_cluster;
 	}
-	if (cl.has_switchover) {
+	if (cl->has_switchover) {
 		fprintf(stderr, "pgwarden: a switchover is already pending (to %s)\n",
-			cl.switchover_candidate[0] ? cl.switchover_candidate : "any replica");
+			cl->switchover_candidate[0] ? cl->switchover_candidate : "any replica");
 		goto out_cluster;
 	}
 	if (candidate) {
-		const struct dcs_member *m = dcs_find_member(&cl, candidate);
+		const struct dcs_member *m = dcs_find_member(cl, candidate);
 
 		if (!m) {
 			fprintf(stderr, "pgwarden: no member named %s in cluster %s\n", candidate,
-				cfg.cluster_name);
+				cfg->cluster_name);
 			goto out_cluster;
 		}
-		if (strcmp(candidate, cl.leader) == 0) {
+		if (strcmp(candidate, cl->leader) == 0) {
 			fprintf(stderr, "pgwarden: %s is already the leader\n", candidate);
 			goto out_cluster;
 		}
-		if (unfit_candidate(&cfg, m, why, sizeof(why))) {
+		if (unfit_candidate(cfg, m, why, sizeof(why))) {
 			fprintf(stderr, "pgwarden: cannot switch over to %s: %s\n", candidate, why);
 			goto out_cluster;
 		}
 	} else {
 		bool any = false;
 
-		for (size_t i = 0; i < cl.n_members && !any; i++)
-			any = strcmp(cl.members[i].name, cl.leader) != 0 &&
-			      !unfit_candidate(&cfg, &cl.members[i], why, sizeof(why));
+		for (size_t i = 0; i < cl->n_members && !any; i++)
+			any = strcmp(cl->members[i].name, cl->leader) != 0 &&
+			      !unfit_candidate(cfg, &cl->members[i], why, sizeof(why));
 		if (!any) {
 			fprintf(stderr, "pgwarden: no healthy replica to switch over to\n");
 			goto out_cluster;
@@ -311,8 +257,8 @@ int cli_switchover(int argc, char **argv)
 			rc = CLI_EXIT_USAGE;
 			goto out_cluster;
 		}
-		printf("Switch over cluster %s from %s to %s? [y/N] ", cfg.cluster_name, cl.leader,
-		       candidate ? candidate : "the healthiest replica");
+		printf("Switch over cluster %s from %s to %s? [y/N] ", cfg->cluster_name,
+		       cl->leader, candidate ? candidate : "the healthiest replica");
 		fflush(stdout);
 		if (!fgets(answer, sizeof(answer), stdin) ||
 		    (answer[0] != 'y' && answer[0] != 'Y')) {
@@ -323,8 +269,8 @@ int cli_switchover(int argc, char **argv)
 	bool created = false;
 	char old_leader[DCS_NAME_MAX];
 
-	snprintf(old_leader, sizeof(old_leader), "%s", cl.leader);
-	if (dcs_request_switchover(&d, cl.leader, candidate, at, &created) != PGW_OK) {
+	snprintf(old_leader, sizeof(old_leader), "%s", cl->leader);
+	if (dcs_request_switchover(d, cl->leader, candidate, at, &created) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot write the switchover request to etcd\n");
 		rc = CLI_EXIT_UNREACHABLE;
 		goto out_cluster;
@@ -343,7 +289,7 @@ int cli_switchover(int argc, char **argv)
 	while (cmn_now_ms() < deadline) {
 		struct dcs_cluster now;
 
-		if (dcs_read(&d, &now) == PGW_OK) {
+		if (dcs_read(d, &now) == PGW_OK) {
 			const struct dcs_member *m =
 			    now.has_leader ? dcs_find_member(&now, now.leader) : NULL;
 			bool done = m && strcmp(now.leader, old_leader) != 0 &&
@@ -365,15 +311,10 @@ int cli_switchover(int argc, char **argv)
 			"pgwarden: the switchover did not complete within %d s: see 'pgwarden "
 			"list' and the agents' logs\n",
 			timeout_s);
-	else
-		(void)cli_print_list(&cfg, false);
+	else if (dcs_read(d, &ses.cluster) == PGW_OK)
+		cli_print_list(&ses, false);
 out_cluster:
-	dcs_cluster_free(&cl);
-out:
-	if (etcd)
-		etcd_client_free(etcd);
-	agent_config_free(&cfg);
-	curl_global_cleanup();
+	cli_session_close(&ses);
 	return rc;
 }
 
@@ -381,30 +322,16 @@ out:
 int cli_history(int argc, char **argv)
 {
 	struct cli_target t;
-	struct agent_config cfg;
-	struct etcd_client *etcd = NULL;
-	struct dcs d;
-	struct dcs_cluster cl;
+	struct cli_session s;
 	int rc;
 
-	if (parse_target(argc, argv, "pgwarden history [-c node.ini | --dir DIR] [--json]", &t) < 0)
+	if (cli_parse_target(argc, argv, "pgwarden history [-c node.ini | --dir DIR] [--json]",
+			     &t) < 0)
 		return CLI_EXIT_USAGE;
-	rc = cli_load_config(&t, &cfg);
+	rc = cli_session_open(&t, &s);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	cmn_log_set_level(CMN_LOG_ERROR);
-	rc = cli_etcd_connect(&cfg, &etcd);
-	if (rc != CLI_EXIT_OK)
-		goto out;
-	dcs_init(&d, etcd, cfg.namespace, cfg.cluster_name);
-	if (dcs_read(&d, &cl) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
-			cfg.cluster_name, cfg.etcd_endpoints);
-		rc = CLI_EXIT_UNREACHABLE;
-		goto out;
-	}
-	json_object *list = cl.history ? json_tokener_parse(cl.history) : NULL;
+	json_object *list = s.cluster.history ? json_tokener_parse(s.cluster.history) : NULL;
 
 	if (!list || !json_object_is_type(list, json_type_array)) {
 		json_object_put(list);
@@ -435,11 +362,6 @@ int cli_history(int argc, char **argv)
 		printf("+----+------------+------------+----------------------+-----------+\n");
 	}
 	json_object_put(list);
-	dcs_cluster_free(&cl);
-out:
-	if (etcd)
-		etcd_client_free(etcd);
-	agent_config_free(&cfg);
-	curl_global_cleanup();
-	return rc;
+	cli_session_close(&s);
+	return CLI_EXIT_OK;
 }
