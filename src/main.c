@@ -32,6 +32,22 @@ static void usage(FILE *f)
 		PGW_VERSION);
 }
 
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+    {"agent", agent_main},
+    {"fence", agent_fence_main},
+    {"list", cli_list},
+    {"pause", cli_pause},
+    {"resume", cli_resume},
+    {"history", cli_history},
+    {"switchover", cli_switchover},
+    {"up", cli_up},
+    {"down", cli_down},
+    {"status", cli_status},
+};
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
@@ -45,26 +61,9 @@ int main(int argc, char **argv)
 		printf("pgwarden %s\n", PGW_VERSION);
 		return 0;
 	}
-	if (strcmp(cmd, "agent") == 0)
-		return agent_main(argc - 1, argv + 1);
-	if (strcmp(cmd, "fence") == 0)
-		return agent_fence_main(argc - 1, argv + 1);
-	if (strcmp(cmd, "list") == 0)
-		return cli_list(argc - 1, argv + 1);
-	if (strcmp(cmd, "pause") == 0)
-		return cli_pause(argc - 1, argv + 1);
-	if (strcmp(cmd, "resume") == 0)
-		return cli_resume(argc - 1, argv + 1);
-	if (strcmp(cmd, "history") == 0)
-		return cli_history(argc - 1, argv + 1);
-	if (strcmp(cmd, "switchover") == 0)
-		return cli_switchover(argc - 1, argv + 1);
-	if (strcmp(cmd, "up") == 0)
-		return cli_up(argc - 1, argv + 1);
-	if (strcmp(cmd, "down") == 0)
-		return cli_down(argc - 1, argv + 1);
-	if (strcmp(cmd, "status") == 0)
-		return cli_status(argc - 1, argv + 1);
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
 	fprintf(stderr, "pgwarden: unknown command '%s'\n\n", cmd);
 	usage(stderr);
 	return 2;
