@@ -21,6 +21,8 @@ static void usage(FILE *f)
 		"  pause / resume           maintenance mode: no automatic action at all\n"
 		"  switchover [--leader A] [--candidate B] [--scheduled T] [--force]\n"
 		"                           planned change of primary, no data loss\n"
+		"  failover --candidate B [--force]\n"
+		"                           promote B, also when there is no healthy leader\n"
 		"  history [--json]         timeline switches: LSN, reason, time, new leader\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
@@ -43,6 +45,7 @@ static const struct {
     {"resume", cli_resume},
     {"history", cli_history},
     {"switchover", cli_switchover},
+    {"failover", cli_failover},
     {"up", cli_up},
     {"down", cli_down},
     {"status", cli_status},

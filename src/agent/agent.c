@@ -368,7 +368,11 @@ static void job_finished(struct agent *a, int code)
 		return;
 	case JOB_START:
 		if (code != 0)
-			log_error("pg_ctl start failed (exit %d): see the PostgreSQL log", code);
+			log_warning(
+			    "pg_ctl start returned %d: not accepting connections yet (a "
+			    "replica waiting for WAL, or a failed start: see the PostgreSQL "
+			    "log)",
+			    code);
 		return;
 	case JOB_NONE:
 		return;

@@ -55,6 +55,7 @@ int cli_list(int argc, char **argv);
 int cli_pause(int argc, char **argv);
 int cli_resume(int argc, char **argv);
 int cli_switchover(int argc, char **argv);
+int cli_failover(int argc, char **argv);
 int cli_history(int argc, char **argv);
 int cli_up(int argc, char **argv);
 int cli_down(int argc, char **argv);

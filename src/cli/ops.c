@@ -88,7 +88,7 @@ static struct live member_status(const struct dcs_member *m)
 
 /* Why member m cannot take over (NULL: it can). */
 static const char *unfit_candidate(const struct agent_config *cfg, const struct dcs_member *m,
-				   char *why, size_t size)
+				   bool no_leader, char *why, size_t size)
 {
 	struct live l;
 
@@ -101,7 +101,9 @@ static const char *unfit_candidate(const struct agent_config *cfg, const struct 
 		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
 		return why;
 	}
-	if (strcmp(l.role, "replica") != 0 || strcmp(l.state, "streaming") != 0) {
+	/* Without a leader nobody streams: a running replica will do. */
+	if (strcmp(l.role, "replica") != 0 || (strcmp(l.state, "streaming") != 0 &&
+					       !(no_leader && strcmp(l.state, "running") == 0))) {
 		snprintf(why, size, "%s is not a healthy replica (role %s, state %s)", m->name,
 			 l.role, l.state);
 		return why;
@@ -133,7 +135,12 @@ static int64_t parse_when(const char *s)
 	return (int64_t)timegm(&tm);
 }
 
-int cli_switchover(int argc, char **argv)
+/*
+ * switchover: planned, from a healthy leader. failover: to a named candidate, also
+ * when there is no healthy leader (as patronictl). Both write the failover key; the
+ * leader (if any) hands over, the candidate takes the key.
+ */
+static int change_leader(int argc, char **argv, bool failover)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
@@ -146,9 +153,13 @@ int cli_switchover(int argc, char **argv)
 	    {"timeout", required_argument, NULL, 't'},
 	    {NULL, 0, NULL, 0},
 	};
-	const char *usage = "pgwarden switchover [-c node.ini | --dir DIR] [--leader NAME] "
-			    "[--candidate NAME] [--scheduled now|YYYY-MM-DDTHH:MM[:SS]Z] "
-			    "[--force] [--timeout S]";
+	const char *usage =
+	    failover ? "pgwarden failover [-c node.ini | --dir DIR] --candidate NAME [--force] "
+		       "[--timeout S]"
+		     : "pgwarden switchover [-c node.ini | --dir DIR] [--leader NAME] "
+		       "[--candidate NAME] [--scheduled now|YYYY-MM-DDTHH:MM[:SS]Z] "
+		       "[--force] [--timeout S]";
+	const char *what = failover ? "fail over" : "switch over";
 	struct cli_target t = {0};
 	const char *leader_arg = NULL, *candidate = NULL;
 	int64_t at = 0;
@@ -193,6 +204,10 @@ int cli_switchover(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
+	if (failover && !candidate) {
+		fprintf(stderr, "pgwarden: failover needs --candidate\nusage: %s\n", usage);
+		return CLI_EXIT_USAGE;
+	}
 	rc = cli_session_open(&t, &ses);
 	if (rc != CLI_EXIT_OK)
 		return rc;
@@ -208,12 +223,14 @@ int cli_switchover(int argc, char **argv)
 			cfg->cluster_name);
 		goto out_cluster;
 	}
-	if (!cl->has_leader) {
-		fprintf(stderr, "pgwarden: cluster %s has no leader to switch over from\n",
+	if (!cl->has_leader && !failover) {
+		fprintf(stderr,
+			"pgwarden: cluster %s has no leader to switch over from: use 'pgwarden "
+			"failover --candidate NAME'\n",
 			cfg->cluster_name);
 		goto out_cluster;
 	}
-	if (leader_arg && strcmp(leader_arg, cl->leader) != 0) {
+	if (leader_arg && (!cl->has_leader || strcmp(leader_arg, cl->leader) != 0)) {
 		fprintf(stderr, "pgwarden: %s is not the leader (%s is)\n", leader_arg, cl->leader);
 		goto out_cluster;
 	}
@@ -230,12 +247,12 @@ int cli_switchover(int argc, char **argv)
 				cfg->cluster_name);
 			goto out_cluster;
 		}
-		if (strcmp(candidate, cl->leader) == 0) {
+		if (cl->has_leader && strcmp(candidate, cl->leader) == 0) {
 			fprintf(stderr, "pgwarden: %s is already the leader\n", candidate);
 			goto out_cluster;
 		}
-		if (unfit_candidate(cfg, m, why, sizeof(why))) {
-			fprintf(stderr, "pgwarden: cannot switch over to %s: %s\n", candidate, why);
+		if (unfit_candidate(cfg, m, !cl->has_leader, why, sizeof(why))) {
+			fprintf(stderr, "pgwarden: cannot %s to %s: %s\n", what, candidate, why);
 			goto out_cluster;
 		}
 	} else {
@@ -243,7 +260,7 @@ int cli_switchover(int argc, char **argv)
 
 		for (size_t i = 0; i < cl->n_members && !any; i++)
 			any = strcmp(cl->members[i].name, cl->leader) != 0 &&
-			      !unfit_candidate(cfg, &cl->members[i], why, sizeof(why));
+			      !unfit_candidate(cfg, &cl->members[i], false, why, sizeof(why));
 		if (!any) {
 			fprintf(stderr, "pgwarden: no healthy replica to switch over to\n");
 			goto out_cluster;
@@ -253,12 +270,14 @@ int cli_switchover(int argc, char **argv)
 		char answer[16] = "";
 
 		if (!isatty(STDIN_FILENO)) {
-			fprintf(stderr, "pgwarden: not a terminal: add --force to switch over\n");
+			fprintf(stderr, "pgwarden: not a terminal: add --force to %s\n", what);
 			rc = CLI_EXIT_USAGE;
 			goto out_cluster;
 		}
-		printf("Switch over cluster %s from %s to %s? [y/N] ", cfg->cluster_name,
-		       cl->leader, candidate ? candidate : "the healthiest replica");
+		printf("%s cluster %s from %s to %s? [y/N] ",
+		       failover ? "Fail over" : "Switch over", cfg->cluster_name,
+		       cl->has_leader ? cl->leader : "(no leader)",
+		       candidate ? candidate : "the healthiest replica");
 		fflush(stdout);
 		if (!fgets(answer, sizeof(answer), stdin) ||
 		    (answer[0] != 'y' && answer[0] != 'Y')) {
@@ -269,8 +288,8 @@ int cli_switchover(int argc, char **argv)
 	bool created = false;
 	char old_leader[DCS_NAME_MAX];
 
-	snprintf(old_leader, sizeof(old_leader), "%s", cl->leader);
-	if (dcs_request_switchover(d, cl->leader, candidate, at, &created) != PGW_OK) {
+	snprintf(old_leader, sizeof(old_leader), "%s", cl->has_leader ? cl->leader : "");
+	if (dcs_request_switchover(d, old_leader, candidate, at, &created) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot write the switchover request to etcd\n");
 		rc = CLI_EXIT_UNREACHABLE;
 		goto out_cluster;
@@ -297,7 +316,8 @@ int cli_switchover(int argc, char **argv)
 				    strcmp(member_status(m).role, "primary") == 0;
 
 			if (done) {
-				printf("Successfully switched over to %s\n", now.leader);
+				printf("Successfully %s to %s\n",
+				       failover ? "failed over" : "switched over", now.leader);
 				dcs_cluster_free(&now);
 				rc = CLI_EXIT_OK;
 				break;
@@ -308,14 +328,27 @@ int cli_switchover(int argc, char **argv)
 	}
 	if (rc != CLI_EXIT_OK)
 		fprintf(stderr,
-			"pgwarden: the switchover did not complete within %d s: see 'pgwarden "
-			"list' and the agents' logs\n",
-			timeout_s);
-	else if (dcs_read(d, &ses.cluster) == PGW_OK)
-		cli_print_list(&ses, false);
+			"pgwarden: the %s did not complete within %d s: see 'pgwarden list' and "
+			"the agents' logs\n",
+			failover ? "failover" : "switchover", timeout_s);
+	else {
+		dcs_cluster_free(&ses.cluster);
+		if (dcs_read(d, &ses.cluster) == PGW_OK)
+			cli_print_list(&ses, false);
+	}
 out_cluster:
 	cli_session_close(&ses);
 	return rc;
+}
+
+int cli_switchover(int argc, char **argv)
+{
+	return change_leader(argc, argv, false);
+}
+
+int cli_failover(int argc, char **argv)
+{
+	return change_leader(argc, argv, true);
 }
 
 /* pgwarden history: the timeline switches, like patronictl history. */

@@ -66,3 +66,24 @@ def test_switchover_refusals_change_nothing(cluster):
     cluster.run("resume", "--dir", cluster.dir)
     assert cluster.leader() == leader
     assert cluster.writable_nodes() == [leader]
+
+
+def test_failover_to_named_candidate(cluster):
+    """failover --candidate works with a healthy leader and right after losing it."""
+    leader = cluster.leader()
+    cand = (leader + 1) % cluster.N
+    out = cluster.run("failover", "--dir", cluster.dir, "--candidate", "node%d" % (cand + 1),
+                      "--force").stdout
+    assert "Successfully failed over to node%d" % (cand + 1) in out
+    assert cluster.wait_healthy() == cand
+    # The leader's host dies; the operator names the member to promote at once.
+    other = (cand + 1) % cluster.N
+    cluster.kill_host(cand)
+    out = cluster.run("failover", "--dir", cluster.dir, "--candidate", "node%d" % (other + 1),
+                      "--force", "--timeout", "60").stdout
+    assert "Successfully failed over to node%d" % (other + 1) in out
+    wait_for("node%d writable" % (other + 1), lambda: cluster.writable_nodes() == [other], 20)
+    cluster.up()
+    assert cluster.wait_healthy() == other
+    proc = cluster.run("failover", "--dir", cluster.dir, "--force", check=False)
+    assert proc.returncode == 2 and "--candidate" in proc.stderr
