@@ -100,8 +100,9 @@ static bool switchover_holds_us(const struct ha_input *in)
 
 	if (!c->has_switchover)
 		return false;
+	/* The old leader yields longest, but not for ever (a candidate that died). */
 	if (c->switchover_leader[0] && strcmp(c->switchover_leader, in->me) == 0)
-		return true;
+		return in->switchover_waiting_ms < 4 * in->switchover_grace_ms;
 	return c->switchover_candidate[0] && strcmp(c->switchover_candidate, in->me) != 0 &&
 	       in->switchover_waiting_ms < in->switchover_grace_ms;
 }

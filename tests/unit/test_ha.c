@@ -777,11 +777,14 @@ static void test_switchover_rules(void **state)
 	f->in.switchover_waiting_ms = 0;
 	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "%s", ME);
 	assert_action(f, HA_RACE, "");
-	/* the old leader never races for its own switchover */
+	/* the old leader does not race for its own switchover... */
 	snprintf(f->c.switchover_leader, sizeof(f->c.switchover_leader), "%s", ME);
 	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "node3");
-	f->in.switchover_waiting_ms = 60000;
+	f->in.switchover_waiting_ms = 20000;
 	assert_action(f, HA_WAIT, "");
+	/* ...unless the candidate never took over */
+	f->in.switchover_waiting_ms = 40000;
+	assert_action(f, HA_RACE, "");
 }
 
 /* A cleanly stopped old leader whose data ends before the new timeline: no rewind. */
