@@ -840,21 +840,14 @@ static void do_race(struct agent *a)
 	}
 	cmn_http_get_many(urls, n, AGENT_PEER_TIMEOUT_MS, bodies, status);
 	for (size_t i = 0; i < n; i++) {
-		json_object *o =
-		    status[i] == 200 && bodies[i].data ? json_tokener_parse(bodies[i].data) : NULL;
-		json_object *v;
+		struct api_member_status st;
 
-		if (o) {
+		if (status[i] == 200 && api_parse_status(bodies[i].data, &st)) {
 			peers[i].reachable = true;
-			if (json_object_object_get_ex(o, "role", &v))
-				peers[i].is_primary =
-				    strcmp(json_object_get_string(v), "primary") == 0;
-			if (json_object_object_get_ex(o, "lsn", &v))
-				peers[i].lsn = (uint64_t)json_object_get_int64(v);
-			if (json_object_object_get_ex(o, "timeline", &v))
-				peers[i].timeline = json_object_get_int(v);
+			peers[i].is_primary = strcmp(st.role, "primary") == 0;
+			peers[i].lsn = st.lsn;
+			peers[i].timeline = st.timeline;
 		}
-		json_object_put(o);
 		cmn_buf_free(&bodies[i]);
 	}
 	struct ha_input in = {.me = a->cfg.member_name, .pg = &a->probe};

@@ -1,3 +1,4 @@
+#include "agent/api.h"
 #include "agent/dcs.h"
 #include "cli/cli.h"
 #include "common/http.h"
@@ -54,26 +55,20 @@ static size_t collect(const struct dcs_cluster *c, struct row *rows, uint64_t *l
 	}
 	cmn_http_get_many(urls, n, 1500, bodies, status);
 	for (size_t i = 0; i < n; i++) {
-		json_object *o =
-		    status[i] == 200 && bodies[i].data ? json_tokener_parse(bodies[i].data) : NULL;
-		json_object *v;
+		struct api_member_status st;
 		struct row *r = &rows[i];
 
-		if (o) {
+		if (status[i] == 200 && api_parse_status(bodies[i].data, &st)) {
 			r->live = true;
-			if (json_object_object_get_ex(o, "state", &v))
-				snprintf(r->state, sizeof(r->state), "%s",
-					 json_object_get_string(v));
-			if (json_object_object_get_ex(o, "timeline", &v) && json_object_get_int(v))
-				snprintf(r->tl, sizeof(r->tl), "%d", json_object_get_int(v));
-			if (json_object_object_get_ex(o, "lsn", &v))
-				r->lsn = (uint64_t)json_object_get_int64(v);
-			if (json_object_object_get_ex(o, "role", &v))
-				r->in_recovery = strcmp(json_object_get_string(v), "primary") != 0;
+			if (st.state[0])
+				snprintf(r->state, sizeof(r->state), "%s", st.state);
+			if (st.timeline)
+				snprintf(r->tl, sizeof(r->tl), "%d", st.timeline);
+			r->lsn = st.lsn;
+			r->in_recovery = strcmp(st.role, "primary") != 0;
 			if (strcmp(r->role, "Leader") == 0 && !r->in_recovery && r->lsn)
 				*leader_lsn = r->lsn;
 		}
-		json_object_put(o);
 		cmn_buf_free(&bodies[i]);
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -1,4 +1,5 @@
 /* Cluster operations that change what the agents do: pause, resume, switchover. */
+#include "agent/api.h"
 #include "agent/dcs.h"
 #include "cli/cli.h"
 #include "common/http.h"
@@ -51,12 +52,10 @@ int cli_resume(int argc, char **argv)
 	return set_pause(argc, argv, false);
 }
 
-/* Live /status of a member: role, state, lag (bytes behind the leader). */
+/* Live /status of a member; ok false when it did not answer. */
 struct live {
 	bool ok;
-	char role[16];
-	char state[32];
-	int64_t lag;
+	struct api_member_status st;
 };
 
 static struct live member_status(const struct dcs_member *m)
@@ -67,21 +66,8 @@ static struct live member_status(const struct dcs_member *m)
 	long code = 0;
 
 	snprintf(url, sizeof(url), "%s/status", m->api_url);
-	if (cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
-	    b.data) {
-		json_object *o = json_tokener_parse(b.data), *v;
-
-		if (o) {
-			l.ok = true;
-			if (json_object_object_get_ex(o, "role", &v))
-				snprintf(l.role, sizeof(l.role), "%s", json_object_get_string(v));
-			if (json_object_object_get_ex(o, "state", &v))
-				snprintf(l.state, sizeof(l.state), "%s", json_object_get_string(v));
-			if (json_object_object_get_ex(o, "lag", &v))
-				l.lag = json_object_get_int64(v);
-		}
-		json_object_put(o);
-	}
+	l.ok = cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
+	       api_parse_status(b.data, &l.st);
 	cmn_buf_free(&b);
 	return l;
 }
@@ -102,15 +88,16 @@ static const char *unfit_candidate(const struct agent_config *cfg, const struct 
 		return why;
 	}
 	/* Without a leader nobody streams: a running replica will do. */
-	if (strcmp(l.role, "replica") != 0 || (strcmp(l.state, "streaming") != 0 &&
-					       !(no_leader && strcmp(l.state, "running") == 0))) {
+	if (strcmp(l.st.role, "replica") != 0 ||
+	    (strcmp(l.st.state, "streaming") != 0 &&
+	     !(no_leader && strcmp(l.st.state, "running") == 0))) {
 		snprintf(why, size, "%s is not a healthy replica (role %s, state %s)", m->name,
-			 l.role, l.state);
+			 l.st.role, l.st.state);
 		return why;
 	}
-	if (l.lag > cfg->maximum_lag_on_failover) {
+	if (l.st.lag > cfg->maximum_lag_on_failover) {
 		snprintf(why, size, "%s lags %lld bytes behind, more than maximum_lag_on_failover",
-			 m->name, (long long)l.lag);
+			 m->name, (long long)l.st.lag);
 		return why;
 	}
 	return NULL;
@@ -313,7 +300,7 @@ static int change_leader(int argc, char **argv, bool failover)
 			    now.has_leader ? dcs_find_member(&now, now.leader) : NULL;
 			bool done = m && strcmp(now.leader, old_leader) != 0 &&
 				    (!candidate || strcmp(now.leader, candidate) == 0) &&
-				    strcmp(member_status(m).role, "primary") == 0;
+				    strcmp(member_status(m).st.role, "primary") == 0;
 
 			if (done) {
 				printf("Successfully %s to %s\n",
