@@ -5,6 +5,8 @@
     leader_info()        (leader name, timeline, number of /history entries) or None
     kill(i)              SIGKILL member i's agent + postmaster (+ their children)
     restart(i)           start member i's agent again
+    switchover(l, c, t)  planned switchover from member l to member c with the
+                         system's own CLI (--force); (exit code, output)
     stop()               stop everything this object started
     dsn / uri            multi-host read-write connection strings
     etcd_ports           client ports of the cluster's own 3-member etcd
@@ -142,6 +144,18 @@ class PgwardenCluster:
         # `pgwarden up` starts only what is not running and waits for the cluster
         # to be ready (REST polling with a deadline); we check again ourselves.
         return self._up(self.rejoin_timeout, os.path.join(self.dir, "up.log"))
+
+    def switchover(self, leader, candidate, timeout):
+        """`pgwarden switchover --force`: writes the request to etcd and waits
+        (at most `timeout` s) until the candidate leads as a primary."""
+        cmd = [self.binary, "switchover", "--dir", self.dir, "--leader", self.names[leader],
+               "--candidate", self.names[candidate], "--force", "--timeout", str(int(timeout))]
+        try:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=timeout + 30)
+            return r.returncode, (r.stdout + r.stderr).strip()
+        except subprocess.TimeoutExpired:
+            return None, "timed out after %.0f s" % (timeout + 30)
 
     def member_logs(self):
         return {n: os.path.join(self.dir, n, "agent.log") for n in self.names}
@@ -367,6 +381,23 @@ class PatroniCluster:
     def restart(self, i):
         self.spawn(i)
         return 0
+
+    def switchover(self, leader, candidate, timeout):
+        """`patronictl switchover --force`: POSTs /switchover to the leader's REST
+        API, which writes the failover key, wakes the HA loop and polls the
+        result for max(10, loop_wait) x 2 s. patronictl has no timeout of its
+        own, hence the one of the subprocess."""
+        cmd = ["/usr/bin/patronictl", "-c", os.path.join(self.node_dir(leader), "patroni.yml"),
+               "switchover", "--leader", self.names[leader], "--candidate",
+               self.names[candidate], "--force"]
+        env = {"PATH": "/usr/bin:/bin", "HOME": self.base, "LC_ALL": "C.UTF-8",
+               "LANG": "C.UTF-8"}
+        try:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               timeout=timeout, env=env)
+            return r.returncode, (r.stdout + r.stderr).strip()
+        except subprocess.TimeoutExpired:
+            return None, "timed out after %.0f s" % timeout
 
     def member_logs(self):
         return {n: os.path.join(self.node_dir(i), "patroni.log") for i, n in enumerate(self.names)}

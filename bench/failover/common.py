@@ -174,16 +174,24 @@ def tail(path, n=30):
 # ---------------------------------------------------------------- writer client
 
 class Writer(threading.Thread):
-    """A tiny INSERT every 50 ms over a multi-host read-write connection string,
-    reconnecting on any error (connect_timeout=1). Records the time of every
-    successful commit (autocommit: one INSERT = one transaction)."""
+    """A tiny INSERT every `interval` seconds (50 ms unless told) over a
+    multi-host read-write connection string, reconnecting on any error
+    (connect_timeout=1) at the next tick. Records the time of every successful
+    commit (autocommit: one INSERT = one transaction), the id of the row it
+    committed and the port of the server that acknowledged it, and the time of
+    every error."""
 
     def __init__(self, dsn, interval=0.05):
         super().__init__(daemon=True)
         self.dsn = dsn
         self.interval = interval
+        # appended in this order, so ids and ports are never shorter than commits:
+        # a reader takes n = len(commits) and uses the first n of each
+        self.ids = []      # id of each committed row
+        self.ports = []    # server port of each commit
         self.commits = []  # monotonic times of successful commits
         self.errors = 0
+        self.error_times = []
         self.last_error = ""
         self.run_id = 0
         self._halt = threading.Event()
@@ -194,17 +202,24 @@ class Writer(threading.Thread):
 
     def run(self):
         conn = None
+        port = None
         tick = now()
         while not self._halt.is_set():
             try:
                 if conn is None:
                     conn = psycopg2.connect(self.dsn)
                     conn.autocommit = True
+                    port = conn.info.port
                 with conn.cursor() as cur:
-                    cur.execute("INSERT INTO bench_failover(run) VALUES (%s)", (self.run_id,))
+                    cur.execute("INSERT INTO bench_failover(run) VALUES (%s) RETURNING id",
+                                (self.run_id,))
+                    row_id = cur.fetchone()[0]
+                self.ids.append(row_id)
+                self.ports.append(port)
                 self.commits.append(now())
             except Exception as e:  # any error: drop the connection, retry next tick
                 self.errors += 1
+                self.error_times.append(now())
                 self.last_error = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
                 if conn is not None:
                     try:
@@ -214,7 +229,7 @@ class Writer(threading.Thread):
                 conn = None
             tick += self.interval
             t = now()
-            if tick < t:  # fell behind (outage): next attempt on the next 50 ms tick
+            if tick < t:  # fell behind (outage): next attempt on the next tick
                 tick = t + self.interval - ((t - tick) % self.interval)
             time.sleep(max(0.0, tick - t))
         if conn is not None:
@@ -242,6 +257,15 @@ class Writer(threading.Thread):
         return max(b - a for a, b in zip(window, window[1:]))
 
 
+    def errors_between(self, t0, t1):
+        return sum(1 for t in list(self.error_times) if t0 <= t <= t1)
+
+    def committed_ids(self):
+        """Ids of every row whose commit was acknowledged so far."""
+        n = len(self.commits)
+        return self.ids[:n]
+
+
 def create_writer_table(dsn):
     def attempt():
         try:
@@ -265,6 +289,29 @@ def multihost_dsn(ports, password, extra=""):
             "options='-c statement_timeout=10s' %s" % (
                 ",".join("127.0.0.1" for _ in ports),
                 ",".join(str(p) for p in ports), password, extra)).strip()
+
+
+def single_dsn(port, password):
+    return ("host=127.0.0.1 port=%d dbname=postgres user=postgres password=%s "
+            "connect_timeout=2 options='-c statement_timeout=30s'" % (port, password))
+
+
+def missing_rows(port, password, ids):
+    """Which of `ids` are not in bench_failover on the server at `port`.
+    Returns a sorted list, or None when the server cannot be queried."""
+    try:
+        conn = psycopg2.connect(single_dsn(port, password))
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT x FROM unnest(%s::bigint[]) AS x "
+                            "WHERE NOT EXISTS (SELECT 1 FROM bench_failover b WHERE b.id = x)",
+                            (list(ids),))
+                return sorted(r[0] for r in cur.fetchall())
+        finally:
+            conn.close()
+    except Exception as e:
+        log("cannot check rows on :%d: %s" % (port, str(e).strip()))
+        return None
 
 
 def multihost_uri(ports):
