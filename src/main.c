@@ -24,6 +24,9 @@ static void usage(FILE *f)
 		"  failover --candidate B [--force]\n"
 		"                           promote B, also when there is no healthy leader\n"
 		"  history [--json]         timeline switches: LSN, reason, time, new leader\n"
+		"  show-config              the dynamic configuration kept in etcd\n"
+		"  edit-config [--set K=V] [--pg NAME=V] [--apply FILE] [--force]\n"
+		"                           change it (checked first; agents apply it at once)\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -44,6 +47,8 @@ static const struct {
     {"pause", cli_pause},
     {"resume", cli_resume},
     {"history", cli_history},
+    {"show-config", cli_show_config},
+    {"edit-config", cli_edit_config},
     {"switchover", cli_switchover},
     {"failover", cli_failover},
     {"up", cli_up},

@@ -3,6 +3,7 @@
 #include "agent/api.h"
 #include "agent/dcs.h"
 #include "agent/defaults.h"
+#include "agent/dyncfg.h"
 #include "agent/fence.h"
 #include "agent/ha.h"
 #include "agent/pgconf.h"
@@ -95,6 +96,17 @@ struct agent {
 	int64_t published_status_ms;
 
 	bool fence_armed;
+
+	/* The dynamic configuration (etcd config key) as applied, and the node's own values. */
+	int64_t dyn_revision; /* config key mod_revision applied (-1: none yet) */
+	int node_ttl_ms, node_loop_wait_ms, node_retry_timeout_ms;
+	int64_t node_max_lag;
+	bool sync_mode, sync_strict;
+	int sync_count;
+	bool conf_dirty;	   /* parameters changed: rewrite postgresql.conf and reload */
+	int lease_ttl_ms;	   /* the TTL our lease was granted with */
+	int64_t sync_changed_ms;   /* synchronous_standby_names last changed (leader) */
+	uint64_t sync_confirm_lsn; /* joining standbys must have flushed this far */
 
 	enum ha_action last_action;
 	char last_reason[256];
@@ -251,6 +263,9 @@ static int write_standby_config(struct agent *a, const char *host, int port)
 {
 	struct pgconf_upstream up = {.host = host && *host ? host : NULL, .port = port};
 
+	/* Ignored by a standby; what a promoted one starts with (strict: no write yet). */
+	snprintf(a->cfg.synchronous_standby_names, sizeof(a->cfg.synchronous_standby_names), "%s",
+		 a->sync_mode && a->sync_strict ? "*" : "");
 	if (pgconf_write_conf(&a->cfg, &up) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, true) != PGW_OK)
 		return PGW_ERR;
@@ -405,6 +420,17 @@ static bool lease_maintain(struct agent *a, bool force)
 	int ttl = 0;
 	int rc;
 
+	if (a->lease_id && a->lease_ttl_ms != a->cfg.ttl_ms) {
+		/* ttl changed: a new lease; the leader key moves over in read_cluster. */
+		int64_t old = a->lease_id;
+
+		log_info("ttl is now %d ms: granting a new lease", a->cfg.ttl_ms);
+		a->lease_id = 0;
+		if (lease_maintain(a, true) && !holds_leader(a) &&
+		    etcd_lease_revoke(a->etcd, old) != PGW_OK)
+			log_debug("could not revoke the old lease");
+		return a->lease_id != 0;
+	}
 	if (a->lease_id && !force) {
 		if (sent - a->last_renew_try_ms < a->cfg.loop_wait_ms - 100)
 			return false; /* a job makes the loop tick faster: not the keepalives */
@@ -437,6 +463,7 @@ static bool lease_maintain(struct agent *a, bool force)
 	}
 	a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
 	a->last_renew_ok_ms = sent;
+	a->lease_ttl_ms = a->cfg.ttl_ms;
 	free(a->published_member);
 	a->published_member = NULL; /* re-put the member key on the new lease */
 	return true;
@@ -509,6 +536,7 @@ static void fill_member(const struct agent *a, struct dcs_member *m)
 	m->timeline =
 	    a->probe.timeline ? a->probe.timeline : (a->cd_valid ? a->cd.checkpoint_tli : 0);
 	snprintf(m->tags_json, sizeof(m->tags_json), "%s", tags ? tags : "{}");
+	m->pending_restart = a->probe.accepting && a->probe.pending_restart;
 	free(tags);
 }
 
@@ -587,6 +615,11 @@ static char *render_status(struct agent *a)
 	else
 		json_object_object_add(o, "lag", json_object_new_int64(0));
 	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
+	if (p->accepting && p->pending_restart)
+		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));
+	if (a->cfg.synchronous_standby_names[0] && leader)
+		json_object_object_add(o, "synchronous_standby_names",
+				       json_object_new_string(a->cfg.synchronous_standby_names));
 	json_object_object_add(o, "pause", json_object_new_boolean(a->dcs_ok && a->cluster.paused));
 	json_object_object_add(
 	    o, "cluster_leader",
@@ -746,7 +779,8 @@ static void finish_bootstrap(struct agent *a)
 		bootstrap_failed(a, "cannot read the system identifier");
 		return;
 	}
-	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, &won) != PGW_OK || !won) {
+	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, -1, &won) != PGW_OK ||
+	    !won) {
 		bootstrap_failed(a, "cannot take the leader key");
 		return;
 	}
@@ -833,7 +867,10 @@ static void do_race(struct agent *a)
 			continue;
 		memset(&peers[n], 0, sizeof(peers[n]));
 		snprintf(peers[n].name, sizeof(peers[n].name), "%s", m->name);
-		peers[n].nofailover = m->nofailover;
+		/* Synchronous mode: members outside the set cannot take over, they don't count. */
+		peers[n].nofailover =
+		    m->nofailover || (a->cluster.has_sync && !dcs_sync_has(&a->cluster, m->name) &&
+				      strcmp(a->cluster.sync_leader, m->name) != 0);
 		snprintf(url_store[n], sizeof(url_store[n]), "%s/status", m->api_url);
 		urls[n] = url_store[n];
 		n++;
@@ -868,7 +905,9 @@ static void do_race(struct agent *a)
 	}
 	if (!lease_maintain(a, true)) /* the leader key starts with a full lease */
 		return;
-	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id, &won) != PGW_OK)
+	/* Compared with the sync key we decided on: a newer one may not list us. */
+	if (dcs_acquire_leader(&a->dcs, a->cfg.member_name, a->lease_id,
+			       a->cluster.sync_mod_revision, &won) != PGW_OK)
 		return;
 	if (!won) {
 		log_info("another member took the leader key first");
@@ -896,6 +935,309 @@ static void do_demote(struct agent *a, const char *why)
 	a->configured_upstream[0] = '?';
 	a->configured_upstream[1] = '\0';
 	pgctl_close(&a->pg);
+}
+
+/* ---- dynamic configuration and synchronous replication ---- */
+
+static bool kvlist_equal(const struct cmn_kvlist *x, const struct cmn_kvlist *y)
+{
+	if (x->n != y->n)
+		return false;
+	for (size_t i = 0; i < x->n; i++) {
+		const char *v = cmn_kvlist_get(y, x->items[i].key);
+
+		if (!v || strcmp(v, x->items[i].value) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Rewrites postgresql.conf for the role it has now and reloads a running server. */
+static int rewrite_conf_and_reload(struct agent *a)
+{
+	struct pgconf_upstream up = {0};
+	char host[256];
+	int port = 0;
+
+	if (pgconf_has_standby_signal(&a->cfg) && a->configured_upstream[0] &&
+	    a->configured_upstream[0] != '?' &&
+	    cmn_split_hostport(a->configured_upstream, host, sizeof(host), &port) == PGW_OK) {
+		up.host = host;
+		up.port = port;
+	}
+	if (pgconf_write_conf(&a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL) != PGW_OK)
+		return PGW_ERR;
+	if (!a->probe.postmaster_pid)
+		return PGW_OK;
+	return pgctl_reload(&a->pg);
+}
+
+/*
+ * Applies the config key when it changed: timing, maximum lag, synchronous mode
+ * and PostgreSQL parameters (written to postgresql.conf and reloaded by the loop).
+ * An invalid document is ignored as a whole, with an error in the log.
+ */
+static void apply_dynamic_config(struct agent *a)
+{
+	struct dyncfg d;
+	char err[512];
+
+	if (a->cluster.config_mod_revision == a->dyn_revision)
+		return;
+	a->dyn_revision = a->cluster.config_mod_revision;
+	if (dyncfg_parse(a->cluster.config, &d, err, sizeof(err)) != PGW_OK) {
+		log_error("ignoring the dynamic configuration in etcd: %s", err);
+		return;
+	}
+	int ttl = d.ttl_ms ? d.ttl_ms : a->node_ttl_ms;
+	int lw = d.loop_wait_ms ? d.loop_wait_ms : a->node_loop_wait_ms;
+	int rt = d.retry_timeout_ms ? d.retry_timeout_ms : a->node_retry_timeout_ms;
+
+	if (agent_config_check_timing(ttl, lw, rt, err, sizeof(err)) != PGW_OK) {
+		log_error("ignoring the timing of the dynamic configuration: %s", err);
+		ttl = a->node_ttl_ms;
+		lw = a->node_loop_wait_ms;
+		rt = a->node_retry_timeout_ms;
+	}
+	if (ttl != a->cfg.ttl_ms || lw != a->cfg.loop_wait_ms || rt != a->cfg.retry_timeout_ms)
+		log_info("timing now: ttl %d ms, loop_wait %d ms, retry_timeout %d ms", ttl, lw,
+			 rt);
+	if (rt != a->cfg.retry_timeout_ms)
+		etcd_client_set_timeout(a->etcd, rt);
+	a->cfg.ttl_ms = ttl;
+	a->cfg.loop_wait_ms = lw;
+	a->cfg.retry_timeout_ms = rt;
+	a->cfg.maximum_lag_on_failover = d.maximum_lag >= 0 ? d.maximum_lag : a->node_max_lag;
+	if (d.sync_mode != a->sync_mode || d.sync_strict != a->sync_strict ||
+	    d.sync_count != a->sync_count)
+		log_info("synchronous_mode %s%s, synchronous_node_count %d",
+			 d.sync_mode ? "on" : "off", d.sync_strict ? " (strict)" : "",
+			 d.sync_count);
+	a->sync_mode = d.sync_mode;
+	a->sync_strict = d.sync_strict;
+	a->sync_count = d.sync_count;
+	if (!holds_leader(a)) {
+		const char *want = a->sync_mode && a->sync_strict ? "*" : "";
+
+		if (strcmp(a->cfg.synchronous_standby_names, want) != 0) {
+			snprintf(a->cfg.synchronous_standby_names,
+				 sizeof(a->cfg.synchronous_standby_names), "%s", want);
+			a->conf_dirty = true;
+		}
+	}
+	if (!kvlist_equal(&a->cfg.dyn_parameters, &d.parameters)) {
+		cmn_kvlist_free(&a->cfg.dyn_parameters);
+		a->cfg.dyn_parameters = d.parameters;
+		memset(&d.parameters, 0, sizeof(d.parameters));
+		a->conf_dirty = true;
+		log_info("PostgreSQL parameters of the dynamic configuration changed");
+	}
+	dyncfg_free(&d);
+}
+
+/* After the HA action: new parameters reach a running server by a reload. */
+static void apply_conf_change(struct agent *a)
+{
+	if (!a->conf_dirty || a->job.kind != JOB_NONE)
+		return;
+	if (!a->probe.data_valid) {
+		a->conf_dirty = false;
+		return;
+	}
+	if (rewrite_conf_and_reload(a) == PGW_OK) {
+		if (a->probe.postmaster_pid)
+			log_info("postgresql.conf rewritten and reloaded");
+		a->conf_dirty = false;
+	}
+}
+
+/* One line of pg_stat_replication as manage_sync needs it. */
+struct walsender {
+	char name[DCS_NAME_MAX];
+	bool streaming;
+	uint64_t flush;
+};
+
+static int write_sync(struct agent *a, const char *set)
+{
+	bool ok = false;
+
+	if (dcs_write_sync(&a->dcs, a->cfg.member_name, set, a->cluster.sync_mod_revision, &ok) !=
+	    PGW_OK)
+		return PGW_ERR;
+	a->last_full_read_ms = 0; /* see our own write next loop */
+	if (!ok)
+		return PGW_ERR;
+	log_info("synchronous set recorded in etcd: [%s]", set);
+	a->cluster.has_sync = true;
+	snprintf(a->cluster.sync_leader, sizeof(a->cluster.sync_leader), "%s", a->cfg.member_name);
+	snprintf(a->cluster.sync_standby, sizeof(a->cluster.sync_standby), "%s", set);
+	return PGW_OK;
+}
+
+static void set_ssn(struct agent *a, const char *ssn)
+{
+	snprintf(a->cfg.synchronous_standby_names, sizeof(a->cfg.synchronous_standby_names), "%s",
+		 ssn);
+	if (rewrite_conf_and_reload(a) != PGW_OK) {
+		log_warning("could not apply synchronous_standby_names = '%s'", ssn);
+		a->conf_dirty = true;
+		return;
+	}
+	log_info("synchronous_standby_names = '%s'", ssn);
+	a->sync_changed_ms = cmn_now_ms();
+	a->sync_confirm_lsn = 0;
+}
+
+/*
+ * Synchronous replication, on the leader. Invariant: every member listed in the
+ * sync key has every commit acknowledged to a client, so any of them may take
+ * over without losing one. Hence the order of steps, one per loop:
+ *   1. the key names us as leader (a new leader first empties it);
+ *   2. a standby leaves the key before synchronous_standby_names stops waiting
+ *      for it;
+ *   3. synchronous_standby_names waits for all of the wanted standbys
+ *      ("FIRST n (all n)"), or for any standby in strict mode when none is;
+ *   4. a standby joins the key only after commits wait for it and it has flushed
+ *      everything written before that.
+ */
+static void manage_sync(struct agent *a)
+{
+	const struct dcs_cluster *c = &a->cluster;
+	const char *me = a->cfg.member_name;
+	struct walsender ws[DCS_MAX_MEMBERS];
+	size_t n_ws = 0;
+	uint64_t flushed = 0;
+	char *rows;
+
+	if (!a->sync_mode) {
+		if (a->cfg.synchronous_standby_names[0])
+			set_ssn(a, "");
+		else if (c->has_sync) {
+			char key[600];
+
+			dcs_key(&a->dcs, "sync", key, sizeof(key));
+			if (etcd_delete(a->etcd, key, NULL, NULL) == PGW_OK)
+				log_info("synchronous mode off: sync key removed");
+			a->last_full_read_ms = 0;
+		}
+		return;
+	}
+	if (!c->has_sync || strcmp(c->sync_leader, me) != 0) {
+		(void)write_sync(a, "");
+		return;
+	}
+	rows = pgctl_query_value(
+	    &a->pg, "SELECT current_setting('synchronous_standby_names') || E'\\n' ||"
+		    " pg_current_wal_flush_lsn()::text || coalesce((SELECT string_agg(E'\\n' ||"
+		    " application_name || ' ' || state || ' ' || coalesce(flush_lsn, '0/0')::text,"
+		    " '') FROM pg_stat_replication), '')");
+	if (!rows)
+		return;
+	char *save = NULL, *line = strtok_r(rows, "\n", &save);
+	bool ssn_live = line && strcmp(line, a->cfg.synchronous_standby_names) == 0;
+
+	line = line ? strtok_r(NULL, "\n", &save) : NULL;
+	if (!line || cmn_parse_lsn(line, &flushed) != PGW_OK) {
+		free(rows);
+		return;
+	}
+	while ((line = strtok_r(NULL, "\n", &save)) && n_ws < DCS_MAX_MEMBERS) {
+		char name[DCS_NAME_MAX], state[32], lsn[32];
+
+		if (sscanf(line, "%63s %31s %31s", name, state, lsn) != 3)
+			continue;
+		snprintf(ws[n_ws].name, sizeof(ws[n_ws].name), "%s", name);
+		ws[n_ws].streaming = strcmp(state, "streaming") == 0;
+		if (cmn_parse_lsn(lsn, &ws[n_ws].flush) != PGW_OK)
+			ws[n_ws].flush = 0;
+		n_ws++;
+	}
+	free(rows);
+
+	/* Wanted: streaming members fit to take over, current ones first, then the most
+	 * advanced, up to synchronous_node_count. */
+	const struct walsender *pick[DCS_MAX_MEMBERS];
+	size_t n_pick = 0;
+
+	for (int pass = 0; pass < 2; pass++) {
+		for (;;) {
+			const struct walsender *best = NULL;
+
+			for (size_t i = 0; i < n_ws; i++) {
+				const struct dcs_member *m = member_of(a, ws[i].name);
+				bool taken = false;
+
+				for (size_t j = 0; j < n_pick; j++)
+					taken = taken || pick[j] == &ws[i];
+				if (taken || !ws[i].streaming || !m || m->nosync || m->nofailover ||
+				    strcmp(m->name, me) == 0 ||
+				    (pass == 0) != dcs_sync_has(c, ws[i].name))
+					continue;
+				if (!best || ws[i].flush > best->flush)
+					best = &ws[i];
+			}
+			if (!best || n_pick >= (size_t)a->sync_count)
+				break;
+			pick[n_pick++] = best;
+		}
+	}
+	struct cmn_buf want = {0}, ssn = {0};
+
+	for (size_t i = 0; i < n_pick; i++)
+		cmn_buf_printf(&want, "%s%s", i ? "," : "", pick[i]->name);
+	const char *want_s = want.data ? want.data : "";
+
+	/* Step 2: a member we no longer want leaves the key first. */
+	struct cmn_buf keep = {0};
+	bool dropping = false;
+	const char *p = c->sync_standby;
+
+	while (*p) {
+		char name[DCS_NAME_MAX];
+		size_t len = strcspn(p, ",");
+
+		snprintf(name, sizeof(name), "%.*s", (int)len, p);
+		if (dcs_name_in_list(want_s, name))
+			cmn_buf_printf(&keep, "%s%s", keep.data && keep.len ? "," : "", name);
+		else
+			dropping = true;
+		p += len + (p[len] == ',' ? 1 : 0);
+	}
+	if (dropping) {
+		(void)write_sync(a, keep.data ? keep.data : "");
+		goto out;
+	}
+	/* Step 3. */
+	if (n_pick == 0) {
+		cmn_buf_printf(&ssn, "%s", a->sync_strict ? "*" : "");
+	} else {
+		cmn_buf_printf(&ssn, "FIRST %zu (", n_pick);
+		for (size_t i = 0; i < n_pick; i++)
+			cmn_buf_printf(&ssn, "%s\"%s\"", i ? ", " : "", pick[i]->name);
+		cmn_buf_printf(&ssn, ")");
+	}
+	if (strcmp(ssn.data ? ssn.data : "", a->cfg.synchronous_standby_names) != 0) {
+		set_ssn(a, ssn.data ? ssn.data : "");
+		goto out;
+	}
+	/* Step 4. */
+	if (strcmp(want_s, c->sync_standby) == 0 || !ssn_live)
+		goto out;
+	if (cmn_now_ms() - a->sync_changed_ms < a->cfg.loop_wait_ms)
+		goto out; /* let every walsender see the new setting */
+	if (!a->sync_confirm_lsn) {
+		a->sync_confirm_lsn = flushed;
+		goto out;
+	}
+	for (size_t i = 0; i < n_pick; i++)
+		if (!dcs_sync_has(c, pick[i]->name) && pick[i]->flush < a->sync_confirm_lsn)
+			goto out;
+	(void)write_sync(a, want_s);
+out:
+	cmn_buf_free(&want);
+	cmn_buf_free(&ssn);
+	cmn_buf_free(&keep);
 }
 
 static void manage_slots(struct agent *a)
@@ -964,6 +1306,7 @@ static void keep_leader(struct agent *a)
 			log_warning("cannot rewrite the primary configuration");
 	}
 	manage_slots(a);
+	manage_sync(a);
 	if (a->probe.timeline != a->published_timeline ||
 	    (a->probe.lsn != a->published_optime &&
 	     now - a->published_status_ms >= AGENT_STATUS_INTERVAL_MS)) {
@@ -1168,6 +1511,7 @@ static void read_cluster(struct agent *a)
 	}
 	dcs_cluster_free(&a->cluster);
 	a->cluster = fresh;
+	apply_dynamic_config(a);
 	/* A restarted agent finds the key on its previous lease: move it to the new one. */
 	if (holds_leader(a) && a->lease_id && a->cluster.leader_lease != a->lease_id) {
 		bool ok = false;
@@ -1270,6 +1614,7 @@ static void run_once(struct agent *a)
 		if (d.action != HA_WAIT && d.action != HA_KEEP_LEADER)
 			observe(a);
 	}
+	apply_conf_change(a);
 	update_fence(a);
 	publish_member(a);
 	publish_api(a);
@@ -1390,6 +1735,12 @@ int agent_main(int argc, char **argv)
 	pthread_condattr_destroy(&cattr);
 	dcs_cache_init(&a->cache);
 	a->configured_upstream[0] = '?';
+	a->dyn_revision = -1;
+	a->sync_count = 1;
+	a->node_ttl_ms = a->cfg.ttl_ms;
+	a->node_loop_wait_ms = a->cfg.loop_wait_ms;
+	a->node_retry_timeout_ms = a->cfg.retry_timeout_ms;
+	a->node_max_lag = a->cfg.maximum_lag_on_failover;
 
 	struct etcd_client_opts eo;
 	int rc = 1;

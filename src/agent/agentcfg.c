@@ -233,6 +233,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 void agent_config_free(struct agent_config *cfg)
 {
 	cmn_config_free(&agent_config_schema, cfg);
+	cmn_kvlist_free(&cfg->dyn_parameters);
+	memset(&cfg->dyn_parameters, 0, sizeof(cfg->dyn_parameters));
 }
 
 void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,

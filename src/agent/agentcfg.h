@@ -61,6 +61,9 @@ struct agent_config {
 	int api_port;
 	char api_connect[300]; /* http://host:port */
 	bool nofailover, noloadbalance, nosync, clonefrom;
+	/* set by the agent, not read from the file */
+	struct cmn_kvlist dyn_parameters;     /* from etcd's config key (below [parameters]) */
+	char synchronous_standby_names[1024]; /* what the leader keeps in postgresql.conf */
 };
 
 extern const struct cmn_cfg_schema agent_config_schema;

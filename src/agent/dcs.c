@@ -80,6 +80,7 @@ int dcs_member_from_json(const char *name, const char *json, size_t len, struct 
 		out->timeline = json_object_get_int(v);
 	if (json_object_object_get_ex(o, "lsn", &v))
 		out->lsn = (uint64_t)json_object_get_int64(v);
+	out->pending_restart = get_bool(o, "pending_restart");
 	if (json_object_object_get_ex(o, "tags", &tags) &&
 	    json_object_is_type(tags, json_type_object)) {
 		out->nofailover = get_bool(tags, "nofailover");
@@ -107,6 +108,8 @@ char *dcs_member_to_json(const struct dcs_member *m)
 	json_object_object_add(o, "timeline", json_object_new_int(m->timeline));
 	if (m->lsn)
 		json_object_object_add(o, "lsn", json_object_new_int64((int64_t)m->lsn));
+	if (m->pending_restart)
+		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));
 	if (m->tags_json[0])
 		tags = json_tokener_parse(m->tags_json);
 	json_object_object_add(o, "tags", tags ? tags : json_object_new_object());
@@ -169,6 +172,19 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 					 json_object_get_string(v));
 			if (o && json_object_object_get_ex(o, "scheduled_at", &v))
 				out->switchover_at = json_object_get_int64(v);
+			json_object_put(o);
+		} else if (strcmp(name, "sync") == 0) {
+			json_object *o = json_tokener_parse(kv->value), *v;
+
+			out->has_sync = true;
+			out->sync_mod_revision = kv->mod_revision;
+			if (o && json_object_object_get_ex(o, "leader", &v))
+				snprintf(out->sync_leader, sizeof(out->sync_leader), "%s",
+					 json_object_get_string(v));
+			if (o && json_object_object_get_ex(o, "sync_standby", &v) &&
+			    json_object_is_type(v, json_type_string))
+				snprintf(out->sync_standby, sizeof(out->sync_standby), "%s",
+					 json_object_get_string(v));
 			json_object_put(o);
 		} else if (strcmp(name, "history") == 0) {
 			free(out->history);
@@ -424,9 +440,94 @@ int dcs_delete_initialize(struct dcs *d)
 	return etcd_delete(d->etcd, key, NULL, NULL);
 }
 
-int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, bool *won)
+int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, int64_t sync_revision,
+		       bool *won)
 {
-	return create_if_absent(d, "leader", name, lease, won);
+	char key[600], sync_key[600];
+	struct etcd_txn_result r;
+	int rc;
+
+	if (sync_revision < 0)
+		return create_if_absent(d, "leader", name, lease, won);
+	/* Synchronous mode: only while the sync key is what the decision was based on. */
+	dcs_key(d, "leader", key, sizeof(key));
+	dcs_key(d, "sync", sync_key, sizeof(sync_key));
+	struct etcd_compare cmp[2] = {
+	    {.key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0},
+	    {.key = sync_key,
+	     .target = ETCD_CMP_MOD,
+	     .result = ETCD_CMP_EQUAL,
+	     .number = sync_revision},
+	};
+	struct etcd_op put = {.type = ETCD_OP_PUT,
+			      .key = key,
+			      .value = name,
+			      .value_len = strlen(name),
+			      .lease = lease};
+
+	rc = etcd_txn(d->etcd, cmp, 2, &put, 1, NULL, 0, &r);
+	if (rc != PGW_OK)
+		return rc;
+	*won = r.succeeded;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+int dcs_write_sync(struct dcs *d, const char *leader, const char *sync_standby,
+		   int64_t mod_revision, bool *ok)
+{
+	char key[600], leader_key[600];
+	struct etcd_txn_result r;
+	json_object *o = json_object_new_object();
+	int rc;
+
+	json_object_object_add(o, "leader", json_object_new_string(leader));
+	json_object_object_add(o, "sync_standby", json_object_new_string(sync_standby));
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+
+	dcs_key(d, "sync", key, sizeof(key));
+	dcs_key(d, "leader", leader_key, sizeof(leader_key));
+	/* Only the leader writes it, and only over the version it read. */
+	struct etcd_compare cmp[2] = {
+	    {.key = key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL, .number = mod_revision},
+	    {.key = leader_key,
+	     .target = ETCD_CMP_VALUE,
+	     .result = ETCD_CMP_EQUAL,
+	     .value = leader,
+	     .value_len = strlen(leader)},
+	};
+	struct etcd_op put = {
+	    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
+	struct etcd_op get = {.type = ETCD_OP_RANGE, .key = key};
+
+	rc = etcd_txn(d->etcd, cmp, 2, &put, 1, &get, 1, &r);
+	json_object_put(o);
+	if (rc != PGW_OK)
+		return rc;
+	*ok = r.succeeded;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+bool dcs_sync_has(const struct dcs_cluster *c, const char *name)
+{
+	return dcs_name_in_list(c->sync_standby, name);
+}
+
+bool dcs_name_in_list(const char *list, const char *name)
+{
+	const char *p = list;
+	size_t n = strlen(name);
+
+	while (*p) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p += len + (comma ? 1 : 0);
+	}
+	return false;
 }
 
 /* txn: the leader key holds name -> op (a put with a new lease, or a delete). */

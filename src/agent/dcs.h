@@ -7,6 +7,8 @@
  *   history           JSON list of [timeline, switch lsn, reason, time, new leader]
  *   config            dynamic configuration JSON ({"pause": true} = maintenance mode)
  *   failover          a requested switchover {"leader", "candidate", "scheduled_at"}
+ *   sync              synchronous mode: {"leader", "sync_standby": "a,b"}, written by the
+ *                     leader; only a listed member may take the leader key
  * Decisive writes (take leader, initialize) are transactions with a compare.
  */
 #ifndef PGW_DCS_H
@@ -32,6 +34,7 @@ struct dcs_member {
 	int timeline;
 	uint64_t lsn; /* as last published (may be stale; ask the REST API for live) */
 	bool nofailover, noloadbalance, nosync, clonefrom;
+	bool pending_restart; /* a parameter change waits for a restart */
 	char tags_json[512];
 	int64_t lease;
 };
@@ -57,6 +60,11 @@ struct dcs_cluster {
 	char switchover_leader[DCS_NAME_MAX];
 	char switchover_candidate[DCS_NAME_MAX];
 	int64_t switchover_at;
+	/* The synchronous set (sync key): members that have every acknowledged commit. */
+	bool has_sync;
+	int64_t sync_mod_revision; /* 0: no sync key */
+	char sync_leader[DCS_NAME_MAX];
+	char sync_standby[DCS_MAX_MEMBERS * (DCS_NAME_MAX + 1)]; /* "a,b" */
 };
 
 struct dcs {
@@ -102,8 +110,19 @@ int dcs_take_initialize(struct dcs *d, bool *won) PGW_WUR;
 int dcs_set_initialize(struct dcs *d, const char *sysid) PGW_WUR;
 int dcs_delete_initialize(struct dcs *d) PGW_WUR;
 
-/* Creates the leader key if absent, attached to lease. */
-int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, bool *won) PGW_WUR;
+/*
+ * Creates the leader key if absent, attached to lease. sync_revision >= 0: only if
+ * the sync key's mod_revision is still that (0: absent).
+ */
+int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, int64_t sync_revision,
+		       bool *won) PGW_WUR;
+/* Writes the sync key if its mod_revision is still mod_revision and leader holds the key. */
+int dcs_write_sync(struct dcs *d, const char *leader, const char *sync_standby,
+		   int64_t mod_revision, bool *ok) PGW_WUR;
+/* Is name in the synchronous set? */
+bool dcs_sync_has(const struct dcs_cluster *c, const char *name);
+/* Is name one of the comma-separated names in list? */
+bool dcs_name_in_list(const char *list, const char *name);
 /* Re-attaches the leader key to lease if it still holds name. */
 int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok) PGW_WUR;
 /* Deletes the leader key if it holds name. */

@@ -107,6 +107,18 @@ static bool switchover_holds_us(const struct ha_input *in)
 	       in->switchover_waiting_ms < in->switchover_grace_ms;
 }
 
+/*
+ * Synchronous mode: the sync key names the members that have every commit the
+ * last leader acknowledged; nobody else may take over (nor the last leader itself
+ * is barred: its own commits are all there).
+ */
+static bool sync_bars_me(const struct ha_input *in)
+{
+	const struct dcs_cluster *c = in->cluster;
+
+	return c->has_sync && strcmp(c->sync_leader, in->me) != 0 && !dcs_sync_has(c, in->me);
+}
+
 static void decide_no_data(const struct ha_input *in, struct ha_decision *d)
 {
 	const struct dcs_cluster *c = in->cluster;
@@ -250,6 +262,12 @@ static void decide_replica(const struct ha_input *in, struct ha_decision *d)
 			    (unsigned long long)(c->optime - in->pg->lsn));
 			return;
 		}
+		if (sync_bars_me(in)) {
+			set(d, HA_WAIT, NULL,
+			    "no leader; not in the synchronous set of %s (%s): not racing",
+			    c->sync_leader, c->sync_standby[0] ? c->sync_standby : "empty");
+			return;
+		}
 		if (switchover_holds_us(in)) {
 			set(d, HA_WAIT, NULL, "switchover to %s in progress: not racing",
 			    c->switchover_candidate[0] ? c->switchover_candidate
@@ -305,6 +323,11 @@ static void decide_primary(const struct ha_input *in, struct ha_decision *d)
 	}
 	if (c->has_leader) {
 		set(d, HA_DEMOTE, c->leader, "%s holds the leader key: demoting", c->leader);
+		return;
+	}
+	if (sync_bars_me(in)) {
+		set(d, HA_DEMOTE, NULL,
+		    "running as primary without the leader key and not in the synchronous set");
 		return;
 	}
 	set(d, HA_RACE, NULL, "running as primary without the leader key: racing for it");

@@ -25,6 +25,8 @@ static const struct {
     {"data_directory", "set [postgresql] data_dir"},
     {"config_file", "postgresql.conf is written by pgwarden"},
     {"cluster_name", "pgwarden sets it to the member name"},
+    {"synchronous_standby_names",
+     "the leader sets it in synchronous mode: use synchronous_mode / synchronous_node_count"},
 };
 
 const char *pgconf_managed_reason(const char *name)
@@ -105,6 +107,10 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	SET("wal_receiver_status_interval", "1s");
 	SET("wal_retrieve_retry_interval", "1s"); /* reconnect fast to a new leader */
 	SET("hot_standby_feedback", "on");
+	for (size_t i = 0; i < cfg->dyn_parameters.n && rc == PGW_OK; i++)
+		rc = cmn_kvlist_set(out, cfg->dyn_parameters.items[i].key,
+				    cfg->dyn_parameters.items[i].value,
+				    cfg->dyn_parameters.items[i].origin);
 	for (size_t i = 0; i < cfg->parameters.n && rc == PGW_OK; i++)
 		rc =
 		    cmn_kvlist_set(out, cfg->parameters.items[i].key,
@@ -198,6 +204,8 @@ int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstre
 		cmn_buf_printf(&b, "%s = %s\n", params.items[i].key, q);
 	}
 	cmn_kvlist_free(&params);
+	conf_quote(cfg->synchronous_standby_names, q, sizeof(q));
+	cmn_buf_printf(&b, "synchronous_standby_names = %s\n", q);
 	if (up && up->host) {
 		char ci[8400];
 

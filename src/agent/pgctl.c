@@ -1,4 +1,5 @@
 #include "agent/pgctl.h"
+#include "agent/dyncfg.h"
 #include "agent/defaults.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -103,14 +104,23 @@ static void conninfo_escape(const char *in, char *out, size_t size)
 static PGconn *connect_to(struct pgctl *p, const char *host, int port)
 {
 	char conninfo[8192], h[1024], pass[4200], user[512];
+	const char *key = "passfile";
 
+	/* The CLI may have no passfile (another host): the configured password then. */
+	if (p->cfg->pgpass) {
+		conninfo_escape(p->cfg->pgpass, pass, sizeof(pass));
+	} else {
+		key = "password";
+		conninfo_escape(p->cfg->superuser_password ? p->cfg->superuser_password : "", pass,
+				sizeof(pass));
+	}
 	conninfo_escape(host, h, sizeof(h));
-	conninfo_escape(p->cfg->pgpass, pass, sizeof(pass));
-	conninfo_escape(p->cfg->superuser, user, sizeof(user));
+	conninfo_escape(p->cfg->superuser ? p->cfg->superuser : "postgres", user, sizeof(user));
 	snprintf(conninfo, sizeof(conninfo),
-		 "host='%s' port=%d user='%s' dbname=postgres passfile='%s' connect_timeout=%d "
+		 "host='%s' port=%d user='%s' dbname=postgres %s='%s' connect_timeout=%d "
 		 "application_name=pgwarden options='-c statement_timeout=%d' sslmode=prefer",
-		 h, port, user, pass, AGENT_PG_CONNECT_TIMEOUT_S, AGENT_PG_STATEMENT_TIMEOUT_MS);
+		 h, port, user, key, pass, AGENT_PG_CONNECT_TIMEOUT_S,
+		 AGENT_PG_STATEMENT_TIMEOUT_MS);
 	return PQconnectdb(conninfo);
 }
 
@@ -209,7 +219,8 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	       " r.received_tli, r.status, r.sender_host || ':' || r.sender_port,"
 	       " current_setting('server_version_num')::int,"
 	       " extract(epoch from pg_postmaster_start_time())::bigint,"
-	       " (SELECT timeline_id FROM pg_control_checkpoint())"
+	       " (SELECT timeline_id FROM pg_control_checkpoint()),"
+	       " (SELECT count(*) FROM pg_settings WHERE pending_restart)"
 	       " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		log_debug("probe query failed: %s", PQerrorMessage(c));
@@ -240,6 +251,7 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	}
 	out->server_version = atoi(PQgetvalue(r, 0, 8));
 	out->start_time = atoll(PQgetvalue(r, 0, 9));
+	out->pending_restart = atoi(PQgetvalue(r, 0, 11)) > 0;
 	PQclear(r);
 }
 
@@ -308,6 +320,65 @@ char *pgctl_query_remote(struct pgctl *p, const char *host, int port, const char
 		log_warning("cannot connect to %s:%d: %s", host, port, PQerrorMessage(c));
 	PQfinish(c);
 	return v;
+}
+
+int pgctl_check_parameters(struct pgctl *p, const char *host, int port,
+			   const struct cmn_kvlist *params, char *err, size_t err_size)
+{
+	PGconn *c;
+	PGresult *r;
+	int rc = PGW_OK;
+
+	if (params->n == 0)
+		return PGW_OK;
+	c = connect_to(p, host, port);
+	if (PQstatus(c) != CONNECTION_OK) {
+		snprintf(err, err_size,
+			 "cannot connect to PostgreSQL at %s:%d to check the parameters: %s", host,
+			 port, PQerrorMessage(c));
+		PQfinish(c);
+		return PGW_ENET;
+	}
+	r = exec_deadline(
+	    c, "SELECT name, vartype, coalesce(unit, ''), coalesce(min_val, ''),"
+	       " coalesce(max_val, ''), coalesce(array_to_string(enumvals, E'\\x1f'), ''),"
+	       " context FROM pg_settings");
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		snprintf(err, err_size, "cannot read pg_settings on %s:%d: %s", host, port,
+			 PQerrorMessage(c));
+		rc = PGW_ENET;
+	}
+	for (size_t i = 0; rc == PGW_OK && i < params->n; i++) {
+		const struct cmn_kv *kv = &params->items[i];
+		int row = -1;
+
+		for (int j = 0; j < PQntuples(r) && row < 0; j++)
+			if (strcmp(PQgetvalue(r, j, 0), kv->key) == 0)
+				row = j;
+		if (row < 0) {
+			/* "ext.name": a placeholder PostgreSQL accepts for extensions. */
+			if (!strchr(kv->key, '.')) {
+				snprintf(err, err_size, "unrecognized PostgreSQL parameter \"%s\"",
+					 kv->key);
+				rc = PGW_EINVAL;
+			}
+			continue;
+		}
+		struct dyncfg_pg_setting s = {
+		    .name = kv->key,
+		    .vartype = PQgetvalue(r, row, 1),
+		    .unit = PQgetvalue(r, row, 2),
+		    .min_val = PQgetvalue(r, row, 3),
+		    .max_val = PQgetvalue(r, row, 4),
+		    .enumvals = PQgetvalue(r, row, 5),
+		    .context = PQgetvalue(r, row, 6),
+		};
+
+		rc = dyncfg_check_pg_value(&s, kv->value, err, err_size);
+	}
+	PQclear(r);
+	PQfinish(c);
+	return rc;
 }
 
 static const struct {

@@ -50,7 +50,8 @@ struct pgctl_probe {
 	bool streaming;	      /* replica: a WAL receiver streams */
 	char upstream[300];   /* replica: host:port of the WAL receiver's sender */
 	int server_version;
-	int64_t start_time; /* postmaster start, unix seconds */
+	int64_t start_time;   /* postmaster start, unix seconds */
+	bool pending_restart; /* a changed parameter waits for a restart */
 };
 
 struct pgctl {
@@ -77,6 +78,14 @@ int pgctl_exec(struct pgctl *p, const char *sql) PGW_WUR;
 char *pgctl_query_value(struct pgctl *p, const char *sql);
 /* Same against a remote member (superuser), e.g. the leader, with a short timeout. */
 char *pgctl_query_remote(struct pgctl *p, const char *host, int port, const char *sql);
+
+/*
+ * Checks PostgreSQL parameters against pg_settings of the server at host:port:
+ * PGW_EINVAL with the reason for an unknown name or a value the server would
+ * refuse, PGW_ENET when the server cannot be asked.
+ */
+int pgctl_check_parameters(struct pgctl *p, const char *host, int port,
+			   const struct cmn_kvlist *params, char *err, size_t err_size) PGW_WUR;
 
 /* Command lines (NULL-terminated, static storage reused per call; not thread-safe). */
 const char *const *pgctl_argv_initdb(struct pgctl *p, const char *pwfile);

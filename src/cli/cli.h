@@ -57,6 +57,8 @@ int cli_resume(int argc, char **argv);
 int cli_switchover(int argc, char **argv);
 int cli_failover(int argc, char **argv);
 int cli_history(int argc, char **argv);
+int cli_show_config(int argc, char **argv);
+int cli_edit_config(int argc, char **argv);
 int cli_up(int argc, char **argv);
 int cli_down(int argc, char **argv);
 int cli_status(int argc, char **argv);

@@ -20,6 +20,7 @@ struct row {
 	char tl[16];
 	char lag[32];
 	char tags[512];
+	char pending[4]; /* "*": a parameter change waits for a restart */
 	bool live;
 	uint64_t lsn;
 	bool in_recovery;
@@ -44,7 +45,12 @@ static size_t collect(const struct dcs_cluster *c, struct row *rows, uint64_t *l
 		memset(r, 0, sizeof(*r));
 		snprintf(r->member, sizeof(r->member), "%s", m->name);
 		snprintf(r->host, sizeof(r->host), "%s:%d", m->host, m->port);
-		snprintf(r->role, sizeof(r->role), "%s", leader ? "Leader" : "Replica");
+		snprintf(r->role, sizeof(r->role), "%s",
+			 leader			    ? "Leader"
+			 : dcs_sync_has(c, m->name) ? "Sync Standby"
+						    : "Replica");
+		if (m->pending_restart)
+			snprintf(r->pending, sizeof(r->pending), "*");
 		snprintf(r->state, sizeof(r->state), "%s", m->state);
 		if (m->timeline)
 			snprintf(r->tl, sizeof(r->tl), "%d", m->timeline);
@@ -101,17 +107,19 @@ static void line(const int *w, size_t ncol)
 
 static void print_table(const char *cluster, const char *sysid, struct row *rows, size_t n)
 {
-	const char *hdr[] = {"Member", "Host", "Role", "State", "TL", "Lag in MB", "Tags"};
-	int w[7];
+	const char *hdr[] = {"Member",		"Host", "Role", "State", "TL", "Lag in MB",
+			     "Pending restart", "Tags"};
+	enum { NCOL = 8 };
+	int w[NCOL];
 	char title[300];
 
-	for (size_t c = 0; c < 7; c++)
+	for (size_t c = 0; c < NCOL; c++)
 		w[c] = (int)strlen(hdr[c]);
 	for (size_t i = 0; i < n; i++) {
-		const char *cells[] = {rows[i].member, rows[i].host, rows[i].role, rows[i].state,
-				       rows[i].tl,     rows[i].lag,  rows[i].tags};
+		const char *cells[] = {rows[i].member, rows[i].host, rows[i].role,    rows[i].state,
+				       rows[i].tl,     rows[i].lag,  rows[i].pending, rows[i].tags};
 
-		for (size_t c = 0; c < 7; c++)
+		for (size_t c = 0; c < NCOL; c++)
 			if ((int)strlen(cells[c]) > w[c])
 				w[c] = (int)strlen(cells[c]);
 	}
@@ -119,22 +127,23 @@ static void print_table(const char *cluster, const char *sysid, struct row *rows
 		 sysid[0] ? sysid : "uninitialized");
 	int total = 1;
 
-	for (size_t c = 0; c < 7; c++)
+	for (size_t c = 0; c < NCOL; c++)
 		total += w[c] + 3;
 	printf("%s", title);
 	for (int j = (int)strlen(title); j < total - 1; j++)
 		putchar('-');
 	printf("+\n");
-	for (size_t c = 0; c < 7; c++)
+	for (size_t c = 0; c < NCOL; c++)
 		printf("| %-*s ", w[c], hdr[c]);
 	printf("|\n");
-	line(w, 7);
+	line(w, NCOL);
 	for (size_t i = 0; i < n; i++) {
-		printf("| %-*s | %-*s | %-*s | %-*s | %*s | %*s | %-*s |\n", w[0], rows[i].member,
-		       w[1], rows[i].host, w[2], rows[i].role, w[3], rows[i].state, w[4],
-		       rows[i].tl, w[5], rows[i].lag, w[6], rows[i].tags);
+		printf("| %-*s | %-*s | %-*s | %-*s | %*s | %*s | %-*s | %-*s |\n", w[0],
+		       rows[i].member, w[1], rows[i].host, w[2], rows[i].role, w[3], rows[i].state,
+		       w[4], rows[i].tl, w[5], rows[i].lag, w[6], rows[i].pending, w[7],
+		       rows[i].tags);
 	}
-	line(w, 7);
+	line(w, NCOL);
 }
 
 static void print_json(const struct dcs_cluster *c, const char *cluster, struct row *rows, size_t n)
@@ -145,6 +154,9 @@ static void print_json(const struct dcs_cluster *c, const char *cluster, struct 
 	json_object_object_add(o, "system_identifier", json_object_new_string(c->sysid));
 	json_object_object_add(o, "leader", json_object_new_string(c->has_leader ? c->leader : ""));
 	json_object_object_add(o, "pause", json_object_new_boolean(c->paused));
+	if (c->has_sync)
+		json_object_object_add(o, "synchronous_standbys",
+				       json_object_new_string(c->sync_standby));
 	for (size_t i = 0; i < n; i++) {
 		json_object *e = json_object_new_object();
 
@@ -157,6 +169,8 @@ static void print_json(const struct dcs_cluster *c, const char *cluster, struct 
 			json_object_object_add(e, "lag_in_mb",
 					       json_object_new_int64(atoll(rows[i].lag)));
 		json_object_object_add(e, "lsn", json_object_new_int64((int64_t)rows[i].lsn));
+		if (rows[i].pending[0])
+			json_object_object_add(e, "pending_restart", json_object_new_boolean(true));
 		json_object *tags = rows[i].tags[0] ? json_tokener_parse(rows[i].tags) : NULL;
 
 		json_object_object_add(e, "tags", tags ? tags : json_object_new_object());
@@ -181,6 +195,9 @@ void cli_print_list(const struct cli_session *s, bool json)
 		print_table(s->cfg.cluster_name, c->sysid, rows, n);
 		if (c->paused)
 			printf(" Maintenance mode: on\n");
+		if (c->has_sync)
+			printf(" Synchronous standbys: %s\n",
+			       c->sync_standby[0] ? c->sync_standby : "(none)");
 	}
 }
 

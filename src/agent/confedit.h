@@ -1,0 +1,43 @@
+/*
+ * Changing the dynamic configuration (etcd's config key), shared by
+ * `pgwarden edit-config` and the REST API's PATCH /config: read the key, edit
+ * the document, check it as a whole (dyncfg) and check changed PostgreSQL
+ * parameters against the leader's pg_settings, then write it back with a
+ * compare-and-swap on the revision that was read. Nothing is written when any
+ * check fails.
+ */
+#ifndef PGW_CONFEDIT_H
+#define PGW_CONFEDIT_H
+
+#include "agent/dcs.h"
+#include "agent/pgctl.h"
+#include "common/err.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+
+/* Edits root in place; PGW_EINVAL with err filled when the edit itself is bad. */
+typedef int (*confedit_fn)(json_object *root, void *arg, char *err, size_t err_size);
+
+struct confedit_result {
+	char *old_text; /* pretty JSON before (owned) */
+	char *new_text; /* pretty JSON after (owned) */
+	bool changed;
+	int64_t revision; /* mod_revision the edit was based on (0: no key) */
+};
+
+/*
+ * Runs the edit. expect_revision >= 0: fail with PGW_EUNAVAIL if the key has
+ * changed since. dry_run: check only. pg validates parameters (its cfg gives the
+ * superuser and passfile). Returns PGW_EINVAL (err: why the document is refused),
+ * PGW_ENET (etcd or PostgreSQL could not be asked), PGW_EUNAVAIL (changed meanwhile).
+ */
+int confedit_run(struct dcs *d, struct pgctl *pg, confedit_fn edit, void *arg,
+		 int64_t expect_revision, bool dry_run, struct confedit_result *out, char *err,
+		 size_t err_size) PGW_WUR;
+void confedit_result_free(struct confedit_result *r);
+
+/* Flattened "key = value" lines of a document, one per setting (for a diff). */
+char *confedit_flatten(const char *json);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * The dynamic configuration: the cluster-wide settings kept in etcd's config key,
+ * which every agent applies within a loop (Patroni's layout):
+ *
+ *   {"ttl": 4, "loop_wait": 1, "retry_timeout": 1.5,
+ *    "maximum_lag_on_failover": 1048576,
+ *    "synchronous_mode": false, "synchronous_mode_strict": false,
+ *    "synchronous_node_count": 1,
+ *    "postgresql": {"parameters": {"max_connections": "300"}},
+ *    "pause": false}
+ *
+ * Durations are seconds (fractions allowed) or strings with a unit ("1500ms");
+ * sizes are bytes or strings with a unit ("1MB"). An absent key leaves the node's
+ * own value. Precedence of PostgreSQL parameters: pgwarden's tuned values, then
+ * this document, then the node file's [parameters].
+ */
+#ifndef PGW_DYNCFG_H
+#define PGW_DYNCFG_H
+
+#include "common/config.h"
+#include "common/err.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct dyncfg {
+	bool pause;
+	int ttl_ms, loop_wait_ms, retry_timeout_ms; /* 0: not set */
+	int64_t maximum_lag;			    /* -1: not set */
+	bool sync_mode, sync_strict;
+	int sync_count;		      /* >= 1 */
+	struct cmn_kvlist parameters; /* postgresql.parameters, values as text */
+};
+
+/* Parses and validates a document (NULL or "" = empty). err says what is wrong. */
+int dyncfg_parse(const char *json, struct dyncfg *out, char *err, size_t err_size) PGW_WUR;
+int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t err_size) PGW_WUR;
+void dyncfg_free(struct dyncfg *c);
+
+/*
+ * Edits a document: "key=value" for a setting (`edit-config --set`; also
+ * "postgresql.parameters.NAME=value"), or "NAME=value" for a PostgreSQL
+ * parameter (`--pg`). The value "null" removes the key. Checks the key and the
+ * value's syntax; the whole document is checked by dyncfg_parse_obj afterwards.
+ */
+int dyncfg_set(json_object *root, const char *assignment, char *err, size_t err_size) PGW_WUR;
+int dyncfg_set_pg(json_object *root, const char *assignment, char *err, size_t err_size) PGW_WUR;
+/* RFC 7386 JSON merge patch: patch's members replace target's, null removes. */
+void dyncfg_merge_patch(json_object *target, json_object *patch);
+
+/* A row of pg_settings, to check a value before it reaches postgresql.conf. */
+struct dyncfg_pg_setting {
+	const char *name;
+	const char *vartype;  /* bool, integer, real, string, enum */
+	const char *unit;     /* "" or kB, 8kB, MB, B, ms, s, min, ... */
+	const char *min_val;  /* "" when none */
+	const char *max_val;  /* "" when none */
+	const char *enumvals; /* enum values separated by '\x1f' */
+	const char *context;  /* postmaster, sighup, user, internal, ... */
+};
+
+/* PGW_EINVAL with a reason when PostgreSQL would refuse value for s. */
+int dyncfg_check_pg_value(const struct dyncfg_pg_setting *s, const char *value, char *err,
+			  size_t err_size) PGW_WUR;
+
+#endif
