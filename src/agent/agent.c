@@ -3,7 +3,9 @@
 #include "agent/api.h"
 #include "agent/dcs.h"
 #include "agent/defaults.h"
+#include "agent/confedit.h"
 #include "agent/dyncfg.h"
+#include "agent/switchover.h"
 #include "agent/fence.h"
 #include "agent/ha.h"
 #include "agent/pgconf.h"
@@ -21,6 +23,7 @@
 #include <json-c/json.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +116,11 @@ struct agent {
 
 	pthread_t watch_thread;
 	bool watch_started;
+	const char *config_path;
+	pthread_mutex_t req_lock; /* guards req, req_waits_job */
+	pthread_cond_t req_cond;
+	struct agent_req *req; /* a REST request for the loop (NULL: none) */
+	bool req_waits_job;    /* the request is answered when the job ends */
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;
 	bool woken;
@@ -121,12 +129,17 @@ struct agent {
 
 extern char **environ;
 
-static volatile sig_atomic_t shutdown_requested;
+static void req_finish(struct agent *a, unsigned int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static volatile sig_atomic_t shutdown_requested, reload_requested;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	shutdown_requested = 1;
+	if (sig == SIGHUP)
+		reload_requested = 1;
+	else
+		shutdown_requested = 1;
 }
 
 /* ---- waking the loop ---- */
@@ -382,6 +395,12 @@ static void job_finished(struct agent *a, int code)
 		manage_slots(a);
 		return;
 	case JOB_START:
+		if (a->req_waits_job) {
+			if (code == 0)
+				req_finish(a, 200, "restarted PostgreSQL");
+			else
+				req_finish(a, 503, "PostgreSQL did not start (exit %d)", code);
+		}
 		if (code != 0)
 			log_warning(
 			    "pg_ctl start returned %d: not accepting connections yet (a "
@@ -675,10 +694,15 @@ static void publish_api(struct agent *a)
 	char *status = render_status(a);
 	char *cluster = a->dcs_ok ? render_cluster(a) : NULL;
 	char *history = a->dcs_ok ? strdup(a->cluster.history ? a->cluster.history : "[]") : NULL;
+	char *config = a->dcs_ok ? strdup(a->cluster.config ? a->cluster.config : "{}") : NULL;
 	const struct pgctl_probe *p = &a->probe;
 
 	pthread_mutex_lock(&a->api.lock);
 	api_state_set_docs(&a->api, status, cluster, history);
+	if (config) {
+		free(a->api.config_json);
+		a->api.config_json = config;
+	}
 	a->api.pg_running = p->accepting;
 	a->api.is_leader = holds_leader(a) && p->accepting && !p->in_recovery;
 	a->api.is_replica = p->accepting && p->in_recovery;
@@ -1128,14 +1152,15 @@ static void manage_sync(struct agent *a)
 		return;
 	}
 	rows = pgctl_query_value(
-	    &a->pg, "SELECT current_setting('synchronous_standby_names') || E'\\n' ||"
+	    &a->pg, "SELECT '=' || current_setting('synchronous_standby_names') || E'\\n' ||"
 		    " pg_current_wal_flush_lsn()::text || coalesce((SELECT string_agg(E'\\n' ||"
 		    " application_name || ' ' || state || ' ' || coalesce(flush_lsn, '0/0')::text,"
 		    " '') FROM pg_stat_replication), '')");
 	if (!rows)
 		return;
 	char *save = NULL, *line = strtok_r(rows, "\n", &save);
-	bool ssn_live = line && strcmp(line, a->cfg.synchronous_standby_names) == 0;
+	/* "=" + the setting as this session sees it (it may be empty). */
+	bool ssn_live = line && strcmp(line + 1, a->cfg.synchronous_standby_names) == 0;
 
 	line = line ? strtok_r(NULL, "\n", &save) : NULL;
 	if (!line || cmn_parse_lsn(line, &flushed) != PGW_OK) {
@@ -1351,6 +1376,9 @@ static void do_switchover(struct agent *a, const char *candidate)
 	}
 	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK)
 		a->fence_armed = false;
+	/* The candidate asks our REST API before it takes the key: say we stopped. */
+	pgctl_probe(&a->pg, &a->probe);
+	publish_api(a);
 	if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
 		log_error(
 		    "switchover: could not release the leader key (it expires with our lease)");
@@ -1423,6 +1451,397 @@ static void execute(struct agent *a, const struct ha_decision *d)
 		(void)run_now(a, pgctl_argv_stop(&a->pg, "fast"), 60000);
 		break;
 	}
+}
+
+/* ---- operations asked for through the REST API ---- */
+
+enum req_kind { REQ_RESTART, REQ_RELOAD, REQ_REINIT };
+
+/* A restart / reload / reinitialize handed from the HTTP thread to the HA loop. */
+struct agent_req {
+	enum req_kind kind;
+	bool pending_only; /* restart only with a pending parameter change */
+	bool done, abandoned;
+	unsigned int code;
+	char message[400];
+};
+
+static void req_finish(struct agent *a, unsigned int code, const char *fmt, ...)
+{
+	struct agent_req *r;
+	va_list ap;
+
+	pthread_mutex_lock(&a->req_lock);
+	r = a->req;
+	a->req = NULL;
+	a->req_waits_job = false;
+	if (r) {
+		r->code = code;
+		va_start(ap, fmt);
+		vsnprintf(r->message, sizeof(r->message), fmt, ap);
+		va_end(ap);
+		r->done = true;
+		if (r->abandoned)
+			free(r);
+		else
+			pthread_cond_broadcast(&a->req_cond);
+	}
+	pthread_mutex_unlock(&a->req_lock);
+}
+
+/* Re-reads the node file: parameters, tags and pg_hba lines take effect now. */
+static int reload_node_config(struct agent *a, char *err, size_t err_size)
+{
+	struct agent_config fresh;
+
+	if (agent_config_load(a->config_path, &fresh, err, err_size) != PGW_OK)
+		return PGW_EINVAL;
+	if (pgconf_check_parameters(&fresh, err, err_size) != PGW_OK) {
+		agent_config_free(&fresh);
+		return PGW_EINVAL;
+	}
+	struct cmn_kvlist tmp = a->cfg.parameters;
+
+	a->cfg.parameters = fresh.parameters;
+	fresh.parameters = tmp;
+	tmp = a->cfg.tags;
+	a->cfg.tags = fresh.tags;
+	fresh.tags = tmp;
+	char *hba = a->cfg.pg_hba_extra;
+
+	a->cfg.pg_hba_extra = fresh.pg_hba_extra;
+	fresh.pg_hba_extra = hba;
+	a->cfg.nofailover = fresh.nofailover;
+	a->cfg.noloadbalance = fresh.noloadbalance;
+	a->cfg.nosync = fresh.nosync;
+	a->cfg.clonefrom = fresh.clonefrom;
+	agent_config_free(&fresh);
+	if (a->probe.data_valid &&
+	    (pgconf_write_hba(&a->cfg) != PGW_OK || rewrite_conf_and_reload(a) != PGW_OK)) {
+		snprintf(err, err_size, "cannot rewrite the PostgreSQL configuration files");
+		return PGW_ERR;
+	}
+	log_info("reloaded %s", a->config_path);
+	return PGW_OK;
+}
+
+static void upstream_of(const struct agent *a, char *host, size_t size, int *port)
+{
+	host[0] = '\0';
+	*port = 0;
+	if (a->configured_upstream[0] && a->configured_upstream[0] != '?' &&
+	    cmn_split_hostport(a->configured_upstream, host, size, port) != PGW_OK)
+		host[0] = '\0';
+}
+
+static void do_request(struct agent *a)
+{
+	struct agent_req *r;
+	char err[600];
+
+	pthread_mutex_lock(&a->req_lock);
+	r = a->req && !a->req_waits_job ? a->req : NULL;
+	pthread_mutex_unlock(&a->req_lock);
+	if (!r)
+		return;
+	if (r->kind == REQ_RELOAD) {
+		if (reload_node_config(a, err, sizeof(err)) != PGW_OK)
+			req_finish(a, 500, "reload failed: %s", err);
+		else
+			req_finish(a, 200, "reloaded configuration");
+		return;
+	}
+	if (a->job.kind != JOB_NONE || a->bootstrapping) {
+		req_finish(a, 503, "busy: %s",
+			   a->bootstrapping ? "bootstrapping" : job_state[a->job.kind]);
+		return;
+	}
+	if (r->kind == REQ_RESTART) {
+		bool leader = holds_leader(a) && a->probe.accepting && !a->probe.in_recovery;
+		char host[256];
+		int port;
+
+		if (!a->probe.postmaster_pid) {
+			req_finish(a, 503, "PostgreSQL is not running");
+			return;
+		}
+		if (r->pending_only && !a->probe.pending_restart) {
+			req_finish(a, 200, "no restart needed: no parameter change is pending");
+			return;
+		}
+		log_info("restart requested through the REST API");
+		pgctl_close(&a->pg);
+		if (run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) !=
+		    0) {
+			req_finish(a, 503, "PostgreSQL did not stop (see the PostgreSQL log)");
+			return;
+		}
+		if (leader) {
+			if (write_primary_config(a) == PGW_OK)
+				(void)job_spawn(a, JOB_START, pgctl_argv_start(&a->pg));
+		} else {
+			upstream_of(a, host, sizeof(host), &port);
+			start_standby(a, host, port);
+		}
+		if (a->job.kind != JOB_START) {
+			req_finish(a, 503, "cannot start PostgreSQL again (see the agent log)");
+			return;
+		}
+		pthread_mutex_lock(&a->req_lock);
+		a->req_waits_job = true; /* answered when pg_ctl start returns */
+		pthread_mutex_unlock(&a->req_lock);
+		return;
+	}
+	/* REQ_REINIT */
+	const struct dcs_member *src = ha_clone_source(&a->cluster, a->cfg.member_name);
+
+	if (holds_leader(a)) {
+		req_finish(a, 503, "I am the leader: cannot reinitialize");
+		return;
+	}
+	if (!a->cluster.has_leader || !src) {
+		req_finish(a, 503, "no leader to clone from");
+		return;
+	}
+	log_warning("reinitialize requested through the REST API: cloning again from %s",
+		    src->name);
+	pgctl_close(&a->pg);
+	if (a->probe.postmaster_pid &&
+	    run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+		req_finish(a, 503, "cannot stop PostgreSQL");
+		return;
+	}
+	do_clone(a, src->name);
+	if (a->job.kind != JOB_CLONE) {
+		req_finish(a, 503, "cannot start the clone (see the agent log)");
+		return;
+	}
+	req_finish(a, 200, "reinitialize started: cloning from %s", src->name);
+}
+
+/* The HTTP thread's side: hand a request to the loop and wait for its answer. */
+static void post_request(struct agent *a, enum req_kind kind, bool pending_only,
+			 struct api_answer *ans)
+{
+	struct agent_req *r = calloc(1, sizeof(*r));
+	int64_t deadline = cmn_now_ms() + 150000;
+
+	if (!r) {
+		ans->code = 500;
+		snprintf(ans->message, sizeof(ans->message), "out of memory");
+		return;
+	}
+	r->kind = kind;
+	r->pending_only = pending_only;
+	pthread_mutex_lock(&a->req_lock);
+	if (a->req) {
+		pthread_mutex_unlock(&a->req_lock);
+		free(r);
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message),
+			 "another operation is in progress on this member");
+		return;
+	}
+	a->req = r;
+	pthread_mutex_unlock(&a->req_lock);
+	agent_wake(a);
+	pthread_mutex_lock(&a->req_lock);
+	while (!r->done && cmn_now_ms() < deadline) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&a->req_cond, &a->req_lock, &ts);
+	}
+	if (r->done) {
+		ans->code = r->code;
+		snprintf(ans->message, sizeof(ans->message), "%s", r->message);
+		free(r);
+	} else {
+		r->abandoned = true; /* the loop frees it when it is done */
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message),
+			 "still in progress: see the agent log");
+	}
+	pthread_mutex_unlock(&a->req_lock);
+}
+
+static int merge_patch(json_object *root, void *arg, char *err, size_t err_size)
+{
+	(void)err;
+	(void)err_size;
+	dyncfg_merge_patch(root, arg);
+	return PGW_OK;
+}
+
+/* A connection of our own to etcd for the HTTP thread (the loop's is not shared). */
+static int api_session(struct agent *a, struct etcd_client **etcd, struct dcs *d)
+{
+	struct etcd_client_opts o;
+
+	agent_config_etcd_opts(&a->cfg, 3000, &o);
+	if (etcd_client_new(&o, etcd) != PGW_OK)
+		return PGW_ERR;
+	dcs_init(d, *etcd, a->cfg.namespace, a->cfg.cluster_name);
+	return PGW_OK;
+}
+
+static void api_change_leader(struct agent *a, json_object *body, bool failover,
+			      struct api_answer *ans)
+{
+	struct etcd_client *etcd = NULL;
+	struct dcs d;
+	struct dcs_cluster cl;
+	json_object *v;
+	const char *leader = NULL, *candidate = NULL, *when = NULL;
+	char why[400], new_leader[DCS_NAME_MAX];
+	bool bad_request, created = false;
+	int64_t at = 0;
+
+	if (json_object_object_get_ex(body, "leader", &v) &&
+	    json_object_is_type(v, json_type_string))
+		leader = json_object_get_string(v);
+	if (json_object_object_get_ex(body, "candidate", &v) &&
+	    json_object_is_type(v, json_type_string))
+		candidate = json_object_get_string(v);
+	if (json_object_object_get_ex(body, "scheduled_at", &v) &&
+	    json_object_is_type(v, json_type_string))
+		when = json_object_get_string(v);
+	if (leader && !*leader)
+		leader = NULL;
+	if (candidate && !*candidate)
+		candidate = NULL;
+	if (when && (at = switchover_parse_time(when)) < 0) {
+		ans->code = 400;
+		snprintf(ans->message, sizeof(ans->message),
+			 "bad scheduled_at '%s': use YYYY-MM-DDTHH:MM[:SS]Z (UTC)", when);
+		return;
+	}
+	if (!failover && !leader && !candidate) {
+		ans->code = 400;
+		snprintf(ans->message, sizeof(ans->message),
+			 "a switchover needs a leader or a candidate");
+		return;
+	}
+	if (api_session(a, &etcd, &d) != PGW_OK || dcs_read(&d, &cl) != PGW_OK) {
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message), "cannot read the cluster from etcd");
+		if (etcd)
+			etcd_client_free(etcd);
+		return;
+	}
+	if (switchover_refusal(&a->cfg, &cl, leader, candidate, failover, why, sizeof(why),
+			       &bad_request)) {
+		ans->code = bad_request ? 400 : 412;
+		snprintf(ans->message, sizeof(ans->message), "%s", why);
+		goto out;
+	}
+	char old_leader[DCS_NAME_MAX];
+
+	snprintf(old_leader, sizeof(old_leader), "%s", cl.has_leader ? cl.leader : "");
+	if (dcs_request_switchover(&d, old_leader, candidate ? candidate : "", at, &created) !=
+		PGW_OK ||
+	    !created) {
+		ans->code = created ? 503 : 412;
+		snprintf(ans->message, sizeof(ans->message),
+			 created ? "cannot write the request to etcd"
+				 : "a switchover is already pending");
+		goto out;
+	}
+	if (at > cmn_wall_ms() / 1000) {
+		ans->code = 202;
+		snprintf(ans->message, sizeof(ans->message), "Switchover scheduled at %s", when);
+		goto out;
+	}
+	if (switchover_wait(&d, old_leader, candidate, 60000, new_leader, sizeof(new_leader))) {
+		ans->code = 200;
+		snprintf(ans->message, sizeof(ans->message), "Successfully %s to %s",
+			 failover ? "failed over" : "switched over", new_leader);
+	} else {
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message),
+			 "%s did not complete within 60 s: see the agents' logs",
+			 failover ? "failover" : "switchover");
+	}
+out:
+	dcs_cluster_free(&cl);
+	etcd_client_free(etcd);
+}
+
+static void api_patch_config(struct agent *a, json_object *patch, struct api_answer *ans)
+{
+	struct etcd_client *etcd = NULL;
+	struct dcs d;
+	struct pgctl pg;
+	struct confedit_result res;
+	char err[600];
+	int rc;
+
+	if (api_session(a, &etcd, &d) != PGW_OK) {
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message), "cannot connect to etcd");
+		return;
+	}
+	pgctl_init(&pg, &a->cfg);
+	rc = confedit_run(&d, &pg, merge_patch, patch, -1, false, &res, err, sizeof(err));
+	pgctl_close(&pg);
+	etcd_client_free(etcd);
+	if (rc != PGW_OK) {
+		ans->code = rc == PGW_EINVAL ? 400 : rc == PGW_EUNAVAIL ? 409 : 503;
+		snprintf(ans->message, sizeof(ans->message), "%s", err);
+		return;
+	}
+	ans->code = 200;
+	ans->body = res.new_text;
+	res.new_text = NULL;
+	confedit_result_free(&res);
+}
+
+/* Called from the HTTP server's threads for authenticated mutating requests. */
+static void api_op(void *arg, const struct api_call *call, struct api_answer *ans)
+{
+	struct agent *a = arg;
+	json_object *body = NULL, *v;
+
+	if (*call->body) {
+		body = json_tokener_parse(call->body);
+		if (!body || !json_object_is_type(body, json_type_object)) {
+			json_object_put(body);
+			ans->code = 400;
+			snprintf(ans->message, sizeof(ans->message),
+				 "the request body must be a JSON object");
+			return;
+		}
+	} else {
+		body = json_object_new_object();
+	}
+	log_info("REST API: %s %s", call->method, call->path);
+	if (strcmp(call->path, "/restart") == 0) {
+		bool pending = json_object_object_get_ex(body, "restart_pending", &v) &&
+			       json_object_get_boolean(v);
+
+		post_request(a, REQ_RESTART, pending, ans);
+	} else if (strcmp(call->path, "/reload") == 0) {
+		post_request(a, REQ_RELOAD, false, ans);
+	} else if (strcmp(call->path, "/reinitialize") == 0) {
+		post_request(a, REQ_REINIT, false, ans);
+	} else if (strcmp(call->path, "/switchover") == 0) {
+		api_change_leader(a, body, false, ans);
+	} else if (strcmp(call->path, "/failover") == 0) {
+		api_change_leader(a, body, true, ans);
+	} else if (strcmp(call->path, "/config") == 0) {
+		if (!*call->body) {
+			ans->code = 400;
+			snprintf(ans->message, sizeof(ans->message),
+				 "PATCH /config needs a JSON object (a merge patch)");
+		} else {
+			api_patch_config(a, body, ans);
+		}
+	} else {
+		ans->code = 404;
+		snprintf(ans->message, sizeof(ans->message), "no such endpoint");
+	}
+	json_object_put(body);
 }
 
 /* ---- the loop ---- */
@@ -1566,6 +1985,14 @@ static void run_once(struct agent *a)
 	if (a->job.kind != JOB_NONE && cmn_proc_poll(a->job.pid, &code) == 1)
 		job_finished(a, code);
 	observe(a);
+	if (reload_requested) {
+		char err[600];
+
+		reload_requested = 0;
+		if (reload_node_config(a, err, sizeof(err)) != PGW_OK)
+			log_error("reload (SIGHUP) failed: %s", err);
+	}
+	do_request(a);
 	if (a->job.kind != JOB_NONE) {
 		snprintf(a->last_reason, sizeof(a->last_reason), "%s", job_state[a->job.kind]);
 	} else if (a->bootstrapping) {
@@ -1600,6 +2027,8 @@ static void run_once(struct agent *a)
 				      : a->cd.min_recovery_tli;
 
 			in.fork_lsn = dcs_history_switch_lsn(a->cluster.history, tli);
+		} else if (a->probe.accepting && a->probe.in_recovery) {
+			in.fork_lsn = dcs_history_switch_lsn(a->cluster.history, a->probe.timeline);
 		}
 
 		snprintf(in.local_sysid, sizeof(in.local_sysid), "%s", a->local_sysid);
@@ -1725,6 +2154,7 @@ int agent_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
+	signal(SIGHUP, on_signal);
 	pthread_condattr_t cattr;
 
 	pthread_mutex_init(&a->wake_lock, NULL);
@@ -1732,7 +2162,10 @@ int agent_main(int argc, char **argv)
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
 	pthread_cond_init(&a->wake_cond, &cattr);
+	pthread_cond_init(&a->req_cond, &cattr);
 	pthread_condattr_destroy(&cattr);
+	pthread_mutex_init(&a->req_lock, NULL);
+	a->config_path = path;
 	dcs_cache_init(&a->cache);
 	a->configured_upstream[0] = '?';
 	a->dyn_revision = -1;
@@ -1760,7 +2193,12 @@ int agent_main(int argc, char **argv)
 	if (pgconf_write_pgpass(&a->cfg) != PGW_OK)
 		goto out;
 	api_state_init(&a->api, a->cfg.ttl_ms);
-	if (api_start(a->cfg.api_host, a->cfg.api_port, &a->api, &a->api_srv) != PGW_OK)
+	struct api_ops ops = {.fn = api_op,
+			      .arg = a,
+			      .username = a->cfg.api_username,
+			      .password = a->cfg.api_password};
+
+	if (api_start(a->cfg.api_host, a->cfg.api_port, &a->api, &ops, &a->api_srv) != PGW_OK)
 		goto out_api;
 	log_info("starting: cluster %s, member %s, etcd %s, ttl %d ms, loop_wait %d ms",
 		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd_endpoints, a->cfg.ttl_ms,
@@ -1776,6 +2214,7 @@ int agent_main(int argc, char **argv)
 			agent_sleep(a, started + a->cfg.loop_wait_ms);
 	}
 	agent_shutdown(a);
+	req_finish(a, 503, "the agent is shutting down");
 	rc = 0;
 	a->stop_watch = true;
 	if (a->watch_started)

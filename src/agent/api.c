@@ -1,6 +1,7 @@
 #include "agent/api.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 
 #include <arpa/inet.h>
 #include <json-c/json.h>
@@ -16,6 +17,15 @@
 struct api_server {
 	struct MHD_Daemon *daemon;
 	struct api_state *st;
+	struct api_ops ops;
+};
+
+#define API_MAX_BODY (64 * 1024)
+
+/* Per request: the body as it arrives. */
+struct api_req {
+	struct cmn_buf body;
+	bool too_large;
 };
 
 void api_state_init(struct api_state *st, int liveness_ms)
@@ -30,6 +40,7 @@ void api_state_destroy(struct api_state *st)
 	free(st->status_json);
 	free(st->cluster_json);
 	free(st->history_json);
+	free(st->config_json);
 	pthread_mutex_destroy(&st->lock);
 }
 
@@ -94,7 +105,90 @@ enum check {
 	CHECK_STATUS,
 	CHECK_CLUSTER,
 	CHECK_HISTORY,
+	CHECK_CONFIG,
 };
+
+static const char *const mutating[] = {"/switchover",	"/failover", "/restart",
+				       "/reinitialize", "/reload",   "/config"};
+
+static bool constant_eq(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char diff = la != lb;
+
+	for (size_t i = 0; i < la; i++)
+		diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+	return diff == 0;
+}
+
+static enum MHD_Result reply_unauthorized(struct MHD_Connection *conn, const char *reason)
+{
+	char body[300];
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	snprintf(body, sizeof(body), "{\"error\": \"%s\"}", reason);
+	r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", "application/json");
+	MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"pgwarden\"");
+	ret = MHD_queue_response(conn, MHD_HTTP_UNAUTHORIZED, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* POST / PATCH endpoints: authenticate, then hand over to the agent. */
+static enum MHD_Result handle_mutating(struct api_server *srv, struct MHD_Connection *conn,
+				       const char *url, const char *method, struct api_req *req)
+{
+	bool is_config = strcmp(url, "/config") == 0;
+	char *user = NULL, *pass = NULL;
+	bool ok;
+
+	if (is_config ? strcmp(method, "PATCH") != 0 : strcmp(method, "POST") != 0)
+		return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+				   "method not allowed on this endpoint",
+				   is_config ? "GET, PATCH" : "POST");
+	if (!srv->ops.fn || !srv->ops.username || !*srv->ops.username || !srv->ops.password)
+		return reply_error(conn, MHD_HTTP_FORBIDDEN,
+				   "changes through the REST API are disabled: set [api] username "
+				   "and password",
+				   NULL);
+	user = MHD_basic_auth_get_username_password(conn, &pass);
+	ok = user && pass && constant_eq(user, srv->ops.username) &&
+	     constant_eq(pass, srv->ops.password);
+	if (user)
+		MHD_free(user);
+	if (pass)
+		MHD_free(pass);
+	if (!ok)
+		return reply_unauthorized(conn, "authentication required");
+	if (req->too_large)
+		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large",
+				   NULL);
+
+	struct api_call call = {
+	    .method = method, .path = url, .body = req->body.data ? req->body.data : ""};
+	struct api_answer ans = {.code = 500};
+	enum MHD_Result ret;
+
+	srv->ops.fn(srv->ops.arg, &call, &ans);
+	if (ans.body) {
+		ret = reply(conn, ans.code, ans.body, NULL);
+		free(ans.body);
+		return ret;
+	}
+	if (ans.code >= 400)
+		return reply_error(conn, ans.code, ans.message[0] ? ans.message : "failed", NULL);
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "message", json_object_new_string(ans.message));
+	ret =
+	    reply(conn, ans.code, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), NULL);
+	json_object_put(o);
+	return ret;
+}
 
 static const struct {
 	const char *path;
@@ -114,6 +208,7 @@ static const struct {
     {"/patroni", CHECK_STATUS},
     {"/cluster", CHECK_CLUSTER},
     {"/history", CHECK_HISTORY},
+    {"/config", CHECK_CONFIG},
 };
 
 /* Parses ?lag= as bytes (plain number, or with kB/MB/GB). -1 when bad. */
@@ -146,15 +241,28 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	char *body = NULL;
 	enum MHD_Result ret;
 
+	struct api_req *req = *req_cls;
+
 	(void)version;
-	(void)upload_data;
-	if (*req_cls == NULL) {
-		*req_cls = (void *)1; /* headers seen; wait for the body (ignored here) */
+	if (!req) {
+		req = calloc(1, sizeof(*req));
+		if (!req)
+			return MHD_NO;
+		*req_cls = req; /* headers seen; the body comes next (freed in completed()) */
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
-		*upload_data_size = 0; /* read-only endpoints: discard any body */
+		if (req->body.len + *upload_data_size > API_MAX_BODY ||
+		    cmn_buf_append(&req->body, upload_data, *upload_data_size) != PGW_OK)
+			req->too_large = true;
+		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
+	    strcmp(method, "OPTIONS") != 0) {
+		for (size_t i = 0; i < sizeof(mutating) / sizeof(mutating[0]); i++)
+			if (strcmp(url, mutating[i]) == 0)
+				return handle_mutating(srv, conn, url, method, req);
 	}
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
 		if (strcmp(url, routes[i].path) == 0)
@@ -204,6 +312,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	}
 	const char *doc = routes[route].check == CHECK_CLUSTER	 ? st->cluster_json
 			  : routes[route].check == CHECK_HISTORY ? st->history_json
+			  : routes[route].check == CHECK_CONFIG	 ? st->config_json
 								 : st->status_json;
 
 	body = strdup(doc ? doc : (routes[route].check == CHECK_HISTORY ? "[]" : "{}"));
@@ -215,7 +324,23 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	return ret;
 }
 
-int api_start(const char *host, int port, struct api_state *st, struct api_server **out)
+static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+		      enum MHD_RequestTerminationCode toe)
+{
+	struct api_req *req = *req_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (req) {
+		cmn_buf_free(&req->body);
+		free(req);
+		*req_cls = NULL;
+	}
+}
+
+int api_start(const char *host, int port, struct api_state *st, const struct api_ops *ops,
+	      struct api_server **out)
 {
 	struct api_server *srv = calloc(1, sizeof(*srv));
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -228,6 +353,8 @@ int api_start(const char *host, int port, struct api_state *st, struct api_serve
 	if (!srv)
 		return PGW_ENOMEM;
 	srv->st = st;
+	if (ops)
+		srv->ops = *ops;
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	if (getaddrinfo(*host && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai) != 0 ||
 	    !ai) {
@@ -247,11 +374,15 @@ int api_start(const char *host, int port, struct api_state *st, struct api_serve
 		return PGW_ERR;
 	}
 	freeaddrinfo(ai);
+	/* A thread per connection: a restart or a switchover request may take seconds and
+	 * must not hold up the health checks. */
 	srv->daemon = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-	    handle, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+		MHD_USE_ERROR_LOG,
+	    0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)200,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+	    completed, NULL, MHD_OPTION_END);
 	if (!srv->daemon) {
 		log_error("REST API: cannot start the HTTP server on %s:%d", host, port);
 		close(fd);

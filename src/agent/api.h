@@ -6,7 +6,9 @@
  * Patroni-compatible health endpoints: GET / /primary /master /leader /read-write
  * (200 on the leader), /replica (200 on a running replica not tagged
  * noloadbalance, ?lag=bytes), /read-only, /health, /liveness, /readiness;
- * documents: /status (alias /patroni), /cluster, /history.
+ * documents: /status (alias /patroni), /cluster, /history, /config.
+ * Mutating endpoints (basic auth from [api] username/password, 401 without):
+ * POST /switchover /failover /restart /reinitialize /reload, PATCH /config.
  */
 #ifndef PGW_API_H
 #define PGW_API_H
@@ -22,6 +24,7 @@ struct api_state {
 	char *status_json;  /* owned; replaced by api_state_set */
 	char *cluster_json; /* owned */
 	char *history_json; /* owned */
+	char *config_json;  /* owned: the dynamic configuration (GET /config) */
 	bool pg_running;    /* postmaster up and accepting */
 	bool is_leader;	    /* primary and holder of the leader key */
 	bool is_replica;    /* running in recovery */
@@ -33,6 +36,33 @@ struct api_state {
 };
 
 struct api_server;
+
+/*
+ * A mutating request (POST /switchover /failover /restart /reinitialize /reload,
+ * PATCH /config), authenticated, body read; the agent's callback answers it from
+ * the HTTP server's thread (one thread per connection: it may take a while).
+ */
+struct api_call {
+	const char *method;
+	const char *path;
+	const char *body; /* NUL-terminated, "" when none */
+};
+
+struct api_answer {
+	unsigned int code;
+	char *body; /* JSON, heap; NULL: {"message": ...} built from message */
+	char message[512];
+};
+
+typedef void (*api_op_fn)(void *arg, const struct api_call *call, struct api_answer *ans);
+
+/* Where mutating requests go and who may send them (username NULL: nobody). */
+struct api_ops {
+	api_op_fn fn;
+	void *arg;
+	const char *username;
+	const char *password;
+};
 
 /* What a member's GET /status says, the fields other agents and the CLI use. */
 struct api_member_status {
@@ -52,7 +82,9 @@ void api_state_destroy(struct api_state *st);
 void api_state_set_docs(struct api_state *st, char *status_json, char *cluster_json,
 			char *history_json);
 
-int api_start(const char *host, int port, struct api_state *st, struct api_server **out) PGW_WUR;
+/* ops may be NULL (read-only API). */
+int api_start(const char *host, int port, struct api_state *st, const struct api_ops *ops,
+	      struct api_server **out) PGW_WUR;
 void api_stop(struct api_server *srv);
 
 #endif

@@ -194,10 +194,11 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			    c->leader);
 			return;
 		}
+		/* Only a primary's clean stop ends its WAL at its checkpoint; a standby's may
+		 * hold WAL past its last restartpoint. */
 		if (in->cd_valid && ltl > 0 && local_timeline(in) != ltl && in->fork_lsn &&
-		    (in->cd.state == PGCTL_CD_SHUT_DOWN ||
-		     in->cd.state == PGCTL_CD_SHUT_DOWN_IN_RECOVERY) &&
-		    !in->cd.backup_label && in->cd.checkpoint_lsn < in->fork_lsn &&
+		    in->cd.state == PGCTL_CD_SHUT_DOWN && !in->cd.backup_label &&
+		    in->cd.checkpoint_lsn < in->fork_lsn &&
 		    in->cd.min_recovery_lsn < in->fork_lsn) {
 			/* Stopped cleanly before our timeline ended (a switchover): no rewind. */
 			set(d, HA_START_STANDBY, l->name,
@@ -287,6 +288,17 @@ static void decide_replica(const struct ha_input *in, struct ha_decision *d)
 	snprintf(want, sizeof(want), "%s:%d", l->host, l->port);
 	if (strcmp(in->configured_upstream, want) != 0) {
 		set(d, HA_FOLLOW, l->name, "following leader %s at %s", l->name, want);
+		return;
+	}
+	/* Past the point where our timeline ended (history): we replayed WAL the new
+	 * leader never had, streaming cannot resume; stop now so it can be rewound. */
+	if (!in->pg->streaming && in->fork_lsn && leader_timeline(c) > in->pg->timeline &&
+	    in->pg->lsn > in->fork_lsn) {
+		set(d, HA_STOP_STUCK, l->name,
+		    "diverged: our position %llx is past the end %llx of timeline %d; stopping "
+		    "to rewind",
+		    (unsigned long long)in->pg->lsn, (unsigned long long)in->fork_lsn,
+		    in->pg->timeline);
 		return;
 	}
 	if (!in->pg->streaming && in->not_streaming_since_ms &&

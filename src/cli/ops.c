@@ -1,6 +1,7 @@
 /* Cluster operations that change what the agents do: pause, resume, switchover. */
 #include "agent/api.h"
 #include "agent/dcs.h"
+#include "agent/switchover.h"
 #include "cli/cli.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -52,76 +53,6 @@ int cli_resume(int argc, char **argv)
 	return set_pause(argc, argv, false);
 }
 
-/* Live /status of a member; ok false when it did not answer. */
-struct live {
-	bool ok;
-	struct api_member_status st;
-};
-
-static struct live member_status(const struct dcs_member *m)
-{
-	struct live l = {0};
-	struct cmn_buf b = {0};
-	char url[400];
-	long code = 0;
-
-	snprintf(url, sizeof(url), "%s/status", m->api_url);
-	l.ok = cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
-	       api_parse_status(b.data, &l.st);
-	cmn_buf_free(&b);
-	return l;
-}
-
-/* Why member m cannot take over (NULL: it can). */
-static const char *unfit_candidate(const struct agent_config *cfg, const struct dcs_member *m,
-				   bool no_leader, char *why, size_t size)
-{
-	struct live l;
-
-	if (m->nofailover) {
-		snprintf(why, size, "%s is tagged nofailover", m->name);
-		return why;
-	}
-	l = member_status(m);
-	if (!l.ok) {
-		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
-		return why;
-	}
-	/* Without a leader nobody streams: a running replica will do. */
-	if (strcmp(l.st.role, "replica") != 0 ||
-	    (strcmp(l.st.state, "streaming") != 0 &&
-	     !(no_leader && strcmp(l.st.state, "running") == 0))) {
-		snprintf(why, size, "%s is not a healthy replica (role %s, state %s)", m->name,
-			 l.st.role, l.st.state);
-		return why;
-	}
-	if (l.st.lag > cfg->maximum_lag_on_failover) {
-		snprintf(why, size, "%s lags %lld bytes behind, more than maximum_lag_on_failover",
-			 m->name, (long long)l.st.lag);
-		return why;
-	}
-	return NULL;
-}
-
-/* "now", a unix time, or YYYY-MM-DDTHH:MM[:SS][Z] (UTC). -1 when bad. */
-static int64_t parse_when(const char *s)
-{
-	struct tm tm;
-	const char *end;
-
-	if (strcmp(s, "now") == 0)
-		return 0;
-	memset(&tm, 0, sizeof(tm));
-	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-	if (!end) {
-		memset(&tm, 0, sizeof(tm));
-		end = strptime(s, "%Y-%m-%dT%H:%M", &tm);
-	}
-	if (!end || (*end && strcmp(end, "Z") != 0))
-		return -1;
-	return (int64_t)timegm(&tm);
-}
-
 /*
  * switchover: planned, from a healthy leader. failover: to a named candidate, also
  * when there is no healthy leader (as patronictl). Both write the failover key; the
@@ -171,7 +102,7 @@ static int change_leader(int argc, char **argv, bool failover)
 			candidate = optarg;
 			break;
 		case 's':
-			at = parse_when(optarg);
+			at = switchover_parse_time(optarg);
 			if (at < 0) {
 				fprintf(stderr,
 					"pgwarden: bad --scheduled '%s': use now or "
@@ -203,55 +134,12 @@ static int change_leader(int argc, char **argv, bool failover)
 	const struct dcs_cluster *cl = &ses.cluster;
 
 	rc = CLI_EXIT_FAILED;
-	if (cl->paused) {
-		fprintf(stderr,
-			"pgwarden: cluster %s is in maintenance mode: 'pgwarden resume' "
-			"first\n",
-			cfg->cluster_name);
-		goto out_cluster;
-	}
-	if (!cl->has_leader && !failover) {
-		fprintf(stderr,
-			"pgwarden: cluster %s has no leader to switch over from: use 'pgwarden "
-			"failover --candidate NAME'\n",
-			cfg->cluster_name);
-		goto out_cluster;
-	}
-	if (leader_arg && (!cl->has_leader || strcmp(leader_arg, cl->leader) != 0)) {
-		fprintf(stderr, "pgwarden: %s is not the leader (%s is)\n", leader_arg, cl->leader);
-		goto out_cluster;
-	}
-	if (cl->has_switchover) {
-		fprintf(stderr, "pgwarden: a switchover is already pending (to %s)\n",
-			cl->switchover_candidate[0] ? cl->switchover_candidate : "any replica");
-		goto out_cluster;
-	}
-	if (candidate) {
-		const struct dcs_member *m = dcs_find_member(cl, candidate);
+	bool bad_request;
 
-		if (!m) {
-			fprintf(stderr, "pgwarden: no member named %s in cluster %s\n", candidate,
-				cfg->cluster_name);
-			goto out_cluster;
-		}
-		if (cl->has_leader && strcmp(candidate, cl->leader) == 0) {
-			fprintf(stderr, "pgwarden: %s is already the leader\n", candidate);
-			goto out_cluster;
-		}
-		if (unfit_candidate(cfg, m, !cl->has_leader, why, sizeof(why))) {
-			fprintf(stderr, "pgwarden: cannot %s to %s: %s\n", what, candidate, why);
-			goto out_cluster;
-		}
-	} else {
-		bool any = false;
-
-		for (size_t i = 0; i < cl->n_members && !any; i++)
-			any = strcmp(cl->members[i].name, cl->leader) != 0 &&
-			      !unfit_candidate(cfg, &cl->members[i], false, why, sizeof(why));
-		if (!any) {
-			fprintf(stderr, "pgwarden: no healthy replica to switch over to\n");
-			goto out_cluster;
-		}
+	if (switchover_refusal(cfg, cl, leader_arg, candidate, failover, why, sizeof(why),
+			       &bad_request)) {
+		fprintf(stderr, "pgwarden: %s\n", why);
+		goto out_cluster;
 	}
 	if (!force) {
 		char answer[16] = "";
@@ -290,28 +178,13 @@ static int change_leader(int argc, char **argv, bool failover)
 		rc = CLI_EXIT_OK;
 		goto out_cluster;
 	}
-	int64_t deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;
+	char new_leader[DCS_NAME_MAX];
 
-	while (cmn_now_ms() < deadline) {
-		struct dcs_cluster now;
-
-		if (dcs_read(d, &now) == PGW_OK) {
-			const struct dcs_member *m =
-			    now.has_leader ? dcs_find_member(&now, now.leader) : NULL;
-			bool done = m && strcmp(now.leader, old_leader) != 0 &&
-				    (!candidate || strcmp(now.leader, candidate) == 0) &&
-				    strcmp(member_status(m).st.role, "primary") == 0;
-
-			if (done) {
-				printf("Successfully %s to %s\n",
-				       failover ? "failed over" : "switched over", now.leader);
-				dcs_cluster_free(&now);
-				rc = CLI_EXIT_OK;
-				break;
-			}
-			dcs_cluster_free(&now);
-		}
-		usleep(200000);
+	if (switchover_wait(d, old_leader, candidate, timeout_s * 1000, new_leader,
+			    sizeof(new_leader))) {
+		printf("Successfully %s to %s\n", failover ? "failed over" : "switched over",
+		       new_leader);
+		rc = CLI_EXIT_OK;
 	}
 	if (rc != CLI_EXIT_OK)
 		fprintf(stderr,

@@ -1,0 +1,177 @@
+#include "agent/switchover.h"
+#include "agent/api.h"
+#include "common/http.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Live /status of a member; false when it did not answer. */
+static bool member_status(const struct dcs_member *m, struct api_member_status *st)
+{
+	struct cmn_buf b = {0};
+	char url[400];
+	long code = 0;
+	bool ok;
+
+	snprintf(url, sizeof(url), "%s/status", m->api_url);
+	ok = cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
+	     api_parse_status(b.data, st);
+	cmn_buf_free(&b);
+	return ok;
+}
+
+/* Why member m cannot take over (NULL: it can). */
+static const char *unfit_candidate(const struct agent_config *cfg, const struct dcs_cluster *cl,
+				   const struct dcs_member *m, char *why, size_t size)
+{
+	struct api_member_status st;
+	bool no_leader = !cl->has_leader;
+
+	if (m->nofailover) {
+		snprintf(why, size, "%s is tagged nofailover", m->name);
+		return why;
+	}
+	if (cl->has_sync && !dcs_sync_has(cl, m->name) && strcmp(cl->sync_leader, m->name) != 0) {
+		snprintf(why, size, "%s is not a synchronous standby (synchronous set: %s)",
+			 m->name, cl->sync_standby[0] ? cl->sync_standby : "empty");
+		return why;
+	}
+	if (!member_status(m, &st)) {
+		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
+		return why;
+	}
+	/* Without a leader nobody streams: a running replica will do. */
+	if (strcmp(st.role, "replica") != 0 || (strcmp(st.state, "streaming") != 0 &&
+						!(no_leader && strcmp(st.state, "running") == 0))) {
+		snprintf(why, size, "%s is not a healthy replica (role %s, state %s)", m->name,
+			 st.role, st.state);
+		return why;
+	}
+	if (st.lag > cfg->maximum_lag_on_failover) {
+		snprintf(why, size, "%s lags %lld bytes behind, more than maximum_lag_on_failover",
+			 m->name, (long long)st.lag);
+		return why;
+	}
+	return NULL;
+}
+
+const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_cluster *cl,
+			       const char *leader, const char *candidate, bool failover, char *why,
+			       size_t why_size, bool *bad_request)
+{
+	char tmp[300];
+
+	*bad_request = false;
+	if (cl->paused) {
+		snprintf(why, why_size,
+			 "cluster %s is in maintenance mode: 'pgwarden resume' first",
+			 cfg->cluster_name);
+		return why;
+	}
+	if (!cl->has_leader && !failover) {
+		snprintf(why, why_size,
+			 "cluster %s has no leader to switch over from: use 'pgwarden failover "
+			 "--candidate NAME'",
+			 cfg->cluster_name);
+		return why;
+	}
+	if (failover && !candidate) {
+		*bad_request = true;
+		snprintf(why, why_size, "a failover needs a candidate");
+		return why;
+	}
+	if (leader && (!cl->has_leader || strcmp(leader, cl->leader) != 0)) {
+		*bad_request = true;
+		snprintf(why, why_size, "%s is not the leader (%s is)", leader,
+			 cl->has_leader ? cl->leader : "nobody");
+		return why;
+	}
+	if (cl->has_switchover) {
+		snprintf(why, why_size, "a switchover is already pending (to %s)",
+			 cl->switchover_candidate[0] ? cl->switchover_candidate : "any replica");
+		return why;
+	}
+	if (candidate) {
+		const struct dcs_member *m = dcs_find_member(cl, candidate);
+
+		if (!m) {
+			*bad_request = true;
+			snprintf(why, why_size, "no member named %s in cluster %s", candidate,
+				 cfg->cluster_name);
+			return why;
+		}
+		if (cl->has_leader && strcmp(candidate, cl->leader) == 0) {
+			*bad_request = true;
+			snprintf(why, why_size, "%s is already the leader", candidate);
+			return why;
+		}
+		if (unfit_candidate(cfg, cl, m, tmp, sizeof(tmp))) {
+			snprintf(why, why_size, "cannot %s to %s: %s",
+				 failover ? "fail over" : "switch over", candidate, tmp);
+			return why;
+		}
+		return NULL;
+	}
+	for (size_t i = 0; i < cl->n_members; i++)
+		if (strcmp(cl->members[i].name, cl->leader) != 0 &&
+		    !unfit_candidate(cfg, cl, &cl->members[i], tmp, sizeof(tmp)))
+			return NULL;
+	snprintf(why, why_size, "no healthy replica to switch over to");
+	return why;
+}
+
+bool switchover_wait(struct dcs *d, const char *old_leader, const char *candidate, int timeout_ms,
+		     char *new_leader, size_t size)
+{
+	int64_t deadline = cmn_now_ms() + timeout_ms;
+
+	while (cmn_now_ms() < deadline) {
+		struct dcs_cluster now;
+
+		if (dcs_read(d, &now) == PGW_OK) {
+			const struct dcs_member *m =
+			    now.has_leader ? dcs_find_member(&now, now.leader) : NULL;
+			struct api_member_status st;
+			bool done =
+			    m && strcmp(now.leader, old_leader) != 0 &&
+			    (!candidate || !*candidate || strcmp(now.leader, candidate) == 0) &&
+			    member_status(m, &st) && strcmp(st.role, "primary") == 0;
+
+			if (done)
+				snprintf(new_leader, size, "%s", now.leader);
+			dcs_cluster_free(&now);
+			if (done)
+				return true;
+		}
+		usleep(200000);
+	}
+	return false;
+}
+
+int64_t switchover_parse_time(const char *s)
+{
+	struct tm tm;
+	const char *end;
+	char *num_end;
+	long long n;
+
+	if (strcmp(s, "now") == 0 || !*s)
+		return 0;
+	n = strtoll(s, &num_end, 10);
+	if (*num_end == '\0' && n > 0)
+		return n;
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (!end) {
+		memset(&tm, 0, sizeof(tm));
+		end = strptime(s, "%Y-%m-%dT%H:%M", &tm);
+	}
+	if (!end || (*end && strcmp(end, "Z") != 0 && strcmp(end, "+00:00") != 0))
+		return -1;
+	return (int64_t)timegm(&tm);
+}

@@ -1,0 +1,101 @@
+"""Synchronous mode: no commit acknowledged to a client is ever lost on failover (RPO 0),
+and strict mode stops writes when no synchronous standby is left."""
+import json
+import os
+import threading
+import time
+
+import psycopg2
+
+from conftest import Writer, wait_for
+
+
+def cluster_json(cluster):
+    return json.loads(cluster.run("list", "--dir", cluster.dir, "--json").stdout)
+
+
+def sync_set_of(cluster, leader):
+    """The synchronous set, once the given leader has recorded a non-empty one."""
+    j = cluster_json(cluster)
+    names = j.get("synchronous_standbys", "")
+    if j["leader"] != "node%d" % (leader + 1) or not names:
+        return None
+    roles = {m["member"]: m["role"] for m in j["members"]}
+    assert all(roles.get(n) == "Sync Standby" for n in names.split(",")), j
+    return names.split(",")
+
+
+def new_writable_leader(cluster, old):
+    nodes = cluster.writable_nodes()
+    return nodes[0] if len(nodes) == 1 and nodes[0] != old else None
+
+
+def test_sync_mode_host_kill_loses_no_acknowledged_commit(cluster):
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on", "--force")
+    rounds = int(os.environ.get("PGW_SYNC_ROUNDS", "20"))
+    writer = Writer(cluster.multihost_dsn(), interval=0.01).start()
+    try:
+        for rnd in range(rounds):
+            leader = cluster.wait_healthy(timeout=120)
+            sync = wait_for("round %d: a synchronous standby of node%d" % (rnd, leader + 1),
+                            lambda: sync_set_of(cluster, leader), 30)
+            since = time.monotonic()
+            wait_for("round %d: commits under synchronous replication" % rnd,
+                     lambda: len(writer.acks_after(since)) >= 20, 30)
+            cluster.kill_host(leader)
+            new = wait_for("round %d: a new writable leader" % rnd,
+                           lambda: new_writable_leader(cluster, leader), 40)
+            assert "node%d" % (new + 1) in sync, (rnd, new, sync)
+            acked = writer.acked_ids()  # before reading: all of these must be there
+            present = {r[0] for r in cluster.query(new, "SELECT id FROM t")}
+            missing = acked - present
+            assert not missing, "round %d: %d acknowledged commits lost: %s" % (
+                rnd, len(missing), sorted(missing)[:10])
+            cluster.up()
+    finally:
+        writer.stop()
+    assert len(writer.acked) > 20 * rounds
+
+
+def test_sync_strict_blocks_writes_without_a_standby(cluster):
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on",
+                "--set", "synchronous_mode_strict=on", "--force")
+    leader = cluster.leader()
+    wait_for("a synchronous standby", lambda: sync_set_of(cluster, leader), 30)
+    replicas = [i for i in range(cluster.N) if i != leader]
+    for i in replicas:
+        cluster.kill_host(i)
+    # No synchronous standby left: a commit waits instead of going through async.
+    done = threading.Event()
+    result = {}
+
+    def insert():
+        try:
+            conn = psycopg2.connect(cluster.dsn(leader))
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO t (id) VALUES (42)")
+            conn.close()
+            result["ok"] = True
+        except psycopg2.Error as exc:
+            result["error"] = str(exc)
+        done.set()
+
+    threading.Thread(target=insert, daemon=True).start()
+    assert not done.wait(5), "a commit went through with no synchronous standby: %s" % result
+    assert cluster.leader() == leader
+    cluster.up()  # the replicas come back: the waiting commit completes
+    assert done.wait(60) and result.get("ok"), result
+    cluster.wait_healthy()
+    assert cluster.query(leader, "SELECT count(*) FROM t WHERE id = 42")[0][0] == 1
+
+
+def test_sync_mode_off_clears_the_set(cluster):
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on", "--force")
+    leader = cluster.leader()
+    wait_for("a synchronous standby", lambda: sync_set_of(cluster, leader), 30)
+    assert cluster.query(leader, "SELECT count(*) FROM pg_stat_replication"
+                                 " WHERE sync_state = 'sync'")[0][0] == 1
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=off", "--force")
+    wait_for("no synchronous set", lambda: "synchronous_standbys" not in cluster_json(cluster), 20)
+    assert cluster.query(leader, "SHOW synchronous_standby_names")[0][0] == ""
