@@ -27,6 +27,11 @@ static void usage(FILE *f)
 		"  show-config              the dynamic configuration kept in etcd\n"
 		"  edit-config [--set K=V] [--pg NAME=V] [--apply FILE] [--force]\n"
 		"                           change it (checked first; agents apply it at once)\n"
+		"  restart [MEMBER...] [--pending] [--switchover] [--force]\n"
+		"                           rolling restart: replicas first, the leader last\n"
+		"  reload [MEMBER...]       re-read node.ini ([parameters], [tags]), reload "
+		"PostgreSQL\n"
+		"  reinit MEMBER [--force]  wipe a replica and clone it again from the leader\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -49,6 +54,9 @@ static const struct {
     {"history", cli_history},
     {"show-config", cli_show_config},
     {"edit-config", cli_edit_config},
+    {"restart", cli_restart},
+    {"reload", cli_reload},
+    {"reinit", cli_reinit},
     {"switchover", cli_switchover},
     {"failover", cli_failover},
     {"up", cli_up},

@@ -1616,6 +1616,7 @@ static void do_request(struct agent *a)
 		req_finish(a, 503, "cannot start the clone (see the agent log)");
 		return;
 	}
+	publish_api(a); /* no longer "streaming" for whoever waits for the clone */
 	req_finish(a, 200, "reinitialize started: cloning from %s", src->name);
 }
 

@@ -163,7 +163,7 @@ static const char *etcd_endpoints(const struct layout *l, char *out, size_t size
 /* Writes DIR/nodeN/node.ini unless it exists (an existing folder keeps its settings). */
 static int write_node_configs(const struct layout *l)
 {
-	char path[PATH_MAX + 64], su_pw[25], repl_pw[25], eps[512], text[4096];
+	char path[PATH_MAX + 64], su_pw[25], repl_pw[25], api_pw[25], eps[512], text[4096];
 	struct stat st;
 
 	path_of(l, path, sizeof(path), "node", 0, "node.ini");
@@ -171,6 +171,7 @@ static int write_node_configs(const struct layout *l)
 		return 0;
 	random_password(su_pw, sizeof(su_pw));
 	random_password(repl_pw, sizeof(repl_pw));
+	random_password(api_pw, sizeof(api_pw));
 	etcd_endpoints(l, eps, sizeof(eps));
 	for (int i = 0; i < N_NODES; i++) {
 		char dir[PATH_MAX + 16];
@@ -202,10 +203,12 @@ static int write_node_configs(const struct layout *l)
 			 "\n"
 			 "[api]\n"
 			 "listen = 127.0.0.1:%d\n"
+			 "username = pgwarden\n"
+			 "password = %s\n"
 			 "\n"
 			 "[tags]\n",
 			 l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
-			 l->api_port + i);
+			 l->api_port + i, api_pw);
 		path_of(l, path, sizeof(path), "node", i, "node.ini");
 		if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
 			fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));

@@ -858,12 +858,88 @@ static void test_clone_source(void **state)
 	assert_null(ha_clone_source(&f->c, ME));
 }
 
+/* ---- synchronous mode ------------------------------------------------------ */
+
+static void set_sync(struct fx *f, const char *leader, const char *standbys)
+{
+	f->c.has_sync = true;
+	f->c.sync_mod_revision = 42;
+	snprintf(f->c.sync_leader, sizeof(f->c.sync_leader), "%s", leader);
+	snprintf(f->c.sync_standby, sizeof(f->c.sync_standby), "%s", standbys);
+}
+
+/* Only a member of the synchronous set may race; the last leader may too. */
+static void test_sync_only_the_set_races(void **state)
+{
+	struct fx *f = *state;
+
+	pg_replica(f, 1, 0x3000000);
+	f->c.optime = 0x3000000;
+	set_sync(f, "node2", "node3");
+	assert_action(f, HA_WAIT, "");
+	assert_non_null(strstr(f->d.reason, "synchronous set"));
+	set_sync(f, "node2", "node3,node1");
+	assert_action(f, HA_RACE, "");
+	set_sync(f, "node2", "");
+	assert_action(f, HA_WAIT, "");
+	set_sync(f, ME, "");
+	assert_action(f, HA_RACE, "");
+	/* No sync key: asynchronous rules. */
+	f->c.has_sync = false;
+	assert_action(f, HA_RACE, "");
+}
+
+/* A primary without the key that is not in the set must not race: it demotes. */
+static void test_sync_primary_outside_the_set_demotes(void **state)
+{
+	struct fx *f = *state;
+
+	pg_primary(f, 2, 0x5000000);
+	f->in.lease_id = 100;
+	f->in.lease_deadline_ms = NOW + 3000;
+	set_sync(f, "node2", "node3");
+	assert_action(f, HA_DEMOTE, "");
+	set_sync(f, "node2", "node1");
+	assert_action(f, HA_RACE, "");
+}
+
+static void test_sync_list_membership(void **state)
+{
+	(void)state;
+	assert_true(dcs_name_in_list("a,b,c", "b"));
+	assert_true(dcs_name_in_list("a", "a"));
+	assert_false(dcs_name_in_list("ab,c", "a"));
+	assert_false(dcs_name_in_list("", "a"));
+	assert_false(dcs_name_in_list("a,b", "a,b"));
+}
+
+/* A replica that replayed past the end of its timeline stops at once to be rewound. */
+static void test_replica_diverged_stops_at_once(void **state)
+{
+	struct fx *f = *state;
+
+	set_leader(f, "node2", 3);
+	pg_replica(f, 2, 0x5000000);
+	f->pg.streaming = false;
+	f->in.not_streaming_since_ms = NOW - 1000;
+	f->in.fork_lsn = 0x4000000;
+	assert_action(f, HA_STOP_STUCK, "node2");
+	assert_non_null(strstr(f->d.reason, "diverged"));
+	/* At or before the fork point: it can stream on, keep waiting. */
+	f->pg.lsn = 0x4000000;
+	assert_action(f, HA_WAIT, "node2");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    T(test_no_data_bootstrap),
+	    T(test_sync_only_the_set_races),
+	    T(test_sync_primary_outside_the_set_demotes),
+	    T(test_sync_list_membership),
+	    T(test_replica_diverged_stops_at_once),
 	    T(test_no_data_nofailover_waits),
 	    T(test_no_data_someone_bootstrapping),
 	    T(test_no_data_clone_from_leader),
