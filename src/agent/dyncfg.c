@@ -86,7 +86,7 @@ static int value_of(const struct setting *s, json_object *v, int64_t *out, char 
 			*out = json_object_get_boolean(v);
 			rc = PGW_OK;
 		} else if (json_object_is_type(v, json_type_string)) {
-			bool b;
+			bool b = false;
 
 			rc = cmn_parse_bool(text, &b);
 			*out = b;
