@@ -941,6 +941,27 @@ static void do_race(struct agent *a)
 	}
 	log_info("took the leader key (%s)", reason);
 	a->last_full_read_ms = 0; /* next loop: read etcd itself, not the watch cache */
+	/*
+	 * Synchronous mode: name ourselves in the sync key (with nobody synchronous yet)
+	 * before taking a single write, so that the old leader, still listed there, can
+	 * never come back and take over from commits we acknowledged.
+	 */
+	if (a->cluster.has_sync && strcmp(a->cluster.sync_leader, a->cfg.member_name) != 0) {
+		bool ok = false;
+
+		if (dcs_write_sync(&a->dcs, a->cfg.member_name, "", a->cluster.sync_mod_revision,
+				   &ok) != PGW_OK ||
+		    !ok) {
+			log_warning("could not record ourselves in the sync key: giving the leader "
+				    "key back");
+			if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
+				log_error("could not release the leader key");
+			if (!a->probe.in_recovery)
+				do_demote(a, "not recorded as the synchronous leader");
+			return;
+		}
+		log_info("synchronous set recorded in etcd: [] (new leader)");
+	}
 	snprintf(a->cluster.leader, sizeof(a->cluster.leader), "%s", a->cfg.member_name);
 	a->cluster.has_leader = true;
 	a->cluster.leader_lease = a->lease_id;
@@ -2175,6 +2196,9 @@ int agent_main(int argc, char **argv)
 	a->node_loop_wait_ms = a->cfg.loop_wait_ms;
 	a->node_retry_timeout_ms = a->cfg.retry_timeout_ms;
 	a->node_max_lag = a->cfg.maximum_lag_on_failover;
+	/* A restarted agent must not loosen what a running primary waits for. */
+	pgconf_read_ssn(&a->cfg, a->cfg.synchronous_standby_names,
+			sizeof(a->cfg.synchronous_standby_names));
 
 	struct etcd_client_opts eo;
 	int rc = 1;

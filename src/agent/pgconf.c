@@ -177,6 +177,34 @@ static int write_in_data(const struct agent_config *cfg, const char *name, const
 	return PGW_OK;
 }
 
+void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size)
+{
+	char path[4200], *text, *line, *save = NULL;
+	static const char key[] = "synchronous_standby_names = '";
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "%s/postgresql.conf", cfg->data_dir);
+	text = cmn_read_file(path, NULL);
+	if (!text)
+		return;
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		size_t j = 0;
+
+		if (strncmp(line, key, sizeof(key) - 1) != 0)
+			continue;
+		/* Undo conf_quote: '' and \\ stand for one character. */
+		for (const char *p = line + sizeof(key) - 1; *p && j + 1 < size; p++) {
+			if ((*p == '\'' || *p == '\\') && p[1] == *p)
+				p++;
+			else if (*p == '\'')
+				break;
+			out[j++] = *p;
+		}
+		out[j] = '\0';
+	}
+	free(text);
+}
+
 int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up)
 {
 	struct cmn_kvlist params;

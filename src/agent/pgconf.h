@@ -25,6 +25,8 @@ const char *pgconf_managed_reason(const char *name);
 /* Validates [parameters]: err gets "file:line: ..." for a managed or bad name. */
 int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t err_size) PGW_WUR;
 
+/* synchronous_standby_names as the agent last wrote it in postgresql.conf ("" if none). */
+void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size);
 /* Writes postgresql.conf; up is NULL for a primary. */
 int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up) PGW_WUR;
 int pgconf_write_hba(const struct agent_config *cfg) PGW_WUR;

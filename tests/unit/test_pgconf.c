@@ -472,17 +472,46 @@ static void test_standby_signal(void **state)
 	assert_int_equal(pgconf_set_standby_signal(&f->cfg, false), PGW_OK);
 }
 
+/* synchronous_standby_names: written quoted, read back as it was (agent restart). */
+static void test_sync_standby_names_round_trip(void **state)
+{
+	struct fx *f = *state;
+	char back[1024], *conf;
+
+	pgconf_read_ssn(&f->cfg, back, sizeof(back));
+	assert_string_equal(back, "");
+	snprintf(f->cfg.synchronous_standby_names, sizeof(f->cfg.synchronous_standby_names),
+		 "FIRST 2 (\"node2\", \"o'k\\x\")");
+	assert_int_equal(pgconf_write_conf(&f->cfg, NULL), PGW_OK);
+	conf = read_data_file(f, "postgresql.conf");
+	assert_has_line(conf, "synchronous_standby_names = 'FIRST 2 (\"node2\", \"o''k\\\\x\")'");
+	free(conf);
+	pgconf_read_ssn(&f->cfg, back, sizeof(back));
+	assert_string_equal(back, f->cfg.synchronous_standby_names);
+	f->cfg.synchronous_standby_names[0] = '\0';
+	assert_int_equal(pgconf_write_conf(&f->cfg, NULL), PGW_OK);
+	pgconf_read_ssn(&f->cfg, back, sizeof(back));
+	assert_string_equal(back, "");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    T(test_parameters_16gb),	  T(test_parameters_scaling),
-	    T(test_parameters_override),  T(test_managed_reason),
-	    T(test_check_parameters),	  T(test_write_conf_replica),
-	    T(test_write_conf_primary),	  T(test_primary_conninfo_quoting),
-	    T(test_write_conf_backslash), T(test_write_conf_quotes),
-	    T(test_write_pgpass),	  T(test_write_hba),
+	    T(test_sync_standby_names_round_trip),
+	    T(test_parameters_16gb),
+	    T(test_parameters_scaling),
+	    T(test_parameters_override),
+	    T(test_managed_reason),
+	    T(test_check_parameters),
+	    T(test_write_conf_replica),
+	    T(test_write_conf_primary),
+	    T(test_primary_conninfo_quoting),
+	    T(test_write_conf_backslash),
+	    T(test_write_conf_quotes),
+	    T(test_write_pgpass),
+	    T(test_write_hba),
 	    T(test_standby_signal),
 	};
 
