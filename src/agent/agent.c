@@ -106,7 +106,11 @@ struct agent {
 	int64_t node_max_lag;
 	bool sync_mode, sync_strict;
 	int sync_count;
-	bool conf_dirty;	   /* parameters changed: rewrite postgresql.conf and reload */
+	bool conf_dirty;
+	bool sync_unsure;
+	    /* a sync key write timed out: its outcome is unknown */ /* parameters changed: rewrite
+									postgresql.conf and reload
+								      */
 	int lease_ttl_ms;	   /* the TTL our lease was granted with */
 	int64_t sync_changed_ms;   /* synchronous_standby_names last changed (leader) */
 	uint64_t sync_confirm_lsn; /* joining standbys must have flushed this far */
@@ -121,6 +125,7 @@ struct agent {
 	pthread_cond_t req_cond;
 	struct agent_req *req; /* a REST request for the loop (NULL: none) */
 	bool req_waits_job;    /* the request is answered when the job ends */
+	bool req_stopping;     /* shutting down: no more requests */
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;
 	bool woken;
@@ -440,15 +445,38 @@ static bool lease_maintain(struct agent *a, bool force)
 	int rc;
 
 	if (a->lease_id && a->lease_ttl_ms != a->cfg.ttl_ms) {
-		/* ttl changed: a new lease; the leader key moves over in read_cluster. */
-		int64_t old = a->lease_id;
+		/*
+		 * ttl changed: a new lease. The leader moves its key over at once, and
+		 * keeps the old lease (and its deadline) if that fails, so its deadline
+		 * never runs past the lease the key is really on.
+		 */
+		int64_t old = a->lease_id, old_deadline = a->lease_deadline_ms;
+		int old_ttl = a->lease_ttl_ms;
+		bool leader = holds_leader(a), moved = false;
 
 		log_info("ttl is now %d ms: granting a new lease", a->cfg.ttl_ms);
 		a->lease_id = 0;
-		if (lease_maintain(a, true) && !holds_leader(a) &&
-		    etcd_lease_revoke(a->etcd, old) != PGW_OK)
-			log_debug("could not revoke the old lease");
-		return a->lease_id != 0;
+		if (lease_maintain(a, true)) {
+			if (!leader || (dcs_move_leader(&a->dcs, a->cfg.member_name, a->lease_id,
+							&moved) == PGW_OK &&
+					moved)) {
+				if (leader)
+					a->cluster.leader_lease = a->lease_id;
+				if (etcd_lease_revoke(a->etcd, old) != PGW_OK)
+					log_debug("could not revoke the old lease");
+				return true;
+			}
+			log_warning("could not move the leader key to the new lease: keeping the "
+				    "old one");
+			if (etcd_lease_revoke(a->etcd, a->lease_id) != PGW_OK)
+				log_debug("could not revoke the new lease");
+		}
+		a->lease_id = old;
+		a->lease_deadline_ms = old_deadline;
+		a->lease_ttl_ms = old_ttl;
+		free(a->published_member);
+		a->published_member = NULL;
+		force = true; /* renew the old one now */
 	}
 	if (a->lease_id && !force) {
 		if (sent - a->last_renew_try_ms < a->cfg.loop_wait_ms - 100)
@@ -871,6 +899,7 @@ static void do_promote(struct agent *a)
 }
 
 static void do_demote(struct agent *a, const char *why);
+static bool claim_sync(struct agent *a);
 
 static void do_race(struct agent *a)
 {
@@ -941,31 +970,11 @@ static void do_race(struct agent *a)
 	}
 	log_info("took the leader key (%s)", reason);
 	a->last_full_read_ms = 0; /* next loop: read etcd itself, not the watch cache */
-	/*
-	 * Synchronous mode: name ourselves in the sync key (with nobody synchronous yet)
-	 * before taking a single write, so that the old leader, still listed there, can
-	 * never come back and take over from commits we acknowledged.
-	 */
-	if (a->cluster.has_sync && strcmp(a->cluster.sync_leader, a->cfg.member_name) != 0) {
-		bool ok = false;
 
-		if (dcs_write_sync(&a->dcs, a->cfg.member_name, "", a->cluster.sync_mod_revision,
-				   &ok) != PGW_OK ||
-		    !ok) {
-			log_warning("could not record ourselves in the sync key: giving the leader "
-				    "key back");
-			if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
-				log_error("could not release the leader key");
-			if (!a->probe.in_recovery)
-				do_demote(a, "not recorded as the synchronous leader");
-			return;
-		}
-		log_info("synchronous set recorded in etcd: [] (new leader)");
-	}
 	snprintf(a->cluster.leader, sizeof(a->cluster.leader), "%s", a->cfg.member_name);
 	a->cluster.has_leader = true;
 	a->cluster.leader_lease = a->lease_id;
-	if (a->probe.in_recovery)
+	if (a->probe.in_recovery && claim_sync(a))
 		do_promote(a);
 }
 
@@ -1107,10 +1116,13 @@ static int write_sync(struct agent *a, const char *set)
 {
 	bool ok = false;
 
+	a->last_full_read_ms = 0; /* see our own write (or someone else's) next loop */
 	if (dcs_write_sync(&a->dcs, a->cfg.member_name, set, a->cluster.sync_mod_revision, &ok) !=
-	    PGW_OK)
+	    PGW_OK) {
+		/* It may have been written all the same: change nothing until a full read. */
+		a->sync_unsure = true;
 		return PGW_ERR;
-	a->last_full_read_ms = 0; /* see our own write next loop */
+	}
 	if (!ok)
 		return PGW_ERR;
 	log_info("synchronous set recorded in etcd: [%s]", set);
@@ -1118,6 +1130,24 @@ static int write_sync(struct agent *a, const char *set)
 	snprintf(a->cluster.sync_leader, sizeof(a->cluster.sync_leader), "%s", a->cfg.member_name);
 	snprintf(a->cluster.sync_standby, sizeof(a->cluster.sync_standby), "%s", set);
 	return PGW_OK;
+}
+
+/*
+ * Before a promotion in synchronous mode: the sync key must name us, with nobody
+ * synchronous yet, so that none of the old set (nor the old leader) can take over
+ * from commits we will acknowledge. No promotion until that is written.
+ */
+static bool claim_sync(struct agent *a)
+{
+	const struct dcs_cluster *c = &a->cluster;
+
+	if (!c->has_sync ||
+	    (strcmp(c->sync_leader, a->cfg.member_name) == 0 && !c->sync_standby[0]))
+		return true;
+	if (!a->sync_unsure && write_sync(a, "") == PGW_OK)
+		return true;
+	log_warning("not promoting yet: could not record ourselves in the sync key");
+	return false;
 }
 
 static void set_ssn(struct agent *a, const char *ssn)
@@ -1155,8 +1185,13 @@ static void manage_sync(struct agent *a)
 	uint64_t flushed = 0;
 	char *rows;
 
+	if (a->sync_unsure)
+		return; /* a sync key write of unknown outcome: wait for a full read */
 	if (!a->sync_mode) {
-		if (a->cfg.synchronous_standby_names[0])
+		/* Off: nobody is listed any more before commits stop waiting. */
+		if (c->has_sync && (strcmp(c->sync_leader, me) != 0 || c->sync_standby[0]))
+			(void)write_sync(a, "");
+		else if (a->cfg.synchronous_standby_names[0])
 			set_ssn(a, "");
 		else if (c->has_sync) {
 			char key[600];
@@ -1375,9 +1410,12 @@ static void do_switchover(struct agent *a, const char *candidate)
 	if (candidate[0]) {
 		const struct dcs_member *m = member_of(a, candidate);
 
-		if (!m || strcmp(m->role, "replica") != 0 || strcmp(m->state, "streaming") != 0) {
-			log_warning("switchover to %s cancelled: it is not a streaming replica",
-				    candidate);
+		bool barred = a->cluster.has_sync && !dcs_sync_has(&a->cluster, candidate);
+
+		if (!m || strcmp(m->role, "replica") != 0 || strcmp(m->state, "streaming") != 0 ||
+		    barred) {
+			log_warning("switchover to %s cancelled: it is not a streaming %sreplica",
+				    candidate, barred ? "synchronous " : "");
 			if (dcs_clear_switchover(&a->dcs) != PGW_OK)
 				log_error("could not clear the switchover request");
 			return;
@@ -1436,7 +1474,8 @@ static void execute(struct agent *a, const struct ha_decision *d)
 		do_race(a);
 		break;
 	case HA_PROMOTE:
-		do_promote(a);
+		if (claim_sync(a))
+			do_promote(a);
 		break;
 	case HA_KEEP_LEADER:
 		keep_leader(a);
@@ -1597,6 +1636,16 @@ static void do_request(struct agent *a)
 			req_finish(a, 503, "PostgreSQL did not stop (see the PostgreSQL log)");
 			return;
 		}
+		/* A long shutdown checkpoint may have outlived the lease: still the leader? */
+		if (leader) {
+			int64_t id = a->lease_id;
+
+			leader = lease_maintain(a, true) && a->lease_id == id &&
+				 cmn_now_ms() < a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS;
+			if (!leader)
+				log_warning("lost the leader lease while stopping: starting as a "
+					    "replica");
+		}
 		if (leader) {
 			if (write_primary_config(a) == PGW_OK)
 				(void)job_spawn(a, JOB_START, pgctl_argv_start(&a->pg));
@@ -1656,19 +1705,22 @@ static void post_request(struct agent *a, enum req_kind kind, bool pending_only,
 	r->kind = kind;
 	r->pending_only = pending_only;
 	pthread_mutex_lock(&a->req_lock);
-	if (a->req) {
+	if (a->req || a->req_stopping) {
+		bool stopping = a->req_stopping;
+
 		pthread_mutex_unlock(&a->req_lock);
 		free(r);
 		ans->code = 503;
-		snprintf(ans->message, sizeof(ans->message),
-			 "another operation is in progress on this member");
+		snprintf(ans->message, sizeof(ans->message), "%s",
+			 stopping ? "the agent is shutting down"
+				  : "another operation is in progress on this member");
 		return;
 	}
 	a->req = r;
 	pthread_mutex_unlock(&a->req_lock);
 	agent_wake(a);
 	pthread_mutex_lock(&a->req_lock);
-	while (!r->done && cmn_now_ms() < deadline) {
+	while (!r->done && !a->req_stopping && cmn_now_ms() < deadline) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -1679,6 +1731,12 @@ static void post_request(struct agent *a, enum req_kind kind, bool pending_only,
 		ans->code = r->code;
 		snprintf(ans->message, sizeof(ans->message), "%s", r->message);
 		free(r);
+	} else if (a->req_stopping) {
+		if (a->req == r)
+			a->req = NULL; /* the loop is gone: nobody else frees it */
+		free(r);
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message), "the agent is shutting down");
 	} else {
 		r->abandoned = true; /* the loop frees it when it is done */
 		ans->code = 503;
@@ -1762,12 +1820,14 @@ static void api_change_leader(struct agent *a, json_object *body, bool failover,
 
 	snprintf(old_leader, sizeof(old_leader), "%s", cl.has_leader ? cl.leader : "");
 	if (dcs_request_switchover(&d, old_leader, candidate ? candidate : "", at, &created) !=
-		PGW_OK ||
-	    !created) {
-		ans->code = created ? 503 : 412;
-		snprintf(ans->message, sizeof(ans->message),
-			 created ? "cannot write the request to etcd"
-				 : "a switchover is already pending");
+	    PGW_OK) {
+		ans->code = 503;
+		snprintf(ans->message, sizeof(ans->message), "cannot write the request to etcd");
+		goto out;
+	}
+	if (!created) {
+		ans->code = 412;
+		snprintf(ans->message, sizeof(ans->message), "a switchover is already pending");
 		goto out;
 	}
 	if (at > cmn_wall_ms() / 1000) {
@@ -1811,6 +1871,7 @@ static void api_patch_config(struct agent *a, json_object *patch, struct api_ans
 	if (rc != PGW_OK) {
 		ans->code = rc == PGW_EINVAL ? 400 : rc == PGW_EUNAVAIL ? 409 : 503;
 		snprintf(ans->message, sizeof(ans->message), "%s", err);
+		confedit_result_free(&res);
 		return;
 	}
 	ans->code = 200;
@@ -1949,6 +2010,7 @@ static void read_cluster(struct agent *a)
 		etcd_range_result_free(&r);
 		a->last_full_read_ms = now;
 		a->dcs_ok = true;
+		a->sync_unsure = false;
 	}
 	dcs_cluster_free(&a->cluster);
 	a->cluster = fresh;
@@ -2015,6 +2077,7 @@ static void run_once(struct agent *a)
 			log_error("reload (SIGHUP) failed: %s", err);
 	}
 	do_request(a);
+	apply_conf_change(a); /* before a promotion: with the settings it must have */
 	if (a->job.kind != JOB_NONE) {
 		snprintf(a->last_reason, sizeof(a->last_reason), "%s", job_state[a->job.kind]);
 	} else if (a->bootstrapping) {
@@ -2065,7 +2128,6 @@ static void run_once(struct agent *a)
 		if (d.action != HA_WAIT && d.action != HA_KEEP_LEADER)
 			observe(a);
 	}
-	apply_conf_change(a);
 	update_fence(a);
 	publish_member(a);
 	publish_api(a);
@@ -2238,8 +2300,12 @@ int agent_main(int argc, char **argv)
 		else
 			agent_sleep(a, started + a->cfg.loop_wait_ms);
 	}
-	agent_shutdown(a);
 	req_finish(a, 503, "the agent is shutting down");
+	pthread_mutex_lock(&a->req_lock);
+	a->req_stopping = true;
+	pthread_cond_broadcast(&a->req_cond);
+	pthread_mutex_unlock(&a->req_lock);
+	agent_shutdown(a);
 	rc = 0;
 	a->stop_watch = true;
 	if (a->watch_started)

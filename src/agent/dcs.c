@@ -178,7 +178,8 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 
 			out->has_sync = true;
 			out->sync_mod_revision = kv->mod_revision;
-			if (o && json_object_object_get_ex(o, "leader", &v))
+			if (o && json_object_object_get_ex(o, "leader", &v) &&
+			    json_object_is_type(v, json_type_string))
 				snprintf(out->sync_leader, sizeof(out->sync_leader), "%s",
 					 json_object_get_string(v));
 			if (o && json_object_object_get_ex(o, "sync_standby", &v) &&
