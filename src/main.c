@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static void usage(FILE *f)
@@ -16,7 +17,7 @@ static void usage(FILE *f)
 		"daemons:\n"
 		"  agent -c node.ini        manage one PostgreSQL member (Patroni's role)\n"
 		"\n"
-		"cluster operations (-c node.ini or --dir DIR to find the cluster):\n"
+		"cluster operations (-c node.ini, --dir DIR, or --cluster NAME --etcd URLS):\n"
 		"  list [--json]            members, roles, states, timelines, lag\n"
 		"  pause / resume           maintenance mode: no automatic action at all\n"
 		"  switchover [--leader A] [--candidate B] [--scheduled T] [--force]\n"
@@ -76,6 +77,39 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("pgwarden %s\n", PGW_VERSION);
 		return 0;
+	}
+	/*
+	 * Cluster commands also take --cluster NAME and --etcd ENDPOINTS (as
+	 * PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS, which they override).
+	 */
+	if (strcmp(cmd, "agent") != 0 && strcmp(cmd, "fence") != 0) {
+		int j = 1;
+
+		for (int i = 1; i < argc; i++) {
+			const char *env = NULL, *val = NULL;
+
+			if (strcmp(argv[i], "--cluster") == 0 || strcmp(argv[i], "--etcd") == 0) {
+				if (i + 1 >= argc) {
+					fprintf(stderr, "pgwarden: %s needs a value\n", argv[i]);
+					return 2;
+				}
+				env = argv[i][2] == 'c' ? "PGWARDEN_CLUSTER_NAME"
+							: "PGWARDEN_ETCD_ENDPOINTS";
+				val = argv[++i];
+			} else if (strncmp(argv[i], "--cluster=", 10) == 0) {
+				env = "PGWARDEN_CLUSTER_NAME";
+				val = argv[i] + 10;
+			} else if (strncmp(argv[i], "--etcd=", 7) == 0) {
+				env = "PGWARDEN_ETCD_ENDPOINTS";
+				val = argv[i] + 7;
+			}
+			if (env)
+				setenv(env, val, 1);
+			else
+				argv[j++] = argv[i];
+		}
+		argc = j;
+		argv[argc] = NULL;
 	}
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)
