@@ -179,7 +179,7 @@ int cli_edit_config(int argc, char **argv)
 	rc = confedit_run(&s.dcs, &pg, apply_edits, &e, -1, true, &res, err, sizeof(err));
 	if (rc != PGW_OK) {
 		rc = refuse(rc, err);
-		goto out;
+		goto out_res; /* partly filled on failure too */
 	}
 	if (!res.changed) {
 		printf("Not changed\n");
@@ -214,7 +214,7 @@ int cli_edit_config(int argc, char **argv)
 	rc = confedit_run(&s.dcs, &pg, apply_edits, &e, revision, false, &res, err, sizeof(err));
 	if (rc != PGW_OK) {
 		rc = refuse(rc, err);
-		goto out;
+		goto out_res; /* partly filled on failure too */
 	}
 	printf("Configuration changed\n");
 	rc = CLI_EXIT_OK;
