@@ -220,7 +220,6 @@ int cli_edit_config(int argc, char **argv)
 	rc = CLI_EXIT_OK;
 out_res:
 	confedit_result_free(&res);
-out:
 	pgctl_close(&pg);
 	json_object_put(e.patch);
 	cli_session_close(&s);
