@@ -80,9 +80,11 @@ int main(int argc, char **argv)
 	}
 	/*
 	 * Cluster commands also take --cluster NAME and --etcd ENDPOINTS (as
-	 * PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS, which they override).
+	 * PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS, which they override);
+	 * up / down / status have a --cluster of their own (the name of a new cluster).
 	 */
-	if (strcmp(cmd, "agent") != 0 && strcmp(cmd, "fence") != 0) {
+	if (strcmp(cmd, "agent") != 0 && strcmp(cmd, "fence") != 0 && strcmp(cmd, "up") != 0 &&
+	    strcmp(cmd, "down") != 0 && strcmp(cmd, "status") != 0) {
 		int j = 1;
 
 		for (int i = 1; i < argc; i++) {
