@@ -206,3 +206,14 @@ def test_rest_mutating_endpoints_need_auth(cluster):
     code, body = call(leader, "POST", "/failover", {"candidate": "node%d" % (leader + 1)})
     assert code == 200 and "failed over to node%d" % (leader + 1) in body["message"], body
     assert cluster.wait_healthy() == leader
+
+
+def test_cli_finds_the_cluster_by_name_and_etcd(cluster):
+    leader = cluster.leader()
+    etcd = "http://127.0.0.1:%d" % cluster.etcd_port
+    out = json.loads(cluster.run("list", "--cluster", "demo", "--etcd", etcd, "--json").stdout)
+    assert out["cluster"] == "demo" and out["leader"] == "node%d" % (leader + 1)
+    out = json.loads(cluster.run("list", "--cluster=other", "--etcd=" + etcd, "--json").stdout)
+    assert out["cluster"] == "other" and out["leader"] == "" and out["members"] == []
+    proc = cluster.run("list", "--cluster", check=False)
+    assert proc.returncode == 2 and "--cluster needs a value" in proc.stderr

@@ -90,12 +90,27 @@ def test_sync_strict_blocks_writes_without_a_standby(cluster):
     assert cluster.query(leader, "SELECT count(*) FROM t WHERE id = 42")[0][0] == 1
 
 
-def test_sync_mode_off_clears_the_set(cluster):
-    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on", "--force")
+def test_sync_node_count_nosync_and_off(cluster):
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on",
+                "--set", "synchronous_node_count=2", "--force")
     leader = cluster.leader()
-    wait_for("a synchronous standby", lambda: sync_set_of(cluster, leader), 30)
+    replicas = ["node%d" % (i + 1) for i in range(cluster.N) if i != leader]
+    wait_for("both replicas synchronous",
+             lambda: sorted(sync_set_of(cluster, leader) or []) == replicas, 30)
+    ssn = cluster.query(leader, "SHOW synchronous_standby_names")[0][0]
+    assert ssn.startswith("FIRST 2 (") and all('"%s"' % r in ssn for r in replicas), ssn
     assert cluster.query(leader, "SELECT count(*) FROM pg_stat_replication"
-                                 " WHERE sync_state = 'sync'")[0][0] == 1
+                                 " WHERE sync_state = 'sync'")[0][0] == 2
+    # A member tagged nosync leaves the set (the tag is read again by reload).
+    with open("%s/%s/node.ini" % (cluster.dir, replicas[0]), "a") as f:
+        f.write("nosync = on\n")
+    cluster.run("reload", "--dir", cluster.dir, replicas[0])
+    wait_for("%s out of the set" % replicas[0],
+             lambda: sync_set_of(cluster, leader) == [replicas[1]], 30)
+    wait_for("the server waits only for %s" % replicas[1],
+             lambda: cluster.query(leader, "SHOW synchronous_standby_names")[0][0]
+             == 'FIRST 1 ("%s")' % replicas[1], 15)
+    # Off: the set is emptied first, then the server stops waiting, then the key goes.
     cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=off", "--force")
     wait_for("no synchronous set", lambda: "synchronous_standbys" not in cluster_json(cluster), 20)
     assert cluster.query(leader, "SHOW synchronous_standby_names")[0][0] == ""
