@@ -106,11 +106,8 @@ struct agent {
 	int64_t node_max_lag;
 	bool sync_mode, sync_strict;
 	int sync_count;
-	bool conf_dirty;
-	bool sync_unsure;
-	    /* a sync key write timed out: its outcome is unknown */ /* parameters changed: rewrite
-									postgresql.conf and reload
-								      */
+	bool conf_dirty;	   /* parameters changed: rewrite postgresql.conf and reload */
+	bool sync_unsure;	   /* a sync key write timed out: its outcome is unknown */
 	int lease_ttl_ms;	   /* the TTL our lease was granted with */
 	int64_t sync_changed_ms;   /* synchronous_standby_names last changed (leader) */
 	uint64_t sync_confirm_lsn; /* joining standbys must have flushed this far */

@@ -150,6 +150,12 @@ def test_restart_reload_reinit_and_refusals(cluster):
     proc = subprocess.run([PGWARDEN, "restart", "--dir", cluster.dir], stdin=subprocess.DEVNULL,
                           capture_output=True, text=True, env=cluster.env, timeout=60)
     assert proc.returncode == 2 and "--force" in proc.stderr
+    # The leader by switchover instead of a restart in place.
+    cluster.wait_healthy()
+    out = cluster.run("restart", "--dir", cluster.dir, lname, "--switchover", "--force").stdout
+    assert "%s: switched over to" % lname in out, out
+    new = cluster.wait_healthy()
+    assert new != leader and cluster.status(leader)["state"] == "streaming"
 
 
 def test_rest_mutating_endpoints_need_auth(cluster):
