@@ -29,8 +29,8 @@ if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
         -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
-ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd >/dev/null
-for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream; do
+ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd fuzz_pgproto >/dev/null
+for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto; do
     name=${t%%:*}; seeds=""
     for c in $(echo "${t#*:}" | tr , ' '); do seeds="$seeds tests/fuzz/corpus/$c"; done
     work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
