@@ -2,6 +2,7 @@
 #include "agent/agent.h"
 #include "agent/fence.h"
 #include "cli/cli.h"
+#include "proxy/proxy.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,8 @@ static void usage(FILE *f)
 		"\n"
 		"daemons:\n"
 		"  agent -c node.ini        manage one PostgreSQL member (Patroni's role)\n"
+		"  proxy -c proxy.ini       pooler and router following the leader (PgBouncer's\n"
+		"                           and HAProxy's role)\n"
 		"\n"
 		"cluster operations (-c node.ini, --dir DIR, or --cluster NAME --etcd URLS):\n"
 		"  list [--json]            members, roles, states, timelines, lag\n"
@@ -49,6 +52,7 @@ static const struct {
 } commands[] = {
     {"agent", agent_main},
     {"fence", agent_fence_main},
+    {"proxy", proxy_main},
     {"list", cli_list},
     {"pause", cli_pause},
     {"resume", cli_resume},
@@ -83,8 +87,8 @@ int main(int argc, char **argv)
 	 * PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS, which they override);
 	 * up / down / status have a --cluster of their own (the name of a new cluster).
 	 */
-	if (strcmp(cmd, "agent") != 0 && strcmp(cmd, "fence") != 0 && strcmp(cmd, "up") != 0 &&
-	    strcmp(cmd, "down") != 0 && strcmp(cmd, "status") != 0) {
+	if (strcmp(cmd, "agent") != 0 && strcmp(cmd, "fence") != 0 && strcmp(cmd, "proxy") != 0 &&
+	    strcmp(cmd, "up") != 0 && strcmp(cmd, "down") != 0 && strcmp(cmd, "status") != 0) {
 		int j = 1;
 
 		for (int i = 1; i < argc; i++) {

@@ -4,6 +4,7 @@
  *   DIR/etcdN/     data/, etcd.log, etcd.pid, ports      (N = 1..3)
  *   DIR/nodeN/     node.ini, data/, run/, agent.log, agent.pid, postgresql.log
  *   DIR/pgpass     passwords for psql (PGPASSFILE=DIR/pgpass)
+ *   DIR/proxy/     proxy.ini, userlist.txt, proxy.log, proxy.pid
  *
  * When run as root, everything is owned by and runs as the postgres user, because
  * PostgreSQL refuses to run as root.
@@ -42,6 +43,7 @@ struct layout {
 	int etcd_port; /* client port of member 1; member i uses etcd_port + 100 * i */
 	int pg_port;
 	int api_port;
+	int proxy_ports[4]; /* pooled, primary, replica, http */
 	char memory[32];
 	char cluster[64];
 	bool as_postgres; /* we are root: chown and run children as postgres */
@@ -227,6 +229,98 @@ static int write_node_configs(const struct layout *l)
 }
 
 /* Ports recorded in DIR/ports on the first up, so later runs reuse them. */
+static int spawn_logged(const struct layout *l, const char *const *argv, const char *log,
+			const char *pidfile);
+
+/* DIR/proxy/proxy.ini and userlist.txt (the superuser's password), unless they exist. */
+static int write_proxy_config(const struct layout *l)
+{
+	char dir[PATH_MAX + 16], path[PATH_MAX + 32], eps[512], text[4096], ini[PATH_MAX + 32];
+	char *node, *pw, *end;
+	struct stat st;
+
+	snprintf(dir, sizeof(dir), "%s/proxy", l->dir);
+	snprintf(path, sizeof(path), "%s/proxy.ini", dir);
+	if (stat(path, &st) == 0)
+		return 0;
+	if (make_dir(l, dir, 0700) != 0)
+		return -1;
+	path_of(l, ini, sizeof(ini), "node", 0, "node.ini");
+	node = cmn_read_file(ini, NULL);
+	pw = node ? strstr(node, "\nsuperuser_password = ") : NULL;
+	if (!pw) {
+		free(node);
+		fprintf(stderr, "pgwarden: no superuser_password in %s\n", ini);
+		return -1;
+	}
+	pw += strlen("\nsuperuser_password = ");
+	end = strchr(pw, '\n');
+	if (end)
+		*end = '\0';
+	snprintf(text, sizeof(text), "\"postgres\" \"%s\"\n", pw);
+	free(node);
+	snprintf(path, sizeof(path), "%s/userlist.txt", dir);
+	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
+		return -1;
+	own(l, path);
+	etcd_endpoints(l, eps, sizeof(eps));
+	snprintf(text, sizeof(text),
+		 "# Written by pgwarden up. Every key can be overridden by\n"
+		 "# PGWARDEN_<SECTION>_<KEY> in the proxy's environment.\n"
+		 "[cluster]\n"
+		 "name = %s\n"
+		 "\n"
+		 "[etcd]\n"
+		 "endpoints = %s\n"
+		 "\n"
+		 "[proxy]\n"
+		 "listen = 127.0.0.1\n"
+		 "pooled_port = %d\n"
+		 "primary_port = %d\n"
+		 "replica_port = %d\n"
+		 "http_port = %d\n"
+		 "auth_type = scram-sha-256\n"
+		 "auth_file = %s/userlist.txt\n"
+		 "admin_users = postgres\n"
+		 "default_pool_size = 20\n",
+		 l->cluster, eps, l->proxy_ports[0], l->proxy_ports[1], l->proxy_ports[2],
+		 l->proxy_ports[3], dir);
+	snprintf(path, sizeof(path), "%s/proxy.ini", dir);
+	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
+		return -1;
+	own(l, path);
+	return 0;
+}
+
+static int start_proxy(const struct layout *l)
+{
+	char ini[PATH_MAX + 32], log[PATH_MAX + 32], pidf[PATH_MAX + 32];
+	static const char *const what[4] = {"pooled", "primary", "replica", "status page"};
+
+	snprintf(pidf, sizeof(pidf), "%s/proxy/proxy.pid", l->dir);
+	snprintf(ini, sizeof(ini), "%s/proxy/proxy.ini", l->dir);
+	snprintf(log, sizeof(log), "%s/proxy/proxy.log", l->dir);
+	if (running_pid(pidf, " proxy -c "))
+		return 0;
+	for (int k = 0; k < 4; k++) {
+		if (l->proxy_ports[k] && port_in_use(l->proxy_ports[k])) {
+			fprintf(stderr,
+				"pgwarden: port %d (the proxy's %s port) is already in use by "
+				"another program: stop it (PgBouncer? HAProxy?) or choose other "
+				"ports with --proxy-port\n",
+				l->proxy_ports[k], what[k]);
+			return -1;
+		}
+	}
+	const char *argv[] = {l->self, "proxy", "-c", ini, NULL};
+
+	if (spawn_logged(l, argv, log, pidf) != 0)
+		return -1;
+	printf("started the proxy (pooled :%d, primary :%d, replica :%d)\n", l->proxy_ports[0],
+	       l->proxy_ports[1], l->proxy_ports[2]);
+	return 0;
+}
+
 static int load_or_save_ports(struct layout *l, bool explicit_ports)
 {
 	char path[PATH_MAX + 16], text[256];
@@ -235,19 +329,25 @@ static int load_or_save_ports(struct layout *l, bool explicit_ports)
 	snprintf(path, sizeof(path), "%s/ports", l->dir);
 	saved = cmn_read_file(path, NULL);
 	if (saved && !explicit_ports) {
-		int e, p, a;
+		int e, p, a, x[4];
 
 		if (sscanf(saved, "etcd=%d pg=%d api=%d", &e, &p, &a) == 3) {
 			l->etcd_port = e;
 			l->pg_port = p;
 			l->api_port = a;
 		}
+		/* Folders made before the proxy existed keep the default proxy ports. */
+		const char *px = strstr(saved, "proxy=");
+
+		if (px && sscanf(px, "proxy=%d,%d,%d,%d", &x[0], &x[1], &x[2], &x[3]) == 4)
+			memcpy(l->proxy_ports, x, sizeof(x));
 		free(saved);
 		return 0;
 	}
 	free(saved);
-	snprintf(text, sizeof(text), "etcd=%d pg=%d api=%d\n", l->etcd_port, l->pg_port,
-		 l->api_port);
+	snprintf(text, sizeof(text), "etcd=%d pg=%d api=%d proxy=%d,%d,%d,%d\n", l->etcd_port,
+		 l->pg_port, l->api_port, l->proxy_ports[0], l->proxy_ports[1], l->proxy_ports[2],
+		 l->proxy_ports[3]);
 	if (cmn_write_file_atomic(path, text, strlen(text), 0644) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot write %s\n", path);
 		return -1;
@@ -447,10 +547,15 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			int *timeout_s)
 {
 	static const struct option opts[] = {
-	    {"dir", required_argument, NULL, 'd'},     {"etcd-port", required_argument, NULL, 'e'},
-	    {"pg-port", required_argument, NULL, 'p'}, {"api-port", required_argument, NULL, 'a'},
-	    {"memory", required_argument, NULL, 'm'},  {"cluster", required_argument, NULL, 'n'},
-	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"etcd-port", required_argument, NULL, 'e'},
+	    {"pg-port", required_argument, NULL, 'p'},
+	    {"api-port", required_argument, NULL, 'a'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"cluster", required_argument, NULL, 'n'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"proxy-port", required_argument, NULL, 'x'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("PGWARDEN_DIR") ? getenv("PGWARDEN_DIR") : "cluster";
 	bool explicit_dir = getenv("PGWARDEN_DIR") != NULL;
@@ -460,6 +565,10 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 	l->etcd_port = 2379;
 	l->pg_port = 5432;
 	l->api_port = 8008;
+	l->proxy_ports[0] = 6432;
+	l->proxy_ports[1] = 5000;
+	l->proxy_ports[2] = 5001;
+	l->proxy_ports[3] = 7000;
 	snprintf(l->memory, sizeof(l->memory), "256MB");
 	snprintf(l->cluster, sizeof(l->cluster), "demo");
 	*explicit_ports = false;
@@ -485,6 +594,19 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 				l->pg_port = v;
 			else
 				l->api_port = v;
+			*explicit_ports = true;
+			break;
+		}
+		case 'x': {
+			int v = atoi(optarg);
+
+			if (v < 1024 || v > 65000) {
+				fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", optarg);
+				return -1;
+			}
+			/* BASE: pooled, BASE+1 primary, BASE+2 replica, BASE+3 status page. */
+			for (int k = 0; k < 4; k++)
+				l->proxy_ports[k] = v + k;
 			*explicit_ports = true;
 			break;
 		}
@@ -582,12 +704,14 @@ int cli_up(int argc, char **argv)
 
 	if (parse_common(argc, argv, &l, &explicit_ports, &timeout_s) != 0) {
 		fprintf(stderr, "usage: pgwarden up [--dir DIR] [--etcd-port P] [--pg-port P] "
-				"[--api-port P] [--memory SIZE] [--cluster NAME] [--timeout S]\n");
+				"[--api-port P] [--proxy-port P] [--memory SIZE] [--cluster NAME] "
+				"[--timeout S]\n");
 		return CLI_EXIT_USAGE;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	cmn_log_set_level(CMN_LOG_ERROR);
-	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0)
+	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0 ||
+	    write_proxy_config(&l) != 0)
 		return CLI_EXIT_FAILED;
 	for (int i = 0; i < N_NODES; i++) {
 		bool started;
@@ -619,6 +743,8 @@ int cli_up(int argc, char **argv)
 	for (int i = 0; i < N_NODES; i++)
 		if (start_agent(&l, i) != 0)
 			return CLI_EXIT_FAILED;
+	if (start_proxy(&l) != 0)
+		return CLI_EXIT_FAILED;
 	usleep(300000);
 	for (int i = 0; i < N_NODES; i++) {
 		char pidf[PATH_MAX + 32], log[PATH_MAX + 32];
@@ -657,6 +783,15 @@ int cli_up(int argc, char **argv)
 	printf("  read-only:   psql 'postgresql://postgres@127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d/"
 	       "postgres?target_session_attrs=standby'\n",
 	       l.pg_port, l.pg_port + 1, l.pg_port + 2);
+	printf("  pooled:      psql 'postgresql://postgres@127.0.0.1:%d/postgres'   "
+	       "(proxy, transaction pooling to the primary)\n",
+	       l.proxy_ports[0]);
+	printf("  primary:     psql 'postgresql://postgres@127.0.0.1:%d/postgres'   (proxy, "
+	       "session on the primary)\n",
+	       l.proxy_ports[1]);
+	printf("  replica:     psql 'postgresql://postgres@127.0.0.1:%d/postgres'   (proxy, "
+	       "session on a replica)\n",
+	       l.proxy_ports[2]);
 	printf("REST API:      http://127.0.0.1:%d/cluster (nodes on :%d-%d)\n", l.api_port,
 	       l.api_port, l.api_port + N_NODES - 1);
 	printf("etcd:          %s\n", eps);
@@ -739,6 +874,12 @@ int cli_down(int argc, char **argv)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (load_or_save_ports(&l, false) != 0)
 		return CLI_EXIT_FAILED;
+	{
+		char pidf[PATH_MAX + 32];
+
+		snprintf(pidf, sizeof(pidf), "%s/proxy/proxy.pid", l.dir);
+		stop_pid("the proxy", running_pid(pidf, " proxy -c "), 30000);
+	}
 	/* Replicas first, the leader last: no failover while shutting down. */
 	for (int i = 0; i < N_NODES; i++) {
 		if (leader < 0 && is_leader_node(&l, i))
@@ -821,6 +962,17 @@ int cli_status(int argc, char **argv)
 		       (int)pid, l.pg_port + i);
 		running += pid != 0;
 		total += 2;
+	}
+	{
+		char pidf[PATH_MAX + 32];
+		pid_t pid;
+
+		snprintf(pidf, sizeof(pidf), "%s/proxy/proxy.pid", l.dir);
+		pid = running_pid(pidf, " proxy -c ");
+		printf("%-22s %-10s %-8d 127.0.0.1:%d\n", "proxy", pid ? "running" : "stopped",
+		       (int)pid, l.proxy_ports[0]);
+		running += pid != 0;
+		total++;
 	}
 	printf("%d of %d processes running\n", running, total);
 	return running == total ? CLI_EXIT_OK : (running == 0 ? 3 : CLI_EXIT_FAILED);

@@ -82,6 +82,7 @@ class Cluster:
         self.etcd_port = 10000 + slot * 300
         self.pg_port = 20000 + slot * 10
         self.api_port = 21000 + slot * 10
+        self.proxy_port = 23000 + slot * 10  # pooled; +1 primary, +2 replica, +3 status
         self.env = dict(os.environ)
         self.env["ASAN_OPTIONS"] = "detect_leaks=1:log_path=%s/asan" % self.dir
 
@@ -97,6 +98,7 @@ class Cluster:
     def up(self, timeout=150, check=True):
         return self.run("up", "--dir", self.dir, "--etcd-port", str(self.etcd_port),
                         "--pg-port", str(self.pg_port), "--api-port", str(self.api_port),
+                        "--proxy-port", str(self.proxy_port),
                         "--memory", "128MB", "--timeout", str(timeout), check=check,
                         timeout=timeout + 60)
 
@@ -120,6 +122,9 @@ class Cluster:
 
     def postmaster_pid(self, i):
         return self.pidfile("node%d/data/postmaster.pid" % (i + 1))
+
+    def proxy_pid(self):
+        return self.pidfile("proxy/proxy.pid")
 
     def etcd_pid(self, i):
         return self.pidfile("etcd%d/etcd.pid" % (i + 1))
@@ -191,6 +196,18 @@ class Cluster:
         params.update(extra)
         return " ".join("%s=%s" % kv for kv in params.items())
 
+    def proxy_dsn(self, offset=0, **extra):
+        """The proxy: offset 0 pooled (transaction), 1 primary session, 2 replica session."""
+        params = dict(host="127.0.0.1", port=self.proxy_port + offset, user="postgres",
+                      dbname="postgres", passfile=os.path.join(self.dir, "pgpass"),
+                      connect_timeout=3)
+        params.update(extra)
+        return " ".join("%s=%s" % kv for kv in params.items())
+
+    def proxy_log(self):
+        with open(os.path.join(self.dir, "proxy/proxy.log")) as f:
+            return f.read()
+
     def connect(self, i, autocommit=True):
         conn = psycopg2.connect(self.dsn(i))
         conn.autocommit = autocommit
@@ -233,6 +250,12 @@ class Cluster:
                 continue
             if "runtime error:" in text or "AddressSanitizer" in text:
                 reports.append(text)
+        try:
+            text = self.proxy_log()
+            if "runtime error:" in text or "AddressSanitizer" in text:
+                reports.append(text)
+        except OSError:
+            pass
         return reports
 
     def cleanup(self):
@@ -241,6 +264,7 @@ class Cluster:
         for i in range(self.N):
             for pid in (self.agent_pid(i), self.postmaster_pid(i), self.etcd_pid(i)):
                 self.kill(pid)
+        self.kill(self.proxy_pid())
 
 
 @pytest.fixture

@@ -1,0 +1,647 @@
+/*
+ * The admin console: database "pgbouncer" (or "pgwarden") on the pooled port,
+ * for admin_users (everything) and stats_users (SHOW only). PgBouncer's commands
+ * and column names, so its exporters and dashboards work unchanged.
+ */
+#include "proxy/admin.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define OID_TEXT 25
+#define OID_INT8 20
+#define MAX_COLS 32
+
+/* One result set: columns, then rows of text values. */
+struct result {
+	struct cmn_buf *out;
+	size_t n;
+	int rows;
+	int rc;
+};
+
+static void cols(struct result *r, const char *spec, ...)
+{
+	/* spec: one letter per column, 's' text or 'i' int8; names follow as varargs. */
+	const char *names[MAX_COLS];
+	uint32_t oids[MAX_COLS];
+	va_list ap;
+
+	r->n = strlen(spec);
+	va_start(ap, spec);
+	for (size_t i = 0; i < r->n && i < MAX_COLS; i++) {
+		names[i] = va_arg(ap, const char *);
+		oids[i] = spec[i] == 'i' ? OID_INT8 : OID_TEXT;
+	}
+	va_end(ap);
+	if (r->rc == PGW_OK)
+		r->rc = pgp_put_row_description(r->out, r->n, names, oids);
+}
+
+/* A row: n values, each a string or NULL; format with row_printf-like helpers below. */
+static void row(struct result *r, const char *const *values)
+{
+	if (r->rc == PGW_OK)
+		r->rc = pgp_put_data_row(r->out, r->n, values);
+	r->rows++;
+}
+
+static void finish(struct result *r, const char *tag)
+{
+	char t[64];
+
+	if (strcmp(tag, "SHOW") == 0)
+		snprintf(t, sizeof(t), "SHOW");
+	else
+		snprintf(t, sizeof(t), "%s", tag);
+	if (r->rc == PGW_OK)
+		r->rc = pgp_put_command_complete(r->out, t);
+}
+
+static const char *num(char *buf, size_t size, uint64_t v)
+{
+	snprintf(buf, size, "%" PRIu64, v);
+	return buf;
+}
+
+static int count_clients(const struct proxy_client_list *l)
+{
+	int n = 0;
+	const struct proxy_client *c;
+
+	TAILQ_FOREACH(c, l, entry)
+	n++;
+	return n;
+}
+
+static int count_servers(const struct proxy_server_list *l)
+{
+	int n = 0;
+	const struct proxy_server *s;
+
+	TAILQ_FOREACH(s, l, entry)
+	n++;
+	return n;
+}
+
+static void pool_db_name(const struct proxy_pool *pool, char *out, size_t size)
+{
+	/* Pools of the session ports show as db@primary / db@member. */
+	if (pool->port == PROXY_PORT_POOLED)
+		snprintf(out, size, "%s", pool->database);
+	else if (pool->port == PROXY_PORT_PRIMARY)
+		snprintf(out, size, "%s@primary", pool->database);
+	else
+		snprintf(out, size, "%s@%s", pool->database, pool->member);
+}
+
+static void show_pools(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	int64_t now = cmn_now_ms();
+
+	cols(r, "ssiiiiiiiiiiiiiss", "database", "user", "cl_active", "cl_waiting",
+	     "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active", "sv_active_cancel",
+	     "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait",
+	     "maxwait_us", "pool_mode", "load_balance_hosts");
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		char v[17][32], db[140];
+		const char *vals[17];
+		int64_t maxwait = 0;
+		struct proxy_client *c = TAILQ_FIRST(&pool->waiting);
+
+		if (c)
+			maxwait = now - c->wait_since_ms;
+		pool_db_name(pool, db, sizeof(db));
+		vals[0] = db;
+		vals[1] = pool->user;
+		vals[2] = num(v[2], 32,
+			      (uint64_t)(count_clients(&pool->active_clients) +
+					 count_clients(&pool->idle_clients)));
+		vals[3] = num(v[3], 32, (uint64_t)count_clients(&pool->waiting));
+		vals[4] = vals[5] = "0";
+		vals[6] = num(v[6], 32, (uint64_t)count_servers(&pool->active));
+		vals[7] = vals[8] = "0";
+		vals[9] = num(v[9], 32, (uint64_t)count_servers(&pool->idle));
+		vals[10] = num(v[10], 32, (uint64_t)count_servers(&pool->resetting));
+		vals[11] = "0";
+		vals[12] = num(v[12], 32, (uint64_t)count_servers(&pool->login));
+		vals[13] = num(v[13], 32, (uint64_t)(maxwait / 1000));
+		vals[14] = num(v[14], 32, (uint64_t)(maxwait % 1000) * 1000);
+		vals[15] = pool->transaction_mode ? "transaction" : "session";
+		vals[16] = NULL;
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+/* Per database: the sum of its pools. */
+static void show_stats(struct proxy *p, struct result *r, bool totals, bool averages)
+{
+	struct proxy_pool *pool;
+	double secs = (double)(cmn_now_ms() - p->started_ms) / 1000.0;
+
+	if (secs < 1)
+		secs = 1;
+	if (totals && averages)
+		cols(r, "siiiiiiiiiiiiiiiiiiiiiiiii", "database", "total_server_assignment_count",
+		     "total_xact_count", "total_query_count", "total_received", "total_sent",
+		     "total_xact_time", "total_query_time", "total_wait_time",
+		     "total_client_parse_count", "total_server_parse_count", "total_bind_count",
+		     "total_client_login_count", "avg_server_assignment_count", "avg_xact_count",
+		     "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
+		     "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count",
+		     "avg_bind_count", "avg_client_login_count");
+	else if (totals)
+		cols(r, "siiiiiiiiiiii", "database", "server_assignment_count", "xact_count",
+		     "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+		     "wait_time", "client_parse_count", "server_parse_count", "bind_count",
+		     "client_login_count");
+	else
+		cols(r, "siiiiiiiiiiii", "database", "server_assignment_count", "xact_count",
+		     "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
+		     "wait_time", "client_parse_count", "server_parse_count", "bind_count",
+		     "client_login_count");
+	/* Databases in the order their first pool appeared. */
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		struct proxy_pool *q;
+		struct proxy_stats s = {0};
+		bool first = true;
+		char db[140], other[140];
+
+		pool_db_name(pool, db, sizeof(db));
+		TAILQ_FOREACH(q, &p->pools, entry)
+		{
+			pool_db_name(q, other, sizeof(other));
+			if (strcmp(db, other) != 0)
+				continue;
+			if (q != pool && first) {
+				first = q == pool;
+				break;
+			}
+			s.server_assignments += q->stats.server_assignments;
+			s.xact_count += q->stats.xact_count;
+			s.query_count += q->stats.query_count;
+			s.bytes_received += q->stats.bytes_received;
+			s.bytes_sent += q->stats.bytes_sent;
+			s.xact_time_us += q->stats.xact_time_us;
+			s.query_time_us += q->stats.query_time_us;
+			s.wait_time_us += q->stats.wait_time_us;
+			s.client_logins += q->stats.client_logins;
+		}
+		if (!first)
+			continue; /* an earlier pool of the same database printed it */
+		uint64_t tot[12] = {s.server_assignments,
+				    s.xact_count,
+				    s.query_count,
+				    s.bytes_received,
+				    s.bytes_sent,
+				    s.xact_time_us,
+				    s.query_time_us,
+				    s.wait_time_us,
+				    0,
+				    0,
+				    0,
+				    s.client_logins};
+		char v[25][32];
+		const char *vals[25];
+		size_t k = 0;
+
+		vals[k++] = db;
+		if (totals)
+			for (int i = 0; i < 12; i++, k++)
+				vals[k] = num(v[k], 32, tot[i]);
+		if (averages || !totals) {
+			for (int i = 0; i < 12; i++, k++) {
+				uint64_t avg = (uint64_t)((double)tot[i] / secs);
+
+				/* avg times are per transaction / query, as PgBouncer's */
+				if (i == 5)
+					avg = s.xact_count ? s.xact_time_us / s.xact_count : 0;
+				if (i == 6)
+					avg = s.query_count ? s.query_time_us / s.query_count : 0;
+				if (i == 7)
+					avg = s.xact_count ? s.wait_time_us / s.xact_count : 0;
+				vals[k] = num(v[k], 32, avg);
+			}
+		}
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+static void fmt_time(int64_t wall_ms, char *out, size_t size)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
+}
+
+static void client_row(struct proxy *p, struct result *r, const struct proxy_client *c,
+		       const char *state)
+{
+	char v[21][64], db[140] = "", ct[40], rt[40];
+	const char *vals[21];
+	int64_t now = cmn_now_ms(), wall = cmn_wall_ms();
+
+	if (c->pool)
+		pool_db_name(c->pool, db, sizeof(db));
+	else
+		snprintf(db, sizeof(db), "%s", c->database);
+	fmt_time(wall - (now - c->connect_ms), ct, sizeof(ct));
+	fmt_time(wall - (now - (c->last_io_ms ? c->last_io_ms : c->connect_ms)), rt, sizeof(rt));
+	int64_t wait = c->state == PROXY_CL_WAITING ? now - c->wait_since_ms : 0;
+
+	vals[0] = "C";
+	vals[1] = c->user;
+	vals[2] = db;
+	vals[3] = "no";
+	vals[4] = state;
+	vals[5] = c->addr;
+	vals[6] = "0";
+	vals[7] = p->cfg.listen_host;
+	vals[8] = num(v[8], 64, 0);
+	vals[9] = ct;
+	vals[10] = rt;
+	vals[11] = num(v[11], 64, (uint64_t)(wait / 1000));
+	vals[12] = num(v[12], 64, (uint64_t)(wait % 1000) * 1000);
+	vals[13] = "0";
+	snprintf(v[14], 64, "0x%llx", (unsigned long long)c->id);
+	vals[14] = v[14];
+	if (c->server) {
+		snprintf(v[15], 64, "0x%llx", (unsigned long long)c->server->id);
+		vals[15] = v[15];
+	} else {
+		vals[15] = "";
+	}
+	vals[16] = "0";
+	vals[17] = "";
+	vals[18] = c->app_name;
+	vals[19] = "0";
+	vals[20] = num(v[20], 64, c->id);
+	row(r, vals);
+}
+
+static void client_cols(struct result *r)
+{
+	cols(r, "sssssiisisssiiissisii", "type", "user", "database", "replication", "state", "addr",
+	     "port", "local_addr", "local_port", "connect_time", "request_time", "wait", "wait_us",
+	     "close_needed", "ptr", "link", "remote_pid", "tls", "application_name",
+	     "prepared_statements", "id");
+}
+
+static void show_clients(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	const struct proxy_client *c;
+
+	client_cols(r);
+	TAILQ_FOREACH(c, &p->login_clients, entry)
+	client_row(p, r, c, "login");
+	TAILQ_FOREACH(c, &p->admin_clients, entry)
+	client_row(p, r, c, "active");
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		TAILQ_FOREACH(c, &pool->active_clients, entry)
+		client_row(p, r, c, "active");
+		TAILQ_FOREACH(c, &pool->idle_clients, entry)
+		client_row(p, r, c, "active");
+		TAILQ_FOREACH(c, &pool->waiting, entry)
+		client_row(p, r, c, "waiting");
+	}
+	finish(r, "SHOW");
+}
+
+static void server_row(struct result *r, const struct proxy_server *s, const char *state)
+{
+	char v[21][64], db[140], ct[40], rt[40];
+	const char *vals[21];
+	int64_t now = cmn_now_ms(), wall = cmn_wall_ms();
+
+	pool_db_name(s->pool, db, sizeof(db));
+	fmt_time(wall - (now - s->connect_ms), ct, sizeof(ct));
+	fmt_time(wall - (now - (s->idle_since_ms ? s->idle_since_ms : s->connect_ms)), rt,
+		 sizeof(rt));
+	vals[0] = "S";
+	vals[1] = s->pool->user;
+	vals[2] = db;
+	vals[3] = "no";
+	vals[4] = state;
+	vals[5] = s->host;
+	vals[6] = num(v[6], 64, (uint64_t)s->port);
+	vals[7] = "";
+	vals[8] = "0";
+	vals[9] = ct;
+	vals[10] = rt;
+	vals[11] = vals[12] = vals[13] = "0";
+	snprintf(v[14], 64, "0x%llx", (unsigned long long)s->id);
+	vals[14] = v[14];
+	if (s->client) {
+		snprintf(v[15], 64, "0x%llx", (unsigned long long)s->client->id);
+		vals[15] = v[15];
+	} else {
+		vals[15] = "";
+	}
+	vals[16] = num(v[16], 64, s->be_pid);
+	vals[17] = "";
+	vals[18] = "pgwarden";
+	vals[19] = "0";
+	vals[20] = num(v[20], 64, s->id);
+	row(r, vals);
+}
+
+static void show_servers(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	const struct proxy_server *s;
+
+	client_cols(r);
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		TAILQ_FOREACH(s, &pool->active, entry)
+		server_row(r, s, "active");
+		TAILQ_FOREACH(s, &pool->idle, entry)
+		server_row(r, s, "idle");
+		TAILQ_FOREACH(s, &pool->resetting, entry)
+		server_row(r, s, "used");
+		TAILQ_FOREACH(s, &pool->login, entry)
+		server_row(r, s, "login");
+	}
+	finish(r, "SHOW");
+}
+
+static void show_databases(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+
+	cols(r, "ssissiiiissiiiiii", "name", "host", "port", "database", "force_user", "pool_size",
+	     "min_pool_size", "reserve_pool_size", "server_lifetime", "pool_mode",
+	     "load_balance_hosts", "max_connections", "current_connections",
+	     "max_client_connections", "current_client_connections", "paused", "disabled");
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		char v[17][64], db[140], host[256] = "";
+		const char *vals[17];
+		int port = 0;
+
+		pool_db_name(pool, db, sizeof(db));
+		if (pool->port == PROXY_PORT_REPLICA) {
+			for (size_t i = 0; i < p->topo.n_members; i++)
+				if (strcmp(p->topo.members[i].name, pool->member) == 0) {
+					snprintf(host, sizeof(host), "%s", p->topo.members[i].host);
+					port = p->topo.members[i].port;
+				}
+		} else if (p->routing_writes) {
+			snprintf(host, sizeof(host), "%s", p->leader_host);
+			port = p->leader_port;
+		}
+		vals[0] = db;
+		vals[1] = host;
+		vals[2] = num(v[2], 64, (uint64_t)port);
+		vals[3] = pool->database;
+		vals[4] = "";
+		vals[5] = num(v[5], 64, (uint64_t)pool->pool_size);
+		vals[6] = "0";
+		vals[7] = num(v[7], 64, (uint64_t)p->cfg.reserve_pool_size);
+		vals[8] = "3600";
+		vals[9] = pool->transaction_mode ? "transaction" : "session";
+		vals[10] = "";
+		vals[11] = "0";
+		vals[12] = num(v[12], 64, (uint64_t)pool->n_servers);
+		vals[13] = num(v[13], 64, (uint64_t)p->cfg.max_client_conn);
+		vals[14] = num(v[14], 64,
+			       (uint64_t)(count_clients(&pool->active_clients) +
+					  count_clients(&pool->idle_clients) +
+					  count_clients(&pool->waiting)));
+		vals[15] = p->paused ? "1" : "0";
+		vals[16] = "0";
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+static void show_config(struct proxy *p, struct result *r)
+{
+	const struct cmn_cfg_schema *sc = &proxy_config_schema;
+
+	cols(r, "ssss", "key", "value", "default", "changeable");
+	for (size_t i = 0; i < sc->n_keys; i++) {
+		const struct cmn_cfg_key *k = &sc->keys[i];
+		const char *base = (const char *)&p->cfg + k->offset;
+		char value[512] = "", name[128];
+		const char *vals[4];
+
+		switch (k->type) {
+		case CMN_CFG_STRING: {
+			const char *s = *(char *const *)(const void *)base;
+
+			snprintf(value, sizeof(value), "%s", s ? s : "");
+			break;
+		}
+		case CMN_CFG_SECRET:
+			snprintf(value, sizeof(value), "%s",
+				 *(char *const *)(const void *)base ? "********" : "");
+			break;
+		case CMN_CFG_INT:
+		case CMN_CFG_DURATION:
+			snprintf(value, sizeof(value), "%d", *(const int *)(const void *)base);
+			break;
+		case CMN_CFG_BOOL:
+			snprintf(value, sizeof(value), "%s",
+				 *(const bool *)(const void *)base ? "on" : "off");
+			break;
+		case CMN_CFG_SIZE:
+			snprintf(value, sizeof(value), "%lld",
+				 (long long)*(const int64_t *)(const void *)base);
+			break;
+		}
+		snprintf(name, sizeof(name), "%s.%s", k->section, k->name);
+		vals[0] = strcmp(k->section, "proxy") == 0 ? k->name : name;
+		vals[1] = value;
+		vals[2] = k->default_value ? k->default_value : "";
+		vals[3] = "no";
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+static void show_lists(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	int used_clients = 0, used_servers = 0, free_servers = 0, dbs = 0;
+	char v[12][32];
+
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		used_clients += count_clients(&pool->active_clients) +
+				count_clients(&pool->idle_clients) + count_clients(&pool->waiting);
+		used_servers += count_servers(&pool->active) + count_servers(&pool->login) +
+				count_servers(&pool->resetting);
+		free_servers += count_servers(&pool->idle);
+		dbs++;
+	}
+	const struct {
+		const char *name;
+		uint64_t n;
+	} items[] = {
+	    {"databases", (uint64_t)dbs},
+	    {"users", p->users.n},
+	    {"pools", (uint64_t)dbs},
+	    {"free_clients", 0},
+	    {"used_clients", (uint64_t)used_clients},
+	    {"login_clients", (uint64_t)count_clients(&p->login_clients)},
+	    {"free_servers", (uint64_t)free_servers},
+	    {"used_servers", (uint64_t)used_servers},
+	    {"dns_names", 0},
+	    {"dns_zones", 0},
+	    {"dns_queries", 0},
+	    {"dns_pending", 0},
+	};
+
+	cols(r, "si", "list", "items");
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+		const char *vals[2] = {items[i].name, num(v[i], 32, items[i].n)};
+
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+static void show_version(struct result *r)
+{
+	const char *vals[1] = {"PgBouncer 1.21.0 compatible (pgwarden " PGW_VERSION ")"};
+
+	cols(r, "s", "version");
+	row(r, vals);
+	finish(r, "SHOW");
+}
+
+/* Lower-cases and splits the command into words (at most 3). */
+static size_t words(const char *sql, char w[3][64])
+{
+	size_t n = 0;
+	const char *p = sql;
+
+	while (n < 3) {
+		size_t len = 0;
+
+		while (*p && (isspace((unsigned char)*p) || *p == ';'))
+			p++;
+		if (!*p)
+			break;
+		while (*p && !isspace((unsigned char)*p) && *p != ';') {
+			if (len + 1 < 64)
+				w[n][len++] = (char)tolower((unsigned char)*p);
+			p++;
+		}
+		w[n][len] = '\0';
+		n++;
+	}
+	while (*p && (isspace((unsigned char)*p) || *p == ';'))
+		p++;
+	return *p ? 4 : n; /* 4: more words than any command takes */
+}
+
+int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char *sql,
+		      struct cmn_buf *out, bool *shutdown)
+{
+	struct result r = {.out = out, .rc = PGW_OK};
+	char w[3][64] = {"", "", ""};
+	size_t n = words(sql, w);
+	bool may_act = proxy_admin_is_admin(p, c->user);
+
+	*shutdown = false;
+	if (n == 0) {
+		r.rc = pgp_put_empty_query(out);
+	} else if (n == 2 && strcmp(w[0], "show") == 0) {
+		if (strcmp(w[1], "pools") == 0)
+			show_pools(p, &r);
+		else if (strcmp(w[1], "stats") == 0)
+			show_stats(p, &r, true, true);
+		else if (strcmp(w[1], "stats_totals") == 0)
+			show_stats(p, &r, true, false);
+		else if (strcmp(w[1], "stats_averages") == 0)
+			show_stats(p, &r, false, true);
+		else if (strcmp(w[1], "clients") == 0)
+			show_clients(p, &r);
+		else if (strcmp(w[1], "servers") == 0)
+			show_servers(p, &r);
+		else if (strcmp(w[1], "databases") == 0)
+			show_databases(p, &r);
+		else if (strcmp(w[1], "config") == 0)
+			show_config(p, &r);
+		else if (strcmp(w[1], "lists") == 0)
+			show_lists(p, &r);
+		else if (strcmp(w[1], "version") == 0)
+			show_version(&r);
+		else
+			r.rc = pgp_put_error(out, "ERROR", "42704", "unknown SHOW subcommand",
+					     "try SHOW POOLS, STATS, CLIENTS, SERVERS, DATABASES, "
+					     "CONFIG, LISTS or VERSION");
+	} else if (n == 1 && (strcmp(w[0], "pause") == 0 || strcmp(w[0], "resume") == 0 ||
+			      strcmp(w[0], "reload") == 0 || strcmp(w[0], "shutdown") == 0)) {
+		if (!may_act) {
+			r.rc = pgp_put_error(out, "ERROR", "42501",
+					     "admin access needed (admin_users)", NULL);
+		} else if (strcmp(w[0], "pause") == 0) {
+			proxy_pause(p, true);
+			finish(&r, "PAUSE");
+		} else if (strcmp(w[0], "resume") == 0) {
+			proxy_pause(p, false);
+			finish(&r, "RESUME");
+		} else if (strcmp(w[0], "reload") == 0) {
+			if (proxy_reload(p) == PGW_OK)
+				finish(&r, "RELOAD");
+			else
+				r.rc = pgp_put_error(out, "ERROR", "F0000",
+						     "reload failed: see the proxy log", NULL);
+		} else {
+			*shutdown = true;
+			finish(&r, "SHUTDOWN");
+		}
+	} else if (n >= 1 && (strcmp(w[0], "set") == 0 || strcmp(w[0], "begin") == 0 ||
+			      strcmp(w[0], "commit") == 0 || strcmp(w[0], "rollback") == 0)) {
+		/* What drivers send on connect: accepted and ignored. */
+		char tag[16];
+
+		snprintf(tag, sizeof(tag), "%s", w[0]);
+		for (char *q = tag; *q; q++)
+			*q = (char)toupper((unsigned char)*q);
+		finish(&r, tag);
+	} else {
+		r.rc = pgp_put_error(out, "ERROR", "42601", "unknown admin console command",
+				     "SHOW POOLS|STATS|CLIENTS|SERVERS|DATABASES|CONFIG|LISTS|"
+				     "VERSION, PAUSE, RESUME, RELOAD, SHUTDOWN");
+	}
+	if (r.rc == PGW_OK)
+		r.rc = pgp_put_ready(out, 'I');
+	return r.rc;
+}
+
+bool proxy_admin_is_admin(const struct proxy *p, const char *user)
+{
+	size_t n = strlen(user);
+
+	for (const char *s = p->cfg.admin_users; s && *s;) {
+		while (*s == ' ' || *s == ',')
+			s++;
+		size_t len = strcspn(s, ", ");
+
+		if (len == n && strncmp(s, user, n) == 0)
+			return true;
+		s += len;
+	}
+	return false;
+}

@@ -1,0 +1,1777 @@
+/*
+ * Client and server connections of the proxy: login on both sides, pools,
+ * linking a client to a server for a transaction (6432) or a session
+ * (5000 / 5001), and passing bytes through while watching message boundaries.
+ */
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "proxy/admin.h"
+#include "proxy/proxy_int.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Pause reading a source while its destination holds this much unsent. */
+#define BACKLOG_LIMIT (256 * 1024)
+#define BUF_MIN	      8192
+
+static struct proxy *P;
+
+/* ---- buffers ---- */
+
+static size_t buf_used(const struct proxy_buf *b)
+{
+	return b->len - b->off;
+}
+
+static int buf_append(struct proxy_buf *b, const void *d, size_t n)
+{
+	if (b->off && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : BUF_MIN;
+		uint8_t *grown;
+
+		if (b->off) { /* compact first */
+			memmove(b->data, b->data + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
+		}
+		while (cap < b->len + n)
+			cap *= 2;
+		if (cap != b->cap) {
+			grown = realloc(b->data, cap);
+			if (!grown)
+				return PGW_ENOMEM;
+			b->data = grown;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->data + b->len, d, n);
+	b->len += n;
+	return PGW_OK;
+}
+
+static void buf_consume(struct proxy_buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len) {
+		/* Drained: give the memory back (idle connections keep nothing). */
+		free(b->data);
+		memset(b, 0, sizeof(*b));
+	}
+}
+
+static void buf_free(struct proxy_buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- errors to clients ---- */
+
+static void client_close(struct proxy_client *c, const char *why);
+static void server_close(struct proxy_server *s, const char *why);
+static void pool_dispatch(struct proxy_pool *pool);
+static void client_forward(struct proxy_client *c);
+static void server_release(struct proxy_server *s);
+
+static bool send_or_queue(struct cmn_io *io, struct proxy_buf *out, const uint8_t *d, size_t n)
+{
+	if (io->fd < 0)
+		return false;
+	if (buf_used(out) == 0 && n) {
+		ssize_t w = send(io->fd, d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return false;
+			w = 0;
+		}
+		d += w;
+		n -= (size_t)w;
+	}
+	if (n) {
+		if (buf_append(out, d, n) != PGW_OK)
+			return false;
+		(void)cmn_io_set(P->loop, io, io->events | EPOLLOUT);
+	}
+	return true;
+}
+
+/* Sends b's bytes to the client; false (client closed) on a socket error. */
+static bool client_send(struct proxy_client *c, const struct cmn_buf *b)
+{
+	if (!b->data)
+		return false;
+	if (!send_or_queue(&c->io, &c->out, (const uint8_t *)b->data, b->len)) {
+		client_close(c, "client socket error");
+		return false;
+	}
+	return true;
+}
+
+/* A FATAL error to the client, then the connection closes (the one exit path for errors). */
+static void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt, ...)
+{
+	char msg[512];
+	struct cmn_buf b = {0};
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (pgp_put_error(&b, "FATAL", sqlstate, msg, NULL) == PGW_OK && c->io.fd >= 0) {
+		uint8_t sink[4096];
+
+		(void)send(c->io.fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		/* Unread input would turn the close into a reset, which can make the
+		 * client's kernel drop the error before the client reads it. */
+		(void)shutdown(c->io.fd, SHUT_WR);
+		for (int i = 0; i < 16 && recv(c->io.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+			;
+	}
+	cmn_buf_free(&b);
+	client_close(c, msg);
+}
+
+/* ---- pools ---- */
+
+static struct proxy_pool *pool_get(enum proxy_port port, const char *db, const char *user,
+				   const char *member)
+{
+	struct proxy_pool *pool;
+
+	TAILQ_FOREACH(pool, &P->pools, entry)
+	{
+		if (pool->port == port && strcmp(pool->database, db) == 0 &&
+		    strcmp(pool->user, user) == 0 && strcmp(pool->member, member) == 0)
+			return pool;
+	}
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return NULL;
+	pool->port = port;
+	snprintf(pool->database, sizeof(pool->database), "%s", db);
+	snprintf(pool->user, sizeof(pool->user), "%s", user);
+	snprintf(pool->member, sizeof(pool->member), "%s", member);
+	pool->transaction_mode = port == PROXY_PORT_POOLED;
+	pool->pool_size =
+	    pool->transaction_mode ? P->cfg.default_pool_size : P->cfg.session_pool_size;
+	pool->generation = port == PROXY_PORT_REPLICA ? 1 : P->leader_generation;
+	TAILQ_INIT(&pool->idle_clients);
+	TAILQ_INIT(&pool->waiting);
+	TAILQ_INIT(&pool->active_clients);
+	TAILQ_INIT(&pool->login);
+	TAILQ_INIT(&pool->idle);
+	TAILQ_INIT(&pool->active);
+	TAILQ_INIT(&pool->resetting);
+	TAILQ_INSERT_TAIL(&P->pools, pool, entry);
+	return pool;
+}
+
+static struct proxy_client_list *client_list(struct proxy_client *c)
+{
+	if (!c->pool) {
+		if (c->state == PROXY_CL_DEAD)
+			return &P->dead_clients;
+		return c->admin && c->state != PROXY_CL_LOGIN ? &P->admin_clients
+							      : &P->login_clients;
+	}
+	switch (c->state) {
+	case PROXY_CL_IDLE:
+		return &c->pool->idle_clients;
+	case PROXY_CL_WAITING:
+		return &c->pool->waiting;
+	case PROXY_CL_ACTIVE:
+		return &c->pool->active_clients;
+	case PROXY_CL_DEAD:
+		return &P->dead_clients;
+	case PROXY_CL_LOGIN:
+		break;
+	}
+	return &P->login_clients;
+}
+
+static void client_set_state(struct proxy_client *c, enum proxy_cl_state st)
+{
+	TAILQ_REMOVE(client_list(c), c, entry);
+	c->state = st;
+	if (st == PROXY_CL_DEAD)
+		c->pool = NULL;
+	TAILQ_INSERT_TAIL(client_list(c), c, entry);
+}
+
+static struct proxy_server_list *server_list(struct proxy_server *s)
+{
+	switch (s->state) {
+	case PROXY_SV_LOGIN:
+		return &s->pool->login;
+	case PROXY_SV_IDLE:
+		return &s->pool->idle;
+	case PROXY_SV_ACTIVE:
+		return &s->pool->active;
+	case PROXY_SV_RESET:
+		return &s->pool->resetting;
+	case PROXY_SV_DEAD:
+		break;
+	}
+	return &P->dead_servers;
+}
+
+static void server_set_state(struct proxy_server *s, enum proxy_sv_state st)
+{
+	TAILQ_REMOVE(server_list(s), s, entry);
+	s->state = st;
+	TAILQ_INSERT_TAIL(server_list(s), s, entry);
+}
+
+/* Where a pool's servers go now (false: nowhere yet). */
+static bool pool_target(struct proxy_pool *pool, char *host, size_t size, int *port)
+{
+	if (pool->port == PROXY_PORT_REPLICA && pool->member[0]) {
+		for (size_t i = 0; i < P->topo.n_members; i++) {
+			const struct proxy_member *m = &P->topo.members[i];
+
+			if (strcmp(m->name, pool->member) == 0 && !m->is_leader && m->host[0]) {
+				snprintf(host, size, "%s", m->host);
+				*port = m->port;
+				return true;
+			}
+		}
+		return false;
+	}
+	if (!P->routing_writes)
+		return false;
+	snprintf(host, size, "%s", P->leader_host);
+	*port = P->leader_port;
+	return true;
+}
+
+/* ---- servers ---- */
+
+static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
+
+static int set_nonblock_nodelay(int fd)
+{
+	int one = 1;
+
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0)
+		return -1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	return 0;
+}
+
+static void server_connect(struct proxy_pool *pool)
+{
+	struct proxy_server *s;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	int fd;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	s->io.fd = -1;
+	s->pool = pool;
+	s->id = ++P->next_id;
+	s->generation = pool->generation;
+	s->connect_ms = cmn_now_ms();
+	s->state = PROXY_SV_LOGIN;
+	TAILQ_INSERT_TAIL(&pool->login, s, entry);
+	pool->n_servers++;
+	if (!pool_target(pool, s->host, sizeof(s->host), &s->port)) {
+		server_close(s, "no server to connect to");
+		return;
+	}
+	snprintf(portstr, sizeof(portstr), "%d", s->port);
+	if (getaddrinfo(s->host, portstr, &hints, &ai) != 0 || !ai) {
+		snprintf(pool->last_error, sizeof(pool->last_error), "cannot resolve %s", s->host);
+		server_close(s, "cannot resolve the server's address");
+		return;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || set_nonblock_nodelay(fd) != 0 ||
+	    (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)) {
+		snprintf(pool->last_error, sizeof(pool->last_error), "cannot connect to %s:%d: %s",
+			 s->host, s->port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		s->io.fd = -1;
+		server_close(s, "connect failed");
+		return;
+	}
+	freeaddrinfo(ai);
+	if (cmn_io_add(P->loop, &s->io, fd, EPOLLOUT | EPOLLIN, on_server, s) != PGW_OK) {
+		close(fd);
+		server_close(s, "cannot watch the socket");
+		return;
+	}
+	log_debug("S-%llu: connecting to %s:%d for %s/%s", (unsigned long long)s->id, s->host,
+		  s->port, pool->database, pool->user);
+}
+
+/*
+ * A CancelRequest for what s runs now, on a connection of its own (best effort,
+ * bounded to a second: the servers are near).
+ */
+static void send_cancel(const struct proxy_server *s)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	struct cmn_buf b = {0};
+	int fd;
+
+	if (!s->be_pid)
+		return;
+	snprintf(portstr, sizeof(portstr), "%d", s->port);
+	if (getaddrinfo(s->host, portstr, &hints, &ai) != 0 || !ai)
+		return;
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0) {
+		struct timeval tv = {.tv_sec = 1};
+
+		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    pgp_put_cancel(&b, s->be_pid, s->be_key) == PGW_OK)
+			(void)send(fd, b.data, b.len, MSG_NOSIGNAL);
+		close(fd);
+	}
+	cmn_buf_free(&b);
+	freeaddrinfo(ai);
+}
+
+/* Fails every client of the pool that waits for a server, with the server's error. */
+static void pool_fail_waiting(struct proxy_pool *pool, const char *sqlstate, const char *msg)
+{
+	struct proxy_client *c, *tmp;
+
+	TAILQ_FOREACH_SAFE(c, &pool->waiting, entry, tmp)
+	client_fatal(c, sqlstate, "%s", msg);
+}
+
+static void server_close(struct proxy_server *s, const char *why)
+{
+	struct proxy_pool *pool = s->pool;
+
+	if (s->state == PROXY_SV_DEAD)
+		return;
+	log_debug("S-%llu: closing: %s", (unsigned long long)s->id, why);
+	if (s->client) {
+		struct proxy_client *c = s->client;
+
+		s->client = NULL;
+		c->server = NULL;
+		client_fatal(c, "08006", "server connection lost: %s", why);
+	}
+	/* A query still running there would go on after the socket closes: cancel it. */
+	if (s->io.fd >= 0 && s->state == PROXY_SV_ACTIVE && s->outstanding > 0)
+		send_cancel(s);
+	if (s->io.fd >= 0) {
+		int fd = s->io.fd;
+
+		if (s->state == PROXY_SV_IDLE || s->state == PROXY_SV_RESET) {
+			static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
+
+			(void)send(fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
+		cmn_io_del(P->loop, &s->io);
+		close(fd);
+	}
+	server_set_state(s, PROXY_SV_DEAD);
+	pool->n_servers--;
+	buf_free(&s->in);
+	buf_free(&s->out);
+	free(s->scram);
+	s->scram = NULL;
+	/* Others may connect in its place. */
+	pool_dispatch(pool);
+}
+
+static bool server_send(struct proxy_server *s, const struct cmn_buf *b)
+{
+	if (!b->data || !send_or_queue(&s->io, &s->out, (const uint8_t *)b->data, b->len)) {
+		server_close(s, "server socket error");
+		return false;
+	}
+	return true;
+}
+
+/* The client's half of the link has no more to say: the server goes back or closes. */
+static void server_release(struct proxy_server *s)
+{
+	struct proxy_pool *pool = s->pool;
+	struct proxy_client *c = s->client;
+
+	if (c) {
+		c->server = NULL;
+		s->client = NULL;
+		if (c->state == PROXY_CL_ACTIVE)
+			client_set_state(c, PROXY_CL_IDLE);
+		pool->stats.xact_count++;
+		pool->stats.xact_time_us += (uint64_t)(cmn_now_ms() - c->active_ms) * 1000;
+	}
+	if (s->close_after || s->generation != pool->generation) {
+		server_close(s, "its target changed");
+		return;
+	}
+	server_set_state(s, PROXY_SV_IDLE);
+	s->idle_since_ms = cmn_now_ms();
+	pool_dispatch(pool);
+}
+
+/* A session ended on a healthy server: reset it, then it is idle again. */
+static void server_reset(struct proxy_server *s)
+{
+	struct cmn_buf b = {0};
+
+	if (s->generation != s->pool->generation || !P->cfg.server_reset_query[0]) {
+		server_release(s);
+		return;
+	}
+	server_set_state(s, PROXY_SV_RESET);
+	if (pgp_put_query(&b, P->cfg.server_reset_query) == PGW_OK && server_send(s, &b))
+		s->outstanding = 1;
+	cmn_buf_free(&b);
+}
+
+/* ---- server login ---- */
+
+static void server_login_done(struct proxy_server *s)
+{
+	struct proxy_pool *pool = s->pool;
+
+	free(s->scram);
+	s->scram = NULL;
+	pool->welcome_ok = true;
+	pool->last_error[0] = '\0';
+	buf_free(&s->in);
+	server_set_state(s, PROXY_SV_IDLE);
+	s->idle_since_ms = cmn_now_ms();
+	s->txn = 'I';
+	log_debug("S-%llu: logged in to %s:%d", (unsigned long long)s->id, s->host, s->port);
+	pool_dispatch(pool);
+}
+
+static void server_login_error(struct proxy_server *s, const uint8_t *body, size_t len)
+{
+	struct pgp_error_fields f;
+	struct proxy_pool *pool = s->pool;
+	char msg[300];
+
+	if (pgp_parse_error(body, len, &f) != PGW_OK || !f.message)
+		snprintf(msg, sizeof(msg), "server login failed");
+	else
+		snprintf(msg, sizeof(msg), "%s", f.message);
+	snprintf(pool->last_error, sizeof(pool->last_error), "%s", msg);
+	pool->last_error_ms = cmn_now_ms();
+	log_warning("login to %s:%d as %s (database %s) failed: %s", s->host, s->port, pool->user,
+		    pool->database, msg);
+	/* Starting up / shutting down: the clients may wait for another try. */
+	if (f.sqlstate && strncmp(f.sqlstate, "57P0", 4) == 0) {
+		server_close(s, msg);
+		return;
+	}
+	char code[6];
+
+	snprintf(code, sizeof(code), "%s", f.sqlstate ? f.sqlstate : "08006");
+	server_close(s, msg);
+	pool_fail_waiting(pool, code, msg);
+}
+
+static int server_auth(struct proxy_server *s, const uint8_t *body, size_t len)
+{
+	struct pgp_reader r;
+	struct proxy_user *u = proxy_userlist_find(&P->users, s->pool->user);
+	struct cmn_buf out = {0};
+	char msg[PGP_SCRAM_MAX_MSG];
+	uint32_t code;
+	int rc = PGW_OK;
+
+	pgp_reader_init(&r, body, len);
+	code = pgp_get_u32(&r);
+	if (r.bad)
+		return PGW_EPROTO;
+	switch (code) {
+	case PGP_AUTH_OK:
+		return PGW_OK;
+	case PGP_AUTH_CLEARTEXT:
+		if (!u || !u->password)
+			return PGW_EAUTH;
+		rc = pgp_put_password(&out, u->password);
+		break;
+	case PGP_AUTH_MD5: {
+		const uint8_t *salt = pgp_get_bytes(&r, 4);
+		char resp[36];
+
+		if (!salt)
+			return PGW_EPROTO;
+		if (!u || !u->has_md5)
+			return PGW_EAUTH;
+		pgp_md5_response(u->md5, salt, resp);
+		rc = pgp_put_password(&out, resp);
+		break;
+	}
+	case PGP_AUTH_SASL: {
+		bool found = false;
+		const char *mech;
+
+		while ((mech = pgp_get_str(&r)) && *mech)
+			found = found || strcmp(mech, PGP_SCRAM_MECHANISM) == 0;
+		if (!found)
+			return PGW_EPROTO;
+		if (!u || (!u->password && !u->has_client_key))
+			return PGW_EAUTH;
+		free(s->scram);
+		s->scram = calloc(1, sizeof(*s->scram));
+		if (!s->scram || pgp_scram_client_first(s->scram, msg, sizeof(msg)) != PGW_OK)
+			return PGW_ENOMEM;
+		rc = pgp_put_sasl_initial(&out, PGP_SCRAM_MECHANISM, msg, strlen(msg));
+		break;
+	}
+	case PGP_AUTH_SASL_CONTINUE: {
+		size_t n = (size_t)(r.end - r.p);
+
+		if (!s->scram || !u)
+			return PGW_EPROTO;
+		if (u->password)
+			rc = pgp_scram_client_final(s->scram, u->password, (const char *)r.p, n,
+						    msg, sizeof(msg));
+		else
+			rc = pgp_scram_client_final_keys(s->scram, u->client_key,
+							 u->scram.server_key, (const char *)r.p, n,
+							 msg, sizeof(msg));
+		if (rc != PGW_OK)
+			return rc;
+		rc = pgp_put_sasl_response(&out, msg, strlen(msg));
+		break;
+	}
+	case PGP_AUTH_SASL_FINAL:
+		if (!s->scram)
+			return PGW_EPROTO;
+		rc = pgp_scram_client_verify(s->scram, (const char *)r.p, (size_t)(r.end - r.p));
+		return rc;
+	default:
+		return PGW_EPROTO;
+	}
+	if (rc == PGW_OK && !server_send(s, &out))
+		rc = PGW_ERR;
+	cmn_buf_free(&out);
+	return rc;
+}
+
+static void server_login_input(struct proxy_server *s)
+{
+	while (s->state == PROXY_SV_LOGIN) {
+		uint8_t type;
+		size_t total;
+		const uint8_t *d = s->in.data + s->in.off;
+		int rc = pgp_frame(d, buf_used(&s->in), 1 << 20, &type, &total);
+
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			server_close(s, "malformed message from the server during login");
+			return;
+		}
+		const uint8_t *body = d + 5;
+		size_t blen = total - 5;
+
+		switch (type) {
+		case PGP_BE_AUTH:
+			rc = server_auth(s, body, blen);
+			if (rc == PGW_EAUTH) {
+				snprintf(s->pool->last_error, sizeof(s->pool->last_error),
+					 "no password for user %s in the auth file to log in to "
+					 "the server",
+					 s->pool->user);
+				server_close(s, s->pool->last_error);
+				pool_fail_waiting(s->pool, "28000", s->pool->last_error);
+				return;
+			}
+			if (rc != PGW_OK) {
+				server_close(s, "authentication with the server failed");
+				return;
+			}
+			break;
+		case PGP_BE_PARAMETER_STATUS: {
+			struct proxy_pool *pool = s->pool;
+
+			if (!pool->welcome_ok) {
+				uint8_t *grown = realloc(pool->welcome, pool->welcome_len + total);
+
+				if (grown) {
+					memcpy(grown + pool->welcome_len, d, total);
+					pool->welcome = grown;
+					pool->welcome_len += total;
+				}
+			}
+			break;
+		}
+		case PGP_BE_BACKEND_KEY: {
+			struct pgp_reader r;
+
+			pgp_reader_init(&r, body, blen);
+			s->be_pid = pgp_get_u32(&r);
+			s->be_key = pgp_get_u32(&r);
+			break;
+		}
+		case PGP_BE_READY:
+			buf_consume(&s->in, total);
+			server_login_done(s);
+			return;
+		case PGP_BE_ERROR:
+			server_login_error(s, body, blen);
+			return;
+		case PGP_BE_NOTICE:
+		case PGP_BE_NEGOTIATE_VERSION:
+			break;
+		default:
+			server_close(s, "unexpected message from the server during login");
+			return;
+		}
+		buf_consume(&s->in, total);
+	}
+}
+
+static void server_start_login(struct proxy_server *s)
+{
+	struct cmn_buf b = {0};
+	struct pgp_param params[3] = {
+	    {"user", s->pool->user},
+	    {"database", s->pool->database},
+	    {"application_name", "pgwarden-proxy"},
+	};
+
+	if (pgp_put_startup(&b, params, 3) == PGW_OK)
+		(void)server_send(s, &b);
+	cmn_buf_free(&b);
+}
+
+/* ---- passing bytes through ---- */
+
+static void pause_reading(struct cmn_io *io, bool *paused, bool pause)
+{
+	if (*paused == pause || io->fd < 0)
+		return;
+	*paused = pause;
+	(void)cmn_io_set(P->loop, io, pause ? (io->events & ~EPOLLIN) : (io->events | EPOLLIN));
+}
+
+/*
+ * Server -> client: forward everything, watching each message's type to find
+ * ReadyForQuery (the end of a request) and COPY IN. A message header split
+ * between two reads waits in s->in.
+ */
+static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
+{
+	struct proxy_client *c = s->client;
+	size_t start = 0, i = 0;
+	bool release = false;
+
+	while (i < n) {
+		if (s->be.left) {
+			size_t k = s->be.left < n - i ? s->be.left : n - i;
+
+			s->be.left -= k;
+			i += k;
+			continue;
+		}
+		/* At a message boundary: need the type, length and (for 'Z') status. */
+		if (n - i < 6) {
+			uint8_t type = d[i];
+			size_t need = type == PGP_BE_READY ? 6 : 5;
+
+			if (n - i < need) {
+				/* Keep the fragment; forward what precedes it. */
+				if (c && i > start)
+					(void)send_or_queue(&c->io, &c->out, d + start, i - start);
+				if (buf_append(&s->in, d + i, n - i) != PGW_OK)
+					server_close(s, "out of memory");
+				goto forwarded;
+			}
+		}
+		uint8_t type = d[i];
+		uint32_t len = ((uint32_t)d[i + 1] << 24) | ((uint32_t)d[i + 2] << 16) |
+			       ((uint32_t)d[i + 3] << 8) | d[i + 4];
+
+		if (len < 4) {
+			server_close(s, "malformed message from the server");
+			return;
+		}
+		switch (type) {
+		case PGP_BE_READY:
+			s->txn = (char)d[i + 5];
+			if (s->outstanding > 0)
+				s->outstanding--;
+			if (c)
+				c->txn = s->txn;
+			if (s->outstanding == 0 && s->txn == 'I')
+				release = true;
+			break;
+		case PGP_BE_COPY_IN:
+			/* Syncs already sent are ignored during COPY IN: only the one that
+			 * follows CopyDone / CopyFail will answer. */
+			s->copy_in = true;
+			if (c)
+				c->in_copy = true;
+			break;
+		default:
+			release = false;
+			break;
+		}
+		s->be.left = 1 + (size_t)len;
+	}
+	if (c && n > start) {
+		c->pool->stats.bytes_sent += n - start;
+		if (!send_or_queue(&c->io, &c->out, d + start, n - start)) {
+			client_close(c, "client socket error");
+			return;
+		}
+	}
+forwarded:
+	if (s->state == PROXY_SV_DEAD)
+		return;
+	if (c && buf_used(&c->out) > BACKLOG_LIMIT)
+		pause_reading(&s->io, &s->reading_paused, true);
+	if (!release || s->be.left || buf_used(&s->in))
+		return;
+	if (s->state == PROXY_SV_RESET) {
+		if (s->generation == s->pool->generation)
+			server_release(s);
+		else
+			server_close(s, "its target changed");
+		return;
+	}
+	if (!c) {
+		/* The client left while its request ran: the server is clean again. */
+		server_release(s);
+		return;
+	}
+	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy)
+		server_release(s);
+}
+
+/* Reads a server socket (after login). */
+static void server_read(struct proxy_server *s)
+{
+	for (int rounds = 0; rounds < 4 && s->state != PROXY_SV_DEAD; rounds++) {
+		ssize_t r = recv(s->io.fd, P->scratch, P->scratch_size, 0);
+
+		if (r == 0) {
+			server_close(s, "the server closed the connection");
+			return;
+		}
+		if (r < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				server_close(s, strerror(errno));
+			return;
+		}
+		if (buf_used(&s->in)) {
+			/* A header fragment from the previous read comes first. */
+			if (buf_append(&s->in, P->scratch, (size_t)r) != PGW_OK) {
+				server_close(s, "out of memory");
+				return;
+			}
+			struct proxy_buf tmp = s->in;
+
+			memset(&s->in, 0, sizeof(s->in));
+			server_data(s, tmp.data + tmp.off, tmp.len - tmp.off);
+			buf_free(&tmp);
+		} else {
+			server_data(s, P->scratch, (size_t)r);
+		}
+		if ((size_t)r < P->scratch_size || s->reading_paused)
+			return;
+	}
+}
+
+static bool flush_out(struct cmn_io *io, struct proxy_buf *out)
+{
+	while (buf_used(out)) {
+		ssize_t w =
+		    send(io->fd, out->data + out->off, buf_used(out), MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return true;
+			return false;
+		}
+		buf_consume(out, (size_t)w);
+	}
+	(void)cmn_io_set(P->loop, io, io->events & ~EPOLLOUT);
+	return true;
+}
+
+static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
+{
+	struct proxy_server *s = io->owner;
+
+	(void)l;
+	if (s->state == PROXY_SV_LOGIN && !s->in.data && !s->be.left && s->io.events & EPOLLOUT &&
+	    !buf_used(&s->out)) {
+		/* The connect finished (or failed). */
+		int err = 0;
+		socklen_t elen = sizeof(err);
+
+		if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 || err) {
+			snprintf(s->pool->last_error, sizeof(s->pool->last_error),
+				 "cannot connect to %s:%d: %s", s->host, s->port,
+				 strerror(err ? err : errno));
+			server_close(s, s->pool->last_error);
+			return;
+		}
+		(void)cmn_io_set(P->loop, io, EPOLLIN);
+		if (!s->auth_started) {
+			s->auth_started = true;
+			server_start_login(s);
+		}
+		if (s->state == PROXY_SV_DEAD)
+			return;
+		if (!(events & EPOLLIN))
+			return;
+	}
+	if (events & EPOLLOUT) {
+		if (!flush_out(io, &s->out)) {
+			server_close(s, "server socket error");
+			return;
+		}
+		if (!buf_used(&s->out) && s->client)
+			pause_reading(&s->client->io, &s->client->reading_paused, false);
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	if (s->state == PROXY_SV_LOGIN) {
+		ssize_t r = recv(io->fd, P->scratch, P->scratch_size, 0);
+
+		if (r <= 0) {
+			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				return;
+			snprintf(s->pool->last_error, sizeof(s->pool->last_error),
+				 "the server at %s:%d closed the connection during login", s->host,
+				 s->port);
+			server_close(s, s->pool->last_error);
+			return;
+		}
+		if (buf_append(&s->in, P->scratch, (size_t)r) != PGW_OK) {
+			server_close(s, "out of memory");
+			return;
+		}
+		server_login_input(s);
+		return;
+	}
+	server_read(s);
+}
+
+/*
+ * Client -> server: forwards complete messages from c->in, counting requests
+ * that expect a ReadyForQuery. Stops at a partial message header (kept), at
+ * Terminate (the client leaves), or when the server socket backs up.
+ */
+static void client_forward(struct proxy_client *c)
+{
+	struct proxy_server *s = c->server;
+	const uint8_t *d;
+	size_t n, i = 0;
+	bool terminate = false;
+
+	if (!s || !buf_used(&c->in))
+		return;
+	d = c->in.data + c->in.off;
+	n = buf_used(&c->in);
+	while (i < n) {
+		if (c->fe.left) {
+			size_t k = c->fe.left < n - i ? c->fe.left : n - i;
+
+			c->fe.left -= k;
+			i += k;
+			continue;
+		}
+		if (n - i < 5)
+			break;
+		uint8_t type = d[i];
+		uint32_t len = ((uint32_t)d[i + 1] << 24) | ((uint32_t)d[i + 2] << 16) |
+			       ((uint32_t)d[i + 3] << 8) | d[i + 4];
+
+		if (len < 4 || (int64_t)len + 1 > P->cfg.max_packet_size) {
+			struct proxy_client *cc = c;
+
+			client_fatal(cc, "08P01",
+				     "invalid message length %u (max_packet_size %lld)", len,
+				     (long long)P->cfg.max_packet_size);
+			return;
+		}
+		switch (type) {
+		case PGP_FE_TERMINATE:
+			terminate = true;
+			break;
+		case PGP_FE_QUERY:
+			s->outstanding++;
+			c->pool->stats.query_count++;
+			break;
+		case PGP_FE_FUNCTION_CALL:
+			s->outstanding++;
+			break;
+		case PGP_FE_SYNC:
+			if (!c->in_copy)
+				s->outstanding++;
+			break;
+		case PGP_FE_EXECUTE:
+			c->pool->stats.query_count++;
+			break;
+		case PGP_FE_COPY_DONE:
+		case PGP_FE_COPY_FAIL:
+			c->in_copy = false;
+			s->copy_in = false;
+			break;
+		default:
+			break;
+		}
+		if (terminate)
+			break;
+		c->fe.left = 1 + (size_t)len;
+	}
+	if (i > 0) {
+		c->pool->stats.bytes_received += i;
+		if (!send_or_queue(&s->io, &s->out, d, i)) {
+			server_close(s, "server socket error");
+			return;
+		}
+		buf_consume(&c->in, i);
+		if (buf_used(&s->out) > BACKLOG_LIMIT)
+			pause_reading(&c->io, &c->reading_paused, true);
+	}
+	if (terminate) {
+		client_close(c, NULL);
+		return;
+	}
+}
+
+/* ---- linking ---- */
+
+static void client_welcome(struct proxy_client *c)
+{
+	struct cmn_buf b = {0};
+	struct proxy_pool *pool = c->pool;
+
+	int rc =
+	    cmn_buf_append(&b, pool->welcome ? (const char *)pool->welcome : "", pool->welcome_len);
+
+	if (rc == PGW_OK && c->app_name[0])
+		rc = pgp_put_parameter_status(&b, "application_name", c->app_name);
+	if (rc == PGW_OK)
+		rc = pgp_put_backend_key(&b, c->cancel_pid, c->cancel_key);
+	if (rc == PGW_OK)
+		rc = pgp_put_ready(&b, 'I');
+	c->welcomed = true;
+	if (rc == PGW_OK)
+		(void)client_send(c, &b);
+	else
+		client_close(c, "out of memory");
+	cmn_buf_free(&b);
+}
+
+static void link_client(struct proxy_client *c, struct proxy_server *s)
+{
+	struct proxy_pool *pool = c->pool;
+	int64_t now = cmn_now_ms();
+
+	c->server = s;
+	s->client = c;
+	s->outstanding = 0;
+	s->copy_in = false;
+	c->in_copy = false;
+	c->fe.left = 0;
+	s->be.left = 0;
+	client_set_state(c, PROXY_CL_ACTIVE);
+	server_set_state(s, PROXY_SV_ACTIVE);
+	pool->stats.server_assignments++;
+	if (c->wait_since_ms)
+		pool->stats.wait_time_us += (uint64_t)(now - c->wait_since_ms) * 1000;
+	c->wait_since_ms = 0;
+	c->active_ms = now;
+	if (!c->welcomed)
+		client_welcome(c);
+	if (c->state == PROXY_CL_ACTIVE)
+		client_forward(c);
+	/* Linked only for the welcome: nothing to run yet. */
+	if (c->state == PROXY_CL_ACTIVE && s->state == PROXY_SV_ACTIVE && pool->transaction_mode &&
+	    !buf_used(&c->in) && s->outstanding == 0 && !c->fe.left)
+		server_release(s);
+}
+
+/* Serves the pool's waiting clients with idle servers; opens servers when needed. */
+static void pool_dispatch(struct proxy_pool *pool)
+{
+	struct proxy_client *c;
+	struct proxy_server *s;
+	int waiting = 0, connecting = 0;
+
+	if (P->paused)
+		return;
+	while ((c = TAILQ_FIRST(&pool->waiting))) {
+		/* Transaction pooling: a client that only needs its welcome gets it. */
+		if (!c->welcomed && pool->transaction_mode && pool->welcome_ok &&
+		    !buf_used(&c->in)) {
+			client_set_state(c, PROXY_CL_IDLE);
+			client_welcome(c);
+			continue;
+		}
+		s = TAILQ_FIRST(&pool->idle);
+		while (s && s->generation != pool->generation) {
+			server_close(s, "its target changed");
+			s = TAILQ_FIRST(&pool->idle);
+		}
+		if (!s)
+			break;
+		link_client(c, s);
+	}
+	TAILQ_FOREACH(c, &pool->waiting, entry)
+	waiting++;
+	TAILQ_FOREACH(s, &pool->login, entry)
+	connecting++;
+	int limit = pool->pool_size;
+
+	if (P->cfg.reserve_pool_size && (c = TAILQ_FIRST(&pool->waiting)) &&
+	    cmn_now_ms() - c->wait_since_ms > 5000)
+		limit += P->cfg.reserve_pool_size;
+	while (waiting > connecting && pool->n_servers < limit) {
+		char host[256];
+		int port;
+
+		if (!pool_target(pool, host, sizeof(host), &port))
+			break;
+		server_connect(pool);
+		connecting++;
+	}
+}
+
+/* A logged-in client has bytes for a server. */
+static void client_request(struct proxy_client *c)
+{
+	if (c->state == PROXY_CL_ACTIVE) {
+		client_forward(c);
+		return;
+	}
+	if (c->state == PROXY_CL_IDLE) {
+		client_set_state(c, PROXY_CL_WAITING);
+		c->wait_since_ms = cmn_now_ms();
+		pool_dispatch(c->pool);
+	}
+}
+
+/* ---- clients ---- */
+
+static void client_close(struct proxy_client *c, const char *why)
+{
+	struct proxy_server *s = c->server;
+
+	if (c->state == PROXY_CL_DEAD)
+		return;
+	if (why)
+		log_debug("C-%llu: closing: %s", (unsigned long long)c->id, why);
+	if (s) {
+		c->server = NULL;
+		s->client = NULL;
+		/* Mid-request or in a transaction: nobody can reuse that server safely. */
+		if (s->state == PROXY_SV_ACTIVE) {
+			if (s->outstanding == 0 && s->txn == 'I' && !s->copy_in && !s->be.left &&
+			    !c->fe.left) {
+				if (s->pool->transaction_mode)
+					server_release(s);
+				else
+					server_reset(s);
+			} else {
+				server_close(s, "its client left in the middle of a request");
+			}
+		}
+	}
+	if (c->io.fd >= 0) {
+		int fd = c->io.fd;
+
+		cmn_io_del(P->loop, &c->io);
+		close(fd);
+	}
+	client_set_state(c, PROXY_CL_DEAD);
+	P->n_clients--;
+	buf_free(&c->in);
+	buf_free(&c->out);
+	free(c->scram);
+	c->scram = NULL;
+}
+
+static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
+
+void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
+{
+	struct proxy *p = io->owner;
+	enum proxy_port port = (enum proxy_port)(io - p->listeners);
+
+	(void)l;
+	(void)events;
+	P = p;
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(io->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct proxy_client *c;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				log_warning("accept: %s", strerror(errno));
+			return;
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		(void)set_nonblock_nodelay(fd);
+		c->io.fd = -1;
+		c->id = ++p->next_id;
+		c->port = port;
+		c->state = PROXY_CL_LOGIN;
+		c->connect_ms = cmn_now_ms();
+		c->txn = 'I';
+		if (getnameinfo((struct sockaddr *)&ss, sl, c->addr, sizeof(c->addr), NULL, 0,
+				NI_NUMERICHOST) != 0)
+			snprintf(c->addr, sizeof(c->addr), "?");
+		TAILQ_INSERT_TAIL(&p->login_clients, c, entry);
+		p->n_clients++;
+		if (cmn_io_add(p->loop, &c->io, fd, EPOLLIN, on_client, c) != PGW_OK) {
+			close(fd);
+			client_set_state(c, PROXY_CL_DEAD);
+			p->n_clients--;
+		}
+	}
+}
+
+/* Cancels the query of the client holding (pid, key), on its server, if linked. */
+static void cancel_request(uint32_t pid, uint32_t key)
+{
+	struct proxy_pool *pool;
+	struct proxy_client *c;
+
+	TAILQ_FOREACH(pool, &P->pools, entry)
+	{
+		TAILQ_FOREACH(c, &pool->active_clients, entry)
+		{
+			if (c->cancel_pid != pid || c->cancel_key != key || !c->server)
+				continue;
+			struct proxy_server *s = c->server;
+
+			send_cancel(s);
+			log_debug("C-%llu: cancel forwarded to S-%llu", (unsigned long long)c->id,
+				  (unsigned long long)s->id);
+			return;
+		}
+	}
+}
+
+static bool name_in_csv(const char *csv, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = csv; p && *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t len = strcspn(p, ", ");
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p += len;
+	}
+	return false;
+}
+
+/* Picks the replica for a new session on the replica port ("" = the primary). */
+static bool pick_replica(char *member, size_t size)
+{
+	size_t ok[DCS_MAX_MEMBERS], n = 0;
+
+	for (size_t i = 0; i < P->topo.n_members; i++)
+		if (P->topo.members[i].replica_ok && !P->topo.members[i].is_leader)
+			ok[n++] = i;
+	if (n) {
+		snprintf(member, size, "%s", P->topo.members[ok[P->replica_rr++ % n]].name);
+		return true;
+	}
+	member[0] = '\0';
+	return P->cfg.replica_fallback_primary;
+}
+
+/* The admin console's fixed welcome (PgBouncer's). */
+static void admin_logged_in(struct proxy_client *c)
+{
+	static const char *const params[][2] = {
+	    {"server_version", "15.0/pgwarden"},
+	    {"client_encoding", "UTF8"},
+	    {"server_encoding", "UTF8"},
+	    {"DateStyle", "ISO"},
+	    {"TimeZone", "GMT"},
+	    {"standard_conforming_strings", "on"},
+	    {"is_superuser", "on"},
+	    {"integer_datetimes", "on"},
+	};
+	struct cmn_buf b = {0};
+	int rc = pgp_put_auth(&b, PGP_AUTH_OK, NULL, 0);
+
+	for (size_t i = 0; rc == PGW_OK && i < sizeof(params) / sizeof(params[0]); i++)
+		rc = pgp_put_parameter_status(&b, params[i][0], params[i][1]);
+	if (rc == PGW_OK)
+		rc = pgp_put_backend_key(&b, 0, 0);
+	if (rc == PGW_OK)
+		rc = pgp_put_ready(&b, 'I');
+	free(c->scram);
+	c->scram = NULL;
+	TAILQ_REMOVE(&P->login_clients, c, entry);
+	c->state = PROXY_CL_IDLE;
+	c->welcomed = true;
+	TAILQ_INSERT_TAIL(&P->admin_clients, c, entry);
+	if (rc == PGW_OK)
+		(void)client_send(c, &b);
+	else
+		client_close(c, "out of memory");
+	cmn_buf_free(&b);
+}
+
+/* Admin console input: simple queries only. */
+static void admin_input(struct proxy_client *c)
+{
+	while (c->state != PROXY_CL_DEAD && buf_used(&c->in)) {
+		const uint8_t *d = c->in.data + c->in.off;
+		uint8_t type;
+		size_t total;
+		int rc = pgp_frame(d, buf_used(&c->in), 1 << 16, &type, &total);
+
+		if (rc < 0) {
+			client_fatal(c, "08P01", "invalid message on the admin console");
+			return;
+		}
+		if (rc == 0)
+			return;
+		if (type == PGP_FE_TERMINATE) {
+			client_close(c, NULL);
+			return;
+		}
+		if (type != PGP_FE_QUERY || d[total - 1] != '\0') {
+			client_fatal(c, "08P01",
+				     "extended query protocol not supported by admin console");
+			return;
+		}
+		struct cmn_buf out = {0};
+		bool shutdown = false;
+		char *sql = strndup((const char *)d + 5, total - 6);
+
+		rc = sql ? proxy_admin_query(P, c, sql, &out, &shutdown) : PGW_ENOMEM;
+		free(sql);
+		buf_consume(&c->in, total);
+		if (rc == PGW_OK)
+			(void)client_send(c, &out);
+		else
+			client_close(c, "out of memory");
+		cmn_buf_free(&out);
+		if (shutdown) {
+			log_info("SHUTDOWN from the admin console (%s)", c->user);
+			cmn_loop_stop(P->loop);
+			return;
+		}
+	}
+}
+
+void proxy_pause(struct proxy *p, bool pause)
+{
+	struct proxy_pool *pool;
+
+	P = p;
+	if (p->paused == pause)
+		return;
+	p->paused = pause;
+	log_info("%s", pause ? "PAUSE: no new server assignments" : "RESUME");
+	if (!pause)
+		TAILQ_FOREACH(pool, &p->pools, entry)
+	pool_dispatch(pool);
+}
+
+static void client_logged_in(struct proxy_client *c)
+{
+	struct cmn_buf b = {0};
+	char member[DCS_NAME_MAX] = "";
+	enum proxy_port port = c->port;
+
+	if (c->admin) {
+		admin_logged_in(c);
+		return;
+	}
+
+	if (c->port == PROXY_PORT_REPLICA && !pick_replica(member, sizeof(member))) {
+		client_fatal(c, "57P03",
+			     "no replica is available (healthy and within "
+			     "max_replica_lag)");
+		return;
+	}
+	if (c->port == PROXY_PORT_REPLICA && !member[0])
+		port = PROXY_PORT_PRIMARY; /* fallback */
+	c->pool = pool_get(port, c->database, c->user, member);
+	if (!c->pool) {
+		client_fatal(c, "53200", "out of memory");
+		return;
+	}
+	c->pool->stats.client_logins++;
+	if (pgp_put_auth(&b, PGP_AUTH_OK, NULL, 0) != PGW_OK || !client_send(c, &b)) {
+		cmn_buf_free(&b);
+		return;
+	}
+	cmn_buf_free(&b);
+	free(c->scram);
+	c->scram = NULL;
+	if (pgp_random(&c->cancel_pid, sizeof(c->cancel_pid)) != PGW_OK ||
+	    pgp_random(&c->cancel_key, sizeof(c->cancel_key)) != PGW_OK) {
+		client_fatal(c, "58000", "no random bytes for the cancel key");
+		return;
+	}
+	c->cancel_pid &= 0x7fffffff;
+	TAILQ_REMOVE(&P->login_clients, c, entry);
+	if (c->pool->transaction_mode && c->pool->welcome_ok) {
+		c->state = PROXY_CL_IDLE;
+		TAILQ_INSERT_TAIL(&c->pool->idle_clients, c, entry);
+		client_welcome(c);
+		return;
+	}
+	/* Session ports get their server now; a new pool first needs a server's welcome. */
+	c->state = PROXY_CL_WAITING;
+	c->wait_since_ms = cmn_now_ms();
+	TAILQ_INSERT_TAIL(&c->pool->waiting, c, entry);
+	pool_dispatch(c->pool);
+}
+
+/* The password step of the client's login. */
+static void client_password(struct proxy_client *c, const uint8_t *body, size_t len)
+{
+	struct proxy_user *u = proxy_userlist_find(&P->users, c->user);
+	struct cmn_buf b = {0};
+	char msg[PGP_SCRAM_MAX_MSG];
+
+	if (!u)
+		goto bad;
+	if (strcasecmp(P->cfg.auth_type, "md5") == 0) {
+		char want[36];
+
+		if (!u->has_md5 || len < 1 || body[len - 1] != '\0')
+			goto bad;
+		pgp_md5_response(u->md5, c->md5_salt, want);
+		if (strcmp((const char *)body, want) != 0)
+			goto bad;
+		client_logged_in(c);
+		return;
+	}
+	if (c->auth_step == 1) { /* SASLInitialResponse */
+		struct pgp_reader r;
+		const char *mech;
+		uint32_t dlen;
+		const uint8_t *data;
+
+		pgp_reader_init(&r, body, len);
+		mech = pgp_get_str(&r);
+		dlen = pgp_get_u32(&r);
+		data = r.bad || dlen > PGP_SCRAM_MAX_MSG ? NULL : pgp_get_bytes(&r, dlen);
+		if (!mech || strcmp(mech, PGP_SCRAM_MECHANISM) != 0 || !data) {
+			client_fatal(c, "08P01", "malformed SASL initial response");
+			return;
+		}
+		c->scram = calloc(1, sizeof(*c->scram));
+		if (!c->scram || pgp_scram_server_first(c->scram, &u->scram, (const char *)data,
+							dlen, msg, sizeof(msg)) != PGW_OK)
+			goto bad;
+		if (pgp_put_auth(&b, PGP_AUTH_SASL_CONTINUE, msg, strlen(msg)) == PGW_OK)
+			(void)client_send(c, &b);
+		cmn_buf_free(&b);
+		c->auth_step = 2;
+		return;
+	}
+	if (c->auth_step == 2 && c->scram) {
+		uint8_t key[PGP_SCRAM_KEY_LEN];
+		int rc = pgp_scram_server_final(c->scram, (const char *)body, len, msg, sizeof(msg),
+						key);
+
+		if (rc != PGW_OK)
+			goto bad;
+		if (!u->password && !u->has_client_key) {
+			memcpy(u->client_key, key, sizeof(key));
+			u->has_client_key = true;
+		}
+		if (pgp_put_auth(&b, PGP_AUTH_SASL_FINAL, msg, strlen(msg)) != PGW_OK ||
+		    !client_send(c, &b)) {
+			cmn_buf_free(&b);
+			return;
+		}
+		cmn_buf_free(&b);
+		client_logged_in(c);
+		return;
+	}
+bad:
+	client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t len)
+{
+	struct pgp_startup st;
+	struct cmn_buf b = {0};
+	char err[256];
+
+	if (pgp_parse_startup(pkt, len, &st, err, sizeof(err)) != PGW_OK) {
+		client_fatal(c, "08P01", "%s", err);
+		return;
+	}
+	if (st.code == PGP_SSL_REQUEST || st.code == PGP_GSSENC_REQUEST) {
+		if (buf_used(&c->in) > 0) {
+			client_fatal(c, "08P01", "received unencrypted data after SSL request");
+			return;
+		}
+		(void)send(c->io.fd, "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		return;
+	}
+	if (st.code == PGP_CANCEL_REQUEST) {
+		if (st.cancel_key_len == 4) {
+			uint32_t key = ((uint32_t)st.cancel_key[0] << 24) |
+				       ((uint32_t)st.cancel_key[1] << 16) |
+				       ((uint32_t)st.cancel_key[2] << 8) | st.cancel_key[3];
+
+			cancel_request(st.cancel_pid, key);
+		}
+		client_close(c, NULL);
+		return;
+	}
+	if ((size_t)P->cfg.max_client_conn < P->n_clients) {
+		client_fatal(c, "53300", "no more connections allowed (max_client_conn %d)",
+			     P->cfg.max_client_conn);
+		return;
+	}
+	if (st.replication) {
+		client_fatal(c, "0A000", "replication connections are not supported by the proxy");
+		return;
+	}
+	snprintf(c->user, sizeof(c->user), "%s", st.user);
+	snprintf(c->database, sizeof(c->database), "%s", st.database);
+	for (size_t i = 0; i < st.n_params; i++)
+		if (strcmp(st.params[i].name, "application_name") == 0)
+			snprintf(c->app_name, sizeof(c->app_name), "%s", st.params[i].value);
+	if (strcmp(c->database, "pgbouncer") == 0 || strcmp(c->database, "pgwarden") == 0) {
+		c->admin = true;
+		if (!name_in_csv(P->cfg.admin_users, c->user) &&
+		    !name_in_csv(P->cfg.stats_users, c->user)) {
+			client_fatal(c, "28000", "not allowed on the admin console: %s", c->user);
+			return;
+		}
+		if (c->port != PROXY_PORT_POOLED) {
+			client_fatal(c, "3D000", "the admin console is on the pooled port");
+			return;
+		}
+	}
+	if ((st.code & 0xffff) > 0 || st.n_unknown_pq > 0) {
+		if (pgp_put_negotiate(&b, 0, st.unknown_pq, st.n_unknown_pq) == PGW_OK)
+			(void)client_send(c, &b);
+		cmn_buf_reset(&b);
+	}
+	if (strcasecmp(P->cfg.auth_type, "trust") == 0) {
+		cmn_buf_free(&b);
+		client_logged_in(c);
+		return;
+	}
+	if (!proxy_userlist_find(&P->users, c->user)) {
+		cmn_buf_free(&b);
+		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		return;
+	}
+	c->auth_step = 1;
+	if (strcasecmp(P->cfg.auth_type, "md5") == 0) {
+		if (pgp_random(c->md5_salt, sizeof(c->md5_salt)) == PGW_OK &&
+		    pgp_put_auth(&b, PGP_AUTH_MD5, c->md5_salt, 4) == PGW_OK)
+			(void)client_send(c, &b);
+	} else if (pgp_put_auth_sasl(&b, PGP_SCRAM_MECHANISM) == PGW_OK) {
+		(void)client_send(c, &b);
+	}
+	cmn_buf_free(&b);
+}
+
+/*
+ * Login phase: startup packet(s), then password messages. Each packet leaves the
+ * input buffer before it is handled: whatever follows it there (a client that
+ * pipelines its first query) is a request for a server.
+ */
+static void client_login_input(struct proxy_client *c)
+{
+	while (c->state == PROXY_CL_LOGIN && buf_used(&c->in)) {
+		const uint8_t *d = c->in.data + c->in.off;
+		size_t n = buf_used(&c->in), total;
+		uint8_t *pkt;
+		int rc;
+
+		if (c->auth_step == 0) {
+			rc = pgp_startup_frame(d, n, &total);
+			if (rc < 0) {
+				client_fatal(c, "08P01", "invalid startup packet length");
+				return;
+			}
+		} else {
+			uint8_t type;
+
+			rc = pgp_frame(d, n, PGP_SCRAM_MAX_MSG + 64, &type, &total);
+			if (rc > 0 && type == PGP_FE_TERMINATE) {
+				client_close(c, NULL);
+				return;
+			}
+			if (rc < 0 || (rc > 0 && type != PGP_FE_PASSWORD)) {
+				client_fatal(c, "08P01", "expected a password message");
+				return;
+			}
+		}
+		if (rc == 0)
+			return;
+		pkt = malloc(total);
+		if (!pkt) {
+			client_close(c, "out of memory");
+			return;
+		}
+		memcpy(pkt, d, total);
+		buf_consume(&c->in, total);
+		/* The startup packet's strings point into pkt: handled before it is freed. */
+		if (c->auth_step == 0)
+			client_startup(c, pkt, total);
+		else
+			client_password(c, pkt + 5, total - 5);
+		free(pkt);
+	}
+	if (c->state != PROXY_CL_LOGIN && c->state != PROXY_CL_DEAD && !c->admin &&
+	    buf_used(&c->in))
+		client_request(c);
+}
+
+static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
+{
+	struct proxy_client *c = io->owner;
+
+	(void)l;
+	if (events & EPOLLOUT) {
+		if (!flush_out(io, &c->out)) {
+			client_close(c, "client socket error");
+			return;
+		}
+		if (!buf_used(&c->out) && c->server)
+			pause_reading(&c->server->io, &c->server->reading_paused, false);
+	}
+	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		return;
+	for (int rounds = 0; rounds < 4 && c->state != PROXY_CL_DEAD; rounds++) {
+		ssize_t r = recv(io->fd, P->scratch, P->scratch_size, 0);
+
+		if (r == 0) {
+			client_close(c, "client closed the connection");
+			return;
+		}
+		if (r < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				client_close(c, strerror(errno));
+			return;
+		}
+		c->last_io_ms = cmn_now_ms();
+		if (c->state == PROXY_CL_LOGIN && buf_used(&c->in) + (size_t)r > PGP_MAX_STARTUP) {
+			client_fatal(c, "08P01", "login packets too long");
+			return;
+		}
+		if (buf_append(&c->in, P->scratch, (size_t)r) != PGW_OK) {
+			client_close(c, "out of memory");
+			return;
+		}
+		if (c->state == PROXY_CL_LOGIN)
+			client_login_input(c);
+		else if (c->admin)
+			admin_input(c);
+		else
+			client_request(c);
+		if ((size_t)r < P->scratch_size || c->reading_paused)
+			return;
+	}
+}
+
+/* ---- periodic work, topology, shutdown ---- */
+
+static void close_pool_servers(struct proxy_pool *pool, const char *why)
+{
+	struct proxy_server *s, *tmp;
+	struct proxy_server_list *lists[] = {&pool->idle, &pool->login, &pool->active,
+					     &pool->resetting};
+
+	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
+		TAILQ_FOREACH_SAFE(s, lists[k], entry, tmp)
+	server_close(s, why);
+}
+
+void proxy_topology_changed(struct proxy *p)
+{
+	struct proxy_pool *pool;
+	int64_t now = cmn_now_ms();
+	bool route;
+
+	P = p;
+	proxy_topology_get(p->topo_watch, &p->topo);
+	/* Fail closed: without etcd, the last leader only while its lease may be valid. */
+	route = p->topo.has_leader && now - p->topo.confirmed_ms <= p->cfg.ttl_ms;
+	if (route == p->routing_writes &&
+	    (!route || (strcmp(p->leader_host, p->topo.leader_host) == 0 &&
+			p->leader_port == p->topo.leader_port)))
+		goto replicas;
+	if (route)
+		log_info("routing writes to %s (%s:%d)", p->topo.leader, p->topo.leader_host,
+			 p->topo.leader_port);
+	else if (p->topo.has_leader)
+		log_warning("etcd has not confirmed leader %s for %lld ms (more than ttl): no "
+			    "writes routed until it answers",
+			    p->topo.leader, (long long)(now - p->topo.confirmed_ms));
+	else
+		log_warning("no leader: writes wait");
+	p->routing_writes = route;
+	snprintf(p->leader_host, sizeof(p->leader_host), "%s", route ? p->topo.leader_host : "");
+	p->leader_port = route ? p->topo.leader_port : 0;
+	p->leader_generation++;
+	p->leader_changes++;
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		if (pool->port == PROXY_PORT_REPLICA && pool->member[0])
+			continue;
+		pool->generation = p->leader_generation;
+		/* Never a write to a member without the leader key: close them now. */
+		close_pool_servers(pool, "the leader changed");
+	}
+replicas:
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		if (pool->port != PROXY_PORT_REPLICA || !pool->member[0])
+			continue;
+		bool still = false;
+
+		for (size_t i = 0; i < p->topo.n_members; i++)
+			if (strcmp(p->topo.members[i].name, pool->member) == 0 &&
+			    !p->topo.members[i].is_leader)
+				still = true;
+		if (!still) {
+			pool->generation++;
+			close_pool_servers(pool, "the member is no longer a replica");
+		}
+	}
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	pool_dispatch(pool);
+}
+
+void proxy_tick(struct proxy *p)
+{
+	struct proxy_pool *pool;
+	struct proxy_client *c, *ctmp;
+	struct proxy_server *s, *stmp;
+	int64_t now = cmn_now_ms();
+
+	P = p;
+	if (p->routing_writes && now - p->topo.confirmed_ms > p->cfg.ttl_ms)
+		proxy_topology_changed(p);
+	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, ctmp)
+	{
+		if (p->cfg.client_login_timeout_ms &&
+		    now - c->connect_ms > p->cfg.client_login_timeout_ms)
+			client_fatal(c, "08P01", "client_login_timeout");
+	}
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		TAILQ_FOREACH_SAFE(c, &pool->waiting, entry, ctmp)
+		{
+			if (p->cfg.query_wait_timeout_ms &&
+			    now - c->wait_since_ms > p->cfg.query_wait_timeout_ms)
+				client_fatal(
+				    c, "57014",
+				    "query_wait_timeout: no server connection within %d ms%s%s",
+				    p->cfg.query_wait_timeout_ms, pool->last_error[0] ? ": " : "",
+				    pool->last_error);
+		}
+		TAILQ_FOREACH_SAFE(c, &pool->active_clients, entry, ctmp)
+		{
+			if (p->cfg.idle_transaction_timeout_ms && c->server &&
+			    c->server->outstanding == 0 && c->txn != 'I' &&
+			    now - c->last_io_ms > p->cfg.idle_transaction_timeout_ms)
+				client_fatal(c, "25P03", "idle transaction timeout");
+		}
+		TAILQ_FOREACH_SAFE(s, &pool->login, entry, stmp)
+		{
+			if (now - s->connect_ms > p->cfg.server_connect_timeout_ms) {
+				snprintf(pool->last_error, sizeof(pool->last_error),
+					 "connecting to %s:%d timed out", s->host, s->port);
+				server_close(s, pool->last_error);
+			}
+		}
+		TAILQ_FOREACH_SAFE(s, &pool->idle, entry, stmp)
+		{
+			if (p->cfg.server_idle_timeout_ms &&
+			    now - s->idle_since_ms > p->cfg.server_idle_timeout_ms)
+				server_close(s, "server_idle_timeout");
+		}
+		pool_dispatch(pool);
+	}
+}
+
+void proxy_free_dead(struct proxy *p)
+{
+	struct proxy_client *c;
+	struct proxy_server *s;
+
+	while ((c = TAILQ_FIRST(&p->dead_clients))) {
+		TAILQ_REMOVE(&p->dead_clients, c, entry);
+		free(c);
+	}
+	while ((s = TAILQ_FIRST(&p->dead_servers))) {
+		TAILQ_REMOVE(&p->dead_servers, s, entry);
+		free(s);
+	}
+}
+
+void proxy_close_all(struct proxy *p)
+{
+	struct proxy_pool *pool;
+	struct proxy_client *c, *tmp;
+
+	P = p;
+	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, tmp)
+	client_fatal(c, "57P01", "the proxy is shutting down");
+	TAILQ_FOREACH_SAFE(c, &p->admin_clients, entry, tmp)
+	client_fatal(c, "57P01", "the proxy is shutting down");
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		struct proxy_client_list *lists[] = {&pool->idle_clients, &pool->waiting,
+						     &pool->active_clients};
+
+		for (size_t k = 0; k < 3; k++)
+			TAILQ_FOREACH_SAFE(c, lists[k], entry, tmp)
+		client_fatal(c, "57P01", "the proxy is shutting down");
+		close_pool_servers(pool, "shutting down");
+	}
+	proxy_free_dead(p);
+	while ((pool = TAILQ_FIRST(&p->pools))) {
+		TAILQ_REMOVE(&p->pools, pool, entry);
+		free(pool->welcome);
+		free(pool);
+	}
+}

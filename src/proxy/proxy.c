@@ -1,0 +1,227 @@
+/*
+ * pgwarden proxy: one event loop serving the pooled (6432), primary (5000) and
+ * replica (5001) ports, following the cluster's leader from etcd.
+ */
+#include "proxy/proxy.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "proxy/proxy_int.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define SCRATCH_SIZE (64 * 1024)
+
+static struct proxy *the_proxy;
+static volatile sig_atomic_t stop_requested, reload_requested;
+
+static void on_signal(int sig)
+{
+	if (sig == SIGHUP)
+		reload_requested = 1;
+	else
+		stop_requested = 1;
+	if (the_proxy && the_proxy->loop)
+		cmn_loop_wake(the_proxy->loop);
+}
+
+static int listen_on(const char *host, int port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	int fd, one = 1;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &ai) != 0 || !ai) {
+		log_error("cannot resolve listen address %s", host);
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+		log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+int proxy_reload(struct proxy *p)
+{
+	struct proxy_userlist fresh;
+	char err[512];
+
+	if (!p->cfg.auth_file)
+		return PGW_OK;
+	if (proxy_userlist_load(p->cfg.auth_file, &fresh, err, sizeof(err)) != PGW_OK) {
+		log_error("reload: %s (keeping the users loaded before)", err);
+		return PGW_EINVAL;
+	}
+	/* Keep what clients taught us (SCRAM keys) for users whose secret did not change. */
+	for (size_t i = 0; i < fresh.n; i++) {
+		struct proxy_user *old = proxy_userlist_find(&p->users, fresh.users[i].name);
+
+		if (old && old->has_client_key && !fresh.users[i].password &&
+		    memcmp(&old->scram, &fresh.users[i].scram, sizeof(old->scram)) == 0) {
+			memcpy(fresh.users[i].client_key, old->client_key, PGP_SCRAM_KEY_LEN);
+			fresh.users[i].has_client_key = true;
+		}
+	}
+	proxy_userlist_free(&p->users);
+	p->users = fresh;
+	log_info("reloaded %s: %zu users", p->cfg.auth_file, p->users.n);
+	return PGW_OK;
+}
+
+static void on_woken(struct cmn_loop *l, void *arg)
+{
+	struct proxy *p = arg;
+
+	if (stop_requested) {
+		cmn_loop_stop(l);
+		return;
+	}
+	if (reload_requested) {
+		reload_requested = 0;
+		if (proxy_reload(p) != PGW_OK)
+			log_debug("reload kept the users loaded before");
+	}
+	proxy_topology_changed(p);
+}
+
+static void on_tick(struct cmn_loop *l, void *arg)
+{
+	(void)l;
+	proxy_tick(arg);
+}
+
+static void on_after(struct cmn_loop *l, void *arg)
+{
+	(void)l;
+	proxy_free_dead(arg);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: pgwarden proxy -c proxy.ini\n");
+}
+
+int proxy_main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+					     {NULL, 0, NULL, 0}};
+	struct proxy *p = calloc(1, sizeof(*p));
+	const char *path = NULL;
+	char err[1024];
+	int c, rc = 2;
+	enum cmn_log_level level;
+	const int ports[PROXY_PORT_COUNT] = {0};
+
+	(void)ports;
+	if (!p)
+		return 1;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+		if (c == 'c') {
+			path = optarg;
+		} else {
+			usage();
+			free(p);
+			return 2;
+		}
+	}
+	if (proxy_config_load(path, &p->cfg, err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden proxy: %s\n", err);
+		free(p);
+		return 2;
+	}
+	if (cmn_log_parse_level(p->cfg.log_level, &level) == PGW_OK)
+		cmn_log_set_level(level);
+	cmn_log_set_ident("proxy");
+	if (p->cfg.auth_file &&
+	    proxy_userlist_load(p->cfg.auth_file, &p->users, err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden proxy: %s\n", err);
+		goto out_cfg;
+	}
+	p->config_path = path;
+	TAILQ_INIT(&p->pools);
+	TAILQ_INIT(&p->login_clients);
+	TAILQ_INIT(&p->admin_clients);
+	p->started_ms = cmn_now_ms();
+	TAILQ_INIT(&p->dead_clients);
+	TAILQ_INIT(&p->dead_servers);
+	p->scratch_size = SCRATCH_SIZE;
+	p->scratch = malloc(p->scratch_size);
+	p->leader_generation = 1;
+	for (int i = 0; i < PROXY_PORT_COUNT; i++)
+		p->listeners[i].fd = -1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (!p->scratch || cmn_loop_new(&p->loop) != PGW_OK)
+		goto out_users;
+	the_proxy = p;
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGTERM, on_signal);
+	signal(SIGINT, on_signal);
+	signal(SIGHUP, on_signal);
+	rc = 1;
+	const int port_of[PROXY_PORT_COUNT] = {p->cfg.pooled_port, p->cfg.primary_port,
+					       p->cfg.replica_port};
+
+	for (int i = 0; i < PROXY_PORT_COUNT; i++) {
+		int fd;
+
+		if (!port_of[i])
+			continue;
+		fd = listen_on(p->cfg.listen_host, port_of[i]);
+		if (fd < 0 ||
+		    cmn_io_add(p->loop, &p->listeners[i], fd, EPOLLIN, proxy_accept, p) != PGW_OK) {
+			if (fd >= 0)
+				close(fd);
+			goto out_listen;
+		}
+	}
+	if (proxy_topology_start(&p->cfg, p->loop, &p->topo_watch) != PGW_OK)
+		goto out_listen;
+	cmn_loop_set_tick(p->loop, 200, on_tick, p);
+	cmn_loop_set_after(p->loop, on_after, p);
+	cmn_loop_set_woken(p->loop, on_woken, p);
+	log_info("listening on %s: pooled %d, primary %d, replica %d; cluster %s, etcd %s",
+		 p->cfg.listen_host, p->cfg.pooled_port, p->cfg.primary_port, p->cfg.replica_port,
+		 p->cfg.cluster_name, p->cfg.etcd_endpoints);
+	rc = cmn_loop_run(p->loop) == PGW_OK ? 0 : 1;
+	log_info("shutting down");
+	proxy_close_all(p);
+	proxy_topology_stop(p->topo_watch);
+out_listen:
+	for (int i = 0; i < PROXY_PORT_COUNT; i++) {
+		if (p->listeners[i].fd >= 0) {
+			int fd = p->listeners[i].fd;
+
+			cmn_io_del(p->loop, &p->listeners[i]);
+			close(fd);
+		}
+	}
+	cmn_loop_free(p->loop);
+out_users:
+	the_proxy = NULL;
+	free(p->scratch);
+	proxy_userlist_free(&p->users);
+out_cfg:
+	proxy_config_free(&p->cfg);
+	free(p);
+	return rc;
+}

@@ -1,0 +1,191 @@
+/*
+ * The proxy's connections, pools and their states (shared by the proxy's files).
+ *
+ * A client is on exactly one list of its pool (or of the proxy while it logs in):
+ *   login: startup and authentication;   idle: logged in, no server;
+ *   waiting: has a request, queued for a server;   active: linked to a server.
+ * A server is on one list of its pool: connecting / login; idle; active (linked);
+ * resetting (session ended: server_reset_query runs).
+ *
+ * Bytes are read into the proxy's scratch buffer and written straight to the
+ * other socket; only what the other side cannot take now is copied into a
+ * per-connection buffer, allocated then and freed once drained, so an idle
+ * client costs its struct and nothing else.
+ */
+#ifndef PGW_PROXY_INT_H
+#define PGW_PROXY_INT_H
+
+#include "common/evloop.h"
+#include "pgproto/pgproto.h"
+#include "pgproto/scram.h"
+#include "proxy/proxycfg.h"
+#include "proxy/topology.h"
+#include "proxy/userlist.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+/* glibc's sys/queue.h lacks it. */
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                                     \
+	for ((var) = TAILQ_FIRST(head); (var) && ((tvar) = TAILQ_NEXT(var, field), 1); \
+	     (var) = (tvar))
+#endif
+
+enum proxy_port { PROXY_PORT_POOLED, PROXY_PORT_PRIMARY, PROXY_PORT_REPLICA, PROXY_PORT_COUNT };
+
+/* A byte buffer allocated on demand; off = bytes already consumed. */
+struct proxy_buf {
+	uint8_t *data;
+	size_t len, off, cap;
+};
+
+enum proxy_cl_state {
+	PROXY_CL_LOGIN,
+	PROXY_CL_IDLE,
+	PROXY_CL_WAITING,
+	PROXY_CL_ACTIVE,
+	PROXY_CL_DEAD,
+};
+
+enum proxy_sv_state {
+	PROXY_SV_LOGIN, /* connecting, then authenticating */
+	PROXY_SV_IDLE,
+	PROXY_SV_ACTIVE,
+	PROXY_SV_RESET,
+	PROXY_SV_DEAD,
+};
+
+struct proxy_pool;
+struct proxy_server;
+
+/* Where a message stream stands: inside a message (bytes left) or at a boundary. */
+struct proxy_stream {
+	size_t left; /* bytes of the current message still to pass */
+};
+
+struct proxy_client {
+	struct cmn_io io;
+	enum proxy_cl_state state;
+	enum proxy_port port;
+	TAILQ_ENTRY(proxy_client) entry;
+	struct proxy_pool *pool;
+	struct proxy_server *server;
+	struct proxy_buf in;  /* login packets; requests not yet sent to a server */
+	struct proxy_buf out; /* what the client socket could not take yet */
+	struct proxy_stream fe;
+	uint64_t id;
+	char user[64];
+	char database[64];
+	char app_name[64];
+	char addr[64];
+	int auth_step;
+	struct pgp_scram_server *scram;
+	uint8_t md5_salt[4];
+	bool admin;
+	bool in_copy; /* client is sending COPY data */
+	uint32_t cancel_pid, cancel_key;
+	int64_t connect_ms, wait_since_ms, active_ms;
+	char txn; /* last ReadyForQuery status seen for this client ('I', 'T', 'E') */
+	bool reading_paused;
+	bool welcomed;	    /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
+	int64_t last_io_ms; /* last bytes from the client */
+};
+
+struct proxy_server {
+	struct cmn_io io;
+	enum proxy_sv_state state;
+	TAILQ_ENTRY(proxy_server) entry;
+	struct proxy_pool *pool;
+	struct proxy_client *client;
+	struct proxy_buf in; /* login phase, and a partial message header */
+	struct proxy_buf out;
+	struct proxy_stream be;
+	uint64_t id;
+	uint64_t generation; /* the pool's generation when it connected */
+	char host[256];
+	int port;
+	uint32_t be_pid, be_key;
+	int outstanding; /* requests sent that expect a ReadyForQuery */
+	char txn;	 /* last ReadyForQuery status */
+	bool copy_in;	 /* the server is in COPY FROM STDIN */
+	struct pgp_scram_client *scram;
+	int64_t connect_ms, idle_since_ms;
+	bool reading_paused;
+	bool auth_started; /* startup packet sent */
+	bool close_after;  /* close when it would return to the pool */
+};
+
+TAILQ_HEAD(proxy_client_list, proxy_client);
+TAILQ_HEAD(proxy_server_list, proxy_server);
+
+struct proxy_stats {
+	uint64_t xact_count, query_count, bytes_received, bytes_sent;
+	uint64_t xact_time_us, query_time_us, wait_time_us;
+	uint64_t server_assignments, client_logins;
+};
+
+struct proxy_pool {
+	TAILQ_ENTRY(proxy_pool) entry;
+	enum proxy_port port;
+	char database[64];
+	char user[64];
+	char member[64]; /* replica port: the member this pool's servers go to */
+	bool transaction_mode;
+	int pool_size;
+	uint64_t generation; /* bumped when the pool's target changes: old servers close */
+	struct proxy_client_list idle_clients, waiting, active_clients;
+	struct proxy_server_list login, idle, active, resetting;
+	int n_servers; /* every state */
+	/* the welcome: ParameterStatus messages from the first server login */
+	uint8_t *welcome;
+	size_t welcome_len;
+	bool welcome_ok;
+	struct proxy_stats stats;
+	int64_t last_error_ms;
+	char last_error[200];
+};
+
+TAILQ_HEAD(proxy_pool_list, proxy_pool);
+
+struct proxy {
+	struct proxy_config cfg;
+	const char *config_path;
+	struct proxy_userlist users;
+	struct cmn_loop *loop;
+	struct cmn_io listeners[PROXY_PORT_COUNT];
+	struct proxy_topo_watch *topo_watch;
+	struct proxy_topology topo;
+	bool routing_writes; /* a leader we may send writes to */
+	uint64_t leader_generation;
+	char leader_host[256];
+	int leader_port;
+	struct proxy_pool_list pools;
+	struct proxy_client_list login_clients;
+	struct proxy_client_list admin_clients;
+	struct proxy_client_list dead_clients;
+	struct proxy_server_list dead_servers;
+	size_t n_clients;
+	uint64_t next_id;
+	unsigned replica_rr;
+	uint8_t *scratch;
+	size_t scratch_size;
+	bool paused;
+	bool shutting_down;
+	uint64_t leader_changes;
+	int64_t started_ms;
+};
+
+/* conn.c */
+void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
+void proxy_tick(struct proxy *p);
+void proxy_free_dead(struct proxy *p);
+void proxy_topology_changed(struct proxy *p);
+void proxy_close_all(struct proxy *p);
+/* PAUSE / RESUME: no client gets a server while paused. */
+void proxy_pause(struct proxy *p, bool pause);
+/* proxy.c: re-reads the auth file (RELOAD, SIGHUP). */
+int proxy_reload(struct proxy *p) PGW_WUR;
+
+#endif

@@ -1,0 +1,120 @@
+#include "proxy/proxycfg.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define OFF(f) offsetof(struct proxy_config, f)
+#define SEC(s) (s * 1000LL)
+
+static const struct cmn_cfg_section sections[] = {
+    {"cluster", false, 0},
+    {"etcd", false, 0},
+    {"proxy", false, 0},
+};
+
+static const struct cmn_cfg_key keys[] = {
+    {"cluster", "name", CMN_CFG_STRING, OFF(cluster_name), NULL, true, 0, 0,
+     "cluster to follow (Patroni's scope)"},
+    {"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
+     "etcd key prefix shared by clusters"},
+    {"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), "4s", false, SEC(2), SEC(3600),
+     "the agents' leader lease ttl: how long the last leader is trusted without etcd"},
+    {"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0, 0,
+     "comma-separated etcd client URLs"},
+    {"etcd", "username", CMN_CFG_STRING, OFF(etcd_username), NULL, false, 0, 0, NULL},
+    {"etcd", "password", CMN_CFG_SECRET, OFF(etcd_password), NULL, false, 0, 0, NULL},
+    {"etcd", "cacert", CMN_CFG_STRING, OFF(etcd_cacert), NULL, false, 0, 0, NULL},
+    {"etcd", "cert", CMN_CFG_STRING, OFF(etcd_cert), NULL, false, 0, 0, NULL},
+    {"etcd", "key", CMN_CFG_STRING, OFF(etcd_key), NULL, false, 0, 0, NULL},
+    {"proxy", "listen", CMN_CFG_STRING, OFF(listen_host), "127.0.0.1", false, 0, 0,
+     "address the ports listen on (* for all)"},
+    {"proxy", "pooled_port", CMN_CFG_INT, OFF(pooled_port), "6432", false, 0, 65535,
+     "transaction pooling to the primary (0: off)"},
+    {"proxy", "primary_port", CMN_CFG_INT, OFF(primary_port), "5000", false, 0, 65535,
+     "a session on the primary (0: off)"},
+    {"proxy", "replica_port", CMN_CFG_INT, OFF(replica_port), "5001", false, 0, 65535,
+     "a session on a replica (0: off)"},
+    {"proxy", "http_port", CMN_CFG_INT, OFF(http_port), "7000", false, 0, 65535,
+     "status page and /metrics (0: off)"},
+    {"proxy", "auth_type", CMN_CFG_STRING, OFF(auth_type), "scram-sha-256", false, 0, 0,
+     "client authentication: scram-sha-256, md5 or trust"},
+    {"proxy", "auth_file", CMN_CFG_STRING, OFF(auth_file), NULL, false, 0, 0,
+     "users and passwords (PgBouncer's userlist.txt format)"},
+    {"proxy", "admin_users", CMN_CFG_STRING, OFF(admin_users), NULL, false, 0, 0,
+     "comma-separated users allowed on the admin console"},
+    {"proxy", "stats_users", CMN_CFG_STRING, OFF(stats_users), NULL, false, 0, 0,
+     "comma-separated users allowed read-only SHOW commands"},
+    {"proxy", "http_username", CMN_CFG_STRING, OFF(http_username), NULL, false, 0, 0,
+     "basic auth user of the status page"},
+    {"proxy", "http_password", CMN_CFG_SECRET, OFF(http_password), NULL, false, 0, 0, NULL},
+    {"proxy", "max_client_conn", CMN_CFG_INT, OFF(max_client_conn), "10000", false, 1, 1000000,
+     "client connections accepted at most (then 53300)"},
+    {"proxy", "default_pool_size", CMN_CFG_INT, OFF(default_pool_size), "20", false, 1, 10000,
+     "server connections per database/user on the pooled port"},
+    {"proxy", "reserve_pool_size", CMN_CFG_INT, OFF(reserve_pool_size), "0", false, 0, 10000,
+     "extra server connections when clients wait longer than 5 s"},
+    {"proxy", "session_pool_size", CMN_CFG_INT, OFF(session_pool_size), "100", false, 1, 10000,
+     "server connections per database/user on the session ports"},
+    {"proxy", "query_wait_timeout", CMN_CFG_DURATION, OFF(query_wait_timeout_ms), "120s", false, 0,
+     SEC(86400), "a client waits this long for a server (0: for ever)"},
+    {"proxy", "client_login_timeout", CMN_CFG_DURATION, OFF(client_login_timeout_ms), "60s", false,
+     0, SEC(86400), "a client must log in within this"},
+    {"proxy", "server_idle_timeout", CMN_CFG_DURATION, OFF(server_idle_timeout_ms), "600s", false,
+     0, SEC(86400), "idle server connections are closed after this (0: never)"},
+    {"proxy", "server_connect_timeout", CMN_CFG_DURATION, OFF(server_connect_timeout_ms), "5s",
+     false, 100, SEC(3600), "bound on connecting and logging in to a server"},
+    {"proxy", "idle_transaction_timeout", CMN_CFG_DURATION, OFF(idle_transaction_timeout_ms), "0",
+     false, 0, SEC(86400), "a client idle inside a transaction is closed after this (0: never)"},
+    {"proxy", "max_packet_size", CMN_CFG_SIZE, OFF(max_packet_size), "256MB", false, 1024,
+     INT32_MAX, "largest message a client may send"},
+    {"proxy", "server_reset_query", CMN_CFG_STRING, OFF(server_reset_query), "DISCARD ALL", false,
+     0, 0, "run when a session ends, before its server is reused"},
+    {"proxy", "max_replica_lag", CMN_CFG_SIZE, OFF(max_replica_lag), "16MB", false, 0, INT64_MAX,
+     "replicas lagging more get no new sessions on the replica port"},
+    {"proxy", "replica_fallback_primary", CMN_CFG_BOOL, OFF(replica_fallback_primary), "off", false,
+     0, 0, "the replica port uses the primary when no replica qualifies"},
+    {"proxy", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
+     "debug, info, warning or error"},
+};
+
+const struct cmn_cfg_schema proxy_config_schema = {
+    sections,
+    sizeof(sections) / sizeof(sections[0]),
+    keys,
+    sizeof(keys) / sizeof(keys[0]),
+};
+
+int proxy_config_load(const char *path, struct proxy_config *cfg, char *err, size_t err_size)
+{
+	const char *where = path ? path : "configuration";
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (cmn_config_load(&proxy_config_schema, cfg, path, err, err_size) != PGW_OK)
+		return PGW_EINVAL;
+	if (strcasecmp(cfg->auth_type, "scram-sha-256") != 0 &&
+	    strcasecmp(cfg->auth_type, "md5") != 0 && strcasecmp(cfg->auth_type, "trust") != 0) {
+		snprintf(
+		    err, err_size,
+		    "%s: bad value '%s' for 'auth_type' in [proxy]: expected scram-sha-256, md5 "
+		    "or trust",
+		    where, cfg->auth_type);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
+	if (strcasecmp(cfg->auth_type, "trust") != 0 && !cfg->auth_file) {
+		snprintf(err, err_size,
+			 "%s: [proxy] auth_type %s needs an auth_file with the users' passwords",
+			 where, cfg->auth_type);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
+	return PGW_OK;
+}
+
+void proxy_config_free(struct proxy_config *cfg)
+{
+	cmn_config_free(&proxy_config_schema, cfg);
+}

@@ -1,0 +1,60 @@
+/*
+ * The proxy's configuration (proxy.ini; every key overridable by
+ * PGWARDEN_<SECTION>_<KEY>). Durations are milliseconds, sizes bytes.
+ */
+#ifndef PGW_PROXYCFG_H
+#define PGW_PROXYCFG_H
+
+#include "common/config.h"
+#include "common/err.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct proxy_config {
+	/* [cluster]: which cluster to follow */
+	char *cluster_name;
+	char *namespace;
+	/* [etcd] */
+	char *etcd_endpoints;
+	char *etcd_username;
+	char *etcd_password;
+	char *etcd_cacert;
+	char *etcd_cert;
+	char *etcd_key;
+	/* [proxy] */
+	char *listen_host;
+	int pooled_port;  /* transaction pooling to the primary (6432) */
+	int primary_port; /* sessions to the primary (5000) */
+	int replica_port; /* sessions to a replica (5001) */
+	int http_port;	  /* status page and /metrics (7000) */
+	char *auth_type;  /* scram-sha-256, md5, trust */
+	char *auth_file;  /* userlist.txt: "user" "password or verifier" */
+	char *admin_users;
+	char *stats_users;
+	char *http_username;
+	char *http_password;
+	int max_client_conn;
+	int default_pool_size;
+	int reserve_pool_size;
+	int session_pool_size;
+	int query_wait_timeout_ms;
+	int client_login_timeout_ms;
+	int server_idle_timeout_ms;
+	int server_connect_timeout_ms;
+	int idle_transaction_timeout_ms;
+	int64_t max_packet_size;
+	char *server_reset_query;
+	int64_t max_replica_lag;
+	bool replica_fallback_primary;
+	char *log_level;
+	int ttl_ms; /* the cluster's leader lease ttl: how long a stale view stays usable */
+};
+
+extern const struct cmn_cfg_schema proxy_config_schema;
+
+int proxy_config_load(const char *path, struct proxy_config *cfg, char *err,
+		      size_t err_size) PGW_WUR;
+void proxy_config_free(struct proxy_config *cfg);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * What the proxy knows of the cluster, kept current by two threads: one follows
+ * the cluster's etcd prefix with a watch (a cache of every key, as the agents
+ * keep), the other confirms once a second that etcd still answers (a read of
+ * the leader key), health-checks the replicas over their REST API
+ * (/replica?lag=N, as HAProxy would) and publishes a snapshot for the event
+ * loop, waking it at once when the leader changes.
+ */
+#ifndef PGW_TOPOLOGY_H
+#define PGW_TOPOLOGY_H
+
+#include "agent/dcs.h"
+#include "proxy/proxycfg.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct cmn_loop;
+
+struct proxy_member {
+	char name[DCS_NAME_MAX];
+	char host[256];
+	int port;
+	bool is_leader;
+	bool replica_ok; /* running replica within max_replica_lag, not noloadbalance */
+};
+
+struct proxy_topology {
+	uint64_t version; /* changes with every published snapshot */
+	bool has_leader;
+	char leader[DCS_NAME_MAX];
+	char leader_host[256];
+	int leader_port;
+	int64_t confirmed_ms; /* monotonic time etcd last confirmed this view */
+	bool etcd_ok;
+	bool switchover_pending;
+	struct proxy_member members[DCS_MAX_MEMBERS];
+	size_t n_members;
+	char etcd_error[200];
+};
+
+struct proxy_topo_watch;
+
+/* Starts both threads; the loop is woken after each published change. */
+int proxy_topology_start(const struct proxy_config *cfg, struct cmn_loop *loop,
+			 struct proxy_topo_watch **out) PGW_WUR;
+/* Copies the latest snapshot. */
+void proxy_topology_get(struct proxy_topo_watch *w, struct proxy_topology *out);
+void proxy_topology_stop(struct proxy_topo_watch *w);
+
+#endif

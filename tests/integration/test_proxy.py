@@ -1,0 +1,266 @@
+"""pgwarden proxy: routing of each port, transaction pooling, authentication, limits,
+cancel, COPY, and the leader change closing server connections to the old primary."""
+import os
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+
+import pgwire
+from conftest import wait_for
+
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def proxy_conn(cluster, offset=0, autocommit=True, **extra):
+    conn = psycopg2.connect(cluster.proxy_dsn(offset, **extra))
+    conn.autocommit = autocommit
+    return conn
+
+
+def one(conn, sql, args=None):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0] if cur.description else None
+
+
+def proxy_servers(cluster, i):
+    """Server connections the proxy holds on member i."""
+    return cluster.query(i, "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE application_name = 'pgwarden-proxy' AND backend_type = "
+                            "'client backend'")[0][0]
+
+
+def test_each_port_routes_where_it_should(cluster):
+    leader = cluster.leader()
+    for offset in (0, 1):
+        conn = proxy_conn(cluster, offset)
+        assert one(conn, "SELECT pg_is_in_recovery()") is False
+        assert one(conn, "SELECT inet_server_port()") == cluster.pg_port + leader
+        one(conn, "INSERT INTO t (id) VALUES (%s)", (offset + 1,))
+        conn.close()
+    wait_for("a replica healthy in the proxy's eyes", lambda: _replica_ok(cluster), 20)
+    ports = set()
+    for _ in range(4):
+        conn = proxy_conn(cluster, 2)
+        assert one(conn, "SELECT pg_is_in_recovery()") is True
+        ports.add(one(conn, "SELECT inet_server_port()"))
+        conn.close()
+    replicas = {cluster.pg_port + i for i in range(cluster.N) if i != leader}
+    assert ports == replicas  # balanced over both replicas
+    conn = proxy_conn(cluster, 2)
+    with pytest.raises(psycopg2.Error) as exc:
+        one(conn, "INSERT INTO t (id) VALUES (99)")
+    assert exc.value.pgcode == "25006"
+    conn.close()
+
+
+def _replica_ok(cluster):
+    try:
+        conn = proxy_conn(cluster, 2)
+    except psycopg2.Error:
+        return False
+    try:
+        return one(conn, "SELECT pg_is_in_recovery()")
+    finally:
+        conn.close()
+
+
+def test_transaction_pooling_many_clients_few_servers(cluster):
+    leader = cluster.leader()
+    clients = [proxy_conn(cluster) for _ in range(60)]
+    errors = []
+
+    def work(conn, k):
+        try:
+            for j in range(10):
+                with conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    cur.execute("INSERT INTO t (id) VALUES (%s)", (1000 + k * 100 + j,))
+                    cur.execute("SELECT pg_sleep(0.005)")
+                    cur.execute("COMMIT")
+        except psycopg2.Error as exc:
+            errors.append(str(exc))
+    threads = [threading.Thread(target=work, args=(c, k)) for k, c in enumerate(clients)]
+    for th in threads:
+        th.start()
+    peak = 0
+    while any(th.is_alive() for th in threads):
+        peak = max(peak, proxy_servers(cluster, leader))
+        time.sleep(0.05)
+    for th in threads:
+        th.join()
+    assert not errors, errors[:3]
+    assert cluster.query(leader, "SELECT count(*) FROM t WHERE id >= 1000")[0][0] == 600
+    assert 1 <= peak <= 20, peak  # default_pool_size
+    for c in clients:
+        c.close()
+
+
+def test_authentication(cluster):
+    conn = proxy_conn(cluster)
+    assert one(conn, "SELECT current_user") == "postgres"
+    conn.close()
+    for kwargs in ({"password": "wrong", "passfile": "/dev/null"},
+                   {"user": "nobody", "password": "x", "passfile": "/dev/null"}):
+        with pytest.raises(psycopg2.OperationalError) as exc:
+            proxy_conn(cluster, **kwargs)
+        assert "password authentication failed" in str(exc.value)
+    # On the wire: 28P01 for a wrong password and for an unknown user alike.
+    for user, password in (("postgres", "wrong"), ("nobody", "x")):
+        s = pgwire.connect(cluster.proxy_port)
+        err = pgwire.scram_login(s, user, password)
+        s.close()
+        assert err and err["C"] == "28P01" and err["S"] == "FATAL", err
+    # And the right password works with the same client.
+    s = pgwire.connect(cluster.proxy_port)
+    assert pgwire.scram_login(s, "postgres", _superuser_password(cluster)) is None
+    s.close()
+
+
+def _superuser_password(cluster):
+    import re
+    ini = open(os.path.join(cluster.dir, "node1/node.ini")).read()
+    return re.search(r"^superuser_password = (\S+)$", ini, re.M).group(1)
+
+
+def test_malformed_packets_get_08P01_and_others_keep_working(cluster):
+    good = proxy_conn(cluster)
+    # A startup packet with a length below the minimum.
+    s = pgwire.connect(cluster.proxy_port)
+    s.sendall(b"\x00\x00\x00\x02garbage")
+    t, body = pgwire.read_msg(s)
+    assert t == b"E" and pgwire.error_fields(body)["C"] == "08P01"
+    s.close()
+    # Protocol 2: refused with a reason.
+    s = pgwire.connect(cluster.proxy_port)
+    s.sendall(b"\x00\x00\x00\x08\x00\x02\x00\x00")
+    t, body = pgwire.read_msg(s)
+    assert t == b"E" and pgwire.error_fields(body)["C"] == "08P01"
+    s.close()
+    # A message with a negative length after login.
+    s = pgwire.connect(cluster.proxy_port)
+    assert pgwire.scram_login(s, "postgres", _superuser_password(cluster)) is None
+    s.sendall(b"Q\xff\xff\xff\xf0")
+    t, body = pgwire.read_msg(s)
+    assert t == b"E" and pgwire.error_fields(body)["C"] == "08P01"
+    s.close()
+    assert one(good, "SELECT 42") == 42
+    good.close()
+
+
+def test_pgbench_simple_and_extended(cluster):
+    leader = cluster.leader()
+    env = dict(os.environ, PGPASSFILE=os.path.join(cluster.dir, "pgpass"))
+    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
+                    str(cluster.pg_port + leader), "-U", "postgres", "postgres"], check=True,
+                   capture_output=True, env=env, timeout=120)
+    for mode in ("simple", "extended"):
+        proc = subprocess.run([PGBENCH, "-n", "-c", "8", "-j", "2", "-T", "4", "-M", mode, "-h",
+                               "127.0.0.1", "-p", str(cluster.proxy_port), "-U", "postgres",
+                               "postgres"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "number of failed transactions: 0" in proc.stdout, proc.stdout
+
+
+def test_copy_both_ways_and_cancel(cluster):
+    conn = proxy_conn(cluster)
+    with conn.cursor() as cur:
+        import io
+        cur.copy_expert("COPY t (id) FROM STDIN", io.StringIO("".join(
+            "%d\n" % i for i in range(5000, 5100))))
+        out = io.StringIO()
+        cur.copy_expert("COPY (SELECT id FROM t WHERE id >= 5000 ORDER BY id) TO STDOUT", out)
+        assert out.getvalue().split() == [str(i) for i in range(5000, 5100)]
+    # Cancel reaches the query's server.
+    started = time.monotonic()
+    timer = threading.Timer(0.5, conn.cancel)
+    timer.start()
+    with pytest.raises(psycopg2.Error) as exc:
+        one(conn, "SELECT pg_sleep(20)")
+    assert exc.value.pgcode == "57014"
+    assert time.monotonic() - started < 10
+    assert one(conn, "SELECT 1") == 1  # the connection still works
+    conn.close()
+
+
+def test_client_killed_mid_query_does_not_poison_the_pool(cluster):
+    code = ("import psycopg2,sys; c=psycopg2.connect(sys.argv[1]); c.autocommit=True;"
+            "cur=c.cursor(); cur.execute('BEGIN'); cur.execute('INSERT INTO t (id) VALUES (777)');"
+            "cur.execute('SELECT pg_sleep(30)')")
+    proc = subprocess.Popen(["/usr/bin/python3", "-c", code, cluster.proxy_dsn()])
+    leader = cluster.leader()
+    wait_for("the query running", lambda: cluster.query(
+        leader, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
+    )[0][0] == 1, 20)
+    proc.kill()
+    proc.wait()
+    # Its server connection is dropped (not reused mid-transaction): the insert is gone.
+    wait_for("the abandoned query gone", lambda: cluster.query(
+        leader, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(30)%'"
+    )[0][0] == 0, 20)
+    conn = proxy_conn(cluster)
+    for _ in range(30):
+        assert one(conn, "SELECT txid_current_if_assigned() IS NULL") is True
+        assert one(conn, "SELECT count(*) FROM t WHERE id = 777") == 0
+    conn.close()
+
+
+def test_limits_answer_with_sqlstates(cluster_factory):
+    c = cluster_factory()
+    c.up()
+    c.wait_healthy()
+    ini = os.path.join(c.dir, "proxy/proxy.ini")
+    with open(ini, "a") as f:
+        f.write("max_client_conn = 3\ndefault_pool_size = 1\nquery_wait_timeout = 1s\n")
+    c.kill(c.proxy_pid(), 15)
+    wait_for("the proxy to stop", lambda: c.proxy_pid() is None, 20)
+    c.up()
+    held = [proxy_conn(c) for _ in range(3)]
+    with pytest.raises(psycopg2.OperationalError) as exc:
+        proxy_conn(c)
+    assert "max_client_conn" in str(exc.value)
+    # One server: a second transaction waits, then gives up after query_wait_timeout.
+    one(held[0], "BEGIN")  # held[0] keeps the server inside its transaction
+    one(held[0], "SELECT 1")
+    held[1].close()  # room for the raw client below (max_client_conn 3)
+    s = pgwire.connect(c.proxy_port)
+    assert pgwire.scram_login(s, "postgres", _superuser_password(c)) is None
+    started = time.monotonic()
+    pgwire.send_msg(s, b"Q", b"SELECT 1\0")
+    err = pgwire.read_until_error_or_ready(s)
+    s.close()
+    assert err and err["C"] == "57014" and "query_wait_timeout" in err["M"], err
+    assert 0.8 < time.monotonic() - started < 5
+    one(held[0], "ROLLBACK")
+    assert one(held[2], "SELECT 2") == 2
+    for h in (held[0], held[2]):
+        h.close()
+
+
+def test_leader_change_closes_server_connections_to_the_old_primary(cluster):
+    old = cluster.leader()
+    conn = proxy_conn(cluster)
+    assert one(conn, "SELECT inet_server_port()") == cluster.pg_port + old
+    assert proxy_servers(cluster, old) >= 1
+    new = (old + 1) % cluster.N
+    cluster.run("switchover", "--dir", cluster.dir, "--candidate", "node%d" % (new + 1),
+                "--force")
+    assert cluster.wait_healthy() == new
+    wait_for("no proxy connection left on the old primary",
+             lambda: proxy_servers(cluster, old) == 0, 15)
+
+    def on_new():
+        try:
+            c = proxy_conn(cluster)
+            try:
+                return one(c, "SELECT inet_server_port()") == cluster.pg_port + new
+            finally:
+                c.close()
+        except psycopg2.Error:
+            return False
+    wait_for("writes through the proxy on the new leader", on_new, 20)
+    assert "routing writes to node%d" % (new + 1) in cluster.proxy_log()
