@@ -8,6 +8,9 @@
 #include "proxy/admin.h"
 #include "proxy/proxy_int.h"
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -87,12 +90,46 @@ static void pool_dispatch(struct proxy_pool *pool);
 static void client_forward(struct proxy_client *c);
 static void server_release(struct proxy_server *s);
 
-static bool send_or_queue(struct cmn_io *io, struct proxy_buf *out, const uint8_t *d, size_t n)
+/* send / recv, through TLS when ssl is set: -1 with errno EAGAIN when it would block. */
+static ssize_t sock_send(int fd, SSL *ssl, const void *d, size_t n)
+{
+	int r, e;
+
+	if (!ssl)
+		return send(fd, d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	ERR_clear_error();
+	r = SSL_write(ssl, d, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(ssl, r);
+	errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EPIPE;
+	return -1;
+}
+
+static ssize_t sock_recv(int fd, SSL *ssl, void *d, size_t n)
+{
+	int r, e;
+
+	if (!ssl)
+		return recv(fd, d, n, 0);
+	ERR_clear_error();
+	r = SSL_read(ssl, d, n > INT32_MAX ? INT32_MAX : (int)n);
+	if (r > 0)
+		return r;
+	e = SSL_get_error(ssl, r);
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : ECONNRESET;
+	return -1;
+}
+
+static bool send_or_queue(struct cmn_io *io, SSL *ssl, struct proxy_buf *out, const uint8_t *d,
+			  size_t n)
 {
 	if (io->fd < 0)
 		return false;
 	if (buf_used(out) == 0 && n) {
-		ssize_t w = send(io->fd, d, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t w = sock_send(io->fd, ssl, d, n);
 
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -115,7 +152,7 @@ static bool client_send(struct proxy_client *c, const struct cmn_buf *b)
 {
 	if (!b->data)
 		return false;
-	if (!send_or_queue(&c->io, &c->out, (const uint8_t *)b->data, b->len)) {
+	if (!send_or_queue(&c->io, c->ssl, &c->out, (const uint8_t *)b->data, b->len)) {
 		client_close(c, "client socket error");
 		return false;
 	}
@@ -138,10 +175,11 @@ static void client_fatal(struct proxy_client *c, const char *sqlstate, const cha
 	if (pgp_put_error(&b, "FATAL", sqlstate, msg, NULL) == PGW_OK && c->io.fd >= 0) {
 		uint8_t sink[4096];
 
-		(void)send(c->io.fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		(void)sock_send(c->io.fd, c->ssl, b.data, b.len);
 		/* Unread input would turn the close into a reset, which can make the
 		 * client's kernel drop the error before the client reads it. */
-		(void)shutdown(c->io.fd, SHUT_WR);
+		if (!c->ssl)
+			(void)shutdown(c->io.fd, SHUT_WR);
 		for (int i = 0; i < 16 && recv(c->io.fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
 			;
 	}
@@ -265,6 +303,7 @@ static bool pool_target(struct proxy_pool *pool, char *host, size_t size, int *p
 /* ---- servers ---- */
 
 static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
+static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
 
 static int set_nonblock_nodelay(int fd)
 {
@@ -390,11 +429,13 @@ static void server_close(struct proxy_server *s, const char *why)
 		if (s->state == PROXY_SV_IDLE || s->state == PROXY_SV_RESET) {
 			static const uint8_t terminate[5] = {'X', 0, 0, 0, 4};
 
-			(void)send(fd, terminate, sizeof(terminate), MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)sock_send(fd, s->ssl, terminate, sizeof(terminate));
 		}
 		cmn_io_del(P->loop, &s->io);
 		close(fd);
 	}
+	SSL_free(s->ssl);
+	s->ssl = NULL;
 	server_set_state(s, PROXY_SV_DEAD);
 	pool->n_servers--;
 	buf_free(&s->in);
@@ -407,7 +448,7 @@ static void server_close(struct proxy_server *s, const char *why)
 
 static bool server_send(struct proxy_server *s, const struct cmn_buf *b)
 {
-	if (!b->data || !send_or_queue(&s->io, &s->out, (const uint8_t *)b->data, b->len)) {
+	if (!b->data || !send_or_queue(&s->io, s->ssl, &s->out, (const uint8_t *)b->data, b->len)) {
 		server_close(s, "server socket error");
 		return false;
 	}
@@ -702,7 +743,8 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 			if (n - i < need) {
 				/* Keep the fragment; forward what precedes it. */
 				if (c && i > start)
-					(void)send_or_queue(&c->io, &c->out, d + start, i - start);
+					(void)send_or_queue(&c->io, c->ssl, &c->out, d + start,
+							    i - start);
 				if (buf_append(&s->in, d + i, n - i) != PGW_OK)
 					server_close(s, "out of memory");
 				goto forwarded;
@@ -741,7 +783,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 	}
 	if (c && n > start) {
 		c->pool->stats.bytes_sent += n - start;
-		if (!send_or_queue(&c->io, &c->out, d + start, n - start)) {
+		if (!send_or_queue(&c->io, c->ssl, &c->out, d + start, n - start)) {
 			client_close(c, "client socket error");
 			return;
 		}
@@ -772,8 +814,9 @@ forwarded:
 /* Reads a server socket (after login). */
 static void server_read(struct proxy_server *s)
 {
-	for (int rounds = 0; rounds < 4 && s->state != PROXY_SV_DEAD; rounds++) {
-		ssize_t r = recv(s->io.fd, P->scratch, P->scratch_size, 0);
+	/* TLS may hold decrypted bytes epoll cannot see: read it dry. */
+	for (int rounds = 0; (rounds < 4 || s->ssl) && s->state != PROXY_SV_DEAD; rounds++) {
+		ssize_t r = sock_recv(s->io.fd, s->ssl, P->scratch, P->scratch_size);
 
 		if (r == 0) {
 			server_close(s, "the server closed the connection");
@@ -798,16 +841,15 @@ static void server_read(struct proxy_server *s)
 		} else {
 			server_data(s, P->scratch, (size_t)r);
 		}
-		if ((size_t)r < P->scratch_size || s->reading_paused)
+		if (s->reading_paused || (!s->ssl && (size_t)r < P->scratch_size))
 			return;
 	}
 }
 
-static bool flush_out(struct cmn_io *io, struct proxy_buf *out)
+static bool flush_out(struct cmn_io *io, SSL *ssl, struct proxy_buf *out)
 {
 	while (buf_used(out)) {
-		ssize_t w =
-		    send(io->fd, out->data + out->off, buf_used(out), MSG_NOSIGNAL | MSG_DONTWAIT);
+		ssize_t w = sock_send(io->fd, ssl, out->data + out->off, buf_used(out));
 
 		if (w < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -820,13 +862,84 @@ static bool flush_out(struct cmn_io *io, struct proxy_buf *out)
 	return true;
 }
 
+/* The server's side of TLS: the answer to SSLRequest, then the handshake. */
+static void server_tls_step(struct proxy_server *s)
+{
+	const char *mode = P->cfg.server_tls_sslmode;
+	bool required = strcmp(mode, "require") == 0 || strncmp(mode, "verify", 6) == 0;
+
+	if (s->tls_state == 1) {
+		char answer;
+		ssize_t r = recv(s->io.fd, &answer, 1, 0);
+
+		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r != 1 || (answer != 'S' && answer != 'N')) {
+			server_close(s, "bad answer to SSLRequest");
+			return;
+		}
+		if (answer == 'N') {
+			if (required) {
+				snprintf(s->pool->last_error, sizeof(s->pool->last_error),
+					 "the server at %s:%d does not support TLS "
+					 "(server_tls_sslmode %s)",
+					 s->host, s->port, mode);
+				server_close(s, s->pool->last_error);
+				pool_fail_waiting(s->pool, "08006", s->pool->last_error);
+				return;
+			}
+			s->tls_state = 0;
+			server_start_login(s);
+			return;
+		}
+		s->ssl = SSL_new(P->tls.server);
+		if (!s->ssl || SSL_set_fd(s->ssl, s->io.fd) != 1) {
+			server_close(s, "cannot start TLS");
+			return;
+		}
+		SSL_set_connect_state(s->ssl);
+		if (strcmp(mode, "verify-full") == 0) {
+			struct in6_addr a6;
+			struct in_addr a4;
+			X509_VERIFY_PARAM *vp = SSL_get0_param(s->ssl);
+
+			if (inet_pton(AF_INET, s->host, &a4) == 1 ||
+			    inet_pton(AF_INET6, s->host, &a6) == 1)
+				(void)X509_VERIFY_PARAM_set1_ip_asc(vp, s->host);
+			else
+				(void)SSL_set1_host(s->ssl, s->host);
+		}
+		s->tls_state = 2;
+	}
+	ERR_clear_error();
+	int r = SSL_do_handshake(s->ssl);
+
+	if (r == 1) {
+		s->tls_state = 0;
+		(void)cmn_io_set(P->loop, &s->io, EPOLLIN);
+		server_start_login(s);
+		return;
+	}
+	int e = SSL_get_error(s->ssl, r);
+
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		(void)cmn_io_set(P->loop, &s->io,
+				 EPOLLIN | (e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : 0));
+		return;
+	}
+	snprintf(s->pool->last_error, sizeof(s->pool->last_error),
+		 "TLS handshake with %s:%d failed: %s", s->host, s->port, proxy_tls_error());
+	server_close(s, s->pool->last_error);
+	if (required)
+		pool_fail_waiting(s->pool, "08006", s->pool->last_error);
+}
+
 static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 {
 	struct proxy_server *s = io->owner;
 
 	(void)l;
-	if (s->state == PROXY_SV_LOGIN && !s->in.data && !s->be.left && s->io.events & EPOLLOUT &&
-	    !buf_used(&s->out)) {
+	if (s->state == PROXY_SV_LOGIN && !s->auth_started) {
 		/* The connect finished (or failed). */
 		int err = 0;
 		socklen_t elen = sizeof(err);
@@ -838,43 +951,63 @@ static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 			server_close(s, s->pool->last_error);
 			return;
 		}
+		if (!(events & EPOLLOUT))
+			return;
+		s->auth_started = true;
 		(void)cmn_io_set(P->loop, io, EPOLLIN);
-		if (!s->auth_started) {
-			s->auth_started = true;
-			server_start_login(s);
+		if (P->tls.server) {
+			static const uint8_t ssl_request[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f};
+
+			if (send(io->fd, ssl_request, sizeof(ssl_request), MSG_NOSIGNAL) != 8) {
+				server_close(s, "cannot send SSLRequest");
+				return;
+			}
+			s->tls_state = 1;
+			return;
 		}
-		if (s->state == PROXY_SV_DEAD)
-			return;
-		if (!(events & EPOLLIN))
-			return;
+		server_start_login(s);
+		return;
+	}
+	if (s->state == PROXY_SV_LOGIN && s->tls_state) {
+		server_tls_step(s);
+		return;
 	}
 	if (events & EPOLLOUT) {
-		if (!flush_out(io, &s->out)) {
+		if (!flush_out(io, s->ssl, &s->out)) {
 			server_close(s, "server socket error");
 			return;
 		}
-		if (!buf_used(&s->out) && s->client)
-			pause_reading(&s->client->io, &s->client->reading_paused, false);
+		if (!buf_used(&s->out) && s->client) {
+			struct proxy_client *c = s->client;
+
+			pause_reading(&c->io, &c->reading_paused, false);
+			if (c->ssl && SSL_pending(c->ssl) > 0)
+				on_client(P->loop, &c->io, EPOLLIN);
+			if (s->state == PROXY_SV_DEAD)
+				return;
+		}
 	}
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
 	if (s->state == PROXY_SV_LOGIN) {
-		ssize_t r = recv(io->fd, P->scratch, P->scratch_size, 0);
+		do {
+			ssize_t r = sock_recv(io->fd, s->ssl, P->scratch, P->scratch_size);
 
-		if (r <= 0) {
-			if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			if (r <= 0) {
+				if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+					return;
+				snprintf(s->pool->last_error, sizeof(s->pool->last_error),
+					 "the server at %s:%d closed the connection during login",
+					 s->host, s->port);
+				server_close(s, s->pool->last_error);
 				return;
-			snprintf(s->pool->last_error, sizeof(s->pool->last_error),
-				 "the server at %s:%d closed the connection during login", s->host,
-				 s->port);
-			server_close(s, s->pool->last_error);
-			return;
-		}
-		if (buf_append(&s->in, P->scratch, (size_t)r) != PGW_OK) {
-			server_close(s, "out of memory");
-			return;
-		}
-		server_login_input(s);
+			}
+			if (buf_append(&s->in, P->scratch, (size_t)r) != PGW_OK) {
+				server_close(s, "out of memory");
+				return;
+			}
+			server_login_input(s);
+		} while (s->state == PROXY_SV_LOGIN && s->ssl && SSL_pending(s->ssl) > 0);
 		return;
 	}
 	server_read(s);
@@ -950,7 +1083,7 @@ static void client_forward(struct proxy_client *c)
 	}
 	if (i > 0) {
 		c->pool->stats.bytes_received += i;
-		if (!send_or_queue(&s->io, &s->out, d, i)) {
+		if (!send_or_queue(&s->io, s->ssl, &s->out, d, i)) {
 			server_close(s, "server socket error");
 			return;
 		}
@@ -1109,6 +1242,8 @@ static void client_close(struct proxy_client *c, const char *why)
 		cmn_io_del(P->loop, &c->io);
 		close(fd);
 	}
+	SSL_free(c->ssl);
+	c->ssl = NULL;
 	client_set_state(c, PROXY_CL_DEAD);
 	P->n_clients--;
 	buf_free(&c->in);
@@ -1117,7 +1252,6 @@ static void client_close(struct proxy_client *c, const char *why)
 	c->scram = NULL;
 }
 
-static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
 
 void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 {
@@ -1441,11 +1575,29 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		return;
 	}
 	if (st.code == PGP_SSL_REQUEST || st.code == PGP_GSSENC_REQUEST) {
+		bool tls = st.code == PGP_SSL_REQUEST && P->tls.client && !c->ssl;
+
 		if (buf_used(&c->in) > 0) {
 			client_fatal(c, "08P01", "received unencrypted data after SSL request");
 			return;
 		}
-		(void)send(c->io.fd, "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (send(c->io.fd, tls ? "S" : "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+			client_close(c, "client socket error");
+			return;
+		}
+		if (tls) {
+			c->ssl = SSL_new(P->tls.client);
+			if (!c->ssl || SSL_set_fd(c->ssl, c->io.fd) != 1) {
+				client_close(c, "cannot start TLS");
+				return;
+			}
+			SSL_set_accept_state(c->ssl);
+			c->tls_handshake = true;
+		}
+		return;
+	}
+	if (st.code >> 16 == 3 && !c->ssl && strcmp(P->cfg.client_tls_sslmode, "require") == 0) {
+		client_fatal(c, "28000", "SSL required (client_tls_sslmode require)");
 		return;
 	}
 	if (st.code == PGP_CANCEL_REQUEST) {
@@ -1569,18 +1721,47 @@ static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 	struct proxy_client *c = io->owner;
 
 	(void)l;
+	if (c->tls_handshake) {
+		int r, e;
+
+		ERR_clear_error();
+		r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				(void)cmn_io_set(P->loop, io,
+						 EPOLLIN |
+						     (e == SSL_ERROR_WANT_WRITE ? EPOLLOUT : 0));
+				return;
+			}
+			log_info("C-%llu: TLS handshake failed: %s", (unsigned long long)c->id,
+				 proxy_tls_error());
+			client_close(c, "TLS handshake failed");
+			return;
+		}
+		c->tls_handshake = false;
+		(void)cmn_io_set(P->loop, io, EPOLLIN);
+		events = EPOLLIN; /* the startup packet may already wait inside TLS */
+	}
 	if (events & EPOLLOUT) {
-		if (!flush_out(io, &c->out)) {
+		if (!flush_out(io, c->ssl, &c->out)) {
 			client_close(c, "client socket error");
 			return;
 		}
-		if (!buf_used(&c->out) && c->server)
-			pause_reading(&c->server->io, &c->server->reading_paused, false);
+		if (!buf_used(&c->out) && c->server) {
+			struct proxy_server *s = c->server;
+
+			pause_reading(&s->io, &s->reading_paused, false);
+			if (s->ssl && SSL_pending(s->ssl) > 0)
+				on_server(P->loop, &s->io, EPOLLIN);
+			if (c->state == PROXY_CL_DEAD)
+				return;
+		}
 	}
 	if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
 		return;
-	for (int rounds = 0; rounds < 4 && c->state != PROXY_CL_DEAD; rounds++) {
-		ssize_t r = recv(io->fd, P->scratch, P->scratch_size, 0);
+	for (int rounds = 0; (rounds < 4 || c->ssl) && c->state != PROXY_CL_DEAD; rounds++) {
+		ssize_t r = sock_recv(io->fd, c->ssl, P->scratch, P->scratch_size);
 
 		if (r == 0) {
 			client_close(c, "client closed the connection");
@@ -1606,7 +1787,7 @@ static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 			admin_input(c);
 		else
 			client_request(c);
-		if ((size_t)r < P->scratch_size || c->reading_paused)
+		if (c->reading_paused || (!c->ssl && (size_t)r < P->scratch_size))
 			return;
 	}
 }

@@ -157,6 +157,11 @@ int proxy_main(int argc, char **argv)
 		fprintf(stderr, "pgwarden proxy: %s\n", err);
 		goto out_cfg;
 	}
+	if (proxy_tls_init(&p->cfg, &p->tls, err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden proxy: %s\n", err);
+		proxy_userlist_free(&p->users);
+		goto out_cfg;
+	}
 	p->config_path = path;
 	TAILQ_INIT(&p->pools);
 	TAILQ_INIT(&p->login_clients);
@@ -218,6 +223,7 @@ out_listen:
 	cmn_loop_free(p->loop);
 out_users:
 	the_proxy = NULL;
+	proxy_tls_free(&p->tls);
 	free(p->scratch);
 	proxy_userlist_free(&p->users);
 out_cfg:

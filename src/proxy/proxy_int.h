@@ -19,6 +19,7 @@
 #include "pgproto/pgproto.h"
 #include "pgproto/scram.h"
 #include "proxy/proxycfg.h"
+#include "proxy/tls.h"
 #include "proxy/topology.h"
 #include "proxy/userlist.h"
 
@@ -90,6 +91,8 @@ struct proxy_client {
 	char txn; /* last ReadyForQuery status seen for this client ('I', 'T', 'E') */
 	bool reading_paused;
 	bool welcomed;	    /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
+	SSL *ssl;	    /* TLS with the client (NULL: clear text) */
+	bool tls_handshake; /* SSL_accept not finished */
 	int64_t last_io_ms; /* last bytes from the client */
 };
 
@@ -114,6 +117,8 @@ struct proxy_server {
 	int64_t connect_ms, idle_since_ms;
 	bool reading_paused;
 	bool auth_started; /* startup packet sent */
+	SSL *ssl;	   /* TLS with the server (NULL: clear text) */
+	int tls_state;	   /* 0 none, 1 SSLRequest sent, 2 handshaking */
 	bool close_after;  /* close when it would return to the pool */
 };
 
@@ -156,6 +161,7 @@ struct proxy {
 	struct cmn_loop *loop;
 	struct cmn_io listeners[PROXY_PORT_COUNT];
 	struct proxy_topo_watch *topo_watch;
+	struct proxy_tls tls;
 	struct proxy_topology topo;
 	bool routing_writes; /* a leader we may send writes to */
 	uint64_t leader_generation;

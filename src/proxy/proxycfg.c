@@ -78,6 +78,16 @@ static const struct cmn_cfg_key keys[] = {
      0, 0, "the replica port uses the primary when no replica qualifies"},
     {"proxy", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
      "debug, info, warning or error"},
+    {"proxy", "client_tls_sslmode", CMN_CFG_STRING, OFF(client_tls_sslmode), "disable", false, 0, 0,
+     "TLS for clients: disable, allow, prefer or require"},
+    {"proxy", "client_tls_cert_file", CMN_CFG_STRING, OFF(client_tls_cert_file), NULL, false, 0, 0,
+     "the proxy's certificate (PEM) for clients"},
+    {"proxy", "client_tls_key_file", CMN_CFG_STRING, OFF(client_tls_key_file), NULL, false, 0, 0,
+     "its private key (PEM)"},
+    {"proxy", "server_tls_sslmode", CMN_CFG_STRING, OFF(server_tls_sslmode), "prefer", false, 0, 0,
+     "TLS to PostgreSQL: disable, allow, prefer, require, verify-ca or verify-full"},
+    {"proxy", "server_tls_ca_file", CMN_CFG_STRING, OFF(server_tls_ca_file), NULL, false, 0, 0,
+     "CA (PEM) that signed the servers' certificates (verify-ca, verify-full)"},
 };
 
 const struct cmn_cfg_schema proxy_config_schema = {
@@ -101,6 +111,42 @@ int proxy_config_load(const char *path, struct proxy_config *cfg, char *err, siz
 		    "%s: bad value '%s' for 'auth_type' in [proxy]: expected scram-sha-256, md5 "
 		    "or trust",
 		    where, cfg->auth_type);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
+	static const char *const client_modes[] = {"disable", "allow", "prefer", "require", NULL};
+	static const char *const server_modes[] = {"disable",	"allow",       "prefer", "require",
+						   "verify-ca", "verify-full", NULL};
+	const char *bad = NULL;
+	bool ok = false;
+
+	for (size_t i = 0; client_modes[i]; i++)
+		ok = ok || strcmp(cfg->client_tls_sslmode, client_modes[i]) == 0;
+	if (!ok)
+		bad = "client_tls_sslmode";
+	ok = false;
+	for (size_t i = 0; server_modes[i]; i++)
+		ok = ok || strcmp(cfg->server_tls_sslmode, server_modes[i]) == 0;
+	if (!ok && !bad)
+		bad = "server_tls_sslmode";
+	if (bad) {
+		snprintf(err, err_size, "%s: bad value for '%s' in [proxy]", where, bad);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
+	if (strcmp(cfg->client_tls_sslmode, "disable") != 0 &&
+	    (!cfg->client_tls_cert_file || !cfg->client_tls_key_file)) {
+		snprintf(err, err_size,
+			 "%s: [proxy] client_tls_sslmode %s needs client_tls_cert_file and "
+			 "client_tls_key_file",
+			 where, cfg->client_tls_sslmode);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
+	if (strncmp(cfg->server_tls_sslmode, "verify", 6) == 0 && !cfg->server_tls_ca_file) {
+		snprintf(err, err_size,
+			 "%s: [proxy] server_tls_sslmode %s needs server_tls_ca_file", where,
+			 cfg->server_tls_sslmode);
 		proxy_config_free(cfg);
 		return PGW_EINVAL;
 	}

@@ -48,6 +48,12 @@ struct proxy_config {
 	int64_t max_replica_lag;
 	bool replica_fallback_primary;
 	char *log_level;
+	/* TLS: client side (clients to the proxy), server side (proxy to PostgreSQL) */
+	char *client_tls_sslmode; /* disable, allow, prefer, require */
+	char *client_tls_cert_file;
+	char *client_tls_key_file;
+	char *server_tls_sslmode; /* disable, allow, prefer, require, verify-ca, verify-full */
+	char *server_tls_ca_file;
 	int ttl_ms; /* the cluster's leader lease ttl: how long a stale view stays usable */
 };
 
