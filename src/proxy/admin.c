@@ -153,14 +153,18 @@ static void show_stats(struct proxy *p, struct result *r, bool totals, bool aver
 	if (secs < 1)
 		secs = 1;
 	if (totals && averages)
-		cols(r, "siiiiiiiiiiiiiiiiiiiiiiiii", "database", "total_server_assignment_count",
-		     "total_xact_count", "total_query_count", "total_received", "total_sent",
-		     "total_xact_time", "total_query_time", "total_wait_time",
-		     "total_client_parse_count", "total_server_parse_count", "total_bind_count",
-		     "total_client_login_count", "avg_server_assignment_count", "avg_xact_count",
-		     "avg_query_count", "avg_recv", "avg_sent", "avg_xact_time", "avg_query_time",
-		     "avg_wait_time", "avg_client_parse_count", "avg_server_parse_count",
-		     "avg_bind_count", "avg_client_login_count");
+		cols(r,
+		     "s"
+		     "iiiiiiiiiiii"
+		     "iiiiiiiiiiii",
+		     "database", "total_server_assignment_count", "total_xact_count",
+		     "total_query_count", "total_received", "total_sent", "total_xact_time",
+		     "total_query_time", "total_wait_time", "total_client_parse_count",
+		     "total_server_parse_count", "total_bind_count", "total_client_login_count",
+		     "avg_server_assignment_count", "avg_xact_count", "avg_query_count", "avg_recv",
+		     "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time",
+		     "avg_client_parse_count", "avg_server_parse_count", "avg_bind_count",
+		     "avg_client_login_count");
 	else if (totals)
 		cols(r, "siiiiiiiiiiii", "database", "server_assignment_count", "xact_count",
 		     "query_count", "bytes_received", "bytes_sent", "xact_time", "query_time",
@@ -296,7 +300,7 @@ static void client_row(struct proxy *p, struct result *r, const struct proxy_cli
 
 static void client_cols(struct result *r)
 {
-	cols(r, "sssssiisisssiiissisii", "type", "user", "database", "replication", "state", "addr",
+	cols(r, "ssssssisissiiississii", "type", "user", "database", "replication", "state", "addr",
 	     "port", "local_addr", "local_port", "connect_time", "request_time", "wait", "wait_us",
 	     "close_needed", "ptr", "link", "remote_pid", "tls", "application_name",
 	     "prepared_statements", "id");

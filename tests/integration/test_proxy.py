@@ -264,3 +264,76 @@ def test_leader_change_closes_server_connections_to_the_old_primary(cluster):
             return False
     wait_for("writes through the proxy on the new leader", on_new, 20)
     assert "routing writes to node%d" % (new + 1) in cluster.proxy_log()
+
+
+def admin(cluster, sql):
+    """Runs sql on the admin console; returns (column names, rows)."""
+    conn = psycopg2.connect(cluster.proxy_dsn(dbname="pgbouncer"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            if cur.description is None:
+                return None, cur.statusmessage
+            return [d.name for d in cur.description], cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_admin_console(cluster):
+    conn = proxy_conn(cluster)
+    one(conn, "SELECT 1")
+    cols, rows = admin(cluster, "SHOW POOLS")
+    assert cols[:4] == ["database", "user", "cl_active", "cl_waiting"]
+    assert {"sv_active", "sv_idle", "sv_login", "maxwait", "maxwait_us", "pool_mode"} <= set(cols)
+    pools = {(r[0], r[1]): dict(zip(cols, r)) for r in rows}
+    assert pools[("postgres", "postgres")]["pool_mode"] == "transaction"
+    assert pools[("postgres", "postgres")]["cl_active"] >= 1
+    cols, rows = admin(cluster, "SHOW STATS")
+    assert cols[:3] == ["database", "total_server_assignment_count", "total_xact_count"]
+    stats = {r[0]: dict(zip(cols, r)) for r in rows}
+    assert stats["postgres"]["total_query_count"] >= 1
+    cols, rows = admin(cluster, "SHOW CLIENTS")
+    assert cols[:5] == ["type", "user", "database", "replication", "state"]
+    assert any(r[0] == "C" and r[2] == "postgres" for r in rows)
+    cols, rows = admin(cluster, "SHOW SERVERS")
+    assert all(r[0] == "S" for r in rows) and rows
+    cols, rows = admin(cluster, "SHOW DATABASES")
+    assert cols[:3] == ["name", "host", "port"]
+    leader = cluster.leader()
+    assert [r for r in rows if r[0] == "postgres"][0][2] == cluster.pg_port + leader
+    cols, rows = admin(cluster, "SHOW CONFIG")
+    assert cols == ["key", "value", "default", "changeable"]
+    config = {r[0]: r[1] for r in rows}
+    assert config["default_pool_size"] == "20" and config["auth_type"] == "scram-sha-256"
+    cols, rows = admin(cluster, "SHOW LISTS")
+    assert dict(rows)["used_clients"] >= 1
+    cols, rows = admin(cluster, "SHOW VERSION")
+    assert "PgBouncer" in rows[0][0] and "pgwarden" in rows[0][0]
+    # PAUSE holds new transactions; RESUME lets them run.
+    assert admin(cluster, "PAUSE")[1] == "PAUSE"
+    result = {}
+
+    def paused_query():
+        result["value"] = one(conn, "SELECT 7")
+    th = threading.Thread(target=paused_query)
+    th.start()
+    th.join(1.5)
+    assert th.is_alive() and "value" not in result
+    assert admin(cluster, "RESUME")[1] == "RESUME"
+    th.join(10)
+    assert result.get("value") == 7
+    assert admin(cluster, "RELOAD")[1] == "RELOAD"
+    with pytest.raises(psycopg2.Error) as exc:
+        admin(cluster, "SHOW NONSENSE")
+    assert exc.value.pgcode == "42704"
+    # The extended protocol is refused with 08P01 (psycopg2 uses the simple protocol:
+    # send a Parse by hand).
+    s = pgwire.connect(cluster.proxy_port)
+    assert pgwire.scram_login(s, "postgres", _superuser_password(cluster),
+                              database="pgbouncer") is None
+    pgwire.send_msg(s, b"P", b"\0SHOW POOLS\0\0\0")
+    err = pgwire.read_until_error_or_ready(s)
+    assert err["C"] == "08P01" and "extended query protocol" in err["M"]
+    s.close()
+    conn.close()
