@@ -5,6 +5,7 @@
 #include "proxy/proxy.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "proxy/http.h"
 #include "proxy/proxy_int.h"
 
 #include <curl/curl.h>
@@ -18,10 +19,17 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SCRATCH_SIZE (64 * 1024)
+#define SCRATCH_SIZE	(64 * 1024)
+#define HTTP_PUBLISH_MS 1000 /* the status page and /metrics are this fresh */
 
 static struct proxy *the_proxy;
 static volatile sig_atomic_t stop_requested, reload_requested;
+
+/* The HTTP port's server and what its last publish saw (loop thread only). */
+static struct proxy_http *the_http;
+static int64_t http_published_ms;
+static struct proxy_topology http_topo;
+static bool http_routing;
 
 static void on_signal(int sig)
 {
@@ -87,6 +95,28 @@ int proxy_reload(struct proxy *p)
 	return PGW_OK;
 }
 
+/*
+ * Renders the status page and /metrics: once a second from the tick, and at once
+ * when the view of the cluster changed (not for etcd's once-a-second confirmation).
+ */
+static void http_publish(struct proxy *p, bool only_if_changed)
+{
+	struct proxy_topology t;
+
+	if (!the_http)
+		return;
+	t = p->topo;
+	t.version = 0;
+	t.confirmed_ms = 0;
+	if (only_if_changed && p->routing_writes == http_routing &&
+	    memcmp(&t, &http_topo, sizeof(t)) == 0)
+		return;
+	http_topo = t;
+	http_routing = p->routing_writes;
+	http_published_ms = cmn_now_ms();
+	proxy_http_publish(the_http, p);
+}
+
 static void on_woken(struct cmn_loop *l, void *arg)
 {
 	struct proxy *p = arg;
@@ -101,12 +131,15 @@ static void on_woken(struct cmn_loop *l, void *arg)
 			log_debug("reload kept the users loaded before");
 	}
 	proxy_topology_changed(p);
+	http_publish(p, true);
 }
 
 static void on_tick(struct cmn_loop *l, void *arg)
 {
 	(void)l;
 	proxy_tick(arg);
+	if (cmn_now_ms() - http_published_ms >= HTTP_PUBLISH_MS)
+		http_publish(arg, false);
 }
 
 static void on_after(struct cmn_loop *l, void *arg)
@@ -201,14 +234,22 @@ int proxy_main(int argc, char **argv)
 	}
 	if (proxy_topology_start(&p->cfg, p->loop, &p->topo_watch) != PGW_OK)
 		goto out_listen;
+	if (proxy_http_start(&p->cfg, &the_http) != PGW_OK) {
+		proxy_topology_stop(p->topo_watch);
+		goto out_listen;
+	}
+	http_publish(p, false);
 	cmn_loop_set_tick(p->loop, 200, on_tick, p);
 	cmn_loop_set_after(p->loop, on_after, p);
 	cmn_loop_set_woken(p->loop, on_woken, p);
-	log_info("listening on %s: pooled %d, primary %d, replica %d; cluster %s, etcd %s",
+	log_info("listening on %s: pooled %d, primary %d, replica %d, http %d; cluster %s, "
+		 "etcd %s",
 		 p->cfg.listen_host, p->cfg.pooled_port, p->cfg.primary_port, p->cfg.replica_port,
-		 p->cfg.cluster_name, p->cfg.etcd_endpoints);
+		 p->cfg.http_port, p->cfg.cluster_name, p->cfg.etcd_endpoints);
 	rc = cmn_loop_run(p->loop) == PGW_OK ? 0 : 1;
 	log_info("shutting down");
+	proxy_http_stop(the_http);
+	the_http = NULL;
 	proxy_close_all(p);
 	proxy_topology_stop(p->topo_watch);
 out_listen:

@@ -1,0 +1,919 @@
+/*
+ * The proxy's HTTP port: the status page (GET / and /status, basic auth) and
+ * /metrics (Prometheus text format 0.0.4, no auth). See http.h for the threads.
+ *
+ * /metrics is served without credentials so Prometheus can scrape it as it
+ * scrapes node_exporter: it carries counters and the names of databases,
+ * users and members, never a password, a conninfo or a client address.
+ */
+#include "proxy/http.h"
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+#include "proxy/proxy_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_REFRESH_S	    5
+#define HTTP_CONN_LIMIT	    64
+#define HTTP_CONN_TIMEOUT_S 10
+
+#define STR_(x)	      #x
+#define STR(x)	      STR_(x)
+#define PUT_LIT(d, s) put_raw(d, s, sizeof(s) - 1)
+
+struct proxy_http {
+	struct MHD_Daemon *daemon;
+	char *username; /* NULL: the status page answers 403 */
+	char *password;
+	pthread_mutex_t lock; /* guards the two documents */
+	char *html;
+	size_t html_len;
+	char *metrics;
+	size_t metrics_len;
+};
+
+/* ---- rendering helpers ---- */
+
+/* A document being rendered; failed once any append ran out of memory. */
+struct doc {
+	struct cmn_buf b;
+	bool failed;
+};
+
+static void put_raw(struct doc *d, const char *s, size_t n)
+{
+	if (!d->failed && n && cmn_buf_append(&d->b, s, n) != PGW_OK)
+		d->failed = true;
+}
+
+static void put(struct doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void put(struct doc *d, const char *fmt, ...)
+{
+	char small[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(small, sizeof(small), fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		d->failed = true;
+		return;
+	}
+	if ((size_t)n < sizeof(small)) {
+		put_raw(d, small, (size_t)n);
+		return;
+	}
+	char *big = malloc((size_t)n + 1);
+
+	if (!big) {
+		d->failed = true;
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(big, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	put_raw(d, big, (size_t)n);
+	free(big);
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	uint32_t cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		n = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		n = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		n = 4;
+		cp = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0; /* also stops at the terminating NUL */
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+/*
+ * Text from outside (names, hosts, error messages) into HTML: markup characters
+ * become entities, control characters and bytes that are not UTF-8 become '?'.
+ */
+static void put_html(struct doc *d, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		size_t n = utf8_len(p);
+
+		if (n > 1) {
+			put_raw(d, (const char *)p, n);
+			p += n;
+			continue;
+		}
+		switch (*p) {
+		case '&':
+			PUT_LIT(d, "&amp;");
+			break;
+		case '<':
+			PUT_LIT(d, "&lt;");
+			break;
+		case '>':
+			PUT_LIT(d, "&gt;");
+			break;
+		case '"':
+			PUT_LIT(d, "&quot;");
+			break;
+		case '\'':
+			PUT_LIT(d, "&#39;");
+			break;
+		default:
+			put_raw(d, n == 1 && *p >= 0x20 && *p != 0x7f ? (const char *)p : "?", 1);
+			break;
+		}
+		p++;
+	}
+}
+
+/* A Prometheus label value: \, " and newline escaped; not UTF-8 or control: '?'. */
+static void put_label(struct doc *d, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		size_t n = utf8_len(p);
+
+		if (n > 1) {
+			put_raw(d, (const char *)p, n);
+			p += n;
+			continue;
+		}
+		if (*p == '\\')
+			PUT_LIT(d, "\\\\");
+		else if (*p == '"')
+			PUT_LIT(d, "\\\"");
+		else if (*p == '\n')
+			PUT_LIT(d, "\\n");
+		else
+			put_raw(d, n == 1 && *p >= 0x20 && *p != 0x7f ? (const char *)p : "?", 1);
+		p++;
+	}
+}
+
+static int count_clients(const struct proxy_client_list *l)
+{
+	const struct proxy_client *c;
+	int n = 0;
+
+	TAILQ_FOREACH(c, l, entry)
+	n++;
+	return n;
+}
+
+static int count_servers(const struct proxy_server_list *l)
+{
+	const struct proxy_server *s;
+	int n = 0;
+
+	TAILQ_FOREACH(s, l, entry)
+	n++;
+	return n;
+}
+
+/* What one publish needs of a pool, counted once. */
+struct pool_row {
+	const struct proxy_pool *pool;
+	int cl_active, cl_idle, cl_waiting;
+	int sv_active, sv_idle, sv_used, sv_login;
+	double maxwait_s;
+};
+
+/* What one publish needs of the whole proxy. */
+struct view {
+	const struct proxy *p;
+	int64_t now;
+	struct pool_row *rows;
+	size_t n_rows;
+	int cl_login, cl_idle, cl_waiting, cl_active; /* admin clients count as active */
+	int sv[4];				      /* active, idle, used, login */
+	double uptime_s;
+	double confirmed_age_s; /* < 0: etcd never confirmed */
+};
+
+static const char *const sv_state_names[4] = {"active", "idle", "used", "login"};
+
+static const char *port_name(enum proxy_port port)
+{
+	switch (port) {
+	case PROXY_PORT_POOLED:
+		return "pooled";
+	case PROXY_PORT_PRIMARY:
+		return "primary";
+	default:
+		return "replica";
+	}
+}
+
+static int view_build(struct view *v, const struct proxy *p)
+{
+	const struct proxy_pool *pool;
+	size_t n = 0;
+
+	memset(v, 0, sizeof(*v));
+	v->p = p;
+	v->now = cmn_now_ms();
+	v->uptime_s = (double)(v->now - p->started_ms) / 1000.0;
+	v->confirmed_age_s =
+	    p->topo.confirmed_ms ? (double)(v->now - p->topo.confirmed_ms) / 1000.0 : -1;
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	n++;
+	if (n) {
+		v->rows = calloc(n, sizeof(*v->rows));
+		if (!v->rows)
+			return PGW_ENOMEM;
+	}
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		struct pool_row *r = &v->rows[v->n_rows++];
+		const struct proxy_client *oldest = TAILQ_FIRST(&pool->waiting);
+
+		r->pool = pool;
+		r->cl_active = count_clients(&pool->active_clients);
+		r->cl_idle = count_clients(&pool->idle_clients);
+		r->cl_waiting = count_clients(&pool->waiting);
+		r->sv_active = count_servers(&pool->active);
+		r->sv_idle = count_servers(&pool->idle);
+		r->sv_used = count_servers(&pool->resetting);
+		r->sv_login = count_servers(&pool->login);
+		if (oldest && oldest->wait_since_ms)
+			r->maxwait_s = (double)(v->now - oldest->wait_since_ms) / 1000.0;
+		v->cl_active += r->cl_active;
+		v->cl_idle += r->cl_idle;
+		v->cl_waiting += r->cl_waiting;
+		v->sv[0] += r->sv_active;
+		v->sv[1] += r->sv_idle;
+		v->sv[2] += r->sv_used;
+		v->sv[3] += r->sv_login;
+	}
+	v->cl_login = count_clients(&p->login_clients);
+	v->cl_active += count_clients(&p->admin_clients);
+	return PGW_OK;
+}
+
+/* ---- /metrics ---- */
+
+static void family(struct doc *d, const char *name, const char *type, const char *help)
+{
+	put(d, "# HELP pgwarden_proxy_%s %s\n# TYPE pgwarden_proxy_%s %s\n", name, help, name,
+	    type);
+}
+
+static void pool_labels(struct doc *d, const struct proxy_pool *pool)
+{
+	PUT_LIT(d, "database=\"");
+	put_label(d, pool->database);
+	PUT_LIT(d, "\",user=\"");
+	put_label(d, pool->user);
+	put(d, "\",mode=\"%s\",port=\"%s\",member=\"",
+	    pool->transaction_mode ? "transaction" : "session", port_name(pool->port));
+	put_label(d, pool->member);
+	PUT_LIT(d, "\"");
+}
+
+enum pool_gauge { G_CL_ACTIVE, G_CL_WAITING, G_SV_ACTIVE, G_SV_IDLE, G_SV_USED, G_SV_LOGIN };
+
+static void pool_gauge(struct doc *d, const struct view *v, const char *name, enum pool_gauge g,
+		       const char *help)
+{
+	family(d, name, "gauge", help);
+	for (size_t i = 0; i < v->n_rows; i++) {
+		const struct pool_row *r = &v->rows[i];
+		int val = g == G_CL_ACTIVE    ? r->cl_active + r->cl_idle
+			  : g == G_CL_WAITING ? r->cl_waiting
+			  : g == G_SV_ACTIVE  ? r->sv_active
+			  : g == G_SV_IDLE    ? r->sv_idle
+			  : g == G_SV_USED    ? r->sv_used
+					      : r->sv_login;
+
+		put(d, "pgwarden_proxy_%s{", name);
+		pool_labels(d, r->pool);
+		put(d, "} %d\n", val);
+	}
+}
+
+enum pool_counter {
+	C_XACTS,
+	C_QUERIES,
+	C_RECV,
+	C_SENT,
+	C_XACT_TIME,
+	C_QUERY_TIME,
+	C_WAIT_TIME,
+	C_ASSIGN,
+	C_LOGINS
+};
+
+static void pool_counter(struct doc *d, const struct view *v, const char *name, enum pool_counter k,
+			 const char *help)
+{
+	family(d, name, "counter", help);
+	for (size_t i = 0; i < v->n_rows; i++) {
+		const struct proxy_stats *s = &v->rows[i].pool->stats;
+
+		put(d, "pgwarden_proxy_%s{", name);
+		pool_labels(d, v->rows[i].pool);
+		switch (k) {
+		case C_XACT_TIME:
+			put(d, "} %.6f\n", (double)s->xact_time_us / 1e6);
+			continue;
+		case C_QUERY_TIME:
+			put(d, "} %.6f\n", (double)s->query_time_us / 1e6);
+			continue;
+		case C_WAIT_TIME:
+			put(d, "} %.6f\n", (double)s->wait_time_us / 1e6);
+			continue;
+		default:
+			break;
+		}
+		uint64_t val = k == C_XACTS	? s->xact_count
+			       : k == C_QUERIES ? s->query_count
+			       : k == C_RECV	? s->bytes_received
+			       : k == C_SENT	? s->bytes_sent
+			       : k == C_ASSIGN	? s->server_assignments
+						: s->client_logins;
+
+		put(d, "} %" PRIu64 "\n", val);
+	}
+}
+
+static void render_metrics(struct doc *d, const struct view *v)
+{
+	const struct proxy *p = v->p;
+	const struct proxy_topology *t = &p->topo;
+
+	family(d, "up", "gauge", "1 when the proxy answers.");
+	put(d, "pgwarden_proxy_up 1\n");
+	family(d, "info", "gauge", "The proxy's version and the cluster it follows.");
+	put(d, "pgwarden_proxy_info{version=\"%s\",cluster=\"", PGW_VERSION);
+	put_label(d, p->cfg.cluster_name ? p->cfg.cluster_name : "");
+	put(d, "\"} 1\n");
+	family(d, "uptime_seconds", "gauge", "Seconds since the proxy started.");
+	put(d, "pgwarden_proxy_uptime_seconds %.3f\n", v->uptime_s);
+	family(d, "paused", "gauge", "1 while PAUSE holds every client.");
+	put(d, "pgwarden_proxy_paused %d\n", p->paused ? 1 : 0);
+
+	family(d, "clients", "gauge",
+	       "Client connections by state (login, idle, waiting for a server, active).");
+	put(d, "pgwarden_proxy_clients{state=\"login\"} %d\n", v->cl_login);
+	put(d, "pgwarden_proxy_clients{state=\"idle\"} %d\n", v->cl_idle);
+	put(d, "pgwarden_proxy_clients{state=\"waiting\"} %d\n", v->cl_waiting);
+	put(d, "pgwarden_proxy_clients{state=\"active\"} %d\n", v->cl_active);
+	family(d, "max_client_conn", "gauge", "Client connections accepted at most.");
+	put(d, "pgwarden_proxy_max_client_conn %d\n", p->cfg.max_client_conn);
+	family(d, "servers", "gauge", "Server connections by pool and state.");
+	for (size_t i = 0; i < v->n_rows; i++) {
+		const struct pool_row *r = &v->rows[i];
+		const int n[4] = {r->sv_active, r->sv_idle, r->sv_used, r->sv_login};
+
+		for (int k = 0; k < 4; k++) {
+			PUT_LIT(d, "pgwarden_proxy_servers{");
+			pool_labels(d, r->pool);
+			put(d, ",state=\"%s\"} %d\n", sv_state_names[k], n[k]);
+		}
+	}
+
+	pool_gauge(d, v, "pool_cl_active", G_CL_ACTIVE,
+		   "Clients of the pool linked to a server or idle between transactions.");
+	pool_gauge(d, v, "pool_cl_waiting", G_CL_WAITING,
+		   "Clients of the pool waiting for a server.");
+	pool_gauge(d, v, "pool_sv_active", G_SV_ACTIVE, "Servers of the pool linked to a client.");
+	pool_gauge(d, v, "pool_sv_idle", G_SV_IDLE, "Servers of the pool ready for a client.");
+	pool_gauge(d, v, "pool_sv_used", G_SV_USED,
+		   "Servers of the pool running server_reset_query.");
+	pool_gauge(d, v, "pool_sv_login", G_SV_LOGIN,
+		   "Servers of the pool connecting or logging in.");
+	family(d, "pool_maxwait_seconds", "gauge",
+	       "How long the oldest waiting client of the pool has waited.");
+	for (size_t i = 0; i < v->n_rows; i++) {
+		PUT_LIT(d, "pgwarden_proxy_pool_maxwait_seconds{");
+		pool_labels(d, v->rows[i].pool);
+		put(d, "} %.3f\n", v->rows[i].maxwait_s);
+	}
+	family(d, "pool_size", "gauge", "Server connections the pool may open.");
+	for (size_t i = 0; i < v->n_rows; i++) {
+		PUT_LIT(d, "pgwarden_proxy_pool_size{");
+		pool_labels(d, v->rows[i].pool);
+		put(d, "} %d\n", v->rows[i].pool->pool_size);
+	}
+
+	pool_counter(d, v, "transactions_total", C_XACTS, "Transactions run through the pool.");
+	pool_counter(d, v, "queries_total", C_QUERIES, "Queries run through the pool.");
+	pool_counter(d, v, "received_bytes_total", C_RECV, "Bytes received from the clients.");
+	pool_counter(d, v, "sent_bytes_total", C_SENT, "Bytes sent to the clients.");
+	pool_counter(d, v, "transaction_seconds_total", C_XACT_TIME,
+		     "Time spent in transactions, linked to a server.");
+	pool_counter(d, v, "query_seconds_total", C_QUERY_TIME, "Time spent in queries.");
+	pool_counter(d, v, "wait_seconds_total", C_WAIT_TIME,
+		     "Time clients spent waiting for a server.");
+	pool_counter(d, v, "server_assignments_total", C_ASSIGN,
+		     "Times a server was linked to a client.");
+	pool_counter(d, v, "client_logins_total", C_LOGINS, "Client logins to the pool.");
+
+	family(d, "leader_changes_total", "counter",
+	       "Times the write target changed (a new leader, or writes stopped or resumed).");
+	put(d, "pgwarden_proxy_leader_changes_total %" PRIu64 "\n", p->leader_changes);
+	family(d, "leader_info", "gauge", "The member holding the leader key (absent: none).");
+	if (t->has_leader) {
+		PUT_LIT(d, "pgwarden_proxy_leader_info{member=\"");
+		put_label(d, t->leader);
+		put(d, "\"} 1\n");
+	}
+	family(d, "routing_writes", "gauge",
+	       "1 when writes are routed to the leader; 0 when they wait (no leader, or etcd "
+	       "silent for more than ttl: fail-closed).");
+	put(d, "pgwarden_proxy_routing_writes %d\n", p->routing_writes ? 1 : 0);
+	family(d, "switchover_pending", "gauge", "1 while a switchover is requested in etcd.");
+	put(d, "pgwarden_proxy_switchover_pending %d\n", t->switchover_pending ? 1 : 0);
+	family(d, "etcd_up", "gauge", "1 when etcd answered the last check (once a second).");
+	put(d, "pgwarden_proxy_etcd_up %d\n", t->etcd_ok ? 1 : 0);
+	family(d, "etcd_last_confirmed_seconds", "gauge",
+	       "Seconds since etcd last confirmed the view (absent: never).");
+	if (v->confirmed_age_s >= 0)
+		put(d, "pgwarden_proxy_etcd_last_confirmed_seconds %.3f\n", v->confirmed_age_s);
+	family(d, "members", "gauge", "The cluster's members and their roles.");
+	for (size_t i = 0; i < t->n_members; i++) {
+		PUT_LIT(d, "pgwarden_proxy_members{member=\"");
+		put_label(d, t->members[i].name);
+		put(d, "\",role=\"%s\"} 1\n", t->members[i].is_leader ? "leader" : "replica");
+	}
+	family(d, "replica_healthy", "gauge",
+	       "1 when the replica passes the health check (running, within max_replica_lag).");
+	for (size_t i = 0; i < t->n_members; i++) {
+		if (t->members[i].is_leader)
+			continue;
+		PUT_LIT(d, "pgwarden_proxy_replica_healthy{member=\"");
+		put_label(d, t->members[i].name);
+		put(d, "\"} %d\n", t->members[i].replica_ok ? 1 : 0);
+	}
+}
+
+/* ---- the status page ---- */
+
+static const char page_head[] =
+    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<meta http-equiv=\"refresh\" content=\"" STR(
+	HTTP_REFRESH_S) "\">\n"
+			"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+			"<style>\n"
+			"body{font:14px/1.45 system-ui,sans-serif;margin:1.5em 2em;color:#222}\n"
+			"h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}\n"
+			"table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.25em "
+			".6em;"
+			"text-align:left}\n"
+			"th{background:#f3f3f3;font-weight:600}td.n{text-align:right;"
+			"font-variant-numeric:tabular-nums}\n"
+			".ok{color:#086d1b}.bad{color:#c00;font-weight:bold}.muted{color:#777}\n"
+			"</style>\n";
+
+static void put_duration(struct doc *d, double secs)
+{
+	int64_t s = (int64_t)secs;
+
+	if (s >= 86400)
+		put(d, "%" PRId64 "d ", s / 86400);
+	put(d, "%02" PRId64 ":%02" PRId64 ":%02" PRId64, s % 86400 / 3600, s % 3600 / 60, s % 60);
+}
+
+static void render_overview(struct doc *d, const struct view *v)
+{
+	const struct proxy *p = v->p;
+	const struct proxy_topology *t = &p->topo;
+
+	put(d, "<table>\n<tr><th>leader</th>");
+	if (t->has_leader) {
+		put(d, "<td>");
+		put_html(d, t->leader);
+		put(d, " (");
+		put_html(d, t->leader_host);
+		put(d, ":%d)</td></tr>\n", t->leader_port);
+	} else {
+		put(d, "<td class=\"bad\">none</td></tr>\n");
+	}
+	put(d, "<tr><th>writes</th>");
+	if (p->routing_writes) {
+		put(d, "<td class=\"ok\">routed to ");
+		put_html(d, t->leader);
+		put(d, "</td></tr>\n");
+	} else if (t->has_leader) {
+		put(d, "<td class=\"bad\">not routed (fail-closed): etcd has not confirmed the "
+		       "leader for more than ttl, writes wait</td></tr>\n");
+	} else {
+		put(d, "<td class=\"bad\">not routed: no leader, writes wait</td></tr>\n");
+	}
+	put(d, "<tr><th>etcd</th>");
+	if (t->etcd_ok)
+		put(d, "<td class=\"ok\">up, confirmed %.1f s ago</td></tr>\n", v->confirmed_age_s);
+	else {
+		put(d, "<td class=\"bad\">unreachable");
+		if (v->confirmed_age_s >= 0)
+			put(d, ", last confirmed %.1f s ago", v->confirmed_age_s);
+		else
+			put(d, ", never confirmed");
+		if (t->etcd_error[0]) {
+			put(d, ": ");
+			put_html(d, t->etcd_error);
+		}
+		put(d, "</td></tr>\n");
+	}
+	if (t->switchover_pending)
+		put(d, "<tr><th>switchover</th><td>pending</td></tr>\n");
+	put(d,
+	    "<tr><th>clients</th><td>%zu of max_client_conn %d (active %d, waiting %d, idle "
+	    "%d, login %d)</td></tr>\n",
+	    p->n_clients, p->cfg.max_client_conn, v->cl_active, v->cl_waiting, v->cl_idle,
+	    v->cl_login);
+	put(d, "<tr><th>servers</th><td>%d (active %d, idle %d, used %d, login %d)</td></tr>\n",
+	    v->sv[0] + v->sv[1] + v->sv[2] + v->sv[3], v->sv[0], v->sv[1], v->sv[2], v->sv[3]);
+	put(d, "<tr><th>leader changes</th><td>%" PRIu64 "</td></tr>\n", p->leader_changes);
+	put(d, "<tr><th>paused</th><td%s>%s</td></tr>\n", p->paused ? " class=\"bad\"" : "",
+	    p->paused ? "yes (PAUSE): clients wait" : "no");
+	put(d, "<tr><th>uptime</th><td>");
+	put_duration(d, v->uptime_s);
+	put(d, "</td></tr>\n</table>\n");
+}
+
+static void render_members(struct doc *d, const struct view *v)
+{
+	const struct proxy_topology *t = &v->p->topo;
+
+	put(d, "<h2>Members</h2>\n");
+	if (!t->n_members) {
+		put(d, "<p class=\"muted\">no member known (etcd not read yet?)</p>\n");
+		return;
+	}
+	put(d, "<table>\n<tr><th>member</th><th>address</th><th>role</th>"
+	       "<th>replica healthy</th></tr>\n");
+	for (size_t i = 0; i < t->n_members; i++) {
+		const struct proxy_member *m = &t->members[i];
+
+		put(d, "<tr><td>");
+		put_html(d, m->name);
+		put(d, "</td><td>");
+		put_html(d, m->host);
+		put(d, ":%d</td><td>%s</td>", m->port, m->is_leader ? "<b>leader</b>" : "replica");
+		if (m->is_leader)
+			put(d, "<td class=\"muted\">-</td></tr>\n");
+		else
+			put(d, "<td class=\"%s\">%s</td></tr>\n", m->replica_ok ? "ok" : "bad",
+			    m->replica_ok ? "y" : "n");
+	}
+	put(d, "</table>\n");
+}
+
+static void render_pools(struct doc *d, const struct view *v)
+{
+	put(d, "<h2>Pools</h2>\n");
+	if (!v->n_rows) {
+		put(d, "<p class=\"muted\">no pool yet: a pool appears with its first "
+		       "client</p>\n");
+		return;
+	}
+	put(d, "<table>\n<tr><th>database</th><th>user</th><th>mode</th><th>cl_active</th>"
+	       "<th>cl_waiting</th><th>sv_active</th><th>sv_idle</th><th>sv_used</th>"
+	       "<th>sv_login</th><th>maxwait</th><th>xacts</th><th>queries</th>"
+	       "<th>avg xact</th><th>avg wait</th></tr>\n");
+	for (size_t i = 0; i < v->n_rows; i++) {
+		const struct pool_row *r = &v->rows[i];
+		const struct proxy_pool *pool = r->pool;
+		const struct proxy_stats *s = &pool->stats;
+
+		/* As SHOW POOLS names them: db, db@primary, db@member. */
+		put(d, "<tr><td>");
+		put_html(d, pool->database);
+		if (pool->port == PROXY_PORT_PRIMARY) {
+			put(d, "@primary");
+		} else if (pool->port == PROXY_PORT_REPLICA) {
+			put(d, "@");
+			put_html(d, pool->member);
+		}
+		put(d, "</td><td>");
+		put_html(d, pool->user);
+		put(d,
+		    "</td><td>%s</td><td class=\"n\">%d</td><td class=\"n\">%d</td>"
+		    "<td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td>"
+		    "<td class=\"n\">%d</td><td class=\"n%s\">%.1f s</td>"
+		    "<td class=\"n\">%" PRIu64 "</td><td class=\"n\">%" PRIu64 "</td>"
+		    "<td class=\"n\">%.2f ms</td><td class=\"n\">%.2f ms</td></tr>\n",
+		    pool->transaction_mode ? "transaction" : "session", r->cl_active + r->cl_idle,
+		    r->cl_waiting, r->sv_active, r->sv_idle, r->sv_used, r->sv_login,
+		    r->maxwait_s >= 1 ? " bad" : "", r->maxwait_s, s->xact_count, s->query_count,
+		    s->xact_count ? (double)s->xact_time_us / 1000.0 / (double)s->xact_count : 0.0,
+		    s->xact_count ? (double)s->wait_time_us / 1000.0 / (double)s->xact_count : 0.0);
+	}
+	put(d, "</table>\n");
+}
+
+static void render_html(struct doc *d, const struct view *v)
+{
+	const struct proxy *p = v->p;
+	const char *cluster = p->cfg.cluster_name ? p->cfg.cluster_name : "";
+	char when[40];
+	time_t now = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	put_raw(d, page_head, sizeof(page_head) - 1);
+	put(d, "<title>");
+	put_html(d, cluster);
+	put(d, " - pgwarden proxy</title></head><body>\n<h1>pgwarden proxy: cluster ");
+	put_html(d, cluster);
+	put(d, "</h1>\n");
+	render_overview(d, v);
+	render_members(d, v);
+	render_pools(d, v);
+	put(d,
+	    "<p class=\"muted\">pgwarden %s &middot; %s &middot; refreshes every %d s &middot; "
+	    "<a href=\"/metrics\">/metrics</a></p>\n</body></html>\n",
+	    PGW_VERSION, when, HTTP_REFRESH_S);
+}
+
+void proxy_http_publish(struct proxy_http *h, const struct proxy *p)
+{
+	struct doc html = {0}, metrics = {0};
+	struct view v;
+	char *old_html, *old_metrics;
+
+	if (!h)
+		return;
+	if (view_build(&v, p) != PGW_OK) {
+		log_warning("status page: out of memory, serving the previous one");
+		return;
+	}
+	render_html(&html, &v);
+	render_metrics(&metrics, &v);
+	free(v.rows);
+	if (html.failed || metrics.failed || !html.b.data || !metrics.b.data) {
+		log_warning("status page: out of memory, serving the previous one");
+		cmn_buf_free(&html.b);
+		cmn_buf_free(&metrics.b);
+		return;
+	}
+	pthread_mutex_lock(&h->lock);
+	old_html = h->html;
+	old_metrics = h->metrics;
+	h->html = html.b.data;
+	h->html_len = html.b.len;
+	h->metrics = metrics.b.data;
+	h->metrics_len = metrics.b.len;
+	pthread_mutex_unlock(&h->lock);
+	free(old_html);
+	free(old_metrics);
+}
+
+/* ---- serving ---- */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code, const char *type,
+			     const char *body, size_t len, const char *allow, bool challenge)
+{
+	struct MHD_Response *r =
+	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result ret;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, "Content-Type", type);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (allow)
+		MHD_add_response_header(r, "Allow", allow);
+	if (challenge)
+		MHD_add_response_header(r, "WWW-Authenticate",
+					"Basic realm=\"pgwarden proxy\", charset=\"UTF-8\"");
+	ret = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+/* reason: our own constant text (no quote or backslash to escape). */
+static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned int code,
+				   const char *reason, const char *allow, bool challenge)
+{
+	char body[512];
+	int n = snprintf(body, sizeof(body), "{\"error\": \"%s\"}\n", reason);
+
+	return reply(conn, code, "application/json", body,
+		     n < 0			? 0
+		     : (size_t)n < sizeof(body) ? (size_t)n
+						: sizeof(body) - 1,
+		     allow, challenge);
+}
+
+/* Compares in time independent of where the strings differ. */
+static bool constant_eq(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char diff = la != lb;
+
+	for (size_t i = 0; i < la; i++)
+		diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+	return diff == 0;
+}
+
+static enum MHD_Result check_auth(struct proxy_http *h, struct MHD_Connection *conn, bool *ok)
+{
+	char *user, *pass = NULL;
+
+	*ok = false;
+	if (!h->username)
+		return reply_error(conn, MHD_HTTP_FORBIDDEN,
+				   "the status page is disabled: set http_username and "
+				   "http_password in [proxy]",
+				   NULL, false);
+	user = MHD_basic_auth_get_username_password(conn, &pass);
+	if (!user)
+		return reply_error(conn, MHD_HTTP_UNAUTHORIZED,
+				   "authentication required (HTTP basic auth: http_username and "
+				   "http_password of [proxy])",
+				   NULL, true);
+	bool user_ok = constant_eq(user, h->username); /* both compared, whatever the first */
+	bool pass_ok = pass && constant_eq(pass, h->password);
+
+	*ok = user_ok && pass_ok;
+	MHD_free(user);
+	if (pass)
+		MHD_free(pass);
+	if (!*ok)
+		return reply_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong user name or password", NULL,
+				   true);
+	return MHD_YES;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+			      const char *method, const char *version, const char *upload_data,
+			      size_t *upload_data_size, void **req_cls)
+{
+	static int seen; /* marks a request whose headers we have had */
+	struct proxy_http *h = cls;
+	bool status_page, ok;
+	enum MHD_Result ret;
+
+	(void)version;
+	(void)upload_data;
+	if (!*req_cls) {
+		*req_cls = &seen;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		*upload_data_size = 0; /* no endpoint takes a body */
+		return MHD_YES;
+	}
+	if (strcmp(url, "/") == 0 || strcmp(url, "/status") == 0)
+		status_page = true;
+	else if (strcmp(url, "/metrics") == 0)
+		status_page = false;
+	else
+		return reply_error(conn, MHD_HTTP_NOT_FOUND,
+				   "no such page: GET / (status page) or /metrics (Prometheus)",
+				   NULL, false);
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
+				   "method not allowed: this page answers GET and HEAD",
+				   "GET, HEAD", false);
+	if (status_page) {
+		ret = check_auth(h, conn, &ok);
+		if (!ok)
+			return ret;
+	}
+	pthread_mutex_lock(&h->lock);
+	if (status_page ? !h->html : !h->metrics)
+		ret = reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
+				  "starting: nothing rendered yet, retry in a second", NULL, false);
+	else if (status_page)
+		ret = reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", h->html, h->html_len,
+			    NULL, false);
+	else
+		ret = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+			    h->metrics, h->metrics_len, NULL, false);
+	pthread_mutex_unlock(&h->lock);
+	return ret;
+}
+
+static int listen_socket(const char *host, int port)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	int fd, one = 1;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (getaddrinfo(*host && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai) != 0 ||
+	    !ai) {
+		log_error("status page: cannot resolve listen address %s", host);
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
+		log_error("status page: cannot listen on %s:%d: %s", host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+static void http_free(struct proxy_http *h)
+{
+	free(h->username);
+	free(h->password);
+	free(h->html);
+	free(h->metrics);
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
+int proxy_http_start(const struct proxy_config *cfg, struct proxy_http **out)
+{
+	struct proxy_http *h;
+	int fd;
+
+	*out = NULL;
+	if (!cfg->http_port)
+		return PGW_OK;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return PGW_ENOMEM;
+	pthread_mutex_init(&h->lock, NULL);
+	if (cfg->http_username && *cfg->http_username && cfg->http_password &&
+	    *cfg->http_password) {
+		h->username = strdup(cfg->http_username);
+		h->password = strdup(cfg->http_password);
+		if (!h->username || !h->password) {
+			http_free(h);
+			return PGW_ENOMEM;
+		}
+	} else {
+		log_warning("status page: http_username and http_password are not set in [proxy]: "
+			    "/ answers 403 (/metrics is served)");
+	}
+	fd = listen_socket(cfg->listen_host, cfg->http_port);
+	if (fd < 0) {
+		http_free(h);
+		return PGW_ERR;
+	}
+	/* One thread polls every connection: a request only copies a rendered document. */
+	h->daemon = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+	    handle, h, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)HTTP_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+	    MHD_OPTION_END);
+	if (!h->daemon) {
+		log_error("status page: cannot start the HTTP server on %s:%d", cfg->listen_host,
+			  cfg->http_port);
+		close(fd);
+		http_free(h);
+		return PGW_ERR;
+	}
+	log_info("status page and /metrics on http://%s:%d/", cfg->listen_host, cfg->http_port);
+	*out = h;
+	return PGW_OK;
+}
+
+void proxy_http_stop(struct proxy_http *h)
+{
+	if (!h)
+		return;
+	MHD_stop_daemon(h->daemon);
+	http_free(h);
+}

@@ -1,0 +1,217 @@
+"""pgwarden proxy's HTTP port: the status page behind basic auth, and /metrics in
+Prometheus text format (served without auth: counters and names only)."""
+import base64
+import json
+import os
+import re
+import secrets
+import signal
+import urllib.error
+import urllib.request
+
+import psycopg2
+import pytest
+
+from conftest import wait_for
+
+
+def get(cluster, path, auth=None, method="GET"):
+    """Returns (status, headers, body text); never raises on HTTP errors."""
+    headers = {}
+    if auth:
+        token = base64.b64encode(("%s:%s" % auth).encode()).decode()
+        headers["Authorization"] = "Basic " + token
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (cluster.proxy_port + 3, path),
+                                 method=method, headers=headers,
+                                 data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            return resp.status, resp.headers, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers, err.read().decode()
+
+
+def error_reason(body):
+    doc = json.loads(body)
+    assert isinstance(doc.get("error"), str) and doc["error"], body
+    return doc["error"]
+
+
+# -- a small parser of the text exposition format --------------------------------------
+METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+SAMPLE = re.compile(r"^(%s)(?:\{(.*)\})? (\S+)$" % METRIC_NAME)
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value}; asserts the format along the way."""
+    types, samples = {}, {}
+    assert text.endswith("\n")
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            assert re.fullmatch(METRIC_NAME, name), line
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            assert name not in types, "two # TYPE lines for %s" % name
+            types[name] = kind
+            continue
+        if line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, "not a sample line: %r" % line
+        name, label_text, value = m.groups()
+        labels = {}
+        pos = 0
+        while label_text and pos < len(label_text):
+            lm = LABEL.match(label_text, pos)
+            assert lm, "bad labels in %r" % line
+            labels[lm.group(1)] = re.sub(r"\\(.)", lambda e: {"n": "\n"}.get(e.group(1),
+                                                                              e.group(1)),
+                                         lm.group(2))
+            pos = lm.end()
+        value = float(value)  # raises on anything that is not a number
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in types else name
+        assert family in types, "%s has no # TYPE line before it" % name
+        if types[family] == "counter":
+            assert value >= 0, line
+        key = (name, frozenset(labels.items()))
+        assert key not in samples, "duplicate sample %r" % line
+        samples[key] = value
+    return samples
+
+
+def metrics(cluster):
+    code, headers, body = get(cluster, "/metrics")
+    assert code == 200, body
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return parse_metrics(body)
+
+
+def sample(samples, name, **labels):
+    """The value of the sample whose labels include `labels`; None when absent."""
+    found = [v for (n, ls), v in samples.items()
+             if n == name and set(labels.items()) <= set(ls)]
+    assert len(found) <= 1, "several %s samples match %r" % (name, labels)
+    return found[0] if found else None
+
+
+def run_queries(cluster, n):
+    conn = psycopg2.connect(cluster.proxy_dsn())
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            for _ in range(n):
+                cur.execute("SELECT 1")
+    finally:
+        conn.close()
+
+
+def restart_proxy(cluster, extra_ini):
+    """Appends to proxy.ini (its last section is [proxy]) and restarts the proxy."""
+    with open(os.path.join(cluster.dir, "proxy", "proxy.ini"), "a") as f:
+        f.write(extra_ini)
+    cluster.kill(cluster.proxy_pid(), signal.SIGTERM)
+    wait_for("the proxy to stop", lambda: cluster.proxy_pid() is None, 20)
+    cluster.up()
+
+
+# -- tests -----------------------------------------------------------------------------
+def test_status_page_needs_credentials(cluster):
+    leader = "node%d" % (cluster.leader() + 1)
+    # Without http_username / http_password: never served, and says what to set.
+    code, _, body = get(cluster, "/")
+    assert code == 403
+    assert "http_username" in error_reason(body)
+    assert get(cluster, "/", auth=("admin", "x"))[0] == 403
+
+    password = secrets.token_hex(12)
+    restart_proxy(cluster, "http_username = admin\nhttp_password = %s\n" % password)
+    wait_for("the proxy's HTTP port", lambda: get(cluster, "/metrics")[0] == 200, 20)
+    for auth in (None, ("admin", "wrong"), ("nobody", password), ("admin", "")):
+        code, headers, body = get(cluster, "/", auth=auth)
+        assert code == 401, (auth, code, body)
+        assert headers["WWW-Authenticate"].startswith("Basic realm=")
+        error_reason(body)
+    assert get(cluster, "/status")[0] == 401
+
+    auth = ("admin", password)
+    run_queries(cluster, 3)
+    # A database name with markup: the page escapes it.
+    with pytest.raises(psycopg2.Error):
+        psycopg2.connect(cluster.proxy_dsn(dbname="'x<b>\"&y'")).close()
+
+    def page():
+        code, headers, body = get(cluster, "/", auth=auth)
+        assert code == 200, body
+        assert headers["Content-Type"].startswith("text/html")
+        ok = ("<td>postgres</td><td>postgres</td><td>transaction</td>" in body
+              and "x&lt;b&gt;&quot;&amp;y" in body)
+        return body if ok else None
+    body = wait_for("the pools on the status page", page, 10)
+    assert "x<b>" not in body
+    assert '<meta http-equiv="refresh" content="5">' in body
+    assert "routed to %s" % leader in body
+    assert "<td>%s (127.0.0.1:" % leader in body
+    for i in range(cluster.N):
+        assert "<td>node%d</td><td>127.0.0.1:%d</td>" % (i + 1, cluster.pg_port + i) in body
+    assert "max_client_conn" in body and "uptime" in body
+    code, _, status_body = get(cluster, "/status", auth=auth)
+    assert code == 200 and "routed to %s" % leader in status_body
+    assert password not in body
+
+
+def test_metrics(cluster):
+    leader = "node%d" % (cluster.leader() + 1)
+    m = wait_for("writes routed in /metrics",
+                 lambda: (lambda s: s if sample(s, "pgwarden_proxy_routing_writes") == 1
+                          else None)(metrics(cluster)), 20)
+    assert sample(m, "pgwarden_proxy_up") == 1
+    assert sample(m, "pgwarden_proxy_etcd_up") == 1
+    assert 0 <= sample(m, "pgwarden_proxy_etcd_last_confirmed_seconds") < 5
+    assert sample(m, "pgwarden_proxy_leader_info", member=leader) == 1
+    assert len([k for k in m if k[0] == "pgwarden_proxy_leader_info"]) == 1
+    for i in range(cluster.N):
+        name = "node%d" % (i + 1)
+        role = "leader" if name == leader else "replica"
+        assert sample(m, "pgwarden_proxy_members", member=name, role=role) == 1
+    assert sample(m, "pgwarden_proxy_replica_healthy", member=leader) is None
+    assert sample(m, "pgwarden_proxy_paused") == 0
+    assert sample(m, "pgwarden_proxy_max_client_conn") > 0
+    assert sample(m, "pgwarden_proxy_uptime_seconds") > 0
+
+    def xacts(s):
+        return sample(s, "pgwarden_proxy_transactions_total", database="postgres",
+                      user="postgres", mode="transaction") or 0
+    before = xacts(m)
+    run_queries(cluster, 5)
+    m = wait_for("the queries counted in /metrics",
+                 lambda: (lambda s: s if xacts(s) >= before + 5 else None)(metrics(cluster)),
+                 10)
+    pool = dict(database="postgres", user="postgres", mode="transaction", port="pooled")
+    assert sample(m, "pgwarden_proxy_queries_total", **pool) >= 5
+    assert sample(m, "pgwarden_proxy_client_logins_total", **pool) >= 1
+    assert sample(m, "pgwarden_proxy_server_assignments_total", **pool) >= 5
+    assert sample(m, "pgwarden_proxy_received_bytes_total", **pool) > 0
+    assert sample(m, "pgwarden_proxy_sent_bytes_total", **pool) > 0
+    assert sample(m, "pgwarden_proxy_transaction_seconds_total", **pool) >= 0
+    assert sample(m, "pgwarden_proxy_pool_sv_idle", **pool) >= 1
+    assert sample(m, "pgwarden_proxy_servers", state="idle", **pool) >= 1
+    assert sample(m, "pgwarden_proxy_pool_cl_waiting", **pool) == 0
+    assert sample(m, "pgwarden_proxy_pool_maxwait_seconds", **pool) == 0
+    assert sample(m, "pgwarden_proxy_leader_changes_total") >= 1
+
+    # A label value with a quote and a backslash is escaped, and the document still parses.
+    with pytest.raises(psycopg2.Error):
+        psycopg2.connect(cluster.proxy_dsn(dbname="'q\"\\\\z'")).close()
+    m = wait_for("the odd pool in /metrics",
+                 lambda: (lambda s: s if sample(s, "pgwarden_proxy_client_logins_total",
+                                                database='q"\\z') else None)(metrics(cluster)),
+                 10)
+
+    code, headers, body = get(cluster, "/nope")
+    assert code == 404 and headers["Content-Type"] == "application/json"
+    assert "/metrics" in error_reason(body)
+    code, headers, body = get(cluster, "/metrics", method="POST")
+    assert code == 405 and "GET" in headers["Allow"]
+    error_reason(body)
+    assert get(cluster, "/", method="DELETE")[0] == 405
