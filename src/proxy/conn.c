@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "proxy/admin.h"
+#include "proxy/authq.h"
 #include "proxy/proxy_int.h"
 
 #include <openssl/err.h>
@@ -1252,7 +1253,6 @@ static void client_close(struct proxy_client *c, const char *why)
 	c->scram = NULL;
 }
 
-
 void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 {
 	struct proxy *p = io->owner;
@@ -1505,7 +1505,7 @@ static void client_password(struct proxy_client *c, const uint8_t *body, size_t 
 
 	if (!u)
 		goto bad;
-	if (strcasecmp(P->cfg.auth_type, "md5") == 0) {
+	if (c->auth_md5) {
 		char want[36];
 
 		if (!u->has_md5 || len < 1 || body[len - 1] != '\0')
@@ -1562,6 +1562,84 @@ static void client_password(struct proxy_client *c, const uint8_t *body, size_t 
 	}
 bad:
 	client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+}
+
+/* Asks the client for its password: SCRAM, or MD5 when that is all we know (or want). */
+static void client_challenge(struct proxy_client *c)
+{
+	struct proxy_user *u = proxy_userlist_find(&P->users, c->user);
+	struct cmn_buf b = {0};
+
+	c->auth_step = 1;
+	c->auth_md5 =
+	    u && (!u->has_scram || (strcasecmp(P->cfg.auth_type, "md5") == 0 && u->has_md5));
+	if (c->auth_md5) {
+		if (pgp_random(c->md5_salt, sizeof(c->md5_salt)) == PGW_OK &&
+		    pgp_put_auth(&b, PGP_AUTH_MD5, c->md5_salt, 4) == PGW_OK)
+			(void)client_send(c, &b);
+	} else if (pgp_put_auth_sasl(&b, PGP_SCRAM_MECHANISM) == PGW_OK) {
+		(void)client_send(c, &b);
+	}
+	cmn_buf_free(&b);
+}
+
+/* The user is not in the auth file: ask the primary (auth_user, auth_query). */
+static void auth_query_start(struct proxy_client *c)
+{
+	struct proxy_user *au = proxy_userlist_find(&P->users, P->cfg.auth_user);
+
+	if (!au || !au->password) {
+		log_error("auth_user %s needs a plaintext password in the auth file",
+			  P->cfg.auth_user);
+		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		return;
+	}
+	if (!P->routing_writes) {
+		client_fatal(c, "57P03", "no primary to look up user \"%s\" (auth_query)", c->user);
+		return;
+	}
+	if (!P->authq && proxy_authq_start(P->loop, &P->authq) != PGW_OK) {
+		client_fatal(c, "58000", "cannot start the auth_query worker");
+		return;
+	}
+	if (proxy_authq_request(P->authq, c->id, c->user,
+				P->cfg.auth_dbname ? P->cfg.auth_dbname : c->database,
+				P->leader_host, P->leader_port, au->name, au->password,
+				P->cfg.auth_query) != PGW_OK) {
+		client_fatal(c, "53200", "out of memory");
+		return;
+	}
+	c->auth_step = 9; /* waiting for the answer */
+}
+
+/* Answers of auth_query (loop thread, after a wake-up). */
+static void auth_query_answers(void)
+{
+	struct proxy_authq_result r;
+
+	while (P->authq && proxy_authq_take(P->authq, &r)) {
+		struct proxy_client *c;
+
+		TAILQ_FOREACH(c, &P->login_clients, entry)
+		if (c->id == r.client_id)
+			break;
+		if (!c || c->auth_step != 9)
+			continue; /* the client left meanwhile */
+		if (r.error[0]) {
+			log_warning("%s", r.error);
+			client_fatal(c, "08006", "cannot look up user \"%s\": auth_query failed",
+				     c->user);
+			continue;
+		}
+		if (!r.found)
+			log_info("auth_query: no user \"%s\" on the primary", r.user);
+		if (!r.found || proxy_userlist_set(&P->users, r.user, r.secret) != PGW_OK) {
+			client_fatal(c, "28P01", "password authentication failed for user \"%s\"",
+				     c->user);
+			continue;
+		}
+		client_challenge(c);
+	}
 }
 
 static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t len)
@@ -1647,20 +1725,19 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		client_logged_in(c);
 		return;
 	}
-	if (!proxy_userlist_find(&P->users, c->user)) {
-		cmn_buf_free(&b);
-		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+	cmn_buf_free(&b);
+	struct proxy_user *u = proxy_userlist_find(&P->users, c->user);
+
+	/* Users learned from auth_query are asked again: their password may have changed. */
+	if (!u || u->dynamic) {
+		if (P->cfg.auth_user && *P->cfg.auth_user)
+			auth_query_start(c);
+		else
+			client_fatal(c, "28P01", "password authentication failed for user \"%s\"",
+				     c->user);
 		return;
 	}
-	c->auth_step = 1;
-	if (strcasecmp(P->cfg.auth_type, "md5") == 0) {
-		if (pgp_random(c->md5_salt, sizeof(c->md5_salt)) == PGW_OK &&
-		    pgp_put_auth(&b, PGP_AUTH_MD5, c->md5_salt, 4) == PGW_OK)
-			(void)client_send(c, &b);
-	} else if (pgp_put_auth_sasl(&b, PGP_SCRAM_MECHANISM) == PGW_OK) {
-		(void)client_send(c, &b);
-	}
-	cmn_buf_free(&b);
+	client_challenge(c);
 }
 
 /*
@@ -1812,6 +1889,7 @@ void proxy_topology_changed(struct proxy *p)
 	bool route;
 
 	P = p;
+	auth_query_answers();
 	proxy_topology_get(p->topo_watch, &p->topo);
 	/* Fail closed: without etcd, the last leader only while its lease may be valid. */
 	route = p->topo.has_leader && now - p->topo.confirmed_ms <= p->cfg.ttl_ms;
@@ -1950,6 +2028,8 @@ void proxy_close_all(struct proxy *p)
 		close_pool_servers(pool, "shutting down");
 	}
 	proxy_free_dead(p);
+	proxy_authq_stop(p->authq);
+	p->authq = NULL;
 	while ((pool = TAILQ_FIRST(&p->pools))) {
 		TAILQ_REMOVE(&p->pools, pool, entry);
 		free(pool->welcome);

@@ -93,6 +93,7 @@ struct proxy_client {
 	bool welcomed;	    /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
 	SSL *ssl;	    /* TLS with the client (NULL: clear text) */
 	bool tls_handshake; /* SSL_accept not finished */
+	bool auth_md5;	    /* the password exchange is MD5 (else SCRAM) */
 	int64_t last_io_ms; /* last bytes from the client */
 };
 
@@ -162,6 +163,7 @@ struct proxy {
 	struct cmn_io listeners[PROXY_PORT_COUNT];
 	struct proxy_topo_watch *topo_watch;
 	struct proxy_tls tls;
+	struct proxy_authq *authq; /* started at the first auth_query */
 	struct proxy_topology topo;
 	bool routing_writes; /* a leader we may send writes to */
 	uint64_t leader_generation;

@@ -30,6 +30,9 @@ struct proxy_config {
 	int http_port;	  /* status page and /metrics (7000) */
 	char *auth_type;  /* scram-sha-256, md5, trust */
 	char *auth_file;  /* userlist.txt: "user" "password or verifier" */
+	char *auth_user;  /* looks up users missing from auth_file with auth_query */
+	char *auth_query;
+	char *auth_dbname;
 	char *admin_users;
 	char *stats_users;
 	char *http_username;

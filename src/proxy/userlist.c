@@ -116,6 +116,35 @@ int proxy_userlist_load(const char *path, struct proxy_userlist *out, char *err,
 	return rc;
 }
 
+int proxy_userlist_set(struct proxy_userlist *l, const char *name, const char *secret)
+{
+	struct proxy_user *u = proxy_userlist_find(l, name);
+
+	if (u) {
+		/* Same secret: keep what logins taught us (the SCRAM ClientKey). */
+		if ((u->has_scram && strncmp(secret, "SCRAM-SHA-256$", 14) == 0 && !u->password) ||
+		    (u->has_md5 && !u->has_scram && strcmp(u->md5, secret) == 0)) {
+			struct pgp_scram_secret s;
+
+			if (!u->has_scram || (pgp_scram_secret_parse(secret, &s) == PGW_OK &&
+					      memcmp(&s, &u->scram, sizeof(s)) == 0))
+				return PGW_OK;
+		}
+		if (u->password) {
+			memset(u->password, 0, strlen(u->password));
+			free(u->password);
+		}
+		/* Take it out: add_user appends the new version. */
+		memmove(u, u + 1, (size_t)((l->users + l->n) - (u + 1)) * sizeof(*u));
+		l->n--;
+	}
+	int rc = add_user(l, name, secret);
+
+	if (rc == PGW_OK)
+		l->users[l->n - 1].dynamic = true;
+	return rc;
+}
+
 struct proxy_user *proxy_userlist_find(struct proxy_userlist *l, const char *name)
 {
 	for (size_t i = 0; i < l->n; i++)

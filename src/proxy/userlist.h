@@ -23,6 +23,7 @@ struct proxy_user {
 	struct pgp_scram_secret scram;
 	/* ClientKey learned from a client's SCRAM login: logs in to the servers when
 	 * there is no plaintext password (the verifier must be the server's). */
+	bool dynamic; /* from auth_query: asked again at each login */
 	bool has_client_key;
 	uint8_t client_key[PGP_SCRAM_KEY_LEN];
 };
@@ -36,6 +37,8 @@ struct proxy_userlist {
 int proxy_userlist_load(const char *path, struct proxy_userlist *out, char *err,
 			size_t err_size) PGW_WUR;
 struct proxy_user *proxy_userlist_find(struct proxy_userlist *l, const char *name);
+/* Adds name, or replaces its secret (auth_query answers). */
+int proxy_userlist_set(struct proxy_userlist *l, const char *name, const char *secret) PGW_WUR;
 void proxy_userlist_free(struct proxy_userlist *l);
 
 #endif

@@ -204,6 +204,15 @@ class Cluster:
         params.update(extra)
         return " ".join("%s=%s" % kv for kv in params.items())
 
+    def restart_proxy(self, extra_config=""):
+        """Appends lines to proxy.ini, stops the proxy (SIGTERM) and starts it again."""
+        if extra_config:
+            with open(os.path.join(self.dir, "proxy/proxy.ini"), "a") as f:
+                f.write(extra_config)
+        self.kill(self.proxy_pid(), signal.SIGTERM)
+        wait_for("the proxy to stop", lambda: self.proxy_pid() is None, 30)
+        self.up()
+
     def proxy_log(self):
         with open(os.path.join(self.dir, "proxy/proxy.log")) as f:
             return f.read()

@@ -337,3 +337,24 @@ def test_admin_console(cluster):
     assert err["C"] == "08P01" and "extended query protocol" in err["M"]
     s.close()
     conn.close()
+
+
+def test_auth_query_for_users_not_in_the_auth_file(cluster):
+    leader = cluster.leader()
+    cluster.query(leader, "CREATE ROLE app LOGIN PASSWORD 'app-secret'")
+    cluster.query(leader, "GRANT ALL ON t TO app")
+    cluster.restart_proxy("auth_user = postgres\nlog_level = debug\n")
+    conn = proxy_conn(cluster, user="app", password="app-secret", passfile="/dev/null")
+    assert one(conn, "SELECT current_user") == "app"
+    one(conn, "INSERT INTO t (id) VALUES (4242)")  # the server login went through as app
+    conn.close()
+    for user, password in (("app", "wrong"), ("ghost", "x")):
+        s = pgwire.connect(cluster.proxy_port)
+        err = pgwire.scram_login(s, user, password)
+        s.close()
+        assert err and err["C"] == "28P01", (user, err)
+    # A new password on the server is seen at the next login.
+    cluster.query(leader, "ALTER ROLE app PASSWORD 'changed'")
+    conn = proxy_conn(cluster, user="app", password="changed", passfile="/dev/null")
+    assert one(conn, "SELECT count(*) FROM t WHERE id = 4242") == 1
+    conn.close()
