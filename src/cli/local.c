@@ -878,7 +878,7 @@ int cli_down(int argc, char **argv)
 		char pidf[PATH_MAX + 32];
 
 		snprintf(pidf, sizeof(pidf), "%s/proxy/proxy.pid", l.dir);
-		stop_pid("the proxy", running_pid(pidf, " proxy -c "), 30000);
+		stop_pid("the proxy", running_pid(pidf, " proxy -c "), 45000);
 	}
 	/* Replicas first, the leader last: no failover while shutting down. */
 	for (int i = 0; i < N_NODES; i++) {

@@ -1430,6 +1430,31 @@ static void admin_input(struct proxy_client *c)
 	}
 }
 
+int proxy_active_servers(struct proxy *p)
+{
+	struct proxy_pool *pool;
+	struct proxy_server *s;
+	int n = 0;
+
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	TAILQ_FOREACH(s, &pool->active, entry)
+	n++;
+	return n;
+}
+
+void proxy_apply_pool_sizes(struct proxy *p)
+{
+	struct proxy_pool *pool;
+
+	P = p;
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		pool->pool_size =
+		    pool->transaction_mode ? p->cfg.default_pool_size : p->cfg.session_pool_size;
+		pool_dispatch(pool);
+	}
+}
+
 void proxy_pause(struct proxy *p, bool pause)
 {
 	struct proxy_pool *pool;

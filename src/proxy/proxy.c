@@ -19,8 +19,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SCRATCH_SIZE	(64 * 1024)
-#define HTTP_PUBLISH_MS 1000 /* the status page and /metrics are this fresh */
+#define SCRATCH_SIZE	 (64 * 1024)
+#define SHUTDOWN_DRAIN_S 30   /* SIGTERM: how long transactions in flight may take */
+#define HTTP_PUBLISH_MS	 1000 /* the status page and /metrics are this fresh */
 
 static struct proxy *the_proxy;
 static volatile sig_atomic_t stop_requested, reload_requested;
@@ -36,7 +37,7 @@ static void on_signal(int sig)
 	if (sig == SIGHUP)
 		reload_requested = 1;
 	else
-		stop_requested = 1;
+		stop_requested = stop_requested + 1 + (sig == SIGINT); /* SIGINT: at once */
 	if (the_proxy && the_proxy->loop)
 		cmn_loop_wake(the_proxy->loop);
 }
@@ -68,11 +69,76 @@ static int listen_on(const char *host, int port)
 	return fd;
 }
 
+#define SWAP_STR(field)                     \
+	do {                                \
+		char *tmp_ = p->cfg.field;  \
+		p->cfg.field = fresh.field; \
+		fresh.field = tmp_;         \
+	} while (0)
+
+/*
+ * Re-reads proxy.ini: pool sizes, limits, timeouts, users and authentication take
+ * effect at once without dropping anyone; the ports, the listen address, the
+ * cluster, etcd and TLS need a restart (said in the log).
+ */
+static int reload_config(struct proxy *p)
+{
+	struct proxy_config fresh;
+	char err[1024];
+	enum cmn_log_level level;
+
+	if (!p->config_path)
+		return PGW_OK;
+	if (proxy_config_load(p->config_path, &fresh, err, sizeof(err)) != PGW_OK) {
+		log_error("reload: %s (keeping the configuration loaded before)", err);
+		return PGW_EINVAL;
+	}
+	if (fresh.pooled_port != p->cfg.pooled_port || fresh.primary_port != p->cfg.primary_port ||
+	    fresh.replica_port != p->cfg.replica_port || fresh.http_port != p->cfg.http_port ||
+	    strcmp(fresh.listen_host, p->cfg.listen_host) != 0 ||
+	    strcmp(fresh.cluster_name, p->cfg.cluster_name) != 0 ||
+	    strcmp(fresh.etcd_endpoints, p->cfg.etcd_endpoints) != 0 ||
+	    strcmp(fresh.client_tls_sslmode, p->cfg.client_tls_sslmode) != 0 ||
+	    strcmp(fresh.server_tls_sslmode, p->cfg.server_tls_sslmode) != 0)
+		log_warning("reload: ports, listen, cluster, etcd and TLS settings change only at "
+			    "a restart of the proxy");
+	p->cfg.max_client_conn = fresh.max_client_conn;
+	p->cfg.default_pool_size = fresh.default_pool_size;
+	p->cfg.reserve_pool_size = fresh.reserve_pool_size;
+	p->cfg.session_pool_size = fresh.session_pool_size;
+	p->cfg.query_wait_timeout_ms = fresh.query_wait_timeout_ms;
+	p->cfg.client_login_timeout_ms = fresh.client_login_timeout_ms;
+	p->cfg.server_idle_timeout_ms = fresh.server_idle_timeout_ms;
+	p->cfg.server_connect_timeout_ms = fresh.server_connect_timeout_ms;
+	p->cfg.idle_transaction_timeout_ms = fresh.idle_transaction_timeout_ms;
+	p->cfg.max_packet_size = fresh.max_packet_size;
+	p->cfg.max_replica_lag = fresh.max_replica_lag;
+	p->cfg.replica_fallback_primary = fresh.replica_fallback_primary;
+	p->cfg.ttl_ms = fresh.ttl_ms;
+	SWAP_STR(auth_type);
+	SWAP_STR(auth_file);
+	SWAP_STR(auth_user);
+	SWAP_STR(auth_query);
+	SWAP_STR(auth_dbname);
+	SWAP_STR(admin_users);
+	SWAP_STR(stats_users);
+	SWAP_STR(server_reset_query);
+	SWAP_STR(log_level);
+	if (cmn_log_parse_level(p->cfg.log_level, &level) == PGW_OK)
+		cmn_log_set_level(level);
+	proxy_config_free(&fresh);
+	proxy_apply_pool_sizes(p);
+	log_info("reloaded %s", p->config_path);
+	return PGW_OK;
+}
+
 int proxy_reload(struct proxy *p)
 {
 	struct proxy_userlist fresh;
 	char err[512];
 
+	if (reload_config(p) != PGW_OK)
+		return PGW_EINVAL;
 	if (!p->cfg.auth_file)
 		return PGW_OK;
 	if (proxy_userlist_load(p->cfg.auth_file, &fresh, err, sizeof(err)) != PGW_OK) {
@@ -121,8 +187,24 @@ static void on_woken(struct cmn_loop *l, void *arg)
 {
 	struct proxy *p = arg;
 
-	if (stop_requested) {
-		cmn_loop_stop(l);
+	if (stop_requested == 1 && !p->shutting_down) {
+		/* SIGTERM: drain. No new clients; transactions running end, then we go. */
+		log_info("SIGTERM: draining (no new connections; waiting up to %d s for "
+			 "transactions in flight)",
+			 SHUTDOWN_DRAIN_S);
+		p->shutting_down = true;
+		p->drain_deadline_ms = cmn_now_ms() + SHUTDOWN_DRAIN_S * 1000;
+		for (int i = 0; i < PROXY_PORT_COUNT; i++) {
+			if (p->listeners[i].fd >= 0) {
+				int fd = p->listeners[i].fd;
+
+				cmn_io_del(p->loop, &p->listeners[i]);
+				close(fd);
+			}
+		}
+		proxy_pause(p, true);
+	} else if (stop_requested > 1) {
+		cmn_loop_stop(l); /* a second signal: at once */
 		return;
 	}
 	if (reload_requested) {
@@ -136,8 +218,14 @@ static void on_woken(struct cmn_loop *l, void *arg)
 
 static void on_tick(struct cmn_loop *l, void *arg)
 {
-	(void)l;
+	struct proxy *p = arg;
+
 	proxy_tick(arg);
+	if (p->shutting_down &&
+	    (proxy_active_servers(p) == 0 || cmn_now_ms() >= p->drain_deadline_ms)) {
+		cmn_loop_stop(l);
+		return;
+	}
 	if (cmn_now_ms() - http_published_ms >= HTTP_PUBLISH_MS)
 		http_publish(arg, false);
 }

@@ -183,6 +183,7 @@ struct proxy {
 	bool shutting_down;
 	uint64_t leader_changes;
 	int64_t started_ms;
+	int64_t drain_deadline_ms; /* SIGTERM: stop by then at the latest */
 };
 
 /* conn.c */
@@ -191,6 +192,10 @@ void proxy_tick(struct proxy *p);
 void proxy_free_dead(struct proxy *p);
 void proxy_topology_changed(struct proxy *p);
 void proxy_close_all(struct proxy *p);
+/* Server connections running a transaction or request (all pools). */
+int proxy_active_servers(struct proxy *p);
+/* After a reload: pools take the new pool sizes. */
+void proxy_apply_pool_sizes(struct proxy *p);
 /* PAUSE / RESUME: no client gets a server while paused. */
 void proxy_pause(struct proxy *p, bool pause);
 /* proxy.c: re-reads the auth file (RELOAD, SIGHUP). */

@@ -358,3 +358,34 @@ def test_auth_query_for_users_not_in_the_auth_file(cluster):
     conn = proxy_conn(cluster, user="app", password="changed", passfile="/dev/null")
     assert one(conn, "SELECT count(*) FROM t WHERE id = 4242") == 1
     conn.close()
+
+
+def test_reload_keeps_clients_and_sigterm_drains(cluster):
+    conn = proxy_conn(cluster)
+    assert one(conn, "SELECT 1") == 1
+    with open(os.path.join(cluster.dir, "proxy/proxy.ini"), "a") as f:
+        f.write("default_pool_size = 7\nquery_wait_timeout = 33s\n")
+    assert admin(cluster, "RELOAD")[1] == "RELOAD"
+    config = {r[0]: r[1] for r in admin(cluster, "SHOW CONFIG")[1]}
+    assert config["default_pool_size"] == "7" and config["query_wait_timeout"] == "33000"
+    assert one(conn, "SELECT 2") == 2  # the same client connection, still served
+    # SIGTERM: a transaction in flight finishes; then the proxy exits.
+    one(conn, "BEGIN")
+    one(conn, "INSERT INTO t (id) VALUES (9191)")
+    pid = cluster.proxy_pid()
+    cluster.kill(pid, 15)
+    wait_for("the listeners closed", lambda: _refused(cluster), 10)
+    assert cluster.proxy_pid() == pid  # still draining
+    one(conn, "COMMIT")
+    wait_for("the proxy to exit", lambda: cluster.proxy_pid() is None, 15)
+    leader = cluster.leader()
+    assert cluster.query(leader, "SELECT count(*) FROM t WHERE id = 9191")[0][0] == 1
+    assert "SIGTERM: draining" in cluster.proxy_log()
+
+
+def _refused(cluster):
+    try:
+        proxy_conn(cluster).close()
+        return False
+    except psycopg2.OperationalError:
+        return True
