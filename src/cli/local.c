@@ -236,6 +236,7 @@ static int spawn_logged(const struct layout *l, const char *const *argv, const c
 static int write_proxy_config(const struct layout *l)
 {
 	char dir[PATH_MAX + 16], path[PATH_MAX + 32], eps[512], text[4096], ini[PATH_MAX + 32];
+	char http_pw[25];
 	char *node, *pw, *end;
 	struct stat st;
 
@@ -264,6 +265,7 @@ static int write_proxy_config(const struct layout *l)
 		return -1;
 	own(l, path);
 	etcd_endpoints(l, eps, sizeof(eps));
+	random_password(http_pw, sizeof(http_pw));
 	snprintf(text, sizeof(text),
 		 "# Written by pgwarden up. Every key can be overridden by\n"
 		 "# PGWARDEN_<SECTION>_<KEY> in the proxy's environment.\n"
@@ -282,9 +284,11 @@ static int write_proxy_config(const struct layout *l)
 		 "auth_type = scram-sha-256\n"
 		 "auth_file = %s/userlist.txt\n"
 		 "admin_users = postgres\n"
-		 "default_pool_size = 20\n",
+		 "default_pool_size = 20\n"
+		 "http_username = admin\n"
+		 "http_password = %s\n",
 		 l->cluster, eps, l->proxy_ports[0], l->proxy_ports[1], l->proxy_ports[2],
-		 l->proxy_ports[3], dir);
+		 l->proxy_ports[3], dir, http_pw);
 	snprintf(path, sizeof(path), "%s/proxy.ini", dir);
 	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
 		return -1;
@@ -792,6 +796,12 @@ int cli_up(int argc, char **argv)
 	printf("  replica:     psql 'postgresql://postgres@127.0.0.1:%d/postgres'   (proxy, "
 	       "session on a replica)\n",
 	       l.proxy_ports[2]);
+	printf("Proxy status:  http://127.0.0.1:%d/ (user admin, password in %s/proxy/proxy.ini), "
+	       "metrics on /metrics\n",
+	       l.proxy_ports[3], l.dir);
+	printf("Admin console: psql 'postgresql://postgres@127.0.0.1:%d/pgbouncer' (SHOW POOLS, "
+	       "...)\n",
+	       l.proxy_ports[0]);
 	printf("REST API:      http://127.0.0.1:%d/cluster (nodes on :%d-%d)\n", l.api_port,
 	       l.api_port, l.api_port + N_NODES - 1);
 	printf("etcd:          %s\n", eps);
