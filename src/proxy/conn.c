@@ -389,9 +389,21 @@ static void send_cancel(const struct proxy_server *s)
 		struct timeval tv = {.tv_sec = 1};
 
 		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    pgp_put_cancel(&b, s->be_pid, s->be_key) == PGW_OK)
-			(void)send(fd, b.data, b.len, MSG_NOSIGNAL);
+		    pgp_put_cancel(&b, s->be_pid, s->be_key) == PGW_OK &&
+		    send(fd, b.data, b.len, MSG_NOSIGNAL) == (ssize_t)b.len) {
+			char sink;
+
+			/*
+			 * PostgreSQL closes the cancel connection once it has signalled the
+			 * backend. Until then the loop does nothing else, so s cannot be
+			 * handed to another client whose query the signal would cancel; a
+			 * signal reaching an idle backend is ignored by PostgreSQL.
+			 */
+			while (recv(fd, &sink, 1, 0) > 0)
+				;
+		}
 		close(fd);
 	}
 	cmn_buf_free(&b);
