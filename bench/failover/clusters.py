@@ -30,10 +30,12 @@ N = 3
 class PgwardenCluster:
     system = "pgwarden"
 
-    def __init__(self, binary, base, etcd_port=22379, pg_port=25432, api_port=28008):
+    def __init__(self, binary, base, etcd_port=22379, pg_port=25432, api_port=28008,
+                 proxy_port=24532):
         self.binary = binary
         self.dir = os.path.join(base, "pgwarden")
         self.etcd_port, self.pg_port, self.api_port = etcd_port, pg_port, api_port
+        self.proxy_port = proxy_port  # the proxy on 24532..24535, away from 6432 and others
         self.pg_ports = [pg_port + i for i in range(N)]
         self.api_ports = [api_port + i for i in range(N)]
         self.etcd_ports = [etcd_port + 100 * i for i in range(N)]
@@ -49,6 +51,7 @@ class PgwardenCluster:
     def _up(self, timeout, quiet_log):
         cmd = [self.binary, "up", "--dir", self.dir, "--etcd-port", str(self.etcd_port),
                "--pg-port", str(self.pg_port), "--api-port", str(self.api_port),
+               "--proxy-port", str(self.proxy_port),
                "--cluster", "bench", "--timeout", str(int(timeout))]
         with open(quiet_log, "ab") as out:
             return subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
