@@ -480,7 +480,7 @@ static void server_release(struct proxy_server *s)
 		if (c->state == PROXY_CL_ACTIVE)
 			client_set_state(c, PROXY_CL_IDLE);
 		pool->stats.xact_count++;
-		pool->stats.xact_time_us += (uint64_t)(cmn_now_ms() - c->active_ms) * 1000;
+		pool->stats.xact_time_us += (uint64_t)(cmn_now_us() - c->active_us);
 	}
 	if (s->close_after || s->generation != pool->generation) {
 		server_close(s, "its target changed");
@@ -1137,7 +1137,6 @@ static void client_welcome(struct proxy_client *c)
 static void link_client(struct proxy_client *c, struct proxy_server *s)
 {
 	struct proxy_pool *pool = c->pool;
-	int64_t now = cmn_now_ms();
 
 	c->server = s;
 	s->client = c;
@@ -1149,10 +1148,11 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 	client_set_state(c, PROXY_CL_ACTIVE);
 	server_set_state(s, PROXY_SV_ACTIVE);
 	pool->stats.server_assignments++;
-	if (c->wait_since_ms)
-		pool->stats.wait_time_us += (uint64_t)(now - c->wait_since_ms) * 1000;
+	c->active_us = cmn_now_us();
+	if (c->wait_since_us)
+		pool->stats.wait_time_us += (uint64_t)(c->active_us - c->wait_since_us);
 	c->wait_since_ms = 0;
-	c->active_ms = now;
+	c->wait_since_us = 0;
 	if (!c->welcomed)
 		client_welcome(c);
 	if (c->state == PROXY_CL_ACTIVE)
@@ -1219,6 +1219,7 @@ static void client_request(struct proxy_client *c)
 	if (c->state == PROXY_CL_IDLE) {
 		client_set_state(c, PROXY_CL_WAITING);
 		c->wait_since_ms = cmn_now_ms();
+		c->wait_since_us = cmn_now_us();
 		pool_dispatch(c->pool);
 	}
 }
@@ -1529,6 +1530,7 @@ static void client_logged_in(struct proxy_client *c)
 	/* Session ports get their server now; a new pool first needs a server's welcome. */
 	c->state = PROXY_CL_WAITING;
 	c->wait_since_ms = cmn_now_ms();
+	c->wait_since_us = cmn_now_us();
 	TAILQ_INSERT_TAIL(&c->pool->waiting, c, entry);
 	pool_dispatch(c->pool);
 }

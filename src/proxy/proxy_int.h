@@ -87,7 +87,8 @@ struct proxy_client {
 	bool admin;
 	bool in_copy; /* client is sending COPY data */
 	uint32_t cancel_pid, cancel_key;
-	int64_t connect_ms, wait_since_ms, active_ms;
+	int64_t connect_ms, wait_since_ms;
+	int64_t wait_since_us, active_us; /* for the statistics */
 	char txn; /* last ReadyForQuery status seen for this client ('I', 'T', 'E') */
 	bool reading_paused;
 	bool welcomed;	    /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
