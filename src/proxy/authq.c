@@ -30,11 +30,29 @@ struct proxy_authq {
 static void lookup(struct job *j)
 {
 	char port[16];
-	const char *keys[] = {
-	    "host", "port", "user", "password", "dbname", "connect_timeout", "application_name",
-	    NULL};
-	const char *vals[] = {j->host,	 port, j->auth_user,	      j->auth_password,
-			      j->dbname, "3",  "pgwarden-proxy-auth", NULL};
+	/* Bounded: a hung primary must not hold every dynamic login for ever. */
+	const char *keys[] = {"host",
+			      "port",
+			      "user",
+			      "password",
+			      "dbname",
+			      "connect_timeout",
+			      "options",
+			      "keepalives_idle",
+			      "tcp_user_timeout",
+			      "application_name",
+			      NULL};
+	const char *vals[] = {j->host,
+			      port,
+			      j->auth_user,
+			      j->auth_password,
+			      j->dbname,
+			      "3",
+			      "-c statement_timeout=5000",
+			      "5",
+			      "5000",
+			      "pgwarden-proxy-auth",
+			      NULL};
 	const char *params[1] = {j->result.user};
 	PGconn *c;
 	PGresult *r;
@@ -137,8 +155,16 @@ int proxy_authq_request(struct proxy_authq *q, uint64_t client_id, const char *u
 			const char *dbname, const char *host, int port, const char *auth_user,
 			const char *auth_password, const char *query)
 {
-	struct job *j = calloc(1, sizeof(*j));
+	struct job *j;
+	size_t queued = 0;
 
+	pthread_mutex_lock(&q->lock);
+	STAILQ_FOREACH(j, &q->todo, entry)
+	queued++;
+	pthread_mutex_unlock(&q->lock);
+	if (queued >= 1000)
+		return PGW_EUNAVAIL; /* the primary is slow: do not pile up */
+	j = calloc(1, sizeof(*j));
 	if (!j)
 		return PGW_ENOMEM;
 	j->result.client_id = client_id;

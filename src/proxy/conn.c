@@ -29,6 +29,8 @@
 /* Pause reading a source while its destination holds this much unsent. */
 #define BACKLOG_LIMIT (256 * 1024)
 #define BUF_MIN	      8192
+/* A server connection or login that failed: the pool waits this long before another. */
+#define SERVER_RETRY_MS 500
 
 static struct proxy *P;
 
@@ -87,6 +89,7 @@ static void buf_free(struct proxy_buf *b)
 
 static void client_close(struct proxy_client *c, const char *why);
 static void server_close(struct proxy_server *s, const char *why);
+static bool flush_out(struct cmn_io *io, SSL *ssl, struct proxy_buf *out);
 static void pool_dispatch(struct proxy_pool *pool);
 static void client_forward(struct proxy_client *c);
 static void server_release(struct proxy_server *s);
@@ -176,7 +179,13 @@ static void client_fatal(struct proxy_client *c, const char *sqlstate, const cha
 	if (pgp_put_error(&b, "FATAL", sqlstate, msg, NULL) == PGW_OK && c->io.fd >= 0) {
 		uint8_t sink[4096];
 
-		(void)sock_send(c->io.fd, c->ssl, b.data, b.len);
+		/* After anything still queued for the client, never in the middle of it. */
+		if (buf_used(&c->out)) {
+			if (buf_append(&c->out, b.data, b.len) == PGW_OK)
+				(void)flush_out(&c->io, c->ssl, &c->out);
+		} else {
+			(void)sock_send(c->io.fd, c->ssl, b.data, b.len);
+		}
 		/* Unread input would turn the close into a reset, which can make the
 		 * client's kernel drop the error before the client reads it. */
 		if (!c->ssl)
@@ -434,7 +443,8 @@ static void server_close(struct proxy_server *s, const char *why)
 		client_fatal(c, "08006", "server connection lost: %s", why);
 	}
 	/* A query still running there would go on after the socket closes: cancel it. */
-	if (s->io.fd >= 0 && s->state == PROXY_SV_ACTIVE && s->outstanding > 0)
+	if (s->io.fd >= 0 && s->state == PROXY_SV_ACTIVE && s->outstanding > 0 &&
+	    s->generation == pool->generation)
 		send_cancel(s);
 	if (s->io.fd >= 0) {
 		int fd = s->io.fd;
@@ -449,6 +459,8 @@ static void server_close(struct proxy_server *s, const char *why)
 	}
 	SSL_free(s->ssl);
 	s->ssl = NULL;
+	if (s->state == PROXY_SV_LOGIN)
+		pool->next_connect_ms = cmn_now_ms() + SERVER_RETRY_MS;
 	server_set_state(s, PROXY_SV_DEAD);
 	pool->n_servers--;
 	buf_free(&s->in);
@@ -469,11 +481,17 @@ static bool server_send(struct proxy_server *s, const struct cmn_buf *b)
 }
 
 /* The client's half of the link has no more to say: the server goes back or closes. */
+static void pause_reading(struct cmn_io *io, bool *paused, bool pause);
+
 static void server_release(struct proxy_server *s)
 {
 	struct proxy_pool *pool = s->pool;
 	struct proxy_client *c = s->client;
 
+	/* Paused for a slow client: the next one must be heard. */
+	pause_reading(&s->io, &s->reading_paused, false);
+	if (c)
+		pause_reading(&c->io, &c->reading_paused, false);
 	if (c) {
 		c->server = NULL;
 		s->client = NULL;
@@ -500,6 +518,7 @@ static void server_reset(struct proxy_server *s)
 		server_release(s);
 		return;
 	}
+	pause_reading(&s->io, &s->reading_paused, false);
 	server_set_state(s, PROXY_SV_RESET);
 	if (pgp_put_query(&b, P->cfg.server_reset_query) == PGW_OK && server_send(s, &b))
 		s->outstanding = 1;
@@ -516,6 +535,7 @@ static void server_login_done(struct proxy_server *s)
 	s->scram = NULL;
 	pool->welcome_ok = true;
 	pool->last_error[0] = '\0';
+	pool->next_connect_ms = 0;
 	buf_free(&s->in);
 	server_set_state(s, PROXY_SV_IDLE);
 	s->idle_since_ms = cmn_now_ms();
@@ -565,7 +585,8 @@ static int server_auth(struct proxy_server *s, const uint8_t *body, size_t len)
 		return PGW_EPROTO;
 	switch (code) {
 	case PGP_AUTH_OK:
-		return PGW_OK;
+		/* After SCRAM, only once the server proved it knows the secret too. */
+		return s->scram && !s->scram_verified ? PGW_EAUTH : PGW_OK;
 	case PGP_AUTH_CLEARTEXT:
 		if (!u || !u->password)
 			return PGW_EAUTH;
@@ -621,6 +642,7 @@ static int server_auth(struct proxy_server *s, const uint8_t *body, size_t len)
 		if (!s->scram)
 			return PGW_EPROTO;
 		rc = pgp_scram_client_verify(s->scram, (const char *)r.p, (size_t)(r.end - r.p));
+		s->scram_verified = rc == PGW_OK;
 		return rc;
 	default:
 		return PGW_EPROTO;
@@ -782,12 +804,20 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 				release = true;
 			break;
 		case PGP_BE_COPY_IN:
-			/* Syncs already sent are ignored during COPY IN: only the one that
-			 * follows CopyDone / CopyFail will answer. */
+			/* Syncs sent after the Execute that started it are ignored during COPY
+			 * IN: only the one after CopyDone / CopyFail will answer. */
 			s->copy_in = true;
+			s->outstanding -= s->syncs_since_execute;
+			if (s->outstanding < 0)
+				s->outstanding = 0;
+			s->syncs_since_execute = 0;
 			if (c)
 				c->in_copy = true;
 			break;
+		case PGP_BE_NOTICE:
+		case PGP_BE_NOTIFICATION:
+		case PGP_BE_PARAMETER_STATUS:
+			break; /* asynchronous: they do not start a new request */
 		default:
 			release = false;
 			break;
@@ -820,7 +850,8 @@ forwarded:
 		server_release(s);
 		return;
 	}
-	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy)
+	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy && !s->ext_open &&
+	    !c->fe.left)
 		server_release(s);
 }
 
@@ -1076,11 +1107,23 @@ static void client_forward(struct proxy_client *c)
 			s->outstanding++;
 			break;
 		case PGP_FE_SYNC:
-			if (!c->in_copy)
+			if (!c->in_copy) {
 				s->outstanding++;
+				s->syncs_since_execute++;
+			}
+			s->ext_open = false;
 			break;
 		case PGP_FE_EXECUTE:
 			c->pool->stats.query_count++;
+			s->syncs_since_execute = 0;
+			s->ext_open = true;
+			break;
+		case PGP_FE_PARSE:
+		case PGP_FE_BIND:
+		case PGP_FE_DESCRIBE:
+		case PGP_FE_CLOSE:
+		case PGP_FE_FLUSH:
+			s->ext_open = true;
 			break;
 		case PGP_FE_COPY_DONE:
 		case PGP_FE_COPY_FAIL:
@@ -1141,7 +1184,11 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 	c->server = s;
 	s->client = c;
 	s->outstanding = 0;
+	s->ext_open = false;
+	s->syncs_since_execute = 0;
 	s->copy_in = false;
+	pause_reading(&s->io, &s->reading_paused, false);
+	pause_reading(&c->io, &c->reading_paused, false);
 	c->in_copy = false;
 	c->fe.left = 0;
 	s->be.left = 0;
@@ -1159,7 +1206,7 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 		client_forward(c);
 	/* Linked only for the welcome: nothing to run yet. */
 	if (c->state == PROXY_CL_ACTIVE && s->state == PROXY_SV_ACTIVE && pool->transaction_mode &&
-	    !buf_used(&c->in) && s->outstanding == 0 && !c->fe.left)
+	    !buf_used(&c->in) && s->outstanding == 0 && !c->fe.left && !s->ext_open)
 		server_release(s);
 }
 
@@ -1170,8 +1217,9 @@ static void pool_dispatch(struct proxy_pool *pool)
 	struct proxy_server *s;
 	int waiting = 0, connecting = 0;
 
-	if (P->paused)
+	if (P->paused || pool->dispatching)
 		return;
+	pool->dispatching = true;
 	while ((c = TAILQ_FIRST(&pool->waiting))) {
 		/* Transaction pooling: a client that only needs its welcome gets it. */
 		if (!c->welcomed && pool->transaction_mode && pool->welcome_ok &&
@@ -1198,7 +1246,9 @@ static void pool_dispatch(struct proxy_pool *pool)
 	if (P->cfg.reserve_pool_size && (c = TAILQ_FIRST(&pool->waiting)) &&
 	    cmn_now_ms() - c->wait_since_ms > 5000)
 		limit += P->cfg.reserve_pool_size;
-	while (waiting > connecting && pool->n_servers < limit) {
+	/* After a failure, new connections wait (the tick calls again): no storm. */
+	while (waiting > connecting && pool->n_servers < limit &&
+	       cmn_now_ms() >= pool->next_connect_ms) {
 		char host[256];
 		int port;
 
@@ -1207,6 +1257,7 @@ static void pool_dispatch(struct proxy_pool *pool)
 		server_connect(pool);
 		connecting++;
 	}
+	pool->dispatching = false;
 }
 
 /* A logged-in client has bytes for a server. */
@@ -1239,8 +1290,8 @@ static void client_close(struct proxy_client *c, const char *why)
 		s->client = NULL;
 		/* Mid-request or in a transaction: nobody can reuse that server safely. */
 		if (s->state == PROXY_SV_ACTIVE) {
-			if (s->outstanding == 0 && s->txn == 'I' && !s->copy_in && !s->be.left &&
-			    !c->fe.left) {
+			if (s->outstanding == 0 && s->txn == 'I' && !s->copy_in && !s->ext_open &&
+			    !s->be.left && !c->fe.left) {
 				if (s->pool->transaction_mode)
 					server_release(s);
 				else
@@ -1281,8 +1332,17 @@ void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 		struct proxy_client *c;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Out of file descriptors: stop accepting for a moment. */
+				log_warning(
+				    "accept: %s (max_client_conn too high for the open-file "
+				    "limit?): pausing new connections for 1 s",
+				    strerror(errno));
+				(void)cmn_io_set(p->loop, io, 0);
+				p->accept_paused_until_ms = cmn_now_ms() + 1000;
+			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_warning("accept: %s", strerror(errno));
+			}
 			return;
 		}
 		c = calloc(1, sizeof(*c));
@@ -1449,9 +1509,10 @@ int proxy_active_servers(struct proxy *p)
 	struct proxy_server *s;
 	int n = 0;
 
+	/* Session servers stay active between transactions: only work in flight counts. */
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	TAILQ_FOREACH(s, &pool->active, entry)
-	n++;
+	n += s->outstanding > 0 || s->txn != 'I' || s->copy_in || s->ext_open;
 	return n;
 }
 
@@ -1488,6 +1549,8 @@ static void client_logged_in(struct proxy_client *c)
 	char member[DCS_NAME_MAX] = "";
 	enum proxy_port port = c->port;
 
+	if (c->state != PROXY_CL_LOGIN)
+		return; /* closed on the way (a failed send) */
 	if (c->admin) {
 		admin_logged_in(c);
 		return;
@@ -1645,7 +1708,8 @@ static void auth_query_start(struct proxy_client *c)
 				P->cfg.auth_dbname ? P->cfg.auth_dbname : c->database,
 				P->leader_host, P->leader_port, au->name, au->password,
 				P->cfg.auth_query) != PGW_OK) {
-		client_fatal(c, "53200", "out of memory");
+		client_fatal(c, "53300",
+			     "too many user lookups waiting for the primary (auth_query)");
 		return;
 	}
 	c->auth_step = 9; /* waiting for the answer */
@@ -1758,6 +1822,10 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		if (pgp_put_negotiate(&b, 0, st.unknown_pq, st.n_unknown_pq) == PGW_OK)
 			(void)client_send(c, &b);
 		cmn_buf_reset(&b);
+		if (c->state == PROXY_CL_DEAD) {
+			cmn_buf_free(&b);
+			return;
+		}
 	}
 	if (strcasecmp(P->cfg.auth_type, "trust") == 0) {
 		cmn_buf_free(&b);
@@ -1903,6 +1971,10 @@ static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 			admin_input(c);
 		else
 			client_request(c);
+		/* Waiting for a server: stop reading once enough is queued. */
+		if (c->state != PROXY_CL_DEAD && c->state != PROXY_CL_ACTIVE &&
+		    buf_used(&c->in) > BACKLOG_LIMIT)
+			pause_reading(&c->io, &c->reading_paused, true);
 		if (c->reading_paused || (!c->ssl && (size_t)r < P->scratch_size))
 			return;
 	}
@@ -1970,8 +2042,13 @@ replicas:
 			    !p->topo.members[i].is_leader)
 				still = true;
 		if (!still) {
+			char why[160];
+
 			pool->generation++;
 			close_pool_servers(pool, "the member is no longer a replica");
+			snprintf(why, sizeof(why), "%s is no longer a replica: connect again",
+				 pool->member);
+			pool_fail_waiting(pool, "57P03", why);
 		}
 	}
 	TAILQ_FOREACH(pool, &p->pools, entry)
@@ -1986,6 +2063,12 @@ void proxy_tick(struct proxy *p)
 	int64_t now = cmn_now_ms();
 
 	P = p;
+	if (p->accept_paused_until_ms && now >= p->accept_paused_until_ms) {
+		p->accept_paused_until_ms = 0;
+		for (int i = 0; i < PROXY_PORT_COUNT; i++)
+			if (p->listeners[i].fd >= 0)
+				(void)cmn_io_set(p->loop, &p->listeners[i], EPOLLIN);
+	}
 	if (p->routing_writes && now - p->topo.confirmed_ms > p->cfg.ttl_ms)
 		proxy_topology_changed(p);
 	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, ctmp)

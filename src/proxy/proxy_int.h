@@ -112,9 +112,12 @@ struct proxy_server {
 	char host[256];
 	int port;
 	uint32_t be_pid, be_key;
-	int outstanding; /* requests sent that expect a ReadyForQuery */
-	char txn;	 /* last ReadyForQuery status */
-	bool copy_in;	 /* the server is in COPY FROM STDIN */
+	int outstanding;	 /* requests sent that expect a ReadyForQuery */
+	char txn;		 /* last ReadyForQuery status */
+	bool copy_in;		 /* the server is in COPY FROM STDIN */
+	bool ext_open;		 /* extended-protocol messages sent since the last Sync */
+	int syncs_since_execute; /* Syncs sent after the last Execute (COPY IN ignores them) */
+	bool scram_verified;	 /* the server proved its SCRAM signature */
 	struct pgp_scram_client *scram;
 	int64_t connect_ms, idle_since_ms;
 	bool reading_paused;
@@ -152,6 +155,8 @@ struct proxy_pool {
 	struct proxy_stats stats;
 	int64_t last_error_ms;
 	char last_error[200];
+	int64_t next_connect_ms; /* after a failed connect or login: no new one before */
+	bool dispatching;	 /* pool_dispatch is running (no re-entry) */
 };
 
 TAILQ_HEAD(proxy_pool_list, proxy_pool);
@@ -184,7 +189,8 @@ struct proxy {
 	bool shutting_down;
 	uint64_t leader_changes;
 	int64_t started_ms;
-	int64_t drain_deadline_ms; /* SIGTERM: stop by then at the latest */
+	int64_t drain_deadline_ms;	/* SIGTERM: stop by then at the latest */
+	int64_t accept_paused_until_ms; /* out of file descriptors: accept again then */
 };
 
 /* conn.c */

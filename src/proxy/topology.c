@@ -20,7 +20,8 @@ struct proxy_topo_watch {
 	pthread_t watch_thread, poll_thread;
 	bool watch_started, poll_started;
 	volatile bool stop;
-	pthread_mutex_t lock; /* guards snap and the wake flag */
+	volatile bool rewatch; /* the watch looks stale: start it again (also set by stop) */
+	pthread_mutex_t lock;  /* guards snap and the wake flag */
 	pthread_cond_t cond;
 	bool changed; /* the watch saw an event: publish now */
 	struct proxy_topology snap;
@@ -74,9 +75,12 @@ static void *watch_main(void *arg)
 			dcs_cache_load(&w->cache, &r);
 			etcd_range_result_free(&r);
 			poke(w);
-			if (etcd_watch_run(c, w->dcs.prefix, rev + 1, on_watch, w, &w->stop,
+			if (etcd_watch_run(c, w->dcs.prefix, rev + 1, on_watch, w, &w->rewatch,
 					   &compact) != PGW_OK)
 				log_debug("etcd watch ended; reading the cluster again");
+			if (w->rewatch && !w->stop)
+				log_info("etcd watch restarted (it missed a change of the leader)");
+			w->rewatch = w->stop;
 		}
 		dcs_cache_invalidate(&w->cache);
 		poke(w);
@@ -123,6 +127,7 @@ static void *poll_main(void *arg)
 	struct etcd_client *c = NULL;
 	char leader_key[600];
 	int64_t last_check = 0;
+	int mismatches = 0;
 
 	etcd_opts(w->cfg, &o);
 	if (etcd_client_new(&o, &c) != PGW_OK)
@@ -140,13 +145,40 @@ static void *poll_main(void *arg)
 		w->changed = false;
 		pthread_mutex_unlock(&w->lock);
 		if (confirm) {
-			/* A linearizable read: etcd (its majority) still answers. */
+			/*
+			 * A linearizable read: etcd (its majority) still answers, and says the
+			 * same leader as our watch-fed cache; otherwise the cache is not
+			 * confirmed and the watch starts again.
+			 */
 			last_check = now;
 			if (etcd_range(c, leader_key, NULL, &r) == PGW_OK) {
+				struct dcs_cluster now_cl;
+				bool same = false;
+
+				if (dcs_cache_snapshot(&w->dcs, &w->cache, &now_cl)) {
+					bool has = r.n_kvs == 1;
+
+					same =
+					    has == now_cl.has_leader &&
+					    (!has || (r.kvs[0].value_len == strlen(now_cl.leader) &&
+						      memcmp(r.kvs[0].value, now_cl.leader,
+							     r.kvs[0].value_len) == 0));
+					dcs_cluster_free(&now_cl);
+				}
 				etcd_range_result_free(&r);
 				t.etcd_ok = true;
-				t.confirmed_ms = now;
 				t.etcd_error[0] = '\0';
+				if (same) {
+					t.confirmed_ms = now;
+					mismatches = 0;
+				} else if (++mismatches >= 2) {
+					/* Twice in a row: not an event still on its way. */
+					snprintf(
+					    t.etcd_error, sizeof(t.etcd_error),
+					    "the watched view differs from etcd: watching again");
+					w->rewatch = true;
+					mismatches = 0;
+				}
 			} else {
 				t.etcd_ok = false;
 				snprintf(t.etcd_error, sizeof(t.etcd_error),
@@ -257,6 +289,7 @@ void proxy_topology_stop(struct proxy_topo_watch *w)
 	if (!w)
 		return;
 	w->stop = true;
+	w->rewatch = true;
 	poke(w);
 	if (w->poll_started)
 		pthread_join(w->poll_thread, NULL);

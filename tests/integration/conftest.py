@@ -78,6 +78,9 @@ class Cluster:
     N = 3
 
     def __init__(self, base_dir, slot):
+        # Ports stay below the ephemeral range (32768+): slots wrap after 75 (clusters of
+        # one run are torn down before the next one starts).
+        slot %= 75
         self.dir = os.path.join(base_dir, "cluster")
         self.etcd_port = 10000 + slot * 300
         self.pg_port = 20000 + slot * 10
