@@ -389,3 +389,72 @@ def _refused(cluster):
         return False
     except psycopg2.OperationalError:
         return True
+
+
+def _ext(parse_sql):
+    """Parse + Bind + Execute of an unnamed statement, without Sync."""
+    return [(b"P", b"\0" + parse_sql.encode() + b"\0\0\0"),
+            (b"B", b"\0\0\0\0\0\0\0\0"),
+            (b"E", b"\0\0\0\0\0")]
+
+
+def test_pool_boundaries_slow_client_extended_and_copy(cluster):
+    cluster.restart_proxy("default_pool_size = 1\n")
+    pw = _superuser_password(cluster)
+    # 1. A client that reads a large result slowly: its server gets paused, then must be
+    #    heard again by the next client.
+    s = pgwire.connect(cluster.proxy_port)
+    assert pgwire.scram_login(s, "postgres", pw) is None
+    pgwire.send_msg(s, b"Q", b"SELECT repeat('x', 1000) FROM generate_series(1, 20000)\0")
+    time.sleep(1.0)  # nothing read: the proxy's buffer for us fills, the server is paused
+    rows = 0
+    while True:
+        t, body = pgwire.read_msg(s)
+        rows += t == b"D"
+        if t == b"Z":
+            break
+    assert rows == 20000
+    done = {}
+
+    def other():
+        c = proxy_conn(cluster)
+        done["v"] = one(c, "SELECT 1")
+        c.close()
+    th = threading.Thread(target=other)
+    th.start()
+    th.join(10)
+    assert done.get("v") == 1, "the next client hung on a server left paused"
+    # 2. Extended protocol without Sync yet: the server stays with its client.
+    for t, body in _ext("INSERT INTO t (id) VALUES (5555)"):
+        pgwire.send_msg(s, t, body)
+    time.sleep(0.3)
+    seen = {}
+
+    def reader():
+        c = proxy_conn(cluster)
+        seen["v"] = one(c, "SELECT count(*) FROM t WHERE id = 5555")
+        c.close()
+    th = threading.Thread(target=reader)
+    th.start()
+    th.join(1.0)
+    assert th.is_alive(), "another client got the server in the middle of an unsynced request"
+    pgwire.send_msg(s, b"S", b"")
+    assert pgwire.read_until_error_or_ready(s) is None
+    th.join(10)
+    assert seen.get("v") == 1
+    # 3. COPY FROM STDIN through the extended protocol (as PQexecParams does) releases
+    #    the server afterwards.
+    for t, body in _ext("COPY t (id) FROM STDIN"):
+        pgwire.send_msg(s, t, body)
+    pgwire.send_msg(s, b"S", b"")
+    t, body = pgwire.read_msg(s)
+    while t != b"G":
+        t, body = pgwire.read_msg(s)
+    pgwire.send_msg(s, b"d", b"6001\n6002\n")
+    pgwire.send_msg(s, b"c", b"")
+    pgwire.send_msg(s, b"S", b"")
+    assert pgwire.read_until_error_or_ready(s) is None
+    c = proxy_conn(cluster)
+    assert one(c, "SELECT count(*) FROM t WHERE id IN (6001, 6002)") == 2  # pool size 1
+    c.close()
+    s.close()
