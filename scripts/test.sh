@@ -24,7 +24,7 @@ ninja -C build-asan
 echo "== unit tests"
 meson test -C build-asan --suite unit --print-errorlogs
 
-echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-30} s per target, twice that for pgproto)"
+echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto)"
 if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
         -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
@@ -36,7 +36,7 @@ for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgp
     work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
     # shellcheck disable=SC2086
     # The wire-protocol parser runs twice as long (issue 4: 60 s in CI).
-    secs=${PGW_FUZZ_SECONDS:-30}; [ "$name" = pgproto ] && secs=$((secs * 2))
+    secs=${PGW_FUZZ_SECONDS:-20}; [ "$name" = pgproto ] && secs=$((secs * 3))
     build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 \
         -artifact_prefix="$work/" "$work" $seeds >"$work.log" 2>&1 || {
         tail -40 "$work.log"; echo "fuzz_$name found a problem: $work" >&2; exit 1; }

@@ -97,7 +97,7 @@ def test_up_again_starts_nothing_and_status(cluster):
     assert pids == [(cluster.agent_pid(i), cluster.postmaster_pid(i), cluster.etcd_pid(i))
                     for i in range(cluster.N)]
     st = cluster.run("status", "--dir", cluster.dir)
-    assert st.returncode == 0 and "9 of 9 processes running" in st.stdout
+    assert st.returncode == 0 and "10 of 10 processes running" in st.stdout
 
 
 def test_down_stops_everything(cluster):
@@ -107,8 +107,9 @@ def test_down_stops_everything(cluster):
         assert cluster.agent_pid(i) is None
         assert cluster.postmaster_pid(i) is None
         assert cluster.etcd_pid(i) is None
+    assert cluster.proxy_pid() is None
     st = cluster.run("status", "--dir", cluster.dir, check=False)
-    assert st.returncode == 3 and "0 of 9 processes running" in st.stdout
+    assert st.returncode == 3 and "0 of 10 processes running" in st.stdout
     # And it comes back with the same command, keeping its data.
     cluster.up()
     leader = cluster.wait_healthy()
