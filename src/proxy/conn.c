@@ -285,7 +285,11 @@ static void server_set_state(struct proxy_server *s, enum proxy_sv_state st)
 {
 	TAILQ_REMOVE(server_list(s), s, entry);
 	s->state = st;
-	TAILQ_INSERT_TAIL(server_list(s), s, entry);
+	/* Idle: most recently used first, so a few clients keep to a few warm backends. */
+	if (st == PROXY_SV_IDLE)
+		TAILQ_INSERT_HEAD(server_list(s), s, entry);
+	else
+		TAILQ_INSERT_TAIL(server_list(s), s, entry);
 }
 
 /* Where a pool's servers go now (false: nowhere yet). */
