@@ -1701,7 +1701,8 @@ static void auth_query_start(struct proxy_client *c)
 		return;
 	}
 	if (!P->routing_writes) {
-		client_fatal(c, "57P03", "no primary to look up user \"%s\" (auth_query)", c->user);
+		/* No primary yet (start-up, failover): wait for one, within the login timeout. */
+		c->auth_step = 8;
 		return;
 	}
 	if (!P->authq && proxy_authq_start(P->loop, &P->authq) != PGW_OK) {
@@ -1717,6 +1718,18 @@ static void auth_query_start(struct proxy_client *c)
 		return;
 	}
 	c->auth_step = 9; /* waiting for the answer */
+}
+
+/* Clients that waited for a primary to ask. */
+static void auth_query_retry(void)
+{
+	struct proxy_client *c, *tmp;
+
+	if (!P->routing_writes)
+		return;
+	TAILQ_FOREACH_SAFE(c, &P->login_clients, entry, tmp)
+	if (c->auth_step == 8)
+		auth_query_start(c);
 }
 
 /* Answers of auth_query (loop thread, after a wake-up). */
@@ -2057,6 +2070,7 @@ replicas:
 	}
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	pool_dispatch(pool);
+	auth_query_retry();
 }
 
 void proxy_tick(struct proxy *p)
