@@ -2046,6 +2046,7 @@ void proxy_topology_changed(struct proxy *p)
 		pool->generation = p->leader_generation;
 		/* Never a write to a member without the leader key: close them now. */
 		close_pool_servers(pool, "the leader changed");
+		pool->next_connect_ms = 0; /* not a failure: connect to the new one at once */
 	}
 replicas:
 	TAILQ_FOREACH(pool, &p->pools, entry)
