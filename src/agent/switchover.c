@@ -10,8 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Live /status of a member; false when it did not answer. */
-static bool member_status(const struct dcs_member *m, struct api_member_status *st)
+bool switchover_member_status(const struct dcs_member *m, struct api_member_status *st)
 {
 	struct cmn_buf b = {0};
 	char url[400];
@@ -41,7 +40,7 @@ static const char *unfit_candidate(const struct agent_config *cfg, const struct 
 			 m->name, cl->sync_standby[0] ? cl->sync_standby : "empty");
 		return why;
 	}
-	if (!member_status(m, &st)) {
+	if (!switchover_member_status(m, &st)) {
 		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
 		return why;
 	}
@@ -140,7 +139,7 @@ bool switchover_wait(struct dcs *d, const char *old_leader, const char *candidat
 			bool done =
 			    m && strcmp(now.leader, old_leader) != 0 &&
 			    (!candidate || !*candidate || strcmp(now.leader, candidate) == 0) &&
-			    member_status(m, &st) && strcmp(st.role, "primary") == 0;
+			    switchover_member_status(m, &st) && strcmp(st.role, "primary") == 0;
 
 			if (done)
 				snprintf(new_leader, size, "%s", now.leader);

@@ -7,6 +7,7 @@
 #define PGW_SWITCHOVER_H
 
 #include "agent/agentcfg.h"
+#include "agent/api.h"
 #include "agent/dcs.h"
 
 #include <stdbool.h>
@@ -25,6 +26,9 @@ const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_
  * runs as primary. true with its name in new_leader; false after timeout_ms. */
 bool switchover_wait(struct dcs *d, const char *old_leader, const char *candidate, int timeout_ms,
 		     char *new_leader, size_t size);
+
+/* A member's live GET /status (2 s bound); false when it did not answer. */
+bool switchover_member_status(const struct dcs_member *m, struct api_member_status *st);
 
 /* "now", a unix time, or YYYY-MM-DDTHH:MM[:SS][Z] (UTC) -> unix seconds (0 = now); -1 bad. */
 int64_t switchover_parse_time(const char *s);

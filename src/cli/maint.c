@@ -57,20 +57,6 @@ static bool post(const struct agent_config *cfg, const struct dcs_member *m, con
 	return code >= 200 && code < 300;
 }
 
-static bool live_status(const struct dcs_member *m, struct api_member_status *st)
-{
-	struct cmn_buf b = {0};
-	char url[400];
-	long code = 0;
-	bool ok;
-
-	snprintf(url, sizeof(url), "%s/status", m->api_url);
-	ok = cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
-	     api_parse_status(b.data, st);
-	cmn_buf_free(&b);
-	return ok;
-}
-
 /* Waits until m runs as want_role ("primary", or "replica" streaming). */
 static bool wait_member(const struct dcs_member *m, const char *want_role, int timeout_s)
 {
@@ -78,7 +64,7 @@ static bool wait_member(const struct dcs_member *m, const char *want_role, int t
 	struct api_member_status st;
 
 	while (cmn_now_ms() < deadline) {
-		if (live_status(m, &st) && strcmp(st.role, want_role) == 0 &&
+		if (switchover_member_status(m, &st) && strcmp(st.role, want_role) == 0 &&
 		    (strcmp(want_role, "primary") == 0 || strcmp(st.state, "streaming") == 0))
 			return true;
 		usleep(250000);

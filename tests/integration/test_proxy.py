@@ -427,7 +427,12 @@ def test_pool_boundaries_slow_client_extended_and_copy(cluster):
     # 2. Extended protocol without Sync yet: the server stays with its client.
     for t, body in _ext("INSERT INTO t (id) VALUES (5555)"):
         pgwire.send_msg(s, t, body)
-    time.sleep(0.3)
+
+    def server_linked():
+        cols, rows = admin(cluster, "SHOW POOLS")
+        pool = [dict(zip(cols, r)) for r in rows if r[0] == "postgres"][0]
+        return pool["sv_active"] == 1
+    wait_for("the unsynced request holding the server", server_linked, 10)
     seen = {}
 
     def reader():
