@@ -42,14 +42,18 @@ def test_each_port_routes_where_it_should(cluster):
         one(conn, "INSERT INTO t (id) VALUES (%s)", (offset + 1,))
         conn.close()
     wait_for("a replica healthy in the proxy's eyes", lambda: _replica_ok(cluster), 20)
+    replicas = {cluster.pg_port + i for i in range(cluster.N) if i != leader}
     ports = set()
-    for _ in range(4):
+
+    def both_replicas_used():
+        # A replica counts once its agent reports it healthy (checked once a second).
         conn = proxy_conn(cluster, 2)
         assert one(conn, "SELECT pg_is_in_recovery()") is True
         ports.add(one(conn, "SELECT inet_server_port()"))
         conn.close()
-    replicas = {cluster.pg_port + i for i in range(cluster.N) if i != leader}
-    assert ports == replicas  # balanced over both replicas
+        return ports == replicas
+    wait_for("sessions balanced over both replicas", both_replicas_used, 20)
+    assert ports == replicas
     conn = proxy_conn(cluster, 2)
     with pytest.raises(psycopg2.Error) as exc:
         one(conn, "INSERT INTO t (id) VALUES (99)")
