@@ -69,6 +69,13 @@ def test_agent_stalled_longer_than_ttl_leaves_one_writable_node(cluster):
 def test_one_etcd_member_lost_changes_nothing(cluster):
     leader = cluster.leader()
     tl = cluster.timeline(leader)
+    # etcd1 is etcd's raft leader here: losing it costs an etcd election (1-2 election
+    # timeouts of 1 s, twice on a split vote), during which no lease can be renewed. A
+    # 4 s ttl cannot cover that on a loaded machine (the agent rightly demotes when it can
+    # no longer prove its lease alive), so this test runs with a production-like margin.
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "ttl=10", "--force")
+    wait_for("every agent on the new ttl",
+             lambda: all("ttl is now 10000 ms" in cluster.log(i) for i in range(3)), 15)
     cluster.kill(cluster.etcd_pid(0))
     hold("same leader, writable", lambda: cluster.leader() == leader and
          cluster.writable(leader), 2 * TTL + 2)
