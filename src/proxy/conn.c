@@ -1214,6 +1214,12 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 		server_release(s);
 }
 
+/* The pool's servers go to the primary (held during a planned switchover). */
+static bool pool_to_primary(const struct proxy_pool *pool)
+{
+	return pool->port != PROXY_PORT_REPLICA || !pool->member[0];
+}
+
 /* Serves the pool's waiting clients with idle servers; opens servers when needed. */
 static void pool_dispatch(struct proxy_pool *pool)
 {
@@ -1221,7 +1227,7 @@ static void pool_dispatch(struct proxy_pool *pool)
 	struct proxy_server *s;
 	int waiting = 0, connecting = 0;
 
-	if (P->paused || pool->dispatching)
+	if (P->paused || pool->dispatching || (P->held && pool_to_primary(pool)))
 		return;
 	pool->dispatching = true;
 	while ((c = TAILQ_FIRST(&pool->waiting))) {
@@ -1518,6 +1524,35 @@ int proxy_active_servers(struct proxy *p)
 	TAILQ_FOREACH(s, &pool->active, entry)
 	n += s->outstanding > 0 || s->txn != 'I' || s->copy_in || s->ext_open;
 	return n;
+}
+
+int proxy_primary_busy(struct proxy *p)
+{
+	struct proxy_pool *pool;
+	struct proxy_server *s;
+	int n = 0;
+
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		if (!pool_to_primary(pool))
+			continue;
+		TAILQ_FOREACH(s, &pool->active, entry)
+		n += s->outstanding > 0 || s->txn != 'I' || s->copy_in || s->ext_open;
+	}
+	return n;
+}
+
+void proxy_hold_primary(struct proxy *p, bool hold)
+{
+	struct proxy_pool *pool;
+
+	P = p;
+	if (p->held == hold)
+		return;
+	p->held = hold;
+	if (!hold)
+		TAILQ_FOREACH(pool, &p->pools, entry)
+	pool_dispatch(pool);
 }
 
 void proxy_apply_pool_sizes(struct proxy *p)

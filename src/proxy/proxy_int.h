@@ -186,6 +186,7 @@ struct proxy {
 	uint8_t *scratch;
 	size_t scratch_size;
 	bool paused;
+	bool held; /* planned switchover: no new work for the primary's pools */
 	bool shutting_down;
 	uint64_t leader_changes;
 	int64_t started_ms;
@@ -203,6 +204,11 @@ void proxy_close_all(struct proxy *p);
 int proxy_active_servers(struct proxy *p);
 /* After a reload: pools take the new pool sizes. */
 void proxy_apply_pool_sizes(struct proxy *p);
+/* Planned switchover: while held, requests for the primary's pools wait (up to
+ * query_wait_timeout) instead of getting a server; running ones finish. */
+void proxy_hold_primary(struct proxy *p, bool hold);
+/* Servers of the primary's pools with a request or transaction in flight. */
+int proxy_primary_busy(struct proxy *p);
 /* PAUSE / RESUME: no client gets a server while paused. */
 void proxy_pause(struct proxy *p, bool pause);
 /* proxy.c: re-reads the auth file (RELOAD, SIGHUP). */
