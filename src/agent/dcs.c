@@ -163,6 +163,7 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			json_object *o = json_tokener_parse(kv->value), *v;
 
 			out->has_switchover = true;
+			out->switchover_revision = kv->mod_revision;
 			if (o && json_object_object_get_ex(o, "leader", &v))
 				snprintf(out->switchover_leader, sizeof(out->switchover_leader),
 					 "%s", json_object_get_string(v));
@@ -199,6 +200,24 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			out->paused = o && json_object_object_get_ex(o, "pause", &v) &&
 				      json_object_get_boolean(v);
 			json_object_put(o);
+		} else if (strncmp(name, "proxies/", 8) == 0) {
+			struct dcs_proxy *px = &out->proxies[out->n_proxies];
+			json_object *o, *v;
+
+			if (out->n_proxies >= DCS_MAX_PROXIES || !dcs_proxy_name_ok(name + 8)) {
+				log_warning("ignoring proxy key %s", kv->key);
+				continue;
+			}
+			memset(px, 0, sizeof(*px));
+			snprintf(px->name, sizeof(px->name), "%s", name + 8);
+			o = json_tokener_parse(kv->value);
+			/* Unreadable: a proxy that has drained nothing (it still counts). */
+			if (o && json_object_object_get_ex(o, "drained", &v) &&
+			    (json_object_is_type(v, json_type_int) ||
+			     json_object_is_type(v, json_type_string)))
+				px->drained = json_object_get_int64(v);
+			json_object_put(o);
+			out->n_proxies++;
 		} else if (strncmp(name, "members/", 8) == 0 && out->n_members < DCS_MAX_MEMBERS) {
 			struct dcs_member *m = &out->members[out->n_members];
 
@@ -508,6 +527,50 @@ int dcs_write_sync(struct dcs *d, const char *leader, const char *sync_standby,
 	*ok = r.succeeded;
 	etcd_txn_result_free(&r);
 	return PGW_OK;
+}
+
+bool dcs_proxy_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= DCS_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (name[i] == '/' || (unsigned char)name[i] <= ' ' || name[i] == 0x7f)
+			return false;
+	return true;
+}
+
+bool dcs_proxies_drained(const struct dcs_cluster *c, int64_t revision, char *waiting, size_t size)
+{
+	bool all = true;
+	size_t used = 0;
+
+	if (waiting && size)
+		waiting[0] = '\0';
+	for (size_t i = 0; i < c->n_proxies; i++) {
+		if (c->proxies[i].drained == revision && revision > 0)
+			continue;
+		if (waiting && used < size) {
+			int n = snprintf(waiting + used, size - used, "%s%s", all ? "" : ",",
+					 c->proxies[i].name);
+
+			used += n > 0 ? (size_t)n : 0;
+		}
+		all = false;
+	}
+	return all;
+}
+
+char *dcs_proxy_to_json(int64_t drained)
+{
+	json_object *o = json_object_new_object();
+	char *s;
+
+	json_object_object_add(o, "drained", json_object_new_int64(drained));
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
 }
 
 bool dcs_sync_has(const struct dcs_cluster *c, const char *name)

@@ -9,6 +9,9 @@
  *   failover          a requested switchover {"leader", "candidate", "scheduled_at"}
  *   sync              synchronous mode: {"leader", "sync_standby": "a,b"}, written by the
  *                     leader; only a listed member may take the leader key
+ *   proxies/<name>    a proxy following the cluster, on the proxy's lease:
+ *                     {"drained": R}, R the failover key's mod_revision once the proxy
+ *                     has drained its primary pools for that switchover (0: none)
  * Decisive writes (take leader, initialize) are transactions with a compare.
  */
 #ifndef PGW_DCS_H
@@ -22,7 +25,14 @@
 #include <stdint.h>
 
 #define DCS_MAX_MEMBERS 32
+#define DCS_MAX_PROXIES 32
 #define DCS_NAME_MAX	64
+
+/* A registered proxy (proxies/<name>): the key lives only while the proxy's lease does. */
+struct dcs_proxy {
+	char name[DCS_NAME_MAX];
+	int64_t drained; /* mod_revision of the failover key it drained for (0: none) */
+};
 
 struct dcs_member {
 	char name[DCS_NAME_MAX];
@@ -60,6 +70,10 @@ struct dcs_cluster {
 	char switchover_leader[DCS_NAME_MAX];
 	char switchover_candidate[DCS_NAME_MAX];
 	int64_t switchover_at;
+	int64_t switchover_revision; /* the failover key's mod_revision */
+	/* Proxies registered under proxies/ (at most DCS_MAX_PROXIES). */
+	struct dcs_proxy proxies[DCS_MAX_PROXIES];
+	size_t n_proxies;
 	/* The synchronous set (sync key): members that have every acknowledged commit. */
 	bool has_sync;
 	int64_t sync_mod_revision; /* 0: no sync key */
@@ -119,6 +133,16 @@ int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, int64_t s
 /* Writes the sync key if its mod_revision is still mod_revision and leader holds the key. */
 int dcs_write_sync(struct dcs *d, const char *leader, const char *sync_standby,
 		   int64_t mod_revision, bool *ok) PGW_WUR;
+/*
+ * Has every registered proxy drained for the switchover whose failover key has
+ * mod_revision revision? true with none registered. waiting (may be NULL) gets the
+ * names of those that have not, comma-separated.
+ */
+bool dcs_proxies_drained(const struct dcs_cluster *c, int64_t revision, char *waiting, size_t size);
+/* The proxies/<name> value saying drained for revision (0: none); caller frees. */
+char *dcs_proxy_to_json(int64_t drained);
+/* Is name usable as a proxy key's last part (no '/', printable, not empty)? */
+bool dcs_proxy_name_ok(const char *name);
 /* Is name in the synchronous set? */
 bool dcs_sync_has(const struct dcs_cluster *c, const char *name);
 /* Is name one of the comma-separated names in list? */

@@ -68,6 +68,60 @@ static void test_cluster_from_kvs(void **state)
 	dcs_cluster_free(&c);
 }
 
+static void test_proxies_and_their_drain(void **state)
+{
+	struct dcs d;
+	struct dcs_cluster c;
+	struct etcd_kv kvs[6];
+	char waiting[200];
+	char *json;
+
+	(void)state;
+	dcs_init(&d, NULL, "/service", "demo");
+	kvs[0] = kv("leader", "node1", 5, 77);
+	kvs[1] = kv("failover", "{\"leader\":\"node1\",\"candidate\":\"node2\"}", 40, 0);
+	kvs[2] = kv("proxies/px1:6432", "{\"drained\":40}", 41, 90);
+	kvs[3] = kv("proxies/px2:6432", "{\"drained\":0}", 12, 91);
+	kvs[4] = kv("proxies/px3", "garbage", 13, 92);
+	kvs[5] = kv("proxies/", "{\"drained\":40}", 14, 93); /* no name: ignored */
+	dcs_cluster_from_kvs(&d, kvs, 6, 41, &c);
+	assert_true(c.has_switchover);
+	assert_int_equal(c.switchover_revision, 40);
+	assert_int_equal(c.n_proxies, 3);
+	assert_string_equal(c.proxies[0].name, "px1:6432");
+	assert_int_equal(c.proxies[0].drained, 40);
+	assert_int_equal(c.proxies[1].drained, 0);
+	assert_int_equal(c.proxies[2].drained, 0); /* unreadable: counts, drained nothing */
+	assert_false(dcs_proxies_drained(&c, 40, waiting, sizeof(waiting)));
+	assert_string_equal(waiting, "px2:6432,px3");
+	/* A drain for an older request does not count for a new one. */
+	assert_false(dcs_proxies_drained(&c, 52, waiting, sizeof(waiting)));
+	assert_string_equal(waiting, "px1:6432,px2:6432,px3");
+	/* A string revision is read too (as the gateway might show it). */
+	kvs[3] = kv("proxies/px2:6432", "{\"drained\":\"40\"}", 42, 91);
+	kvs[4] = kv("proxies/px3", "{\"drained\":40}", 43, 92);
+	dcs_cluster_free(&c);
+	dcs_cluster_from_kvs(&d, kvs, 5, 43, &c);
+	assert_true(dcs_proxies_drained(&c, 40, waiting, sizeof(waiting)));
+	assert_string_equal(waiting, "");
+	assert_false(dcs_proxies_drained(&c, 0, NULL, 0)); /* no revision: never drained */
+	dcs_cluster_free(&c);
+	/* No proxy registered: nothing to wait for. */
+	dcs_cluster_from_kvs(&d, kvs, 2, 43, &c);
+	assert_int_equal(c.n_proxies, 0);
+	assert_true(dcs_proxies_drained(&c, 40, waiting, sizeof(waiting)));
+	dcs_cluster_free(&c);
+	json = dcs_proxy_to_json(40);
+	assert_string_equal(json, "{\"drained\":40}");
+	free(json);
+	assert_true(dcs_proxy_name_ok("db1.example.com:6432"));
+	assert_false(dcs_proxy_name_ok(""));
+	assert_false(dcs_proxy_name_ok("a/b"));
+	assert_false(dcs_proxy_name_ok("a b"));
+	assert_false(
+	    dcs_proxy_name_ok("0123456789012345678901234567890123456789012345678901234567890123"));
+}
+
 static void test_cache_follows_events_in_order(void **state)
 {
 	struct dcs d;
@@ -163,6 +217,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cluster_from_kvs),
+	    cmocka_unit_test(test_proxies_and_their_drain),
 	    cmocka_unit_test(test_cache_follows_events_in_order),
 	    cmocka_unit_test(test_member_json_round_trip),
 	};
