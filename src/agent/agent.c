@@ -88,6 +88,11 @@ struct agent {
 	int64_t not_streaming_since_ms;
 	int replica_timeline;	    /* newest timeline our replica has received */
 	int64_t switchover_seen_ms; /* a switchover request is pending since (0: none) */
+	/* The switchover this leader is carrying out: the failover key's mod_revision
+	 * (0: none), since when, and whether it is waiting for the proxies to drain. */
+	int64_t so_revision;
+	int64_t so_started_ms;
+	bool so_waiting;
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	bool after_promote;
@@ -181,6 +186,8 @@ static void agent_sleep(struct agent *a, int64_t until_ms)
 struct watch_ctx {
 	struct agent *a;
 	char leader_key[600];
+	char failover_key[600];
+	char proxies_prefix[600];
 };
 
 static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_event *ev, size_t n)
@@ -188,8 +195,14 @@ static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_e
 	struct watch_ctx *w = arg;
 
 	dcs_cache_apply(&w->a->cache, h, ev, n);
+	/*
+	 * Wake the loop at once for the leader key, a switchover request and the proxies'
+	 * drain reports (the leader waits for those while it hands over).
+	 */
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(ev[i].kv.key, w->leader_key) == 0) {
+		if (strcmp(ev[i].kv.key, w->leader_key) == 0 ||
+		    strcmp(ev[i].kv.key, w->failover_key) == 0 ||
+		    strncmp(ev[i].kv.key, w->proxies_prefix, strlen(w->proxies_prefix)) == 0) {
 			agent_wake(w->a);
 			break;
 		}
@@ -211,6 +224,8 @@ static void *watch_main(void *arg)
 
 	agent_config_etcd_opts(&a->cfg, a->cfg.retry_timeout_ms, &o);
 	dcs_key(&a->dcs, "leader", w.leader_key, sizeof(w.leader_key));
+	dcs_key(&a->dcs, "failover", w.failover_key, sizeof(w.failover_key));
+	dcs_key(&a->dcs, "proxies/", w.proxies_prefix, sizeof(w.proxies_prefix));
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
 	while (!a->stop_watch) {
@@ -1397,13 +1412,19 @@ static void keep_leader(struct agent *a)
 }
 
 /*
- * Planned switchover, on the leader: checkpoint (a short shutdown checkpoint),
- * stop cleanly (the walsenders send everything, the shutdown checkpoint included,
- * before they exit), then hand the key over. Our data ends before the candidate's
- * new timeline starts, so we rejoin as its replica without pg_rewind.
+ * Planned switchover, on the leader: checkpoint (a short shutdown checkpoint)
+ * while the proxies drain, wait until every registered proxy reports its primary
+ * pools drained for this request (bounded by switchover_proxy_wait; the loop runs
+ * and renews the lease meanwhile, a proxy's report wakes it), stop cleanly (the
+ * walsenders send everything, the shutdown checkpoint included, before they exit),
+ * then hand the key over. Our data ends before the candidate's new timeline starts,
+ * so we rejoin as its replica without pg_rewind.
  */
 static void do_switchover(struct agent *a, const char *candidate)
 {
+	char waiting[512];
+	int64_t now;
+
 	if (candidate[0]) {
 		const struct dcs_member *m = member_of(a, candidate);
 
@@ -1415,13 +1436,37 @@ static void do_switchover(struct agent *a, const char *candidate)
 				    candidate, barred ? "synchronous " : "");
 			if (dcs_clear_switchover(&a->dcs) != PGW_OK)
 				log_error("could not clear the switchover request");
+			a->so_revision = 0;
+			a->so_waiting = false;
 			return;
 		}
 	}
-	log_info("switchover: checkpoint, clean stop, then the leader key goes to %s",
-		 candidate[0] ? candidate : "the healthiest replica");
-	if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
-		log_warning("CHECKPOINT before the switchover failed; stopping anyway");
+	if (a->so_revision != a->cluster.switchover_revision || !a->so_revision) {
+		a->so_revision = a->cluster.switchover_revision;
+		a->so_started_ms = cmn_now_ms();
+		log_info("switchover: checkpoint%s, clean stop, then the leader key goes to %s",
+			 a->cluster.n_proxies ? " while the proxies drain" : "",
+			 candidate[0] ? candidate : "the healthiest replica");
+		if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
+			log_warning("CHECKPOINT before the switchover failed; stopping anyway");
+	}
+	now = cmn_now_ms();
+	if (!dcs_proxies_drained(&a->cluster, a->so_revision, waiting, sizeof(waiting))) {
+		if (now - a->so_started_ms < a->cfg.switchover_proxy_wait_ms) {
+			if (!a->so_waiting)
+				log_info("switchover: waiting for proxies to drain: %s", waiting);
+			a->so_waiting = true;
+			return; /* a proxy's report wakes the loop */
+		}
+		log_warning("switchover: proxies %s did not report drained within %d ms: stopping "
+			    "anyway",
+			    waiting, a->cfg.switchover_proxy_wait_ms);
+	} else if (a->cluster.n_proxies) {
+		log_info("switchover: %zu prox%s drained after %lld ms", a->cluster.n_proxies,
+			 a->cluster.n_proxies == 1 ? "y" : "ies",
+			 (long long)(now - a->so_started_ms));
+	}
+	a->so_waiting = false;
 	pgctl_close(&a->pg);
 	if (run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) != 0) {
 		log_error("switchover: PostgreSQL did not stop cleanly; stopping it at once");
@@ -1964,6 +2009,7 @@ static void observe(struct agent *a)
 			a->switchover_seen_ms = now;
 	} else if (a->dcs_ok) {
 		a->switchover_seen_ms = 0;
+		a->so_revision = 0;
 	}
 	/* How long has our primary been down while we hold the key? */
 	if (holds_leader(a) && !(a->probe.accepting && !a->probe.in_recovery)) {
@@ -2100,7 +2146,8 @@ static void run_once(struct agent *a)
 		    .now_wall_s = cmn_wall_ms() / 1000,
 		    .switchover_waiting_ms =
 			a->switchover_seen_ms ? cmn_now_ms() - a->switchover_seen_ms : 0,
-		    .switchover_grace_ms = 2 * a->cfg.ttl_ms,
+		    /* The old leader may first wait for the proxies to drain. */
+		    .switchover_grace_ms = 2 * a->cfg.ttl_ms + a->cfg.switchover_proxy_wait_ms,
 		};
 
 		if (a->cd_valid) {
@@ -2292,10 +2339,18 @@ int agent_main(int argc, char **argv)
 		int64_t started = cmn_now_ms();
 
 		run_once(a);
-		if (a->job.kind != JOB_NONE || a->bootstrapping)
+		if (a->job.kind != JOB_NONE || a->bootstrapping) {
 			agent_sleep(a, started + 100);
-		else
+		} else if (a->so_waiting && a->last_action == HA_SWITCHOVER) {
+			/* Waiting for the proxies: their reports wake us; else the bound. */
+			int64_t until = a->so_started_ms + a->cfg.switchover_proxy_wait_ms;
+
+			agent_sleep(a, until < started + a->cfg.loop_wait_ms
+					   ? until
+					   : started + a->cfg.loop_wait_ms);
+		} else {
 			agent_sleep(a, started + a->cfg.loop_wait_ms);
+		}
 	}
 	req_finish(a, 503, "the agent is shutting down");
 	pthread_mutex_lock(&a->req_lock);

@@ -17,6 +17,12 @@
 #define AGENT_DEFAULT_RETRY_TIMEOUT	    "1500ms"
 #define AGENT_DEFAULT_MAX_LAG		    "1MB"
 #define AGENT_DEFAULT_PRIMARY_START_TIMEOUT "10s"
+/*
+ * Planned switchover: the leader waits at most this long for every registered proxy
+ * to report its primary pools drained (the proxies give up draining after their own
+ * switchover_drain_timeout, 5 s by default, and report anyway).
+ */
+#define AGENT_DEFAULT_SWITCHOVER_PROXY_WAIT "8s"
 
 /* A primary demotes when its lease has less than this left. */
 #define AGENT_DEMOTE_MARGIN_MS 1000
