@@ -115,6 +115,8 @@ static int reload_config(struct proxy *p)
 	p->cfg.max_replica_lag = fresh.max_replica_lag;
 	p->cfg.replica_fallback_primary = fresh.replica_fallback_primary;
 	p->cfg.ttl_ms = fresh.ttl_ms;
+	p->cfg.switchover_drain_timeout_ms = fresh.switchover_drain_timeout_ms;
+	p->cfg.switchover_hold_timeout_ms = fresh.switchover_hold_timeout_ms;
 	SWAP_STR(auth_type);
 	SWAP_STR(auth_file);
 	SWAP_STR(auth_user);
@@ -183,6 +185,93 @@ static void http_publish(struct proxy *p, bool only_if_changed)
 	proxy_http_publish(the_http, p);
 }
 
+/*
+ * Planned switchover (loop thread only). When etcd shows a due switchover away from
+ * the leader we route to, the primary's pools are held (new transactions wait, those
+ * in flight go on); once none is in flight (or switchover_drain_timeout passed) the
+ * registration thread reports drained in etcd, which lets the leader stop. The hold
+ * ends when the new leader runs as primary (conn.c has already closed the old
+ * servers; held clients go to the new one), when the request goes away without a
+ * leader change (cancelled), or after switchover_hold_timeout.
+ */
+static struct {
+	int64_t handled; /* failover key revision acted on (never twice) */
+	bool holding, reported;
+	int64_t since_ms;
+	char old_leader[DCS_NAME_MAX];
+} so;
+
+static bool switchover_due(const struct proxy *p)
+{
+	const struct proxy_topology *t = &p->topo;
+
+	return t->switchover_pending && t->switchover_revision != so.handled &&
+	       t->switchover_at <= cmn_wall_ms() / 1000 && t->has_leader && p->routing_writes &&
+	       (!t->switchover_leader[0] || strcmp(t->switchover_leader, t->leader) == 0) &&
+	       strcmp(t->switchover_candidate, t->leader) != 0;
+}
+
+static void switchover_release(struct proxy *p, const char *why)
+{
+	so.holding = false;
+	proxy_hold_primary(p, false);
+	/* Our key says drained only while we hold. */
+	if (so.reported)
+		proxy_topology_report_drained(p->topo_watch, 0);
+	log_info("switchover: %s: new transactions flow again", why);
+}
+
+static void switchover_step(struct proxy *p)
+{
+	const struct proxy_topology *t = &p->topo;
+	int64_t now = cmn_now_ms();
+
+	if (!so.holding) {
+		if (!switchover_due(p))
+			return;
+		so.handled = t->switchover_revision;
+		so.holding = true;
+		so.reported = false;
+		so.since_ms = now;
+		snprintf(so.old_leader, sizeof(so.old_leader), "%s", t->leader);
+		proxy_hold_primary(p, true);
+		log_info("switchover from %s to %s: holding new transactions for the primary, "
+			 "draining %d in flight (at most %d ms)",
+			 t->leader,
+			 t->switchover_candidate[0] ? t->switchover_candidate : "a replica",
+			 proxy_primary_busy(p), p->cfg.switchover_drain_timeout_ms);
+	}
+	if (!so.reported) {
+		int busy = proxy_primary_busy(p);
+
+		if (busy && now - so.since_ms < p->cfg.switchover_drain_timeout_ms)
+			return;
+		if (busy)
+			log_warning("switchover: %d transaction(s) still in flight after %d ms: "
+				    "reporting drained anyway",
+				    busy, p->cfg.switchover_drain_timeout_ms);
+		else
+			log_info("switchover: primary pools drained in %lld ms",
+				 (long long)(now - so.since_ms));
+		proxy_topology_report_drained(p->topo_watch, so.handled);
+		so.reported = true;
+	}
+	if (t->has_leader && strcmp(t->leader, so.old_leader) != 0 && t->leader_primary) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s runs as primary after %lld ms", t->leader,
+			 (long long)(now - so.since_ms));
+		switchover_release(p, why);
+	} else if (t->has_leader && strcmp(t->leader, so.old_leader) == 0 &&
+		   !(t->switchover_pending && t->switchover_revision == so.handled)) {
+		switchover_release(p, "cancelled (the request went away, same leader)");
+	} else if (now - so.since_ms >= p->cfg.switchover_hold_timeout_ms) {
+		log_warning("switchover: no new primary after %d ms (switchover_hold_timeout)",
+			    p->cfg.switchover_hold_timeout_ms);
+		switchover_release(p, "hold given up");
+	}
+}
+
 static void on_woken(struct cmn_loop *l, void *arg)
 {
 	struct proxy *p = arg;
@@ -213,6 +302,7 @@ static void on_woken(struct cmn_loop *l, void *arg)
 			log_debug("reload kept the users loaded before");
 	}
 	proxy_topology_changed(p);
+	switchover_step(p);
 	http_publish(p, true);
 }
 
@@ -221,6 +311,7 @@ static void on_tick(struct cmn_loop *l, void *arg)
 	struct proxy *p = arg;
 
 	proxy_tick(arg);
+	switchover_step(p);
 	if (p->shutting_down &&
 	    (proxy_active_servers(p) == 0 || cmn_now_ms() >= p->drain_deadline_ms)) {
 		cmn_loop_stop(l);
@@ -234,6 +325,9 @@ static void on_after(struct cmn_loop *l, void *arg)
 {
 	(void)l;
 	proxy_free_dead(arg);
+	/* Report drained as soon as the last transaction in flight ends. */
+	if (so.holding && !so.reported)
+		switchover_step(arg);
 }
 
 static void usage(void)

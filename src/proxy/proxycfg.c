@@ -1,4 +1,5 @@
 #include "proxy/proxycfg.h"
+#include "agent/dcs.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -83,6 +84,15 @@ static const struct cmn_cfg_key keys[] = {
      "replicas lagging more get no new sessions on the replica port"},
     {"proxy", "replica_fallback_primary", CMN_CFG_BOOL, OFF(replica_fallback_primary), "off", false,
      0, 0, "the replica port uses the primary when no replica qualifies"},
+    {"proxy", "name", CMN_CFG_STRING, OFF(proxy_name), NULL, false, 0, 0,
+     "this proxy's name in etcd (proxies/<name>), unique per cluster (default host:pooled_port)"},
+    {"proxy", "switchover_drain_timeout", CMN_CFG_DURATION, OFF(switchover_drain_timeout_ms), "5s",
+     false, 0, SEC(3600),
+     "planned switchover: transactions in flight get this long before the proxy reports "
+     "drained anyway"},
+    {"proxy", "switchover_hold_timeout", CMN_CFG_DURATION, OFF(switchover_hold_timeout_ms), "30s",
+     false, SEC(1), SEC(3600),
+     "planned switchover: new transactions are held at most this long for the new primary"},
     {"proxy", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
      "debug, info, warning or error"},
     {"proxy", "client_tls_sslmode", CMN_CFG_STRING, OFF(client_tls_sslmode), "disable", false, 0, 0,
@@ -154,6 +164,15 @@ int proxy_config_load(const char *path, struct proxy_config *cfg, char *err, siz
 		snprintf(err, err_size,
 			 "%s: [proxy] server_tls_sslmode %s needs server_tls_ca_file", where,
 			 cfg->server_tls_sslmode);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
+	if (cfg->proxy_name && !dcs_proxy_name_ok(cfg->proxy_name)) {
+		snprintf(
+		    err, err_size,
+		    "%s: bad value '%s' for 'name' in [proxy]: expected 1 to %d characters, no "
+		    "'/' or spaces",
+		    where, cfg->proxy_name, DCS_NAME_MAX - 1);
 		proxy_config_free(cfg);
 		return PGW_EINVAL;
 	}

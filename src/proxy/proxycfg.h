@@ -58,6 +58,10 @@ struct proxy_config {
 	char *server_tls_sslmode; /* disable, allow, prefer, require, verify-ca, verify-full */
 	char *server_tls_ca_file;
 	int ttl_ms; /* the cluster's leader lease ttl: how long a stale view stays usable */
+	/* Planned switchover */
+	char *proxy_name;		 /* key proxies/<name> (default host:pooled_port) */
+	int switchover_drain_timeout_ms; /* transactions in flight get this long */
+	int switchover_hold_timeout_ms;	 /* the hold ends after this at the latest */
 };
 
 extern const struct cmn_cfg_schema proxy_config_schema;

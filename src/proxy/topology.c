@@ -17,14 +17,20 @@ struct proxy_topo_watch {
 	struct cmn_loop *loop;
 	struct dcs dcs;
 	struct dcs_cache cache;
-	pthread_t watch_thread, poll_thread;
-	bool watch_started, poll_started;
+	pthread_t watch_thread, poll_thread, presence_thread;
+	bool watch_started, poll_started, presence_started;
 	volatile bool stop;
 	volatile bool rewatch; /* the watch looks stale: start it again (also set by stop) */
 	pthread_mutex_t lock;  /* guards snap and the wake flag */
 	pthread_cond_t cond;
 	bool changed; /* the watch saw an event: publish now */
 	struct proxy_topology snap;
+	/* Registration (presence thread): guarded by lock, woken by pcond. */
+	pthread_cond_t pcond;
+	char name[DCS_NAME_MAX]; /* proxies/<name> */
+	int64_t drain_wanted;	 /* what the loop wants the key to say */
+	int64_t drain_written;	 /* what the key says (-1: not written on this lease) */
+	bool registered;
 };
 
 static void etcd_opts(const struct proxy_config *cfg, struct etcd_client_opts *o)
@@ -138,12 +144,19 @@ static void *poll_main(void *arg)
 		struct dcs_cluster cl;
 		struct etcd_range_result r;
 		int64_t now = cmn_now_ms();
-		bool confirm = now - last_check >= 1000;
+		bool confirm, event;
 
 		pthread_mutex_lock(&w->lock);
 		t = w->snap;
+		event = w->changed;
 		w->changed = false;
 		pthread_mutex_unlock(&w->lock);
+		/*
+		 * An event is published first: the confirmation (an etcd read, the replicas'
+		 * health checks) could delay a leader change or a switchover request by
+		 * hundreds of ms. It runs on the next pass, at most a second late.
+		 */
+		confirm = now - last_check >= (event ? 2000 : 1000);
 		if (confirm) {
 			/*
 			 * A linearizable read: etcd (its majority) still answers, and says the
@@ -194,6 +207,13 @@ static void *poll_main(void *arg)
 			t.leader[0] = t.leader_host[0] = '\0';
 			t.n_members = 0;
 			t.switchover_pending = cl.has_switchover;
+			t.switchover_revision = cl.has_switchover ? cl.switchover_revision : 0;
+			snprintf(t.switchover_leader, sizeof(t.switchover_leader), "%s",
+				 cl.has_switchover ? cl.switchover_leader : "");
+			snprintf(t.switchover_candidate, sizeof(t.switchover_candidate), "%s",
+				 cl.has_switchover ? cl.switchover_candidate : "");
+			t.switchover_at = cl.has_switchover ? cl.switchover_at : 0;
+			t.leader_primary = false;
 			for (size_t i = 0; i < cl.n_members && i < DCS_MAX_MEMBERS; i++) {
 				const struct dcs_member *m = &cl.members[i];
 				struct proxy_member *pm = &t.members[t.n_members++];
@@ -210,6 +230,7 @@ static void *poll_main(void *arg)
 				pm->replica_ok = prev_ok;
 				if (pm->is_leader && m->host[0]) {
 					t.has_leader = true;
+					t.leader_primary = strcmp(m->role, "primary") == 0;
 					snprintf(t.leader, sizeof(t.leader), "%s", m->name);
 					snprintf(t.leader_host, sizeof(t.leader_host), "%s",
 						 m->host);
@@ -222,14 +243,22 @@ static void *poll_main(void *arg)
 				log_info("leader: %s", t.has_leader ? t.leader : "none");
 			dcs_cluster_free(&cl);
 		}
-		bool publish = memcmp(&t, &w->snap, sizeof(t)) != 0;
+		bool publish;
 
 		pthread_mutex_lock(&w->lock);
+		t.registered = w->registered;
+		t.drained_reported = w->registered && w->drain_written > 0 ? w->drain_written : 0;
+		publish = memcmp(&t, &w->snap, sizeof(t)) != 0;
 		if (publish) {
 			t.version = w->snap.version + 1;
 			w->snap = t;
 		}
-		/* Sleep until the watch sees something, or the next second. */
+		pthread_mutex_unlock(&w->lock);
+		/* Wake the loop before sleeping: a change reaches it at once. */
+		if (publish)
+			cmn_loop_wake(w->loop);
+		pthread_mutex_lock(&w->lock);
+		/* Sleep until the watch sees something, or the next 250 ms. */
 		if (!w->changed && !w->stop) {
 			struct timespec ts;
 
@@ -242,11 +271,140 @@ static void *poll_main(void *arg)
 			pthread_cond_timedwait(&w->cond, &w->lock, &ts);
 		}
 		pthread_mutex_unlock(&w->lock);
-		if (publish)
-			cmn_loop_wake(w->loop);
 	}
 	etcd_client_free(c);
 	return NULL;
+}
+
+/* Registration state changed: the poll thread publishes it. Called with lock held. */
+static void presence_changed_locked(struct proxy_topo_watch *w)
+{
+	w->changed = true;
+	pthread_cond_signal(&w->cond);
+}
+
+/* Sleeps on pcond until the loop wants another report, stop, or ms have passed. */
+static void presence_sleep(struct proxy_topo_watch *w, int ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->lock);
+	if (!w->stop && w->drain_wanted == w->drain_written)
+		pthread_cond_timedwait(&w->pcond, &w->lock, &ts);
+	pthread_mutex_unlock(&w->lock);
+}
+
+/*
+ * Keeps proxies/<name> on our own lease (granted with the cluster's ttl, kept alive
+ * every ttl/3: a proxy that dies or is cut off from etcd drops out within ttl) and
+ * writes the drain reports the event loop asks for at once. On stop the lease is
+ * revoked, so the key goes with us.
+ */
+static void *presence_main(void *arg)
+{
+	struct proxy_topo_watch *w = arg;
+	struct etcd_client_opts o;
+	struct etcd_client *c = NULL;
+	char key[600], path[600];
+	int64_t lease = 0, last_alive = 0;
+	int ttl_s = w->cfg->ttl_ms / 1000, every_ms;
+	bool warned = false;
+
+	if (ttl_s < 2)
+		ttl_s = 2;
+	every_ms = ttl_s * 1000 / 3;
+	etcd_opts(w->cfg, &o);
+	if (etcd_client_new(&o, &c) != PGW_OK)
+		return NULL;
+	snprintf(path, sizeof(path), "proxies/%s", w->name);
+	dcs_key(&w->dcs, path, key, sizeof(key));
+	while (!w->stop) {
+		int64_t now = cmn_now_ms(), want;
+		int granted = 0, rc;
+		bool same;
+
+		if (lease && now - last_alive >= every_ms) {
+			rc = etcd_lease_keepalive(c, lease, &granted);
+			if (rc == PGW_OK && granted > 0) {
+				last_alive = now;
+			} else if (rc == PGW_ENOTFOUND || (rc == PGW_OK && granted <= 0)) {
+				log_warning("our etcd lease expired: registering %s again", key);
+				lease = 0;
+			} else if (now - last_alive >= ttl_s * 1000L) {
+				lease = 0; /* etcd did not answer for a whole ttl: start over */
+			}
+			if (!lease) {
+				pthread_mutex_lock(&w->lock);
+				w->registered = false;
+				w->drain_written = -1;
+				presence_changed_locked(w);
+				pthread_mutex_unlock(&w->lock);
+			}
+		}
+		if (!lease) {
+			if (etcd_lease_grant(c, ttl_s, &lease, &granted) != PGW_OK) {
+				lease = 0;
+				presence_sleep(w, 500);
+				continue;
+			}
+			last_alive = cmn_now_ms();
+			pthread_mutex_lock(&w->lock);
+			w->drain_written = -1;
+			pthread_mutex_unlock(&w->lock);
+		}
+		pthread_mutex_lock(&w->lock);
+		want = w->drain_wanted;
+		same = want == w->drain_written;
+		pthread_mutex_unlock(&w->lock);
+		if (!same) {
+			char *json = dcs_proxy_to_json(want);
+
+			rc = json ? etcd_put(c, key, json, strlen(json), lease, NULL) : PGW_ENOMEM;
+			free(json);
+			if (rc != PGW_OK) {
+				if (!warned)
+					log_warning("cannot register %s in etcd; retrying", key);
+				warned = true;
+				presence_sleep(w, 200);
+				continue;
+			}
+			pthread_mutex_lock(&w->lock);
+			if (!w->registered || warned)
+				log_info("registered as %s (lease ttl %d s)", key, ttl_s);
+			w->registered = true;
+			w->drain_written = want;
+			presence_changed_locked(w);
+			pthread_mutex_unlock(&w->lock);
+			warned = false;
+			if (want)
+				log_info(
+				    "switchover: reported drained in etcd (failover key revision "
+				    "%lld)",
+				    (long long)want);
+		}
+		presence_sleep(w, every_ms - (int)(cmn_now_ms() - last_alive) > 10
+				      ? every_ms - (int)(cmn_now_ms() - last_alive)
+				      : 10);
+	}
+	if (lease && etcd_lease_revoke(c, lease) != PGW_OK)
+		log_debug("could not revoke our lease (the key expires with it)");
+	etcd_client_free(c);
+	return NULL;
+}
+
+void proxy_topology_report_drained(struct proxy_topo_watch *w, int64_t revision)
+{
+	pthread_mutex_lock(&w->lock);
+	w->drain_wanted = revision;
+	pthread_cond_signal(&w->pcond);
+	pthread_mutex_unlock(&w->lock);
 }
 
 int proxy_topology_start(const struct proxy_config *cfg, struct cmn_loop *loop,
@@ -265,10 +423,30 @@ int proxy_topology_start(const struct proxy_config *cfg, struct cmn_loop *loop,
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&w->cond, &ca);
+	pthread_cond_init(&w->pcond, &ca);
 	pthread_condattr_destroy(&ca);
+	w->drain_written = -1;
+	if (cfg->proxy_name && cfg->proxy_name[0]) {
+		snprintf(w->name, sizeof(w->name), "%s", cfg->proxy_name);
+	} else {
+		char host[256] = "proxy";
+
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "proxy");
+		host[sizeof(host) - 1] = '\0';
+		/* Short enough for a key name: the host's first label if need be. */
+		if (strlen(host) + 7 >= sizeof(w->name) && strchr(host, '.'))
+			*strchr(host, '.') = '\0';
+		snprintf(w->name, sizeof(w->name), "%.*s:%d", (int)sizeof(w->name) - 8, host,
+			 cfg->pooled_port);
+		for (char *q = w->name; *q; q++)
+			if (*q == '/' || (unsigned char)*q <= ' ')
+				*q = '_';
+	}
 	w->watch_started = pthread_create(&w->watch_thread, NULL, watch_main, w) == 0;
 	w->poll_started = pthread_create(&w->poll_thread, NULL, poll_main, w) == 0;
-	if (!w->watch_started || !w->poll_started) {
+	w->presence_started = pthread_create(&w->presence_thread, NULL, presence_main, w) == 0;
+	if (!w->watch_started || !w->poll_started || !w->presence_started) {
 		log_error("cannot start the topology threads: %s", strerror(errno));
 		proxy_topology_stop(w);
 		return PGW_ERR;
@@ -291,12 +469,18 @@ void proxy_topology_stop(struct proxy_topo_watch *w)
 	w->stop = true;
 	w->rewatch = true;
 	poke(w);
+	pthread_mutex_lock(&w->lock);
+	pthread_cond_signal(&w->pcond);
+	pthread_mutex_unlock(&w->lock);
+	if (w->presence_started)
+		pthread_join(w->presence_thread, NULL);
 	if (w->poll_started)
 		pthread_join(w->poll_thread, NULL);
 	if (w->watch_started)
 		pthread_join(w->watch_thread, NULL);
 	dcs_cache_destroy(&w->cache);
 	pthread_cond_destroy(&w->cond);
+	pthread_cond_destroy(&w->pcond);
 	pthread_mutex_destroy(&w->lock);
 	free(w);
 }
