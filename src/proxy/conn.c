@@ -31,6 +31,8 @@
 #define BUF_MIN	      8192
 /* A server connection or login that failed: the pool waits this long before another. */
 #define SERVER_RETRY_MS 500
+/* Named prepared statements a server connection keeps for its clients. */
+#define MAX_PREPARED_STATEMENTS 200
 
 static struct proxy *P;
 
@@ -230,6 +232,88 @@ static struct proxy_pool *pool_get(enum proxy_port port, const char *db, const c
 	TAILQ_INIT(&pool->resetting);
 	TAILQ_INSERT_TAIL(&P->pools, pool, entry);
 	return pool;
+}
+
+/* ---- session parameters ---- */
+
+const char *const proxy_param_names[PROXY_N_PARAMS] = {
+    "application_name", "client_encoding", "DateStyle",
+    "IntervalStyle",	"TimeZone",	   "standard_conforming_strings",
+};
+
+static int param_index(const char *name)
+{
+	for (int k = 0; k < PROXY_N_PARAMS; k++)
+		if (strcasecmp(proxy_param_names[k], name) == 0)
+			return k;
+	return -1;
+}
+
+static const char *client_param(const struct proxy_client *c, int k)
+{
+	if (c->params && c->params[k])
+		return c->params[k];
+	return c->pool ? c->pool->defaults[k] : NULL;
+}
+
+/* The client's session has this value now (kept only where it differs from a fresh
+ * server session's: idle clients cost little). */
+static void client_param_set(struct proxy_client *c, int k, const char *value)
+{
+	char *v;
+
+	if (c->pool && c->pool->defaults[k] && strcmp(c->pool->defaults[k], value) == 0) {
+		if (c->params) {
+			free(c->params[k]);
+			c->params[k] = NULL;
+		}
+		return;
+	}
+	if (c->params && c->params[k] && strcmp(c->params[k], value) == 0)
+		return;
+	if (!c->params && !(c->params = calloc(PROXY_N_PARAMS, sizeof(char *))))
+		return;
+	if (!(v = strdup(value)))
+		return;
+	free(c->params[k]);
+	c->params[k] = v;
+}
+
+static void server_param_set(struct proxy_server *s, int k, const char *value)
+{
+	char *v;
+
+	if (s->params[k] && strcmp(s->params[k], value) == 0)
+		return;
+	if (!(v = strdup(value)))
+		return;
+	free(s->params[k]);
+	s->params[k] = v;
+}
+
+static void params_free(char **v)
+{
+	for (int k = 0; v && k < PROXY_N_PARAMS; k++) {
+		free(v[k]);
+		v[k] = NULL;
+	}
+}
+
+/* A ParameterStatus from a server: its session, and its client's, have that value. */
+static void server_param_status(struct proxy_server *s, const uint8_t *body, size_t len)
+{
+	struct pgp_reader r;
+	const char *name, *value;
+	int k;
+
+	pgp_reader_init(&r, body, len);
+	name = pgp_get_str(&r);
+	value = pgp_get_str(&r);
+	if (r.bad || (k = param_index(name)) < 0)
+		return;
+	server_param_set(s, k, value);
+	if (s->client)
+		client_param_set(s->client, k, value);
 }
 
 static struct proxy_client_list *client_list(struct proxy_client *c)
@@ -471,6 +555,8 @@ static void server_close(struct proxy_server *s, const char *why)
 	buf_free(&s->out);
 	free(s->scram);
 	s->scram = NULL;
+	pq_server_free(&s->pq);
+	params_free(s->params);
 	/* Others may connect in its place. */
 	pool_dispatch(pool);
 }
@@ -508,6 +594,11 @@ static void server_release(struct proxy_server *s)
 		server_close(s, "its target changed");
 		return;
 	}
+	if (pq_pending(&s->pq) || s->pq.dirty) {
+		/* DISCARD / DEALLOCATE ran, or an answer is still owed: state unknown. */
+		server_close(s, "its prepared statements are unknown");
+		return;
+	}
 	server_set_state(s, PROXY_SV_IDLE);
 	s->idle_since_ms = cmn_now_ms();
 	pool_dispatch(pool);
@@ -537,6 +628,9 @@ static void server_login_done(struct proxy_server *s)
 
 	free(s->scram);
 	s->scram = NULL;
+	for (int k = 0; k < PROXY_N_PARAMS; k++)
+		if (!pool->defaults[k] && s->params[k])
+			pool->defaults[k] = strdup(s->params[k]);
 	pool->welcome_ok = true;
 	pool->last_error[0] = '\0';
 	pool->next_connect_ms = 0;
@@ -694,6 +788,7 @@ static void server_login_input(struct proxy_server *s)
 		case PGP_BE_PARAMETER_STATUS: {
 			struct proxy_pool *pool = s->pool;
 
+			server_param_status(s, body, blen);
 			if (!pool->welcome_ok) {
 				uint8_t *grown = realloc(pool->welcome, pool->welcome_len + total);
 
@@ -755,16 +850,60 @@ static void pause_reading(struct cmn_io *io, bool *paused, bool pause)
 	(void)cmn_io_set(P->loop, io, pause ? (io->events & ~EPOLLIN) : (io->events | EPOLLIN));
 }
 
+/* Forwards part of a server's stream to its client; false when the client is gone. */
+static bool to_client(struct proxy_client *c, const uint8_t *d, size_t n)
+{
+	if (!c || !n)
+		return true;
+	c->pool->stats.bytes_sent += n;
+	if (!send_or_queue(&c->io, c->ssl, &c->out, d, n)) {
+		client_close(c, "client socket error");
+		return false;
+	}
+	return true;
+}
+
+/* The answers the proxy makes itself that are due now (the server's stream is at a
+ * message boundary). False when the client is gone. */
+static bool emit_synth(struct proxy_server *s)
+{
+	struct cmn_buf b = {0};
+	uint8_t t;
+	bool ok = true;
+
+	while ((t = pq_next_synth(&s->pq)))
+		if (pq_put_synth(&b, t) != PGW_OK)
+			ok = false;
+	if (!ok && s->client)
+		client_close(s->client, "out of memory");
+	else if (b.len)
+		ok = to_client(s->client, (const uint8_t *)b.data, b.len);
+	cmn_buf_free(&b);
+	return ok;
+}
+
+/* The proxy's SET failed on a server: the client takes the server's values. */
+static void own_query_failed(struct proxy_server *s)
+{
+	log_warning("S-%llu: restoring a client's session parameters failed",
+		    (unsigned long long)s->id);
+	for (int k = 0; s->client && k < PROXY_N_PARAMS; k++)
+		if (s->params[k])
+			client_param_set(s->client, k, s->params[k]);
+}
+
 /*
  * Server -> client: forward everything, watching each message's type to find
- * ReadyForQuery (the end of a request) and COPY IN. A message header split
- * between two reads waits in s->in.
+ * ReadyForQuery (the end of a request) and COPY IN, and which request each
+ * answer belongs to (the proxy's own are dropped, answers it makes itself are
+ * inserted). A message header split between two reads waits in s->in.
  */
 static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 {
 	struct proxy_client *c = s->client;
 	size_t start = 0, i = 0;
 	bool release = false;
+	struct pq_verdict v;
 
 	while (i < n) {
 		if (s->be.left) {
@@ -772,23 +911,21 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 
 			s->be.left -= k;
 			i += k;
+			if (s->be_drop)
+				start = i;
 			continue;
 		}
-		/* At a message boundary: need the type, length and (for 'Z') status. */
-		if (n - i < 6) {
-			uint8_t type = d[i];
-			size_t need = type == PGP_BE_READY ? 6 : 5;
-
-			if (n - i < need) {
-				/* Keep the fragment; forward what precedes it. */
-				if (c && i > start)
-					(void)send_or_queue(&c->io, c->ssl, &c->out, d + start,
-							    i - start);
-				if (buf_append(&s->in, d + i, n - i) != PGW_OK)
-					server_close(s, "out of memory");
-				goto forwarded;
-			}
+		/* At a message boundary. */
+		if (pq_synth_due(&s->pq)) {
+			if (!to_client(c, d + start, i - start))
+				return;
+			start = i;
+			if (!emit_synth(s))
+				return;
 		}
+		/* Need the type, length and (for 'Z') status; a whole ParameterStatus. */
+		if (n - i < 5 || (d[i] == PGP_BE_READY && n - i < 6))
+			goto fragment;
 		uint8_t type = d[i];
 		uint32_t len = ((uint32_t)d[i + 1] << 24) | ((uint32_t)d[i + 2] << 16) |
 			       ((uint32_t)d[i + 3] << 8) | d[i + 4];
@@ -797,6 +934,17 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 			server_close(s, "malformed message from the server");
 			return;
 		}
+		if (type == PGP_BE_PARAMETER_STATUS && len <= 8192 && n - i < 1 + (size_t)len)
+			goto fragment;
+		pq_backend(&s->pq, type, &v);
+		if (s->pq.desync && !s->close_after) {
+			log_warning("S-%llu: an answer matched no request: the connection closes "
+				    "after this transaction",
+				    (unsigned long long)s->id);
+			s->close_after = true;
+		}
+		if (v.own_error)
+			own_query_failed(s);
 		switch (type) {
 		case PGP_BE_READY:
 			s->txn = (char)d[i + 5];
@@ -818,22 +966,37 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 			if (c)
 				c->in_copy = true;
 			break;
+		case PGP_BE_PARAMETER_STATUS:
+			if (len <= 8192)
+				server_param_status(s, d + i + 5, len - 4);
+			break; /* asynchronous: they do not start a new request */
 		case PGP_BE_NOTICE:
 		case PGP_BE_NOTIFICATION:
-		case PGP_BE_PARAMETER_STATUS:
-			break; /* asynchronous: they do not start a new request */
+			break;
 		default:
 			release = false;
 			break;
 		}
+		if (v.drop) {
+			if (!to_client(c, d + start, i - start))
+				return;
+			start = i;
+		}
+		s->be_drop = v.drop;
 		s->be.left = 1 + (size_t)len;
 	}
-	if (c && n > start) {
-		c->pool->stats.bytes_sent += n - start;
-		if (!send_or_queue(&c->io, c->ssl, &c->out, d + start, n - start)) {
-			client_close(c, "client socket error");
-			return;
-		}
+	if (!to_client(c, d + start, n - start))
+		return;
+	if (!s->be.left && pq_synth_due(&s->pq) && !emit_synth(s))
+		return;
+	goto forwarded;
+fragment:
+	/* Keep the fragment; forward what precedes it. */
+	if (!to_client(c, d + start, i - start))
+		return;
+	if (buf_append(&s->in, d + i, n - i) != PGW_OK) {
+		server_close(s, "out of memory");
+		return;
 	}
 forwarded:
 	if (s->state == PROXY_SV_DEAD)
@@ -855,7 +1018,7 @@ forwarded:
 		return;
 	}
 	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy && !s->ext_open &&
-	    !c->fe.left)
+	    !c->fe.left && (!pq_pending(&s->pq) || s->pq.desync))
 		server_release(s);
 }
 
@@ -1061,20 +1224,44 @@ static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 	server_read(s);
 }
 
+/* A message the proxy must see whole before it goes (statement names, queries that
+ * drop statements). */
+static bool needs_whole(const struct proxy_server *s, int max_stmts, uint8_t type)
+{
+	if (!max_stmts)
+		return false;
+	switch (type) {
+	case PGP_FE_PARSE:
+	case PGP_FE_BIND:
+	case PGP_FE_DESCRIBE:
+	case PGP_FE_CLOSE:
+		return true;
+	case PGP_FE_QUERY:
+		return s->pq.n_held > 0;
+	default:
+		return false;
+	}
+}
+
 /*
  * Client -> server: forwards complete messages from c->in, counting requests
- * that expect a ReadyForQuery. Stops at a partial message header (kept), at
- * Terminate (the client leaves), or when the server socket backs up.
+ * that expect a ReadyForQuery and keeping an answer slot for each; named
+ * prepared statements are renamed (transaction pooling). Stops at a partial
+ * message (kept), at Terminate (the client leaves), or when the server socket
+ * backs up. A long message the proxy need not read passes as it arrives.
  */
 static void client_forward(struct proxy_client *c)
 {
 	struct proxy_server *s = c->server;
 	const uint8_t *d;
-	size_t n, i = 0;
-	bool terminate = false;
+	size_t n, i = 0, run = 0;
+	bool terminate = false, ok = true;
+	struct cmn_buf tx = {0}, rep = {0};
+	int max_stmts;
 
 	if (!s || !buf_used(&c->in))
 		return;
+	max_stmts = c->pool->transaction_mode ? MAX_PREPARED_STATEMENTS : 0;
 	d = c->in.data + c->in.off;
 	n = buf_used(&c->in);
 	while (i < n) {
@@ -1090,14 +1277,34 @@ static void client_forward(struct proxy_client *c)
 		uint8_t type = d[i];
 		uint32_t len = ((uint32_t)d[i + 1] << 24) | ((uint32_t)d[i + 2] << 16) |
 			       ((uint32_t)d[i + 3] << 8) | d[i + 4];
+		size_t total = 1 + (size_t)len;
+		bool verbatim = true;
 
 		if (len < 4 || (int64_t)len + 1 > P->cfg.max_packet_size) {
-			struct proxy_client *cc = c;
-
-			client_fatal(cc, "08P01",
-				     "invalid message length %u (max_packet_size %lld)", len,
-				     (long long)P->cfg.max_packet_size);
+			cmn_buf_free(&tx);
+			client_fatal(c, "08P01", "invalid message length %u (max_packet_size %lld)",
+				     len, (long long)P->cfg.max_packet_size);
 			return;
+		}
+		if (n - i >= total || !needs_whole(s, max_stmts, type)) {
+			/* Whole, or passing as it arrives: the slot needs only the type. */
+			static const uint8_t hdr_only[5] = {0, 0, 0, 0, 4};
+			const uint8_t *m = d + i;
+			uint8_t tmp[5];
+
+			if (n - i < total) {
+				memcpy(tmp, hdr_only, 5);
+				tmp[0] = type;
+				m = tmp;
+			}
+			if (pq_client_message(&c->stmts, &s->pq, max_stmts, m,
+					      n - i >= total ? total : 5, &rep,
+					      &verbatim) != PGW_OK) {
+				ok = false;
+				break;
+			}
+		} else {
+			break; /* wait for the rest */
 		}
 		switch (type) {
 		case PGP_FE_TERMINATE:
@@ -1139,18 +1346,53 @@ static void client_forward(struct proxy_client *c)
 		}
 		if (terminate)
 			break;
-		c->fe.left = 1 + (size_t)len;
+		if (!verbatim) {
+			/* Replaced (or answered by the proxy): what came before goes first. */
+			if (cmn_buf_append(&tx, d + run, i - run) != PGW_OK ||
+			    cmn_buf_append(&tx, rep.data ? rep.data : "", rep.len) != PGW_OK) {
+				ok = false;
+				break;
+			}
+			cmn_buf_reset(&rep);
+			i += total;
+			run = i;
+			continue;
+		}
+		c->fe.left = total;
+	}
+	cmn_buf_free(&rep);
+	if (!ok) {
+		cmn_buf_free(&tx);
+		client_fatal(c, "53200", "out of memory");
+		return;
 	}
 	if (i > 0) {
+		const uint8_t *out = d;
+		size_t out_len = i;
+
+		if (tx.len || run > 0) {
+			if (cmn_buf_append(&tx, d + run, i - run) != PGW_OK) {
+				cmn_buf_free(&tx);
+				client_fatal(c, "53200", "out of memory");
+				return;
+			}
+			out = (const uint8_t *)tx.data;
+			out_len = tx.len;
+		}
 		c->pool->stats.bytes_received += i;
-		if (!send_or_queue(&s->io, s->ssl, &s->out, d, i)) {
+		if (out_len && !send_or_queue(&s->io, s->ssl, &s->out, out, out_len)) {
+			cmn_buf_free(&tx);
 			server_close(s, "server socket error");
 			return;
 		}
+		cmn_buf_free(&tx);
 		buf_consume(&c->in, i);
 		if (buf_used(&s->out) > BACKLOG_LIMIT)
 			pause_reading(&c->io, &c->reading_paused, true);
 	}
+	/* Answers the proxy made itself, due now if nothing is owed before them. */
+	if (!s->be.left && pq_synth_due(&s->pq) && !emit_synth(s))
+		return;
 	if (terminate) {
 		client_close(c, NULL);
 		return;
@@ -1163,12 +1405,26 @@ static void client_welcome(struct proxy_client *c)
 {
 	struct cmn_buf b = {0};
 	struct proxy_pool *pool = c->pool;
+	int rc = PGW_OK;
 
-	int rc =
-	    cmn_buf_append(&b, pool->welcome ? (const char *)pool->welcome : "", pool->welcome_len);
+	/* The pool's ParameterStatus messages, with the client's own values. */
+	for (size_t off = 0; rc == PGW_OK && off + 5 <= pool->welcome_len;) {
+		const uint8_t *m = pool->welcome + off;
+		size_t total =
+		    1 + (((size_t)m[1] << 24) | ((size_t)m[2] << 16) | ((size_t)m[3] << 8) | m[4]);
+		struct pgp_reader r;
+		int k;
 
-	if (rc == PGW_OK && c->app_name[0])
-		rc = pgp_put_parameter_status(&b, "application_name", c->app_name);
+		if (total < 5 || off + total > pool->welcome_len)
+			break;
+		pgp_reader_init(&r, m + 5, total - 5);
+		k = param_index(pgp_get_str(&r) ?: "");
+		if (k >= 0 && c->params && c->params[k])
+			rc = pgp_put_parameter_status(&b, proxy_param_names[k], c->params[k]);
+		else
+			rc = cmn_buf_append(&b, m, total);
+		off += total;
+	}
 	if (rc == PGW_OK)
 		rc = pgp_put_backend_key(&b, c->cancel_pid, c->cancel_key);
 	if (rc == PGW_OK)
@@ -1179,6 +1435,39 @@ static void client_welcome(struct proxy_client *c)
 	else
 		client_close(c, "out of memory");
 	cmn_buf_free(&b);
+}
+
+/* Before a client's request runs on a server: SET what differs between the client's
+ * session and the server's (the answers are dropped). False when the server is lost. */
+static bool server_sync_params(struct proxy_server *s, struct proxy_client *c)
+{
+	struct cmn_buf q = {0}, b = {0};
+	bool ok = true;
+
+	for (int k = 0; k < PROXY_N_PARAMS; k++) {
+		const char *want = client_param(c, k);
+
+		if (!want || !s->params[k] || strcmp(want, s->params[k]) == 0)
+			continue;
+		(void)cmn_buf_printf(&q, "SET %s TO E'", proxy_param_names[k]);
+		for (const char *p = want; *p; p++)
+			(void)cmn_buf_printf(&q, "%s%c", *p == '\'' || *p == '\\' ? "\\" : "", *p);
+		(void)cmn_buf_printf(&q, "';");
+	}
+	if (q.len) {
+		log_debug("S-%llu: for C-%llu: %s", (unsigned long long)s->id,
+			  (unsigned long long)c->id, q.data);
+		if (!q.data || pgp_put_query(&b, q.data) != PGW_OK ||
+		    pq_push_own_query(&s->pq) != PGW_OK) {
+			server_close(s, "out of memory");
+			ok = false;
+		} else if ((ok = server_send(s, &b))) {
+			s->outstanding++;
+		}
+	}
+	cmn_buf_free(&q);
+	cmn_buf_free(&b);
+	return ok;
 }
 
 static void link_client(struct proxy_client *c, struct proxy_server *s)
@@ -1206,6 +1495,8 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 	c->wait_since_us = 0;
 	if (!c->welcomed)
 		client_welcome(c);
+	if (c->state == PROXY_CL_ACTIVE && buf_used(&c->in) && !server_sync_params(s, c))
+		return;
 	if (c->state == PROXY_CL_ACTIVE)
 		client_forward(c);
 	/* Linked only for the welcome: nothing to run yet. */
@@ -1325,6 +1616,10 @@ static void client_close(struct proxy_client *c, const char *why)
 	buf_free(&c->out);
 	free(c->scram);
 	c->scram = NULL;
+	pq_names_free(&c->stmts);
+	params_free(c->params);
+	free(c->params);
+	c->params = NULL;
 }
 
 void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
@@ -1855,9 +2150,14 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 	}
 	snprintf(c->user, sizeof(c->user), "%s", st.user);
 	snprintf(c->database, sizeof(c->database), "%s", st.database);
-	for (size_t i = 0; i < st.n_params; i++)
+	for (size_t i = 0; i < st.n_params; i++) {
+		int k = param_index(st.params[i].name);
+
 		if (strcmp(st.params[i].name, "application_name") == 0)
 			snprintf(c->app_name, sizeof(c->app_name), "%s", st.params[i].value);
+		if (k >= 0)
+			client_param_set(c, k, st.params[i].value);
+	}
 	if (strcmp(c->database, "pgbouncer") == 0 || strcmp(c->database, "pgwarden") == 0) {
 		c->admin = true;
 		if (!name_in_csv(P->cfg.admin_users, c->user) &&
@@ -2208,6 +2508,7 @@ void proxy_close_all(struct proxy *p)
 	p->authq = NULL;
 	while ((pool = TAILQ_FIRST(&p->pools))) {
 		TAILQ_REMOVE(&p->pools, pool, entry);
+		params_free(pool->defaults);
 		free(pool->welcome);
 		free(pool);
 	}

@@ -18,6 +18,7 @@
 #include "common/evloop.h"
 #include "pgproto/pgproto.h"
 #include "pgproto/scram.h"
+#include "proxy/extq.h"
 #include "proxy/proxycfg.h"
 #include "proxy/tls.h"
 #include "proxy/topology.h"
@@ -61,6 +62,10 @@ enum proxy_sv_state {
 struct proxy_pool;
 struct proxy_server;
 
+/* Session parameters restored on whichever server runs a client's next request. */
+#define PROXY_N_PARAMS 6
+extern const char *const proxy_param_names[PROXY_N_PARAMS];
+
 /* Where a message stream stands: inside a message (bytes left) or at a boundary. */
 struct proxy_stream {
 	size_t left; /* bytes of the current message still to pass */
@@ -91,11 +96,13 @@ struct proxy_client {
 	int64_t wait_since_us, active_us; /* for the statistics */
 	char txn; /* last ReadyForQuery status seen for this client ('I', 'T', 'E') */
 	bool reading_paused;
-	bool welcomed;	    /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
-	SSL *ssl;	    /* TLS with the client (NULL: clear text) */
-	bool tls_handshake; /* SSL_accept not finished */
-	bool auth_md5;	    /* the password exchange is MD5 (else SCRAM) */
-	int64_t last_io_ms; /* last bytes from the client */
+	bool welcomed;	       /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
+	SSL *ssl;	       /* TLS with the client (NULL: clear text) */
+	bool tls_handshake;    /* SSL_accept not finished */
+	bool auth_md5;	       /* the password exchange is MD5 (else SCRAM) */
+	int64_t last_io_ms;    /* last bytes from the client */
+	struct pq_names stmts; /* named prepared statements (transaction pooling) */
+	char **params;	       /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
 };
 
 struct proxy_server {
@@ -121,10 +128,13 @@ struct proxy_server {
 	struct pgp_scram_client *scram;
 	int64_t connect_ms, idle_since_ms;
 	bool reading_paused;
-	bool auth_started; /* startup packet sent */
-	SSL *ssl;	   /* TLS with the server (NULL: clear text) */
-	int tls_state;	   /* 0 none, 1 SSLRequest sent, 2 handshaking */
-	bool close_after;  /* close when it would return to the pool */
+	bool auth_started;   /* startup packet sent */
+	SSL *ssl;	     /* TLS with the server (NULL: clear text) */
+	int tls_state;	     /* 0 none, 1 SSLRequest sent, 2 handshaking */
+	bool close_after;    /* close when it would return to the pool */
+	bool be_drop;	     /* the message being read is dropped (answers the proxy's own) */
+	struct pq_server pq; /* answer slots and prepared statements */
+	char *params[PROXY_N_PARAMS]; /* its session's values (as last reported) */
 };
 
 TAILQ_HEAD(proxy_client_list, proxy_client);
@@ -152,6 +162,7 @@ struct proxy_pool {
 	uint8_t *welcome;
 	size_t welcome_len;
 	bool welcome_ok;
+	char *defaults[PROXY_N_PARAMS]; /* parameter values of a fresh server session */
 	struct proxy_stats stats;
 	int64_t last_error_ms;
 	char last_error[200];

@@ -1,0 +1,595 @@
+/*
+ * The extended query protocol under transaction pooling: answer slots, the
+ * statement registry, client names and the statements each server holds.
+ * See extq.h.
+ */
+#include "proxy/extq.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the statement registry ---- */
+
+static struct pq_stmt **reg_b;
+static size_t reg_nb, reg_count;
+static uint64_t reg_next_id = 1;
+
+static uint32_t hash_bytes(const void *d, size_t n)
+{
+	const uint8_t *p = d;
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static int reg_grow(void)
+{
+	size_t nb = reg_nb ? reg_nb * 2 : 256;
+	struct pq_stmt **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return PGW_ENOMEM;
+	for (size_t i = 0; i < reg_nb; i++) {
+		struct pq_stmt *s = reg_b[i], *next;
+
+		for (; s; s = next) {
+			next = s->next;
+			s->next = b[s->hash & (nb - 1)];
+			b[s->hash & (nb - 1)] = s;
+		}
+	}
+	free(reg_b);
+	reg_b = b;
+	reg_nb = nb;
+	return PGW_OK;
+}
+
+struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len)
+{
+	uint32_t h = hash_bytes(body, len);
+	struct pq_stmt *s;
+
+	if (reg_count >= reg_nb && reg_grow() != PGW_OK && !reg_nb)
+		return NULL;
+	for (s = reg_b[h & (reg_nb - 1)]; s; s = s->next)
+		if (s->hash == h && s->len == len && memcmp(s->body, body, len) == 0) {
+			s->refs++;
+			return s;
+		}
+	s = malloc(sizeof(*s) + len);
+	if (!s)
+		return NULL;
+	s->id = reg_next_id++;
+	s->hash = h;
+	s->refs = 1;
+	s->len = len;
+	memcpy(s->body, body, len);
+	s->next = reg_b[h & (reg_nb - 1)];
+	reg_b[h & (reg_nb - 1)] = s;
+	reg_count++;
+	return s;
+}
+
+void pq_stmt_put(struct pq_stmt *s)
+{
+	struct pq_stmt **pp;
+
+	if (!s || --s->refs > 0)
+		return;
+	for (pp = &reg_b[s->hash & (reg_nb - 1)]; *pp; pp = &(*pp)->next)
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	reg_count--;
+	free(s);
+	if (reg_count == 0) {
+		free(reg_b);
+		reg_b = NULL;
+		reg_nb = 0;
+	}
+}
+
+size_t pq_stmt_count(void)
+{
+	return reg_count;
+}
+
+void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE])
+{
+	snprintf(out, PQ_NAME_SIZE, "PGW_%" PRIx64, s->id);
+}
+
+/* ---- a client's names ---- */
+
+struct pq_name {
+	struct pq_name *next;
+	struct pq_stmt *stmt;
+	uint32_t hash;
+	char name[];
+};
+
+static struct pq_name **names_slot(const struct pq_names *m, const char *name, uint32_t h)
+{
+	struct pq_name **pp = &m->b[h & (m->nb - 1)];
+
+	for (; *pp; pp = &(*pp)->next)
+		if ((*pp)->hash == h && strcmp((*pp)->name, name) == 0)
+			break;
+	return pp;
+}
+
+int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt)
+{
+	uint32_t h = hash_bytes(name, strlen(name));
+	struct pq_name **pp, *n;
+
+	if (m->count >= m->nb) {
+		size_t nb = m->nb ? m->nb * 2 : 8;
+		struct pq_name **b = calloc(nb, sizeof(*b));
+
+		if (!b)
+			return PGW_ENOMEM;
+		for (size_t i = 0; i < m->nb; i++) {
+			struct pq_name *e = m->b[i], *next;
+
+			for (; e; e = next) {
+				next = e->next;
+				e->next = b[e->hash & (nb - 1)];
+				b[e->hash & (nb - 1)] = e;
+			}
+		}
+		free(m->b);
+		m->b = b;
+		m->nb = nb;
+	}
+	pp = names_slot(m, name, h);
+	stmt->refs++;
+	if (*pp) {
+		pq_stmt_put((*pp)->stmt);
+		(*pp)->stmt = stmt;
+		return PGW_OK;
+	}
+	n = malloc(sizeof(*n) + strlen(name) + 1);
+	if (!n) {
+		stmt->refs--;
+		return PGW_ENOMEM;
+	}
+	n->next = NULL;
+	n->stmt = stmt;
+	n->hash = h;
+	strcpy(n->name, name);
+	*pp = n;
+	m->count++;
+	return PGW_OK;
+}
+
+struct pq_stmt *pq_names_get(const struct pq_names *m, const char *name)
+{
+	struct pq_name **pp;
+
+	if (!m->nb)
+		return NULL;
+	pp = names_slot(m, name, hash_bytes(name, strlen(name)));
+	return *pp ? (*pp)->stmt : NULL;
+}
+
+void pq_names_del(struct pq_names *m, const char *name)
+{
+	struct pq_name **pp, *n;
+
+	if (!m->nb)
+		return;
+	pp = names_slot(m, name, hash_bytes(name, strlen(name)));
+	if (!(n = *pp))
+		return;
+	*pp = n->next;
+	pq_stmt_put(n->stmt);
+	free(n);
+	m->count--;
+}
+
+void pq_names_free(struct pq_names *m)
+{
+	for (size_t i = 0; i < m->nb; i++) {
+		struct pq_name *n = m->b[i], *next;
+
+		for (; n; n = next) {
+			next = n->next;
+			pq_stmt_put(n->stmt);
+			free(n);
+		}
+	}
+	free(m->b);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- what a server holds ---- */
+
+struct pq_held {
+	struct pq_stmt *stmt;
+	uint64_t used;
+};
+
+static struct pq_held *held_find(struct pq_server *srv, uint64_t id)
+{
+	for (size_t i = 0; i < srv->n_held; i++)
+		if (srv->held[i].stmt->id == id)
+			return &srv->held[i];
+	return NULL;
+}
+
+static void held_remove(struct pq_server *srv, uint64_t id)
+{
+	struct pq_held *h = held_find(srv, id);
+
+	if (!h)
+		return;
+	pq_stmt_put(h->stmt);
+	*h = srv->held[--srv->n_held];
+}
+
+/* ---- the answer slots ---- */
+
+static struct pq_slot *slot_at(const struct pq_server *srv, size_t k)
+{
+	return &srv->v[(srv->head + k) % srv->cap];
+}
+
+static struct pq_slot *head(const struct pq_server *srv)
+{
+	return srv->len ? slot_at(srv, 0) : NULL;
+}
+
+static void pop(struct pq_server *srv)
+{
+	srv->head = (srv->head + 1) % srv->cap;
+	srv->len--;
+}
+
+static int push(struct pq_server *srv, uint8_t msg, enum pq_act act, uint8_t synth, uint64_t stmt)
+{
+	if (srv->skipping) {
+		if (msg != 'S')
+			return PGW_OK; /* the server ignores it: no answer */
+		srv->skipping = false;
+	}
+	if (srv->len == srv->cap) {
+		size_t cap = srv->cap ? srv->cap * 2 : 16;
+		struct pq_slot *v = malloc(cap * sizeof(*v));
+
+		if (!v)
+			return PGW_ENOMEM;
+		for (size_t k = 0; k < srv->len; k++)
+			v[k] = *slot_at(srv, k);
+		free(srv->v);
+		srv->v = v;
+		srv->cap = cap;
+		srv->head = 0;
+	}
+	*slot_at(srv, srv->len) = (struct pq_slot){stmt, msg, (uint8_t)act, synth};
+	srv->len++;
+	return PGW_OK;
+}
+
+int pq_push_own_query(struct pq_server *srv)
+{
+	return push(srv, 'Q', PQ_DROP, 0, 0);
+}
+
+void pq_server_free(struct pq_server *srv)
+{
+	for (size_t i = 0; i < srv->n_held; i++)
+		pq_stmt_put(srv->held[i].stmt);
+	free(srv->held);
+	free(srv->v);
+	memset(srv, 0, sizeof(*srv));
+}
+
+/* A Parse slot leaves without its statement prepared (error, or skipped after one). */
+static void pop_failed(struct pq_server *srv)
+{
+	struct pq_slot *h = head(srv);
+
+	if (h->msg == 'P' && h->stmt)
+		held_remove(srv, h->stmt);
+	pop(srv);
+}
+
+void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v)
+{
+	struct pq_slot *h = head(srv);
+	uint8_t expect = 0;
+
+	memset(v, 0, sizeof(*v));
+	if (!h)
+		return;
+	v->owner_msg = h->msg;
+	bool simple = h->msg == 'Q' || h->msg == 'F';
+	bool own_query = simple && h->act == PQ_DROP;
+
+	switch (type) {
+	case 'N': /* Notice, Notification, ParameterStatus: asynchronous */
+	case 'A':
+	case 'S':
+		v->drop = own_query;
+		return;
+	case 'E':
+		if (simple) {
+			v->drop = own_query;
+			v->own_error = own_query;
+			return;
+		}
+		if (h->msg == 'S')
+			return; /* an error at the Sync (commit): the Sync still answers */
+		/* The server skips everything up to the next Sync. */
+		while ((h = head(srv)) && h->msg != 'S')
+			pop_failed(srv);
+		if (!h)
+			srv->skipping = true;
+		return;
+	case 'Z':
+		v->drop = own_query;
+		while ((h = head(srv))) {
+			bool ends = h->msg == 'S' || h->msg == 'Q' || h->msg == 'F';
+
+			if (!ends)
+				srv->desync = true;
+			pop_failed(srv);
+			if (ends)
+				break;
+		}
+		return;
+	case 'G': /* CopyIn: the Syncs sent after that Execute are ignored by the server */
+		if (h->msg == 'E') {
+			size_t k = 1, kept = 1;
+
+			for (; k < srv->len; k++)
+				if (slot_at(srv, k)->msg != 'S')
+					*slot_at(srv, kept++) = *slot_at(srv, k);
+			srv->len = kept;
+		}
+		return;
+	case '1':
+		expect = 'P';
+		break;
+	case '2':
+		expect = 'B';
+		break;
+	case '3':
+		expect = 'C';
+		break;
+	case 't':
+		v->drop = h->act == PQ_DROP;
+		return;
+	case 'T':
+	case 'n':
+		if (h->msg == 'D') {
+			v->drop = h->act == PQ_DROP;
+			pop(srv);
+		} else {
+			v->drop = own_query;
+		}
+		return;
+	case 'C':
+	case 'I':
+	case 's':
+		if (h->msg == 'E') {
+			v->drop = h->act == PQ_DROP;
+			pop(srv);
+		} else {
+			v->drop = own_query;
+		}
+		return;
+	default:
+		v->drop = h->act == PQ_DROP;
+		return;
+	}
+	if (h->msg != expect) {
+		srv->desync = true;
+		return;
+	}
+	v->drop = h->act == PQ_DROP;
+	pop(srv);
+}
+
+uint8_t pq_next_synth(struct pq_server *srv)
+{
+	struct pq_slot *h = head(srv);
+	uint8_t t;
+
+	if (!h || h->act != PQ_SYNTH)
+		return 0;
+	t = h->synth;
+	pop(srv);
+	return t;
+}
+
+int pq_put_synth(struct cmn_buf *b, uint8_t type)
+{
+	const uint8_t m[5] = {type, 0, 0, 0, 4};
+
+	return cmn_buf_append(b, m, sizeof(m));
+}
+
+/* ---- client messages ---- */
+
+static int put_msg(struct cmn_buf *b, uint8_t type, const void *p1, size_t n1, const void *p2,
+		   size_t n2, const void *p3, size_t n3)
+{
+	size_t len = 4 + n1 + n2 + n3;
+	uint8_t hdr[5] = {type, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+			  (uint8_t)len};
+
+	if (cmn_buf_append(b, hdr, 5) != PGW_OK || (n1 && cmn_buf_append(b, p1, n1) != PGW_OK) ||
+	    (n2 && cmn_buf_append(b, p2, n2) != PGW_OK) ||
+	    (n3 && cmn_buf_append(b, p3, n3) != PGW_OK))
+		return PGW_ENOMEM;
+	return PGW_OK;
+}
+
+/* The server holds stmt from now on (Parse queued by the caller); may evict one. */
+static int hold(struct pq_server *srv, struct pq_stmt *stmt, int max_stmts,
+		struct cmn_buf *to_server)
+{
+	if (srv->n_held >= (size_t)max_stmts && srv->n_held > 0) {
+		size_t lru = 0;
+		char name[PQ_NAME_SIZE];
+
+		for (size_t i = 1; i < srv->n_held; i++)
+			if (srv->held[i].used < srv->held[lru].used)
+				lru = i;
+		pq_stmt_name(srv->held[lru].stmt, name);
+		if (put_msg(to_server, 'C', "S", 1, name, strlen(name) + 1, NULL, 0) != PGW_OK ||
+		    push(srv, 'C', PQ_DROP, 0, 0) != PGW_OK)
+			return PGW_ENOMEM;
+		pq_stmt_put(srv->held[lru].stmt);
+		srv->held[lru] = srv->held[--srv->n_held];
+	}
+	if (srv->n_held == srv->cap_held) {
+		size_t cap = srv->cap_held ? srv->cap_held * 2 : 8;
+		struct pq_held *h = realloc(srv->held, cap * sizeof(*h));
+
+		if (!h)
+			return PGW_ENOMEM;
+		srv->held = h;
+		srv->cap_held = cap;
+	}
+	stmt->refs++;
+	srv->held[srv->n_held++] = (struct pq_held){stmt, ++srv->clock};
+	return PGW_OK;
+}
+
+/* Makes sure the server holds stmt before the message that follows uses it. */
+static int ensure(struct pq_server *srv, struct pq_stmt *stmt, int max_stmts,
+		  struct cmn_buf *to_server)
+{
+	struct pq_held *h = held_find(srv, stmt->id);
+	char name[PQ_NAME_SIZE];
+
+	if (h) {
+		h->used = ++srv->clock;
+		return PGW_OK;
+	}
+	if (hold(srv, stmt, max_stmts, to_server) != PGW_OK)
+		return PGW_ENOMEM;
+	pq_stmt_name(stmt, name);
+	if (put_msg(to_server, 'P', name, strlen(name) + 1, stmt->body, stmt->len, NULL, 0) !=
+	    PGW_OK)
+		return PGW_ENOMEM;
+	return push(srv, 'P', PQ_DROP, 0, stmt->id);
+}
+
+/* Case-insensitive search for word in d[0..n). */
+static bool has_word(const uint8_t *d, size_t n, const char *word)
+{
+	size_t w = strlen(word);
+
+	for (size_t i = 0; i + w <= n; i++) {
+		size_t k = 0;
+
+		while (k < w && (d[i + k] | 0x20) == (uint8_t)word[k])
+			k++;
+		if (k == w)
+			return true;
+	}
+	return false;
+}
+
+/* A query that may drop the server's statements behind the proxy's back. */
+static void check_dirty(struct pq_server *srv, const uint8_t *q, size_t n)
+{
+	if (srv->n_held && (has_word(q, n, "discard") || has_word(q, n, "deallocate")))
+		srv->dirty = true;
+}
+
+int pq_client_message(struct pq_names *names, struct pq_server *srv, int max_stmts,
+		      const uint8_t *msg, size_t len, struct cmn_buf *to_server, bool *verbatim)
+{
+	uint8_t type = msg[0];
+	const uint8_t *body = msg + 5, *end = msg + len;
+	const uint8_t *z, *z2;
+	struct pq_stmt *stmt;
+	char name[PQ_NAME_SIZE];
+
+	*verbatim = true;
+	switch (type) {
+	case 'Q':
+		check_dirty(srv, body, len - 5);
+		return push(srv, type, PQ_PASS, 0, 0);
+	case 'E':
+	case 'S':
+	case 'F':
+		return push(srv, type, PQ_PASS, 0, 0);
+	case 'P': { /* name\0 query\0 Int16 n, Int32 x n */
+		z = memchr(body, 0, (size_t)(end - body));
+		if (z)
+			check_dirty(srv, z + 1, (size_t)(end - z - 1));
+		if (!z || !max_stmts || z == body || srv->skipping)
+			return push(srv, type, PQ_PASS, 0, 0);
+		stmt = pq_stmt_get(z + 1, (size_t)(end - z - 1));
+		if (!stmt || pq_names_set(names, (const char *)body, stmt) != PGW_OK) {
+			pq_stmt_put(stmt);
+			return PGW_ENOMEM;
+		}
+		*verbatim = false;
+		struct pq_held *h = held_find(srv, stmt->id);
+		int rc;
+
+		if (h) {
+			h->used = ++srv->clock;
+			rc = push(srv, type, PQ_SYNTH, '1', 0);
+		} else {
+			pq_stmt_name(stmt, name);
+			rc = hold(srv, stmt, max_stmts, to_server);
+			if (rc == PGW_OK)
+				rc = put_msg(to_server, 'P', name, strlen(name) + 1, stmt->body,
+					     stmt->len, NULL, 0);
+			if (rc == PGW_OK)
+				rc = push(srv, type, PQ_PASS, 0, stmt->id);
+		}
+		pq_stmt_put(stmt);
+		return rc;
+	}
+	case 'B': /* portal\0 statement\0 rest */
+		z = memchr(body, 0, (size_t)(end - body));
+		z2 = z ? memchr(z + 1, 0, (size_t)(end - z - 1)) : NULL;
+		if (!z2 || !max_stmts || z2 == z + 1 || srv->skipping ||
+		    !(stmt = pq_names_get(names, (const char *)z + 1)))
+			return push(srv, type, PQ_PASS, 0, 0);
+		*verbatim = false;
+		pq_stmt_name(stmt, name);
+		if (ensure(srv, stmt, max_stmts, to_server) != PGW_OK ||
+		    put_msg(to_server, 'B', body, (size_t)(z + 1 - body), name, strlen(name) + 1,
+			    z2 + 1, (size_t)(end - z2 - 1)) != PGW_OK)
+			return PGW_ENOMEM;
+		return push(srv, type, PQ_PASS, 0, 0);
+	case 'D': /* 'S' or 'P', name\0 */
+	case 'C':
+		z = len > 6 ? memchr(body + 1, 0, (size_t)(end - body - 1)) : NULL;
+		if (!z || !max_stmts || body[0] != 'S' || z == body + 1 || srv->skipping)
+			return push(srv, type, PQ_PASS, 0, 0);
+		if (type == 'C') {
+			/* The statement stays on the servers (other clients may use it). */
+			pq_names_del(names, (const char *)body + 1);
+			*verbatim = false;
+			return push(srv, type, PQ_SYNTH, '3', 0);
+		}
+		if (!(stmt = pq_names_get(names, (const char *)body + 1)))
+			return push(srv, type, PQ_PASS, 0, 0);
+		*verbatim = false;
+		pq_stmt_name(stmt, name);
+		if (ensure(srv, stmt, max_stmts, to_server) != PGW_OK ||
+		    put_msg(to_server, 'D', "S", 1, name, strlen(name) + 1, NULL, 0) != PGW_OK)
+			return PGW_ENOMEM;
+		return push(srv, type, PQ_PASS, 0, 0);
+	default: /* Flush, COPY data, Terminate: no answer of their own */
+		return PGW_OK;
+	}
+}

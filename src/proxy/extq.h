@@ -1,0 +1,129 @@
+/*
+ * The extended query protocol under transaction pooling.
+ *
+ * A server connection answers messages in the order it received them. The
+ * proxy keeps one slot per message that gets an answer (Parse, Bind, Close,
+ * Describe, Execute, Sync, Query, FunctionCall), so it knows which message each
+ * answer belongs to. That lets it send messages of its own and drop their
+ * answers (a Parse that prepares a client's statement on a server that lacks
+ * it, a Close that evicts one, SET that restores a client's parameters), and
+ * answer some client messages itself at the right place in the stream (a Parse
+ * of a statement the server already holds, a Close of a statement).
+ *
+ * Named prepared statements follow their client, as PgBouncer's
+ * max_prepared_statements does: the client's name maps to a statement (query
+ * text and parameter types) shared by the whole proxy, which servers know as
+ * "PGW_<id>". A server keeps at most max_prepared_statements of them, the least
+ * recently used goes first.
+ *
+ * Everything here is single-threaded (the proxy's event loop) and does no I/O.
+ */
+#ifndef PGW_EXTQ_H
+#define PGW_EXTQ_H
+
+#include "common/err.h"
+#include "common/util.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct pq_held;
+
+/* A distinct statement: the body of a Parse after its name. Reference-counted. */
+struct pq_stmt {
+	uint64_t id; /* servers know it as "PGW_<id in hex>" */
+	uint32_t hash;
+	uint32_t refs;
+	struct pq_stmt *next; /* registry chain */
+	size_t len;
+	uint8_t body[]; /* query\0, Int16 n, n x Int32 type oids */
+};
+
+/* The registry's statement for this Parse body, with one more reference. */
+struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len);
+void pq_stmt_put(struct pq_stmt *s);
+/* Statements alive in the registry (for SHOW and tests). */
+size_t pq_stmt_count(void);
+#define PQ_NAME_SIZE 24
+void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE]);
+
+/* A client's statement names. */
+struct pq_name;
+struct pq_names {
+	struct pq_name **b;
+	size_t nb, count;
+};
+/* Binds name to stmt (a new reference), replacing an older binding. */
+int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt) PGW_WUR;
+struct pq_stmt *pq_names_get(const struct pq_names *m, const char *name);
+void pq_names_del(struct pq_names *m, const char *name);
+void pq_names_free(struct pq_names *m);
+
+enum pq_act {
+	PQ_PASS,  /* the client's message: its answers go to the client */
+	PQ_DROP,  /* the proxy's own message: its answers are dropped (errors of
+		     extended messages excepted: the client's next message fails) */
+	PQ_SYNTH, /* the client's message answered by the proxy: nothing was sent */
+};
+
+struct pq_slot {
+	uint64_t stmt; /* Parse: the statement's id */
+	uint8_t msg;   /* the frontend message type */
+	uint8_t act;   /* enum pq_act */
+	uint8_t synth; /* PQ_SYNTH: the answer's type ('1' ParseComplete, '3' CloseComplete) */
+};
+
+/* What a server connection owes, and the statements it holds. */
+struct pq_server {
+	struct pq_slot *v; /* ring */
+	size_t head, len, cap;
+	bool skipping; /* after an error, the server ignores everything up to a Sync */
+	bool desync;   /* an answer matched no slot: do not reuse this connection */
+	bool dirty;    /* DISCARD / DEALLOCATE ran: its statements are unknown */
+	struct pq_held *held;
+	size_t n_held, cap_held;
+	uint64_t clock;
+};
+
+void pq_server_free(struct pq_server *s);
+static inline size_t pq_pending(const struct pq_server *s)
+{
+	return s->len;
+}
+/* The next answer due is one the proxy makes itself. */
+static inline bool pq_synth_due(const struct pq_server *s)
+{
+	return s->len && s->v[s->head].act == PQ_SYNTH;
+}
+
+/*
+ * One complete frontend message of a client (len = type byte + length + body).
+ * Appends what the server must get instead to *to_server and sets *verbatim
+ * false, or leaves both when the message goes as it is; pushes the slots.
+ * max_stmts 0 turns statement tracking off (slots are still kept).
+ * PGW_OK, PGW_ENOMEM.
+ */
+int pq_client_message(struct pq_names *names, struct pq_server *srv, int max_stmts,
+		      const uint8_t *msg, size_t len, struct cmn_buf *to_server,
+		      bool *verbatim) PGW_WUR;
+
+/* The proxy's own simple Query (its answers are dropped). */
+int pq_push_own_query(struct pq_server *srv) PGW_WUR;
+
+/* A backend message's fate, decided at its header. */
+struct pq_verdict {
+	bool drop;	   /* do not forward it */
+	bool own_error;	   /* an error of the proxy's own Query (dropped) */
+	uint8_t owner_msg; /* the frontend message it answers (0: none known) */
+};
+void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v);
+
+/* At a message boundary of the server stream: the type of the next answer the
+ * proxy makes itself (the slot is consumed), or 0. */
+uint8_t pq_next_synth(struct pq_server *srv);
+
+/* Builds the proxy's answer of that type. */
+int pq_put_synth(struct cmn_buf *b, uint8_t type) PGW_WUR;
+
+#endif

@@ -1,0 +1,170 @@
+"""Transaction pooling of protocol-level prepared statements and session parameters:
+both follow their client onto whichever server connection runs its next transaction."""
+import os
+import re
+import struct
+import subprocess
+
+import psycopg2
+
+import pgwire
+
+PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def raw_client(cluster):
+    ini = open(os.path.join(cluster.dir, "node1/node.ini")).read()
+    password = re.search(r"^superuser_password = (\S+)$", ini, re.M).group(1)
+    s = pgwire.connect(cluster.proxy_port)
+    assert pgwire.scram_login(s, "postgres", password) is None
+    return s
+
+
+def parse(name, sql, types=()):
+    return (b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", len(types)) +
+            b"".join(struct.pack("!I", t) for t in types))
+
+
+def bind(stmt, *params):
+    body = b"\0" + stmt.encode() + b"\0" + struct.pack("!H", 0) + struct.pack("!H", len(params))
+    for p in params:
+        body += struct.pack("!I", len(p)) + p.encode()
+    return (b"B", body + struct.pack("!H", 0))
+
+
+EXECUTE = (b"E", b"\0" + struct.pack("!I", 0))
+SYNC = (b"S", b"")
+
+
+def describe_stmt(name):
+    return (b"D", b"S" + name.encode() + b"\0")
+
+
+def close_stmt(name):
+    return (b"C", b"S" + name.encode() + b"\0")
+
+
+def exchange(s, *msgs):
+    """Sends the messages at once; returns every answer up to the ReadyForQuery of the
+    last Sync as (type, body) pairs, ErrorResponses as (b"E", fields)."""
+    s.sendall(b"".join(t + struct.pack("!I", len(b) + 4) + b for t, b in msgs))
+    syncs = sum(1 for t, _ in msgs if t == b"S")
+    out = []
+    while syncs:
+        t, body = pgwire.read_msg(s)
+        if t == b"E":
+            body = pgwire.error_fields(body)
+        if t == b"Z":
+            syncs -= 1
+        out.append((t, body))
+    return out
+
+
+def types(answers):
+    return "".join(t.decode() for t, _ in answers)
+
+
+def rows(answers):
+    vals = []
+    for t, body in answers:
+        if t == b"D":
+            n = struct.unpack("!H", body[:2])[0]
+            off, row = 2, []
+            for _ in range(n):
+                ln = struct.unpack("!i", body[off:off + 4])[0]
+                off += 4
+                row.append(body[off:off + ln].decode())
+                off += ln
+            vals.append(tuple(row))
+    return vals
+
+
+def sqlstates(answers):
+    return [body["C"] for t, body in answers if t == b"E"]
+
+
+def test_prepared_statements_and_parameters_follow_their_client(cluster):
+    # One server connection for everyone: every client's transaction reuses it.
+    cluster.restart_proxy("default_pool_size = 1\n")
+    a, b = raw_client(cluster), raw_client(cluster)
+
+    # The same name means different statements for different clients.
+    assert types(exchange(a, parse("s1", "SELECT $1::int + 1"), SYNC)) == "1Z"
+    assert types(exchange(b, parse("s1", "SELECT 'b:' || $1"), SYNC)) == "1Z"
+    assert rows(exchange(a, bind("s1", "41"), EXECUTE, SYNC)) == [("42",)]
+    assert rows(exchange(b, bind("s1", "x"), EXECUTE, SYNC)) == [("b:x",)]
+    # A client's second identical Parse is answered without a duplicate on the server.
+    assert types(exchange(a, parse("s2", "SELECT $1::int + 1"), SYNC)) == "1Z"
+    assert rows(exchange(a, bind("s2", "1"), EXECUTE, SYNC)) == [("2",)]
+    # Describe of a statement; pipelined Parse/Bind/Execute/Close in one batch.
+    got = exchange(b, describe_stmt("s1"), parse("s3", "SELECT 7"), bind("s3"), EXECUTE,
+                   close_stmt("s3"), SYNC)
+    assert types(got) == "tT1" + "2DC3Z", types(got)
+    assert rows(got) == [("7",)]
+    # Closed: the name is gone for that client only; the server reports it as PostgreSQL
+    # would.
+    assert sqlstates(exchange(b, bind("s3"), EXECUTE, SYNC)) == ["26000"]
+    assert sqlstates(exchange(a, bind("nosuch"), EXECUTE, SYNC)) == ["26000"]
+    assert rows(exchange(b, bind("s1", "y"), EXECUTE, SYNC)) == [("b:y",)]
+    # An error inside a batch: the rest is skipped up to the Sync, then all is well again.
+    got = exchange(a, parse("bad", "SELECT nosuchcolumn"), bind("s1", "1"), EXECUTE, SYNC,
+                   bind("s1", "2"), EXECUTE, SYNC)
+    assert sqlstates(got) == ["42703"] and rows(got) == [("3",)], got
+
+    # Session parameters: one client's SET does not leak to another through the server.
+    def show(s, name):
+        return rows(exchange(s, parse("", "SHOW " + name), bind(""), EXECUTE, SYNC))[0][0]
+
+    tz_default = show(b, "TimeZone")
+    exchange(a, parse("", "SET TimeZone TO 'America/New_York'"), bind(""), EXECUTE, SYNC)
+    assert show(b, "TimeZone") == tz_default
+    assert show(a, "TimeZone") == "America/New_York"
+    assert show(b, "TimeZone") == tz_default
+    a.close()
+    b.close()
+
+    # Startup parameters (libpq sends them in the startup packet) are restored too.
+    c = psycopg2.connect(cluster.proxy_dsn(application_name="app_c", client_encoding="LATIN1",
+                                           options=""))
+    c.autocommit = True
+    d = psycopg2.connect(cluster.proxy_dsn())
+    d.autocommit = True
+    with c.cursor() as cc, d.cursor() as dc:
+        dc.execute("SHOW client_encoding")
+        d_enc = dc.fetchone()[0]
+        for _ in range(3):
+            cc.execute("SELECT current_setting('client_encoding'), "
+                       "current_setting('application_name')")
+            assert cc.fetchone() == ("LATIN1", "app_c")
+            dc.execute("SELECT current_setting('client_encoding')")
+            assert dc.fetchone()[0] == d_enc
+            dc.execute("SET DateStyle TO 'German'")
+            cc.execute("SELECT current_setting('DateStyle')")
+            assert cc.fetchone()[0] != "German, DMY"
+            dc.execute("SELECT current_setting('DateStyle')")
+            assert dc.fetchone()[0] == "German, DMY"
+            dc.execute("RESET DateStyle")
+    c.close()
+    d.close()
+
+
+def test_pgbench_prepared_over_few_server_connections(cluster):
+    leader = cluster.leader()
+    cluster.restart_proxy("default_pool_size = 3\n")
+    env = dict(os.environ, PGPASSFILE=os.path.join(cluster.dir, "pgpass"))
+    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
+                    str(cluster.pg_port + leader), "-U", "postgres", "postgres"], check=True,
+                   capture_output=True, env=env, timeout=120)
+    # -j 8: pgbench prepares synchronously (PQprepare), so one thread serving clients
+    # that wait for a server while another of its clients holds one in a transaction
+    # would block itself (with PgBouncer too).
+    for script in ([], ["-S"]):
+        proc = subprocess.run([PGBENCH, "-n", "-c", "8", "-j", "8", "-T", "4", "-M", "prepared",
+                               *script, "-h", "127.0.0.1", "-p", str(cluster.proxy_port), "-U",
+                               "postgres", "postgres"], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "number of failed transactions: 0" in proc.stdout, proc.stdout
+        processed = int(proc.stdout.split("number of transactions actually processed: ")[1]
+                        .split()[0])
+        assert processed > 100, proc.stdout
