@@ -1436,28 +1436,56 @@ static void do_switchover(struct agent *a, const char *candidate)
 				    candidate, barred ? "synchronous " : "");
 			if (dcs_clear_switchover(&a->dcs) != PGW_OK)
 				log_error("could not clear the switchover request");
-			a->so_revision = 0;
+			a->so_started_ms = 0;
 			a->so_waiting = false;
 			return;
 		}
 	}
-	if (a->so_revision != a->cluster.switchover_revision || !a->so_revision) {
-		a->so_revision = a->cluster.switchover_revision;
-		a->so_started_ms = cmn_now_ms();
-		log_info("switchover: checkpoint%s, clean stop, then the leader key goes to %s",
-			 a->cluster.n_proxies ? " while the proxies drain" : "",
-			 candidate[0] ? candidate : "the healthiest replica");
-		if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
-			log_warning("CHECKPOINT before the switchover failed; stopping anyway");
-	}
-	now = cmn_now_ms();
-	if (!dcs_proxies_drained(&a->cluster, a->so_revision, waiting, sizeof(waiting))) {
-		if (now - a->so_started_ms < a->cfg.switchover_proxy_wait_ms) {
-			if (!a->so_waiting)
+	if (!a->cluster.switchover_drain) {
+		/* A new request: checkpoint first, while clients still run (not held). */
+		if (a->so_revision != a->cluster.switchover_revision || !a->so_started_ms) {
+			a->so_revision = a->cluster.switchover_revision;
+			log_info(
+			    "switchover: checkpoint, %sclean stop, then the leader key goes to "
+			    "%s",
+			    a->cluster.n_proxies ? "proxies drain, " : "",
+			    candidate[0] ? candidate : "the healthiest replica");
+			if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
+				log_warning(
+				    "CHECKPOINT before the switchover failed; stopping anyway");
+			a->so_started_ms = cmn_now_ms();
+		}
+		now = cmn_now_ms();
+		if (a->cluster.n_proxies &&
+		    now - a->so_started_ms < a->cfg.switchover_proxy_wait_ms) {
+			bool ok = false;
+
+			/* The proxies hold and drain from now on; the new revision wakes us. */
+			if (dcs_mark_switchover_drain(&a->dcs, &a->cluster, &ok) == PGW_OK && ok)
+				log_info("switchover: %zu prox%s asked to drain",
+					 a->cluster.n_proxies,
+					 a->cluster.n_proxies == 1 ? "y" : "ies");
+			a->so_waiting = true;
+			return;
+		}
+	} else {
+		/* Marked (by us, normally): wait for the proxies' reports on this revision. */
+		if (!a->so_started_ms)
+			a->so_started_ms = cmn_now_ms(); /* marked before this agent started */
+		now = cmn_now_ms();
+		if (!dcs_proxies_drained(&a->cluster, a->cluster.switchover_revision, waiting,
+					 sizeof(waiting)) &&
+		    now - a->so_started_ms < a->cfg.switchover_proxy_wait_ms) {
+			if (a->so_revision != a->cluster.switchover_revision)
 				log_info("switchover: waiting for proxies to drain: %s", waiting);
+			a->so_revision = a->cluster.switchover_revision;
 			a->so_waiting = true;
 			return; /* a proxy's report wakes the loop */
 		}
+		a->so_revision = a->cluster.switchover_revision;
+	}
+	now = cmn_now_ms();
+	if (!dcs_proxies_drained(&a->cluster, a->so_revision, waiting, sizeof(waiting))) {
 		log_warning("switchover: proxies %s did not report drained within %d ms: stopping "
 			    "anyway",
 			    waiting, a->cfg.switchover_proxy_wait_ms);
@@ -2010,6 +2038,8 @@ static void observe(struct agent *a)
 	} else if (a->dcs_ok) {
 		a->switchover_seen_ms = 0;
 		a->so_revision = 0;
+		a->so_started_ms = 0;
+		a->so_waiting = false;
 	}
 	/* How long has our primary been down while we hold the key? */
 	if (holds_leader(a) && !(a->probe.accepting && !a->probe.in_recovery)) {

@@ -173,6 +173,8 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 					 json_object_get_string(v));
 			if (o && json_object_object_get_ex(o, "scheduled_at", &v))
 				out->switchover_at = json_object_get_int64(v);
+			out->switchover_drain = o && json_object_object_get_ex(o, "drain", &v) &&
+						json_object_get_boolean(v);
 			json_object_put(o);
 		} else if (strcmp(name, "sync") == 0) {
 			json_object *o = json_tokener_parse(kv->value), *v;
@@ -704,18 +706,56 @@ int dcs_set_pause(struct dcs *d, bool pause)
 	return PGW_ERR;
 }
 
-int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,
-			   int64_t scheduled_at, bool *created)
+static char *switchover_json(const char *leader, const char *candidate, int64_t scheduled_at,
+			     bool drain)
 {
 	json_object *o = json_object_new_object();
 	char *text;
-	int rc;
 
 	json_object_object_add(o, "leader", json_object_new_string(leader ? leader : ""));
 	json_object_object_add(o, "candidate", json_object_new_string(candidate ? candidate : ""));
 	json_object_object_add(o, "scheduled_at", json_object_new_int64(scheduled_at));
+	if (drain)
+		json_object_object_add(o, "drain", json_object_new_boolean(true));
 	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
+	return text;
+}
+
+int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok)
+{
+	char key[600];
+	char *text =
+	    switchover_json(c->switchover_leader, c->switchover_candidate, c->switchover_at, true);
+	struct etcd_txn_result r;
+	int rc;
+
+	*ok = false;
+	if (!text)
+		return PGW_ENOMEM;
+	dcs_key(d, "failover", key, sizeof(key));
+	struct etcd_compare cmp = {.key = key,
+				   .target = ETCD_CMP_MOD,
+				   .result = ETCD_CMP_EQUAL,
+				   .number = c->switchover_revision};
+	struct etcd_op put = {
+	    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
+
+	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+	free(text);
+	if (rc != PGW_OK)
+		return rc;
+	*ok = r.succeeded;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,
+			   int64_t scheduled_at, bool *created)
+{
+	char *text = switchover_json(leader, candidate, scheduled_at, false);
+	int rc;
+
 	if (!text)
 		return PGW_ENOMEM;
 	rc = create_if_absent(d, "failover", text, 0, created);

@@ -6,7 +6,9 @@
  *   status            {"optime": leader WAL position, "timeline": n}
  *   history           JSON list of [timeline, switch lsn, reason, time, new leader]
  *   config            dynamic configuration JSON ({"pause": true} = maintenance mode)
- *   failover          a requested switchover {"leader", "candidate", "scheduled_at"}
+ *   failover          a requested switchover {"leader", "candidate", "scheduled_at"};
+ *                     the leader adds "drain": true once it has checkpointed, the
+ *                     signal for the proxies to hold and drain
  *   sync              synchronous mode: {"leader", "sync_standby": "a,b"}, written by the
  *                     leader; only a listed member may take the leader key
  *   proxies/<name>    a proxy following the cluster, on the proxy's lease:
@@ -71,6 +73,7 @@ struct dcs_cluster {
 	char switchover_candidate[DCS_NAME_MAX];
 	int64_t switchover_at;
 	int64_t switchover_revision; /* the failover key's mod_revision */
+	bool switchover_drain;	     /* the leader asks the proxies to drain now */
 	/* Proxies registered under proxies/ (at most DCS_MAX_PROXIES). */
 	struct dcs_proxy proxies[DCS_MAX_PROXIES];
 	size_t n_proxies;
@@ -164,6 +167,11 @@ int dcs_set_pause(struct dcs *d, bool pause) PGW_WUR;
 int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,
 			   int64_t scheduled_at, bool *created) PGW_WUR;
 int dcs_clear_switchover(struct dcs *d) PGW_WUR;
+/*
+ * Rewrites the failover key of c with "drain": true, if its mod_revision is still
+ * c->switchover_revision (*ok false otherwise).
+ */
+int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok) PGW_WUR;
 /* Where timeline tli ended, from the history JSON (0 when not recorded). */
 uint64_t dcs_history_switch_lsn(const char *history, int tli);
 /* Appends [old timeline, switch lsn, reason, time, new leader] to history. */

@@ -186,13 +186,14 @@ static void http_publish(struct proxy *p, bool only_if_changed)
 }
 
 /*
- * Planned switchover (loop thread only). When etcd shows a due switchover away from
- * the leader we route to, the primary's pools are held (new transactions wait, those
- * in flight go on); once none is in flight (or switchover_drain_timeout passed) the
- * registration thread reports drained in etcd, which lets the leader stop. The hold
- * ends when the new leader runs as primary (conn.c has already closed the old
- * servers; held clients go to the new one), when the request goes away without a
- * leader change (cancelled), or after switchover_hold_timeout.
+ * Planned switchover (loop thread only). When the leader we route to marks the
+ * failover key "drain" (it has checkpointed, clients still running, and is about to
+ * stop), the primary's pools are held: new transactions wait, those in flight go
+ * on. Once none is in flight (or switchover_drain_timeout passed) the registration
+ * thread reports drained in etcd, which lets the leader stop. The hold ends when
+ * the new leader runs as primary (conn.c has already closed the old servers; held
+ * clients go to the new one), when the request goes away without a leader change
+ * (cancelled), or after switchover_hold_timeout.
  */
 static struct {
 	int64_t handled; /* failover key revision acted on (never twice) */
@@ -205,8 +206,8 @@ static bool switchover_due(const struct proxy *p)
 {
 	const struct proxy_topology *t = &p->topo;
 
-	return t->switchover_pending && t->switchover_revision != so.handled &&
-	       t->switchover_at <= cmn_wall_ms() / 1000 && t->has_leader && p->routing_writes &&
+	return t->switchover_pending && t->switchover_drain &&
+	       t->switchover_revision != so.handled && t->has_leader && p->routing_writes &&
 	       (!t->switchover_leader[0] || strcmp(t->switchover_leader, t->leader) == 0) &&
 	       strcmp(t->switchover_candidate, t->leader) != 0;
 }

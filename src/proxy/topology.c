@@ -212,7 +212,7 @@ static void *poll_main(void *arg)
 				 cl.has_switchover ? cl.switchover_leader : "");
 			snprintf(t.switchover_candidate, sizeof(t.switchover_candidate), "%s",
 				 cl.has_switchover ? cl.switchover_candidate : "");
-			t.switchover_at = cl.has_switchover ? cl.switchover_at : 0;
+			t.switchover_drain = cl.has_switchover && cl.switchover_drain;
 			t.leader_primary = false;
 			for (size_t i = 0; i < cl.n_members && i < DCS_MAX_MEMBERS; i++) {
 				const struct dcs_member *m = &cl.members[i];

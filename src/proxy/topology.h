@@ -45,7 +45,7 @@ struct proxy_topology {
 	int64_t switchover_revision; /* the failover key's mod_revision */
 	char switchover_leader[DCS_NAME_MAX];
 	char switchover_candidate[DCS_NAME_MAX];
-	int64_t switchover_at;	  /* unix seconds, 0: now */
+	bool switchover_drain;	  /* the leader has checkpointed: hold and drain now */
 	bool leader_primary;	  /* the leader's member key says it runs as primary */
 	bool registered;	  /* our proxies/<name> key is on a live lease */
 	int64_t drained_reported; /* the revision our key says drained (0: none) */

@@ -87,6 +87,7 @@ static void test_proxies_and_their_drain(void **state)
 	dcs_cluster_from_kvs(&d, kvs, 6, 41, &c);
 	assert_true(c.has_switchover);
 	assert_int_equal(c.switchover_revision, 40);
+	assert_false(c.switchover_drain);
 	assert_int_equal(c.n_proxies, 3);
 	assert_string_equal(c.proxies[0].name, "px1:6432");
 	assert_int_equal(c.proxies[0].drained, 40);
@@ -100,8 +101,14 @@ static void test_proxies_and_their_drain(void **state)
 	/* A string revision is read too (as the gateway might show it). */
 	kvs[3] = kv("proxies/px2:6432", "{\"drained\":\"40\"}", 42, 91);
 	kvs[4] = kv("proxies/px3", "{\"drained\":40}", 43, 92);
+	kvs[1] = kv("failover",
+		    "{\"leader\":\"node1\",\"candidate\":\"node2\",\"scheduled_at\":0,"
+		    "\"drain\":true}",
+		    40, 0);
 	dcs_cluster_free(&c);
 	dcs_cluster_from_kvs(&d, kvs, 5, 43, &c);
+	assert_true(c.switchover_drain); /* the leader asks the proxies to drain */
+	assert_string_equal(c.switchover_candidate, "node2");
 	assert_true(dcs_proxies_drained(&c, 40, waiting, sizeof(waiting)));
 	assert_string_equal(waiting, "");
 	assert_false(dcs_proxies_drained(&c, 0, NULL, 0)); /* no revision: never drained */
