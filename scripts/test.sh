@@ -24,19 +24,21 @@ ninja -C build-asan
 echo "== unit tests"
 meson test -C build-asan --suite unit --print-errorlogs
 
-echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto)"
+echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto and extq)"
 if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
         -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
-ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd fuzz_pgproto >/dev/null
-for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto; do
+ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd fuzz_extq fuzz_pgproto >/dev/null
+for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto extq:extq; do
     name=${t%%:*}; seeds=""
     for c in $(echo "${t#*:}" | tr , ' '); do seeds="$seeds tests/fuzz/corpus/$c"; done
     work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
     # shellcheck disable=SC2086
-    # The wire-protocol parser runs twice as long (issue 4: 60 s in CI).
-    secs=${PGW_FUZZ_SECONDS:-20}; [ "$name" = pgproto ] && secs=$((secs * 3))
+    # The wire-protocol parser and the extended-protocol tracker run three times as
+    # long (issues 4 and 5: 60 s each in CI).
+    secs=${PGW_FUZZ_SECONDS:-20}
+    case $name in pgproto|extq) secs=$((secs * 3)) ;; esac
     build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 \
         -artifact_prefix="$work/" "$work" $seeds >"$work.log" 2>&1 || {
         tail -40 "$work.log"; echo "fuzz_$name found a problem: $work" >&2; exit 1; }
