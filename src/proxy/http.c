@@ -460,6 +460,12 @@ static void render_metrics(struct doc *d, const struct view *v)
 	put(d, "pgwarden_proxy_routing_writes %d\n", p->routing_writes ? 1 : 0);
 	family(d, "switchover_pending", "gauge", "1 while a switchover is requested in etcd.");
 	put(d, "pgwarden_proxy_switchover_pending %d\n", t->switchover_pending ? 1 : 0);
+	family(d, "switchover_holding", "gauge",
+	       "1 while a planned switchover holds new transactions for the primary.");
+	put(d, "pgwarden_proxy_switchover_holding %d\n", p->held ? 1 : 0);
+	family(d, "registered", "gauge",
+	       "1 while this proxy's key (proxies/<name>) is in etcd on a live lease.");
+	put(d, "pgwarden_proxy_registered %d\n", t->registered ? 1 : 0);
 	family(d, "etcd_up", "gauge", "1 when etcd answered the last check (once a second).");
 	put(d, "pgwarden_proxy_etcd_up %d\n", t->etcd_ok ? 1 : 0);
 	family(d, "etcd_last_confirmed_seconds", "gauge",
@@ -551,8 +557,14 @@ static void render_overview(struct doc *d, const struct view *v)
 		}
 		put(d, "</td></tr>\n");
 	}
-	if (t->switchover_pending)
+	if (p->held)
+		put(d, "<tr><th>switchover</th><td class=\"bad\">%s</td></tr>\n",
+		    t->drained_reported ? "drained: new transactions held for the new primary"
+					: "draining: new transactions held, those in flight run");
+	else if (t->switchover_pending)
 		put(d, "<tr><th>switchover</th><td>pending</td></tr>\n");
+	put(d, "<tr><th>registered in etcd</th><td%s>%s</td></tr>\n",
+	    t->registered ? " class=\"ok\"" : " class=\"bad\"", t->registered ? "yes" : "no");
 	put(d,
 	    "<tr><th>clients</th><td>%zu of max_client_conn %d (active %d, waiting %d, idle "
 	    "%d, login %d)</td></tr>\n",
