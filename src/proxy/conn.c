@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -33,6 +34,8 @@
 #define SERVER_RETRY_MS 500
 /* Named prepared statements a server connection keeps for its clients. */
 #define MAX_PREPARED_STATEMENTS 200
+/* A new primary still finishing its promotion: the next connection attempt after. */
+#define PROMOTION_RETRY_MS 50
 
 static struct proxy *P;
 
@@ -232,6 +235,12 @@ static struct proxy_pool *pool_get(enum proxy_port port, const char *db, const c
 	TAILQ_INIT(&pool->resetting);
 	TAILQ_INSERT_TAIL(&P->pools, pool, entry);
 	return pool;
+}
+
+/* The pool's servers go to the primary (held during a planned switchover). */
+static bool pool_to_primary(const struct proxy_pool *pool)
+{
+	return pool->port != PROXY_PORT_REPLICA || !pool->member[0];
 }
 
 /* ---- session parameters ---- */
@@ -516,6 +525,270 @@ static void pool_fail_waiting(struct proxy_pool *pool, const char *sqlstate, con
 	client_fatal(c, sqlstate, "%s", msg);
 }
 
+/* ---- a client whose server was lost (transaction pooling) ---- */
+
+static void orphan_input(struct proxy_client *c);
+
+static bool orphan_send(struct proxy_client *c, struct cmn_buf *b, int rc)
+{
+	bool ok = rc == PGW_OK && client_send(c, b);
+
+	cmn_buf_reset(b);
+	if (rc != PGW_OK && c->state != PROXY_CL_DEAD)
+		client_close(c, "out of memory");
+	return ok;
+}
+
+/*
+ * The server running a client's transaction is gone (it died, or the leader
+ * changed): the client keeps its connection. What it waits for is answered with
+ * an error (08006: the outcome is unknown); inside a transaction block it is left
+ * in a failed transaction, which the proxy plays until the client ends it, and
+ * its next transaction runs on a server again (the new primary's, after a
+ * failover).
+ */
+static void client_lost_server(struct proxy_client *c, struct proxy_server *s, const char *why)
+{
+	struct cmn_buf b = {0};
+	char msg[300];
+	int units = 0, rc = PGW_OK;
+	char status = c->txn == 'I' ? 'I' : 'E';
+
+	for (size_t k = 0; k < s->pq.len; k++) {
+		const struct pq_slot *sl = &s->pq.v[(s->pq.head + k) % s->pq.cap];
+
+		units += sl->act != PQ_DROP && (sl->msg == 'Q' || sl->msg == 'F' || sl->msg == 'S');
+	}
+	if (c->state == PROXY_CL_ACTIVE)
+		client_set_state(c, PROXY_CL_IDLE);
+	c->in_copy = false;
+	snprintf(msg, sizeof(msg), "server connection lost (%s): %s", why,
+		 status == 'E' ? "the transaction is rolled back"
+			       : "the outcome of the last command is unknown");
+	log_info("C-%llu: %s", (unsigned long long)c->id, msg);
+	for (int u = 0; u < units && rc == PGW_OK; u++) {
+		rc = pgp_put_error(&b, "ERROR", "08006", msg, NULL);
+		if (rc == PGW_OK)
+			rc = pgp_put_ready(&b, status);
+	}
+	c->orphan_skip = s->ext_open;
+	if (c->orphan_skip && units == 0)
+		rc = rc == PGW_OK ? pgp_put_error(&b, "ERROR", "08006", msg, NULL) : rc;
+	c->txn = status;
+	c->orphan = status == 'E' || c->orphan_skip;
+	c->orphan_untold = c->orphan && units == 0 && !c->orphan_skip;
+	c->orphan_unnamed_end = c->orphan_portal_end = false;
+	if ((b.len || rc != PGW_OK) && !orphan_send(c, &b, rc)) {
+		cmn_buf_free(&b);
+		return;
+	}
+	cmn_buf_free(&b);
+	/* What the client sent that the server never got is answered now; a request
+	 * after the end of the failed transaction waits for a server (the pool's
+	 * dispatch runs after this). */
+	if (c->orphan && buf_used(&c->in))
+		orphan_input(c);
+	if (!c->orphan && c->state == PROXY_CL_IDLE && buf_used(&c->in)) {
+		client_set_state(c, PROXY_CL_WAITING);
+		c->wait_since_ms = cmn_now_ms();
+		c->wait_since_us = cmn_now_us();
+	}
+}
+
+/* A statement that ends a transaction block (answered "ROLLBACK" in a failed one). */
+static bool ends_transaction(const char *q, size_t n)
+{
+	static const char *const words[] = {"rollback", "abort", "commit", "end"};
+	size_t i = 0, w;
+
+	while (i < n && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r'))
+		i++;
+	for (w = 0; w < 4; w++) {
+		size_t l = strlen(words[w]);
+
+		if (n - i >= l && strncasecmp(q + i, words[w], l) == 0 &&
+		    (n - i == l || (!isalnum((unsigned char)q[i + l]) && q[i + l] != '_')))
+			break;
+	}
+	if (w == 4)
+		return false;
+	i += strlen(words[w]);
+	/* Only optional WORK / TRANSACTION, then spaces and semicolons. */
+	while (i < n && q[i]) {
+		if (isspace((unsigned char)q[i]) || q[i] == ';') {
+			i++;
+			continue;
+		}
+		if (n - i >= 4 && strncasecmp(q + i, "work", 4) == 0) {
+			i += 4;
+			continue;
+		}
+		if (n - i >= 11 && strncasecmp(q + i, "transaction", 11) == 0) {
+			i += 11;
+			continue;
+		}
+		return false;
+	}
+	return true;
+}
+
+/* The query text of a Bind / Describe target in the failed transaction. */
+static bool orphan_stmt_ends(struct proxy_client *c, const char *name)
+{
+	const struct pq_stmt *st;
+
+	if (!name[0])
+		return c->orphan_unnamed_end;
+	st = pq_names_get(&c->stmts, name);
+	return st &&
+	       ends_transaction((const char *)st->body, strnlen((const char *)st->body, st->len));
+}
+
+/* Answers the client's messages while it has no server (see client_lost_server). */
+static void orphan_input(struct proxy_client *c)
+{
+	struct cmn_buf b = {0};
+	static const char aborted[] =
+	    "current transaction is aborted, commands ignored until end of transaction block";
+
+	while (c->orphan && c->state != PROXY_CL_DEAD) {
+		const char *state = c->orphan_untold ? "08006" : "25P02";
+		const char *text = c->orphan_untold ? "server connection lost while idle in a "
+						      "transaction: the transaction is rolled back"
+						    : aborted;
+		const uint8_t *d = c->in.data + c->in.off;
+		size_t n = buf_used(&c->in), total;
+		int rc = PGW_OK;
+		uint8_t type;
+
+		if (c->fe.left) { /* the rest of a message the server never got */
+			size_t k = c->fe.left < n ? c->fe.left : n;
+
+			c->fe.left -= k;
+			buf_consume(&c->in, k);
+			if (c->fe.left)
+				break;
+			continue;
+		}
+		if (n < 5)
+			break;
+		type = d[0];
+		total =
+		    1 + (((size_t)d[1] << 24) | ((size_t)d[2] << 16) | ((size_t)d[3] << 8) | d[4]);
+		if (total < 5 || (int64_t)total > P->cfg.max_packet_size) {
+			client_fatal(c, "08P01", "invalid message length");
+			break;
+		}
+		if (n < total) {
+			if (type == PGP_FE_COPY_DATA) { /* skipped as it arrives */
+				c->fe.left = total - n;
+				buf_consume(&c->in, n);
+			}
+			break;
+		}
+		struct pgp_reader r;
+		const char *s1 = NULL, *s2 = NULL;
+		uint8_t kind = 0;
+
+		pgp_reader_init(&r, d + 5, total - 5);
+		if (type == PGP_FE_TERMINATE) {
+			client_close(c, NULL);
+			break;
+		}
+		if (c->orphan_skip && type != PGP_FE_SYNC) {
+			buf_consume(&c->in, total);
+			continue;
+		}
+		switch (type) {
+		case PGP_FE_SYNC:
+			c->orphan_skip = false;
+			rc = pgp_put_ready(&b, c->txn);
+			break;
+		case PGP_FE_QUERY:
+			s1 = pgp_get_str(&r);
+			if (s1 && ends_transaction(s1, strlen(s1))) {
+				c->txn = 'I';
+				rc = pgp_put_command_complete(&b, "ROLLBACK");
+			} else {
+				rc = pgp_put_error(&b, "ERROR", state, text, NULL);
+			}
+			if (rc == PGW_OK)
+				rc = pgp_put_ready(&b, c->txn);
+			break;
+		case PGP_FE_PARSE:
+			s1 = pgp_get_str(&r);
+			s2 = pgp_get_str(&r);
+			if (s1 && s2 && ends_transaction(s2, strlen(s2))) {
+				if (!s1[0])
+					c->orphan_unnamed_end = true;
+				rc = pq_put_synth(&b, PGP_BE_PARSE_COMPLETE);
+				break;
+			}
+			goto fail;
+		case PGP_FE_BIND:
+			s1 = pgp_get_str(&r);
+			s2 = pgp_get_str(&r);
+			if (s1 && s2 && !s1[0] && orphan_stmt_ends(c, s2)) {
+				c->orphan_portal_end = true;
+				rc = pq_put_synth(&b, PGP_BE_BIND_COMPLETE);
+				break;
+			}
+			goto fail;
+		case PGP_FE_DESCRIBE:
+			kind = pgp_get_u8(&r);
+			s1 = pgp_get_str(&r);
+			if (s1 && kind == 'S' && orphan_stmt_ends(c, s1)) {
+				static const uint8_t none[7] = {'t', 0, 0, 0, 6, 0, 0};
+
+				rc = cmn_buf_append(&b, none, sizeof(none));
+				if (rc == PGW_OK)
+					rc = pq_put_synth(&b, PGP_BE_NO_DATA);
+				break;
+			}
+			if (s1 && kind == 'P' && !s1[0] && c->orphan_portal_end) {
+				rc = pq_put_synth(&b, PGP_BE_NO_DATA);
+				break;
+			}
+			goto fail;
+		case PGP_FE_EXECUTE:
+			s1 = pgp_get_str(&r);
+			if (s1 && !s1[0] && c->orphan_portal_end) {
+				c->txn = 'I';
+				c->orphan_portal_end = false;
+				rc = pgp_put_command_complete(&b, "ROLLBACK");
+				break;
+			}
+			goto fail;
+		case PGP_FE_CLOSE:
+			rc = pq_put_synth(&b, PGP_BE_CLOSE_COMPLETE);
+			break;
+		case PGP_FE_FLUSH:
+		case PGP_FE_COPY_DATA:
+		case PGP_FE_COPY_DONE:
+		case PGP_FE_COPY_FAIL:
+			break;
+		case PGP_FE_FUNCTION_CALL:
+			rc = pgp_put_error(&b, "ERROR", state, text, NULL);
+			if (rc == PGW_OK)
+				rc = pgp_put_ready(&b, c->txn);
+			break;
+		default:
+		fail:
+			rc = pgp_put_error(&b, "ERROR", state, text, NULL);
+			c->orphan_skip = true;
+			break;
+		}
+		buf_consume(&c->in, total);
+		if (b.len && ((const uint8_t *)b.data)[0] == 'E')
+			c->orphan_untold = false;
+		if (!orphan_send(c, &b, rc))
+			break;
+		if (c->txn == 'I' && !c->orphan_skip)
+			c->orphan = false; /* the next transaction gets a server again */
+	}
+	cmn_buf_free(&b);
+}
+
 static void server_close(struct proxy_server *s, const char *why)
 {
 	struct proxy_pool *pool = s->pool;
@@ -528,7 +801,10 @@ static void server_close(struct proxy_server *s, const char *why)
 
 		s->client = NULL;
 		c->server = NULL;
-		client_fatal(c, "08006", "server connection lost: %s", why);
+		if (pool->transaction_mode)
+			client_lost_server(c, s, why);
+		else
+			client_fatal(c, "08006", "server connection lost: %s", why);
 	}
 	/* A query still running there would go on after the socket closes: cancel it. */
 	if (s->io.fd >= 0 && s->state == PROXY_SV_ACTIVE && s->outstanding > 0 &&
@@ -626,6 +902,15 @@ static void server_login_done(struct proxy_server *s)
 {
 	struct proxy_pool *pool = s->pool;
 
+	if (s->in_recovery && pool_to_primary(pool)) {
+		/* The new leader holds the key but its promotion is still running: a write
+		 * would fail (25006). Try again shortly; the clients wait meanwhile. */
+		snprintf(pool->last_error, sizeof(pool->last_error),
+			 "%s:%d is still in recovery (promotion running)", s->host, s->port);
+		server_close(s, pool->last_error);
+		pool->next_connect_ms = cmn_now_ms() + PROMOTION_RETRY_MS;
+		return;
+	}
 	free(s->scram);
 	s->scram = NULL;
 	for (int k = 0; k < PROXY_N_PARAMS; k++)
@@ -789,6 +1074,9 @@ static void server_login_input(struct proxy_server *s)
 			struct proxy_pool *pool = s->pool;
 
 			server_param_status(s, body, blen);
+			if (blen == sizeof("in_hot_standby\0on") &&
+			    memcmp(body, "in_hot_standby\0on", blen) == 0)
+				s->in_recovery = true;
 			if (!pool->welcome_ok) {
 				uint8_t *grown = realloc(pool->welcome, pool->welcome_len + total);
 
@@ -1505,12 +1793,6 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 		server_release(s);
 }
 
-/* The pool's servers go to the primary (held during a planned switchover). */
-static bool pool_to_primary(const struct proxy_pool *pool)
-{
-	return pool->port != PROXY_PORT_REPLICA || !pool->member[0];
-}
-
 /* Serves the pool's waiting clients with idle servers; opens servers when needed. */
 static void pool_dispatch(struct proxy_pool *pool)
 {
@@ -1564,6 +1846,11 @@ static void pool_dispatch(struct proxy_pool *pool)
 /* A logged-in client has bytes for a server. */
 static void client_request(struct proxy_client *c)
 {
+	if (c->orphan) {
+		orphan_input(c);
+		if (c->orphan || c->state == PROXY_CL_DEAD || !buf_used(&c->in))
+			return;
+	}
 	if (c->state == PROXY_CL_ACTIVE) {
 		client_forward(c);
 		return;

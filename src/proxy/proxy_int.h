@@ -102,7 +102,14 @@ struct proxy_client {
 	bool auth_md5;	       /* the password exchange is MD5 (else SCRAM) */
 	int64_t last_io_ms;    /* last bytes from the client */
 	struct pq_names stmts; /* named prepared statements (transaction pooling) */
-	char **params;	       /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
+	/* Its server was lost mid-transaction (transaction pooling): the proxy answers it,
+	 * as PostgreSQL would a failed transaction, until it ends the transaction. */
+	bool orphan;
+	bool orphan_skip;	 /* an error was sent: messages are ignored up to a Sync */
+	bool orphan_untold;	 /* idle in its transaction when lost: the next error says so */
+	bool orphan_unnamed_end; /* the unnamed statement ends the transaction */
+	bool orphan_portal_end;	 /* the unnamed portal ends the transaction */
+	char **params;		 /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
 };
 
 struct proxy_server {
@@ -129,6 +136,7 @@ struct proxy_server {
 	int64_t connect_ms, idle_since_ms;
 	bool reading_paused;
 	bool auth_started;   /* startup packet sent */
+	bool in_recovery;    /* reported in_hot_standby = on at login */
 	SSL *ssl;	     /* TLS with the server (NULL: clear text) */
 	int tls_state;	     /* 0 none, 1 SSLRequest sent, 2 handshaking */
 	bool close_after;    /* close when it would return to the pool */
