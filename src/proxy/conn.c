@@ -32,8 +32,6 @@
 #define BUF_MIN	      8192
 /* A server connection or login that failed: the pool waits this long before another. */
 #define SERVER_RETRY_MS 500
-/* Named prepared statements a server connection keeps for its clients. */
-#define MAX_PREPARED_STATEMENTS 200
 /* A new primary still finishing its promotion: the next connection attempt after. */
 #define PROMOTION_RETRY_MS 50
 
@@ -1549,7 +1547,7 @@ static void client_forward(struct proxy_client *c)
 
 	if (!s || !buf_used(&c->in))
 		return;
-	max_stmts = c->pool->transaction_mode ? MAX_PREPARED_STATEMENTS : 0;
+	max_stmts = c->pool->transaction_mode ? P->cfg.max_prepared_statements : 0;
 	d = c->in.data + c->in.off;
 	n = buf_used(&c->in);
 	while (i < n) {

@@ -78,6 +78,10 @@ static const struct cmn_cfg_key keys[] = {
      false, 0, SEC(86400), "a client idle inside a transaction is closed after this (0: never)"},
     {"proxy", "max_packet_size", CMN_CFG_SIZE, OFF(max_packet_size), "256MB", false, 1024,
      INT32_MAX, "largest message a client may send"},
+    {"proxy", "max_prepared_statements", CMN_CFG_INT, OFF(max_prepared_statements), "200", false, 0,
+     100000,
+     "named prepared statements each pooled server connection keeps for its clients (0: none "
+     "tracked; names then reach the server as they are)"},
     {"proxy", "server_reset_query", CMN_CFG_STRING, OFF(server_reset_query), "DISCARD ALL", false,
      0, 0, "run when a session ends, before its server is reused"},
     {"proxy", "max_replica_lag", CMN_CFG_SIZE, OFF(max_replica_lag), "16MB", false, 0, INT64_MAX,

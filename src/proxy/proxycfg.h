@@ -47,6 +47,7 @@ struct proxy_config {
 	int server_connect_timeout_ms;
 	int idle_transaction_timeout_ms;
 	int64_t max_packet_size;
+	int max_prepared_statements; /* per pooled server connection (0: not tracked) */
 	char *server_reset_query;
 	int64_t max_replica_lag;
 	bool replica_fallback_primary;
