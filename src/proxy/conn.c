@@ -1162,6 +1162,8 @@ static bool emit_synth(struct proxy_server *s)
 			ok = false;
 	if (!ok && s->client)
 		client_close(s->client, "out of memory");
+	else if (!ok)
+		ok = true; /* nobody to answer */
 	else if (b.len)
 		ok = to_client(s->client, (const uint8_t *)b.data, b.len);
 	cmn_buf_free(&b);
@@ -1781,7 +1783,9 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 	c->wait_since_us = 0;
 	if (!c->welcomed)
 		client_welcome(c);
-	if (c->state == PROXY_CL_ACTIVE && buf_used(&c->in) && !server_sync_params(s, c))
+	/* A session's parameters are set at once; a transaction's when it has a request. */
+	if (c->state == PROXY_CL_ACTIVE && (buf_used(&c->in) || !pool->transaction_mode) &&
+	    !server_sync_params(s, c))
 		return;
 	if (c->state == PROXY_CL_ACTIVE)
 		client_forward(c);

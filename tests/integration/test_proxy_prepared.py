@@ -146,6 +146,14 @@ def test_prepared_statements_and_parameters_follow_their_client(cluster):
             dc.execute("RESET DateStyle")
     c.close()
     d.close()
+    # A session on 5000 gets its startup parameters too.
+    e = psycopg2.connect(cluster.proxy_dsn(1, client_encoding="LATIN1", application_name="app_e"))
+    e.autocommit = True
+    with e.cursor() as ec:
+        ec.execute("SELECT current_setting('client_encoding'), "
+                   "current_setting('application_name')")
+        assert ec.fetchone() == ("LATIN1", "app_e")
+    e.close()
 
 
 def test_pgbench_prepared_over_few_server_connections(cluster):
