@@ -96,6 +96,7 @@ static bool flush_out(struct cmn_io *io, SSL *ssl, struct proxy_buf *out);
 static void pool_dispatch(struct proxy_pool *pool);
 static void client_forward(struct proxy_client *c);
 static void server_release(struct proxy_server *s);
+static void pause_check(void);
 
 /* send / recv, through TLS when ssl is set: -1 with errno EAGAIN when it would block. */
 static ssize_t sock_send(int fd, SSL *ssl, const void *d, size_t n)
@@ -876,6 +877,8 @@ static void server_release(struct proxy_server *s)
 	server_set_state(s, PROXY_SV_IDLE);
 	s->idle_since_ms = cmn_now_ms();
 	pool_dispatch(pool);
+	if (P->pause_waiters)
+		pause_check();
 }
 
 /* A session ended on a healthy server: reset it, then it is idle again. */
@@ -1906,6 +1909,12 @@ static void client_close(struct proxy_client *c, const char *why)
 	free(c->scram);
 	c->scram = NULL;
 	pq_names_free(&c->stmts);
+	if (c->pause_reply) {
+		cmn_buf_free(c->pause_reply);
+		free(c->pause_reply);
+		c->pause_reply = NULL;
+		P->pause_waiters--;
+	}
 	params_free(c->params);
 	free(c->params);
 	c->params = NULL;
@@ -2054,8 +2063,48 @@ static void admin_logged_in(struct proxy_client *c)
 }
 
 /* Admin console input: simple queries only. */
+static bool is_pause(const char *sql)
+{
+	while (isspace((unsigned char)*sql))
+		sql++;
+	if (strncasecmp(sql, "pause", 5) != 0)
+		return false;
+	for (sql += 5; *sql; sql++)
+		if (!isspace((unsigned char)*sql) && *sql != ';')
+			return false;
+	return true;
+}
+
+static void admin_input(struct proxy_client *c);
+
+/* Answers the PAUSEs waiting for the transactions in flight, once none is left (or
+ * once RESUME came). */
+static void pause_check(void)
+{
+	struct proxy_client *c, *tmp;
+
+	if (!P->pause_waiters || (P->paused && proxy_active_servers(P) > 0))
+		return;
+	TAILQ_FOREACH_SAFE(c, &P->admin_clients, entry, tmp)
+	{
+		struct cmn_buf *reply = c->pause_reply;
+
+		if (!reply)
+			continue;
+		c->pause_reply = NULL;
+		P->pause_waiters--;
+		(void)client_send(c, reply);
+		cmn_buf_free(reply);
+		free(reply);
+		if (c->state != PROXY_CL_DEAD)
+			admin_input(c);
+	}
+}
+
 static void admin_input(struct proxy_client *c)
 {
+	if (c->pause_reply)
+		return; /* its PAUSE has not answered yet */
 	while (c->state != PROXY_CL_DEAD && buf_used(&c->in)) {
 		const uint8_t *d = c->in.data + c->in.off;
 		uint8_t type;
@@ -2082,8 +2131,19 @@ static void admin_input(struct proxy_client *c)
 		char *sql = strndup((const char *)d + 5, total - 6);
 
 		rc = sql ? proxy_admin_query(P, c, sql, &out, &shutdown) : PGW_ENOMEM;
-		free(sql);
 		buf_consume(&c->in, total);
+		if (rc == PGW_OK && P->paused && is_pause(sql) && out.len &&
+		    out.data[0] == PGP_BE_COMMAND_COMPLETE && proxy_active_servers(P) > 0) {
+			/* As PgBouncer's: PAUSE answers once the transactions in flight ended. */
+			c->pause_reply = malloc(sizeof(*c->pause_reply));
+			if (c->pause_reply) {
+				*c->pause_reply = out;
+				P->pause_waiters++;
+				free(sql);
+				return;
+			}
+		}
+		free(sql);
 		if (rc == PGW_OK)
 			(void)client_send(c, &out);
 		else
@@ -2161,6 +2221,7 @@ void proxy_pause(struct proxy *p, bool pause)
 		return;
 	p->paused = pause;
 	log_info("%s", pause ? "PAUSE: no new server assignments" : "RESUME");
+	pause_check();
 	if (!pause)
 		TAILQ_FOREACH(pool, &p->pools, entry)
 	pool_dispatch(pool);
@@ -2714,6 +2775,7 @@ void proxy_tick(struct proxy *p)
 	}
 	if (p->routing_writes && now - p->topo.confirmed_ms > p->cfg.ttl_ms)
 		proxy_topology_changed(p);
+	pause_check(); /* servers closed rather than released */
 	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, ctmp)
 	{
 		if (p->cfg.client_login_timeout_ms &&

@@ -96,12 +96,13 @@ struct proxy_client {
 	int64_t wait_since_us, active_us; /* for the statistics */
 	char txn; /* last ReadyForQuery status seen for this client ('I', 'T', 'E') */
 	bool reading_paused;
-	bool welcomed;	       /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
-	SSL *ssl;	       /* TLS with the client (NULL: clear text) */
-	bool tls_handshake;    /* SSL_accept not finished */
-	bool auth_md5;	       /* the password exchange is MD5 (else SCRAM) */
-	int64_t last_io_ms;    /* last bytes from the client */
-	struct pq_names stmts; /* named prepared statements (transaction pooling) */
+	bool welcomed;		     /* got its ParameterStatus / BackendKeyData / ReadyForQuery */
+	SSL *ssl;		     /* TLS with the client (NULL: clear text) */
+	bool tls_handshake;	     /* SSL_accept not finished */
+	bool auth_md5;		     /* the password exchange is MD5 (else SCRAM) */
+	int64_t last_io_ms;	     /* last bytes from the client */
+	struct pq_names stmts;	     /* named prepared statements (transaction pooling) */
+	struct cmn_buf *pause_reply; /* admin console: PAUSE answered once nothing runs */
 	/* Its server was lost mid-transaction (transaction pooling): the proxy answers it,
 	 * as PostgreSQL would a failed transaction, until it ends the transaction. */
 	bool orphan;
@@ -205,7 +206,8 @@ struct proxy {
 	uint8_t *scratch;
 	size_t scratch_size;
 	bool paused;
-	bool held; /* planned switchover: no new work for the primary's pools */
+	bool held;	   /* planned switchover: no new work for the primary's pools */
+	int pause_waiters; /* admin clients whose PAUSE waits for transactions in flight */
 	bool shutting_down;
 	uint64_t leader_changes;
 	int64_t started_ms;

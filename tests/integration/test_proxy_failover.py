@@ -1,5 +1,5 @@
-"""The proxy through an unplanned failover and a planned switchover: clients of the
-pooled port keep their connections; whatever was in flight on the lost primary gets a
+"""The proxy through PAUSE / RESUME, an unplanned failover and a planned switchover:
+clients of the pooled port keep their connections; whatever was in flight on the lost primary gets a
 clean SQLSTATE, a transaction block is left failed until the client rolls it back, and
 the next transactions run on the new primary; pgbench -M prepared runs through a
 switchover without a failed transaction."""
@@ -13,6 +13,16 @@ import psycopg2
 from conftest import wait_for
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
+
+
+def wait_for_quietly(cond, timeout):
+    """True as soon as cond() holds, False if it did not within timeout."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 class LedgerClient(threading.Thread):
@@ -54,6 +64,33 @@ def test_host_kill_under_load_clients_keep_their_connections(cluster):
     for c in clients:
         c.start()
     wait_for("every client committing", lambda: all(len(c.acked) >= 3 for c in clients), 20)
+
+    # PAUSE on the admin console answers once the transactions in flight have ended (one
+    # held open here), holds new ones, RESUME lets them go: a pause, no error.
+    admin = psycopg2.connect(cluster.proxy_dsn(dbname="pgbouncer"))
+    admin.autocommit = True
+    holder = psycopg2.connect(dsn)
+    holder.cursor().execute("INSERT INTO t (id) VALUES (1)")  # open transaction
+    paused = threading.Event()
+
+    def pause():
+        admin.cursor().execute("PAUSE")
+        paused.set()
+    th = threading.Thread(target=pause, daemon=True)
+    th.start()
+    assert not paused.wait(1.0), "PAUSE answered while a transaction was still open"
+    holder.commit()
+    assert paused.wait(10), "PAUSE did not answer after the last transaction ended"
+    counts = [len(c.acked) for c in clients]
+    assert not wait_for_quietly(lambda: [len(c.acked) for c in clients] != counts, 1.0), \
+        "a transaction committed while paused"
+    admin.cursor().execute("RESUME")
+    wait_for("commits after RESUME", lambda: all(len(c.acked) > n for c, n in
+                                                 zip(clients, counts)), 10)
+    assert [e for c in clients for e in c.errors] == []
+    admin.close()
+    holder.close()
+
     killed = time.monotonic()
     cluster.kill_host(old)
     new = wait_for("a new leader", lambda: (lambda l: l if l not in (None, old) else None)(
