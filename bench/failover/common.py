@@ -266,6 +266,84 @@ class Writer(threading.Thread):
         return self.ids[:n]
 
 
+class PooledWriter(Writer):
+    """The client of the pooled series (--via-proxy): one connection to a
+    pooler (single host), an autocommit INSERT every `interval` s (20 ms unless
+    told). An error does NOT drop the connection: the writer goes on with the
+    same one at the next tick, and connects again only when the connection is
+    actually closed (by the pooler, or a failed connect). Each commit records
+    the port of the PostgreSQL server that ran it (inet_server_port(), so the
+    old / new primary can be told apart behind the pooler). Errors are split
+    into failed statements (a transaction the client saw fail) and failed
+    connects."""
+
+    def __init__(self, dsn, interval=0.02):
+        super().__init__(dsn, interval)
+        self.connects = 0          # successful connects (the first included)
+        self.connect_errors = 0
+        self.stmt_errors = 0
+        self.stmt_error_times = []
+        self.closed_times = []     # when the writer found its connection closed
+        self.error_samples = {}    # first line of each distinct error -> count
+
+    def _error(self, e, stmt):
+        t = now()
+        self.errors += 1
+        self.error_times.append(t)
+        if stmt:
+            self.stmt_errors += 1
+            self.stmt_error_times.append(t)
+        else:
+            self.connect_errors += 1
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        self.last_error = msg
+        key = ("stmt: " if stmt else "connect: ") + msg[:120]
+        self.error_samples[key] = self.error_samples.get(key, 0) + 1
+
+    def run(self):
+        conn = None
+        tick = now()
+        while not self._halt.is_set():
+            if conn is not None and conn.closed:
+                self.closed_times.append(now())
+                conn = None
+            if conn is None:
+                try:
+                    conn = psycopg2.connect(self.dsn)
+                    conn.autocommit = True
+                    self.connects += 1
+                except Exception as e:
+                    self._error(e, False)
+                    conn = None
+            if conn is not None:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("INSERT INTO bench_failover(run) VALUES (%s) "
+                                    "RETURNING id, inet_server_port()", (self.run_id,))
+                        row_id, port = cur.fetchone()
+                    self.ids.append(row_id)
+                    self.ports.append(port)
+                    self.commits.append(now())
+                except Exception as e:  # keep the connection unless it is closed
+                    self._error(e, True)
+            tick += self.interval
+            t = now()
+            if tick < t:
+                tick = t + self.interval - ((t - tick) % self.interval)
+            time.sleep(max(0.0, tick - t))
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:
+                pass
+
+    def stmt_errors_between(self, t0, t1):
+        return sum(1 for t in list(self.stmt_error_times) if t0 <= t <= t1)
+
+    def closes_between(self, t0, t1):
+        return sum(1 for t in list(self.closed_times) if t0 <= t <= t1)
+
+
 def create_writer_table(dsn):
     def attempt():
         try:
