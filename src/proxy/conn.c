@@ -32,6 +32,8 @@
 #define BUF_MIN	      8192
 /* A server connection or login that failed: the pool waits this long before another. */
 #define SERVER_RETRY_MS 500
+/* Named prepared statements one client may have. */
+#define MAX_CLIENT_STATEMENTS 10000
 /* A new primary still finishing its promotion: the next connection attempt after. */
 #define PROMOTION_RETRY_MS 50
 
@@ -97,6 +99,7 @@ static void pool_dispatch(struct proxy_pool *pool);
 static void client_forward(struct proxy_client *c);
 static void server_release(struct proxy_server *s);
 static void pause_check(void);
+static void pause_reading(struct cmn_io *io, bool *paused, bool pause);
 
 /* send / recv, through TLS when ssl is set: -1 with errno EAGAIN when it would block. */
 static ssize_t sock_send(int fd, SSL *ssl, const void *d, size_t n)
@@ -270,6 +273,14 @@ static void client_param_set(struct proxy_client *c, int k, const char *value)
 {
 	char *v;
 
+	/* The values PostgreSQL reports are printable ASCII; anything else is refused (it
+	 * goes into a SET, where a multibyte client encoding could swallow an escape). */
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+			log_info("C-%llu: %s value with non-printable or non-ASCII bytes ignored",
+				 (unsigned long long)c->id, proxy_param_names[k]);
+			return;
+		}
 	if (c->pool && c->pool->defaults[k] && strcmp(c->pool->defaults[k], value) == 0) {
 		if (c->params) {
 			free(c->params[k]);
@@ -317,7 +328,7 @@ static void server_param_status(struct proxy_server *s, const uint8_t *body, siz
 	pgp_reader_init(&r, body, len);
 	name = pgp_get_str(&r);
 	value = pgp_get_str(&r);
-	if (r.bad || (k = param_index(name)) < 0)
+	if (r.bad || !name || !value || (k = param_index(name)) < 0)
 		return;
 	server_param_set(s, k, value);
 	if (s->client)
@@ -546,37 +557,62 @@ static bool orphan_send(struct proxy_client *c, struct cmn_buf *b, int rc)
  * its next transaction runs on a server again (the new primary's, after a
  * failover).
  */
+/* The rest of a message the lost server got only part of is never parsed. */
+static void discard_partial(struct proxy_client *c)
+{
+	size_t k = c->fe.left < buf_used(&c->in) ? c->fe.left : buf_used(&c->in);
+
+	c->fe.left -= k;
+	if (k)
+		buf_consume(&c->in, k);
+}
+
 static void client_lost_server(struct proxy_client *c, struct proxy_server *s, const char *why)
 {
 	struct cmn_buf b = {0};
 	char msg[300];
 	int units = 0, rc = PGW_OK;
-	char status = c->txn == 'I' ? 'I' : 'E';
+	bool tail = false; /* answers owed after the last ReadyForQuery owed */
+	char status;
 
+	if (s->be.left && !s->be_drop) {
+		/* Part of a message reached the client: nothing more can be said cleanly. */
+		client_close(c, "server connection lost in the middle of a message");
+		return;
+	}
 	for (size_t k = 0; k < s->pq.len; k++) {
 		const struct pq_slot *sl = &s->pq.v[(s->pq.head + k) % s->pq.cap];
+		bool unit = sl->msg == 'Q' || sl->msg == 'F' || sl->msg == 'S';
 
-		units += sl->act != PQ_DROP && (sl->msg == 'Q' || sl->msg == 'F' || sl->msg == 'S');
+		if (sl->act == PQ_DROP)
+			continue;
+		units += unit;
+		tail = !unit;
 	}
+	/* Inside a transaction block the client must roll back, unless what was lost
+	 * was the command ending it (a failed COMMIT ends the transaction too). */
+	status = c->txn == 'I' || (units && c->ending) ? 'I' : 'E';
 	if (c->state == PROXY_CL_ACTIVE)
 		client_set_state(c, PROXY_CL_IDLE);
 	c->in_copy = false;
 	snprintf(msg, sizeof(msg), "server connection lost (%s): %s", why,
-		 status == 'E' ? "the transaction is rolled back"
-			       : "the outcome of the last command is unknown");
+		 units || tail ? "the outcome of the command in flight is unknown"
+			       : "the transaction is rolled back");
 	log_info("C-%llu: %s", (unsigned long long)c->id, msg);
 	for (int u = 0; u < units && rc == PGW_OK; u++) {
 		rc = pgp_put_error(&b, "ERROR", "08006", msg, NULL);
 		if (rc == PGW_OK)
 			rc = pgp_put_ready(&b, status);
 	}
-	c->orphan_skip = s->ext_open;
-	if (c->orphan_skip && units == 0)
-		rc = rc == PGW_OK ? pgp_put_error(&b, "ERROR", "08006", msg, NULL) : rc;
+	/* Extended-protocol messages not yet synced (a COPY IN by Execute included): an
+	 * error now (unless the server already sent one), then nothing up to the Sync. */
+	c->orphan_skip = tail || s->ext_open;
+	if (c->orphan_skip && !s->pq.skipping && rc == PGW_OK)
+		rc = pgp_put_error(&b, "ERROR", "08006", msg, NULL);
 	c->txn = status;
 	c->orphan = status == 'E' || c->orphan_skip;
 	c->orphan_untold = c->orphan && units == 0 && !c->orphan_skip;
-	c->orphan_unnamed_end = c->orphan_portal_end = false;
+	c->orphan_unnamed_end = c->orphan_portal_end = 0;
 	if ((b.len || rc != PGW_OK) && !orphan_send(c, &b, rc)) {
 		cmn_buf_free(&b);
 		return;
@@ -587,15 +623,22 @@ static void client_lost_server(struct proxy_client *c, struct proxy_server *s, c
 	 * dispatch runs after this). */
 	if (c->orphan && buf_used(&c->in))
 		orphan_input(c);
-	if (!c->orphan && c->state == PROXY_CL_IDLE && buf_used(&c->in)) {
+	if (c->state == PROXY_CL_DEAD)
+		return;
+	if (!c->orphan)
+		discard_partial(c);
+	if (!c->orphan && c->state == PROXY_CL_IDLE && buf_used(&c->in) && !c->fe.left) {
 		client_set_state(c, PROXY_CL_WAITING);
 		c->wait_since_ms = cmn_now_ms();
 		c->wait_since_us = cmn_now_us();
 	}
 }
 
-/* A statement that ends a transaction block (answered "ROLLBACK" in a failed one). */
-static bool ends_transaction(const char *q, size_t n)
+/* A statement that ends a transaction block (answered "ROLLBACK" in a failed one):
+ * END_ROLLBACK (ROLLBACK, ABORT) or END_COMMIT (COMMIT, END), else 0. */
+enum { END_ROLLBACK = 1, END_COMMIT = 2 };
+
+static int ends_transaction(const char *q, size_t n)
 {
 	static const char *const words[] = {"rollback", "abort", "commit", "end"};
 	size_t i = 0, w;
@@ -610,7 +653,9 @@ static bool ends_transaction(const char *q, size_t n)
 			break;
 	}
 	if (w == 4)
-		return false;
+		return 0;
+	int kind = w < 2 ? END_ROLLBACK : END_COMMIT;
+
 	i += strlen(words[w]);
 	/* Only optional WORK / TRANSACTION, then spaces and semicolons. */
 	while (i < n && q[i]) {
@@ -626,21 +671,22 @@ static bool ends_transaction(const char *q, size_t n)
 			i += 11;
 			continue;
 		}
-		return false;
+		return 0;
 	}
-	return true;
+	return kind;
 }
 
 /* The query text of a Bind / Describe target in the failed transaction. */
-static bool orphan_stmt_ends(struct proxy_client *c, const char *name)
+static int orphan_stmt_ends(struct proxy_client *c, const char *name)
 {
 	const struct pq_stmt *st;
 
 	if (!name[0])
 		return c->orphan_unnamed_end;
 	st = pq_names_get(&c->stmts, name);
-	return st &&
-	       ends_transaction((const char *)st->body, strnlen((const char *)st->body, st->len));
+	return st ? ends_transaction((const char *)st->body,
+				     strnlen((const char *)st->body, st->len))
+		  : 0;
 }
 
 /* Answers the client's messages while it has no server (see client_lost_server). */
@@ -651,6 +697,11 @@ static void orphan_input(struct proxy_client *c)
 	    "current transaction is aborted, commands ignored until end of transaction block";
 
 	while (c->orphan && c->state != PROXY_CL_DEAD) {
+		if (buf_used(&c->out) > BACKLOG_LIMIT) {
+			/* It does not read its answers: stop reading until it does. */
+			pause_reading(&c->io, &c->reading_paused, true);
+			break;
+		}
 		const char *state = c->orphan_untold ? "08006" : "25P02";
 		const char *text = c->orphan_untold ? "server connection lost while idle in a "
 						      "transaction: the transaction is rolled back"
@@ -688,6 +739,7 @@ static void orphan_input(struct proxy_client *c)
 		struct pgp_reader r;
 		const char *s1 = NULL, *s2 = NULL;
 		uint8_t kind = 0;
+		int end;
 
 		pgp_reader_init(&r, d + 5, total - 5);
 		if (type == PGP_FE_TERMINATE) {
@@ -705,7 +757,13 @@ static void orphan_input(struct proxy_client *c)
 			break;
 		case PGP_FE_QUERY:
 			s1 = pgp_get_str(&r);
-			if (s1 && ends_transaction(s1, strlen(s1))) {
+			end = s1 ? ends_transaction(s1, strlen(s1)) : 0;
+			if (end == END_COMMIT && c->orphan_untold) {
+				/* Never a quiet "ROLLBACK" for a COMMIT that did not see the loss.
+				 */
+				c->txn = 'I';
+				rc = pgp_put_error(&b, "ERROR", state, text, NULL);
+			} else if (end) {
 				c->txn = 'I';
 				rc = pgp_put_command_complete(&b, "ROLLBACK");
 			} else {
@@ -717,9 +775,10 @@ static void orphan_input(struct proxy_client *c)
 		case PGP_FE_PARSE:
 			s1 = pgp_get_str(&r);
 			s2 = pgp_get_str(&r);
-			if (s1 && s2 && ends_transaction(s2, strlen(s2))) {
+			end = s1 && s2 ? ends_transaction(s2, strlen(s2)) : 0;
+			if (end) {
 				if (!s1[0])
-					c->orphan_unnamed_end = true;
+					c->orphan_unnamed_end = (uint8_t)end;
 				rc = pq_put_synth(&b, PGP_BE_PARSE_COMPLETE);
 				break;
 			}
@@ -727,8 +786,9 @@ static void orphan_input(struct proxy_client *c)
 		case PGP_FE_BIND:
 			s1 = pgp_get_str(&r);
 			s2 = pgp_get_str(&r);
-			if (s1 && s2 && !s1[0] && orphan_stmt_ends(c, s2)) {
-				c->orphan_portal_end = true;
+			end = s1 && s2 && !s1[0] ? orphan_stmt_ends(c, s2) : 0;
+			if (end) {
+				c->orphan_portal_end = (uint8_t)end;
 				rc = pq_put_synth(&b, PGP_BE_BIND_COMPLETE);
 				break;
 			}
@@ -753,8 +813,14 @@ static void orphan_input(struct proxy_client *c)
 			s1 = pgp_get_str(&r);
 			if (s1 && !s1[0] && c->orphan_portal_end) {
 				c->txn = 'I';
-				c->orphan_portal_end = false;
-				rc = pgp_put_command_complete(&b, "ROLLBACK");
+				end = c->orphan_portal_end;
+				c->orphan_portal_end = 0;
+				if (end == END_COMMIT && c->orphan_untold) {
+					rc = pgp_put_error(&b, "ERROR", state, text, NULL);
+					c->orphan_skip = true;
+				} else {
+					rc = pgp_put_command_complete(&b, "ROLLBACK");
+				}
 				break;
 			}
 			goto fail;
@@ -777,6 +843,9 @@ static void orphan_input(struct proxy_client *c)
 			c->orphan_skip = true;
 			break;
 		}
+		log_debug("C-%llu: no server: '%c' %.40s answered by the proxy (transaction %c%s)",
+			  (unsigned long long)c->id, type, type == PGP_FE_QUERY && s1 ? s1 : "",
+			  c->txn, c->orphan_skip ? ", skipping" : "");
 		buf_consume(&c->in, total);
 		if (b.len && ((const uint8_t *)b.data)[0] == 'E')
 			c->orphan_untold = false;
@@ -846,7 +915,6 @@ static bool server_send(struct proxy_server *s, const struct cmn_buf *b)
 }
 
 /* The client's half of the link has no more to say: the server goes back or closes. */
-static void pause_reading(struct cmn_io *io, bool *paused, bool pause);
 
 static void server_release(struct proxy_server *s)
 {
@@ -1588,9 +1656,18 @@ static void client_forward(struct proxy_client *c)
 				tmp[0] = type;
 				m = tmp;
 			}
-			if (pq_client_message(&c->stmts, &s->pq, max_stmts, m,
-					      n - i >= total ? total : 5, &rep,
-					      &verbatim) != PGW_OK) {
+			if (type == PGP_FE_PARSE && c->stmts.count >= MAX_CLIENT_STATEMENTS) {
+				cmn_buf_free(&tx);
+				cmn_buf_free(&rep);
+				client_fatal(c, "54000", "too many prepared statements (%d)",
+					     MAX_CLIENT_STATEMENTS);
+				return;
+			}
+			if (type == PGP_FE_SYNC && c->in_copy)
+				; /* ignored by the server during COPY IN: no answer */
+			else if (pq_client_message(&c->stmts, &s->pq, max_stmts, m,
+						   n - i >= total ? total : 5, &rep,
+						   &verbatim) != PGW_OK) {
 				ok = false;
 				break;
 			}
@@ -1604,6 +1681,9 @@ static void client_forward(struct proxy_client *c)
 		case PGP_FE_QUERY:
 			s->outstanding++;
 			c->pool->stats.query_count++;
+			/* If the server is lost while it runs, is the transaction over anyway? */
+			c->ending = c->txn != 'I' && n - i >= total &&
+				    ends_transaction((const char *)d + i + 5, total - 5);
 			break;
 		case PGP_FE_FUNCTION_CALL:
 			s->outstanding++;
@@ -1671,13 +1751,15 @@ static void client_forward(struct proxy_client *c)
 			out_len = tx.len;
 		}
 		c->pool->stats.bytes_received += i;
-		if (out_len && !send_or_queue(&s->io, s->ssl, &s->out, out, out_len)) {
-			cmn_buf_free(&tx);
+		bool sent = !out_len || send_or_queue(&s->io, s->ssl, &s->out, out, out_len);
+
+		cmn_buf_free(&tx);
+		/* Consumed either way: answered by the proxy if the server is lost now. */
+		buf_consume(&c->in, i);
+		if (!sent) {
 			server_close(s, "server socket error");
 			return;
 		}
-		cmn_buf_free(&tx);
-		buf_consume(&c->in, i);
 		if (buf_used(&s->out) > BACKLOG_LIMIT)
 			pause_reading(&c->io, &c->reading_paused, true);
 	}
@@ -1854,6 +1936,11 @@ static void client_request(struct proxy_client *c)
 	if (c->orphan) {
 		orphan_input(c);
 		if (c->orphan || c->state == PROXY_CL_DEAD || !buf_used(&c->in))
+			return;
+	}
+	if (!c->server && c->fe.left) {
+		discard_partial(c);
+		if (c->fe.left || !buf_used(&c->in))
 			return;
 	}
 	if (c->state == PROXY_CL_ACTIVE) {
@@ -2633,6 +2720,12 @@ static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 		if (!flush_out(io, c->ssl, &c->out)) {
 			client_close(c, "client socket error");
 			return;
+		}
+		if (!buf_used(&c->out) && c->orphan) {
+			pause_reading(&c->io, &c->reading_paused, false);
+			client_request(c);
+			if (c->state == PROXY_CL_DEAD)
+				return;
 		}
 		if (!buf_used(&c->out) && c->server) {
 			struct proxy_server *s = c->server;

@@ -106,11 +106,12 @@ struct proxy_client {
 	/* Its server was lost mid-transaction (transaction pooling): the proxy answers it,
 	 * as PostgreSQL would a failed transaction, until it ends the transaction. */
 	bool orphan;
-	bool orphan_skip;	 /* an error was sent: messages are ignored up to a Sync */
-	bool orphan_untold;	 /* idle in its transaction when lost: the next error says so */
-	bool orphan_unnamed_end; /* the unnamed statement ends the transaction */
-	bool orphan_portal_end;	 /* the unnamed portal ends the transaction */
-	char **params;		 /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
+	bool orphan_skip;   /* an error was sent: messages are ignored up to a Sync */
+	bool orphan_untold; /* idle in its transaction when lost: the next error says so */
+	bool ending; /* the last Query sent ends its transaction block (COMMIT, ROLLBACK...) */
+	uint8_t orphan_unnamed_end; /* the unnamed statement ends the transaction (kind) */
+	uint8_t orphan_portal_end;  /* the unnamed portal ends the transaction (kind) */
+	char **params;		    /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
 };
 
 struct proxy_server {
