@@ -580,15 +580,7 @@ static void client_lost_server(struct proxy_client *c, struct proxy_server *s, c
 		client_close(c, "server connection lost in the middle of a message");
 		return;
 	}
-	for (size_t k = 0; k < s->pq.len; k++) {
-		const struct pq_slot *sl = &s->pq.v[(s->pq.head + k) % s->pq.cap];
-		bool unit = sl->msg == 'Q' || sl->msg == 'F' || sl->msg == 'S';
-
-		if (sl->act == PQ_DROP)
-			continue;
-		units += unit;
-		tail = !unit;
-	}
+	pq_owed(&s->pq, &units, &tail);
 	/* Inside a transaction block the client must roll back, unless what was lost
 	 * was the command ending it (a failed COMMIT ends the transaction too). */
 	status = c->txn == 'I' || (units && c->ending) ? 'I' : 'E';
@@ -2244,20 +2236,9 @@ static void admin_input(struct proxy_client *c)
 	}
 }
 
-int proxy_active_servers(struct proxy *p)
-{
-	struct proxy_pool *pool;
-	struct proxy_server *s;
-	int n = 0;
-
-	/* Session servers stay active between transactions: only work in flight counts. */
-	TAILQ_FOREACH(pool, &p->pools, entry)
-	TAILQ_FOREACH(s, &pool->active, entry)
-	n += s->outstanding > 0 || s->txn != 'I' || s->copy_in || s->ext_open;
-	return n;
-}
-
-int proxy_primary_busy(struct proxy *p)
+/* Servers with work in flight (session servers stay active between transactions: only
+ * work in flight counts), in every pool or in the primary's only. */
+static int busy_servers(struct proxy *p, bool primary_only)
 {
 	struct proxy_pool *pool;
 	struct proxy_server *s;
@@ -2265,12 +2246,22 @@ int proxy_primary_busy(struct proxy *p)
 
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
-		if (!pool_to_primary(pool))
+		if (primary_only && !pool_to_primary(pool))
 			continue;
 		TAILQ_FOREACH(s, &pool->active, entry)
 		n += s->outstanding > 0 || s->txn != 'I' || s->copy_in || s->ext_open;
 	}
 	return n;
+}
+
+int proxy_active_servers(struct proxy *p)
+{
+	return busy_servers(p, false);
+}
+
+int proxy_primary_busy(struct proxy *p)
+{
+	return busy_servers(p, true);
 }
 
 void proxy_hold_primary(struct proxy *p, bool hold)

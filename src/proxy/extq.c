@@ -292,6 +292,21 @@ void pq_server_free(struct pq_server *srv)
 	memset(srv, 0, sizeof(*srv));
 }
 
+void pq_owed(const struct pq_server *srv, int *readies, bool *tail)
+{
+	*readies = 0;
+	*tail = false;
+	for (size_t k = 0; k < srv->len; k++) {
+		const struct pq_slot *sl = slot_at(srv, k);
+		bool ready = sl->msg == 'Q' || sl->msg == 'F' || sl->msg == 'S';
+
+		if (sl->act == PQ_DROP)
+			continue;
+		*readies += ready;
+		*tail = !ready;
+	}
+}
+
 /* A Parse slot leaves without its statement prepared (error, or skipped after one). */
 static void pop_failed(struct pq_server *srv)
 {

@@ -111,6 +111,10 @@ int pq_client_message(struct pq_names *names, struct pq_server *srv, int max_stm
 /* The proxy's own simple Query (its answers are dropped). */
 int pq_push_own_query(struct pq_server *srv) PGW_WUR;
 
+/* What the client's own messages still wait for: *readies = ReadyForQuery messages
+ * (Query, FunctionCall, Sync), *tail = answers owed after the last of them. */
+void pq_owed(const struct pq_server *srv, int *readies, bool *tail);
+
 /* A backend message's fate, decided at its header. */
 struct pq_verdict {
 	bool drop;	   /* do not forward it */

@@ -216,6 +216,15 @@ class Cluster:
         wait_for("the proxy to stop", lambda: self.proxy_pid() is None, 30)
         self.up()
 
+    def pgbench_init(self, leader):
+        """pgbench's tables (scale 1) on the leader; returns the environment pgbench needs
+        (the cluster's pgpass)."""
+        env = dict(os.environ, PGPASSFILE=os.path.join(self.dir, "pgpass"))
+        subprocess.run(["/usr/lib/postgresql/15/bin/pgbench", "-i", "-s", "1", "-q", "-h",
+                        "127.0.0.1", "-p", str(self.pg_port + leader), "-U", "postgres",
+                        "postgres"], check=True, capture_output=True, env=env, timeout=120)
+        return env
+
     def proxy_log(self):
         with open(os.path.join(self.dir, "proxy/proxy.log")) as f:
             return f.read()

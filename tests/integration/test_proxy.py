@@ -157,10 +157,7 @@ def test_malformed_packets_get_08P01_and_others_keep_working(cluster):
 
 def test_pgbench_simple_and_extended(cluster):
     leader = cluster.leader()
-    env = dict(os.environ, PGPASSFILE=os.path.join(cluster.dir, "pgpass"))
-    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
-                    str(cluster.pg_port + leader), "-U", "postgres", "postgres"], check=True,
-                   capture_output=True, env=env, timeout=120)
+    env = cluster.pgbench_init(leader)
     for mode in ("simple", "extended"):
         proc = subprocess.run([PGBENCH, "-n", "-c", "8", "-j", "2", "-T", "4", "-M", mode, "-h",
                                "127.0.0.1", "-p", str(cluster.proxy_port), "-U", "postgres",

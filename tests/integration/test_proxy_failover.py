@@ -3,7 +3,6 @@ clients of the pooled port keep their connections; whatever was in flight on the
 clean SQLSTATE, a transaction block is left failed until the client rolls it back, and
 the next transactions run on the new primary; pgbench -M prepared runs through a
 switchover without a failed transaction."""
-import os
 import subprocess
 import threading
 import time
@@ -131,10 +130,7 @@ def test_host_kill_under_load_clients_keep_their_connections(cluster):
 
 def test_pgbench_prepared_through_a_switchover(cluster):
     leader = cluster.leader()
-    env = dict(os.environ, PGPASSFILE=os.path.join(cluster.dir, "pgpass"))
-    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
-                    str(cluster.pg_port + leader), "-U", "postgres", "postgres"], check=True,
-                   capture_output=True, env=env, timeout=120)
+    env = cluster.pgbench_init(leader)
     wait_for("the replicas to have pgbench's tables",
              lambda: all(cluster.query(i, "SELECT to_regclass('pgbench_branches') IS NOT "
                                           "NULL")[0][0] for i in range(3)), 30)

@@ -159,10 +159,7 @@ def test_prepared_statements_and_parameters_follow_their_client(cluster):
 def test_pgbench_prepared_over_few_server_connections(cluster):
     leader = cluster.leader()
     cluster.restart_proxy("default_pool_size = 3\n")
-    env = dict(os.environ, PGPASSFILE=os.path.join(cluster.dir, "pgpass"))
-    subprocess.run([PGBENCH, "-i", "-s", "1", "-q", "-h", "127.0.0.1", "-p",
-                    str(cluster.pg_port + leader), "-U", "postgres", "postgres"], check=True,
-                   capture_output=True, env=env, timeout=120)
+    env = cluster.pgbench_init(leader)
     # -j 8: pgbench prepares synchronously (PQprepare), so one thread serving clients
     # that wait for a server while another of its clients holds one in a transaction
     # would block itself (with PgBouncer too).
