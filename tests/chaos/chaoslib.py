@@ -1,0 +1,500 @@
+"""The chaos harness: three hosts and an application host as network namespaces.
+
+    pgwc-h1, pgwc-h2, pgwc-h3   10.213.0.11-13: one etcd member, one PostgreSQL and its agent
+    pgwc-app                    10.213.0.10: the proxy and the workload
+    the root namespace          10.213.0.254 on the bridge: the observer (this process), which
+                                no fault ever cuts off (it only watches and checks)
+
+Faults are small functions (FAULTS) that break something and return what heals it.
+Every process runs inside its namespace; `Lab.close()` kills every process of every
+namespace, deletes the namespaces and the bridge, whatever happened before.
+"""
+import base64
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.dirname(os.path.abspath(__file__))
+PG_BIN = "/usr/lib/postgresql/15/bin"
+PREFIX = "pgwc"
+BRIDGE = PREFIX + "0"
+SUBNET = "10.213.0"
+OBSERVER = SUBNET + ".254"
+APP = SUBNET + ".10"
+N = 3
+CLUSTER = "chaos"
+SYS_PY = "/usr/bin/python3"
+
+
+def host_ip(i):
+    return "%s.%d" % (SUBNET, 11 + i)
+
+
+def ns_name(i):
+    return "%s-h%d" % (PREFIX, i + 1) if i is not None else PREFIX + "-app"
+
+
+def sh(*args, check=True, timeout=30, **kw):
+    proc = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kw)
+    if check and proc.returncode != 0:
+        raise RuntimeError("%s failed (%d): %s" % (" ".join(args), proc.returncode,
+                                                   proc.stderr.strip()))
+    return proc
+
+
+def wait_for(what, cond, timeout, interval=0.1):
+    """Polls cond() until it returns a result: anything but None, False or an empty
+    container (0 is a result: member 0). Raises TimeoutError after timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            value = cond()
+            if value is not None and value is not False and not (
+                    hasattr(value, "__len__") and len(value) == 0):
+                return value
+        except Exception as exc:  # the condition may raise while things settle
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError("timed out after %.0f s waiting for %s (last error: %r)"
+                       % (timeout, what, last))
+
+
+def alive(pid):
+    """True when pid runs and is not a zombie (PID 1 may be slow to reap)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def kill(pid, sig=signal.SIGKILL):
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, TypeError):
+        pass
+
+
+def remove_leftovers():
+    """Namespaces and the bridge an earlier run (killed, timed out) left behind."""
+    for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if name.startswith(PREFIX + "-"):
+            for pid in sh("ip", "netns", "pids", name, check=False).stdout.split():
+                kill(int(pid))
+            sh("ip", "netns", "del", name, check=False)
+    for i in [None] + list(range(N)):
+        sh("ip", "link", "del", ns_name(i) + "v", check=False)
+    sh("ip", "link", "del", BRIDGE, check=False)
+
+
+class Net:
+    """The bridge, the namespaces and the nftables rules that make faults."""
+
+    def __init__(self):
+        remove_leftovers()
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", OBSERVER + "/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
+        for i in [None] + list(range(N)):
+            ns = ns_name(i)
+            ip = APP if i is None else host_ip(i)
+            veth = ns + "v"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", veth, "master", BRIDGE, "up")
+            sh("ip", "-n", ns, "addr", "add", ip + "/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            self.nft(i, "add table inet chaos")
+            self.nft(i, "add chain inet chaos in { type filter hook input priority 0; }")
+            self.nft(i, "add chain inet chaos out { type filter hook output priority 0; }")
+
+    def nft(self, i, rule):
+        sh("ip", "netns", "exec", ns_name(i), "nft", rule)
+
+    def cut(self, i, peers, inbound=True, outbound=True, loss=None):
+        """Drops packets between host i and peers (addresses) in the given directions;
+        loss=N drops only N % of them, at random."""
+        s = "{ %s }" % ", ".join(peers)
+        what = "numgen random mod 100 < %d drop" % loss if loss else "drop"
+        if inbound:
+            self.nft(i, "add rule inet chaos in ip saddr %s %s" % (s, what))
+        if outbound:
+            self.nft(i, "add rule inet chaos out ip daddr %s %s" % (s, what))
+
+    def heal(self):
+        for i in [None] + list(range(N)):
+            self.nft(i, "flush chain inet chaos in")
+            self.nft(i, "flush chain inet chaos out")
+
+    def close(self):
+        remove_leftovers()
+
+
+def etcd_get(key, endpoints, timeout=0.5):
+    """Linearizable read of one key through the v3 JSON gateway: (found, value) or None
+    when no endpoint answered."""
+    body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
+    for ep in endpoints:
+        req = urllib.request.Request(ep + "/v3/kv/range", data=body, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                doc = json.loads(resp.read())
+        except (OSError, ValueError):
+            continue
+        if "header" not in doc:
+            continue
+        kvs = doc.get("kvs") or []
+        if not kvs:
+            return (False, None)
+        return (True, base64.b64decode(kvs[0].get("value", "")).decode())
+    return None
+
+
+class LeaderWatch(threading.Thread):
+    """Polls the leader key every 50 ms and keeps its history: [(time, member or None)].
+    A poll no etcd member answered changes nothing (the key may still be held)."""
+
+    def __init__(self, endpoints):
+        super().__init__(daemon=True)
+        self.endpoints = endpoints
+        self.history = []
+        self.stop_ev = threading.Event()
+
+    def run(self):
+        key = "/service/%s/leader" % CLUSTER
+        while not self.stop_ev.is_set():
+            got = etcd_get(key, self.endpoints)
+            now = time.monotonic()
+            if got is not None:
+                holder = got[1] if got[0] else None
+                if not self.history or self.history[-1][1] != holder:
+                    self.history.append((now, holder))
+            self.stop_ev.wait(0.05)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.join(5)
+
+    def holders(self, t0, t1):
+        """Members seen holding the key at some moment of [t0, t1]."""
+        held = set()
+        for k, (at, who) in enumerate(self.history):
+            until = self.history[k + 1][0] if k + 1 < len(self.history) else float("inf")
+            if at <= t1 and until >= t0 and who:
+                held.add(who)
+        return held
+
+
+class Lab:
+    """The whole cluster in namespaces. `start()` builds it; `close()` removes all of it."""
+
+    def __init__(self, build_dir=None, sync=True, log=print):
+        self.build = build_dir or os.environ.get("PGW_BUILD_DIR", os.path.join(REPO, "build"))
+        self.sync = sync
+        self.sync_on = False  # synchronous_mode is on in etcd
+        self.log = log
+        self.base = tempfile.mkdtemp(prefix="pgw-chaos-")
+        os.chmod(self.base, 0o755)
+        self.bin = os.path.join(self.base, "pgwarden")
+        shutil.copy2(os.path.join(self.build, "pgwarden"), self.bin)
+        self.password = base64.b32encode(os.urandom(15)).decode().lower()
+        self.procs = {}  # (what, i) -> Popen
+        self.net = None
+        self.watch = None
+        self.endpoints = ["http://%s:2379" % host_ip(i) for i in range(N)]
+        self.env = dict(os.environ)
+        self.env["ASAN_OPTIONS"] = "detect_leaks=1:log_path=%s/asan" % self.base
+        self.env.pop("PGPASSFILE", None)
+
+    # -- building ----------------------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.base, *parts)
+
+    def spawn(self, what, i, argv, log):
+        """Runs argv as postgres inside host i's namespace (i None: the app host)."""
+        cmd = ["ip", "netns", "exec", ns_name(i), "setpriv", "--reuid=postgres",
+               "--regid=postgres", "--init-groups", *argv]
+        with open(log, "ab") as out:
+            self.procs[(what, i)] = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, start_new_session=True, cwd=self.base)
+
+    def pid(self, what, i):
+        p = self.procs.get((what, i))
+        if p is None or p.poll() is not None:
+            return None
+        return p.pid
+
+    def mkdir(self, *parts):
+        d = self.path(*parts)
+        os.makedirs(d, exist_ok=True)
+        shutil.chown(d, "postgres", "postgres")
+        os.chmod(d, 0o700)
+        return d
+
+    def write(self, rel, text):
+        p = self.path(rel)
+        with open(p, "w") as f:
+            f.write(text)
+        shutil.chown(p, "postgres", "postgres")
+        os.chmod(p, 0o600)
+        return p
+
+    def start_etcd(self, i, new=True):
+        d = self.mkdir("h%d" % (i + 1), "etcd")
+        cluster = ",".join("e%d=http://%s:2380" % (k + 1, host_ip(k)) for k in range(N))
+        ip = host_ip(i)
+        self.spawn("etcd", i, [
+            "etcd", "--name", "e%d" % (i + 1), "--data-dir", d,
+            "--listen-client-urls", "http://%s:2379" % ip,
+            "--advertise-client-urls", "http://%s:2379" % ip,
+            "--listen-peer-urls", "http://%s:2380" % ip,
+            "--initial-advertise-peer-urls", "http://%s:2380" % ip,
+            "--initial-cluster", cluster, "--initial-cluster-state", "new",
+            "--initial-cluster-token", "pgw-chaos", "--heartbeat-interval", "100",
+            "--election-timeout", "1000"], self.path("h%d" % (i + 1), "etcd.log"))
+
+    def start_agent(self, i):
+        self.spawn("agent", i, [self.bin, "agent", "-c", self.path("h%d" % (i + 1), "node.ini")],
+                   self.path("h%d" % (i + 1), "agent.log"))
+
+    def start_proxy(self):
+        self.spawn("proxy", None, [self.bin, "proxy", "-c", self.path("app", "proxy.ini")],
+                   self.path("app", "proxy.log"))
+
+    def start(self):
+        self.net = Net()
+        eps = ",".join(self.endpoints)
+        for i in range(N):
+            h = "h%d" % (i + 1)
+            self.mkdir(h)
+            self.write(h + "/node.ini", """[cluster]
+name = %s
+member = node%d
+
+[etcd]
+endpoints = %s
+
+[postgresql]
+data_dir = %s
+listen = %s:5432
+superuser = postgres
+superuser_password = %s
+replication_user = replicator
+replication_password = %s
+memory = 96MB
+
+[parameters]
+max_connections = 100
+
+[api]
+listen = %s:8008
+username = pgwarden
+password = %s
+""" % (CLUSTER, i + 1, eps, self.path(h, "data"), host_ip(i), self.password, self.password,
+                host_ip(i), self.password))
+        self.mkdir("app")
+        self.write("app/userlist.txt", '"postgres" "%s"\n' % self.password)
+        self.write("app/proxy.ini", """[cluster]
+name = %s
+
+[etcd]
+endpoints = %s
+
+[proxy]
+listen = 127.0.0.1
+pooled_port = 6432
+primary_port = 5000
+replica_port = 5001
+http_port = 7000
+auth_type = scram-sha-256
+auth_file = %s
+admin_users = postgres
+default_pool_size = 10
+query_wait_timeout = 15s
+http_username = admin
+http_password = %s
+""" % (CLUSTER, eps, self.path("app", "userlist.txt"), self.password))
+        for i in range(N):
+            self.start_etcd(i)
+        wait_for("etcd to elect a leader", lambda: etcd_get("/x", self.endpoints), 30)
+        for i in range(N):
+            self.start_agent(i)
+        self.start_proxy()
+        self.watch = LeaderWatch(self.endpoints)
+        self.watch.start()
+        leader = self.wait_healthy(120)
+        if self.sync:
+            self.cli("edit-config", "--set", "synchronous_mode=on", "--force")
+            self.sync_on = True
+            leader = self.wait_healthy(30)
+        self.query(leader, """
+            CREATE TABLE ledger (id bigint PRIMARY KEY, client text NOT NULL,
+                                 at timestamptz NOT NULL DEFAULT clock_timestamp());
+            CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
+            INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 10) g;""")
+        return leader
+
+    def cli(self, *args):
+        proc = subprocess.run([self.bin, *args, "-c", self.path("h1", "node.ini")],
+                              capture_output=True, text=True, timeout=60, env=self.env)
+        if proc.returncode != 0:
+            raise RuntimeError("pgwarden %s: %s%s" % (" ".join(args), proc.stdout, proc.stderr))
+        return proc.stdout
+
+    # -- looking -----------------------------------------------------------------------
+    def status(self, i):
+        try:
+            with urllib.request.urlopen("http://%s:8008/status" % host_ip(i), timeout=1) as r:
+                return json.loads(r.read())
+        except (OSError, ValueError):
+            return None
+
+    def healthy(self):
+        """The leader's index when one member leads, every other streams and (synchronous
+        mode) the sync key names a standby; else None."""
+        st = [self.status(i) for i in range(N)]
+        if any(s is None for s in st):
+            return None
+        leaders = [i for i, s in enumerate(st) if s.get("leader")]
+        if len(leaders) != 1 or st[leaders[0]].get("state") != "running":
+            return None
+        if any(s.get("state") != "streaming" for i, s in enumerate(st) if i != leaders[0]):
+            return None
+        if self.sync_on:
+            # In synchronous mode a failover needs a standby recorded in the sync key
+            # (a new leader records one a few loops after it promoted).
+            got = etcd_get("/service/%s/sync" % CLUSTER, self.endpoints)
+            doc = json.loads(got[1]) if got and got[0] else {}
+            if doc.get("leader") != "node%d" % (leaders[0] + 1) or not doc.get("sync_standby"):
+                return None
+        return leaders[0]
+
+    def wait_healthy(self, timeout):
+        return wait_for("one leader and every replica streaming", self.healthy, timeout)
+
+    def dsn(self, i, **extra):
+        params = dict(host=host_ip(i), port=5432, user="postgres", dbname="postgres",
+                      password=self.password, connect_timeout=2)
+        params.update(extra)
+        return " ".join("%s=%s" % kv for kv in params.items())
+
+    def query(self, i, sql, args=None):
+        conn = psycopg2.connect(self.dsn(i))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall() if cur.description else None
+        finally:
+            conn.close()
+
+    def leader(self):
+        found = [i for i in range(N) if (self.status(i) or {}).get("leader")]
+        return found[0] if len(found) == 1 else None
+
+    def postmaster(self, i):
+        try:
+            with open(self.path("h%d" % (i + 1), "data", "postmaster.pid")) as f:
+                pid = int(f.readline())
+            return pid if alive(pid) else None
+        except (OSError, ValueError):
+            return None
+
+    def postgres_pids(self, i):
+        """The postmaster and its children."""
+        pm = self.postmaster(i)
+        if not pm:
+            return []
+        kids = sh("pgrep", "-P", str(pm), check=False).stdout.split()
+        return [pm] + [int(k) for k in kids]
+
+    def dump(self, name, extra=None):
+        """What a failed scenario leaves for a human: sessions and locks on every member,
+        the proxy's clients and servers, the leader key's history."""
+        out = ["# " + name]
+        for i in range(N):
+            try:
+                rows = self.query(i, """SELECT pid, state, wait_event_type, wait_event,
+                    now() - xact_start, left(query, 120), client_addr, application_name
+                    FROM pg_stat_activity WHERE backend_type = 'client backend'
+                    AND pid <> pg_backend_pid()""")
+                out.append("node%d sessions:" % (i + 1))
+                out.extend("  %r" % (r,) for r in rows)
+            except psycopg2.Error as exc:
+                out.append("node%d: %s" % (i + 1, exc))
+        for cmd in ("SHOW CLIENTS", "SHOW SERVERS"):
+            proc = sh("ip", "netns", "exec", ns_name(None), "psql", "-X", "-A", "-c", cmd,
+                      "host=127.0.0.1 port=6432 dbname=pgbouncer user=postgres password=%s"
+                      % self.password, check=False)
+            out.append(cmd + ":\n" + proc.stdout + proc.stderr)
+        if self.watch:
+            out.append("leader key: %r" % (self.watch.history[-20:],))
+        if extra:
+            out.append(extra)
+        path = self.path(name + ".txt")
+        with open(path, "w") as f:
+            f.write("\n".join(out) + "\n")
+        return path
+
+    def logs(self):
+        out = {}
+        for rel in ["h%d/agent.log" % (i + 1) for i in range(N)] + ["app/proxy.log"]:
+            try:
+                with open(self.path(rel), errors="replace") as f:
+                    out[rel] = f.read()
+            except OSError:
+                pass
+        return out
+
+    def sanitizer_reports(self):
+        found = []
+        for name in os.listdir(self.base):
+            if name.startswith("asan"):
+                with open(self.path(name), errors="replace") as f:
+                    found.append(f.read()[-4000:])
+        for rel, text in self.logs().items():
+            if "runtime error:" in text or "AddressSanitizer" in text:
+                found.append(rel + ": " + text[-4000:])
+        return found
+
+    def crashed(self):
+        """Daemons that died without a fault killing them (their exit codes)."""
+        dead = []
+        for (what, i), p in self.procs.items():
+            rc = p.poll()
+            if rc is not None and not getattr(p, "killed_by_fault", False):
+                dead.append("%s on %s exited with %s" % (what, ns_name(i), rc))
+        return dead
+
+    def close(self, keep=False):
+        if self.watch:
+            self.watch.stop()
+        for p in self.procs.values():
+            if p.poll() is None:
+                kill(p.pid, signal.SIGCONT)
+        if self.net:
+            self.net.close()
+        for p in self.procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                kill(p.pid)
+        # Postgres and fence processes were children of agents: the namespace kill got
+        # them; nothing outside the namespaces was ever started.
+        if not keep:
+            shutil.rmtree(self.base, ignore_errors=True)

@@ -1,0 +1,385 @@
+"""Faults, the workload around them, and the invariants checked after each one.
+
+A fault is a function fault(lab, rng) -> Fault: it breaks something at once and says
+how long to leave it broken and what heals it. `run_scenario` starts the workload,
+lets it commit, applies the fault, heals it, waits for the cluster to converge, stops
+the workload and checks every invariant; it returns a Result with the figures.
+"""
+import json
+import os
+import signal
+import statistics
+import subprocess
+import time
+
+from chaoslib import APP, HERE, N, SYS_PY, host_ip, kill, ns_name, sh, wait_for
+
+SLACK = 0.25  # the leader key is polled every 50 ms; allow for the poll and the HTTP call
+
+
+class Fault:
+    def __init__(self, what, hold, heal=None):
+        self.what = what
+        self.hold = hold
+        self.heal = heal or (lambda: None)
+
+
+def _leader(lab):
+    return wait_for("a leader to break", lab.leader, 30)
+
+
+def _replica(lab, leader, rng):
+    return rng.choice([i for i in range(N) if i != leader])
+
+
+def _mark_killed(lab, what, i):
+    p = lab.procs.get((what, i))
+    if p is not None:
+        p.killed_by_fault = True
+        kill(p.pid)
+        p.wait(10)
+
+
+def kill_postgres(lab, rng):
+    i = _leader(lab)
+    kill(lab.postmaster(i))
+    # Held 3 s so that the agents have seen it before convergence is judged.
+    return Fault("kill -9 of the primary's postmaster (node%d)" % (i + 1), 3)
+
+
+def kill_agent(lab, rng):
+    i = _leader(lab)
+    _mark_killed(lab, "agent", i)
+    return Fault("kill -9 of the primary's agent (node%d)" % (i + 1), 8,
+                 lambda: lab.start_agent(i))
+
+
+def crash_host(lab, rng):
+    i = _leader(lab)
+    for what in ("agent", "etcd"):
+        p = lab.procs.get((what, i))
+        if p is not None:
+            p.killed_by_fault = True
+    for pid in sh("ip", "netns", "pids", ns_name(i), check=False).stdout.split():
+        kill(int(pid))
+
+    def heal():
+        lab.start_etcd(i)
+        lab.start_agent(i)
+    return Fault("crash of the primary's host (node%d: agent, postgres, etcd)" % (i + 1), 8,
+                 heal)
+
+
+def stop_agent(lab, rng):
+    i = _leader(lab)
+    pid = lab.pid("agent", i)
+    kill(pid, signal.SIGSTOP)
+    return Fault("SIGSTOP of the primary's agent (node%d) for 10 s" % (i + 1), 10,
+                 lambda: kill(pid, signal.SIGCONT))
+
+
+def stop_postgres(lab, rng):
+    i = _leader(lab)
+    pids = lab.postgres_pids(i)
+    for pid in pids:
+        kill(pid, signal.SIGSTOP)
+
+    def heal():
+        for pid in pids:
+            kill(pid, signal.SIGCONT)
+    return Fault("SIGSTOP of the primary's postgres (node%d) for 10 s" % (i + 1), 10, heal)
+
+
+def _others(i):
+    return [host_ip(k) for k in range(N) if k != i]
+
+
+def partition_primary(lab, rng):
+    i = _leader(lab)
+    lab.net.cut(i, _others(i) + [APP])
+    return Fault("full partition of the primary's host (node%d) for 12 s" % (i + 1), 12,
+                 lab.net.heal)
+
+
+def partition_replica(lab, rng):
+    i = _replica(lab, _leader(lab), rng)
+    lab.net.cut(i, _others(i) + [APP])
+    return Fault("full partition of a replica's host (node%d) for 8 s" % (i + 1), 8,
+                 lab.net.heal)
+
+
+def split_brain(lab, rng):
+    i = _leader(lab)
+    lab.net.cut(i, _others(i))
+    return Fault("primary (node%d) cut from the etcd majority, still reached by the "
+                 "application host, for 12 s" % (i + 1), 12, lab.net.heal)
+
+
+def one_way(lab, rng):
+    i = _leader(lab)
+    lab.net.cut(i, _others(i), inbound=False)
+    return Fault("one-way partition: nothing from the primary (node%d) reaches the other "
+                 "hosts, for 12 s" % (i + 1), 12, lab.net.heal)
+
+
+def packet_loss(lab, rng):
+    i = _leader(lab)
+    lab.net.cut(i, _others(i) + [APP], loss=30)
+    return Fault("30%% packet loss both ways on the primary's host (node%d) for 12 s"
+                 % (i + 1), 12, lab.net.heal)
+
+
+def latency(lab, rng):
+    i = _leader(lab)
+    lab.delay(i, 150)
+    return Fault("150 ms of added latency on every packet the primary's host (node%d) "
+                 "sends, for 12 s" % (i + 1), 12, lambda: lab.delay(i, 0))
+
+
+def etcd_member_loss(lab, rng):
+    i = _leader(lab)
+    _mark_killed(lab, "etcd", i)
+    return Fault("kill -9 of the etcd member on the primary's host (node%d)" % (i + 1), 8,
+                 lambda: lab.start_etcd(i))
+
+
+def etcd_quorum_loss(lab, rng):
+    i = _leader(lab)
+    j = _replica(lab, i, rng)
+    _mark_killed(lab, "etcd", i)
+    _mark_killed(lab, "etcd", j)
+
+    def heal():
+        lab.start_etcd(i)
+        lab.start_etcd(j)
+    return Fault("kill -9 of two etcd members (node%d, node%d): no quorum for 8 s"
+                 % (i + 1, j + 1), 8, heal)
+
+
+FAULTS = {f.__name__: f for f in (
+    kill_postgres, kill_agent, crash_host, stop_agent, stop_postgres, partition_primary,
+    partition_replica, split_brain, one_way, packet_loss, etcd_member_loss,
+    etcd_quorum_loss)}
+
+
+# -- the workload ------------------------------------------------------------------------
+class Workload:
+    def __init__(self, lab, rnd):
+        self.out = lab.path("workload-%d.jsonl" % rnd)
+        proxy = "host=127.0.0.1 port=6432 user=postgres dbname=postgres password=%s " \
+                "connect_timeout=3" % lab.password
+        direct = ("host=%s port=5432,5432,5432 user=postgres dbname=postgres password=%s "
+                  "target_session_attrs=read-write connect_timeout=2 keepalives_idle=1 "
+                  "keepalives_interval=1 keepalives_count=2 tcp_user_timeout=3000"
+                  % (",".join(host_ip(i) for i in range(N)), lab.password))
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns_name(None), SYS_PY, os.path.join(HERE, "workload.py"),
+             self.out, proxy, direct, str(rnd)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        line = self.proc.stdout.readline()
+        if line.strip() != "started":
+            raise RuntimeError("the workload did not start: %r" % line)
+
+    def records(self):
+        try:
+            with open(self.out) as f:
+                return [json.loads(line) for line in f if line.endswith("\n")]
+        except OSError:
+            return []
+
+    def acked_since(self, t):
+        """Clients with an acknowledged commit after t."""
+        return {r["c"] for r in self.records() if r["ok"] and r["t1"] > t}
+
+    def stop(self):
+        """Stops the clients; returns the names of clients stuck in a call."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(40)
+            return json.loads(self.proc.stdout.read().strip().splitlines()[-1])["stuck"]
+        except (subprocess.TimeoutExpired, ValueError, IndexError):
+            kill(self.proc.pid)
+            self.proc.wait(10)
+            return ["the whole workload"]
+
+
+CLIENTS = ("ledger-proxy-1", "ledger-proxy-2", "ledger-direct", "bank-proxy", "bank-direct")
+
+
+# -- invariants --------------------------------------------------------------------------
+def checksums(lab, i):
+    rows = lab.query(i, """
+        SELECT (SELECT md5(coalesce(string_agg(id || ':' || client, ',' ORDER BY id), ''))
+                FROM ledger),
+               (SELECT md5(string_agg(id || ':' || balance, ',' ORDER BY id)) FROM accounts)""")
+    return rows[0]
+
+
+def wait_replicas_caught_up(lab, leader, timeout):
+    lsn = lab.query(leader, "SELECT pg_current_wal_lsn()")[0][0]
+
+    def done():
+        for i in range(N):
+            if i != leader and not lab.query(
+                    i, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0]:
+                return False
+        return True
+    wait_for("every replica to replay up to %s" % lsn, done, timeout)
+
+
+def two_primaries(recs, watch):
+    """Writes acknowledged by two members at once: a write sent to timeline X after a write
+    on a newer timeline was acknowledged, or a commit on a member that did not hold the
+    leader key at any moment of its transaction."""
+    found = []
+    acked = sorted((r for r in recs if r["ok"]), key=lambda r: r["t1"])
+    newest = None  # (timeline, ack time, server) of the newest timeline acknowledged so far
+    by_start = sorted(acked, key=lambda r: r["t0"])
+    k = 0
+    for r in by_start:
+        while k < len(acked) and acked[k]["t1"] < r["t0"]:
+            a = acked[k]
+            if newest is None or int(a["tl"], 16) > int(newest[0], 16):
+                newest = (a["tl"], a["t1"], a["srv"])
+            k += 1
+        if newest and int(r["tl"], 16) < int(newest[0], 16):
+            found.append("%s wrote on %s (timeline %s) %.3f s after %s had acknowledged a "
+                         "write on timeline %s" % (r["c"], r["srv"], r["tl"],
+                                                   r["t0"] - newest[1], newest[2], newest[0]))
+    for r in acked:
+        member = "node%d" % (int(r["srv"].split(".")[-1]) - 10)
+        if member not in watch.holders(r["t0"] - SLACK, r["t1"] + SLACK):
+            found.append("%s committed on %s (%s), which did not hold the leader key between "
+                         "%.3f and %.3f" % (r["c"], member, r["srv"], r["t0"], r["t1"]))
+    return found[:10]
+
+
+def max_gap(recs, clients, start, end):
+    """Longest time between two acknowledged commits of one client within [start, end]."""
+    worst = 0.0
+    for c in clients:
+        times = [start] + sorted(r["t1"] for r in recs if r["c"] == c and r["ok"]
+                                 and start <= r["t1"] <= end) + [end]
+        worst = max(worst, max(b - a for a, b in zip(times, times[1:])))
+    return worst
+
+
+class Result:
+    def __init__(self, fault, what):
+        self.fault = fault
+        self.what = what
+        self.violations = []
+        self.notes = []
+        self.outage_proxy = self.outage_direct = None
+        self.failed = self.acked = 0
+        self.converge = None
+
+    def line(self):
+        return ("%-18s outage proxy %5.2f s direct %5.2f s  failed %3d  acked %5d  "
+                "converged %5.1f s after the fault  %s" % (
+                    self.fault, self.outage_proxy or 0, self.outage_direct or 0, self.failed,
+                    self.acked, self.converge or -1,
+                    "OK" if not self.violations else "VIOLATION: " + "; ".join(self.violations)))
+
+
+def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
+    leader = lab.wait_healthy(converge_timeout)
+    wl = Workload(lab, rnd)
+    res = None
+    try:
+        t_start = time.monotonic()
+        wait_for("every client to commit", lambda: len(wl.acked_since(t_start)) == len(CLIENTS),
+                 30)
+        time.sleep(1.0)  # a second of steady load before the fault (its baseline)
+        t_fault = time.monotonic()
+        fault = FAULTS[name](lab, rng)
+        res = Result(name, fault.what)
+        log("  fault: %s" % fault.what)
+        deadline = t_fault + fault.hold
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+        fault.heal()
+        t_heal = time.monotonic()
+        try:
+            leader = lab.wait_healthy(converge_timeout)
+            res.converge = time.monotonic() - t_fault
+        except TimeoutError as exc:
+            res.violations.append("no convergence: %s" % exc)
+            return res
+        t_conv = time.monotonic()
+        try:
+            wait_for("every client to commit again",
+                     lambda: len(wl.acked_since(t_conv)) == len(CLIENTS), 30)
+        except TimeoutError:
+            res.violations.append("clients without a commit 30 s after convergence: %s" % (
+                sorted(set(CLIENTS) - wl.acked_since(t_conv))))
+            res.notes.append("state: " + lab.dump("stuck-%d" % rnd))
+    finally:
+        stuck = wl.stop()
+    t_end = time.monotonic()
+    if stuck:
+        res.violations.append("clients stuck in a call: %s" % ", ".join(stuck))
+    recs = wl.records()
+    window = [r for r in recs if r["t1"] >= t_fault]
+    res.failed = sum(1 for r in window if not r["ok"])
+    res.acked = sum(1 for r in recs if r["ok"])
+    res.outage_proxy = max_gap(recs, [c for c in CLIENTS if "proxy" in c], t_fault, t_end)
+    res.outage_direct = max_gap(recs, [c for c in CLIENTS if "direct" in c], t_fault, t_end)
+    check_invariants(lab, leader, recs, res)
+    if res.violations:
+        res.notes.append("records: " + wl.out)
+        res.notes.append("state: " + lab.dump("violation-%d" % rnd))
+    res.notes.append("workload %.1f s" % (t_end - t_start))
+    return res
+
+
+def check_invariants(lab, leader, recs, res):
+    # 1. every acknowledged ledger id is on the final primary
+    ids = {r["id"] for r in recs if r["ok"] and r["op"] == "insert"}
+    if ids:
+        present = {row[0] for row in lab.query(
+            leader, "SELECT id FROM ledger WHERE id = ANY(%s)", (sorted(ids),))}
+        lost = ids - present
+        if lost:
+            msg = "%d acknowledged ledger ids missing on the primary (e.g. %s)" % (
+                len(lost), sorted(lost)[:3])
+            (res.violations if lab.sync else res.notes).append(msg)
+    # 2. the bank's total never changes and no account goes negative
+    total, low = lab.query(leader, "SELECT sum(balance), min(balance) FROM accounts")[0]
+    if total != 10000 or low < 0:
+        res.violations.append("bank: total %s, lowest balance %s" % (total, low))
+    # 3. never two writable primaries
+    res.violations.extend(two_primaries(recs, lab.watch))
+    # 4. identical data on every member
+    try:
+        wait_replicas_caught_up(lab, leader, 60)
+        sums = {i: checksums(lab, i) for i in range(N)}
+        if len(set(sums.values())) != 1:
+            res.violations.append("members differ: %s" % sums)
+    except TimeoutError as exc:
+        res.violations.append(str(exc))
+    # 5. no daemon crashed
+    res.violations.extend(lab.crashed())
+    res.violations.extend("sanitizer: " + r[:300] for r in lab.sanitizer_reports())
+    for i in range(N):
+        if lab.pid("agent", i) is None or lab.pid("etcd", i) is None:
+            res.violations.append("node%d: agent or etcd not running" % (i + 1))
+    if lab.pid("proxy", None) is None:
+        res.violations.append("the proxy is not running")
+
+
+def summarize(results):
+    """Per-fault statistics over a run: rows of text."""
+    rows = ["%-18s %4s %13s %13s %13s %7s %10s" % (
+        "fault", "n", "proxy p50/max", "direct p50/max", "converge p50", "failed",
+        "violations")]
+    for name in sorted({r.fault for r in results}):
+        rs = [r for r in results if r.fault == name]
+        px = [r.outage_proxy or 0 for r in rs]
+        dx = [r.outage_direct or 0 for r in rs]
+        cv = [r.converge for r in rs if r.converge is not None]
+        rows.append("%-18s %4d %6.2f/%6.2f %6.2f/%6.2f %13.1f %7d %10d" % (
+            name, len(rs), statistics.median(px), max(px), statistics.median(dx), max(dx),
+            statistics.median(cv) if cv else -1, sum(r.failed for r in rs),
+            sum(1 for r in rs if r.violations)))
+    return rows
