@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: install what is missing, build under AddressSanitizer + UBSan,
 # unit tests (cmocka), integration tests (pytest against real etcd and PostgreSQL),
-# and the clang-format check. Exits non-zero on any failure.
+# the short chaos suite (faults across network-namespace hosts) and the clang-format check. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
@@ -50,5 +50,8 @@ echo "== integration tests"
 export PGW_BUILD_DIR="$(pwd)/build-asan"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=/tmp/pgwarden-asan"
 export UBSAN_OPTIONS="print_stacktrace=1"
-timeout 1500 /usr/bin/python3 -m pytest -v -p no:cacheprovider tests/integration "$@"
+timeout 1500 /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=15 tests/integration "$@"
+
+echo "== chaos suite (network namespaces, every fault once; tests/chaos/run is the long one)"
+timeout 900 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/chaos
 echo "== all tests passed"

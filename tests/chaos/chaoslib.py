@@ -164,9 +164,13 @@ def etcd_get(key, endpoints, timeout=0.5):
     return None
 
 
+UNKNOWN = "?"
+
+
 class LeaderWatch(threading.Thread):
-    """Polls the leader key every 50 ms and keeps its history: [(time, member or None)].
-    A poll no etcd member answered changes nothing (the key may still be held)."""
+    """Polls the leader key every 50 ms and keeps its history: [(time, holder)], holder
+    a member name, None (no leader) or UNKNOWN (no etcd member answered: etcd may be
+    electing, or without quorum). Only changes are kept."""
 
     def __init__(self, endpoints):
         super().__init__(daemon=True)
@@ -179,22 +183,22 @@ class LeaderWatch(threading.Thread):
         while not self.stop_ev.is_set():
             got = etcd_get(key, self.endpoints)
             now = time.monotonic()
-            if got is not None:
-                holder = got[1] if got[0] else None
-                if not self.history or self.history[-1][1] != holder:
-                    self.history.append((now, holder))
+            holder = UNKNOWN if got is None else (got[1] if got[0] else None)
+            if not self.history or self.history[-1][1] != holder:
+                self.history.append((now, holder))
             self.stop_ev.wait(0.05)
 
     def stop(self):
         self.stop_ev.set()
         self.join(5)
 
-    def holders(self, t0, t1):
-        """Members seen holding the key at some moment of [t0, t1]."""
+    def seen(self, t0, t1):
+        """Holders seen at some moment of [t0, t1] (UNKNOWN among them when etcd did
+        not answer for part of it)."""
         held = set()
         for k, (at, who) in enumerate(self.history):
             until = self.history[k + 1][0] if k + 1 < len(self.history) else float("inf")
-            if at <= t1 and until >= t0 and who:
+            if at <= t1 and until >= t0:
                 held.add(who)
         return held
 
@@ -213,6 +217,7 @@ class Lab:
         shutil.copy2(os.path.join(self.build, "pgwarden"), self.bin)
         self.password = base64.b32encode(os.urandom(15)).decode().lower()
         self.procs = {}  # (what, i) -> Popen
+        self.delayers = {}  # host -> the chaos-nfdelay process adding latency there
         self.net = None
         self.watch = None
         self.endpoints = ["http://%s:2379" % host_ip(i) for i in range(N)]
@@ -451,6 +456,27 @@ http_password = %s
             f.write("\n".join(out) + "\n")
         return path
 
+    def delay(self, i, ms):
+        """Adds ms of latency to every packet host i sends (but to the observer); 0 removes
+        it. Packets go through chaos-nfdelay (NFQUEUE), as this kernel has no netem."""
+        rule = ["-o", "eth0", "!", "-d", OBSERVER, "-j", "NFQUEUE", "--queue-num", "0",
+                "--queue-bypass"]
+        old = self.delayers.pop(i, None)
+        if old is not None:
+            sh("ip", "netns", "exec", ns_name(i), "iptables", "-D", "OUTPUT", *rule)
+            old.terminate()
+            old.wait(10)
+        if ms <= 0:
+            return
+        tool = os.path.join(self.build, "chaos-nfdelay")
+        p = subprocess.Popen(["ip", "netns", "exec", ns_name(i), tool, "0", str(ms)],
+                             stdout=subprocess.PIPE, text=True)
+        if p.stdout.readline().strip() != "ready":
+            p.kill()
+            raise RuntimeError("%s did not start" % tool)
+        self.delayers[i] = p
+        sh("ip", "netns", "exec", ns_name(i), "iptables", "-A", "OUTPUT", *rule)
+
     def logs(self):
         out = {}
         for rel in ["h%d/agent.log" % (i + 1) for i in range(N)] + ["app/proxy.log"]:
@@ -484,7 +510,7 @@ http_password = %s
     def close(self, keep=False):
         if self.watch:
             self.watch.stop()
-        for p in self.procs.values():
+        for p in list(self.procs.values()) + list(self.delayers.values()):
             if p.poll() is None:
                 kill(p.pid, signal.SIGCONT)
         if self.net:

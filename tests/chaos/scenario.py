@@ -12,7 +12,7 @@ import statistics
 import subprocess
 import time
 
-from chaoslib import APP, HERE, N, SYS_PY, host_ip, kill, ns_name, sh, wait_for
+from chaoslib import APP, HERE, N, SYS_PY, UNKNOWN, host_ip, kill, ns_name, sh, wait_for
 
 SLACK = 0.25  # the leader key is polled every 50 ms; allow for the poll and the HTTP call
 
@@ -158,7 +158,7 @@ def etcd_quorum_loss(lab, rng):
 
 FAULTS = {f.__name__: f for f in (
     kill_postgres, kill_agent, crash_host, stop_agent, stop_postgres, partition_primary,
-    partition_replica, split_brain, one_way, packet_loss, etcd_member_loss,
+    partition_replica, split_brain, one_way, packet_loss, latency, etcd_member_loss,
     etcd_quorum_loss)}
 
 
@@ -248,9 +248,11 @@ def two_primaries(recs, watch):
                                                    r["t0"] - newest[1], newest[2], newest[0]))
     for r in acked:
         member = "node%d" % (int(r["srv"].split(".")[-1]) - 10)
-        if member not in watch.holders(r["t0"] - SLACK, r["t1"] + SLACK):
-            found.append("%s committed on %s (%s), which did not hold the leader key between "
-                         "%.3f and %.3f" % (r["c"], member, r["srv"], r["t0"], r["t1"]))
+        seen = watch.seen(r["t0"] - SLACK, r["t1"] + SLACK)
+        if member not in seen and UNKNOWN not in seen:
+            found.append("%s committed on %s (%s) between %.3f and %.3f while the leader key "
+                         "was held by %s" % (r["c"], member, r["srv"], r["t0"], r["t1"],
+                                             sorted(map(str, seen))))
     return found[:10]
 
 
