@@ -12,7 +12,6 @@ namespace, deletes the namespaces and the bridge, whatever happened before.
 import base64
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -27,9 +26,11 @@ import psycopg2
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_BIN = "/usr/lib/postgresql/15/bin"
-PREFIX = "pgwc"
+# PGW_CHAOS_NET=k (0..9) gives a run its own names and subnet, so that two can run at once.
+NET = int(os.environ.get("PGW_CHAOS_NET", "0"))
+PREFIX = "pgwc" if NET == 0 else "pgwc%d" % NET
 BRIDGE = PREFIX + "0"
-SUBNET = "10.213.0"
+SUBNET = "10.213.%d" % NET
 OBSERVER = SUBNET + ".254"
 APP = SUBNET + ".10"
 N = 3
@@ -201,6 +202,67 @@ class LeaderWatch(threading.Thread):
             if at <= t1 and until >= t0:
                 held.add(who)
         return held
+
+
+class WritableWatch(threading.Thread):
+    """Asks every member "are you a primary?" (pg_is_in_recovery) every 200 ms, each on its
+    own thread, and keeps every answer that came back within 300 ms: [(member, asked,
+    answered)] for the members that said yes. A SIGSTOPped or unreachable server just
+    gives no answer."""
+
+    def __init__(self, lab):
+        super().__init__(daemon=True)
+        self.lab = lab
+        self.writable = []
+        self.stop_ev = threading.Event()
+
+    def ask(self, i):
+        conn = None
+        while not self.stop_ev.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(self.lab.dsn(i, connect_timeout=1))
+                    conn.autocommit = True
+                t0 = time.monotonic()
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    recovery = cur.fetchone()[0]
+                t1 = time.monotonic()
+                if not recovery and t1 - t0 <= 0.3:
+                    self.writable.append((i, t0, t1))
+            except psycopg2.Error:
+                if conn is not None:
+                    conn.close()
+                conn = None
+            self.stop_ev.wait(0.2)
+        if conn is not None:
+            conn.close()
+
+    def run(self):
+        threads = [threading.Thread(target=self.ask, args=(i,), daemon=True) for i in range(N)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.ident is not None:
+            self.join(10)
+
+    def overlaps(self, apart=0.5):
+        """Two members both primary within `apart` seconds of each other. A correct
+        hand-over keeps them at least AGENT_DEMOTE_MARGIN (1 s) apart: the old primary
+        demotes before its lease can expire, the new one promotes after it did."""
+        found = []
+        last = {}
+        for i, t0, t1 in sorted(self.writable, key=lambda w: w[1]):
+            for j, (u0, u1) in last.items():
+                if j != i and t0 - u1 < apart:
+                    found.append("node%d and node%d were both primaries within %.2f s "
+                                 "(at %.3f and %.3f)" % (j + 1, i + 1, max(0, t0 - u1), u0, t0))
+            last[i] = (t0, t1)
+        return found[:5]
 
 
 class Lab:
@@ -407,6 +469,17 @@ http_password = %s
                 return cur.fetchall() if cur.description else None
         finally:
             conn.close()
+
+    def writable_now(self):
+        """Members that answer as primaries right now."""
+        out = []
+        for i in range(N):
+            try:
+                if not self.query(i, "SELECT pg_is_in_recovery()")[0][0]:
+                    out.append(i)
+            except psycopg2.Error:
+                pass
+        return out
 
     def leader(self):
         found = [i for i in range(N) if (self.status(i) or {}).get("leader")]
