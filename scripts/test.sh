@@ -53,5 +53,10 @@ export UBSAN_OPTIONS="print_stacktrace=1"
 timeout 1500 /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=15 tests/integration "$@"
 
 echo "== chaos suite (network namespaces, every fault once; tests/chaos/run is the long one)"
-timeout 900 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/chaos
+rc=0
+timeout 900 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/chaos || rc=$?
+# Whatever happened (a timeout kills pytest before it cleans up): no namespace stays.
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/chaos"); import chaoslib
+chaoslib.remove_leftovers()'
+[ "$rc" = 0 ] || exit "$rc"
 echo "== all tests passed"
