@@ -2065,12 +2065,15 @@ static void read_cluster(struct agent *a)
 
 	/*
 	 * The watch keeps the cache current; a recent successful renewal shows etcd
-	 * answers. Still read the whole prefix now and then, in case the watch stream
-	 * hangs on a member cut off from the others. On failure the previous view stays
-	 * (marked stale by dcs_ok = false).
+	 * answers. Still read the whole prefix every half ttl, in case the watch stream
+	 * hangs on a member we are cut off from (it goes silent, with no error). On
+	 * failure the previous view stays (marked stale by dcs_ok = false).
 	 */
+	int64_t resync_ms =
+	    a->cfg.ttl_ms / 2 < AGENT_RESYNC_MS ? a->cfg.ttl_ms / 2 : AGENT_RESYNC_MS;
+
 	a->dcs_ok = now - a->last_renew_ok_ms < a->cfg.ttl_ms / 2 + a->cfg.loop_wait_ms &&
-		    now - a->last_full_read_ms < AGENT_RESYNC_MS &&
+		    now - a->last_full_read_ms < resync_ms &&
 		    dcs_cache_snapshot(&a->dcs, &a->cache, &fresh);
 	if (!a->dcs_ok) {
 		rc = etcd_range_prefix(a->etcd, a->dcs.prefix, &r);

@@ -146,10 +146,11 @@ class Net:
 
 
 def etcd_get(key, endpoints, timeout=0.5):
-    """Linearizable read of one key through the v3 JSON gateway: (found, value) or None
-    when no endpoint answered."""
+    """Linearizable read of one key through the v3 JSON gateway: (found, value, revision
+    of the read, endpoint) or None when no endpoint answered. The endpoint that answered moves to the front of the
+    list, so that a cut-off member does not cost every later read its timeout."""
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
-    for ep in endpoints:
+    for ep in list(endpoints):
         req = urllib.request.Request(ep + "/v3/kv/range", data=body, method="POST")
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -158,10 +159,13 @@ def etcd_get(key, endpoints, timeout=0.5):
             continue
         if "header" not in doc:
             continue
+        endpoints.remove(ep)
+        endpoints.insert(0, ep)
         kvs = doc.get("kvs") or []
+        rev = int(doc["header"].get("revision", 0))
         if not kvs:
-            return (False, None)
-        return (True, base64.b64decode(kvs[0].get("value", "")).decode())
+            return (False, None, rev, ep)
+        return (True, base64.b64decode(kvs[0].get("value", "")).decode(), rev, ep)
     return None
 
 
@@ -169,24 +173,27 @@ UNKNOWN = "?"
 
 
 class LeaderWatch(threading.Thread):
-    """Polls the leader key every 50 ms and keeps its history: [(time, holder)], holder
-    a member name, None (no leader) or UNKNOWN (no etcd member answered: etcd may be
-    electing, or without quorum). Only changes are kept."""
+    """Polls the leader key every 50 ms and keeps its history: [(time, holder, how)],
+    holder a member name, None (no leader) or UNKNOWN (no etcd member answered: etcd may
+    be electing, or without quorum), how the read's revision and endpoint (for a human
+    checking a violation). Only changes are kept."""
 
     def __init__(self, endpoints):
         super().__init__(daemon=True)
-        self.endpoints = endpoints
+        self.endpoints = list(endpoints)
         self.history = []
         self.stop_ev = threading.Event()
 
     def run(self):
         key = "/service/%s/leader" % CLUSTER
         while not self.stop_ev.is_set():
-            got = etcd_get(key, self.endpoints)
+            # A change is dated from when the read was sent: the key changed at some
+            # moment before the answer, after the previous read.
             now = time.monotonic()
+            got = etcd_get(key, self.endpoints)
             holder = UNKNOWN if got is None else (got[1] if got[0] else None)
             if not self.history or self.history[-1][1] != holder:
-                self.history.append((now, holder))
+                self.history.append((now, holder, got[2:] if got else None))
             self.stop_ev.wait(0.05)
 
     def stop(self):
@@ -197,7 +204,7 @@ class LeaderWatch(threading.Thread):
         """Holders seen at some moment of [t0, t1] (UNKNOWN among them when etcd did
         not answer for part of it)."""
         held = set()
-        for k, (at, who) in enumerate(self.history):
+        for k, (at, who, _) in enumerate(self.history):
             until = self.history[k + 1][0] if k + 1 < len(self.history) else float("inf")
             if at <= t1 and until >= t0:
                 held.add(who)
@@ -250,10 +257,14 @@ class WritableWatch(threading.Thread):
         if self.ident is not None:
             self.join(10)
 
-    def overlaps(self, apart=0.5):
+    def overlaps(self, apart=0.1):
         """Two members both primary within `apart` seconds of each other. A correct
-        hand-over keeps them at least AGENT_DEMOTE_MARGIN (1 s) apart: the old primary
-        demotes before its lease can expire, the new one promotes after it did."""
+        hand-over never has them overlap: after a lost lease the old primary demotes at
+        least 1 s (AGENT_DEMOTE_MARGIN) before the lease can expire and the new one
+        promotes after it did; when a leader gives the key up, it stops first, and the
+        new leader needs the key's deletion, a race and a promotion (over 100 ms) before
+        it answers as a primary. Each answer is only known to be true at some moment of
+        its 200 ms poll, hence the small window rather than zero."""
         found = []
         last = {}
         for i, t0, t1 in sorted(self.writable, key=lambda w: w[1]):
@@ -280,11 +291,14 @@ class Lab:
         self.password = base64.b32encode(os.urandom(15)).decode().lower()
         self.procs = {}  # (what, i) -> Popen
         self.delayers = {}  # host -> the chaos-nfdelay process adding latency there
+        self.reported = set()  # crashes and sanitizer files already reported
+        self.log_seen = {}  # log -> length already searched for sanitizer reports
         self.net = None
         self.watch = None
         self.endpoints = ["http://%s:2379" % host_ip(i) for i in range(N)]
         self.env = dict(os.environ)
-        self.env["ASAN_OPTIONS"] = "detect_leaks=1:log_path=%s/asan" % self.base
+        # The daemons run as postgres: their sanitizer reports go to a folder of theirs.
+        self.env["ASAN_OPTIONS"] = "detect_leaks=1:log_path=%s/asan/asan" % self.base
         self.env.pop("PGPASSFILE", None)
 
     # -- building ----------------------------------------------------------------------
@@ -375,6 +389,7 @@ password = %s
 """ % (CLUSTER, i + 1, eps, self.path(h, "data"), host_ip(i), self.password, self.password,
                 host_ip(i), self.password))
         self.mkdir("app")
+        self.mkdir("asan")
         self.write("app/userlist.txt", '"postgres" "%s"\n' % self.password)
         self.write("app/proxy.ini", """[cluster]
 name = %s
@@ -413,7 +428,8 @@ http_password = %s
             CREATE TABLE ledger (id bigint PRIMARY KEY, client text NOT NULL,
                                  at timestamptz NOT NULL DEFAULT clock_timestamp());
             CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
-            INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 10) g;""")
+            INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 10) g;
+            CREATE TABLE transfers (id bigint PRIMARY KEY);""")
         return leader
 
     def cli(self, *args):
@@ -536,6 +552,9 @@ http_password = %s
                 "--queue-bypass"]
         old = self.delayers.pop(i, None)
         if old is not None:
+            if old.poll() is not None:
+                raise RuntimeError("chaos-nfdelay died during the fault (exit %s): packets "
+                                   "went undelayed" % old.returncode)
             sh("ip", "netns", "exec", ns_name(i), "iptables", "-D", "OUTPUT", *rule)
             old.terminate()
             old.wait(10)
@@ -561,33 +580,50 @@ http_password = %s
         return out
 
     def sanitizer_reports(self):
+        """Sanitizer reports not reported before (each is reported once)."""
         found = []
-        for name in os.listdir(self.base):
-            if name.startswith("asan"):
-                with open(self.path(name), errors="replace") as f:
-                    found.append(f.read()[-4000:])
+        folder = self.path("asan")
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+            if name not in self.reported:
+                self.reported.add(name)
+                with open(os.path.join(folder, name), errors="replace") as f:
+                    found.append(name + ": " + f.read()[-4000:])
         for rel, text in self.logs().items():
-            if "runtime error:" in text or "AddressSanitizer" in text:
-                found.append(rel + ": " + text[-4000:])
+            start = self.log_seen.get(rel, 0)
+            self.log_seen[rel] = len(text)
+            new = text[start:]
+            if any(m in new for m in ("runtime error:", "AddressSanitizer", "Can't open file")):
+                found.append(rel + ": " + new[-4000:])
         return found
 
     def crashed(self):
-        """Daemons that died without a fault killing them (their exit codes)."""
+        """Daemons that died without a fault killing them (their exit codes), each
+        reported once."""
         dead = []
         for (what, i), p in self.procs.items():
             rc = p.poll()
-            if rc is not None and not getattr(p, "killed_by_fault", False):
+            if rc is not None and not getattr(p, "killed_by_fault", False) \
+                    and p.pid not in self.reported:
+                self.reported.add(p.pid)
                 dead.append("%s on %s exited with %s" % (what, ns_name(i), rc))
         return dead
 
     def close(self, keep=False):
+        # A second SIGTERM or Ctrl-C must not stop the cleanup half-way.
+        old = [signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)]
+        try:
+            self._close(keep)
+        finally:
+            signal.signal(signal.SIGINT, old[0])
+            signal.signal(signal.SIGTERM, old[1])
+
+    def _close(self, keep):
         if self.watch:
             self.watch.stop()
         for p in list(self.procs.values()) + list(self.delayers.values()):
             if p.poll() is None:
                 kill(p.pid, signal.SIGCONT)
-        if self.net:
-            self.net.close()
+        remove_leftovers()  # also when Net() failed half-way
         for p in self.procs.values():
             try:
                 p.wait(10)

@@ -232,7 +232,9 @@ def checksums(lab, i):
     rows = lab.query(i, """
         SELECT (SELECT md5(coalesce(string_agg(id || ':' || client, ',' ORDER BY id), ''))
                 FROM ledger),
-               (SELECT md5(string_agg(id || ':' || balance, ',' ORDER BY id)) FROM accounts)""")
+               (SELECT md5(string_agg(id || ':' || balance, ',' ORDER BY id)) FROM accounts),
+               (SELECT md5(coalesce(string_agg(id::text, ',' ORDER BY id), ''))
+                FROM transfers)""")
     return rows[0]
 
 
@@ -250,8 +252,9 @@ def wait_replicas_caught_up(lab, leader, timeout):
 
 def two_primaries(recs, watch):
     """Writes acknowledged by two members at once: a write sent to timeline X after a write
-    on a newer timeline was acknowledged, or a commit on a member that did not hold the
-    leader key at any moment of its transaction."""
+    on a newer timeline was acknowledged; one timeline written on two servers (two
+    promotions from the same timeline); a commit on a member that the leader key did not
+    name at any moment between the COMMIT (or autocommitted statement) and its answer."""
     found = []
     acked = sorted((r for r in recs if r["ok"]), key=lambda r: r["t1"])
     newest = None  # (timeline, ack time, server) of the newest timeline acknowledged so far
@@ -267,12 +270,18 @@ def two_primaries(recs, watch):
             found.append("%s wrote on %s (timeline %s) %.3f s after %s had acknowledged a "
                          "write on timeline %s" % (r["c"], r["srv"], r["tl"],
                                                    r["t0"] - newest[1], newest[2], newest[0]))
+    servers = {}
+    for r in acked:
+        servers.setdefault(r["tl"], set()).add(r["srv"])
+    found.extend("timeline %s was written on %s" % (tl, sorted(srv))
+                 for tl, srv in servers.items() if len(srv) > 1)
     for r in acked:
         member = "node%d" % (int(r["srv"].split(".")[-1]) - 10)
-        seen = watch.seen(r["t0"] - SLACK, r["t1"] + SLACK)
+        start = r.get("tc", r["t0"])
+        seen = watch.seen(start - SLACK, r["t1"] + SLACK)
         if member not in seen and UNKNOWN not in seen:
             found.append("%s committed on %s (%s) between %.3f and %.3f while the leader key "
-                         "was held by %s" % (r["c"], member, r["srv"], r["t0"], r["t1"],
+                         "was held by %s" % (r["c"], member, r["srv"], start, r["t1"],
                                              sorted(map(str, seen))))
     return found[:10]
 
@@ -309,7 +318,10 @@ def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
     leader = lab.wait_healthy(converge_timeout)
     wl = Workload(lab, rnd)
     primaries = WritableWatch(lab)
-    res = None
+    res = Result(name, name)
+    fault = None
+    converged = False
+    t_fault = t_stop = time.monotonic()
     try:
         t_start = time.monotonic()
         wait_for("every client to commit", lambda: len(wl.acked_since(t_start)) == len(CLIENTS),
@@ -317,75 +329,65 @@ def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
         time.sleep(1.0)  # a second of steady load before the fault (its baseline)
         primaries.start()
         t_fault = time.monotonic()
-        fault = FAULTS[name](lab, rng)
-        res = Result(name, fault.what)
-        log("  fault: %s" % fault.what)
-        deadline = t_fault + fault.hold
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-        during = fault.check()
-        fault.heal()
+        try:
+            fault = FAULTS[name](lab, rng)
+            res.what = fault.what
+            log("  fault: %s" % fault.what)
+            deadline = t_fault + fault.hold
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+            res.violations.extend(fault.check())
+        finally:
+            if fault is not None:
+                fault.heal()  # whatever happened: no fault outlives its round
         try:
             leader = lab.wait_healthy(converge_timeout)
             res.converge = time.monotonic() - t_fault
+            converged = True
         except TimeoutError as exc:
             res.violations.append("no convergence: %s" % exc)
-            return res
-        t_conv = time.monotonic()
-        try:
-            wait_for("every client to commit again",
-                     lambda: len(wl.acked_since(t_conv)) == len(CLIENTS), 30)
-        except TimeoutError:
-            res.violations.append("clients without a commit 30 s after convergence: %s" % (
-                sorted(set(CLIENTS) - wl.acked_since(t_conv))))
-            res.notes.append("state: " + lab.dump("stuck-%d" % rnd))
+        if converged:
+            t_conv = time.monotonic()
+            try:
+                wait_for("every client to commit again",
+                         lambda: len(wl.acked_since(t_conv)) == len(CLIENTS), 30)
+            except TimeoutError:
+                res.violations.append("clients without a commit 30 s after convergence: %s"
+                                      % sorted(set(CLIENTS) - wl.acked_since(t_conv)))
+    except Exception as exc:  # a harness step failed: the round is reported, not lost
+        res.violations.append("the round failed: %r" % exc)
     finally:
+        t_stop = time.monotonic()
         stuck = wl.stop()
         primaries.stop()
-    t_end = time.monotonic()
     if stuck:
         res.violations.append("clients stuck in a call: %s" % ", ".join(stuck))
-    res.violations.extend(during)
     res.violations.extend(primaries.overlaps())
     recs = wl.records()
-    window = [r for r in recs if r["t1"] >= t_fault]
-    res.failed = sum(1 for r in window if not r["ok"])
+    res.failed = sum(1 for r in recs if r["t1"] >= t_fault and not r["ok"])
     res.acked = sum(1 for r in recs if r["ok"])
-    res.outage_proxy = max_gap(recs, [c for c in CLIENTS if "proxy" in c], t_fault, t_end)
-    res.outage_direct = max_gap(recs, [c for c in CLIENTS if "direct" in c], t_fault, t_end)
-    check_invariants(lab, leader, recs, res)
+    res.outage_proxy = max_gap(recs, [c for c in CLIENTS if "proxy" in c], t_fault, t_stop)
+    res.outage_direct = max_gap(recs, [c for c in CLIENTS if "direct" in c], t_fault, t_stop)
+    check_invariants(lab, leader if converged else None, recs, res)
     if res.violations:
         res.notes.append("records: " + wl.out)
-        res.notes.append("state: " + lab.dump("violation-%d" % rnd))
-    res.notes.append("workload %.1f s" % (t_end - t_start))
+        try:
+            res.notes.append("state: " + lab.dump("violation-%d" % rnd))
+        except Exception as exc:
+            res.notes.append("no state dump: %r" % exc)
     return res
 
 
 def check_invariants(lab, leader, recs, res):
-    # 1. every acknowledged ledger id is on the final primary
-    ids = {r["id"] for r in recs if r["ok"] and r["op"] == "insert"}
-    if ids:
-        present = {row[0] for row in lab.query(
-            leader, "SELECT id FROM ledger WHERE id = ANY(%s)", (sorted(ids),))}
-        lost = ids - present
-        if lost:
-            msg = "%d acknowledged ledger ids missing on the primary (e.g. %s)" % (
-                len(lost), sorted(lost)[:3])
-            (res.violations if lab.sync else res.notes).append(msg)
-    # 2. the bank's total never changes and no account goes negative
-    total, low = lab.query(leader, "SELECT sum(balance), min(balance) FROM accounts")[0]
-    if total != 10000 or low < 0:
-        res.violations.append("bank: total %s, lowest balance %s" % (total, low))
+    """Adds every violation to res. leader is None when the cluster did not converge:
+    then only the checks that need no primary run."""
+    if leader is not None:
+        try:
+            check_data(lab, leader, recs, res)
+        except Exception as exc:  # psycopg2 errors included: reported, not raised
+            res.violations.append("checking the data failed: %r" % exc)
     # 3. never two writable primaries
     res.violations.extend(two_primaries(recs, lab.watch))
-    # 4. identical data on every member
-    try:
-        wait_replicas_caught_up(lab, leader, 60)
-        sums = {i: checksums(lab, i) for i in range(N)}
-        if len(set(sums.values())) != 1:
-            res.violations.append("members differ: %s" % sums)
-    except TimeoutError as exc:
-        res.violations.append(str(exc))
     # 5. no daemon crashed
     res.violations.extend(lab.crashed())
     res.violations.extend("sanitizer: " + r[:300] for r in lab.sanitizer_reports())
@@ -394,6 +396,33 @@ def check_invariants(lab, leader, recs, res):
             res.violations.append("node%d: agent or etcd not running" % (i + 1))
     if lab.pid("proxy", None) is None:
         res.violations.append("the proxy is not running")
+
+
+def check_data(lab, leader, recs, res):
+    # 1. every acknowledged ledger id (and transfer) is on the final primary
+    for op, table in (("insert", "ledger"), ("transfer", "transfers")):
+        ids = {r["id"] for r in recs if r["ok"] and r["op"] == op and "id" in r}
+        if not ids:
+            continue
+        present = {row[0] for row in lab.query(
+            leader, "SELECT id FROM %s WHERE id = ANY(%%s)" % table, (sorted(ids),))}
+        lost = ids - present
+        if lost:
+            msg = "%d acknowledged %s ids missing on the primary (e.g. %s)" % (
+                len(lost), table, sorted(lost)[:3])
+            (res.violations if lab.sync else res.notes).append(msg)
+    # 2. the bank's total never changes and no account goes negative
+    total, low = lab.query(leader, "SELECT sum(balance), min(balance) FROM accounts")[0]
+    if total != 10000 or low < 0:
+        res.violations.append("bank: total %s, lowest balance %s" % (total, low))
+    # 4. identical data on every member
+    try:
+        wait_replicas_caught_up(lab, leader, 60)
+        sums = {i: checksums(lab, i) for i in range(N)}
+        if len(set(sums.values())) != 1:
+            res.violations.append("members differ: %s" % sums)
+    except TimeoutError as exc:
+        res.violations.append(str(exc))
 
 
 def summarize(results):

@@ -9,10 +9,12 @@ Clients, each on its own thread and connection:
   ledger-proxy-1, ledger-proxy-2  insert unique ids through the proxy (6432, pooled)
   ledger-direct                   the same straight to PostgreSQL (libpq multi-host,
                                   target_session_attrs=read-write)
-  bank-proxy, bank-direct         transfer between 10 accounts in one transaction
+  bank-proxy, bank-direct         transfer between 10 accounts in one transaction, which
+                                  also inserts its own unique id into transfers
 Every attempt becomes one JSON line in OUT, written as soon as its outcome is known:
-  {"c": client, "op": "insert"|"transfer", "id": ledger id, "t0": sent, "t1": answered,
-   "ok": true|false, "srv": server address, "tl": timeline, "err": text}
+  {"c": client, "op": "insert"|"transfer", "id": ledger or transfer id, "t0": started,
+   "tc": COMMIT sent (transfers), "t1": answered, "ok": true|false, "srv": server
+   address, "tl": timeline, "err": text}
 (times from CLOCK_MONOTONIC, which every namespace shares). "ok": false means the
 outcome is unknown or failed: only acknowledged commits are promises.
 The workload stops when its standard input closes.
@@ -27,6 +29,15 @@ import psycopg2
 
 INTERVAL = 0.02
 WHO = "host(inet_server_addr()), substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+
+
+class Uncertain(Exception):
+    """An answer that is not an acknowledgement although no error came."""
+
+
+# PostgreSQL's warning when a wait for synchronous replication is cancelled: the commit
+# is then local only, and must not count as acknowledged.
+SYNC_CANCELLED = "canceling wait for synchronous replication"
 
 
 class Client(threading.Thread):
@@ -57,6 +68,7 @@ class Client(threading.Thread):
         return {"id": self.next_id, "srv": srv, "tl": tl}
 
     def transfer(self, conn):
+        self.next_id += 1
         a, b = sorted(self.rng.sample(range(1, 11), 2))
         amount = self.rng.randint(1, 50)
         if self.rng.random() < 0.5:
@@ -73,8 +85,12 @@ class Client(threading.Thread):
                             (amount, a))
                 cur.execute("UPDATE accounts SET balance = balance + %s WHERE id = %s",
                             (amount, b))
+            cur.execute("INSERT INTO transfers (id) VALUES (%s)", (self.next_id,))
+            tc = time.monotonic()
             cur.execute("COMMIT")
-        return {"srv": srv, "tl": tl}
+            if cur.statusmessage != "COMMIT":  # e.g. ROLLBACK: the transaction had failed
+                raise Uncertain("COMMIT answered %s" % cur.statusmessage)
+        return {"id": self.next_id, "srv": srv, "tl": tl, "tc": tc}
 
     def run(self):
         conn = None
@@ -86,10 +102,13 @@ class Client(threading.Thread):
                     conn = psycopg2.connect(self.dsn)
                     conn.autocommit = True
                 t0 = time.monotonic()
-                rec = {"id": self.next_id + 1} if self.op == "insert" else {}
+                rec = {"id": self.next_id + 1}
+                del conn.notices[:]
                 rec = self.insert(conn) if self.op == "insert" else self.transfer(conn)
+                if any(SYNC_CANCELLED in n for n in conn.notices):
+                    raise Uncertain("the wait for synchronous replication was cancelled")
                 self.record(op=self.op, t0=t0, t1=time.monotonic(), ok=True, **rec)
-            except psycopg2.Error as exc:
+            except Exception as exc:  # psycopg2's errors, Uncertain, anything else
                 err = (getattr(exc, "pgcode", None) or "") + " " + str(exc).strip()[:200]
                 self.record(op=self.op, t0=t0, t1=time.monotonic(), ok=False, err=err,
                             **{k: v for k, v in rec.items() if k == "id"})
