@@ -11,6 +11,7 @@
  */
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/netfilter.h>
+#include <linux/netlink.h>
 
 #include <endian.h>
 #include <errno.h>
@@ -67,7 +68,9 @@ static void release_due(struct nfq_q_handle *qh, bool all)
 	int64_t now = now_ms();
 
 	while (count && (all || ring[head].due_ms <= now)) {
-		(void)nfq_set_verdict(qh, ring[head].id, NF_ACCEPT, 0, NULL);
+		if (nfq_set_verdict(qh, ring[head].id, NF_ACCEPT, 0, NULL) < 0)
+			fprintf(stderr, "chaos-nfdelay: verdict for packet %u failed: %s\n",
+				ring[head].id, strerror(errno));
 		head = (head + 1) % RING;
 		count--;
 	}
@@ -116,7 +119,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	(void)nfq_set_queue_maxlen(qh, RING);
-	int fd = nfq_fd(h);
+	/* A full queue lets packets through rather than drop them (latency, not loss). */
+	(void)nfq_set_queue_flags(qh, NFQA_CFG_F_FAIL_OPEN, NFQA_CFG_F_FAIL_OPEN);
+	int fd = nfq_fd(h), one = 1;
+
+	(void)nfnl_rcvbufsiz(nfq_nfnlh(h), 8 << 20);
+	(void)setsockopt(fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof(one));
 
 	printf("ready\n");
 	fflush(stdout);
@@ -127,13 +135,21 @@ int main(int argc, char **argv)
 		if (timeout < 0)
 			timeout = 0;
 		if (poll(&p, 1, timeout) > 0) {
-			ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+			/* Everything queued, not one message per wake-up. */
+			for (;;) {
+				ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
 
-			if (n > 0)
-				nfq_handle_packet(h, buf, (int)n);
-			else if (n < 0 && errno == ENOBUFS)
-				fprintf(stderr,
-					"chaos-nfdelay: the kernel dropped packets (ENOBUFS)\n");
+				if (n > 0) {
+					nfq_handle_packet(h, buf, (int)n);
+					continue;
+				}
+				if (n < 0 && errno == ENOBUFS) {
+					fprintf(stderr, "chaos-nfdelay: the kernel dropped packets "
+							"(ENOBUFS)\n");
+					continue;
+				}
+				break;
+			}
 		}
 		release_due(qh, false);
 	}
