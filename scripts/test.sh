@@ -24,27 +24,26 @@ ninja -C build-asan
 echo "== unit tests"
 meson test -C build-asan --suite unit --print-errorlogs
 
-echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto and extq)"
-if [ ! -f build-fuzz/build.ninja ]; then
-    CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
-        -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
-fi
-ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd fuzz_extq fuzz_pgproto >/dev/null
-for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto extq:extq; do
-    name=${t%%:*}; seeds=""
-    for c in $(echo "${t#*:}" | tr , ' '); do seeds="$seeds tests/fuzz/corpus/$c"; done
-    work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
-    # shellcheck disable=SC2086
-    # The wire-protocol parser and the extended-protocol tracker run three times as
-    # long (issues 4 and 5: 60 s each in CI).
-    secs=${PGW_FUZZ_SECONDS:-20}
-    case $name in pgproto|extq) secs=$((secs * 3)) ;; esac
-    build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 \
-        -artifact_prefix="$work/" "$work" $seeds >"$work.log" 2>&1 || {
-        tail -40 "$work.log"; echo "fuzz_$name found a problem: $work" >&2; exit 1; }
-    echo "fuzz_$name: $(grep -o 'Done [0-9]* runs' "$work.log")"
-    rm -rf "$work" "$work.log"
-done
+# Fuzzing runs beside the chaos suite (below), which waits on conditions with generous
+# deadlines and asserts no timing: one core each.
+fuzz_all() {
+    for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto extq:extq; do
+        name=${t%%:*}; seeds=""
+        for c in $(echo "${t#*:}" | tr , ' '); do seeds="$seeds tests/fuzz/corpus/$c"; done
+        work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
+        # The wire-protocol parser and the extended-protocol tracker run three times as
+        # long (issues 4 and 5: 60 s each in CI).
+        secs=${PGW_FUZZ_SECONDS:-20}
+        case $name in pgproto|extq) secs=$((secs * 3)) ;; esac
+        # shellcheck disable=SC2086
+        env -u ASAN_OPTIONS -u UBSAN_OPTIONS \
+            build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 \
+            -artifact_prefix="$work/" "$work" $seeds >"$work.log" 2>&1 || {
+            tail -40 "$work.log"; echo "fuzz_$name found a problem: $work" >&2; return 1; }
+        echo "fuzz_$name: $(grep -o 'Done [0-9]* runs' "$work.log")"
+        rm -rf "$work" "$work.log"
+    done
+}
 
 echo "== integration tests"
 export PGW_BUILD_DIR="$(pwd)/build-asan"
@@ -52,11 +51,25 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=/tmp/pgwarden-asan
 export UBSAN_OPTIONS="print_stacktrace=1"
 timeout 1500 /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=15 tests/integration "$@"
 
+echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto and extq), beside the chaos suite"
+if [ ! -f build-fuzz/build.ninja ]; then
+    CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
+        -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
+fi
+ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd fuzz_extq fuzz_pgproto >/dev/null
+fuzz_all >/tmp/pgwarden-fuzz-all.log 2>&1 &
+fuzz_pid=$!
+
 echo "== chaos suite (network namespaces, every fault once; tests/chaos/run is the long one)"
 rc=0
 timeout 900 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/chaos || rc=$?
 # Whatever happened (a timeout kills pytest before it cleans up): no namespace stays.
 /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/chaos"); import chaoslib
 chaoslib.remove_leftovers()'
+fuzz_rc=0
+wait "$fuzz_pid" || fuzz_rc=$?
+echo "== fuzz results"
+cat /tmp/pgwarden-fuzz-all.log
 [ "$rc" = 0 ] || exit "$rc"
+[ "$fuzz_rc" = 0 ] || exit "$fuzz_rc"
 echo "== all tests passed"
