@@ -347,7 +347,8 @@ class Lab:
             "--initial-advertise-peer-urls", "http://%s:2380" % ip,
             "--initial-cluster", cluster, "--initial-cluster-state", "new",
             "--initial-cluster-token", "pgw-chaos", "--heartbeat-interval", "100",
-            "--election-timeout", "1000"], self.path("h%d" % (i + 1), "etcd.log"))
+            "--election-timeout", "1000", "--pre-vote=true"],
+            self.path("h%d" % (i + 1), "etcd.log"))
 
     def start_agent(self, i):
         self.spawn("agent", i, [self.bin, "agent", "-c", self.path("h%d" % (i + 1), "node.ini")],

@@ -286,12 +286,15 @@ def two_primaries(recs, watch):
     return found[:10]
 
 
-def max_gap(recs, clients, start, end):
-    """Longest time between two acknowledged commits of one client within [start, end]."""
+def max_gap(recs, clients, start, end, lead=True):
+    """Longest time between two acknowledged commits of one client within [start, end]
+    (lead: counting from start to its first commit too)."""
     worst = 0.0
     for c in clients:
-        times = [start] + sorted(r["t1"] for r in recs if r["c"] == c and r["ok"]
-                                 and start <= r["t1"] <= end) + [end]
+        times = sorted(r["t1"] for r in recs if r["c"] == c and r["ok"]
+                       and start <= r["t1"] <= end) + [end]
+        if lead or len(times) == 1:
+            times.insert(0, start)
         worst = max(worst, max(b - a for a, b in zip(times, times[1:])))
     return worst
 
@@ -303,14 +306,15 @@ class Result:
         self.violations = []
         self.notes = []
         self.outage_proxy = self.outage_direct = None
+        self.after_heal = None  # longest commit gap after the heal (a second disruption)
         self.failed = self.acked = 0
         self.converge = None
 
     def line(self):
-        return ("%-18s outage proxy %5.2f s direct %5.2f s  failed %3d  acked %5d  "
-                "converged %5.1f s after the fault  %s" % (
-                    self.fault, self.outage_proxy or 0, self.outage_direct or 0, self.failed,
-                    self.acked, self.converge or -1,
+        return ("%-18s outage proxy %5.2f s direct %5.2f s  after heal %5.2f s  failed %3d  "
+                "acked %5d  converged %5.1f s after the fault  %s" % (
+                    self.fault, self.outage_proxy or 0, self.outage_direct or 0,
+                    self.after_heal or 0, self.failed, self.acked, self.converge or -1,
                     "OK" if not self.violations else "VIOLATION: " + "; ".join(self.violations)))
 
 
@@ -321,7 +325,7 @@ def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
     res = Result(name, name)
     fault = None
     converged = False
-    t_fault = t_stop = time.monotonic()
+    t_fault = t_heal = t_stop = time.monotonic()
     try:
         t_start = time.monotonic()
         wait_for("every client to commit", lambda: len(wl.acked_since(t_start)) == len(CLIENTS),
@@ -340,6 +344,7 @@ def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
         finally:
             if fault is not None:
                 fault.heal()  # whatever happened: no fault outlives its round
+            t_heal = time.monotonic()
         try:
             leader = lab.wait_healthy(converge_timeout)
             res.converge = time.monotonic() - t_fault
@@ -368,6 +373,9 @@ def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
     res.acked = sum(1 for r in recs if r["ok"])
     res.outage_proxy = max_gap(recs, [c for c in CLIENTS if "proxy" in c], t_fault, t_stop)
     res.outage_direct = max_gap(recs, [c for c in CLIENTS if "direct" in c], t_fault, t_stop)
+    # A gap that starts with a commit after the heal is a second disruption, caused by
+    # the healing itself (not the rest of the fault's own outage).
+    res.after_heal = max_gap(recs, CLIENTS, t_heal, t_stop, lead=False)
     check_invariants(lab, leader if converged else None, recs, res)
     if res.violations:
         res.notes.append("records: " + wl.out)
@@ -382,10 +390,25 @@ def check_invariants(lab, leader, recs, res):
     """Adds every violation to res. leader is None when the cluster did not converge:
     then only the checks that need no primary run."""
     if leader is not None:
-        try:
-            check_data(lab, leader, recs, res)
-        except Exception as exc:  # psycopg2 errors included: reported, not raised
-            res.violations.append("checking the data failed: %r" % exc)
+        # A member may restart right after convergence (a rejoin finishing): the data
+        # checks start again on a connection error, for a bounded time.
+        deadline = time.monotonic() + 60
+        while True:
+            found = Result(res.fault, res.what)
+            try:
+                check_data(lab, leader, recs, found)
+                break
+            except Exception as exc:  # psycopg2 errors included: reported, not raised
+                if time.monotonic() > deadline:
+                    found.violations.append("checking the data failed: %r" % exc)
+                    break
+                time.sleep(1)
+                try:
+                    leader = lab.wait_healthy(30)
+                except TimeoutError:
+                    pass
+        res.violations.extend(found.violations)
+        res.notes.extend(found.notes)
     # 3. never two writable primaries
     res.violations.extend(two_primaries(recs, lab.watch))
     # 5. no daemon crashed
@@ -427,16 +450,18 @@ def check_data(lab, leader, recs, res):
 
 def summarize(results):
     """Per-fault statistics over a run: rows of text."""
-    rows = ["%-18s %4s %13s %13s %13s %7s %10s" % (
-        "fault", "n", "proxy p50/max", "direct p50/max", "converge p50", "failed",
-        "violations")]
+    rows = ["%-18s %4s %13s %13s %13s %12s %7s %10s" % (
+        "fault", "n", "proxy p50/max", "direct p50/max", "heal p50/max", "converge p50",
+        "failed", "violations")]
     for name in sorted({r.fault for r in results}):
         rs = [r for r in results if r.fault == name]
         px = [r.outage_proxy or 0 for r in rs]
         dx = [r.outage_direct or 0 for r in rs]
+        hx = [r.after_heal or 0 for r in rs]
         cv = [r.converge for r in rs if r.converge is not None]
-        rows.append("%-18s %4d %6.2f/%6.2f %6.2f/%6.2f %13.1f %7d %10d" % (
+        rows.append("%-18s %4d %6.2f/%6.2f %6.2f/%6.2f %6.2f/%6.2f %12.1f %7d %10d" % (
             name, len(rs), statistics.median(px), max(px), statistics.median(dx), max(dx),
-            statistics.median(cv) if cv else -1, sum(r.failed for r in rs),
+            statistics.median(hx), max(hx), statistics.median(cv) if cv else -1,
+            sum(r.failed for r in rs),
             sum(1 for r in rs if r.violations)))
     return rows
