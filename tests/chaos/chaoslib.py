@@ -347,7 +347,9 @@ class Lab:
             "--initial-advertise-peer-urls", "http://%s:2380" % ip,
             "--initial-cluster", cluster, "--initial-cluster-state", "new",
             "--initial-cluster-token", "pgw-chaos", "--heartbeat-interval", "100",
-            "--election-timeout", "1000", "--pre-vote=true"],
+            "--election-timeout", "1000",
+            # PGW_CHAOS_NO_PREVOTE=1 shows what pre-vote saves (bench/RESULTS.md).
+            "--pre-vote=%s" % ("false" if os.environ.get("PGW_CHAOS_NO_PREVOTE") else "true")],
             self.path("h%d" % (i + 1), "etcd.log"))
 
     def start_agent(self, i):
