@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: install what is missing, build under AddressSanitizer + UBSan,
 # unit tests (cmocka), integration tests (pytest against real etcd and PostgreSQL),
-# the short chaos suite (faults across network-namespace hosts) and the clang-format check. Exits non-zero on any failure.
+# the short chaos suite (faults across network-namespace hosts) and the clang-format check.
+# Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test

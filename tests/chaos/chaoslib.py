@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +25,8 @@ import urllib.request
 import psycopg2
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import helpers  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_BIN = "/usr/lib/postgresql/15/bin"
 # PGW_CHAOS_NET=k (0..9) gives a run its own names and subnet, so that two can run at once.
@@ -55,21 +58,9 @@ def sh(*args, check=True, timeout=30, **kw):
 
 
 def wait_for(what, cond, timeout, interval=0.1):
-    """Polls cond() until it returns a result: anything but None, False or an empty
-    container (0 is a result: member 0). Raises TimeoutError after timeout."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if value is not None and value is not False and not (
-                    hasattr(value, "__len__") and len(value) == 0):
-                return value
-        except Exception as exc:  # the condition may raise while things settle
-            last = exc
-        time.sleep(interval)
-    raise TimeoutError("timed out after %.0f s waiting for %s (last error: %r)"
-                       % (timeout, what, last))
+    """helpers.wait_for, raising TimeoutError: the harness reports a timeout as a
+    finding of its round instead of failing there."""
+    return helpers.wait_for(what, cond, timeout, interval, error=TimeoutError)
 
 
 def alive(pid):
@@ -147,8 +138,9 @@ class Net:
 
 def etcd_get(key, endpoints, timeout=0.5):
     """Linearizable read of one key through the v3 JSON gateway: (found, value, revision
-    of the read, endpoint) or None when no endpoint answered. The endpoint that answered moves to the front of the
-    list, so that a cut-off member does not cost every later read its timeout."""
+    of the read, endpoint) or None when no endpoint answered. The endpoint that answered
+    moves to the front of the list, so that a cut-off member does not cost every later
+    read its timeout."""
     body = json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode()
     for ep in list(endpoints):
         req = urllib.request.Request(ep + "/v3/kv/range", data=body, method="POST")
@@ -271,7 +263,8 @@ class WritableWatch(threading.Thread):
             for j, (u0, u1) in last.items():
                 if j != i and t0 - u1 < apart:
                     found.append("node%d and node%d were both primaries within %.2f s "
-                                 "(at %.3f and %.3f)" % (j + 1, i + 1, max(0, t0 - u1), u0, t0))
+                                 "(at %.3f and %.3f)"
+                                 % (j + 1, i + 1, max(0, t0 - u1), u0, t0))
             last[i] = (t0, t1)
         return found[:5]
 
@@ -279,11 +272,10 @@ class WritableWatch(threading.Thread):
 class Lab:
     """The whole cluster in namespaces. `start()` builds it; `close()` removes all of it."""
 
-    def __init__(self, build_dir=None, sync=True, log=print):
+    def __init__(self, build_dir=None, sync=True):
         self.build = build_dir or os.environ.get("PGW_BUILD_DIR", os.path.join(REPO, "build"))
         self.sync = sync
         self.sync_on = False  # synchronous_mode is on in etcd
-        self.log = log
         self.base = tempfile.mkdtemp(prefix="pgw-chaos-")
         os.chmod(self.base, 0o755)
         self.bin = os.path.join(self.base, "pgwarden")
@@ -480,14 +472,7 @@ http_password = %s
         return " ".join("%s=%s" % kv for kv in params.items())
 
     def query(self, i, sql, args=None):
-        conn = psycopg2.connect(self.dsn(i))
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
+        return helpers.query(self.dsn(i), sql, args)
 
     def writable_now(self):
         """Members that answer as primaries right now."""
@@ -520,7 +505,7 @@ http_password = %s
         kids = sh("pgrep", "-P", str(pm), check=False).stdout.split()
         return [pm] + [int(k) for k in kids]
 
-    def dump(self, name, extra=None):
+    def dump(self, name):
         """What a failed scenario leaves for a human: sessions and locks on every member,
         the proxy's clients and servers, the leader key's history."""
         out = ["# " + name]
@@ -541,8 +526,6 @@ http_password = %s
             out.append(cmd + ":\n" + proc.stdout + proc.stderr)
         if self.watch:
             out.append("leader key: %r" % (self.watch.history[-20:],))
-        if extra:
-            out.append(extra)
         path = self.path(name + ".txt")
         with open(path, "w") as f:
             f.write("\n".join(out) + "\n")

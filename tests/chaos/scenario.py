@@ -12,7 +12,8 @@ import statistics
 import subprocess
 import time
 
-from chaoslib import APP, HERE, N, SYS_PY, UNKNOWN, WritableWatch, host_ip, kill, ns_name, sh, wait_for
+from chaoslib import (APP, HERE, N, SYS_PY, UNKNOWN, WritableWatch, host_ip, kill, ns_name,
+                      sh, wait_for)
 
 SLACK = 0.25  # the leader key is polled every 50 ms; allow for the poll and the HTTP call
 
@@ -41,7 +42,7 @@ def _leader(lab):
     return wait_for("a leader to break", lab.leader, 30)
 
 
-def _replica(lab, leader, rng):
+def _replica(leader, rng):
     return rng.choice([i for i in range(N) if i != leader])
 
 
@@ -115,7 +116,7 @@ def partition_primary(lab, rng):
 
 
 def partition_replica(lab, rng):
-    i = _replica(lab, _leader(lab), rng)
+    i = _replica(_leader(lab), rng)
     lab.net.cut(i, _others(i) + [APP])
     return Fault("full partition of a replica's host (node%d) for 8 s" % (i + 1), 8,
                  lab.net.heal)
@@ -162,13 +163,14 @@ def etcd_member_loss(lab, rng):
 
 def etcd_quorum_loss(lab, rng):
     i = _leader(lab)
-    j = _replica(lab, i, rng)
+    j = _replica(i, rng)
     _mark_killed(lab, "etcd", i)
     _mark_killed(lab, "etcd", j)
 
     def heal():
         lab.start_etcd(i)
         lab.start_etcd(j)
+
     def check():
         # Without etcd nobody can prove a lease: no member may stay a primary.
         w = lab.writable_now()
@@ -200,13 +202,20 @@ class Workload:
         line = self.proc.stdout.readline()
         if line.strip() != "started":
             raise RuntimeError("the workload did not start: %r" % line)
+        self._recs, self._read = [], 0  # the records read so far, and up to which byte
 
     def records(self):
+        """Every attempt recorded so far (the file is read on from where it was left)."""
         try:
-            with open(self.out) as f:
-                return [json.loads(line) for line in f if line.endswith("\n")]
+            with open(self.out, "rb") as f:
+                f.seek(self._read)
+                data = f.read()
         except OSError:
-            return []
+            return self._recs
+        whole = data[:data.rfind(b"\n") + 1]  # a line still being written waits
+        self._read += len(whole)
+        self._recs.extend(json.loads(line) for line in whole.splitlines())
+        return self._recs
 
     def acked_since(self, t):
         """Clients with an acknowledged commit after t."""

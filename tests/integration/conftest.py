@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -21,6 +22,8 @@ import psycopg2
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+import helpers  # noqa: E402
 BUILD = os.environ.get("PGW_BUILD_DIR", os.path.join(REPO, "build"))
 PGWARDEN = os.path.join(BUILD, "pgwarden")
 # Agents run as postgres, which may not reach a build inside a private folder (CI clones
@@ -35,27 +38,9 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 _slot = itertools.count(int(os.environ.get("PGW_TEST_SLOT", "0")))
 
 
-def _ready(value):
-    """None, False and empty containers mean "not yet"; anything else (0 too) is a result."""
-    if value is None or value is False:
-        return False
-    return not (hasattr(value, "__len__") and len(value) == 0)
-
-
-def wait_for(what, cond, timeout, interval=0.1):
-    """Polls cond() until it returns a result (see _ready); fails the test after timeout."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while time.monotonic() < deadline:
-        try:
-            value = cond()
-            if _ready(value):
-                return value
-        except Exception as exc:  # the condition may raise while things settle
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError("timed out after %.1f s waiting for %s (last error: %r)"
-                         % (timeout, what, last_exc))
+# Polls a condition until it returns a result; fails the test (AssertionError) after the
+# timeout. The tests import it from here.
+wait_for = helpers.wait_for
 
 
 def http(method, url, body=None, timeout=2.0, headers=None):
@@ -235,13 +220,7 @@ class Cluster:
         return conn
 
     def query(self, i, sql, args=None):
-        conn = self.connect(i)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall() if cur.description else None
-        finally:
-            conn.close()
+        return helpers.query(self.dsn(i), sql, args)
 
     def writable(self, i):
         try:

@@ -1,5 +1,5 @@
-"""Faults under a live agent: postgres crash, agent crash, agent stalled (SIGSTOP),
-etcd member loss and etcd quorum loss."""
+"""Faults under a live agent: postgres crash, agent crash, etcd member loss (the rest is in
+the chaos suite, tests/chaos)."""
 import time
 
 from conftest import wait_for
