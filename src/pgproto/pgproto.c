@@ -6,7 +6,9 @@
  */
 #include "pgproto/pgproto.h"
 
+#include <ctype.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -633,4 +635,81 @@ int pgp_put_terminate(struct cmn_buf *b)
 
 	msg_begin(&w, b, PGP_FE_TERMINATE);
 	return msg_end(&w);
+}
+
+/* One word of an options string, unescaped, into a new string; *pp moves past it. */
+static char *options_word(const char **pp)
+{
+	const char *p = *pp;
+	size_t n = 0;
+	char *w = malloc(strlen(p) + 1);
+
+	if (!w)
+		return NULL;
+	while (*p && !isspace((unsigned char)*p)) {
+		if (*p == '\\' && p[1])
+			p++;
+		w[n++] = *p++;
+	}
+	w[n] = '\0';
+	*pp = p;
+	return w;
+}
+
+static int options_setting(char *arg, int (*fn)(void *, const char *, const char *), void *fnarg,
+			   char *err, size_t err_size)
+{
+	char *eq = strchr(arg, '=');
+
+	if (!eq || eq == arg) {
+		return startup_fail(err, err_size,
+				    "invalid startup option \"%s\": NAME=VALUE expected", arg);
+	}
+	*eq = '\0';
+	for (char *q = arg; *q; q++)
+		if (*q == '-')
+			*q = '_';
+	return fn(fnarg, arg, eq + 1);
+}
+
+int pgp_parse_options(const char *options,
+		      int (*fn)(void *arg, const char *name, const char *value), void *arg,
+		      char *err, size_t err_size)
+{
+	const char *p = options;
+	char *w = NULL;
+	int rc = PGW_OK;
+
+	while (rc == PGW_OK) {
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!*p)
+			break;
+		if (!(w = options_word(&p)))
+			return PGW_ENOMEM;
+		if (strcmp(w, "-c") == 0) {
+			free(w);
+			while (isspace((unsigned char)*p))
+				p++;
+			if (!*p)
+				return startup_fail(err, err_size,
+						    "invalid startup option: -c needs NAME=VALUE");
+			if (!(w = options_word(&p)))
+				return PGW_ENOMEM;
+			rc = options_setting(w, fn, arg, err, err_size);
+		} else if (strncmp(w, "-c", 2) == 0) {
+			rc = options_setting(w + 2, fn, arg, err, err_size);
+		} else if (strncmp(w, "--", 2) == 0) {
+			rc = options_setting(w + 2, fn, arg, err, err_size);
+		} else {
+			rc = startup_fail(
+			    err, err_size,
+			    "unsupported startup option \"%s\": the proxy takes -c NAME=VALUE "
+			    "and --NAME=VALUE",
+			    w);
+		}
+		free(w);
+		w = NULL;
+	}
+	return rc;
 }

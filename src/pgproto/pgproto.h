@@ -124,6 +124,18 @@ struct pgp_startup {
 int pgp_parse_startup(const uint8_t *pkt, size_t len, struct pgp_startup *out, char *err,
 		      size_t err_size) PGW_WUR;
 
+/*
+ * The settings in a startup packet's "options" value, as PostgreSQL reads them:
+ * words split on unescaped white space (a backslash takes the next character as
+ * it is), each "-c NAME=VALUE", "-cNAME=VALUE" or "--NAME=VALUE", with '-' in
+ * NAME read as '_'. Calls fn for each setting in order (its strings live until it
+ * returns). PGW_EPROTO with a reason in err for any other switch, a missing '=' or
+ * an empty name; PGW_ENOMEM; or what fn returns when it is not PGW_OK.
+ */
+int pgp_parse_options(const char *options,
+		      int (*fn)(void *arg, const char *name, const char *value), void *arg,
+		      char *err, size_t err_size) PGW_WUR;
+
 /* Reading a message body: every get fails softly (sets r->bad) past the end. */
 struct pgp_reader {
 	const uint8_t *p, *end;

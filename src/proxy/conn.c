@@ -97,6 +97,8 @@ static void server_close(struct proxy_server *s, const char *why);
 static bool flush_out(struct cmn_io *io, SSL *ssl, struct proxy_buf *out);
 static void pool_dispatch(struct proxy_pool *pool);
 static void client_forward(struct proxy_client *c);
+static void client_welcome(struct proxy_client *c);
+static bool server_checked(struct proxy_server *s, struct proxy_client *c);
 static void server_release(struct proxy_server *s);
 static void pause_check(void);
 static void pause_reading(struct cmn_io *io, bool *paused, bool pause);
@@ -315,6 +317,134 @@ static void params_free(char **v)
 	for (int k = 0; v && k < PROXY_N_PARAMS; k++) {
 		free(v[k]);
 		v[k] = NULL;
+	}
+}
+
+/* ---- other startup settings ("options" -c, search_path, statement_timeout, ...) ----
+ * PostgreSQL reports none of them, so the proxy runs them itself: a client's settings
+ * are checked on a server before its welcome (a refused one fails its login, as it
+ * would on PostgreSQL), then set before each of its transactions on a server that
+ * runs with other settings (after a RESET of those). */
+
+static bool streq_null(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+struct settings_build {
+	struct proxy_client *c;
+	struct cmn_buf sets, resets;
+	const char *sqlstate;
+	char err[200];
+};
+
+static int settings_add(void *arg, const char *name, const char *value)
+{
+	struct settings_build *sb = arg;
+	int k = param_index(name);
+	size_t n = strlen(name);
+
+	if (k >= 0) {
+		client_param_set(sb->c, k, value);
+		return PGW_OK;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (!(isalpha((unsigned char)name[i]) || name[i] == '_' ||
+		      (i > 0 && (isdigit((unsigned char)name[i]) || name[i] == '.')))) {
+			n = 0;
+			break;
+		}
+	if (n == 0 || n > 63) {
+		sb->sqlstate = "42704";
+		snprintf(sb->err, sizeof(sb->err), "invalid configuration parameter name \"%.64s\"",
+			 name);
+		return PGW_EINVAL;
+	}
+	/* Printable ASCII only: the value goes into a SET (see client_param_set). */
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
+			sb->sqlstate = "22023";
+			snprintf(sb->err, sizeof(sb->err),
+				 "startup parameter \"%s\": the proxy takes printable ASCII values "
+				 "only",
+				 name);
+			return PGW_EINVAL;
+		}
+	/* set_config takes the value as a startup setting does (SET would read a quoted
+	 * "a,b" as one search_path entry); a quoted name may be a keyword (my.user). */
+	(void)cmn_buf_printf(&sb->sets, "SELECT pg_catalog.set_config('%s', E'", name);
+	for (const char *p = value; *p; p++)
+		(void)cmn_buf_printf(&sb->sets, "%s%c", *p == '\'' || *p == '\\' ? "\\" : "", *p);
+	(void)cmn_buf_printf(&sb->sets, "', false);");
+	(void)cmn_buf_printf(&sb->resets, "RESET \"%s\";", name);
+	return sb->sets.data && sb->resets.data ? PGW_OK : PGW_ENOMEM;
+}
+
+/* The client's startup settings: "options" first, then the other parameters (the
+ * order PostgreSQL applies them in). False when the client was refused. */
+static bool client_settings(struct proxy_client *c, const struct pgp_startup *st)
+{
+	static const char *const skip[] = {"user", "database", "replication", "options"};
+	struct settings_build sb = {.c = c, .sqlstate = "42601"};
+	int rc = PGW_OK;
+
+	if (st->options)
+		rc = pgp_parse_options(st->options, settings_add, &sb, sb.err, sizeof(sb.err));
+	for (size_t i = 0; rc == PGW_OK && i < st->n_params; i++) {
+		const char *name = st->params[i].name;
+		bool known = strncmp(name, "_pq_.", 5) == 0;
+
+		for (size_t j = 0; j < sizeof(skip) / sizeof(skip[0]); j++)
+			known = known || strcmp(name, skip[j]) == 0;
+		if (!known)
+			rc = settings_add(&sb, name, st->params[i].value);
+	}
+	if (rc == PGW_OK && sb.sets.len &&
+	    (!(c->sets = strdup(sb.sets.data)) || !(c->resets = strdup(sb.resets.data))))
+		rc = PGW_ENOMEM;
+	cmn_buf_free(&sb.sets);
+	cmn_buf_free(&sb.resets);
+	if (rc == PGW_ENOMEM)
+		client_fatal(c, "53200", "out of memory");
+	else if (rc != PGW_OK)
+		client_fatal(c, sb.sqlstate, "%s", sb.err);
+	return rc == PGW_OK;
+}
+
+/* A server of the pool accepted these settings recently. */
+static bool pool_settings_ok(const struct proxy_pool *pool, const char *sets)
+{
+	if (!sets)
+		return true;
+	for (size_t i = 0; i < sizeof(pool->sets_ok) / sizeof(pool->sets_ok[0]); i++)
+		if (pool->sets_ok[i] && strcmp(pool->sets_ok[i], sets) == 0)
+			return true;
+	return false;
+}
+
+static void pool_settings_accepted(struct proxy_pool *pool, const char *sets)
+{
+	unsigned n = sizeof(pool->sets_ok) / sizeof(pool->sets_ok[0]);
+	char *copy;
+
+	if (pool_settings_ok(pool, sets) || !(copy = strdup(sets)))
+		return;
+	free(pool->sets_ok[pool->sets_ok_next % n]);
+	pool->sets_ok[pool->sets_ok_next++ % n] = copy;
+}
+
+/* The server runs with a client's settings now (NULL: its own). */
+static void server_settings_set(struct proxy_server *s, const char *sets, const char *resets)
+{
+	free(s->sets);
+	free(s->resets);
+	s->sets = sets ? strdup(sets) : NULL;
+	s->resets = resets ? strdup(resets) : NULL;
+	if (sets && (!s->sets || !s->resets)) {
+		/* Out of memory: what it runs with is unknown; it leaves the pool. */
+		s->close_after = true;
+		free(s->sets);
+		s->sets = NULL;
 	}
 }
 
@@ -861,7 +991,11 @@ static void server_close(struct proxy_server *s, const char *why)
 
 		s->client = NULL;
 		c->server = NULL;
-		if (pool->transaction_mode)
+		if (c->checking)
+			client_fatal(c, "08006",
+				     "server connection lost while its startup parameters ran: %s",
+				     why);
+		else if (pool->transaction_mode)
 			client_lost_server(c, s, why);
 		else
 			client_fatal(c, "08006", "server connection lost: %s", why);
@@ -893,6 +1027,7 @@ static void server_close(struct proxy_server *s, const char *why)
 	s->scram = NULL;
 	pq_server_free(&s->pq);
 	params_free(s->params);
+	server_settings_set(s, NULL, NULL);
 	/* Others may connect in its place. */
 	pool_dispatch(pool);
 }
@@ -952,6 +1087,10 @@ static void server_reset(struct proxy_server *s)
 	}
 	pause_reading(&s->io, &s->reading_paused, false);
 	server_set_state(s, PROXY_SV_RESET);
+	/* A reset that keeps them (a custom server_reset_query) is not known: RESET next. */
+	if (strcasestr(P->cfg.server_reset_query, "DISCARD ALL") ||
+	    strcasestr(P->cfg.server_reset_query, "RESET ALL"))
+		server_settings_set(s, NULL, NULL);
 	if (pgp_put_query(&b, P->cfg.server_reset_query) == PGW_OK && server_send(s, &b))
 		s->outstanding = 1;
 	cmn_buf_free(&b);
@@ -1233,14 +1372,26 @@ static bool emit_synth(struct proxy_server *s)
 	return ok;
 }
 
-/* The proxy's SET failed on a server: the client takes the server's values. */
-static void own_query_failed(struct proxy_server *s)
+/* The proxy's SETs failed on a server (body: the ErrorResponse when whole, else
+ * NULL): the client takes the server's reported values; what else the server runs
+ * with is unknown, so it leaves the pool. A client being checked gets the error. */
+static void own_query_failed(struct proxy_server *s, const uint8_t *body, size_t len)
 {
-	log_warning("S-%llu: restoring a client's session parameters failed",
-		    (unsigned long long)s->id);
-	for (int k = 0; s->client && k < PROXY_N_PARAMS; k++)
+	struct proxy_client *c = s->client;
+	struct pgp_error_fields f;
+	bool parsed = body && pgp_parse_error(body, len, &f) == PGW_OK && f.message;
+
+	log_warning("S-%llu: the proxy's SET of a client's session parameters failed: %s",
+		    (unsigned long long)s->id, parsed ? f.message : "(error not read)");
+	s->close_after = true;
+	for (int k = 0; c && k < PROXY_N_PARAMS; k++)
 		if (s->params[k])
-			client_param_set(s->client, k, s->params[k]);
+			client_param_set(c, k, s->params[k]);
+	if (c && c->checking && !c->check_error) {
+		c->check_error = strdup(parsed ? f.message : "a startup parameter was refused");
+		snprintf(c->check_state, sizeof(c->check_state), "%s",
+			 parsed && f.sqlstate && strlen(f.sqlstate) == 5 ? f.sqlstate : "22023");
+	}
 }
 
 /*
@@ -1295,7 +1446,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 			s->close_after = true;
 		}
 		if (v.own_error)
-			own_query_failed(s);
+			own_query_failed(s, n - i >= 1 + (size_t)len ? d + i + 5 : NULL, len - 4);
 		switch (type) {
 		case PGP_BE_READY:
 			s->txn = (char)d[i + 5];
@@ -1368,9 +1519,32 @@ forwarded:
 		server_release(s);
 		return;
 	}
+	if (c->checking && !server_checked(s, c))
+		return;
 	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy && !s->ext_open &&
 	    !c->fe.left && (!pq_pending(&s->pq) || s->pq.desync))
 		server_release(s);
+}
+
+/* A client's startup settings ran on s (link_client): refused, its login fails;
+ * accepted, it is welcomed and its requests go on. False when it is gone. */
+static bool server_checked(struct proxy_server *s, struct proxy_client *c)
+{
+	c->checking = false;
+	if (c->check_error) {
+		client_fatal(c, c->check_state, "%s", c->check_error);
+		return false;
+	}
+	pool_settings_accepted(s->pool, c->sets);
+	client_welcome(c);
+	if (c->state == PROXY_CL_DEAD)
+		return false;
+	pause_reading(&c->io, &c->reading_paused, false);
+	if (buf_used(&c->in) && c->server == s) {
+		client_forward(c);
+		return false;
+	}
+	return true;
 }
 
 /* Reads a server socket (after login). */
@@ -1807,8 +1981,11 @@ static void client_welcome(struct proxy_client *c)
 static bool server_sync_params(struct proxy_server *s, struct proxy_client *c)
 {
 	struct cmn_buf q = {0}, b = {0};
-	bool ok = true;
+	bool ok = true, settings = !streq_null(c->sets, s->sets);
 
+	if (settings)
+		(void)cmn_buf_printf(&q, "%s%s", s->resets ? s->resets : "",
+				     c->sets ? c->sets : "");
 	for (int k = 0; k < PROXY_N_PARAMS; k++) {
 		const char *want = client_param(c, k);
 
@@ -1828,6 +2005,8 @@ static bool server_sync_params(struct proxy_server *s, struct proxy_client *c)
 			ok = false;
 		} else if ((ok = server_send(s, &b))) {
 			s->outstanding++;
+			if (settings)
+				server_settings_set(s, c->sets, c->resets);
 		}
 	}
 	cmn_buf_free(&q);
@@ -1858,6 +2037,18 @@ static void link_client(struct proxy_client *c, struct proxy_server *s)
 		pool->stats.wait_time_us += (uint64_t)(c->active_us - c->wait_since_us);
 	c->wait_since_ms = 0;
 	c->wait_since_us = 0;
+	if (!c->welcomed && !pool_settings_ok(pool, c->sets)) {
+		if (streq_null(c->sets, s->sets)) {
+			pool_settings_accepted(pool, c->sets);
+		} else {
+			/* Its settings first, on this server, before it is welcomed; its
+			 * requests wait (server_checked). */
+			c->checking = true;
+			pause_reading(&c->io, &c->reading_paused, true);
+			(void)server_sync_params(s, c);
+			return;
+		}
+	}
 	if (!c->welcomed)
 		client_welcome(c);
 	/* A session's parameters are set at once; a transaction's when it has a request. */
@@ -1885,7 +2076,7 @@ static void pool_dispatch(struct proxy_pool *pool)
 	while ((c = TAILQ_FIRST(&pool->waiting))) {
 		/* Transaction pooling: a client that only needs its welcome gets it. */
 		if (!c->welcomed && pool->transaction_mode && pool->welcome_ok &&
-		    !buf_used(&c->in)) {
+		    !buf_used(&c->in) && pool_settings_ok(pool, c->sets)) {
 			client_set_state(c, PROXY_CL_IDLE);
 			client_welcome(c);
 			continue;
@@ -1997,6 +2188,10 @@ static void client_close(struct proxy_client *c, const char *why)
 	params_free(c->params);
 	free(c->params);
 	c->params = NULL;
+	free(c->sets);
+	free(c->resets);
+	free(c->check_error);
+	c->sets = c->resets = c->check_error = NULL;
 }
 
 void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
@@ -2346,7 +2541,8 @@ static void client_logged_in(struct proxy_client *c)
 	}
 	c->cancel_pid &= 0x7fffffff;
 	TAILQ_REMOVE(&P->login_clients, c, entry);
-	if (c->pool->transaction_mode && c->pool->welcome_ok) {
+	if (c->pool->transaction_mode && c->pool->welcome_ok &&
+	    pool_settings_ok(c->pool, c->sets)) {
 		c->state = PROXY_CL_IDLE;
 		TAILQ_INSERT_TAIL(&c->pool->idle_clients, c, entry);
 		client_welcome(c);
@@ -2598,6 +2794,8 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 			return;
 		}
 	}
+	if (!c->admin && !client_settings(c, &st))
+		return;
 	if ((st.code & 0xffff) > 0 || st.n_unknown_pq > 0) {
 		if (pgp_put_negotiate(&b, 0, st.unknown_pq, st.n_unknown_pq) == PGW_OK)
 			(void)client_send(c, &b);

@@ -112,6 +112,12 @@ struct proxy_client {
 	uint8_t orphan_unnamed_end; /* the unnamed statement ends the transaction (kind) */
 	uint8_t orphan_portal_end;  /* the unnamed portal ends the transaction (kind) */
 	char **params;		    /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
+	/* Other startup settings ("options" -c/--, search_path, ...) as SQL: "SET n TO
+	 * E'v';..." and "RESET n;..." (NULL: none). */
+	char *sets, *resets;
+	bool checking;	   /* its server runs its settings before it is welcomed */
+	char *check_error; /* ... and refused them with this message */
+	char check_state[6];
 };
 
 struct proxy_server {
@@ -145,6 +151,7 @@ struct proxy_server {
 	bool be_drop;	     /* the message being read is dropped (answers the proxy's own) */
 	struct pq_server pq; /* answer slots and prepared statements */
 	char *params[PROXY_N_PARAMS]; /* its session's values (as last reported) */
+	char *sets, *resets;	      /* the client startup settings it runs with (copies) */
 };
 
 TAILQ_HEAD(proxy_client_list, proxy_client);
@@ -173,6 +180,8 @@ struct proxy_pool {
 	size_t welcome_len;
 	bool welcome_ok;
 	char *defaults[PROXY_N_PARAMS]; /* parameter values of a fresh server session */
+	char *sets_ok[8];		/* startup settings a server accepted (recent) */
+	unsigned sets_ok_next;
 	struct proxy_stats stats;
 	int64_t last_error_ms;
 	char last_error[200];

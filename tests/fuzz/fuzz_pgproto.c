@@ -14,6 +14,18 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* A setting from an "options" string: a non-empty name with no '-' or '=' in it, no
+ * longer than the string it came from. */
+static int check_option(void *arg, const char *name, const char *value)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || strchr(name, '-') || strchr(name, '=') ||
+	    n + strlen(value) > strlen((const char *)arg))
+		abort();
+	return PGW_OK;
+}
+
 static void read_body(uint8_t type, const uint8_t *body, size_t len)
 {
 	struct pgp_reader r;
@@ -65,6 +77,9 @@ static void startup(const uint8_t *data, size_t size)
 			if (strlen(st.params[i].name) + strlen(st.params[i].value) > total)
 				abort();
 		if (!st.user || !st.database || strlen(st.user) == 0)
+			abort();
+		if (st.options && pgp_parse_options(st.options, check_option, (void *)st.options,
+						    err, sizeof(err)) == PGW_ENOMEM)
 			abort();
 	}
 }

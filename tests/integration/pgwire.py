@@ -60,9 +60,10 @@ def read_until_error_or_ready(s):
             return None
 
 
-def scram_login(s, user, password, database="postgres"):
-    """Logs in with SCRAM-SHA-256; returns the ErrorResponse fields, or None on success."""
-    send_startup(s, user=user, database=database)
+def scram_login(s, user, password, database="postgres", **params):
+    """Logs in with SCRAM-SHA-256 (params: more startup parameters); returns the
+    ErrorResponse fields, or None on success."""
+    send_startup(s, user=user, database=database, **params)
     t, body = read_msg(s)
     if t == b"E":
         return error_fields(body)

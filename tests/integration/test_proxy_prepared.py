@@ -156,6 +156,93 @@ def test_prepared_statements_and_parameters_follow_their_client(cluster):
     e.close()
 
 
+def test_startup_settings_follow_their_client(cluster):
+    """Startup "options" (-c, --) and other startup parameters (JDBC's search_path,
+    extra_float_digits): run for their client only, refused ones fail the login with
+    PostgreSQL's error, and the proxy goes on serving everyone else."""
+    cluster.restart_proxy("default_pool_size = 1\n")
+    setup = psycopg2.connect(cluster.dsn(cluster.leader()))
+    setup.autocommit = True
+    with setup.cursor() as cur:
+        for name in ("s_a", "s_b"):
+            cur.execute("DROP SCHEMA IF EXISTS %s CASCADE" % name)
+            cur.execute("CREATE SCHEMA %s" % name)
+            cur.execute("CREATE TABLE %s.t (v text)" % name)
+            cur.execute("INSERT INTO %s.t VALUES ('%s')" % (name, name))
+    setup.close()
+
+    def connect(offset=0, **extra):
+        conn = psycopg2.connect(cluster.proxy_dsn(offset, **extra))
+        conn.autocommit = True
+        return conn
+
+    def one(conn, sql):
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+
+    a = connect(options="'-c search_path=s_a -c statement_timeout=1234'")
+    # options "--search-path=s_b -c pgw.note=x\ y": '-' read as '_', an escaped space
+    b = connect(options="'--search-path=s_b -c pgw.note=x\\\\ y'")
+    c = connect()
+    default_path = one(c, "SHOW search_path")
+    # One server connection for the three: each transaction runs with its client's own.
+    for _ in range(3):
+        assert one(a, "SELECT v FROM t") == "s_a"
+        assert one(a, "SHOW statement_timeout") == "1234ms"
+        assert one(b, "SELECT v FROM t") == "s_b"
+        assert one(b, "SHOW statement_timeout") == "0"
+        assert one(b, "SELECT current_setting('pgw.note')") == "x y"
+        assert one(c, "SHOW search_path") == default_path
+        assert one(c, "SELECT coalesce(current_setting('pgw.note', true), '')") == ""
+        assert one(c, "SHOW statement_timeout") == "0"
+    # A second client with the same settings is welcomed without a new check.
+    a2 = connect(options="'-c search_path=s_a -c statement_timeout=1234'")
+    assert one(a2, "SELECT v FROM t") == "s_a"
+
+    # Refused settings fail the login with PostgreSQL's SQLSTATE; nobody else is hurt.
+    for options, sqlstate, text in (
+            ("'-c statement_timeout=soon'", "22023", "invalid value for parameter"),
+            ("'-c no_such_parameter=1'", "42704", "unrecognized configuration parameter"),
+            ("'-B 10'", "42601", "unsupported startup option"),
+            ("'-c search_path'", "42601", "NAME=VALUE")):
+        try:
+            connect(options=options).close()
+            raise AssertionError("login with options %s succeeded" % options)
+        except psycopg2.Error as e:
+            assert text in str(e), (options, str(e))
+            assert e.pgcode in (sqlstate, None), (options, e.pgcode)
+    assert one(a, "SELECT v FROM t") == "s_a"
+    assert one(c, "SHOW search_path") == default_path
+
+    # Startup parameters other than options (as JDBC sends search_path and
+    # extra_float_digits), on a raw connection.
+    ini = open(os.path.join(cluster.dir, "node1/node.ini")).read()
+    password = re.search(r"^superuser_password = (\S+)$", ini, re.M).group(1)
+    s = pgwire.connect(cluster.proxy_port)
+    assert pgwire.scram_login(s, "postgres", password, search_path="s_b",
+                              extra_float_digits="3") is None
+    got = exchange(s, parse("", "SELECT v, current_setting('extra_float_digits') FROM t"),
+                   bind(""), EXECUTE, SYNC)
+    assert rows(got) == [("s_b", "3")], got
+    s.close()
+    s = pgwire.connect(cluster.proxy_port)
+    err = pgwire.scram_login(s, "postgres", password, lock_timeout="never")
+    assert err and err["C"] == "22023", err
+    s.close()
+    assert one(c, "SHOW lock_timeout") == "0"
+
+    # A session on 5000 runs with them too; the next session on that server (the pool
+    # has one) does not.
+    e = connect(1, options="'-c search_path=s_b'")
+    assert one(e, "SELECT v FROM t") == "s_b"
+    e.close()
+    f = connect(1)
+    assert one(f, "SHOW search_path") == default_path
+    for conn in (a, a2, b, c, f):
+        conn.close()
+
+
 def test_pgbench_prepared_over_few_server_connections(cluster):
     leader = cluster.leader()
     cluster.restart_proxy("default_pool_size = 3\n")

@@ -423,6 +423,52 @@ static void test_parse_startup_replication(void **state)
 	}
 }
 
+/* pgp_parse_options: the settings seen, as "name=value;" */
+static int collect_option(void *arg, const char *name, const char *value)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 256 - n, "%s=%s;", name, value);
+	return strcmp(name, "stop") == 0 ? PGW_EINVAL : PGW_OK;
+}
+
+static void test_parse_options(void **state)
+{
+	char got[256], err[256];
+
+	(void)state;
+	got[0] = '\0';
+	assert_int_equal(
+	    pgp_parse_options("  -c search_path=a,b\t-cwork_mem=4MB --statement-timeout=5s "
+			      "-c application_name=x\\ y\\\\z -c a.b=",
+			      collect_option, got, err, sizeof(err)),
+	    PGW_OK);
+	assert_string_equal(got, "search_path=a,b;work_mem=4MB;statement_timeout=5s;"
+				 "application_name=x y\\z;a.b=;");
+	got[0] = '\0';
+	assert_int_equal(pgp_parse_options("", collect_option, got, err, sizeof(err)), PGW_OK);
+	assert_string_equal(got, "");
+	/* Switches other than -c and --, a setting without '=' or name, a bare -c. */
+	assert_int_equal(pgp_parse_options("-B 10", collect_option, got, err, sizeof(err)),
+			 PGW_EPROTO);
+	assert_non_null(strstr(err, "unsupported startup option \"-B\""));
+	assert_int_equal(pgp_parse_options("-c search_path", collect_option, got, err, sizeof(err)),
+			 PGW_EPROTO);
+	assert_non_null(strstr(err, "NAME=VALUE"));
+	assert_int_equal(pgp_parse_options("--=1", collect_option, got, err, sizeof(err)),
+			 PGW_EPROTO);
+	assert_int_equal(pgp_parse_options("-c  ", collect_option, got, err, sizeof(err)),
+			 PGW_EPROTO);
+	assert_non_null(strstr(err, "-c needs"));
+	/* What the callback returns stops the parse. */
+	got[0] = '\0';
+	assert_int_equal(
+	    pgp_parse_options("-c stop=1 -c after=2", collect_option, got, err, sizeof(err)),
+	    PGW_EINVAL);
+	assert_string_equal(got, "stop=1;");
+}
+
 static void test_parse_startup_errors(void **state)
 {
 	uint8_t pkt[256];
@@ -697,6 +743,7 @@ int main(void)
 	    cmocka_unit_test(test_frame),
 	    cmocka_unit_test(test_frame_bad_length),
 	    cmocka_unit_test(test_startup_frame),
+	    cmocka_unit_test(test_parse_options),
 	    cmocka_unit_test(test_parse_startup),
 	    cmocka_unit_test(test_parse_startup_defaults),
 	    cmocka_unit_test(test_parse_startup_pq_options),
