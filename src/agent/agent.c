@@ -116,6 +116,14 @@ struct agent {
 	int lease_ttl_ms;	   /* the TTL our lease was granted with */
 	int64_t sync_changed_ms;   /* synchronous_standby_names last changed (leader) */
 	uint64_t sync_confirm_lsn; /* joining standbys must have flushed this far */
+	/* Each standby's last reply_time (as text) and when it last changed, on our clock:
+	 * a standby whose replies stop is not fit to be synchronous (see manage_sync). */
+	struct {
+		char name[DCS_NAME_MAX];
+		char reply[40];
+		int64_t changed_ms;
+		bool silent; /* reported as silent (logged once) */
+	} replies[DCS_MAX_MEMBERS];
 
 	enum ha_action last_action;
 	char last_reason[256];
@@ -1124,6 +1132,49 @@ struct walsender {
 	uint64_t flush;
 };
 
+/*
+ * Whether a standby still answers: its reply_time (its own clock, so only compared
+ * with its earlier value) changed within max_age_ms of our clock. A standby replies
+ * at least every wal_receiver_status_interval; one whose postgres hangs, or that is
+ * cut off from us while its agent still reaches etcd, keeps a "streaming" walsender
+ * until wal_sender_timeout (60 s) while every commit waits for it.
+ */
+static bool standby_replies(struct agent *a, const char *name, const char *reply,
+			    int64_t max_age_ms)
+{
+	size_t n = sizeof(a->replies) / sizeof(a->replies[0]), slot = n, oldest = 0;
+	int64_t now = cmn_now_ms();
+
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(a->replies[i].name, name) == 0) {
+			slot = i;
+			break;
+		}
+		if (a->replies[i].changed_ms < a->replies[oldest].changed_ms)
+			oldest = i;
+	}
+	if (slot == n) {
+		slot = oldest;
+		snprintf(a->replies[slot].name, sizeof(a->replies[slot].name), "%s", name);
+		a->replies[slot].reply[0] = '\0';
+	}
+	if (strcmp(a->replies[slot].reply, reply) != 0) {
+		snprintf(a->replies[slot].reply, sizeof(a->replies[slot].reply), "%s", reply);
+		a->replies[slot].changed_ms = now;
+		if (a->replies[slot].silent)
+			log_info("standby %s replies again", name);
+		a->replies[slot].silent = false;
+		return true;
+	}
+	if (max_age_ms <= 0 || now - a->replies[slot].changed_ms <= max_age_ms)
+		return true;
+	if (!a->replies[slot].silent)
+		log_warning("standby %s sent no reply for %lld ms: not fit to be synchronous", name,
+			    (long long)(now - a->replies[slot].changed_ms));
+	a->replies[slot].silent = true;
+	return false;
+}
+
 static int write_sync(struct agent *a, const char *set)
 {
 	bool ok = false;
@@ -1179,7 +1230,8 @@ static void set_ssn(struct agent *a, const char *ssn)
 /*
  * Synchronous replication, on the leader. Invariant: every member listed in the
  * sync key has every commit acknowledged to a client, so any of them may take
- * over without losing one. Hence the order of steps, one per loop:
+ * over without losing one. Hence the order of steps, one per loop (except that 3
+ * follows 2 at once, etcd having confirmed the write):
  *   1. the key names us as leader (a new leader first empties it);
  *   2. a standby leaves the key before synchronous_standby_names stops waiting
  *      for it;
@@ -1221,27 +1273,40 @@ static void manage_sync(struct agent *a)
 	}
 	rows = pgctl_query_value(
 	    &a->pg, "SELECT '=' || current_setting('synchronous_standby_names') || E'\\n' ||"
-		    " pg_current_wal_flush_lsn()::text || coalesce((SELECT string_agg(E'\\n' ||"
-		    " application_name || ' ' || state || ' ' || coalesce(flush_lsn, '0/0')::text,"
-		    " '') FROM pg_stat_replication), '')");
+		    " pg_current_wal_flush_lsn()::text || ' ' || (SELECT setting FROM pg_settings"
+		    " WHERE name = 'wal_receiver_status_interval') || coalesce((SELECT"
+		    " string_agg(E'\\n' || application_name || ' ' || state || ' ' ||"
+		    " coalesce(flush_lsn, '0/0')::text || ' ' || coalesce(extract(epoch FROM"
+		    " reply_time)::text, '-'), '') FROM pg_stat_replication), '')");
 	if (!rows)
 		return;
 	char *save = NULL, *line = strtok_r(rows, "\n", &save);
 	/* "=" + the setting as this session sees it (it may be empty). */
 	bool ssn_live = line && strcmp(line + 1, a->cfg.synchronous_standby_names) == 0;
 
+	char flush_s[32];
+	int interval_s = 0;
+
 	line = line ? strtok_r(NULL, "\n", &save) : NULL;
-	if (!line || cmn_parse_lsn(line, &flushed) != PGW_OK) {
+	if (!line || sscanf(line, "%31s %d", flush_s, &interval_s) != 2 ||
+	    cmn_parse_lsn(flush_s, &flushed) != PGW_OK) {
 		free(rows);
 		return;
 	}
-	while ((line = strtok_r(NULL, "\n", &save)) && n_ws < DCS_MAX_MEMBERS) {
-		char name[DCS_NAME_MAX], state[32], lsn[32];
+	/* Three status intervals without a reply (at least 3 s; none when standbys send
+	 * no periodic status): the standby is not fit to be synchronous. */
+	int64_t reply_max_ms = interval_s > 0 ? (int64_t)interval_s * 3000 : 0;
 
-		if (sscanf(line, "%63s %31s %31s", name, state, lsn) != 3)
+	while ((line = strtok_r(NULL, "\n", &save)) && n_ws < DCS_MAX_MEMBERS) {
+		char name[DCS_NAME_MAX], state[32], lsn[32], reply[40];
+
+		if (sscanf(line, "%63s %31s %31s %39s", name, state, lsn, reply) != 4)
 			continue;
 		snprintf(ws[n_ws].name, sizeof(ws[n_ws].name), "%s", name);
 		ws[n_ws].streaming = strcmp(state, "streaming") == 0;
+		if (ws[n_ws].streaming && strcmp(reply, "-") != 0 &&
+		    !standby_replies(a, name, reply, reply_max_ms))
+			ws[n_ws].streaming = false;
 		if (cmn_parse_lsn(lsn, &ws[n_ws].flush) != PGW_OK)
 			ws[n_ws].flush = 0;
 		n_ws++;
@@ -1297,11 +1362,9 @@ static void manage_sync(struct agent *a)
 			dropping = true;
 		p += len + (p[len] == ',' ? 1 : 0);
 	}
-	if (dropping) {
-		(void)write_sync(a, keep.data ? keep.data : "");
+	if (dropping && write_sync(a, keep.data ? keep.data : "") != PGW_OK)
 		goto out;
-	}
-	/* Step 3. */
+	/* Step 3 (after a confirmed step 2: commits stop waiting for it in this loop). */
 	if (n_pick == 0) {
 		cmn_buf_printf(&ssn, "%s", a->sync_strict ? "*" : "");
 	} else {

@@ -2,6 +2,7 @@
 and strict mode stops writes when no synchronous standby is left."""
 import json
 import os
+import subprocess
 import threading
 import time
 
@@ -114,3 +115,53 @@ def test_sync_node_count_nosync_and_off(cluster):
     cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=off", "--force")
     wait_for("no synchronous set", lambda: "synchronous_standbys" not in cluster_json(cluster), 20)
     assert cluster.query(leader, "SHOW synchronous_standby_names")[0][0] == ""
+
+
+def test_sync_standby_cut_off_silently_is_replaced(cluster):
+    """The replication connection of the synchronous standby goes silent (its packets
+    dropped, no reset: a broken link), while its agent still renews its member key:
+    commits stop waiting for it within seconds, because its replies stopped, not after
+    wal_sender_timeout (60 s); the other replica becomes synchronous."""
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on", "--force")
+    leader = cluster.leader()
+    sync = wait_for("a synchronous standby", lambda: sync_set_of(cluster, leader), 30)
+    stuck = int(sync[0][len("node"):]) - 1
+    other = [i for i in range(cluster.N) if i not in (leader, stuck)][0]
+    port = cluster.query(leader, "SELECT client_port FROM pg_stat_replication"
+                                 " WHERE application_name = %s", (sync[0],))[0][0]
+    primary = cluster.pg_port + leader
+    table = "pgw_test_sync_%d" % os.getpid()
+    done = threading.Event()
+    result = {}
+
+    def insert():
+        try:
+            conn = psycopg2.connect(cluster.dsn(leader))
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO t (id) VALUES (43)")
+            conn.close()
+            result["ok"] = True
+        except psycopg2.Error as exc:
+            result["error"] = str(exc)
+        done.set()
+
+    rules = ("table inet %s {\n chain out {\n  type filter hook output priority 0;\n"
+             "  tcp sport %d tcp dport %d drop\n  tcp sport %d tcp dport %d drop\n }\n}\n"
+             % (table, port, primary, primary, port))
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, timeout=10)
+    try:
+        threading.Thread(target=insert, daemon=True).start()
+        assert done.wait(20) and result.get("ok"), \
+            "a commit still waits for the cut-off standby after 20 s: %s" % result
+        wait_for("node%d synchronous instead" % (other + 1),
+                 lambda: sync_set_of(cluster, leader) == ["node%d" % (other + 1)], 20)
+        assert cluster.query(other, "SELECT count(*) FROM t WHERE id = 43")[0][0] == 1
+        # Its agent still renews its member key: the cut is on the replication link only.
+        assert "node%d" % (stuck + 1) in [m["member"] for m in cluster_json(cluster)["members"]]
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], timeout=10)
+    assert cluster.wait_healthy() == leader
+    wait_for("node%d has the row" % (stuck + 1),
+             lambda: cluster.query(stuck, "SELECT count(*) FROM t WHERE id = 43")[0][0] == 1,
+             60)
