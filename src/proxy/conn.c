@@ -99,6 +99,7 @@ static void pool_dispatch(struct proxy_pool *pool);
 static void client_forward(struct proxy_client *c);
 static void client_welcome(struct proxy_client *c);
 static bool server_checked(struct proxy_server *s, struct proxy_client *c);
+static bool server_sync_params(struct proxy_server *s, struct proxy_client *c);
 static void server_release(struct proxy_server *s);
 static void pause_check(void);
 static void pause_reading(struct cmn_io *io, bool *paused, bool pause);
@@ -355,7 +356,7 @@ static int settings_add(void *arg, const char *name, const char *value)
 			break;
 		}
 	if (n == 0 || n > 63) {
-		sb->sqlstate = "42704";
+		sb->sqlstate = "42602";
 		snprintf(sb->err, sizeof(sb->err), "invalid configuration parameter name \"%.64s\"",
 			 name);
 		return PGW_EINVAL;
@@ -1784,7 +1785,12 @@ static void client_forward(struct proxy_client *c)
 	struct cmn_buf tx = {0}, rep = {0};
 	int max_stmts;
 
-	if (!s || !buf_used(&c->in))
+	if (!s || !buf_used(&c->in) || c->checking)
+		return;
+	/* The client's RESET / DISCARD may have undone its startup settings: at the next
+	 * request that starts outside a transaction, they are set again first. */
+	if (s->pq.reset_seen && (c->sets || s->sets) && c->txn == 'I' && s->outstanding == 0 &&
+	    !s->ext_open && !c->in_copy && !c->fe.left && !server_sync_params(s, c))
 		return;
 	max_stmts = c->pool->transaction_mode ? P->cfg.max_prepared_statements : 0;
 	d = c->in.data + c->in.off;
@@ -1976,16 +1982,39 @@ static void client_welcome(struct proxy_client *c)
 	cmn_buf_free(&b);
 }
 
+/* One Query of the proxy's own on s (its answers are dropped). False when s is lost. */
+static bool server_own_query(struct proxy_server *s, struct proxy_client *c, const char *sql)
+{
+	struct cmn_buf b = {0};
+	bool ok;
+
+	log_debug("S-%llu: for C-%llu: %s", (unsigned long long)s->id, (unsigned long long)c->id,
+		  sql);
+	if (pgp_put_query(&b, sql) != PGW_OK || pq_push_own_query(&s->pq) != PGW_OK) {
+		server_close(s, "out of memory");
+		ok = false;
+	} else if ((ok = server_send(s, &b))) {
+		s->outstanding++;
+	}
+	cmn_buf_free(&b);
+	return ok;
+}
+
 /* Before a client's request runs on a server: SET what differs between the client's
- * session and the server's (the answers are dropped). False when the server is lost. */
+ * session and the server's (the answers are dropped). The RESETs of another client's
+ * startup settings go in a Query of their own, so that a refused SET (which undoes its
+ * whole Query) cannot leave them in place. False when the server is lost. */
 static bool server_sync_params(struct proxy_server *s, struct proxy_client *c)
 {
-	struct cmn_buf q = {0}, b = {0};
-	bool ok = true, settings = !streq_null(c->sets, s->sets);
+	struct cmn_buf q = {0};
+	bool ok = true;
+	bool settings = !streq_null(c->sets, s->sets) || (s->pq.reset_seen && c->sets);
 
-	if (settings)
-		(void)cmn_buf_printf(&q, "%s%s", s->resets ? s->resets : "",
-				     c->sets ? c->sets : "");
+	s->pq.reset_seen = false;
+	if (settings && s->resets && !server_own_query(s, c, s->resets))
+		return false;
+	if (settings && c->sets)
+		(void)cmn_buf_printf(&q, "%s", c->sets);
 	for (int k = 0; k < PROXY_N_PARAMS; k++) {
 		const char *want = client_param(c, k);
 
@@ -1996,21 +2025,16 @@ static bool server_sync_params(struct proxy_server *s, struct proxy_client *c)
 			(void)cmn_buf_printf(&q, "%s%c", *p == '\'' || *p == '\\' ? "\\" : "", *p);
 		(void)cmn_buf_printf(&q, "';");
 	}
-	if (q.len) {
-		log_debug("S-%llu: for C-%llu: %s", (unsigned long long)s->id,
-			  (unsigned long long)c->id, q.data);
-		if (!q.data || pgp_put_query(&b, q.data) != PGW_OK ||
-		    pq_push_own_query(&s->pq) != PGW_OK) {
-			server_close(s, "out of memory");
-			ok = false;
-		} else if ((ok = server_send(s, &b))) {
-			s->outstanding++;
-			if (settings)
-				server_settings_set(s, c->sets, c->resets);
-		}
+	if (q.len && !q.data) {
+		server_close(s, "out of memory");
+		ok = false;
+	} else if (q.len) {
+		ok = server_own_query(s, c, q.data);
 	}
+	/* Recorded as sent: a refused SET closes the server after this transaction. */
+	if (ok && settings)
+		server_settings_set(s, c->sets, c->resets);
 	cmn_buf_free(&q);
-	cmn_buf_free(&b);
 	return ok;
 }
 
@@ -3142,6 +3166,8 @@ void proxy_close_all(struct proxy *p)
 	while ((pool = TAILQ_FIRST(&p->pools))) {
 		TAILQ_REMOVE(&p->pools, pool, entry);
 		params_free(pool->defaults);
+		for (size_t i = 0; i < sizeof(pool->sets_ok) / sizeof(pool->sets_ok[0]); i++)
+			free(pool->sets_ok[i]);
 		free(pool->welcome);
 		free(pool);
 	}

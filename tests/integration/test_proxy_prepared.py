@@ -6,6 +6,7 @@ import struct
 import subprocess
 
 import psycopg2
+import pytest
 
 import pgwire
 
@@ -196,51 +197,70 @@ def test_startup_settings_follow_their_client(cluster):
         assert one(c, "SHOW search_path") == default_path
         assert one(c, "SELECT coalesce(current_setting('pgw.note', true), '')") == ""
         assert one(c, "SHOW statement_timeout") == "0"
-    # A second client with the same settings is welcomed without a new check.
+    # A second client with the same settings (already accepted: no check at its login).
     a2 = connect(options="'-c search_path=s_a -c statement_timeout=1234'")
     assert one(a2, "SELECT v FROM t") == "s_a"
 
-    # Refused settings fail the login with PostgreSQL's SQLSTATE; nobody else is hurt.
-    for options, sqlstate, text in (
-            ("'-c statement_timeout=soon'", "22023", "invalid value for parameter"),
-            ("'-c no_such_parameter=1'", "42704", "unrecognized configuration parameter"),
-            ("'-B 10'", "42601", "unsupported startup option"),
-            ("'-c search_path'", "42601", "NAME=VALUE")):
-        try:
-            connect(options=options).close()
-            raise AssertionError("login with options %s succeeded" % options)
-        except psycopg2.Error as e:
-            assert text in str(e), (options, str(e))
-            assert e.pgcode in (sqlstate, None), (options, e.pgcode)
-    assert one(a, "SELECT v FROM t") == "s_a"
-    assert one(c, "SHOW search_path") == default_path
-
-    # Startup parameters other than options (as JDBC sends search_path and
-    # extra_float_digits), on a raw connection.
+    # Refused settings fail the login with PostgreSQL's SQLSTATE and message (psql shows
+    # it); nobody else is hurt. Raw logins, to read the SQLSTATE.
     ini = open(os.path.join(cluster.dir, "node1/node.ini")).read()
     password = re.search(r"^superuser_password = (\S+)$", ini, re.M).group(1)
-    s = pgwire.connect(cluster.proxy_port)
-    assert pgwire.scram_login(s, "postgres", password, search_path="s_b",
-                              extra_float_digits="3") is None
+
+    def login(**params):
+        s = pgwire.connect(cluster.proxy_port)
+        err = pgwire.scram_login(s, "postgres", password, **params)
+        return s, err
+
+    for params, sqlstate, text in (
+            ({"options": "-c statement_timeout=soon"}, "22023", "invalid value for parameter"),
+            ({"options": "-c no_such_parameter=1"}, "42704",
+             "unrecognized configuration parameter"),
+            ({"options": "-B 10"}, "42601", "unsupported startup option"),
+            ({"options": "-c search_path"}, "42601", "NAME=VALUE"),
+            ({"options": "-c bad;name=1"}, "42602", "invalid configuration parameter name"),
+            ({"lock_timeout": "never"}, "22023", "invalid value for parameter")):
+        s, err = login(**params)
+        s.close()
+        assert err and err["C"] == sqlstate and text in err["M"], (params, err)
+        assert err["S"] == "FATAL", err
+    with pytest.raises(psycopg2.OperationalError, match="invalid value for parameter"):
+        connect(options="'-c statement_timeout=soon'")
+    assert one(a, "SELECT v FROM t") == "s_a"
+    assert one(c, "SHOW search_path") == default_path
+    assert one(c, "SHOW lock_timeout") == "0"
+
+    # Startup parameters other than options, as JDBC sends search_path and
+    # extra_float_digits.
+    s, err = login(search_path="s_b", extra_float_digits="3")
+    assert err is None, err
+    got = exchange(s, parse("", "SELECT v, current_setting('extra_float_digits') FROM t"),
+                   bind(""), EXECUTE, SYNC)
+    assert rows(got) == [("s_b", "3")], got
+    # The client's own RESET ALL undoes them on the server (PostgreSQL would go back to
+    # the startup values): its next transaction gets them again.
+    exchange(s, parse("", "RESET ALL"), bind(""), EXECUTE, SYNC)
     got = exchange(s, parse("", "SELECT v, current_setting('extra_float_digits') FROM t"),
                    bind(""), EXECUTE, SYNC)
     assert rows(got) == [("s_b", "3")], got
     s.close()
-    s = pgwire.connect(cluster.proxy_port)
-    err = pgwire.scram_login(s, "postgres", password, lock_timeout="never")
-    assert err and err["C"] == "22023", err
-    s.close()
-    assert one(c, "SHOW lock_timeout") == "0"
+    assert one(a, "SELECT v FROM t") == "s_a"
 
-    # A session on 5000 runs with them too; the next session on that server (the pool
-    # has one) does not.
+    for conn in (a, a2, b, c):
+        conn.close()
+
+    # A session on 5000 runs with them too, also after its own RESET ALL; the next
+    # session on that server (the session pool has one) does not.
+    cluster.restart_proxy("session_pool_size = 1\n")
     e = connect(1, options="'-c search_path=s_b'")
+    pid = one(e, "SELECT pg_backend_pid()")
+    assert one(e, "SELECT v FROM t") == "s_b"
+    one(e, "RESET ALL; SELECT 1")
     assert one(e, "SELECT v FROM t") == "s_b"
     e.close()
     f = connect(1)
+    assert one(f, "SELECT pg_backend_pid()") == pid
     assert one(f, "SHOW search_path") == default_path
-    for conn in (a, a2, b, c, f):
-        conn.close()
+    f.close()
 
 
 def test_pgbench_prepared_over_few_server_connections(cluster):
