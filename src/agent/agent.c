@@ -119,7 +119,7 @@ struct agent {
 	/* Each standby's last reply_time (as text) and when it last changed, on our clock:
 	 * a standby whose replies stop is not fit to be synchronous (see manage_sync). */
 	struct {
-		char name[DCS_NAME_MAX];
+		int pid; /* of the walsender (a standby's new connection is a new entry) */
 		char reply[40];
 		int64_t changed_ms;
 		bool silent; /* reported as silent (logged once) */
@@ -1133,30 +1133,35 @@ struct walsender {
 };
 
 /*
- * Whether a standby still answers: its reply_time (its own clock, so only compared
- * with its earlier value) changed within max_age_ms of our clock. A standby replies
- * at least every wal_receiver_status_interval; one whose postgres hangs, or that is
- * cut off from us while its agent still reaches etcd, keeps a "streaming" walsender
- * until wal_sender_timeout (60 s) while every commit waits for it.
+ * Whether a standby still answers: the reply_time of its walsender (the standby's
+ * own clock, so only compared with its earlier value) changed within max_age_ms of
+ * our clock (now: read before the query, so a slow query cannot make a standby look
+ * silent). A standby replies at least every wal_receiver_status_interval; one whose
+ * postgres hangs, or that is cut off from us while its agent still reaches etcd,
+ * keeps a "streaming" walsender until wal_sender_timeout (60 s) while every commit
+ * waits for it.
  */
-static bool standby_replies(struct agent *a, const char *name, const char *reply,
-			    int64_t max_age_ms)
+static bool standby_replies(struct agent *a, const char *name, int pid, const char *reply,
+			    int64_t now, int64_t max_age_ms)
 {
 	size_t n = sizeof(a->replies) / sizeof(a->replies[0]), slot = n, oldest = 0;
-	int64_t now = cmn_now_ms();
 
 	for (size_t i = 0; i < n; i++) {
-		if (strcmp(a->replies[i].name, name) == 0) {
+		if (a->replies[i].pid == pid) {
 			slot = i;
 			break;
 		}
-		if (a->replies[i].changed_ms < a->replies[oldest].changed_ms)
+		/* A new walsender takes the oldest entry, a silent one last. */
+		if (a->replies[i].silent < a->replies[oldest].silent ||
+		    (a->replies[i].silent == a->replies[oldest].silent &&
+		     a->replies[i].changed_ms < a->replies[oldest].changed_ms))
 			oldest = i;
 	}
 	if (slot == n) {
 		slot = oldest;
-		snprintf(a->replies[slot].name, sizeof(a->replies[slot].name), "%s", name);
+		a->replies[slot].pid = pid;
 		a->replies[slot].reply[0] = '\0';
+		a->replies[slot].silent = false;
 	}
 	if (strcmp(a->replies[slot].reply, reply) != 0) {
 		snprintf(a->replies[slot].reply, sizeof(a->replies[slot].reply), "%s", reply);
@@ -1271,13 +1276,15 @@ static void manage_sync(struct agent *a)
 		(void)write_sync(a, "");
 		return;
 	}
+	int64_t asked_ms = cmn_now_ms();
+
 	rows = pgctl_query_value(
 	    &a->pg, "SELECT '=' || current_setting('synchronous_standby_names') || E'\\n' ||"
 		    " pg_current_wal_flush_lsn()::text || ' ' || (SELECT setting FROM pg_settings"
 		    " WHERE name = 'wal_receiver_status_interval') || coalesce((SELECT"
 		    " string_agg(E'\\n' || application_name || ' ' || state || ' ' ||"
-		    " coalesce(flush_lsn, '0/0')::text || ' ' || coalesce(extract(epoch FROM"
-		    " reply_time)::text, '-'), '') FROM pg_stat_replication), '')");
+		    " coalesce(flush_lsn, '0/0')::text || ' ' || pid || ' ' || coalesce(extract("
+		    "epoch FROM reply_time)::text, '-'), '') FROM pg_stat_replication), '')");
 	if (!rows)
 		return;
 	char *save = NULL, *line = strtok_r(rows, "\n", &save);
@@ -1299,13 +1306,14 @@ static void manage_sync(struct agent *a)
 
 	while ((line = strtok_r(NULL, "\n", &save)) && n_ws < DCS_MAX_MEMBERS) {
 		char name[DCS_NAME_MAX], state[32], lsn[32], reply[40];
+		int pid;
 
-		if (sscanf(line, "%63s %31s %31s %39s", name, state, lsn, reply) != 4)
+		if (sscanf(line, "%63s %31s %31s %d %39s", name, state, lsn, &pid, reply) != 5)
 			continue;
 		snprintf(ws[n_ws].name, sizeof(ws[n_ws].name), "%s", name);
 		ws[n_ws].streaming = strcmp(state, "streaming") == 0;
 		if (ws[n_ws].streaming && strcmp(reply, "-") != 0 &&
-		    !standby_replies(a, name, reply, reply_max_ms))
+		    !standby_replies(a, name, pid, reply, asked_ms, reply_max_ms))
 			ws[n_ws].streaming = false;
 		if (cmn_parse_lsn(lsn, &ws[n_ws].flush) != PGW_OK)
 			ws[n_ws].flush = 0;

@@ -27,6 +27,8 @@ static const struct {
     {"cluster_name", "pgwarden sets it to the member name"},
     {"synchronous_standby_names",
      "the leader sets it in synchronous mode: use synchronous_mode / synchronous_node_count"},
+    {"wal_receiver_status_interval",
+     "pgwarden sets it to 1s: the leader judges a standby by how often it replies"},
 };
 
 const char *pgconf_managed_reason(const char *name)
