@@ -12,11 +12,13 @@
     etcd_ports           client ports of the cluster's own 3-member etcd
 """
 
+import json
 import os
 import re
 import secrets
 import signal
 import subprocess
+import urllib.request
 
 import yaml
 
@@ -162,6 +164,14 @@ class PgwardenCluster:
 
     def member_logs(self):
         return {n: os.path.join(self.dir, n, "agent.log") for n in self.names}
+
+    def set_sync(self, on):
+        """synchronous_mode on/off through `pgwarden edit-config`."""
+        r = subprocess.run([self.binary, "edit-config", "--dir", self.dir, "--set",
+                            "synchronous_mode=%s" % ("on" if on else "off"), "--force"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise RuntimeError("pgwarden edit-config: %s" % (r.stdout + r.stderr).strip())
 
 
 PATRONI_TIMINGS = {
@@ -404,3 +414,21 @@ class PatroniCluster:
 
     def member_logs(self):
         return {n: os.path.join(self.node_dir(i), "patroni.log") for i, n in enumerate(self.names)}
+
+    def set_sync(self, on):
+        """synchronous_mode through Patroni's REST API (PATCH /config), on the
+        first member that answers."""
+        body = json.dumps({"synchronous_mode": bool(on)}).encode()
+        last = None
+        for port in self.api_ports:
+            req = urllib.request.Request("http://127.0.0.1:%d/config" % port, data=body,
+                                         method="PATCH",
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+                    last = "HTTP %d" % resp.status
+            except OSError as e:
+                last = str(e)
+        raise RuntimeError("Patroni PATCH /config: %s" % last)
