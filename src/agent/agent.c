@@ -1180,6 +1180,15 @@ static bool standby_replies(struct agent *a, const char *name, int pid, const ch
 	return false;
 }
 
+/* The server's synchronous_standby_names ('FIRST n ("a", "b")') names this member. */
+static bool ssn_names(const struct agent *a, const char *name)
+{
+	char quoted[DCS_NAME_MAX + 3];
+
+	snprintf(quoted, sizeof(quoted), "\"%s\"", name);
+	return strstr(a->cfg.synchronous_standby_names, quoted) != NULL;
+}
+
 static int write_sync(struct agent *a, const char *set)
 {
 	bool ok = false;
@@ -1321,8 +1330,9 @@ static void manage_sync(struct agent *a)
 	}
 	free(rows);
 
-	/* Wanted: streaming members fit to take over, current ones first, then the most
-	 * advanced, up to synchronous_node_count. */
+	/* Wanted: streaming members fit to take over, current ones first (in the key or
+	 * waited for already: no flip-flop between standbys while the key is empty), then
+	 * the most advanced, up to synchronous_node_count. */
 	const struct walsender *pick[DCS_MAX_MEMBERS];
 	size_t n_pick = 0;
 
@@ -1338,7 +1348,8 @@ static void manage_sync(struct agent *a)
 					taken = taken || pick[j] == &ws[i];
 				if (taken || !ws[i].streaming || !m || m->nosync || m->nofailover ||
 				    strcmp(m->name, me) == 0 ||
-				    (pass == 0) != dcs_sync_has(c, ws[i].name))
+				    (pass == 0) !=
+					(dcs_sync_has(c, ws[i].name) || ssn_names(a, ws[i].name)))
 					continue;
 				if (!best || ws[i].flush > best->flush)
 					best = &ws[i];
