@@ -31,6 +31,28 @@ def new_writable_leader(cluster, old):
     return nodes[0] if len(nodes) == 1 and nodes[0] != old else None
 
 
+def insert_in_background(cluster, i, row_id):
+    """INSERTs row_id into t on member i in a thread of its own: (an Event set when the
+    statement returned, a dict with "ok" or "error")."""
+    done = threading.Event()
+    result = {}
+
+    def insert():
+        try:
+            conn = psycopg2.connect(cluster.dsn(i))
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute("INSERT INTO t (id) VALUES (%s)", (row_id,))
+            conn.close()
+            result["ok"] = True
+        except psycopg2.Error as exc:
+            result["error"] = str(exc)
+        done.set()
+
+    threading.Thread(target=insert, daemon=True).start()
+    return done, result
+
+
 def test_sync_mode_host_kill_loses_no_acknowledged_commit(cluster):
     cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=on", "--force")
     rounds = int(os.environ.get("PGW_SYNC_ROUNDS", "20"))
@@ -67,22 +89,7 @@ def test_sync_strict_blocks_writes_without_a_standby(cluster):
     for i in replicas:
         cluster.kill_host(i)
     # No synchronous standby left: a commit waits instead of going through async.
-    done = threading.Event()
-    result = {}
-
-    def insert():
-        try:
-            conn = psycopg2.connect(cluster.dsn(leader))
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO t (id) VALUES (42)")
-            conn.close()
-            result["ok"] = True
-        except psycopg2.Error as exc:
-            result["error"] = str(exc)
-        done.set()
-
-    threading.Thread(target=insert, daemon=True).start()
+    done, result = insert_in_background(cluster, leader, 42)
     assert not done.wait(5), "a commit went through with no synchronous standby: %s" % result
     assert cluster.leader() == leader
     cluster.up()  # the replicas come back: the waiting commit completes
@@ -136,27 +143,12 @@ def test_sync_standby_cut_off_silently_is_replaced(cluster):
                             timeout=10, check=True).stdout.split()
     for old in [t for t in listed if t.startswith("pgw_test_sync_")]:
         subprocess.run(["nft", "delete", "table", "inet", old], timeout=10, check=True)
-    done = threading.Event()
-    result = {}
-
-    def insert():
-        try:
-            conn = psycopg2.connect(cluster.dsn(leader))
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute("INSERT INTO t (id) VALUES (43)")
-            conn.close()
-            result["ok"] = True
-        except psycopg2.Error as exc:
-            result["error"] = str(exc)
-        done.set()
-
     rules = ("table inet %s {\n chain out {\n  type filter hook output priority 0;\n"
              "  tcp sport %d tcp dport %d drop\n  tcp sport %d tcp dport %d drop\n }\n}\n"
              % (table, port, primary, primary, port))
     subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True, timeout=10)
     try:
-        threading.Thread(target=insert, daemon=True).start()
+        done, result = insert_in_background(cluster, leader, 43)
         assert done.wait(20) and result.get("ok"), \
             "a commit still waits for the cut-off standby after 20 s: %s" % result
         wait_for("node%d synchronous instead" % (other + 1),
