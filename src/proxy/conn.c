@@ -270,20 +270,35 @@ static const char *client_param(const struct proxy_client *c, int k)
 	return c->pool ? c->pool->defaults[k] : NULL;
 }
 
+/* Values the proxy puts into its own SQL are printable ASCII only: in a multibyte
+ * client encoding another byte could swallow an escape. */
+static bool printable_ascii(const char *value)
+{
+	for (const char *p = value; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			return false;
+	return true;
+}
+
+/* Appends value as the body of an E'' literal (' and \ escaped). */
+static void append_literal(struct cmn_buf *b, const char *value)
+{
+	for (const char *p = value; *p; p++)
+		(void)cmn_buf_printf(b, "%s%c", *p == '\'' || *p == '\\' ? "\\" : "", *p);
+}
+
 /* The client's session has this value now (kept only where it differs from a fresh
  * server session's: idle clients cost little). */
 static void client_param_set(struct proxy_client *c, int k, const char *value)
 {
 	char *v;
 
-	/* The values PostgreSQL reports are printable ASCII; anything else is refused (it
-	 * goes into a SET, where a multibyte client encoding could swallow an escape). */
-	for (const char *p = value; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
-			log_info("C-%llu: %s value with non-printable or non-ASCII bytes ignored",
-				 (unsigned long long)c->id, proxy_param_names[k]);
-			return;
-		}
+	/* The values PostgreSQL reports are printable ASCII; anything else is refused. */
+	if (!printable_ascii(value)) {
+		log_info("C-%llu: %s value with non-printable or non-ASCII bytes ignored",
+			 (unsigned long long)c->id, proxy_param_names[k]);
+		return;
+	}
 	if (c->pool && c->pool->defaults[k] && strcmp(c->pool->defaults[k], value) == 0) {
 		if (c->params) {
 			free(c->params[k]);
@@ -361,21 +376,17 @@ static int settings_add(void *arg, const char *name, const char *value)
 			 name);
 		return PGW_EINVAL;
 	}
-	/* Printable ASCII only: the value goes into a SET (see client_param_set). */
-	for (const char *p = value; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e) {
-			sb->sqlstate = "22023";
-			snprintf(sb->err, sizeof(sb->err),
-				 "startup parameter \"%s\": the proxy takes printable ASCII values "
-				 "only",
-				 name);
-			return PGW_EINVAL;
-		}
+	if (!printable_ascii(value)) {
+		sb->sqlstate = "22023";
+		snprintf(sb->err, sizeof(sb->err),
+			 "startup parameter \"%s\": the proxy takes printable ASCII values only",
+			 name);
+		return PGW_EINVAL;
+	}
 	/* set_config takes the value as a startup setting does (SET would read a quoted
 	 * "a,b" as one search_path entry); a quoted name may be a keyword (my.user). */
 	(void)cmn_buf_printf(&sb->sets, "SELECT pg_catalog.set_config('%s', E'", name);
-	for (const char *p = value; *p; p++)
-		(void)cmn_buf_printf(&sb->sets, "%s%c", *p == '\'' || *p == '\\' ? "\\" : "", *p);
+	append_literal(&sb->sets, value);
 	(void)cmn_buf_printf(&sb->sets, "', false);");
 	(void)cmn_buf_printf(&sb->resets, "RESET \"%s\";", name);
 	return sb->sets.data && sb->resets.data ? PGW_OK : PGW_ENOMEM;
@@ -447,6 +458,7 @@ static void server_settings_set(struct proxy_server *s, const char *sets, const 
 		free(s->sets);
 		s->sets = NULL;
 	}
+	s->pq.has_settings = s->sets != NULL;
 }
 
 /* A ParameterStatus from a server: its session, and its client's, have that value. */
@@ -2021,8 +2033,7 @@ static bool server_sync_params(struct proxy_server *s, struct proxy_client *c)
 		if (!want || !s->params[k] || strcmp(want, s->params[k]) == 0)
 			continue;
 		(void)cmn_buf_printf(&q, "SET %s TO E'", proxy_param_names[k]);
-		for (const char *p = want; *p; p++)
-			(void)cmn_buf_printf(&q, "%s%c", *p == '\'' || *p == '\\' ? "\\" : "", *p);
+		append_literal(&q, want);
 		(void)cmn_buf_printf(&q, "';");
 	}
 	if (q.len && !q.data) {

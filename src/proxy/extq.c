@@ -522,7 +522,7 @@ static void check_dirty(struct pq_server *srv, const uint8_t *q, size_t n)
 {
 	if (srv->n_held && (has_word(q, n, "discard") || has_word(q, n, "deallocate")))
 		srv->dirty = true;
-	if (has_word(q, n, "reset") || has_word(q, n, "discard"))
+	if (srv->has_settings && (has_word(q, n, "reset") || has_word(q, n, "discard")))
 		srv->reset_seen = true;
 }
 

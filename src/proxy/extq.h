@@ -78,10 +78,11 @@ struct pq_slot {
 struct pq_server {
 	struct pq_slot *v; /* ring */
 	size_t head, len, cap;
-	bool skipping;	 /* after an error, the server ignores everything up to a Sync */
-	bool desync;	 /* an answer matched no slot: do not reuse this connection */
-	bool dirty;	 /* DISCARD / DEALLOCATE ran: its statements are unknown */
-	bool reset_seen; /* a client query said RESET or DISCARD: settings may be gone */
+	bool skipping;	   /* after an error, the server ignores everything up to a Sync */
+	bool desync;	   /* an answer matched no slot: do not reuse this connection */
+	bool dirty;	   /* DISCARD / DEALLOCATE ran: its statements are unknown */
+	bool has_settings; /* runs with a client's startup settings (set by the pooler) */
+	bool reset_seen;   /* ... and a client query said RESET or DISCARD: they may be gone */
 	struct pq_held *held;
 	size_t n_held, cap_held;
 	uint64_t clock;
