@@ -1,4 +1,5 @@
 #include "common/config.h"
+#include "common/util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -487,6 +488,56 @@ static const char *real_value(const struct load_ctx *ctx, const char *value)
 	return value;
 }
 
+/*
+ * True when key (lower case) names "<a key of sec>_file" and is not itself a key of
+ * sec (auth_file is a key; superuser_password_file is the secret read from a file).
+ */
+static bool file_variable(const struct load_ctx *ctx, const struct cmn_cfg_section *sec,
+			  const char *key)
+{
+	size_t len = strlen(key);
+	char base[192];
+
+	if (sec->free_form || len <= 5 || strcmp(key + len - 5, "_file") != 0 ||
+	    find_key(ctx->schema, sec->name, key) >= 0)
+		return false;
+	snprintf(base, sizeof(base), "%.*s", (int)(len - 5), key);
+	return find_key(ctx->schema, sec->name, base) >= 0;
+}
+
+/*
+ * Reads a value from a file (a Docker secret under /run/secrets, say): the whole
+ * content, without its trailing newlines, at most 64 KiB, in one line.
+ */
+static int read_value_file(const char *path, char **out, char *err, size_t err_size,
+			   const char *origin)
+{
+	size_t len = 0;
+	char *s;
+
+	if (*path == '\0') {
+		snprintf(err, err_size, "%s: empty file name", origin);
+		return PGW_EINVAL;
+	}
+	s = cmn_read_file(path, &len);
+	if (!s) {
+		snprintf(err, err_size, "%s: cannot read %s: %s", origin, path, strerror(errno));
+		return PGW_EINVAL;
+	}
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+		s[--len] = '\0';
+	if (len > 65536 || strlen(s) != len || strpbrk(s, "\r\n")) {
+		snprintf(err, err_size,
+			 "%s: %s must hold one line of text (at most 64 KiB, no NUL byte)", origin,
+			 path);
+		explicit_bzero(s, len);
+		free(s);
+		return PGW_EINVAL;
+	}
+	*out = s;
+	return PGW_OK;
+}
+
 static int apply_env(struct load_ctx *ctx)
 {
 	for (char **e = environ; *e; e++) {
@@ -516,6 +567,22 @@ static int apply_env(struct load_ctx *ctx)
 		for (char *p = key; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		snprintf(origin, sizeof(origin), "environment %s", name);
+		if (file_variable(ctx, sec, key)) {
+			/* PGWARDEN_<SECTION>_<KEY>_FILE: the value is that file's content. */
+			char *content = NULL;
+			int rc;
+
+			key[strlen(key) - 5] = '\0';
+			if (read_value_file(eq + 1, &content, ctx->err, ctx->err_size, origin) !=
+			    PGW_OK)
+				return PGW_EINVAL;
+			rc = apply(ctx, section, key, content, origin);
+			explicit_bzero(content, strlen(content));
+			free(content);
+			if (rc != PGW_OK)
+				return PGW_EINVAL;
+			continue;
+		}
 		if (apply(ctx, section, key, eq + 1, origin) != PGW_OK)
 			return PGW_EINVAL;
 	}

@@ -6,6 +6,7 @@
 #include "agent/defaults.h"
 #include "common/config.h"
 
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -769,6 +770,63 @@ static void test_env_only(void **state)
 	agent_config_free(&cfg);
 }
 
+/* PGWARDEN_<SECTION>_<KEY>_FILE: the value comes from a file (a Docker secret). */
+static void test_env_file(void **state)
+{
+	struct agent_config cfg;
+	char err[1024], secret[] = "/tmp/pgw-test-secret-XXXXXX";
+	int fd = mkstemp(secret);
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "fr0m-a-f1le\n", 12), 12);
+	close(fd);
+	assert_int_equal(setenv("PGWARDEN_CLUSTER_NAME", "envdemo", 1), 0);
+	assert_int_equal(setenv("PGWARDEN_CLUSTER_MEMBER", "envnode", 1), 0);
+	assert_int_equal(setenv("PGWARDEN_POSTGRESQL_DATA_DIR", "/var/lib/pgw/data", 1), 0);
+	assert_int_equal(setenv("PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD_FILE", secret, 1), 0);
+	assert_int_equal(setenv("PGWARDEN_POSTGRESQL_REPLICATION_PASSWORD", REPL_PW, 1), 0);
+	assert_int_equal(setenv("PGWARDEN_CLUSTER_TTL_FILE", secret, 1), 0);
+	/* a bad value read from a file is reported without the file's content */
+	assert_int_equal(agent_config_load(NULL, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_string_equal(err, "environment PGWARDEN_CLUSTER_TTL_FILE: bad value 'fr0m-a-f1le' "
+				 "for 'ttl' in [cluster]: expected a duration such as 10, 10s or "
+				 "500ms");
+	agent_config_free(&cfg);
+	assert_int_equal(unsetenv("PGWARDEN_CLUSTER_TTL_FILE"), 0);
+
+	assert_int_equal(agent_config_load(NULL, &cfg, err, sizeof(err)), PGW_OK);
+	assert_string_equal(cfg.superuser_password, "fr0m-a-f1le"); /* newline dropped */
+	agent_config_free(&cfg);
+
+	/* a missing file */
+	assert_int_equal(
+	    setenv("PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD_FILE", "/nonexistent/pw", 1), 0);
+	assert_int_equal(agent_config_load(NULL, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_string_equal(err, "environment PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD_FILE: cannot "
+				 "read /nonexistent/pw: No such file or directory");
+	agent_config_free(&cfg);
+
+	/* two lines are refused */
+	fd = open(secret, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "a\nb\n", 4), 4);
+	close(fd);
+	assert_int_equal(setenv("PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD_FILE", secret, 1), 0);
+	assert_int_equal(agent_config_load(NULL, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "must hold one line of text"));
+	agent_config_free(&cfg);
+
+	/* a key of its own that ends in _file is not a file variable; an unknown base is */
+	assert_int_equal(unsetenv("PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD_FILE"), 0);
+	assert_int_equal(setenv("PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD", SU_PW, 1), 0);
+	assert_int_equal(setenv("PGWARDEN_CLUSTER_TTLL_FILE", secret, 1), 0);
+	assert_int_equal(agent_config_load(NULL, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "unknown key 'ttll_file' in [cluster]"));
+	agent_config_free(&cfg);
+	unlink(secret);
+}
+
 static void test_free_form_sections(void **state)
 {
 	struct agent_config cfg;
@@ -960,6 +1018,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_env_override, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_env_bad_value, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_env_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_env_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_form_sections, setup, teardown),
 	    cmocka_unit_test(test_timing_check),
 	    cmocka_unit_test_setup_teardown(test_timing_in_file, setup, teardown),
