@@ -245,11 +245,38 @@ void cmn_format_lsn(uint64_t lsn, char *out, size_t size)
 	snprintf(out, size, "%X/%X", (unsigned int)(lsn >> 32), (unsigned int)lsn);
 }
 
+/* The memory limit of our cgroup (v2 memory.max, else v1), or 0 when none is set. */
+static int64_t cgroup_memory_limit(void)
+{
+	static const char *const files[] = {"/sys/fs/cgroup/memory.max",
+					    "/sys/fs/cgroup/memory/memory.limit_in_bytes"};
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		char *text = cmn_read_file(files[i], NULL);
+		long long v;
+		char *end;
+
+		if (!text)
+			continue;
+		errno = 0;
+		v = strtoll(text, &end, 10);
+		if (end == text || errno != 0 || v <= 0) {
+			free(text); /* "max": no limit */
+			return 0;
+		}
+		free(text);
+		return v;
+	}
+	return 0;
+}
+
 int64_t cmn_physical_memory(void)
 {
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+	int64_t ram = 1024LL * 1024 * 1024, limit = cgroup_memory_limit();
 
-	if (pages <= 0 || page <= 0)
-		return 1024LL * 1024 * 1024;
-	return (int64_t)pages * page;
+	if (pages > 0 && page > 0)
+		ram = (int64_t)pages * page;
+	/* In a container with a memory limit (Docker's --memory), that is what we have. */
+	return limit > 0 && limit < ram ? limit : ram;
 }

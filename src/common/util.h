@@ -39,7 +39,7 @@ int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) P
 int cmn_parse_lsn(const char *s, uint64_t *out) PGW_WUR;
 void cmn_format_lsn(uint64_t lsn, char *out, size_t size);
 
-/* Total physical memory of this machine in bytes. */
+/* This machine's RAM, or our cgroup's memory limit when that is lower (a container). */
 int64_t cmn_physical_memory(void);
 
 #endif
