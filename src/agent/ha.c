@@ -454,3 +454,52 @@ bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_
 	snprintf(reason, reason_size, "healthiest of the reachable members");
 	return true;
 }
+
+const char *ha_handover_candidate(const struct dcs_cluster *c, const char *me,
+				  const struct ha_standby *ws, size_t n_ws, uint64_t leader_lsn,
+				  int64_t max_lag, char *why, size_t why_size)
+{
+	const struct dcs_member *best = NULL;
+	uint64_t best_flush = 0;
+	size_t off = 0;
+
+	why[0] = '\0';
+	for (size_t i = 0; i < c->n_members; i++) {
+		const struct dcs_member *m = &c->members[i];
+		const struct ha_standby *w = NULL;
+		char unfit[160] = "";
+
+		if (strcmp(m->name, me) == 0)
+			continue;
+		for (size_t j = 0; j < n_ws && !w; j++)
+			if (strcmp(ws[j].name, m->name) == 0 && ws[j].streaming)
+				w = &ws[j];
+		if (m->nofailover)
+			snprintf(unfit, sizeof(unfit), "tagged nofailover");
+		else if (strcmp(m->role, "replica") != 0 || strcmp(m->state, "streaming") != 0)
+			snprintf(unfit, sizeof(unfit), "%s %s, not a streaming replica", m->role,
+				 m->state);
+		else if (!w)
+			snprintf(unfit, sizeof(unfit), "not streaming from us");
+		else if (c->has_sync && !dcs_sync_has(c, m->name))
+			snprintf(unfit, sizeof(unfit), "not in the synchronous set");
+		else if (w->flush < leader_lsn && (int64_t)(leader_lsn - w->flush) > max_lag)
+			snprintf(unfit, sizeof(unfit),
+				 "%llu bytes behind, more than "
+				 "maximum_lag_on_failover",
+				 (unsigned long long)(leader_lsn - w->flush));
+		if (unfit[0]) {
+			if (off < why_size)
+				off += (size_t)snprintf(why + off, why_size - off, "%s%s: %s",
+							off ? "; " : "", m->name, unfit);
+			continue;
+		}
+		if (!best || w->flush > best_flush) {
+			best = m;
+			best_flush = w->flush;
+		}
+	}
+	if (!best && !why[0])
+		snprintf(why, why_size, "no other member");
+	return best ? best->name : NULL;
+}

@@ -81,4 +81,23 @@ const char *ha_action_name(enum ha_action a);
 /* Member to clone from: a running clonefrom-tagged replica, else the leader; NULL if none. */
 const struct dcs_member *ha_clone_source(const struct dcs_cluster *c, const char *me);
 
+/* One of the leader's walsenders, as pg_stat_replication shows it. */
+struct ha_standby {
+	char name[DCS_NAME_MAX]; /* application_name: the member's name */
+	bool streaming;
+	uint64_t flush; /* flush_lsn: what the standby has on disk */
+};
+
+/*
+ * The replica a leader that is shutting down hands its role to: its member key says
+ * it is a streaming replica, one of our walsenders streams to it, it is not tagged
+ * nofailover, it is in the synchronous set when the cluster has one (as a planned
+ * switchover requires), and it has flushed to within max_lag of leader_lsn; the most
+ * advanced of those. NULL when none qualifies: why then says, member by member, why
+ * not. The name returned points into c.
+ */
+const char *ha_handover_candidate(const struct dcs_cluster *c, const char *me,
+				  const struct ha_standby *ws, size_t n_ws, uint64_t leader_lsn,
+				  int64_t max_lag, char *why, size_t why_size);
+
 #endif

@@ -930,6 +930,70 @@ static void test_replica_diverged_stops_at_once(void **state)
 	assert_action(f, HA_WAIT, "node2");
 }
 
+/* ---- hand-over at shutdown ------------------------------------------------- */
+
+static void add_standby(struct ha_standby *ws, size_t *n, const char *name, bool streaming,
+			uint64_t flush)
+{
+	memset(&ws[*n], 0, sizeof(ws[*n]));
+	snprintf(ws[*n].name, sizeof(ws[*n].name), "%s", name);
+	ws[*n].streaming = streaming;
+	ws[*n].flush = flush;
+	(*n)++;
+}
+
+/* The leader that shuts down picks the most advanced replica fit to take over. */
+static void test_handover_candidate(void **state)
+{
+	struct fx *f = *state;
+	struct ha_standby ws[DCS_MAX_MEMBERS];
+	size_t n = 0;
+	char why[512];
+	const char *c;
+	uint64_t at = 0x5000000;
+
+	hold_key(f, 1);
+	add_standby(ws, &n, "node2", true, at - 100);
+	add_standby(ws, &n, "node3", true, at - 10);
+	c = ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why));
+	assert_non_null(c);
+	assert_string_equal(c, "node3");
+	/* Too far behind: the other one. */
+	ws[1].flush = at - 2 * MB;
+	c = ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why));
+	assert_non_null(c);
+	assert_string_equal(c, "node2");
+	/* Tagged nofailover, or its member key not streaming: not it either. */
+	find(f, "node2")->nofailover = true;
+	assert_null(ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why)));
+	assert_non_null(strstr(why, "node2: tagged nofailover"));
+	assert_non_null(strstr(why, "node3: 2097152 bytes behind"));
+	find(f, "node2")->nofailover = false;
+	snprintf(find(f, "node2")->state, sizeof(find(f, "node2")->state), "running");
+	assert_null(ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why)));
+	assert_non_null(strstr(why, "node2: replica running, not a streaming replica"));
+	snprintf(find(f, "node2")->state, sizeof(find(f, "node2")->state), "streaming");
+	/* Its member key says streaming but no walsender of ours streams to it. */
+	ws[0].streaming = false;
+	assert_null(ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why)));
+	assert_non_null(strstr(why, "node2: not streaming from us"));
+	ws[0].streaming = true;
+	/* Synchronous mode: only a member of the set. */
+	ws[1].flush = at;
+	set_sync(f, ME, "node2");
+	c = ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why));
+	assert_non_null(c);
+	assert_string_equal(c, "node2");
+	set_sync(f, ME, "");
+	assert_null(ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why)));
+	assert_non_null(strstr(why, "node3: not in the synchronous set"));
+	/* Nobody else. */
+	f->c.has_sync = false;
+	f->c.n_members = 1;
+	assert_null(ha_handover_candidate(&f->c, ME, ws, n, at, (int64_t)MB, why, sizeof(why)));
+	assert_string_equal(why, "no other member");
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -981,6 +1045,7 @@ int main(void)
 	    T(test_action_names),
 	    T(test_healthiest),
 	    T(test_clone_source),
+	    T(test_handover_candidate),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
