@@ -1494,6 +1494,66 @@ static void keep_leader(struct agent *a)
 }
 
 /*
+ * pg_ctl stop -m mode, our lease kept meanwhile: while we lead, the lease is renewed
+ * every loop_wait and the fence moved with it, so a long shutdown checkpoint is not cut
+ * short by our own fence, and the REST API still sees a live loop. If etcd stops
+ * answering, the fence stops PostgreSQL before the lease can expire, as in the loop.
+ * Returns pg_ctl's exit code (-1: it could not run or was killed).
+ */
+static int stop_postgres(struct agent *a, const char *mode)
+{
+	char log[4200];
+	struct cmn_proc_opts o = {
+	    .argv = pgctl_argv_stop(&a->pg, mode),
+	    .env_extra = pgctl_env(&a->pg),
+	    .new_session = true,
+	};
+	int64_t started = cmn_now_ms(), last_beat = started;
+	int64_t kill_at = started + (AGENT_PG_STOP_TIMEOUT_S + 10) * 1000LL;
+	pid_t pid;
+	int code = -1;
+
+	pgctl_log_path(&a->pg, log, sizeof(log));
+	o.log_path = log;
+	if (cmn_proc_spawn(&o, &pid) != PGW_OK) {
+		log_error("cannot run pg_ctl stop -m %s", mode);
+		return -1;
+	}
+	while (cmn_proc_poll(pid, &code) == 0) {
+		int64_t now = cmn_now_ms();
+
+		if (now >= kill_at) {
+			kill(pid, SIGKILL);
+			while (cmn_proc_poll(pid, &code) == 0)
+				usleep(10000);
+			code = -1;
+			break;
+		}
+		if (now - last_beat >= a->cfg.loop_wait_ms) {
+			int64_t lease = a->lease_id;
+
+			last_beat = now;
+			/* A new lease (the old one expired) carries no leader key: fence stays. */
+			if (holds_leader(a) && lease_maintain(a, false) && a->lease_id == lease &&
+			    a->fence_armed &&
+			    agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
+					    a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS / 2) !=
+				PGW_OK)
+				log_warning("could not move the fence's deadline");
+			pthread_mutex_lock(&a->api.lock);
+			a->api.last_loop_ms = now;
+			pthread_mutex_unlock(&a->api.lock);
+		}
+		usleep(20000);
+	}
+	if (code != 0)
+		log_warning(
+		    "pg_ctl stop -m %s exited with %d after %lld ms (see the PostgreSQL log)", mode,
+		    code, (long long)(cmn_now_ms() - started));
+	return code;
+}
+
+/*
  * Planned switchover, on the leader: checkpoint (a short shutdown checkpoint)
  * while the proxies drain, wait until every registered proxy reports its primary
  * pools drained for this request (bounded by switchover_proxy_wait; the loop runs
@@ -1578,9 +1638,9 @@ static void do_switchover(struct agent *a, const char *candidate)
 	}
 	a->so_waiting = false;
 	pgctl_close(&a->pg);
-	if (run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) != 0) {
+	if (stop_postgres(a, "fast") != 0) {
 		log_error("switchover: PostgreSQL did not stop cleanly; stopping it at once");
-		if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+		if (stop_postgres(a, "immediate") != 0) {
 			log_error("switchover: cannot stop PostgreSQL; keeping the leader key");
 			return;
 		}
@@ -2296,7 +2356,6 @@ static void agent_shutdown(struct agent *a)
 {
 	bool leader;
 
-	log_info("shutting down: stopping PostgreSQL");
 	if (a->job.kind != JOB_NONE) {
 		kill(a->job.pid, SIGTERM);
 		for (int i = 0; i < 100 && cmn_proc_poll(a->job.pid, &(int){0}) == 0; i++)
@@ -2307,15 +2366,29 @@ static void agent_shutdown(struct agent *a)
 		bootstrap_failed(a, "interrupted"); /* let another member bootstrap */
 	leader = holds_leader(a);
 	pgctl_close(&a->pg);
+	if (a->probe.postmaster_pid) {
+		log_info("shutting down: stopping PostgreSQL");
+		if (stop_postgres(a, "fast") != 0)
+			(void)stop_postgres(a, "immediate");
+		pgctl_probe(&a->pg, &a->probe);
+		pgctl_close(&a->pg);
+	}
+	/* The fence goes, and the key with it, only once PostgreSQL is down. */
+	if (a->probe.postmaster_pid && leader) {
+		log_error(
+		    "shutting down: PostgreSQL did not stop; keeping the leader key until our "
+		    "lease expires (the fence stops PostgreSQL before that)");
+		return;
+	}
 	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) != PGW_OK)
 		log_warning("could not disarm the fence");
-	if (a->probe.postmaster_pid &&
-	    run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000) != 0)
-		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);
+	else
+		a->fence_armed = false;
 	if (leader && dcs_release_leader(&a->dcs, a->cfg.member_name) == PGW_OK)
 		log_info("released the leader key");
 	if (a->lease_id && etcd_lease_revoke(a->etcd, a->lease_id) != PGW_OK)
 		log_debug("could not revoke our lease");
+	log_info("shutting down: done");
 }
 
 static void usage(void)
