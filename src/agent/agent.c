@@ -128,6 +128,17 @@ struct agent {
 	enum ha_action last_action;
 	char last_reason[256];
 
+	/*
+	 * Shutting down as the leader (SIGTERM, SIGINT): the role goes to a replica
+	 * through a planned switchover first, bounded by shutdown_handover_timeout.
+	 */
+	int signals_seen; /* shutdown signals the loop has acted on */
+	struct {
+		bool active;
+		int64_t started_ms, deadline_ms;
+		bool seen; /* our switchover request was in a view of etcd */
+	} ho;
+
 	pthread_t watch_thread;
 	bool watch_started;
 	const char *config_path;
@@ -147,14 +158,15 @@ extern char **environ;
 static void req_finish(struct agent *a, unsigned int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* SIGTERM / SIGINT received: 1 once, 2 for a second one (stop at once). */
 static volatile sig_atomic_t shutdown_requested, reload_requested;
 
 static void on_signal(int sig)
 {
 	if (sig == SIGHUP)
 		reload_requested = 1;
-	else
-		shutdown_requested = 1;
+	else if (shutdown_requested < 2)
+		shutdown_requested = shutdown_requested + 1;
 }
 
 /* ---- waking the loop ---- */
@@ -170,7 +182,7 @@ static void agent_wake(struct agent *a)
 static void agent_sleep(struct agent *a, int64_t until_ms)
 {
 	pthread_mutex_lock(&a->wake_lock);
-	while (!a->woken && !shutdown_requested) {
+	while (!a->woken && shutdown_requested == a->signals_seen) {
 		int64_t left = until_ms - cmn_now_ms();
 		struct timespec ts;
 
@@ -1653,6 +1665,8 @@ static void do_switchover(struct agent *a, const char *candidate)
 	if (dcs_release_leader(&a->dcs, a->cfg.member_name) != PGW_OK)
 		log_error(
 		    "switchover: could not release the leader key (it expires with our lease)");
+	else
+		a->cluster.has_leader = false; /* until the next read shows the new leader */
 	a->configured_upstream[0] = '?';
 	a->configured_upstream[1] = '\0';
 	a->last_full_read_ms = 0;
@@ -2268,6 +2282,8 @@ static void update_fence(struct agent *a)
 		a->fence_armed = arm;
 }
 
+static void handover_filter(struct agent *a, struct ha_decision *d);
+
 static void run_once(struct agent *a)
 {
 	struct ha_decision d;
@@ -2339,6 +2355,7 @@ static void run_once(struct agent *a)
 		snprintf(in.configured_upstream, sizeof(in.configured_upstream), "%s",
 			 a->configured_upstream);
 		ha_decide(&in, &d);
+		handover_filter(a, &d);
 		if (d.action != a->last_action || strcmp(d.reason, a->last_reason) != 0)
 			log_info("%s: %s", ha_action_name(d.action), d.reason);
 		a->last_action = d.action;
@@ -2350,6 +2367,209 @@ static void run_once(struct agent *a)
 	update_fence(a);
 	publish_member(a);
 	publish_api(a);
+}
+
+/* ---- shutting down ---- */
+
+/* No more REST requests for the loop (those waiting are answered 503). */
+static void req_stop(struct agent *a)
+{
+	req_finish(a, 503, "the agent is shutting down");
+	pthread_mutex_lock(&a->req_lock);
+	a->req_stopping = true;
+	pthread_cond_broadcast(&a->req_cond);
+	pthread_mutex_unlock(&a->req_lock);
+}
+
+/* Our walsenders (pg_stat_replication) and our flushed position; false on failure. */
+static bool read_standbys(struct agent *a, struct ha_standby *ws, size_t *n, uint64_t *lsn)
+{
+	char *rows = pgctl_query_value(
+	    &a->pg, "SELECT pg_current_wal_flush_lsn()::text || coalesce((SELECT string_agg("
+		    "E'\\n' || application_name || ' ' || state || ' ' || coalesce(flush_lsn, "
+		    "'0/0')::text, '') FROM pg_stat_replication), '')");
+	char *save = NULL, *line = rows ? strtok_r(rows, "\n", &save) : NULL;
+
+	*n = 0;
+	if (!line || cmn_parse_lsn(line, lsn) != PGW_OK) {
+		free(rows);
+		return false;
+	}
+	while ((line = strtok_r(NULL, "\n", &save)) && *n < DCS_MAX_MEMBERS) {
+		char name[DCS_NAME_MAX], state[32], flush[32];
+
+		if (sscanf(line, "%63s %31s %31s", name, state, flush) != 3)
+			continue;
+		snprintf(ws[*n].name, sizeof(ws[*n].name), "%s", name);
+		ws[*n].streaming = strcmp(state, "streaming") == 0;
+		if (cmn_parse_lsn(flush, &ws[*n].flush) != PGW_OK)
+			ws[*n].flush = 0;
+		(*n)++;
+	}
+	free(rows);
+	return true;
+}
+
+/*
+ * The first SIGTERM / SIGINT: a healthy leader hands its role to a replica before it
+ * stops, through the planned switchover (a request in the failover key, as `pgwarden
+ * switchover` writes it, which the loop then carries out). true: the hand-over has
+ * begun, the loop goes on; false: stop now as without one (the reason is logged).
+ */
+static bool handover_begin(struct agent *a)
+{
+	struct ha_standby ws[DCS_MAX_MEMBERS];
+	size_t n_ws = 0;
+	uint64_t lsn = 0;
+	char why[1024];
+	const char *cand;
+	bool created = false;
+
+	/* A fresh view: the watch cache may lag our own last writes by a loop. */
+	a->last_full_read_ms = 0;
+	read_cluster(a);
+	pgctl_probe(&a->pg, &a->probe);
+	if (!a->dcs_ok || !holds_leader(a) || !a->probe.accepting || a->probe.in_recovery ||
+	    a->job.kind != JOB_NONE || a->bootstrapping)
+		return false; /* not a healthy leader: nothing to hand over */
+	if (a->cfg.shutdown_handover_timeout_ms <= 0) {
+		log_info("shutting down: shutdown_handover_timeout is 0, no hand-over of the "
+			 "leader role");
+		return false;
+	}
+	if (a->cluster.paused) {
+		log_info("shutting down: maintenance mode, no hand-over of the leader role");
+		return false;
+	}
+	if (a->cluster.has_switchover) {
+		if ((a->cluster.switchover_leader[0] &&
+		     strcmp(a->cluster.switchover_leader, a->cfg.member_name) != 0) ||
+		    a->cluster.switchover_at > cmn_wall_ms() / 1000) {
+			log_info("shutting down: a switchover we cannot carry out now is pending "
+				 "(scheduled for later, or from another leader), no hand-over of "
+				 "the leader role");
+			return false;
+		}
+		cand = a->cluster.switchover_candidate;
+		log_info("shutting down: finishing the switchover under way to %s first (at most "
+			 "%d ms)",
+			 cand[0] ? cand : "the healthiest replica",
+			 a->cfg.shutdown_handover_timeout_ms);
+	} else {
+		if (!read_standbys(a, ws, &n_ws, &lsn)) {
+			log_warning(
+			    "shutting down: cannot read pg_stat_replication, no hand-over of "
+			    "the leader role");
+			return false;
+		}
+		cand = ha_handover_candidate(&a->cluster, a->cfg.member_name, ws, n_ws, lsn,
+					     a->cfg.maximum_lag_on_failover, why, sizeof(why));
+		if (!cand) {
+			log_info("shutting down: no replica can take the leader role (%s)", why);
+			return false;
+		}
+		if (dcs_request_switchover(&a->dcs, a->cfg.member_name, cand, 0, &created) !=
+		    PGW_OK) {
+			log_warning(
+			    "shutting down: cannot write the switchover request, no hand-over");
+			return false;
+		}
+		log_info(
+		    "shutting down: handing the leader role over to %s first (at most %d ms)%s",
+		    cand, a->cfg.shutdown_handover_timeout_ms,
+		    created ? "" : "; another switchover request came first: following it");
+	}
+	req_stop(a);
+	a->ho.active = true;
+	a->ho.seen = false;
+	a->ho.started_ms = cmn_now_ms();
+	a->ho.deadline_ms = a->ho.started_ms + a->cfg.shutdown_handover_timeout_ms;
+	a->last_full_read_ms = 0; /* next loop: read the request back from etcd */
+	return true;
+}
+
+/*
+ * While handing over, the loop only carries the switchover out: it never starts,
+ * rewinds or promotes anything (once the key has gone, the rules would have us rejoin
+ * as a replica). Safety actions stay: demote, release.
+ */
+static void handover_filter(struct agent *a, struct ha_decision *d)
+{
+	char reason[sizeof(d->reason)];
+
+	if (!a->ho.active)
+		return;
+	switch (d->action) {
+	case HA_WAIT:
+	case HA_KEEP_LEADER:
+	case HA_SWITCHOVER:
+	case HA_DEMOTE:
+	case HA_RELEASE:
+		return;
+	default:
+		snprintf(reason, sizeof(reason), "shutting down: not acting (would %s: %s)",
+			 ha_action_name(d->action), d->reason);
+		d->action = HA_WAIT;
+		snprintf(d->reason, sizeof(d->reason), "%s", reason);
+		return;
+	}
+}
+
+/* Our PostgreSQL stopped and the key gone: done once another member holds it. */
+static bool handover_done(const struct agent *a)
+{
+	return !a->probe.postmaster_pid && !holds_leader(a) && a->dcs_ok && a->cluster.has_leader;
+}
+
+/*
+ * Where the hand-over stands, before each loop. true: go on; false: stop now (done,
+ * cancelled, out of time, or a second signal), logged.
+ */
+static bool handover_going_on(struct agent *a)
+{
+	int64_t now = cmn_now_ms(), took = now - a->ho.started_ms;
+	bool leads = holds_leader(a);
+
+	if (a->dcs_ok && a->cluster.has_switchover &&
+	    strcmp(a->cluster.switchover_leader, a->cfg.member_name) == 0)
+		a->ho.seen = true;
+	if (handover_done(a)) {
+		log_info("shutting down: hand-over done in %lld ms: %s is the leader, PostgreSQL "
+			 "stays stopped",
+			 (long long)took, a->cluster.leader);
+		return false;
+	}
+	if (shutdown_requested > 1) {
+		log_warning("shutting down: second signal after %lld ms of hand-over: stopping now",
+			    (long long)took);
+	} else if (now >= a->ho.deadline_ms) {
+		log_warning("shutting down: hand-over did not finish in %d ms: stopping now",
+			    a->cfg.shutdown_handover_timeout_ms);
+	} else if (a->ho.seen && a->dcs_ok && !a->cluster.has_switchover && leads &&
+		   a->probe.postmaster_pid) {
+		log_warning("shutting down: the switchover request went away (cancelled) after "
+			    "%lld ms: stopping now",
+			    (long long)took);
+	} else {
+		return true;
+	}
+	/* Still leading: a plain stop, the replicas race as after any loss of the key. */
+	if (leads && a->probe.postmaster_pid && a->cluster.has_switchover &&
+	    strcmp(a->cluster.switchover_leader, a->cfg.member_name) == 0 &&
+	    dcs_clear_switchover(&a->dcs) != PGW_OK)
+		log_warning("could not clear our switchover request");
+	return false;
+}
+
+/* Before each loop: false when the loop should end (shutting down, no hand-over left). */
+static bool loop_going_on(struct agent *a)
+{
+	if (!shutdown_requested)
+		return true;
+	if (a->ho.active)
+		return handover_going_on(a);
+	a->signals_seen = shutdown_requested;
+	return handover_begin(a);
 }
 
 static void agent_shutdown(struct agent *a)
@@ -2522,29 +2742,30 @@ int agent_main(int argc, char **argv)
 	log_info("starting: cluster %s, member %s, etcd %s, ttl %d ms, loop_wait %d ms",
 		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd_endpoints, a->cfg.ttl_ms,
 		 a->cfg.loop_wait_ms);
+	if (a->cfg.shutdown_handover_timeout_ms > 0 &&
+	    a->cfg.shutdown_handover_timeout_ms <= a->cfg.switchover_proxy_wait_ms)
+		log_warning(
+		    "shutdown_handover_timeout (%d ms) does not exceed switchover_proxy_wait "
+		    "(%d ms): a hand-over at shutdown may run out of time while the proxies "
+		    "drain",
+		    a->cfg.shutdown_handover_timeout_ms, a->cfg.switchover_proxy_wait_ms);
 	a->watch_started = pthread_create(&a->watch_thread, NULL, watch_main, a) == 0;
-	while (!shutdown_requested) {
-		int64_t started = cmn_now_ms();
+	while (loop_going_on(a)) {
+		int64_t started = cmn_now_ms(), until = started + a->cfg.loop_wait_ms;
 
 		run_once(a);
-		if (a->job.kind != JOB_NONE || a->bootstrapping) {
-			agent_sleep(a, started + 100);
-		} else if (a->so_waiting && a->last_action == HA_SWITCHOVER) {
+		if (a->job.kind != JOB_NONE || a->bootstrapping)
+			until = started + 100;
+		else if (a->so_waiting && a->last_action == HA_SWITCHOVER &&
+			 a->so_started_ms + a->cfg.switchover_proxy_wait_ms < until)
 			/* Waiting for the proxies: their reports wake us; else the bound. */
-			int64_t until = a->so_started_ms + a->cfg.switchover_proxy_wait_ms;
-
-			agent_sleep(a, until < started + a->cfg.loop_wait_ms
-					   ? until
-					   : started + a->cfg.loop_wait_ms);
-		} else {
-			agent_sleep(a, started + a->cfg.loop_wait_ms);
-		}
+			until = a->so_started_ms + a->cfg.switchover_proxy_wait_ms;
+		if (a->ho.active && a->ho.deadline_ms < until)
+			until = a->ho.deadline_ms;
+		if (!(a->ho.active && handover_done(a)))
+			agent_sleep(a, until);
 	}
-	req_finish(a, 503, "the agent is shutting down");
-	pthread_mutex_lock(&a->req_lock);
-	a->req_stopping = true;
-	pthread_cond_broadcast(&a->req_cond);
-	pthread_mutex_unlock(&a->req_lock);
+	req_stop(a);
 	agent_shutdown(a);
 	rc = 0;
 	a->stop_watch = true;

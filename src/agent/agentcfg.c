@@ -42,6 +42,10 @@ static const struct cmn_cfg_key keys[] = {
     {"cluster", "switchover_proxy_wait", CMN_CFG_DURATION, OFF(switchover_proxy_wait_ms),
      AGENT_DEFAULT_SWITCHOVER_PROXY_WAIT, false, 0, SEC(600),
      "planned switchover: how long the leader waits for the proxies to drain before it stops"},
+    {"cluster", "shutdown_handover_timeout", CMN_CFG_DURATION, OFF(shutdown_handover_timeout_ms),
+     AGENT_DEFAULT_SHUTDOWN_HANDOVER_TIMEOUT, false, 0, SEC(3600),
+     "SIGTERM to the leader: how long it may take to hand the role to a replica first (0: "
+     "stop at once)"},
     {"cluster", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
      "debug, info, warning or error"},
     {"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0, 0,

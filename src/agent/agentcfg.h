@@ -21,7 +21,8 @@ struct agent_config {
 	int retry_timeout_ms;
 	int64_t maximum_lag_on_failover;
 	int primary_start_timeout_ms;
-	int switchover_proxy_wait_ms; /* planned switchover: bound on waiting for the proxies */
+	int switchover_proxy_wait_ms;	  /* planned switchover: bound on waiting for the proxies */
+	int shutdown_handover_timeout_ms; /* SIGTERM to the leader: hand over first (0: no) */
 	char *log_level;
 	/* [etcd] */
 	char *etcd_endpoints;

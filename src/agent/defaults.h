@@ -23,6 +23,14 @@
  * switchover_drain_timeout, 5 s by default, and report anyway).
  */
 #define AGENT_DEFAULT_SWITCHOVER_PROXY_WAIT "8s"
+/*
+ * SIGTERM to the leader's agent: the leader role goes to a healthy replica through a
+ * planned switchover first, bounded by this (0: no hand-over, stop at once). It covers
+ * the checkpoint, switchover_proxy_wait, the clean stop and the candidate taking the key,
+ * and must stay below what the supervisor waits before SIGKILL (Docker's
+ * stop_grace_period, systemd's TimeoutStopSec).
+ */
+#define AGENT_DEFAULT_SHUTDOWN_HANDOVER_TIMEOUT "20s"
 
 /* A primary demotes when its lease has less than this left. */
 #define AGENT_DEMOTE_MARGIN_MS 1000
