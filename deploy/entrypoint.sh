@@ -1,0 +1,138 @@
+#!/bin/sh
+# The image's entrypoint (under tini, which is PID 1). The command chooses the role:
+#   agent   pgwarden agent + PostgreSQL 15 (data in /var/lib/pgwarden/data)
+#   proxy   pgwarden proxy (6432 pooled, 5000 primary, 5001 replicas, 7000 status)
+#   etcd    an etcd v3 member
+#   health  the HEALTHCHECK of whichever role this container runs (the agent's
+#           /liveness, the proxy's /metrics, etcd's peer /version)
+# Anything else runs as given (pgwarden list, psql, etcdctl, sh ...).
+#
+# Configuration is by environment only: PGWARDEN_<SECTION>_<KEY>, or
+# PGWARDEN_<SECTION>_<KEY>_FILE naming a file (a Docker secret in /run/secrets) that
+# holds the value. etcd takes its own ETCD_* variables. Defaults below are set only
+# when a variable is absent.
+set -eu
+
+role_file=/tmp/pgwarden-role
+
+say() { echo "pgwarden-entrypoint: $*" >&2; }
+die() {
+	say "$*"
+	exit 2
+}
+
+# A password in a plain variable shows in `docker inspect`: point at a secret instead.
+warn_plain_secrets() {
+	for v in PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD PGWARDEN_POSTGRESQL_REPLICATION_PASSWORD \
+		PGWARDEN_API_PASSWORD PGWARDEN_ETCD_PASSWORD PGWARDEN_PROXY_HTTP_PASSWORD; do
+		if eval "[ -n \"\${$v:-}\" ]"; then
+			say "warning: $v is set in the environment, where docker inspect shows it;" \
+				"use ${v}_FILE=/run/secrets/... (a Docker secret)"
+		fi
+	done
+}
+
+# Every *_FILE variable must name a readable file: say which one is missing, by name.
+check_secret_files() {
+	env | sed -n 's/^\(PGWARDEN_[A-Z0-9_]*_FILE\)=\(.*\)$/\1 \2/p' | while read -r name path; do
+		case $name in PGWARDEN_PROXY_AUTH_FILE) ;; *)
+			[ -r "$path" ] || {
+				say "$name names $path, which cannot be read: is the Docker secret" \
+					"created (docker secret ls) and given to this service?"
+				exit 2
+			} ;;
+		esac
+	done
+}
+
+agent() {
+	: "${PGWARDEN_CLUSTER_MEMBER:?set PGWARDEN_CLUSTER_MEMBER (this member's name, e.g. node1)}"
+	: "${PGWARDEN_POSTGRESQL_DATA_DIR:=/var/lib/pgwarden/data}"
+	: "${PGWARDEN_POSTGRESQL_LISTEN:=0.0.0.0:5432}"
+	: "${PGWARDEN_POSTGRESQL_CONNECT_ADDRESS:=$PGWARDEN_CLUSTER_MEMBER:5432}"
+	: "${PGWARDEN_API_LISTEN:=0.0.0.0:8008}"
+	: "${PGWARDEN_API_CONNECT_ADDRESS:=$PGWARDEN_CLUSTER_MEMBER:8008}"
+	export PGWARDEN_POSTGRESQL_DATA_DIR PGWARDEN_POSTGRESQL_LISTEN \
+		PGWARDEN_POSTGRESQL_CONNECT_ADDRESS PGWARDEN_API_LISTEN PGWARDEN_API_CONNECT_ADDRESS
+	top=$(dirname "$PGWARDEN_POSTGRESQL_DATA_DIR")
+	if ! [ -d "$top" ] || ! [ -w "$top" ]; then
+		die "$top is not writable by uid $(id -u): on the host, create the member's folder" \
+			"and give it to 999:999 (deploy/setup.sh does; by hand:" \
+			"mkdir -p /var/lib/pgwarden/$PGWARDEN_CLUSTER_MEMBER &&" \
+			"chown -R 999:999 /var/lib/pgwarden/$PGWARDEN_CLUSTER_MEMBER)"
+	fi
+	# the HEALTHCHECK runs in the container's environment, not ours: tell it the URL
+	echo "http://127.0.0.1:${PGWARDEN_API_LISTEN##*:}/liveness" >"$role_file"
+	exec pgwarden agent
+}
+
+proxy() {
+	: "${PGWARDEN_PROXY_LISTEN:=0.0.0.0}"
+	# Each replica registers in etcd under its own name (the task's host name).
+	: "${PGWARDEN_PROXY_NAME:=$(hostname)}"
+	export PGWARDEN_PROXY_LISTEN PGWARDEN_PROXY_NAME
+	echo "http://127.0.0.1:${PGWARDEN_PROXY_HTTP_PORT:-7000}/metrics" >"$role_file"
+	exec pgwarden proxy
+}
+
+# An etcd member. Its data lives in a volume. A member whose volume is new while the
+# others already form a cluster that knows it (a replaced node) is removed and added
+# again, then starts with its peers' data: the one-time `member remove` / `member add`
+# of etcd's runbook, done for you.
+etcd_member() {
+	: "${ETCD_NAME:?set ETCD_NAME (this member's name, e.g. etcd1)}"
+	: "${ETCD_INITIAL_CLUSTER:?set ETCD_INITIAL_CLUSTER (etcd1=http://etcd1:2380,...)}"
+	: "${ETCD_DATA_DIR:=/var/lib/etcd/$ETCD_NAME}"
+	: "${ETCD_LISTEN_CLIENT_URLS:=http://0.0.0.0:2379}"
+	: "${ETCD_ADVERTISE_CLIENT_URLS:=http://$ETCD_NAME:2379}"
+	: "${ETCD_LISTEN_PEER_URLS:=http://0.0.0.0:2380}"
+	: "${ETCD_INITIAL_ADVERTISE_PEER_URLS:=http://$ETCD_NAME:2380}"
+	: "${ETCD_INITIAL_CLUSTER_TOKEN:=pgwarden}"
+	: "${ETCD_PRE_VOTE:=true}"
+	export ETCD_NAME ETCD_INITIAL_CLUSTER ETCD_DATA_DIR ETCD_LISTEN_CLIENT_URLS \
+		ETCD_ADVERTISE_CLIENT_URLS ETCD_LISTEN_PEER_URLS ETCD_INITIAL_ADVERTISE_PEER_URLS \
+		ETCD_INITIAL_CLUSTER_TOKEN ETCD_PRE_VOTE
+	# the peer port answers /version before the cluster has a quorum (the client port
+	# does not): a member waiting for its peers is alive, and must stay in the DNS
+	peer_port=${ETCD_LISTEN_PEER_URLS##*:}
+	echo "http://127.0.0.1:${peer_port%%/*}/version" >"$role_file"
+	if [ ! -d "$ETCD_DATA_DIR/member" ] && [ -z "${ETCD_INITIAL_CLUSTER_STATE:-}" ]; then
+		peers=$(echo "$ETCD_INITIAL_CLUSTER" | tr ',' '\n' | grep -v "^$ETCD_NAME=" |
+			sed 's|^[^=]*=\(http[s]*://[^:]*\):.*|\1:2379|' | paste -sd, -)
+		# Is there a cluster already, and has it seen this member start before?
+		if list=$(etcdctl --endpoints="$peers" --command-timeout=3s member list 2>/dev/null); then
+			old=$(echo "$list" | awk -F', ' -v n="$ETCD_NAME" '$3 == n {print $1}')
+			if [ -n "$old" ]; then
+				say "etcd member $ETCD_NAME starts with no data while the cluster knows it" \
+					"(a replaced node): removing member $old and adding it again"
+				etcdctl --endpoints="$peers" member remove "$old" >/dev/null
+				etcdctl --endpoints="$peers" member add "$ETCD_NAME" \
+					--peer-urls="$ETCD_INITIAL_ADVERTISE_PEER_URLS" >/dev/null
+				ETCD_INITIAL_CLUSTER_STATE=existing
+				export ETCD_INITIAL_CLUSTER_STATE
+			fi
+		fi
+	fi
+	exec etcd
+}
+
+health() {
+	url=$(cat "$role_file" 2>/dev/null) || exit 0 # a one-off command: nothing to check
+	exec curl -fsS -o /dev/null -m 2 "$url"
+}
+
+case "${1:-agent}" in
+agent)
+	warn_plain_secrets
+	check_secret_files
+	agent
+	;;
+proxy)
+	warn_plain_secrets
+	check_secret_files
+	proxy
+	;;
+etcd) etcd_member ;;
+health) health ;;
+*) exec "$@" ;;
+esac

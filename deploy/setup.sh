@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Prepares a Docker Swarm for pgwarden. Run it on a manager, as a user who can run docker.
+#   deploy/setup.sh                          asks which node is node1, node2, node3
+#   deploy/setup.sh --nodes A,B,C [--yes]    node names or IDs, in order; no questions
+# It:
+#   - labels the nodes: pgwarden=nodeN and etcd=nodeN (where member N and etcd N run);
+#   - creates DATA_ROOT/nodeN, owned by 999:999, on node N (a one-shot task on that node);
+#   - creates the Docker secrets (random, 40 characters) from deploy/.secrets/, where it
+#     keeps them for you (mode 0600): put your own password in a file there first to use it;
+#   - creates the application network (APP_NETWORK, an attachable overlay);
+#   - writes deploy/.env from .env.example.
+# Running it again changes nothing and says so. Exit codes: 0 ok, 1 failed, 2 bad usage.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=deploy/lib.sh
+. "$here/lib.sh"
+
+usage() {
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+nodes_arg="" assume_yes=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--nodes) nodes_arg=${2:?--nodes needs A,B,C}; shift 2 ;;
+	--nodes=*) nodes_arg=${1#--nodes=}; shift ;;
+	--yes | -y) assume_yes=1; shift ;;
+	-h | --help) usage ;;
+	*) fail_usage "unknown option '$1' (see --help)" ;;
+	esac
+done
+
+require_manager
+changed=0
+
+# ---- .env ----
+if [ -f "$here/.env" ]; then
+	say ".env: exists, unchanged"
+else
+	cp "$here/.env.example" "$here/.env"
+	say ".env: written from .env.example (edit it, then run deploy.sh)"
+	changed=1
+fi
+load_env "$here/.env"
+
+# ---- which node is node1, node2, node3 ----
+mapfile -t ids < <(docker node ls -q)
+declare -A name_of id_of
+for id in "${ids[@]}"; do
+	n=$(docker node inspect -f '{{.Description.Hostname}}' "$id")
+	name_of[$id]=$n
+	id_of[$n]=$id
+	id_of[$id]=$id
+done
+
+current_holder() { # label value -> node id holding label=value, or empty
+	for id in "${ids[@]}"; do
+		v=$(docker node inspect -f "{{index .Spec.Labels \"$1\"}}" "$id")
+		[ "$v" = "$2" ] && echo "$id"
+	done
+	return 0
+}
+
+if [ -z "$nodes_arg" ]; then
+	have=""
+	for i in 1 2 3; do
+		h=$(current_holder pgwarden "node$i")
+		[ -n "$h" ] && have="$have ${name_of[$h]}"
+	done
+	if [ "$(echo "$have" | wc -w)" = 3 ]; then
+		nodes_arg=$(echo "$have" | xargs | tr ' ' ',')
+		say "nodes: already labelled ($nodes_arg)"
+	elif [ -t 0 ] && [ "$assume_yes" = 0 ]; then
+		docker node ls
+		read -r -p "The three nodes for node1,node2,node3 (names or IDs, comma-separated): " \
+			nodes_arg
+	else
+		fail_usage "which nodes? give --nodes A,B,C (see docker node ls): no terminal to ask on"
+	fi
+fi
+IFS=, read -r -a chosen <<<"$nodes_arg"
+[ "${#chosen[@]}" = 3 ] || fail_usage "--nodes needs exactly three nodes, got '$nodes_arg'"
+declare -A seen
+for i in 0 1 2; do
+	want=${chosen[$i]}
+	id=${id_of[$want]:-}
+	[ -n "$id" ] || fail_usage "no node '$want' in this swarm (docker node ls lists them)"
+	[ -z "${seen[$id]:-}" ] || fail_usage "node '$want' is given twice: each member needs its own node"
+	seen[$id]=1
+	chosen[$i]=$id
+done
+
+# ---- labels ----
+for i in 1 2 3; do
+	id=${chosen[$((i - 1))]}
+	for key in pgwarden etcd; do
+		holder=$(current_holder "$key" "node$i")
+		if [ "$holder" = "$id" ]; then
+			say "label $key=node$i: on ${name_of[$id]} already"
+			continue
+		fi
+		for h in $holder; do
+			state=$(docker node inspect -f '{{.Status.State}}' "$h")
+			if [ "$state" = ready ] && [ "$assume_yes" = 0 ]; then
+				fail "label $key=node$i is on ${name_of[$h]}, which is up: move it with --yes" \
+					"(its member's data stays on ${name_of[$h]})"
+			fi
+			docker node update --label-rm "$key" "$h" >/dev/null
+			say "label $key=node$i: removed from ${name_of[$h]} ($state)"
+		done
+		docker node update --label-add "$key=node$i" "$id" >/dev/null
+		say "label $key=node$i: added to ${name_of[$id]}"
+		changed=1
+	done
+done
+
+# ---- the application network ----
+if docker network inspect "$APP_NETWORK" >/dev/null 2>&1; then
+	say "network $APP_NETWORK: exists"
+else
+	docker network create --driver overlay --attachable "$APP_NETWORK" >/dev/null
+	say "network $APP_NETWORK: created (overlay, attachable)"
+	changed=1
+fi
+
+# ---- secrets ----
+secrets_dir="$here/.secrets"
+umask 077
+mkdir -p "$secrets_dir"
+random_secret() {
+	local r
+	r=$(head -c 4096 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+	printf '%s' "${r:0:40}"
+}
+for s in superuser_password replication_password api_password http_password; do
+	f="$secrets_dir/$s"
+	[ -s "$f" ] || { random_secret >"$f"; say "secret $s: generated into $f"; }
+done
+# the proxy's auth file (PgBouncer's userlist.txt): the superuser, for auth_query
+printf '"postgres" "%s"\n' "$(cat "$secrets_dir/superuser_password")" >"$secrets_dir/userlist.new"
+if [ -f "$secrets_dir/userlist" ] && cmp -s "$secrets_dir/userlist" "$secrets_dir/userlist.new"; then
+	rm -f "$secrets_dir/userlist.new"
+else
+	mv "$secrets_dir/userlist.new" "$secrets_dir/userlist"
+fi
+for s in "${SECRETS[@]}"; do
+	name="${STACK_NAME}_$s"
+	if docker secret inspect "$name" >/dev/null 2>&1; then
+		say "docker secret $name: exists, unchanged"
+	else
+		docker secret create "$name" "$secrets_dir/$s" >/dev/null
+		say "docker secret $name: created"
+		changed=1
+	fi
+done
+
+# ---- data folders, one task per node ----
+for i in 1 2 3; do
+	id=${chosen[$((i - 1))]}
+	out=$(run_on_node "$id" "setup-node$i" \
+		"d=/host${DATA_ROOT}/node$i; if [ -d \$d ] && [ \"\$(stat -c %u:%g \$d)\" = 999:999 ]; then
+			echo exists; else mkdir -p \$d && chown 999:999 \$d && chmod 0750 \$d && echo created; fi") ||
+		fail "could not create ${DATA_ROOT}/node$i on ${name_of[$id]}: $out"
+	case $out in
+	*created*) say "folder ${DATA_ROOT}/node$i on ${name_of[$id]}: created (999:999)"; changed=1 ;;
+	*) say "folder ${DATA_ROOT}/node$i on ${name_of[$id]}: exists (999:999)" ;;
+	esac
+done
+
+if [ "$changed" = 0 ]; then
+	say "nothing to change: the swarm is ready for deploy.sh"
+else
+	say "done: now run deploy/deploy.sh"
+fi
