@@ -14,7 +14,7 @@ pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client
       meson ninja-build pkg-config gcc)
 if [ "$with_tests" = 1 ]; then
     pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 clang libclang-rt-14-dev clang-format iproute2
-          procps curl git nftables iptables libnetfilter-queue-dev)
+          procps curl git nftables iptables libnetfilter-queue-dev docker.io debootstrap)
 fi
 
 missing=()

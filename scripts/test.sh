@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: install what is missing, build under AddressSanitizer + UBSan,
 # unit tests (cmocka), integration tests (pytest against real etcd and PostgreSQL),
-# the short chaos suite (faults across network-namespace hosts) and the clang-format check.
+# the short chaos suite (faults across network-namespace hosts), the Docker Swarm
+# deployment on a real three-node swarm, and the clang-format check.
 # Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,4 +74,12 @@ echo "== fuzz results"
 cat /tmp/pgwarden-fuzz-all.log
 [ "$rc" = 0 ] || exit "$rc"
 [ "$fuzz_rc" = 0 ] || exit "$fuzz_rc"
+
+echo "== Docker Swarm (deploy/ on a real swarm of three docker-in-docker hosts)"
+swarm_rc=0
+timeout 1800 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/swarm || swarm_rc=$?
+# Whatever happened (a timeout kills pytest before it cleans up): no test container stays.
+/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
+swarmlib.remove_leftovers()'
+[ "$swarm_rc" = 0 ] || exit "$swarm_rc"
 echo "== all tests passed"
