@@ -75,10 +75,12 @@ proxy() {
 	exec pgwarden proxy
 }
 
-# An etcd member. Its data lives in a volume. A member whose volume is new while the
-# others already form a cluster that knows it (a replaced node) is removed and added
-# again, then starts with its peers' data: the one-time `member remove` / `member add`
-# of etcd's runbook, done for you.
+# An etcd member. Its data lives in a volume. When the other members already form a
+# healthy cluster and this one has no data (a replaced node, a lost volume, or a member
+# the cluster removed), it is removed if still listed and added again, then starts as a
+# member of the existing cluster and receives the data from its peers: the one-time
+# `member remove` / `member add` of etcd's runbook, done for you. A first bootstrap (no
+# healthy cluster yet) starts as etcd's initial cluster says.
 etcd_member() {
 	: "${ETCD_NAME:?set ETCD_NAME (this member's name, e.g. etcd1)}"
 	: "${ETCD_INITIAL_CLUSTER:?set ETCD_INITIAL_CLUSTER (etcd1=http://etcd1:2380,...)}"
@@ -96,21 +98,39 @@ etcd_member() {
 	# does not): a member waiting for its peers is alive, and must stay in the DNS
 	peer_port=${ETCD_LISTEN_PEER_URLS##*:}
 	echo "http://127.0.0.1:${peer_port%%/*}/version" >"$role_file"
-	if [ ! -d "$ETCD_DATA_DIR/member" ] && [ -z "${ETCD_INITIAL_CLUSTER_STATE:-}" ]; then
+	if [ -z "${ETCD_INITIAL_CLUSTER_STATE:-}" ]; then
 		peers=$(echo "$ETCD_INITIAL_CLUSTER" | tr ',' '\n' | grep -v "^$ETCD_NAME=" |
 			sed 's|^[^=]*=\(http[s]*://[^:]*\):.*|\1:2379|' | paste -sd, -)
-		# Is there a cluster already, and has it seen this member start before?
-		if list=$(etcdctl --endpoints="$peers" --command-timeout=3s member list 2>/dev/null); then
-			old=$(echo "$list" | awk -F', ' -v n="$ETCD_NAME" '$3 == n {print $1}')
-			if [ -n "$old" ]; then
-				say "etcd member $ETCD_NAME starts with no data while the cluster knows it" \
-					"(a replaced node): removing member $old and adding it again"
-				etcdctl --endpoints="$peers" member remove "$old" >/dev/null
-				etcdctl --endpoints="$peers" member add "$ETCD_NAME" \
-					--peer-urls="$ETCD_INITIAL_ADVERTISE_PEER_URLS" >/dev/null
-				ETCD_INITIAL_CLUSTER_STATE=existing
-				export ETCD_INITIAL_CLUSTER_STATE
-			fi
+		ctl="etcdctl --endpoints=$peers --command-timeout=3s"
+		have_data=no
+		[ -d "$ETCD_DATA_DIR/member" ] && have_data=yes
+		# a linearizable read: only a cluster with a quorum answers it
+		if $ctl endpoint health >/dev/null 2>&1 && list=$($ctl member list 2>/dev/null); then
+			mine=$(echo "$list" | awk -F', ' -v u="$ETCD_INITIAL_ADVERTISE_PEER_URLS" '$4 == u')
+			case $have_data:$mine in
+			yes:)
+				say "etcd member $ETCD_NAME was removed from the running cluster: adding" \
+					"it again with no data (its peers send theirs)"
+				rm -rf "$ETCD_DATA_DIR"
+				$ctl member add "$ETCD_NAME" --peer-urls="$ETCD_INITIAL_ADVERTISE_PEER_URLS" \
+					>/dev/null ;;
+			yes:*) ;;
+			no:*", unstarted, "*)
+				say "etcd member $ETCD_NAME joins the running cluster (listed, not started yet)" ;;
+			no:)
+				say "etcd member $ETCD_NAME has no data and is not in the running cluster:" \
+					"adding it"
+				$ctl member add "$ETCD_NAME" --peer-urls="$ETCD_INITIAL_ADVERTISE_PEER_URLS" \
+					>/dev/null ;;
+			no:*)
+				say "etcd member $ETCD_NAME has no data while the running cluster knows it" \
+					"($mine): removing it and adding it again (a replaced node or a lost volume)"
+				$ctl member remove "${mine%%,*}" >/dev/null
+				$ctl member add "$ETCD_NAME" --peer-urls="$ETCD_INITIAL_ADVERTISE_PEER_URLS" \
+					>/dev/null ;;
+			esac
+			ETCD_INITIAL_CLUSTER_STATE=existing
+			export ETCD_INITIAL_CLUSTER_STATE
 		fi
 	fi
 	exec etcd
