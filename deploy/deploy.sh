@@ -88,7 +88,6 @@ if ! docker service inspect "${stack}_edge" >/dev/null 2>&1; then
 	deadline=$((SECONDS + 120))
 	while :; do
 		states=$(docker service ps --format '{{.CurrentState}}' "$job" 2>/dev/null || true)
-		nodes=$(docker node ls -q -f role=manager | wc -l)
 		done_n=$(echo "$states" | grep -c '^Complete' || true)
 		total=$(docker node ls --format '{{.Status}}' | grep -c Ready || true)
 		[ "$done_n" -ge "$total" ] && break
@@ -105,7 +104,6 @@ if ! docker service inspect "${stack}_edge" >/dev/null 2>&1; then
 	done
 	taken=$(docker service logs --raw "$job" 2>/dev/null | grep '^taken' || true)
 	docker service rm "$job" >/dev/null 2>&1
-	: "$nodes"
 	if [ -n "$taken" ]; then
 		echo "$taken" | while read -r _ p node; do
 			echo "deploy: error: port $p is taken on node $node: the edge proxy publishes it there" \

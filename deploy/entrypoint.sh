@@ -3,8 +3,8 @@
 #   agent   pgwarden agent + PostgreSQL 15 (data in /var/lib/pgwarden/data)
 #   proxy   pgwarden proxy (6432 pooled, 5000 primary, 5001 replicas, 7000 status)
 #   etcd    an etcd v3 member
-#   health  the HEALTHCHECK of whichever role this container runs (the agent's
-#           /liveness, the proxy's /metrics, etcd's peer /version)
+#   health  the HEALTHCHECK of whichever role this container runs (the agent's REST
+#           API answers, the proxy's /metrics is 200, etcd's peer port answers)
 # Anything else runs as given (pgwarden list, psql, etcdctl, sh ...).
 #
 # Configuration is by environment only: PGWARDEN_<SECTION>_<KEY>, or
@@ -61,8 +61,11 @@ agent() {
 			"mkdir -p /var/lib/pgwarden/$PGWARDEN_CLUSTER_MEMBER &&" \
 			"chown -R 999:999 /var/lib/pgwarden/$PGWARDEN_CLUSTER_MEMBER)"
 	fi
-	# the HEALTHCHECK runs in the container's environment, not ours: tell it the URL
-	echo "http://127.0.0.1:${PGWARDEN_API_LISTEN##*:}/liveness" >"$role_file"
+	# The HEALTHCHECK runs in the container's environment, not ours: tell it the URL.
+	# It asks that the REST API answer, whatever its answer: a loop slowed down by a
+	# loaded host or an etcd outage must not get the agent killed (that would turn a
+	# slow moment into a failover); a stalled leader is the fence's business.
+	echo "any http://127.0.0.1:${PGWARDEN_API_LISTEN##*:}/liveness" >"$role_file"
 	exec pgwarden agent
 }
 
@@ -71,7 +74,7 @@ proxy() {
 	# Each replica registers in etcd under its own name (the task's host name).
 	: "${PGWARDEN_PROXY_NAME:=$(hostname)}"
 	export PGWARDEN_PROXY_LISTEN PGWARDEN_PROXY_NAME
-	echo "http://127.0.0.1:${PGWARDEN_PROXY_HTTP_PORT:-7000}/metrics" >"$role_file"
+	echo "ok http://127.0.0.1:${PGWARDEN_PROXY_HTTP_PORT:-7000}/metrics" >"$role_file"
 	exec pgwarden proxy
 }
 
@@ -97,7 +100,7 @@ etcd_member() {
 	# the peer port answers /version before the cluster has a quorum (the client port
 	# does not): a member waiting for its peers is alive, and must stay in the DNS
 	peer_port=${ETCD_LISTEN_PEER_URLS##*:}
-	echo "http://127.0.0.1:${peer_port%%/*}/version" >"$role_file"
+	echo "ok http://127.0.0.1:${peer_port%%/*}/version" >"$role_file"
 	if [ -z "${ETCD_INITIAL_CLUSTER_STATE:-}" ]; then
 		peers=$(echo "$ETCD_INITIAL_CLUSTER" | tr ',' '\n' | grep -v "^$ETCD_NAME=" |
 			sed 's|^[^=]*=\(http[s]*://[^:]*\):.*|\1:2379|' | paste -sd, -)
@@ -137,8 +140,14 @@ etcd_member() {
 }
 
 health() {
-	url=$(cat "$role_file" 2>/dev/null) || exit 0 # a one-off command: nothing to check
-	exec curl -fsS -o /dev/null -m 2 "$url"
+	read -r want url <"$role_file" 2>/dev/null || exit 0 # a one-off command: nothing to check
+	code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$url" || true)
+	case $want:$code in
+	any:000 | ok:000) echo "no answer from $url"; exit 1 ;;
+	any:*) exit 0 ;;
+	ok:2??) exit 0 ;;
+	*) echo "$url answered $code"; exit 1 ;;
+	esac
 }
 
 case "${1:-agent}" in

@@ -785,6 +785,11 @@ static void test_switchover_rules(void **state)
 	/* ...unless the candidate never took over */
 	f->in.switchover_waiting_ms = 40000;
 	assert_action(f, HA_RACE, "");
+	/* nor for a candidate whose member key is gone (its agent stopped): nobody waits */
+	f->in.switchover_waiting_ms = 0;
+	snprintf(f->c.switchover_leader, sizeof(f->c.switchover_leader), "node2");
+	snprintf(f->c.switchover_candidate, sizeof(f->c.switchover_candidate), "node9");
+	assert_action(f, HA_RACE, "");
 }
 
 /* A cleanly stopped old leader whose data ends before the new timeline: no rewind. */
