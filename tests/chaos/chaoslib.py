@@ -33,6 +33,11 @@ PG_BIN = "/usr/lib/postgresql/15/bin"
 NET = int(os.environ.get("PGW_CHAOS_NET", "0"))
 PREFIX = "pgwc" if NET == 0 else "pgwc%d" % NET
 BRIDGE = PREFIX + "0"
+# A Docker engine that ran on this machine (the Swarm tests start one) leaves the
+# FORWARD policy at DROP with br_netfilter loaded: frames between two ports of a bridge
+# then go through iptables' FORWARD chain and are dropped. Our bridge's own traffic is
+# let through, as Docker does for docker0; the rule goes with the bridge.
+FORWARD_RULE = ("FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT")
 SUBNET = "10.213.%d" % NET
 OBSERVER = SUBNET + ".254"
 APP = SUBNET + ".10"
@@ -90,6 +95,9 @@ def remove_leftovers():
     for i in [None] + list(range(N)):
         sh("ip", "link", "del", ns_name(i) + "v", check=False)
     sh("ip", "link", "del", BRIDGE, check=False)
+    while sh("iptables", "-D", *FORWARD_RULE, check=False).returncode == 0:
+        pass
+
 
 
 class Net:
@@ -100,6 +108,7 @@ class Net:
         sh("ip", "link", "add", BRIDGE, "type", "bridge")
         sh("ip", "addr", "add", OBSERVER + "/24", "dev", BRIDGE)
         sh("ip", "link", "set", BRIDGE, "up")
+        sh("iptables", "-I", *FORWARD_RULE)
         for i in [None] + list(range(N)):
             ns = ns_name(i)
             ip = APP if i is None else host_ip(i)
