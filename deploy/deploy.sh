@@ -15,7 +15,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 wait=1 timeout=""
 while [ $# -gt 0 ]; do
 	case $1 in
-	--timeout) timeout=${2:?--timeout needs seconds}; shift 2 ;;
+	--timeout)
+		[ $# -ge 2 ] || fail_usage "--timeout needs seconds"
+		timeout=$2; shift 2 ;;
 	--no-wait) wait=0; shift ;;
 	-h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 	*) fail_usage "unknown option '$1' (see --help)" ;;
@@ -38,21 +40,31 @@ done
 
 for key in pgwarden etcd; do
 	for i in 1 2 3; do
-		holders=()
-		for id in $(docker node ls -q); do
-			[ "$(docker node inspect -f "{{index .Spec.Labels \"$key\"}}" "$id")" = "node$i" ] &&
-				holders+=("$(docker node inspect -f '{{.Description.Hostname}}' "$id")")
-		done
-		case ${#holders[@]} in
+		holders=$(label_holders "$key" "node$i" | xargs -r -n1 docker node inspect -f '{{.Description.Hostname}}' | xargs)
+		case $(echo "$holders" | wc -w) in
 		0) fail "no node has the label $key=node$i, so $([ $key = etcd ] && echo etcd$i || echo node$i)" \
 			"could not be placed: run deploy/setup.sh --nodes A,B,C, or" \
 			"docker node update --label-add $key=node$i NODE" ;;
 		1) ;;
-		*) fail "the label $key=node$i is on ${#holders[@]} nodes (${holders[*]}): keep it on one" \
+		*) fail "the label $key=node$i is on several nodes ($holders): keep it on one" \
 			"(docker node update --label-rm $key NODE)" ;;
 		esac
 	done
 done
+
+# After docker stack rm, the old tasks go on stopping for up to their grace period and
+# hold the edge ports and the networks: wait until they are gone.
+if [ -z "$(docker stack services -q "$stack" 2>/dev/null)" ] &&
+	docker network inspect "${stack}_cluster" >/dev/null 2>&1; then
+	say "the previous stack $stack is still being removed: waiting (at most 120 s)"
+	deadline=$((SECONDS + 120))
+	while docker network inspect "${stack}_cluster" >/dev/null 2>&1; do
+		[ "$SECONDS" -lt "$deadline" ] ||
+			fail "the network ${stack}_cluster of a removed stack is still there after 120 s" \
+				"(docker network inspect ${stack}_cluster shows what holds it)"
+		sleep 2
+	done
+fi
 
 docker network inspect "$APP_NETWORK" >/dev/null 2>&1 ||
 	fail "the application network $APP_NETWORK does not exist: run deploy/setup.sh, or" \
@@ -73,37 +85,16 @@ fi
 # other program holds them (a one-shot job on every node, in the host's network).
 if ! docker service inspect "${stack}_edge" >/dev/null 2>&1; then
 	ports="$POOLED_PORT $PRIMARY_PORT $REPLICA_PORT $STATUS_PORT"
-	job="${stack}-portcheck"
-	docker service rm "$job" >/dev/null 2>&1 || true
 	# /proc/net/tcp{,6}: listening sockets (state 0A), local port in hex
-	docker service create --detach --quiet --no-resolve-image --name "$job" --mode global-job --network host \
-		--entrypoint /bin/sh "$IMAGE" -c "
+	out=$(run_task portcheck global "
 		for p in $ports; do
 			h=\$(printf '%04X' \$p)
 			if cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
 				awk -v h=\$h '\$4 == \"0A\" && substr(\$2, length(\$2) - 3) == h {f=1} END {exit !f}'; then
 				echo \"taken \$p \$(hostname)\"
 			fi
-		done; echo checked" >/dev/null
-	deadline=$((SECONDS + 120))
-	while :; do
-		states=$(docker service ps --format '{{.CurrentState}}' "$job" 2>/dev/null || true)
-		done_n=$(echo "$states" | grep -c '^Complete' || true)
-		total=$(docker node ls --format '{{.Status}}' | grep -c Ready || true)
-		[ "$done_n" -ge "$total" ] && break
-		if echo "$states" | grep -qE '^(Failed|Rejected)'; then
-			err=$(docker service ps --no-trunc --format '{{.Node}}: {{.Error}}' "$job" | grep -v ': $' | head -3)
-			docker service rm "$job" >/dev/null 2>&1
-			fail "the port check could not run on every node: $err"
-		fi
-		[ "$SECONDS" -lt "$deadline" ] || {
-			docker service rm "$job" >/dev/null 2>&1
-			fail "the port check did not finish on every node in 120 s"
-		}
-		sleep 1
-	done
-	taken=$(docker service logs --raw "$job" 2>/dev/null | grep '^taken' || true)
-	docker service rm "$job" >/dev/null 2>&1
+		done") || fail "the port check could not run on every node: $out"
+	taken=$(echo "$out" | grep '^taken' || true)
 	if [ -n "$taken" ]; then
 		echo "$taken" | while read -r _ p node; do
 			echo "deploy: error: port $p is taken on node $node: the edge proxy publishes it there" \
@@ -122,14 +113,16 @@ docker stack deploy --resolve-image "$resolve" -c "$here/pgwarden-stack.yml" "$s
 [ "$wait" = 1 ] || exit 0
 
 # ---- wait until it serves ----
-# A probe container on the cluster network reads the cluster from etcd and asks every
-# proxy task (tasks.proxy, tasks.edge) whether it routes writes. It prints one line:
+# A container of the image on the cluster network, with the CLI's settings (at most 30 s).
+on_cluster_net() {
+	timeout 30 docker run --rm --network "${stack}_cluster" -e PGWARDEN_CLUSTER_NAME="$CLUSTER_NAME" \
+		-e PGWARDEN_ETCD_ENDPOINTS="$ETCD_ENDPOINTS" "$@"
+}
+# A probe container reads the cluster from etcd and asks every proxy task (tasks.proxy,
+# tasks.edge) whether it routes writes. It prints one line:
 #   leader=NAME streaming=N proxies=ROUTING/FOUND
 probe() {
-	docker run --rm --network "${stack}_cluster" \
-		-e PGWARDEN_CLUSTER_NAME="$CLUSTER_NAME" \
-		-e PGWARDEN_ETCD_ENDPOINTS=http://etcd1:2379,http://etcd2:2379,http://etcd3:2379 \
-		--entrypoint /bin/sh "$IMAGE" -c '
+	on_cluster_net --entrypoint /bin/sh "$IMAGE" -c '
 		j=$(pgwarden list --json 2>/dev/null || true)
 		leader=$(echo "$j" | sed -n "s/^[^[]*\"leader\": *\"\([^\"]*\)\".*/\1/p" | head -1)
 		streaming=$(echo "$j" | grep -o "\"state\": *\"streaming\"" | wc -l)
@@ -157,7 +150,7 @@ show_failures() {
 		name=$(docker service inspect -f '{{.Spec.Name}}' "$svc")
 		tasks=$(docker service ps --no-trunc --filter desired-state=running \
 			--format '{{.Name}} on {{.Node}}: {{.CurrentState}} {{.Error}}' "$svc" 2>/dev/null)
-		if echo "$tasks" | grep -qvE ': Running' || [ "$1" = all ]; then
+		if echo "$tasks" | grep -qvE ': Running'; then
 			echo "--- $name" >&2
 			echo "$tasks" | sed 's/^/  /' >&2
 			docker service logs --raw --tail 10 "$svc" 2>&1 | sed 's/^/  | /' >&2 || true
@@ -186,11 +179,11 @@ while :; do
 		grep -E 'address already in use|no suitable node|invalid mount|bind source path does not exist|secret .* not found' |
 		head -3 || true)
 	if [ -n "$errs" ]; then
-		show_failures failing
+		show_failures
 		fail "a service cannot start: $errs"
 	fi
 	if [ "$SECONDS" -ge "$deadline" ]; then
-		show_failures failing
+		show_failures
 		fail "the cluster did not come up within $DEPLOY_TIMEOUT s (leader: $leader," \
 			"streaming replicas: $streaming/2, proxies routing: $routing/$want)." \
 			"The stack stays deployed: fix and run deploy.sh again, or docker stack rm $stack"
@@ -198,10 +191,8 @@ while :; do
 	sleep 3
 done
 
-addrs=$(for id in $(docker node ls -q); do
-	[ -n "$(docker node inspect -f '{{.Status.State}}' "$id" | grep ready)" ] &&
-		docker node inspect -f '{{.Status.Addr}}' "$id"
-done | sort -u)
+addrs=$(docker node ls -q | xargs docker node inspect \
+	-f '{{if eq .Status.State "ready"}}{{.Status.Addr}}{{end}}' | grep . | sort -u)
 hostlist() { echo "$addrs" | sed "s/\$/:$1/" | paste -sd, -; }
 cat <<EOF
 
@@ -219,6 +210,4 @@ Status page: http://$(echo "$addrs" | head -1):$STATUS_PORT/ (admin, password in
 Cluster:     docker exec \$(docker ps -q -f name=${stack}_node1) pgwarden list
 
 EOF
-docker run --rm --network "${stack}_cluster" -e PGWARDEN_CLUSTER_NAME="$CLUSTER_NAME" \
-	-e PGWARDEN_ETCD_ENDPOINTS=http://etcd1:2379,http://etcd2:2379,http://etcd3:2379 \
-	--entrypoint pgwarden "$IMAGE" list
+on_cluster_net --entrypoint pgwarden "$IMAGE" list

@@ -1,9 +1,14 @@
 # Shared by setup.sh and deploy.sh (sourced, bash).
 
-# An unexpected failure names the command that failed rather than exiting silently.
+# An unexpected failure names the command that failed rather than exiting silently
+# (errtrace: also inside functions).
+set -E
 trap 'echo "$(basename "$0" .sh): error: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 
-SECRETS=(superuser_password replication_password api_password http_password userlist)
+PASSWORDS=(superuser_password replication_password api_password http_password)
+SECRETS=("${PASSWORDS[@]}" userlist)
+# The etcd members, by service name on the cluster network (as in pgwarden-stack.yml).
+ETCD_ENDPOINTS=http://etcd1:2379,http://etcd2:2379,http://etcd3:2379
 
 say() { echo "$(basename "$0" .sh): $*"; }
 fail() {
@@ -105,40 +110,57 @@ load_env() {
 	done
 }
 
-# Runs a shell script as root in a one-shot task on one node, with the node's / at
-# /host; prints its output. Fails (with the reason) when the task fails or when it has
-# not finished in 120 s.
-run_on_node() {
-	local node=$1 name="${STACK_NAME}-$2" script=$3 state err deadline
+# The IDs of the nodes that carry the label KEY=VALUE (one per line).
+label_holders() {
+	local id
+	for id in $(docker node ls -q); do
+		[ "$(docker node inspect -f "{{index .Spec.Labels \"$1\"}}" "$id")" != "$2" ] || echo "$id"
+	done
+}
+
+# Runs a shell script as root in one-shot tasks, with the node's / at /host:
+#   run_task NAME NODE-ID SCRIPT    on that node;
+#   run_task NAME global SCRIPT     on every node that takes tasks, in the host's network.
+# Prints the tasks' output. Fails (with the reason) when a task fails, or when they have
+# not all finished in 120 s.
+run_task() {
+	local name="${STACK_NAME}-$1" where=$2 script=$3 want states err deadline
+	local -a placement
+	if [ "$where" = global ]; then
+		placement=(--mode global-job --network host)
+		want=$(docker node ls --format '{{.Status}} {{.Availability}}' | grep -c '^Ready Active' || true)
+	else
+		placement=(--restart-condition none --constraint "node.id==$where")
+		want=1
+	fi
 	docker service rm "$name" >/dev/null 2>&1 || true
-	docker service create --detach --quiet --no-resolve-image --name "$name" --restart-condition none \
-		--constraint "node.id==$node" --user 0:0 --mount type=bind,source=/,target=/host \
+	docker service create --detach --quiet --no-resolve-image --name "$name" "${placement[@]}" \
+		--user 0:0 --mount type=bind,source=/,target=/host \
 		--entrypoint /bin/sh "$IMAGE" -c "$script" >/dev/null 2>&1 ||
 		{ echo "cannot create the service $name"; return 1; }
 	deadline=$((SECONDS + 120))
 	while :; do
-		state=$(docker service ps --no-trunc --format '{{.CurrentState}}' "$name" 2>/dev/null | head -1)
-		err=$(docker service ps --no-trunc --format '{{.Error}}' "$name" 2>/dev/null | head -1)
-		case $state in
-		Complete*) break ;;
-		Failed* | Rejected*)
-			docker service rm "$name" >/dev/null 2>&1
+		states=$(docker service ps --no-trunc --format '{{.CurrentState}}' "$name" 2>/dev/null || true)
+		[ "$(echo "$states" | grep -c '^Complete' || true)" -lt "$want" ] || break
+		if echo "$states" | grep -qE '^(Failed|Rejected)'; then
+			err=$(docker service ps --no-trunc --format '{{.Node}}: {{.Error}}' "$name" 2>/dev/null |
+				grep -v ': $' | head -3 || true)
+			docker service rm "$name" >/dev/null 2>&1 || true
 			case $err in
 			*"No such image"* | *"not found"* | *"pull access"*)
-				echo "the node lacks the image $IMAGE: build or load it on every node" \
+				echo "a node lacks the image $IMAGE: build or load it on every node" \
 					"(docker save $IMAGE | ssh NODE docker load), or push it to a registry" ;;
-			*) echo "${err:-$state}" ;;
+			*) echo "${err:-a task failed}" ;;
 			esac
-			return 1 ;;
-		esac
+			return 1
+		fi
 		if [ "$SECONDS" -ge "$deadline" ]; then
-			docker service rm "$name" >/dev/null 2>&1
-			echo "the task did not finish in 120 s (state: ${state:-none}, ${err:-no error})"
+			docker service rm "$name" >/dev/null 2>&1 || true
+			echo "the tasks did not finish in 120 s (states: $(echo "$states" | sort | uniq -c | xargs))"
 			return 1
 		fi
 		sleep 1
 	done
-	docker service logs --raw "$name" 2>/dev/null
-	docker service rm "$name" >/dev/null 2>&1
-	return 0
+	docker service logs --raw "$name" 2>/dev/null || true
+	docker service rm "$name" >/dev/null 2>&1 || true
 }

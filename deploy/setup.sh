@@ -16,14 +16,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 usage() {
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
 nodes_arg="" assume_yes=0
 while [ $# -gt 0 ]; do
 	case $1 in
-	--nodes) nodes_arg=${2:?--nodes needs A,B,C}; shift 2 ;;
+	--nodes)
+		[ $# -ge 2 ] || fail_usage "--nodes needs A,B,C"
+		nodes_arg=$2; shift 2 ;;
 	--nodes=*) nodes_arg=${1#--nodes=}; shift ;;
 	--yes | -y) assume_yes=1; shift ;;
 	-h | --help) usage ;;
@@ -54,18 +56,10 @@ for id in "${ids[@]}"; do
 	id_of[$id]=$id
 done
 
-current_holder() { # label value -> node id holding label=value, or empty
-	for id in "${ids[@]}"; do
-		v=$(docker node inspect -f "{{index .Spec.Labels \"$1\"}}" "$id")
-		[ "$v" = "$2" ] && echo "$id"
-	done
-	return 0
-}
-
 if [ -z "$nodes_arg" ]; then
 	have=""
 	for i in 1 2 3; do
-		h=$(current_holder pgwarden "node$i")
+		h=$(label_holders pgwarden "node$i" | head -1)
 		[ -n "$h" ] && have="$have ${name_of[$h]}"
 	done
 	if [ "$(echo "$have" | wc -w)" = 3 ]; then
@@ -95,7 +89,7 @@ done
 for i in 1 2 3; do
 	id=${chosen[$((i - 1))]}
 	for key in pgwarden etcd; do
-		holder=$(current_holder "$key" "node$i")
+		holder=$(label_holders "$key" "node$i" | xargs)
 		if [ "$holder" = "$id" ]; then
 			say "label $key=node$i: on ${name_of[$id]} already"
 			continue
@@ -133,8 +127,12 @@ random_secret() {
 	r=$(head -c 4096 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
 	printf '%s' "${r:0:40}"
 }
-for s in superuser_password replication_password api_password http_password; do
+for s in "${PASSWORDS[@]}"; do
 	f="$secrets_dir/$s"
+	if [ ! -s "$f" ] && docker secret inspect "${STACK_NAME}_$s" >/dev/null 2>&1; then
+		fail "docker secret ${STACK_NAME}_$s exists but $f does not, and Docker never gives a" \
+			"secret's value back: copy deploy/.secrets/ from the manager where setup.sh first ran"
+	fi
 	[ -s "$f" ] || { random_secret >"$f"; say "secret $s: generated into $f"; }
 done
 # the proxy's auth file (PgBouncer's userlist.txt): the superuser, for auth_query
@@ -144,12 +142,21 @@ if [ -f "$secrets_dir/userlist" ] && cmp -s "$secrets_dir/userlist" "$secrets_di
 else
 	mv "$secrets_dir/userlist.new" "$secrets_dir/userlist"
 fi
+# Each Docker secret carries the sha256 of the file it was made from, so that a file
+# that changed since (edited, or generated anew on another manager) is noticed.
 for s in "${SECRETS[@]}"; do
 	name="${STACK_NAME}_$s"
-	if docker secret inspect "$name" >/dev/null 2>&1; then
-		say "docker secret $name: exists, unchanged"
+	sum=$(sha256sum <"$secrets_dir/$s" | cut -c1-64)
+	if made=$(docker secret inspect -f '{{index .Spec.Labels "pgwarden.sha256"}}' "$name" 2>/dev/null); then
+		case $made in
+		"$sum") say "docker secret $name: exists, unchanged" ;;
+		"" | "<no value>") say "docker secret $name: exists (not made by setup.sh: not compared)" ;;
+		*) fail "docker secret $name was not made from $secrets_dir/$s, and a secret cannot" \
+			"change in place: put its value back in that file, or (new passwords) docker stack rm" \
+			"$STACK_NAME; docker secret rm $name; then run setup.sh again" ;;
+		esac
 	else
-		docker secret create "$name" "$secrets_dir/$s" >/dev/null
+		docker secret create --label "pgwarden.sha256=$sum" "$name" "$secrets_dir/$s" >/dev/null
 		say "docker secret $name: created"
 		changed=1
 	fi
@@ -158,7 +165,7 @@ done
 # ---- data folders, one task per node ----
 for i in 1 2 3; do
 	id=${chosen[$((i - 1))]}
-	out=$(run_on_node "$id" "setup-node$i" \
+	out=$(run_task "setup-node$i" "$id" \
 		"d=/host${DATA_ROOT}/node$i; if [ -d \$d ] && [ \"\$(stat -c %u:%g \$d)\" = 999:999 ]; then
 			echo exists; else mkdir -p \$d && chown 999:999 \$d && chmod 0750 \$d && echo created; fi") ||
 		fail "could not create ${DATA_ROOT}/node$i on ${name_of[$id]}: $out"
