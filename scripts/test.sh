@@ -78,8 +78,11 @@ cat /tmp/pgwarden-fuzz-all.log
 echo "== Docker Swarm (deploy/ on a real swarm of three docker-in-docker hosts)"
 swarm_rc=0
 timeout 1800 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/swarm || swarm_rc=$?
-# Whatever happened (a timeout kills pytest before it cleans up): no test container stays.
-/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
-swarmlib.remove_leftovers()'
+# Whatever happened (a timeout kills pytest before it cleans up): no test container
+# stays, nor the engine the test started (PGW_SWARM_KEEP=1 keeps them to look at).
+if [ "${PGW_SWARM_KEEP:-}" != 1 ]; then
+    /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
+swarmlib.remove_leftovers(); swarmlib.stop_engine()'
+fi
 [ "$swarm_rc" = 0 ] || exit "$swarm_rc"
 echo "== all tests passed"

@@ -12,6 +12,7 @@ test calls before it starts and after it ends, whatever happened.
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ DEPLOY = "/opt/pgwarden/deploy"       # deploy/ on the manager
 WORK = "/opt/pgwarden/work"          # the workload's folder on every node
 KEEP_IMAGES = os.environ.get("PGW_SWARM_KEEP_IMAGES") == "1"
 ENGINE_LOG = "/tmp/pgwarden-swarm-dockerd.log"
+ENGINE_PID = "/tmp/pgwarden-swarm-dockerd.pid"   # the dockerd ensure_engine() started
 
 
 def log(msg):
@@ -51,32 +53,34 @@ def sh(cmd, check=True, timeout=600, input=None):
 
 # ---- the outer engine ----
 
-_started_engine = None
-
-
 def ensure_engine():
-    """Starts Debian's dockerd when none answers (there is no systemd here); remembers
-    it so that stop_engine() stops only an engine we started."""
-    global _started_engine
+    """Starts Debian's dockerd when none answers (there is no systemd here); its pid
+    goes to ENGINE_PID so that stop_engine() (also from another process, after a
+    timeout killed the test) stops only an engine started here."""
     if subprocess.run(["docker", "info"], capture_output=True).returncode == 0:
         return
     log("starting dockerd")
     with open(ENGINE_LOG, "ab") as f:
-        _started_engine = subprocess.Popen(["dockerd"], stdout=f, stderr=f,
-                                           start_new_session=True)
+        proc = subprocess.Popen(["dockerd"], stdout=f, stderr=f, start_new_session=True)
+    with open(ENGINE_PID, "w") as f:
+        f.write("%d\n" % proc.pid)
     helpers.wait_for("dockerd to answer", lambda: subprocess.run(
         ["docker", "info"], capture_output=True).returncode == 0, 60, interval=0.5)
 
 
 def stop_engine():
-    global _started_engine
-    if _started_engine is not None:
-        _started_engine.terminate()
-        try:
-            _started_engine.wait(60)
-        except subprocess.TimeoutExpired:
-            _started_engine.kill()
-        _started_engine = None
+    try:
+        with open(ENGINE_PID) as f:
+            pid = int(f.read())
+        os.unlink(ENGINE_PID)
+        os.kill(pid, signal.SIGTERM)
+    except (OSError, ValueError):
+        return
+    try:
+        helpers.wait_for("dockerd to stop", lambda: not os.path.exists("/proc/%d" % pid) or
+                         open("/proc/%d/stat" % pid).read().split()[2] == "Z", 60)
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
 
 
 def build_images():
@@ -118,6 +122,7 @@ class Swarm:
     def __init__(self):
         self.nodes = []          # container names, pgwt-node1..
         self.next_index = 1
+        self.secrets = {}        # read once: deploy/ is on the first node, which may die
 
     # a node is a container; "host" names below are the container names
     def exec(self, node, cmd, check=True, timeout=600, input=None):
@@ -224,7 +229,10 @@ class Swarm:
                       "> .env.new && mv .env.new .env" % (DEPLOY, k, k, v))
 
     def secret(self, name):
-        return self.exec(self.manager(), "cat %s/.secrets/%s" % (DEPLOY, name)).strip()
+        if name not in self.secrets:
+            self.secrets[name] = self.exec(self.nodes[0], "cat %s/.secrets/%s" % (
+                DEPLOY, name)).strip()
+        return self.secrets[name]
 
     def cluster(self):
         """pgwarden list --json, from a container on the cluster network."""
@@ -295,6 +303,14 @@ class Swarm:
         res = json.loads(self.exec(node, "cat %s/result.json" % d))
         self.exec(node, "docker rm -f %s-%s >/dev/null 2>&1" % (PREFIX, name), check=False)
         return res
+
+    def lost_rows(self, node, res):
+        """Acknowledged (client, seq) pairs of a workload's result missing from the
+        table, read through the proxy."""
+        have = set(self.psql(node, "pgbouncer", 6432,
+                             "SELECT client || ',' || seq FROM swarm_load").split())
+        return sum(1 for c, r in res["clients"].items() for seq in r["acked"]
+                   if "%s,%s" % (c, seq) not in have)
 
     def workload_commits(self, handle):
         """Rows the workload has committed so far (read through the proxy)."""

@@ -129,7 +129,7 @@ def test_verify(sw):
     for name in ("etcd1", "etcd2", "etcd3", "node1", "node2", "node3", "proxy", "edge"):
         assert re.search(r"%s_%s (\d+)/\1" % (STACK, name), services), services
     # etcd member list, in an etcd container
-    node, _ = sw.node_of_member("node1"), None
+    node = sw.node_of_member("node1")
     cid = sw.exec(node, "docker ps -q -f name=%s_etcd1." % STACK).strip()
     members = sw.exec(node, "docker exec %s etcdctl member list" % cid)
     assert len([ln for ln in members.splitlines() if ", started, " in ln]) == 3, members
@@ -247,8 +247,7 @@ def test_rolling_update_without_client_errors(sw):
     assert res["max_gap"] < 5.0   # the target is <= 1 s: bench/swarm measures it quietly
     c2 = sw.healthy()
     assert c2["system_identifier"] == c["system_identifier"]
-    rows = int(sw.psql(client_node, "pgbouncer", 6432, "SELECT count(*) FROM swarm_load"))
-    assert rows >= res["commits"], "acknowledged rows lost: %d < %d" % (rows, res["commits"])
+    assert sw.lost_rows(client_node, res) == 0
 
     # the proxies: with every replica listed, a client sees at most a 57P01 between
     # transactions and reconnects
@@ -263,10 +262,8 @@ def test_rolling_update_without_client_errors(sw):
     log("rolling update of the proxies: %d commits, errors %s, longest gap %.2f s" % (
         res["commits"], res["errors"], res["max_gap"]))
     assert set(res["errors"]) <= {"57P01"}, res["errors"]
-    for n, r in res["clients"].items():
-        assert r["commits"] > 0
-    assert int(sw.psql(client_node, "pgbouncer", 6432, "SELECT count(*) FROM swarm_load")) \
-        >= res["commits"]
+    assert all(r["commits"] > 0 for r in res["clients"].values())
+    assert sw.lost_rows(client_node, res) == 0
 
 
 def test_host_loss_of_the_leader(sw):
@@ -293,6 +290,10 @@ def test_host_loss_of_the_leader(sw):
     log("host loss: write outage (longest gap of a client) %.2f s, errors %s" % (
         res["max_gap"], res["errors"]))
     assert res["max_gap"] < 30
+    # asynchronous replication (the default): the last acknowledged commits of a killed
+    # host may be lost; reported, not asserted (tests/integration/test_sync.py is the
+    # synchronous mode's no-loss test)
+    log("host loss: %d acknowledged rows not on the new primary" % sw.lost_rows(client_node, res))
     # the host comes back: its member rejoins as a replica
     swarmlib.sh(["docker", "start", victim])
     helpers.wait_for(victim + "'s engine", lambda: sw.exec(
@@ -307,9 +308,8 @@ def test_stack_rm_and_deploy_keeps_the_data(sw):
     sw.psql(m, "pgbouncer", 5000, "CREATE TABLE IF NOT EXISTS kept (id int); "
             "INSERT INTO kept SELECT generate_series(1, 1000)")
     before = sw.psql(m, "pgbouncer", 6432, "SELECT count(*) FROM swarm_load")
+    # as the README says: deploy.sh right away waits until the old tasks are gone
     sw.docker("stack rm %s >/dev/null" % STACK)
-    helpers.wait_for("the stack's network to go", lambda: sw.docker(
-        "network ls -q -f name=%s_cluster" % STACK).strip() == "", 180, interval=2)
     sw.script("deploy.sh")
     c2 = sw.healthy()
     assert c2["system_identifier"] == c["system_identifier"]
@@ -322,8 +322,10 @@ def test_replaced_node_rejoins(sw):
     labels and an empty folder; the member clones itself and streams, and its etcd
     member joins again."""
     c = sw.healthy()
-    replica = sorted(m["member"] for m in c["members"] if m["member"] != c["leader"])[0]
-    dead = sw.node_of_member(replica)
+    # not the first node: deploy/ and its .secrets are there, as on a user's manager
+    replica, dead = next((m["member"], sw.node_of_member(m["member"]))
+                         for m in c["members"] if m["member"] != c["leader"] and
+                         sw.node_of_member(m["member"]) != sw.nodes[0])
     log("replacing %s (member %s)" % (dead, replica))
     dead_id = sw.node_id(dead)
     swarmlib.sh(["docker", "rm", "-f", "-v", dead])
