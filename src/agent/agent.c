@@ -2410,12 +2410,11 @@ static bool read_standbys(struct agent *a, struct ha_standby *ws, size_t *n, uin
 	return true;
 }
 
-/* The failover key holds a switchover from us (or from whichever leader: ""). */
-static bool switchover_is_ours(const struct agent *a)
+/* The failover key holds a switchover request that names us as its leader. */
+static bool switchover_names_us(const struct agent *a)
 {
 	return a->cluster.has_switchover &&
-	       (!a->cluster.switchover_leader[0] ||
-		strcmp(a->cluster.switchover_leader, a->cfg.member_name) == 0);
+	       strcmp(a->cluster.switchover_leader, a->cfg.member_name) == 0;
 }
 
 /*
@@ -2450,7 +2449,8 @@ static bool handover_begin(struct agent *a)
 		return false;
 	}
 	if (a->cluster.has_switchover) {
-		if (!switchover_is_ours(a) || a->cluster.switchover_at > cmn_wall_ms() / 1000) {
+		if ((a->cluster.switchover_leader[0] && !switchover_names_us(a)) ||
+		    a->cluster.switchover_at > cmn_wall_ms() / 1000) {
 			log_info("shutting down: a switchover we cannot carry out now is pending "
 				 "(scheduled for later, or from another leader), no hand-over of "
 				 "the leader role");
@@ -2536,7 +2536,7 @@ static bool handover_going_on(struct agent *a)
 	int64_t now = cmn_now_ms(), took = now - a->ho.started_ms;
 	bool leads = holds_leader(a);
 
-	if (a->dcs_ok && switchover_is_ours(a))
+	if (a->dcs_ok && switchover_names_us(a))
 		a->ho.seen = true;
 	if (handover_done(a)) {
 		log_info("shutting down: hand-over done in %lld ms: %s is the leader, PostgreSQL "
@@ -2559,7 +2559,7 @@ static bool handover_going_on(struct agent *a)
 		return true;
 	}
 	/* Still leading: a plain stop, the replicas race as after any loss of the key. */
-	if (leads && a->probe.postmaster_pid && switchover_is_ours(a) &&
+	if (leads && a->probe.postmaster_pid && switchover_names_us(a) &&
 	    dcs_clear_switchover(&a->dcs) != PGW_OK)
 		log_warning("could not clear our switchover request");
 	return false;

@@ -97,7 +97,6 @@ static int leader_timeline(const struct dcs_cluster *c)
 static bool switchover_holds_us(const struct ha_input *in)
 {
 	const struct dcs_cluster *c = in->cluster;
-	bool candidate_listed = false;
 
 	if (!c->has_switchover)
 		return false;
@@ -105,10 +104,7 @@ static bool switchover_holds_us(const struct ha_input *in)
 	 * A named candidate whose member key is gone (its agent stopped: a node restarted
 	 * in the middle of a rolling update) will never take over: nobody waits for it.
 	 */
-	for (size_t i = 0; i < c->n_members && c->switchover_candidate[0]; i++)
-		if (strcmp(c->members[i].name, c->switchover_candidate) == 0)
-			candidate_listed = true;
-	if (c->switchover_candidate[0] && !candidate_listed)
+	if (c->switchover_candidate[0] && !dcs_find_member(c, c->switchover_candidate))
 		return false;
 	/* The old leader yields longest, but not for ever (a candidate that died). */
 	if (c->switchover_leader[0] && strcmp(c->switchover_leader, in->me) == 0)
