@@ -132,10 +132,13 @@ class Swarm:
 
     def manager(self):
         """A node that is up and a manager (the first one alive)."""
-        for n in self.nodes:
-            if self.running(n):
-                return n
-        raise AssertionError("no node is running")
+        live = self.live_nodes()
+        if not live:
+            raise AssertionError("no node is running")
+        return live[0]
+
+    def live_nodes(self):
+        return [n for n in self.nodes if self.running(n)]
 
     def docker(self, args, check=True, timeout=600, node=None):
         """docker ARGS on a manager."""
@@ -164,17 +167,21 @@ class Swarm:
         self.nodes.append(name)
         return name
 
+    def images(self):
+        """The images every node gets."""
+        return [IMAGE, CLIENT_IMAGE]
+
     def load_images(self, nodes):
         """docker save | docker load into each node, in parallel."""
         procs = []
         for n in nodes:
             procs.append(subprocess.Popen(
-                "docker save %s %s | docker exec -i %s docker load -q" % (
-                    IMAGE, CLIENT_IMAGE, n), shell=True, stdout=subprocess.PIPE,
+                "docker save %s | docker exec -i %s docker load -q" % (
+                    " ".join(self.images()), n), shell=True, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE))
         for n, p in zip(nodes, procs):
-            out, err = p.communicate(timeout=600)
-            assert p.returncode == 0, "loading images into %s: %s" % (n, err.decode())
+            out, err = p.communicate(timeout=1200)
+            assert p.returncode == 0, "loading images into %s: %s" % (n, err.decode()[-2000:])
         for n in nodes:
             self.exec(n, "mkdir -p %s" % WORK)
             sh(["docker", "cp", os.path.join(REPO, "tests/swarm/workload.py"),
@@ -253,15 +260,21 @@ class Swarm:
         streaming = [m for m in c["members"] if m["state"] == "streaming"]
         return c if len(streaming) >= want_streaming else None
 
+    def find_container(self, stack, service):
+        """(node, container id) of a running task of STACK_SERVICE, or (None, None)."""
+        for n in self.live_nodes():
+            p = self.exec(n, "docker ps -q -f name=%s_%s." % (stack, service), check=False)
+            ids = p.stdout.split() if p.returncode == 0 else []
+            if ids:
+                return n, ids[0]
+        return None, None
+
     def member_container(self, member):
         """(node, container id) running the member's task."""
-        for n in self.nodes:
-            if not self.running(n):
-                continue
-            cid = self.exec(n, "docker ps -q -f name=%s_%s." % (STACK, member)).strip()
-            if cid:
-                return n, cid.split()[0]
-        raise AssertionError("no running container for " + member)
+        node, cid = self.find_container(STACK, member)
+        if not cid:
+            raise AssertionError("no running container for " + member)
+        return node, cid
 
     def node_of_member(self, member):
         return self.member_container(member)[0]
@@ -271,18 +284,19 @@ class Swarm:
         node, cid = self.member_container(member)
         return self.exec(node, "docker exec %s pgwarden %s" % (cid, args), check=check)
 
-    def psql(self, node, host, port, sql, dbname="postgres"):
-        """psql in a client container on the application network, by service name."""
-        pw = self.secret("superuser_password")
+    def psql(self, node, host, port, sql, password=None):
+        """psql in a client container on the application network, by service name, as
+        postgres (the password: the stack's secret, unless given)."""
+        pw = password or self.secret("superuser_password")
         return self.exec(node, (
             "docker run --rm --network pgwarden-app -e PGPASSWORD=%s --entrypoint psql %s "
-            "'host=%s port=%d user=postgres dbname=%s connect_timeout=5' -Atc %s") % (
-                pw, IMAGE, host, port, dbname, shlex.quote(sql))).strip()
+            "'host=%s port=%d user=postgres dbname=postgres connect_timeout=5' -Atc %s") % (
+                shlex.quote(pw), IMAGE, host, port, shlex.quote(sql)), timeout=120).strip()
 
     # ---- the workload ----
-    def start_workload(self, node, dsn, clients=8, name="wl"):
+    def start_workload(self, node, dsn, clients=8, name="wl", password=None):
         """Writers in a client container on node (workload.py); returns a handle."""
-        pw = self.secret("superuser_password")
+        pw = shlex.quote(password or self.secret("superuser_password"))
         d = "%s/%s" % (WORK, name)
         self.exec(node, "rm -rf %s && mkdir -p %s" % (d, d))
         self.exec(node, "docker rm -f %s-%s >/dev/null 2>&1; docker run -d --name %s-%s "
@@ -291,7 +305,7 @@ class Swarm:
                       PREFIX, name, PREFIX, name, pw, WORK, CLIENT_IMAGE, name,
                       shlex.quote(dsn), clients))
         helpers.wait_for("the workload to start", lambda: self.exec(
-            node, "test -f %s/started" % d, check=False).returncode == 0, 60, interval=0.5)
+            node, "test -f %s/started" % d, check=False).returncode == 0, 90, interval=0.5)
         return (node, name, d)
 
     def stop_workload(self, handle):
@@ -304,11 +318,11 @@ class Swarm:
         self.exec(node, "docker rm -f %s-%s >/dev/null 2>&1" % (PREFIX, name), check=False)
         return res
 
-    def lost_rows(self, node, res):
+    def lost_rows(self, node, res, host="pgbouncer", password=None):
         """Acknowledged (client, seq) pairs of a workload's result missing from the
-        table, read through the proxy."""
-        have = set(self.psql(node, "pgbouncer", 6432,
-                             "SELECT client || ',' || seq FROM swarm_load").split())
+        table, read through the pooler on 6432."""
+        have = set(self.psql(node, host, 6432, "SELECT client || ',' || seq FROM swarm_load",
+                             password).split())
         return sum(1 for c, r in res["clients"].items() for seq in r["acked"]
                    if "%s,%s" % (c, seq) not in have)
 
