@@ -261,7 +261,9 @@ def test_rolling_update_without_client_errors(sw):
         res = sw.stop_workload(wl)
     log("rolling update of the proxies: %d commits, errors %s, longest gap %.2f s" % (
         res["commits"], res["errors"], res["max_gap"]))
-    assert set(res["errors"]) <= {"57P01"}, res["errors"]
+    # (libpq reports the drained proxy's 57P01 to an idle connection as a connection
+    # closed at the next statement: counted as "closed between transactions")
+    assert set(res["errors"]) <= {"57P01", "closed between transactions"}, res["errors"]
     assert all(r["commits"] > 0 for r in res["clients"].values())
     assert sw.lost_rows(client_node, res) == 0
 

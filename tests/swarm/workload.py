@@ -6,7 +6,9 @@ Each client loops on BEGIN; INSERT; COMMIT over one connection (autocommit off) 
 records every outcome. It reconnects when its connection is lost, which counts the
 error that ended it. The run stops when the file DIR/stop appears; then DIR/result.json
 says, per client and in all: commits, errors by SQLSTATE (or by message when there is
-none), the longest time one client went without a commit (between two commits, or from
+none; "closed between transactions" for a connection found closed at the first
+statement of a transaction, which is how libpq reports a 57P01 sent to an idle
+connection), the longest time one client went without a commit (between two commits, or from
 its last commit to the stop), and the acked ids (client, seq) so the test can look for
 each one on the final primary.
 The password comes from PGPASSWORD (this is a test client, not the product).
@@ -27,13 +29,16 @@ def run_client(n, dsn, stop_file, out):
     rec = {"commits": 0, "errors": {}, "max_gap": 0.0, "acked": [], "connects": 0}
     out[n] = rec
     while not os.path.exists(stop_file):
+        step = "connect"
         try:
             if conn is None:
                 conn = psycopg2.connect(dsn)
                 rec["connects"] += 1
             seq += 1
+            step = "insert"
             with conn.cursor() as cur:
                 cur.execute("INSERT INTO swarm_load (client, seq) VALUES (%s, %s)", (n, seq))
+            step = "commit"
             conn.commit()
             now = time.monotonic()
             if last_commit is not None:
@@ -44,6 +49,12 @@ def run_client(n, dsn, stop_file, out):
         except Exception as exc:  # anything else is counted too, never a silent end
             code = getattr(exc, "pgcode", None) or (str(exc).strip().splitlines() or [
                 type(exc).__name__])[0][:80]
+            # A pooler (or PostgreSQL) that goes away sends 57P01 to an idle connection
+            # and closes it; libpq reports that at the next statement as a closed
+            # connection, without the SQLSTATE. At the first statement of a transaction
+            # nothing was in flight: named apart from a connection lost mid-transaction.
+            if step == "insert" and conn.closed and code.startswith("server closed"):
+                code = "closed between transactions"
             rec["errors"][code] = rec["errors"].get(code, 0) + 1
             if conn is not None and conn.closed:
                 conn = None
