@@ -112,10 +112,8 @@ load_env() {
 
 # The IDs of the nodes that carry the label KEY=VALUE (one per line).
 label_holders() {
-	local id
-	for id in $(docker node ls -q); do
-		[ "$(docker node inspect -f "{{index .Spec.Labels \"$1\"}}" "$id")" != "$2" ] || echo "$id"
-	done
+	docker node ls -q | xargs docker node inspect -f "{{.ID}} {{index .Spec.Labels \"$1\"}}" |
+		awk -v v="$2" '$2 == v {print $1}'
 }
 
 # Runs a shell script as root in one-shot tasks, with the node's / at /host:

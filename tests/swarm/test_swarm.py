@@ -325,9 +325,9 @@ def test_replaced_node_rejoins(sw):
     member joins again."""
     c = sw.healthy()
     # not the first node: deploy/ and its .secrets are there, as on a user's manager
-    replica, dead = next((m["member"], sw.node_of_member(m["member"]))
-                         for m in c["members"] if m["member"] != c["leader"] and
-                         sw.node_of_member(m["member"]) != sw.nodes[0])
+    placed = [(m["member"], sw.node_of_member(m["member"])) for m in c["members"]
+              if m["member"] != c["leader"]]
+    replica, dead = next(p for p in placed if p[1] != sw.nodes[0])
     log("replacing %s (member %s)" % (dead, replica))
     dead_id = sw.node_id(dead)
     swarmlib.sh(["docker", "rm", "-f", "-v", dead])
