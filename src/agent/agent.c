@@ -1522,11 +1522,15 @@ static int stop_postgres(struct agent *a, const char *mode)
 	};
 	int64_t started = cmn_now_ms(), last_beat = started;
 	int64_t kill_at = started + (AGENT_PG_STOP_TIMEOUT_S + 10) * 1000LL;
+	char pidfile[4200];
+	bool running;
 	pid_t pid;
 	int code = -1;
 
 	pgctl_log_path(&a->pg, log, sizeof(log));
 	o.log_path = log;
+	snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", a->cfg.data_dir);
+	running = access(pidfile, F_OK) == 0;
 	if (cmn_proc_spawn(&o, &pid) != PGW_OK) {
 		log_error("cannot run pg_ctl stop -m %s", mode);
 		return -1;
@@ -1534,6 +1538,18 @@ static int stop_postgres(struct agent *a, const char *mode)
 	while (cmn_proc_poll(pid, &code) == 0) {
 		int64_t now = cmn_now_ms();
 
+		/*
+		 * PostgreSQL removes postmaster.pid last, once it is down: that is all
+		 * pg_ctl waits for, and it looks only every 100 ms. A hand-over waits on
+		 * this, so we look every 20 ms.
+		 */
+		if (running && access(pidfile, F_OK) != 0 && errno == ENOENT) {
+			kill(pid, SIGKILL);
+			while (cmn_proc_poll(pid, &code) == 0)
+				usleep(1000);
+			code = 0;
+			break;
+		}
 		if (now >= kill_at) {
 			kill(pid, SIGKILL);
 			while (cmn_proc_poll(pid, &code) == 0)

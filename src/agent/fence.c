@@ -72,7 +72,9 @@ int agent_fence_set(const char *run_dir, const char *data_dir, int64_t deadline_
 		log_error("cannot write the fence file %s: %s", path, strerror(errno));
 		return PGW_ERR;
 	}
-	if (deadline_ms <= 0 || fence_running(path))
+	/* Ours may not hold its lock yet (just started): never a second one. */
+	agent_fence_reap();
+	if (deadline_ms <= 0 || fence_pid || fence_running(path))
 		return PGW_OK;
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
@@ -87,7 +89,6 @@ int agent_fence_set(const char *run_dir, const char *data_dir, int64_t deadline_
 		return PGW_ERR;
 	}
 	log_info("fence process started (pid %d)", (int)pid);
-	agent_fence_reap();
 	fence_pid = pid;
 	return PGW_OK;
 }
