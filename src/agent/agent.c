@@ -920,14 +920,47 @@ static void do_rewind(struct agent *a, const char *source)
 	a->job.upstream_port = src->port;
 }
 
+/*
+ * Promotion: the promote file and SIGUSR1, as pg_ctl promote does, without its process
+ * start on the hand-over's path; the job (no process: pid 0) ends when the probe sees
+ * PostgreSQL out of recovery (promote_poll). pg_ctl promote when the signal cannot be
+ * sent.
+ */
 static void do_promote(struct agent *a)
 {
 	a->promote_from_timeline = a->probe.timeline;
 	a->promote_from_lsn = a->probe.lsn;
 	log_info("promoting (timeline %d, position %llx)", a->probe.timeline,
 		 (unsigned long long)a->probe.lsn);
+	if (pgctl_signal_promote(&a->pg) == PGW_OK) {
+		a->job.kind = JOB_PROMOTE;
+		a->job.pid = 0;
+		a->job.started_ms = cmn_now_ms();
+		return;
+	}
 	if (job_spawn(a, JOB_PROMOTE, pgctl_argv_promote(&a->pg)) != PGW_OK)
 		log_error("cannot run pg_ctl promote");
+}
+
+/* The signalled promotion's end, after a probe: 1 with *code set, 0 while it runs. */
+static int promote_poll(struct agent *a, int *code)
+{
+	if (a->probe.accepting && !a->probe.in_recovery) {
+		*code = 0;
+		return 1;
+	}
+	if (!a->probe.postmaster_pid) {
+		log_error("PostgreSQL stopped while promoting");
+		*code = 1;
+		return 1;
+	}
+	if (cmn_now_ms() - a->job.started_ms >= AGENT_PG_START_TIMEOUT_S * 1000LL) {
+		log_error("PostgreSQL still in recovery %d s after the promotion request",
+			  AGENT_PG_START_TIMEOUT_S);
+		*code = 1;
+		return 1;
+	}
+	return 0;
 }
 
 static void do_demote(struct agent *a, const char *why);
@@ -1506,11 +1539,14 @@ static void keep_leader(struct agent *a)
 }
 
 /*
- * pg_ctl stop -m mode, our lease kept meanwhile: while we lead, the lease is renewed
- * every loop_wait and the fence moved with it, so a long shutdown checkpoint is not cut
- * short by our own fence, and the REST API still sees a live loop. If etcd stops
- * answering, the fence stops PostgreSQL before the lease can expire, as in the loop.
- * Returns pg_ctl's exit code (-1: it could not run or was killed).
+ * Stops PostgreSQL (mode as pg_ctl stop -m), our lease kept meanwhile: while we lead, the
+ * lease is renewed every loop_wait and the fence moved with it, so a long shutdown
+ * checkpoint is not cut short by our own fence, and the REST API still sees a live loop.
+ * If etcd stops answering, the fence stops PostgreSQL before the lease can expire, as in
+ * the loop. The postmaster is signalled directly (pg_ctl only when that cannot be done):
+ * a hand-over waits on this, and pg_ctl costs its start and looks only every 100 ms; we
+ * look every 20 ms. PostgreSQL removes postmaster.pid last, once it is down: that is what
+ * both wait for. Returns 0 when it is down, pg_ctl's exit code or -1 otherwise.
  */
 static int stop_postgres(struct agent *a, const char *mode)
 {
@@ -1523,37 +1559,41 @@ static int stop_postgres(struct agent *a, const char *mode)
 	int64_t started = cmn_now_ms(), last_beat = started;
 	int64_t kill_at = started + (AGENT_PG_STOP_TIMEOUT_S + 10) * 1000LL;
 	char pidfile[4200];
-	bool running;
-	pid_t pid;
+	bool running, signalled;
+	pid_t pid = 0;
 	int code = -1;
 
 	pgctl_log_path(&a->pg, log, sizeof(log));
 	o.log_path = log;
 	snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", a->cfg.data_dir);
 	running = access(pidfile, F_OK) == 0;
-	if (cmn_proc_spawn(&o, &pid) != PGW_OK) {
+	signalled = running && pgctl_signal_stop(&a->pg, mode) == PGW_OK;
+	if (signalled)
+		kill_at = started + AGENT_PG_STOP_TIMEOUT_S * 1000LL; /* pg_ctl's -t */
+	else if (cmn_proc_spawn(&o, &pid) != PGW_OK) {
 		log_error("cannot run pg_ctl stop -m %s", mode);
 		return -1;
 	}
-	while (cmn_proc_poll(pid, &code) == 0) {
+	for (;;) {
 		int64_t now = cmn_now_ms();
 
-		/*
-		 * PostgreSQL removes postmaster.pid last, once it is down: that is all
-		 * pg_ctl waits for, and it looks only every 100 ms. A hand-over waits on
-		 * this, so we look every 20 ms.
-		 */
+		if (!signalled && cmn_proc_poll(pid, &code) != 0)
+			break;
 		if (running && access(pidfile, F_OK) != 0 && errno == ENOENT) {
-			kill(pid, SIGKILL);
-			while (cmn_proc_poll(pid, &code) == 0)
-				usleep(1000);
+			if (!signalled) {
+				kill(pid, SIGKILL);
+				while (cmn_proc_poll(pid, &code) == 0)
+					usleep(1000);
+			}
 			code = 0;
 			break;
 		}
 		if (now >= kill_at) {
-			kill(pid, SIGKILL);
-			while (cmn_proc_poll(pid, &code) == 0)
-				usleep(10000);
+			if (!signalled) {
+				kill(pid, SIGKILL);
+				while (cmn_proc_poll(pid, &code) == 0)
+					usleep(10000);
+			}
 			code = -1;
 			break;
 		}
@@ -1575,9 +1615,9 @@ static int stop_postgres(struct agent *a, const char *mode)
 		usleep(20000);
 	}
 	if (code != 0)
-		log_warning(
-		    "pg_ctl stop -m %s exited with %d after %lld ms (see the PostgreSQL log)", mode,
-		    code, (long long)(cmn_now_ms() - started));
+		log_warning("stopping PostgreSQL (-m %s) failed with %d after %lld ms (see the "
+			    "PostgreSQL log)",
+			    mode, code, (long long)(cmn_now_ms() - started));
 	return code;
 }
 
@@ -2316,9 +2356,11 @@ static void run_once(struct agent *a)
 	}
 	(void)lease_maintain(a, false);
 	read_cluster(a);
-	if (a->job.kind != JOB_NONE && cmn_proc_poll(a->job.pid, &code) == 1)
+	if (a->job.kind != JOB_NONE && a->job.pid && cmn_proc_poll(a->job.pid, &code) == 1)
 		job_finished(a, code);
 	observe(a);
+	if (a->job.kind == JOB_PROMOTE && !a->job.pid && promote_poll(a, &code))
+		job_finished(a, code);
 	if (reload_requested) {
 		char err[600];
 
@@ -2596,7 +2638,7 @@ static void agent_shutdown(struct agent *a)
 {
 	bool leader;
 
-	if (a->job.kind != JOB_NONE) {
+	if (a->job.kind != JOB_NONE && a->job.pid) {
 		kill(a->job.pid, SIGTERM);
 		for (int i = 0; i < 100 && cmn_proc_poll(a->job.pid, &(int){0}) == 0; i++)
 			usleep(100000);

@@ -7,6 +7,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -576,6 +577,38 @@ const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port
 		 "connect_timeout=%d",
 		 h, port, user, pass, AGENT_PG_CONNECT_TIMEOUT_S);
 	return argv_ptrs;
+}
+
+int pgctl_signal_stop(struct pgctl *p, const char *mode)
+{
+	pid_t pid = read_postmaster_pid(p->cfg->data_dir);
+	int sig = strcmp(mode, "smart") == 0	   ? SIGTERM
+		  : strcmp(mode, "immediate") == 0 ? SIGQUIT
+						   : SIGINT;
+
+	if (pid <= 0 || kill(pid, sig) != 0)
+		return PGW_ERR;
+	return PGW_OK;
+}
+
+int pgctl_signal_promote(struct pgctl *p)
+{
+	pid_t pid = read_postmaster_pid(p->cfg->data_dir);
+	char path[4200];
+	int fd;
+
+	if (pid <= 0)
+		return PGW_ERR;
+	snprintf(path, sizeof(path), "%s/promote", p->cfg->data_dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return PGW_ERR;
+	close(fd);
+	if (kill(pid, SIGUSR1) != 0) {
+		unlink(path);
+		return PGW_ERR;
+	}
+	return PGW_OK;
 }
 
 int pgctl_reload(struct pgctl *p)
