@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 #include "agent/agentcfg.h"
 #include "agent/api.h"
+#include "agent/backup.h"
 #include "agent/dcs.h"
 #include "agent/defaults.h"
 #include "agent/confedit.h"
@@ -59,6 +60,7 @@ struct job {
 
 struct agent {
 	struct agent_config cfg;
+	struct backup_state backup;
 	struct etcd_client *etcd;
 	struct dcs dcs;
 	struct pgctl pg;
@@ -2361,6 +2363,14 @@ static void run_once(struct agent *a)
 	observe(a);
 	if (a->job.kind == JOB_PROMOTE && !a->job.pid && promote_poll(a, &code))
 		job_finished(a, code);
+	{
+		char log[4200];
+
+		pgctl_log_path(&a->pg, log, sizeof(log));
+		backup_tick(&a->backup, &a->cfg,
+			    holds_leader(a) && a->probe.accepting && !a->probe.in_recovery,
+			    pgctl_env(&a->pg), log);
+	}
 	if (reload_requested) {
 		char err[600];
 
@@ -2793,6 +2803,8 @@ int agent_main(int argc, char **argv)
 	}
 	if (pgconf_write_pgpass(&a->cfg) != PGW_OK)
 		goto out;
+	if (backup_enabled(&a->cfg) && backup_write_config(&a->cfg) != PGW_OK)
+		goto out;
 	api_state_init(&a->api, a->cfg.ttl_ms);
 	struct api_ops ops = {.fn = api_op,
 			      .arg = a,
@@ -2828,6 +2840,7 @@ int agent_main(int argc, char **argv)
 			agent_sleep(a, until);
 	}
 	req_stop(a);
+	backup_stop(&a->backup);
 	agent_shutdown(a);
 	rc = 0;
 	a->stop_watch = true;

@@ -2,6 +2,7 @@
 #include "agent/defaults.h"
 #include "common/util.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@ static const struct cmn_cfg_section sections[] = {
     {"api", false, 0},
     {"parameters", true, OFF(parameters)},
     {"tags", true, OFF(tags)},
+    {"backup", false, 0},
 };
 
 static const struct cmn_cfg_key keys[] = {
@@ -88,13 +90,69 @@ static const struct cmn_cfg_key keys[] = {
     {"api", "username", CMN_CFG_STRING, OFF(api_username), NULL, false, 0, 0,
      "basic auth for mutating endpoints"},
     {"api", "password", CMN_CFG_SECRET, OFF(api_password), NULL, false, 0, 0, NULL},
+    {"backup", "repo_path", CMN_CFG_STRING, OFF(backup_repo_path), NULL, false, 0, 0,
+     "pgBackRest repository folder (absolute); backups and WAL archiving are on when set"},
+    {"backup", "stanza", CMN_CFG_STRING, OFF(backup_stanza), NULL, false, 0, 0,
+     "pgBackRest stanza (default: the cluster name)"},
+    {"backup", "retention_full", CMN_CFG_INT, OFF(backup_retention_full), "2", false, 1, 9999,
+     "full backups kept (older ones and their WAL are expired)"},
+    {"backup", "retention_diff", CMN_CFG_INT, OFF(backup_retention_diff), "0", false, 0, 9999,
+     "differential backups kept (0: as many as the full ones allow)"},
+    {"backup", "compress", CMN_CFG_STRING, OFF(backup_compress), "zst", false, 0, 0,
+     "none, gz, lz4, zst or bz2"},
+    {"backup", "cipher_pass", CMN_CFG_SECRET, OFF(backup_cipher_pass), NULL, false, 0, 0,
+     "repository encryption passphrase (aes-256-cbc); none: not encrypted"},
+    {"backup", "process_max", CMN_CFG_INT, OFF(backup_process_max), "2", false, 1, 64,
+     "parallel processes for backup, restore and WAL archiving"},
+    {"backup", "archive_async", CMN_CFG_BOOL, OFF(backup_archive_async), "on", false, 0, 0,
+     "push WAL in the background, several segments at a time (a spool folder)"},
+    {"backup", "pgbackrest", CMN_CFG_STRING, OFF(backup_pgbackrest), "/usr/bin/pgbackrest", false,
+     0, 0, "the pgbackrest program"},
 };
+
+static int check_value(const struct cmn_cfg_key *k, const char *value, char *why, size_t why_size)
+{
+	static const char *const compress[] = {"none", "gz", "lz4", "zst", "bz2"};
+
+	if (strcmp(k->section, "backup") != 0)
+		return PGW_OK;
+	if (strcmp(k->name, "compress") == 0) {
+		for (size_t i = 0; i < sizeof(compress) / sizeof(compress[0]); i++)
+			if (strcmp(value, compress[i]) == 0)
+				return PGW_OK;
+		snprintf(why, why_size, "expected none, gz, lz4, zst or bz2");
+		return PGW_EINVAL;
+	}
+	if ((strcmp(k->name, "repo_path") == 0 || strcmp(k->name, "pgbackrest") == 0) &&
+	    value[0] != '/') {
+		snprintf(why, why_size, "expected an absolute path");
+		return PGW_EINVAL;
+	}
+	if (strcmp(k->name, "stanza") == 0) {
+		for (const char *p = value; *p; p++)
+			if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.') {
+				snprintf(why, why_size, "letters, digits, '-', '_' and '.' only");
+				return PGW_EINVAL;
+			}
+		if (!value[0]) {
+			snprintf(why, why_size, "empty");
+			return PGW_EINVAL;
+		}
+	}
+	/* They end up in pgbackrest.conf, one line each. */
+	if (strpbrk(value, "\n\r")) {
+		snprintf(why, why_size, "a line break");
+		return PGW_EINVAL;
+	}
+	return PGW_OK;
+}
 
 const struct cmn_cfg_schema agent_config_schema = {
     .sections = sections,
     .n_sections = sizeof(sections) / sizeof(sections[0]),
     .keys = keys,
     .n_keys = sizeof(keys) / sizeof(keys[0]),
+    .check = check_value,
 };
 
 int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
@@ -205,34 +263,39 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		return PGW_EINVAL;
 	if (cfg->memory == 0)
 		cfg->memory = cmn_physical_memory();
-	if (!cfg->socket_dir || !cfg->pgpass) {
-		char buf[4096];
-		char *slash;
+	{
+		char *buf = cfg->node_dir, *slash;
+		size_t size = sizeof(cfg->node_dir);
 
-		snprintf(buf, sizeof(buf), "%s", cfg->data_dir);
+		snprintf(buf, size, "%s", cfg->data_dir);
 		while ((slash = strrchr(buf, '/')) && slash[1] == '\0')
 			*slash = '\0';
 		slash = strrchr(buf, '/');
 		if (slash && slash != buf)
 			*slash = '\0';
 		else
-			snprintf(buf, sizeof(buf), "/tmp");
-		if (!cfg->socket_dir) {
-			size_t l = strlen(buf) + 5;
+			snprintf(buf, size, "/tmp");
+	}
+	if (!cfg->socket_dir) {
+		size_t l = strlen(cfg->node_dir) + 5;
 
-			cfg->socket_dir = malloc(l);
-			if (!cfg->socket_dir)
-				return PGW_ENOMEM;
-			snprintf(cfg->socket_dir, l, "%s/run", buf);
-		}
-		if (!cfg->pgpass) {
-			size_t l = strlen(buf) + 8;
+		cfg->socket_dir = malloc(l);
+		if (!cfg->socket_dir)
+			return PGW_ENOMEM;
+		snprintf(cfg->socket_dir, l, "%s/run", cfg->node_dir);
+	}
+	if (!cfg->pgpass) {
+		size_t l = strlen(cfg->node_dir) + 8;
 
-			cfg->pgpass = malloc(l);
-			if (!cfg->pgpass)
-				return PGW_ENOMEM;
-			snprintf(cfg->pgpass, l, "%s/pgpass", buf);
-		}
+		cfg->pgpass = malloc(l);
+		if (!cfg->pgpass)
+			return PGW_ENOMEM;
+		snprintf(cfg->pgpass, l, "%s/pgpass", cfg->node_dir);
+	}
+	if (cfg->backup_repo_path && !cfg->backup_stanza) {
+		cfg->backup_stanza = strdup(cfg->cluster_name);
+		if (!cfg->backup_stanza)
+			return PGW_ENOMEM;
 	}
 	return PGW_OK;
 }

@@ -51,6 +51,16 @@ struct agent_config {
 	char *api_connect_address;
 	char *api_username;
 	char *api_password;
+	/* [backup]: pgBackRest, on when repo_path is set */
+	char *backup_repo_path;
+	char *backup_stanza; /* default: the cluster name */
+	int backup_retention_full;
+	int backup_retention_diff; /* 0: not set */
+	char *backup_compress;
+	char *backup_cipher_pass;
+	int backup_process_max;
+	bool backup_archive_async;
+	char *backup_pgbackrest; /* the pgbackrest program */
 	/* free-form */
 	struct cmn_kvlist parameters;
 	struct cmn_kvlist tags;
@@ -63,6 +73,7 @@ struct agent_config {
 	int api_port;
 	char api_connect[300]; /* http://host:port */
 	bool nofailover, noloadbalance, nosync, clonefrom;
+	char node_dir[4096]; /* the folder above data_dir (its parent) */
 	/* set by the agent, not read from the file */
 	struct cmn_kvlist dyn_parameters;     /* from etcd's config key (below [parameters]) */
 	char synchronous_standby_names[1024]; /* what the leader keeps in postgresql.conf */

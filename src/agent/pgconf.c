@@ -1,4 +1,5 @@
 #include "agent/pgconf.h"
+#include "agent/backup.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -44,6 +45,9 @@ int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t er
 	for (size_t i = 0; i < cfg->parameters.n; i++) {
 		const struct cmn_kv *kv = &cfg->parameters.items[i];
 		const char *why = pgconf_managed_reason(kv->key);
+
+		if (!why)
+			why = backup_managed_reason(cfg, kv->key);
 
 		if (why) {
 			snprintf(err, err_size,
@@ -109,6 +113,8 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	SET("wal_receiver_status_interval", "1s");
 	SET("wal_retrieve_retry_interval", "1s"); /* reconnect fast to a new leader */
 	SET("hot_standby_feedback", "on");
+	if (backup_enabled(cfg))
+		SET("archive_timeout", "60s"); /* the recovery point when everything is lost */
 	for (size_t i = 0; i < cfg->dyn_parameters.n && rc == PGW_OK; i++)
 		rc = cmn_kvlist_set(out, cfg->dyn_parameters.items[i].key,
 				    cfg->dyn_parameters.items[i].value,
@@ -117,6 +123,8 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 		rc =
 		    cmn_kvlist_set(out, cfg->parameters.items[i].key,
 				   cfg->parameters.items[i].value, cfg->parameters.items[i].origin);
+	if (rc == PGW_OK) /* last: neither etcd nor [parameters] can point them elsewhere */
+		rc = backup_pg_parameters(cfg, out);
 #undef SET
 	if (rc != PGW_OK)
 		cmn_kvlist_free(out);
@@ -280,6 +288,10 @@ int pgconf_write_hba(const struct agent_config *cfg)
 	}
 	cmn_buf_printf(&b,
 		       "local   all          all            scram-sha-256\n"
+		       /* pg_basebackup or pgBackRest on the member itself, as the superuser */
+		       "local   replication  all            scram-sha-256\n"
+		       "host    replication  all   127.0.0.1/32  scram-sha-256\n"
+		       "host    replication  all   ::1/128  scram-sha-256\n"
 		       "host    replication  %s    all      scram-sha-256\n"
 		       "host    all          all   all      scram-sha-256\n",
 		       cfg->replication_user);

@@ -12,7 +12,7 @@
 
 int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 {
-	struct cmn_cfg_key keys[64];
+	struct cmn_cfg_key keys[128];
 	struct cmn_cfg_schema schema = agent_config_schema;
 	char path[4200], err[1024];
 	const char *p = t->config_path;

@@ -171,6 +171,9 @@ static int write_node_configs(const struct layout *l)
 	path_of(l, path, sizeof(path), "node", 0, "node.ini");
 	if (stat(path, &st) == 0)
 		return 0;
+	snprintf(path, sizeof(path), "%s/backup", l->dir);
+	if (make_dir(l, path, 0750) != 0)
+		return -1;
 	random_password(su_pw, sizeof(su_pw));
 	random_password(repl_pw, sizeof(repl_pw));
 	random_password(api_pw, sizeof(api_pw));
@@ -208,9 +211,13 @@ static int write_node_configs(const struct layout *l)
 			 "username = pgwarden\n"
 			 "password = %s\n"
 			 "\n"
-			 "[tags]\n",
+			 "[tags]\n"
+			 "\n"
+			 "[backup]\n"
+			 "# pgBackRest repository of the cluster (pgwarden backup, restore)\n"
+			 "repo_path = %s/backup\n",
 			 l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
-			 l->api_port + i, api_pw);
+			 l->api_port + i, api_pw, l->dir);
 		path_of(l, path, sizeof(path), "node", i, "node.ini");
 		if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
 			fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));

@@ -393,6 +393,8 @@ static int apply(struct load_ctx *ctx, const char *section, const char *name, co
 	const struct cmn_cfg_key *k = &ctx->schema->keys[idx];
 	int rc = store_value(k, ctx->target, value, why, sizeof(why));
 
+	if (rc == PGW_OK && ctx->schema->check)
+		rc = ctx->schema->check(k, value, why, sizeof(why));
 	if (rc == PGW_EINVAL) {
 		if (k->type == CMN_CFG_SECRET)
 			snprintf(ctx->err, ctx->err_size, "%s: bad value for '%s' in [%s]: %s",

@@ -63,6 +63,12 @@ struct cmn_cfg_schema {
 	size_t n_sections;
 	const struct cmn_cfg_key *keys;
 	size_t n_keys;
+	/*
+	 * Optional: a further check of a value read from the file or the environment
+	 * (a choice among names, an absolute path); PGW_EINVAL with why filled makes it
+	 * a "file:line: bad value" error.
+	 */
+	int (*check)(const struct cmn_cfg_key *k, const char *value, char *why, size_t why_size);
 };
 
 /*

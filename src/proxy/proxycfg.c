@@ -112,10 +112,10 @@ static const struct cmn_cfg_key keys[] = {
 };
 
 const struct cmn_cfg_schema proxy_config_schema = {
-    sections,
-    sizeof(sections) / sizeof(sections[0]),
-    keys,
-    sizeof(keys) / sizeof(keys[0]),
+    .sections = sections,
+    .n_sections = sizeof(sections) / sizeof(sections[0]),
+    .keys = keys,
+    .n_keys = sizeof(keys) / sizeof(keys[0]),
 };
 
 int proxy_config_load(const char *path, struct proxy_config *cfg, char *err, size_t err_size)

@@ -53,6 +53,17 @@ def agent(text, env=None):
     (("data_dir = /tmp/pgw-cfg-test/data", "data_dir = relative/data"),
      "'data_dir' in [postgresql] must be an absolute path"),
     (("[cluster]\n", "[cluster]\nthis line is wrong\n"), ":2: syntax error"),
+    (("[cluster]\n", "[backup]\ncompress = fast\n[cluster]\n"),
+     ":2: bad value 'fast' for 'compress' in [backup]: expected none, gz, lz4, zst or bz2"),
+    (("[cluster]\n", "[backup]\nrepo_path = backups\n[cluster]\n"),
+     ":2: bad value 'backups' for 'repo_path' in [backup]: expected an absolute path"),
+    (("[cluster]\n", "[backup]\nprocess_max = 0\n[cluster]\n"),
+     ":2: bad value '0' for 'process_max' in [backup]: out of range (1 .. 64)"),
+    (("[cluster]\n", "[backup]\nstanza = a/b\n[cluster]\n"),
+     ":2: bad value 'a/b' for 'stanza' in [backup]"),
+    (("[postgresql]\n", "[backup]\nrepo_path = /tmp/r\n[parameters]\narchive_command = cp %p x\n"
+      "[postgresql]\n"),
+     ":11: 'archive_command' in [parameters] is managed by pgwarden ([backup] is set"),
 ])
 def test_bad_config_is_refused_with_file_line_key(change, expect):
     proc, path = agent(GOOD.replace(*change, 1))

@@ -276,10 +276,10 @@ static const struct cmn_cfg_key demo_keys[] = {
 };
 
 static const struct cmn_cfg_schema demo_schema = {
-    demo_sections,
-    sizeof(demo_sections) / sizeof(demo_sections[0]),
-    demo_keys,
-    sizeof(demo_keys) / sizeof(demo_keys[0]),
+    .sections = demo_sections,
+    .n_sections = sizeof(demo_sections) / sizeof(demo_sections[0]),
+    .keys = demo_keys,
+    .n_keys = sizeof(demo_keys) / sizeof(demo_keys[0]),
 };
 
 static int demo_load(const char *text, struct demo *d, char *err, size_t err_size)

@@ -1,0 +1,240 @@
+#include "agent/backup.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool backup_enabled(const struct agent_config *cfg)
+{
+	return cfg->backup_repo_path != NULL;
+}
+
+static void sub_path(const struct agent_config *cfg, const char *name, char *out, size_t size)
+{
+	snprintf(out, size, "%s/pgbackrest%s%s", cfg->node_dir, name[0] ? "/" : "", name);
+}
+
+void backup_conf_path(const struct agent_config *cfg, char *out, size_t size)
+{
+	sub_path(cfg, "pgbackrest.conf", out, size);
+}
+
+char *backup_config_text(const struct agent_config *cfg)
+{
+	struct cmn_buf b = {0};
+	char dir[4200];
+
+	cmn_buf_printf(&b,
+		       "# Written by pgwarden for member %s from [backup]: edits here are "
+		       "overwritten.\n"
+		       "[global]\n"
+		       "repo1-path=%s\n"
+		       "repo1-retention-full=%d\n",
+		       cfg->member_name, cfg->backup_repo_path, cfg->backup_retention_full);
+	if (cfg->backup_retention_diff > 0)
+		cmn_buf_printf(&b, "repo1-retention-diff=%d\n", cfg->backup_retention_diff);
+	if (cfg->backup_cipher_pass && cfg->backup_cipher_pass[0])
+		cmn_buf_printf(&b, "repo1-cipher-type=aes-256-cbc\nrepo1-cipher-pass=%s\n",
+			       cfg->backup_cipher_pass);
+	cmn_buf_printf(&b, "compress-type=%s\nprocess-max=%d\nstart-fast=y\n", cfg->backup_compress,
+		       cfg->backup_process_max);
+	sub_path(cfg, "log", dir, sizeof(dir));
+	cmn_buf_printf(&b, "log-path=%s\nlog-level-console=warn\nlog-level-file=info\n", dir);
+	sub_path(cfg, "lock", dir, sizeof(dir));
+	cmn_buf_printf(&b, "lock-path=%s\n", dir);
+	sub_path(cfg, "spool", dir, sizeof(dir));
+	cmn_buf_printf(&b, "spool-path=%s\n", dir);
+	/*
+	 * Asynchronous push only: 2.45's asynchronous archive-get takes the same archive
+	 * lock, and a get still running when the replica is promoted made the first
+	 * push (the new timeline's history file) wait archive-timeout (60 s).
+	 */
+	cmn_buf_printf(&b, "\n[global:archive-push]\narchive-async=%s\n",
+		       cfg->backup_archive_async ? "y" : "n");
+	cmn_buf_printf(&b,
+		       "\n[%s]\n"
+		       "pg1-path=%s\n"
+		       "pg1-port=%d\n"
+		       "pg1-socket-path=%s\n"
+		       "pg1-user=%s\n",
+		       cfg->backup_stanza, cfg->data_dir, cfg->pg_port, cfg->socket_dir,
+		       cfg->superuser);
+	return b.data;
+}
+
+int backup_write_config(const struct agent_config *cfg)
+{
+	static const char *const dirs[] = {"", "log", "lock", "spool"};
+	char path[4200], *text;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		sub_path(cfg, dirs[i], path, sizeof(path));
+		if (cmn_mkdir_p(path, 0750) != PGW_OK) {
+			log_error("cannot create %s: %s", path, strerror(errno));
+			return PGW_ERR;
+		}
+	}
+	text = backup_config_text(cfg);
+	if (!text)
+		return PGW_ENOMEM;
+	backup_conf_path(cfg, path, sizeof(path));
+	rc = cmn_write_file_atomic(path, text, strlen(text), 0600);
+	free(text);
+	if (rc != PGW_OK) {
+		log_error("cannot write %s: %s", path, strerror(errno));
+		return PGW_ERR;
+	}
+	return PGW_OK;
+}
+
+/* Appends word to out for /bin/sh: single-quoted, a ' as '\''. */
+static void sh_quote(struct cmn_buf *b, const char *word)
+{
+	cmn_buf_printf(b, "'");
+	for (const char *p = word; *p; p++) {
+		if (*p == '\'')
+			cmn_buf_printf(b, "'\\''");
+		else
+			cmn_buf_printf(b, "%c", *p);
+	}
+	cmn_buf_printf(b, "'");
+}
+
+/* "pgbackrest --config=X --stanza=S " for a shell command line. */
+static void sh_prefix(const struct agent_config *cfg, struct cmn_buf *b)
+{
+	char conf[4200], opt[4300];
+
+	backup_conf_path(cfg, conf, sizeof(conf));
+	sh_quote(b, cfg->backup_pgbackrest);
+	snprintf(opt, sizeof(opt), "--config=%s", conf);
+	cmn_buf_printf(b, " ");
+	sh_quote(b, opt);
+	snprintf(opt, sizeof(opt), "--stanza=%s", cfg->backup_stanza);
+	cmn_buf_printf(b, " ");
+	sh_quote(b, opt);
+}
+
+int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
+{
+	struct cmn_buf push = {0}, get = {0};
+	int rc;
+
+	if (!backup_enabled(cfg))
+		return PGW_OK;
+	sh_prefix(cfg, &push);
+	cmn_buf_printf(&push, " archive-push %%p");
+	sh_prefix(cfg, &get);
+	cmn_buf_printf(&get, " archive-get %%f \"%%p\"");
+	if (!push.data || !get.data) {
+		cmn_buf_free(&push);
+		cmn_buf_free(&get);
+		return PGW_ENOMEM;
+	}
+	rc = cmn_kvlist_set(out, "archive_mode", "on", "pgwarden [backup]");
+	if (rc == PGW_OK)
+		rc = cmn_kvlist_set(out, "archive_command", push.data, "pgwarden [backup]");
+	if (rc == PGW_OK)
+		rc = cmn_kvlist_set(out, "restore_command", get.data, "pgwarden [backup]");
+	cmn_buf_free(&push);
+	cmn_buf_free(&get);
+	return rc;
+}
+
+void backup_argv(const struct agent_config *cfg, const char *command, const char *const *extra,
+		 char store[][4200], const char **argv, size_t max)
+{
+	char conf[4096];
+	size_t n = 0;
+
+	if (max < 5)
+		return;
+	backup_conf_path(cfg, conf, sizeof(conf));
+	snprintf(store[n], 4200, "%s", cfg->backup_pgbackrest);
+	argv[n] = store[n], n++;
+	snprintf(store[n], 4200, "--config=%s", conf);
+	argv[n] = store[n], n++;
+	snprintf(store[n], 4200, "--stanza=%s", cfg->backup_stanza);
+	argv[n] = store[n], n++;
+	snprintf(store[n], 4200, "%s", command);
+	argv[n] = store[n], n++;
+	for (size_t i = 0; extra && extra[i] && n + 1 < max; i++) {
+		snprintf(store[n], 4200, "%s", extra[i]);
+		argv[n] = store[n], n++;
+	}
+	argv[n] = NULL;
+}
+
+const char *backup_managed_reason(const struct agent_config *cfg, const char *name)
+{
+	if (!backup_enabled(cfg))
+		return NULL;
+	if (strcmp(name, "archive_mode") == 0 || strcmp(name, "archive_command") == 0 ||
+	    strcmp(name, "restore_command") == 0 || strcmp(name, "archive_library") == 0)
+		return "[backup] is set: pgwarden archives WAL with pgBackRest";
+	return NULL;
+}
+
+#define STANZA_RETRY_MS 30000
+
+void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool primary,
+		 const char *const *env, const char *log_path)
+{
+	char store[6][4200];
+	const char *argv[7];
+	int code;
+
+	if (st->stanza_pid) {
+		if (cmn_proc_poll(st->stanza_pid, &code) == 0)
+			return;
+		st->stanza_pid = 0;
+		if (code == 0) {
+			st->stanza_ok = true;
+			log_info("pgBackRest stanza '%s' ready in %s", cfg->backup_stanza,
+				 cfg->backup_repo_path);
+		} else {
+			st->stanza_next_ms = cmn_now_ms() + STANZA_RETRY_MS;
+			log_error("pgbackrest stanza-create failed (exit %d, see %s); WAL is not "
+				  "archived until it succeeds; trying again in %d s",
+				  code, log_path, STANZA_RETRY_MS / 1000);
+		}
+		return;
+	}
+	if (!backup_enabled(cfg) || !primary || st->stanza_ok || cmn_now_ms() < st->stanza_next_ms)
+		return;
+	backup_argv(cfg, "stanza-create", NULL, store, argv, 7);
+	struct cmn_proc_opts o = {
+	    .argv = argv,
+	    .env_extra = env,
+	    .log_path = log_path,
+	    .new_session = true,
+	};
+	if (cmn_proc_spawn(&o, &st->stanza_pid) != PGW_OK) {
+		st->stanza_pid = 0;
+		st->stanza_next_ms = cmn_now_ms() + STANZA_RETRY_MS;
+		log_error("cannot run %s: %s", argv[0], strerror(errno));
+		return;
+	}
+	log_info("creating the pgBackRest stanza '%s' (pid %d)", cfg->backup_stanza,
+		 (int)st->stanza_pid);
+}
+
+void backup_stop(struct backup_state *st)
+{
+	int code;
+
+	if (!st->stanza_pid)
+		return;
+	kill(st->stanza_pid, SIGTERM);
+	for (int i = 0; i < 50 && cmn_proc_poll(st->stanza_pid, &code) == 0; i++)
+		usleep(100000);
+	st->stanza_pid = 0;
+}

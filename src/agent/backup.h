@@ -1,0 +1,67 @@
+/*
+ * pgBackRest on one member: its configuration file (written from [backup]), the
+ * archiving parameters PostgreSQL gets, and the command lines the agent runs.
+ * pgwarden orchestrates pgBackRest; it does not reimplement any of it.
+ */
+#ifndef PGW_BACKUP_H
+#define PGW_BACKUP_H
+
+#include "agent/agentcfg.h"
+#include "common/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* What the agent runs of pgBackRest in the background (never in the HA loop itself). */
+struct backup_state {
+	pid_t stanza_pid;	/* stanza-create running */
+	bool stanza_ok;		/* created or found valid by this agent */
+	int64_t stanza_next_ms; /* next try after a failure */
+};
+
+/* Backups and WAL archiving are on when [backup] repo_path is set. */
+bool backup_enabled(const struct agent_config *cfg);
+
+/* <node_dir>/pgbackrest/pgbackrest.conf: the file every pgbackrest command of this member reads. */
+void backup_conf_path(const struct agent_config *cfg, char *out, size_t size);
+
+/*
+ * Writes pgbackrest.conf (mode 0600: it may hold the passphrase) and creates its log,
+ * lock and spool folders. PGW_ERR (logged) when it cannot.
+ */
+int backup_write_config(const struct agent_config *cfg);
+
+/* The text of pgbackrest.conf (malloc'd; NULL on ENOMEM). */
+char *backup_config_text(const struct agent_config *cfg);
+
+/*
+ * archive_mode, archive_command and restore_command for PostgreSQL, added to out
+ * (origin "pgwarden [backup]"). archive_mode is 'on', never 'always': a standby
+ * archives nothing until it is promoted, and pgBackRest refuses 'always'.
+ */
+int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out);
+
+/*
+ * argv of "pgbackrest --config=... --stanza=... <command> [extra...]" in caller storage:
+ * store holds the strings, argv up to max entries (NULL-terminated).
+ */
+void backup_argv(const struct agent_config *cfg, const char *command, const char *const *extra,
+		 char store[][4200], const char **argv, size_t max);
+
+/* The PostgreSQL parameters [backup] manages, and why (NULL: not one of them). */
+const char *backup_managed_reason(const struct agent_config *cfg, const char *name);
+
+/*
+ * Once per loop. On the leader with PostgreSQL up as primary (primary true), makes
+ * sure the stanza exists: pgbackrest stanza-create in the background (it is
+ * idempotent: an existing stanza of this cluster is fine), again every 30 s after a
+ * failure, whose output goes to log_path. env: the pgctl environment (PGPASSFILE).
+ */
+void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool primary,
+		 const char *const *env, const char *log_path);
+/* Stops what backup_tick started (the agent is exiting). */
+void backup_stop(struct backup_state *st);
+
+#endif

@@ -1,0 +1,98 @@
+"""Backups with pgBackRest (issue 13): the repository `pgwarden up` sets up, WAL archiving
+on every member, what reaches the archive across a switchover and a failover, and the
+reference stack's own pg_basebackup command on a member."""
+import json
+import os
+import subprocess
+
+from conftest import PG_BIN, wait_for
+
+
+def pgbackrest(cluster, i, *args, timeout=60):
+    """pgbackrest as member i runs it (its generated configuration), as postgres."""
+    conf = os.path.join(cluster.dir, "node%d/pgbackrest/pgbackrest.conf" % (i + 1))
+    return subprocess.run(["runuser", "-u", "postgres", "--", "pgbackrest",
+                           "--config=" + conf, "--stanza=demo", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def archived(cluster):
+    """Names in the repository's archive: WAL segments (without their checksum suffix),
+    .partial segments and .history files."""
+    root = os.path.join(cluster.dir, "backup/archive/demo/15-1")
+    names = set()
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith(".history"):
+                names.add(f)
+            elif len(f) > 24 and f[:24].isalnum():
+                names.add(f[:24] + (".partial" if f[24:].startswith(".partial") else ""))
+    return names
+
+
+def current_segment(cluster, i):
+    """Switches WAL on primary i; returns the name of the segment it just closed."""
+    return cluster.query(i, "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+
+
+def test_archiving_on_every_member_across_switchover_and_failover(cluster):
+    leader = cluster.leader()
+    for i in range(cluster.N):
+        assert cluster.query(i, "SHOW archive_mode")[0][0] == "on"
+        cmd = cluster.query(i, "SHOW archive_command")[0][0]
+        assert "archive-push %p" in cmd and "node%d/pgbackrest" % (i + 1) in cmd, cmd
+        assert "archive-get %f" in cluster.query(i, "SHOW restore_command")[0][0]
+
+    # The leader created the stanza; what it writes reaches the repository.
+    wait_for("the stanza", lambda: pgbackrest(cluster, leader, "info", "--output=json")
+             .returncode == 0 and json.loads(pgbackrest(cluster, leader, "info",
+                                                        "--output=json").stdout)[0]
+             ["status"]["code"] in (0, 2), 60)
+    cluster.query(leader, "INSERT INTO t (id) VALUES (1)")
+    seg = current_segment(cluster, leader)
+    wait_for("%s in the archive" % seg, lambda: seg in archived(cluster), 30)
+
+    # Switchover: the new timeline's history file, and the old timeline's last WAL
+    # (the old primary archives everything before its clean stop).
+    cand = (leader + 1) % cluster.N
+    cluster.run("switchover", "--dir", cluster.dir, "--candidate", "node%d" % (cand + 1),
+                "--force")
+    wait_for("node%d to lead" % (cand + 1), lambda: cluster.leader() == cand, 60)
+    tl = cluster.timeline(cand)
+    assert tl and tl >= 2, tl
+    wait_for("%08X.history in the archive" % tl,
+             lambda: "%08X.history" % tl in archived(cluster), 30)
+    seg2 = current_segment(cluster, cand)
+    assert seg2.startswith("%08X" % tl), seg2
+    wait_for("%s in the archive" % seg2, lambda: seg2 in archived(cluster), 30)
+
+    # Failover (the leader's PostgreSQL and agent killed): the promoted replica archives
+    # the next timeline's history and its WAL.
+    cluster.wait_healthy()
+    cluster.kill(cluster.agent_pid(cand))
+    cluster.kill(cluster.postmaster_pid(cand))
+    new = wait_for("a new leader", lambda: next(
+        (i for i in range(cluster.N) if i != cand and cluster.writable(i)), None), 60)
+    tl2 = wait_for("the new timeline", lambda: (cluster.timeline(new) or 0) > tl and
+                   cluster.timeline(new), 30)
+    wait_for("%08X.history in the archive" % tl2,
+             lambda: "%08X.history" % tl2 in archived(cluster), 60)
+    cluster.query(new, "INSERT INTO t (id) VALUES (2)")
+    seg3 = current_segment(cluster, new)
+    wait_for("%s in the archive" % seg3, lambda: seg3 in archived(cluster), 60)
+
+
+def test_reference_stack_pg_basebackup_works_on_a_member(cluster, tmp_path):
+    """reference-stack.md: pg_basebackup -h localhost -U postgres -D /tmp/backup -Ft -z -Xs -P,
+    run on a member (here: the leader's port, and a replica's)."""
+    env = dict(os.environ, PGPASSFILE=os.path.join(cluster.dir, "pgpass"))
+    leader = cluster.leader()
+    for i in (leader, (leader + 1) % cluster.N):
+        target = tmp_path / ("backup%d" % i)
+        proc = subprocess.run([os.path.join(PG_BIN, "pg_basebackup"), "-h", "localhost", "-p",
+                               str(cluster.pg_port + i), "-U", "postgres", "-D", str(target),
+                               "-Ft", "-z", "-Xs", "-P"],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert (target / "base.tar.gz").stat().st_size > 0
+        assert (target / "pg_wal.tar.gz").exists()
