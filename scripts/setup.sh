@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 with_tests=0
 [ "${1:-}" = "--test" ] && with_tests=1
 
-pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client
+pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client pgbackrest
       libcurl4-openssl-dev libjson-c-dev libinih-dev libmicrohttpd-dev libpq-dev libssl-dev
       meson ninja-build pkg-config gcc)
 if [ "$with_tests" = 1 ]; then

@@ -2803,6 +2803,12 @@ int agent_main(int argc, char **argv)
 	}
 	if (pgconf_write_pgpass(&a->cfg) != PGW_OK)
 		goto out;
+	if (backup_enabled(&a->cfg) && access(a->cfg.backup_pgbackrest, X_OK) != 0) {
+		log_fatal("[backup] is set but %s cannot be run (%s): install pgBackRest (apt "
+			  "install pgbackrest) or set [backup] pgbackrest",
+			  a->cfg.backup_pgbackrest, strerror(errno));
+		goto out;
+	}
 	if (backup_enabled(&a->cfg) && backup_write_config(&a->cfg) != PGW_OK)
 		goto out;
 	api_state_init(&a->api, a->cfg.ttl_ms);

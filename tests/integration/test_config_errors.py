@@ -100,3 +100,11 @@ def test_agent_refuses_root():
                                    PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD="a",
                                    PGWARDEN_POSTGRESQL_REPLICATION_PASSWORD="b"))
     assert proc.returncode == 2 and "refusing to run as root" in proc.stderr
+
+
+def test_backup_without_pgbackrest_stops_the_agent():
+    proc, _ = agent(GOOD, {"PGWARDEN_BACKUP_REPO_PATH": "/tmp/pgw-cfg-test/repo",
+                           "PGWARDEN_BACKUP_PGBACKREST": "/nonexistent/pgbackrest"})
+    assert proc.returncode != 0
+    assert "[backup] is set but /nonexistent/pgbackrest cannot be run" in proc.stderr, \
+        proc.stderr
