@@ -2,6 +2,7 @@
  * Unit tests of the files the agent writes (src/agent/pgconf.c): tuned
  * parameters, postgresql.conf, pg_hba.conf, the passfile and standby.signal.
  */
+#include "agent/backup.h"
 #include "agent/pgconf.h"
 #include "common/util.h"
 
@@ -494,6 +495,97 @@ static void test_sync_standby_names_round_trip(void **state)
 	assert_string_equal(back, "");
 }
 
+/* ---- [backup]: pgBackRest ------------------------------------------------------- */
+
+static void backup_on(struct fx *f, const char *repo)
+{
+	static char stanza[] = "demo", compress[] = "zst", prog[] = "/usr/bin/pgbackrest";
+
+	f->cfg.backup_repo_path = (char *)repo;
+	f->cfg.backup_stanza = stanza;
+	f->cfg.backup_compress = compress;
+	f->cfg.backup_pgbackrest = prog;
+	f->cfg.backup_retention_full = 3;
+	f->cfg.backup_process_max = 2;
+	f->cfg.backup_archive_async = true;
+	snprintf(f->cfg.node_dir, sizeof(f->cfg.node_dir), "%s/it's", f->root);
+}
+
+static void test_backup_parameters(void **state)
+{
+	struct fx *f = *state;
+	struct cmn_kvlist p;
+	char want[512], err[512];
+
+	/* Off: nothing about archiving, and [parameters] may set archive_command. */
+	assert_int_equal(pgconf_parameters(&f->cfg, &p), PGW_OK);
+	assert_null(cmn_kvlist_get(&p, "archive_mode"));
+	cmn_kvlist_free(&p);
+	assert_null(backup_managed_reason(&f->cfg, "archive_command"));
+
+	backup_on(f, "/srv/repo");
+	/* etcd's dynamic configuration cannot point archiving elsewhere. */
+	assert_int_equal(
+	    cmn_kvlist_set(&f->cfg.dyn_parameters, "archive_command", "cp %p /x", "etcd"), PGW_OK);
+	assert_int_equal(pgconf_parameters(&f->cfg, &p), PGW_OK);
+	assert_string_equal(param(&p, "archive_mode"), "on");
+	assert_string_equal(param(&p, "archive_timeout"), "60s");
+	/* The node folder has a quote: the shell sees one word per option. */
+	snprintf(want, sizeof(want),
+		 "'/usr/bin/pgbackrest' '--config=%s/it'\\''s/pgbackrest/pgbackrest.conf' "
+		 "'--stanza=demo' archive-push %%p",
+		 f->root);
+	assert_string_equal(param(&p, "archive_command"), want);
+	snprintf(want, sizeof(want),
+		 "'/usr/bin/pgbackrest' '--config=%s/it'\\''s/pgbackrest/pgbackrest.conf' "
+		 "'--stanza=demo' archive-get %%f \"%%p\"",
+		 f->root);
+	assert_string_equal(param(&p, "restore_command"), want);
+	cmn_kvlist_free(&p);
+	cmn_kvlist_free(&f->cfg.dyn_parameters);
+
+	/* ... nor can the node's [parameters]: refused with the line. */
+	assert_int_equal(
+	    cmn_kvlist_set(&f->cfg.parameters, "restore_command", "cp x %p", "n.ini:7"), PGW_OK);
+	assert_int_equal(pgconf_check_parameters(&f->cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "n.ini:7: 'restore_command' in [parameters] is managed by "
+				    "pgwarden ([backup] is set"));
+}
+
+static void test_backup_config_text(void **state)
+{
+	struct fx *f = *state;
+	char *text, line[512];
+
+	backup_on(f, "/srv/repo");
+	text = backup_config_text(&f->cfg);
+	assert_non_null(text);
+	assert_has_line(text, "[global]");
+	assert_has_line(text, "repo1-path=/srv/repo");
+	assert_has_line(text, "repo1-retention-full=3");
+	assert_has_line(text, "compress-type=zst");
+	assert_has_line(text, "process-max=2");
+	assert_has_line(text, "[global:archive-push]");
+	assert_has_line(text, "archive-async=y");
+	assert_has_line(text, "[demo]");
+	snprintf(line, sizeof(line), "pg1-path=%s", f->data_dir);
+	assert_has_line(text, line);
+	assert_has_line(text, "pg1-port=5433");
+	assert_has_line(text, "pg1-user=postgres");
+	assert_null(strstr(text, "retention-diff"));
+	assert_null(strstr(text, "cipher"));
+	free(text);
+
+	f->cfg.backup_retention_diff = 4;
+	f->cfg.backup_cipher_pass = (char *)"pass phrase";
+	text = backup_config_text(&f->cfg);
+	assert_non_null(text);
+	assert_has_line(text, "repo1-retention-diff=4");
+	assert_has_line(text, "repo1-cipher-type=aes-256-cbc");
+	assert_has_line(text, "repo1-cipher-pass=pass phrase");
+	free(text);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 
 int main(void)
@@ -513,6 +605,8 @@ int main(void)
 	    T(test_write_pgpass),
 	    T(test_write_hba),
 	    T(test_standby_signal),
+	    T(test_backup_parameters),
+	    T(test_backup_config_text),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
