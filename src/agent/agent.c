@@ -429,6 +429,7 @@ static void job_finished(struct agent *a, int code)
 		}
 		if (write_primary_config(a) != PGW_OK)
 			log_error("cannot rewrite the configuration after promotion");
+		(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
 		a->after_promote = true;
 		/* Slots before the others connect: a missing slot makes them retry later. */
 		manage_slots(a);

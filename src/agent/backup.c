@@ -4,6 +4,7 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -225,6 +226,52 @@ void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool p
 	}
 	log_info("creating the pgBackRest stanza '%s' (pid %d)", cfg->backup_stanza,
 		 (int)st->stanza_pid);
+}
+
+static bool is_segment_done(const char *name, int tl)
+{
+	char prefix[9];
+
+	if (strlen(name) != 24 + 5 || strcmp(name + 24, ".done") != 0)
+		return false;
+	for (int i = 0; i < 24; i++)
+		if (!strchr("0123456789ABCDEF", name[i]))
+			return false;
+	snprintf(prefix, sizeof(prefix), "%08X", (unsigned)tl);
+	return strncmp(name, prefix, 8) == 0;
+}
+
+int backup_requeue_timeline(const struct agent_config *cfg, int old_tl)
+{
+	char dir[4200], from[4600], to[4600];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	if (!backup_enabled(cfg) || old_tl <= 0)
+		return 0;
+	snprintf(dir, sizeof(dir), "%s/pg_wal/archive_status", cfg->data_dir);
+	d = opendir(dir);
+	if (!d) {
+		log_warning("cannot read %s: %s", dir, strerror(errno));
+		return 0;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (!is_segment_done(e->d_name, old_tl))
+			continue;
+		snprintf(from, sizeof(from), "%s/%s", dir, e->d_name);
+		snprintf(to, sizeof(to), "%s/%.24s.ready", dir, e->d_name);
+		if (rename(from, to) == 0)
+			n++;
+		else
+			log_warning("cannot rename %s: %s", from, strerror(errno));
+	}
+	closedir(d);
+	if (n)
+		log_info("queued %d segment(s) of timeline %d for archiving again: the old "
+			 "primary may not have archived them",
+			 n, old_tl);
+	return n;
 }
 
 void backup_stop(struct backup_state *st)

@@ -61,6 +61,14 @@ const char *backup_managed_reason(const struct agent_config *cfg, const char *na
  */
 void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool primary,
 		 const char *const *env, const char *log_path);
+/*
+ * Right after a promotion from timeline old_tl: every complete segment of old_tl still in
+ * pg_wal that PostgreSQL marked archived (.done: a standby streamed it, it archives
+ * nothing) is queued for archiving again (.ready). The old primary may have died with
+ * segments it had not archived yet; pgBackRest accepts a segment it already has with the
+ * same content, so the others cost a checksum. Returns how many were queued.
+ */
+int backup_requeue_timeline(const struct agent_config *cfg, int old_tl);
 /* Stops what backup_tick started (the agent is exiting). */
 void backup_stop(struct backup_state *st);
 

@@ -96,3 +96,39 @@ def test_reference_stack_pg_basebackup_works_on_a_member(cluster, tmp_path):
         assert proc.returncode == 0, proc.stderr
         assert (target / "base.tar.gz").stat().st_size > 0
         assert (target / "pg_wal.tar.gz").exists()
+
+
+def test_promoted_replica_archives_what_the_dead_primary_did_not(cluster):
+    """The leader's archiving is stopped (`pgbackrest stop` on its node: archive-push fails),
+    three segments are written and switched, then the leader dies. The promoted replica
+    streamed them: it must archive them, so the old timeline has no gap."""
+    leader = cluster.leader()
+    wait_for("the stanza", lambda: pgbackrest(cluster, leader, "info").returncode == 0 and
+             "wal archive min/max" in pgbackrest(cluster, leader, "info").stdout, 60)
+    first = current_segment(cluster, leader)
+    wait_for("%s in the archive" % first, lambda: first in archived(cluster), 30)
+    stop = pgbackrest(cluster, leader, "stop")
+    assert stop.returncode == 0, stop.stderr
+    unarchived = []
+    for n in range(3):
+        cluster.query(leader, "INSERT INTO t (id) VALUES (%s)", (100 + n,))
+        unarchived.append(current_segment(cluster, leader))
+    assert not set(unarchived) & archived(cluster)
+    # Every replica has them before the leader dies.
+    lsn = cluster.query(leader, "SELECT pg_current_wal_lsn()::text")[0][0]
+    for i in range(cluster.N):
+        if i != leader:
+            wait_for("node%d to replay %s" % (i + 1, lsn), lambda i=i: cluster.query(
+                i, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0], 30)
+
+    cluster.kill(cluster.agent_pid(leader))
+    cluster.kill(cluster.postmaster_pid(leader))
+    new = wait_for("a new leader", lambda: next(
+        (i for i in range(cluster.N) if i != leader and cluster.writable(i)), None), 60)
+    wait_for("%s in the archive, pushed by node%d" % (unarchived, new + 1),
+             lambda: set(unarchived) <= archived(cluster), 90)
+    assert "queued" in cluster.log(new) and "for archiving again" in cluster.log(new)
+    # The old timeline is continuous from the first archived segment to the last one.
+    segs = sorted(s for s in archived(cluster) if s.startswith("00000001") and len(s) == 24)
+    numbers = [int(s[8:16], 16) * 256 + int(s[16:], 16) for s in segs]
+    assert numbers == list(range(numbers[0], numbers[-1] + 1)), segs
