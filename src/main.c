@@ -36,6 +36,9 @@ static void usage(FILE *f)
 		"  reload [MEMBER...]       re-read node.ini ([parameters], [tags]), reload "
 		"PostgreSQL\n"
 		"  reinit MEMBER [--force]  wipe a replica and clone it again from the leader\n"
+		"  backup [--type full|diff|incr] [--from-leader]\n"
+		"                           pgBackRest backup, from a streaming replica\n"
+		"  backup list [--json]     the backups in the repository, the restorable window\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -54,6 +57,7 @@ static const struct {
     {"fence", agent_fence_main},
     {"proxy", proxy_main},
     {"list", cli_list},
+    {"backup", cli_backup},
     {"pause", cli_pause},
     {"resume", cli_resume},
     {"history", cli_history},

@@ -446,6 +446,25 @@ int dcs_take_initialize(struct dcs *d, bool *won)
 	return create_if_absent(d, "initialize", "", 0, won);
 }
 
+int dcs_take_backup(struct dcs *d, const char *value, int64_t lease, bool *won)
+{
+	return create_if_absent(d, "backup", value, lease, won);
+}
+
+char *dcs_read_backup(struct dcs *d)
+{
+	struct etcd_range_result r;
+	char key[600], *value = NULL;
+
+	dcs_key(d, "backup", key, sizeof(key));
+	if (etcd_range(d->etcd, key, NULL, &r) != PGW_OK)
+		return NULL;
+	if (r.n_kvs)
+		value = strdup(r.kvs[0].value);
+	etcd_range_result_free(&r);
+	return value;
+}
+
 int dcs_set_initialize(struct dcs *d, const char *sysid)
 {
 	char key[600];

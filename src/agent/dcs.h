@@ -125,6 +125,13 @@ const struct dcs_member *dcs_find_member(const struct dcs_cluster *c, const char
 
 int dcs_take_initialize(struct dcs *d, bool *won) PGW_WUR;
 int dcs_set_initialize(struct dcs *d, const char *sysid) PGW_WUR;
+/*
+ * The backup key: held (attached to the runner's lease) while a backup runs, so two
+ * never run together anywhere in the cluster. dcs_read_backup: its value (malloc'd),
+ * NULL when no backup runs or etcd cannot be read.
+ */
+int dcs_take_backup(struct dcs *d, const char *value, int64_t lease, bool *won) PGW_WUR;
+char *dcs_read_backup(struct dcs *d);
 int dcs_delete_initialize(struct dcs *d) PGW_WUR;
 
 /*

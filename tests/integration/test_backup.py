@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 
-from conftest import PG_BIN, wait_for
+from conftest import PG_BIN, PGWARDEN, wait_for
 
 
 def pgbackrest(cluster, i, *args, timeout=60):
@@ -132,3 +132,55 @@ def test_promoted_replica_archives_what_the_dead_primary_did_not(cluster):
     segs = sorted(s for s in archived(cluster) if s.startswith("00000001") and len(s) == 24)
     numbers = [int(s[8:16], 16) * 256 + int(s[16:], 16) for s in segs]
     assert numbers == list(range(numbers[0], numbers[-1] + 1)), segs
+
+
+def etcd_backup_key(cluster):
+    out = subprocess.run(["etcdctl", "--endpoints=http://127.0.0.1:%d" % cluster.etcd_port,
+                          "get", "/service/demo/backup", "--print-value-only"],
+                         capture_output=True, text=True, timeout=10,
+                         env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+    return out.stdout.strip()
+
+
+def test_backup_from_a_replica_one_at_a_time_and_list(cluster):
+    leader = cluster.leader()
+    wait_for("the stanza", lambda: "wal archive min/max" in
+             pgbackrest(cluster, leader, "info").stdout, 60)
+    cluster.query(leader, "INSERT INTO t (id) SELECT g FROM generate_series(1, 1000) g")
+
+    # A full backup, from a streaming replica (pgBackRest's backup-standby).
+    first = subprocess.Popen([PGWARDEN, "backup", "--dir", cluster.dir, "--type",
+                              "full", "--timeout", "300"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=cluster.env)
+    try:
+        holder = wait_for("the backup key in etcd", lambda: etcd_backup_key(cluster), 60)
+        assert json.loads(holder)["standby"] is True, holder
+        # A second backup while it runs is refused, and says who runs.
+        second = cluster.run("backup", "--dir", cluster.dir, "--type", "incr", check=False)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert "a backup is already running" in second.stderr, second.stderr
+        out, err = first.communicate(timeout=300)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 0, out + err
+    assert "a streaming replica" in out, out
+    assert "replay on the standby reached" in out, out
+    assert etcd_backup_key(cluster) == ""
+
+    # An incremental one from the leader on request.
+    cluster.query(leader, "INSERT INTO t (id) VALUES (5000)")
+    inc = cluster.run("backup", "--dir", cluster.dir, "--from-leader", "--timeout", "300")
+    assert "from node%d (the leader)" % (leader + 1) in inc.stdout, inc.stdout
+
+    listed = json.loads(cluster.run("backup", "list", "--dir", cluster.dir, "--json").stdout)
+    assert [b["type"] for b in listed["backups"]] == ["full", "incr"], listed
+    full = listed["backups"][0]
+    assert full["size"] > 1000000 and full["repository_size"] > 0, full
+    assert full["stop"] >= full["start"] > 0 and full["start_lsn"] and full["stop_lsn"], full
+    assert listed["restore_from"] == full["stop"]
+    table = cluster.run("backup", "list", "--dir", cluster.dir).stdout
+    assert full["label"] in table and "Restorable: from" in table, table
+
+    bad = cluster.run("backup", "--dir", cluster.dir, "--type", "weekly", check=False)
+    assert bad.returncode == 2 and "bad --type 'weekly'" in bad.stderr, bad.stderr

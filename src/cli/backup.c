@@ -1,0 +1,543 @@
+/*
+ * pgwarden backup: a pgBackRest backup of the cluster, taken from a streaming replica
+ * (pgBackRest's backup-standby: the bulk of the files comes from the replica, the primary
+ * only starts and stops the backup) and from the leader when no replica qualifies. One
+ * backup at a time cluster-wide: the runner holds the backup key in etcd on a lease.
+ */
+#include "agent/backup.h"
+#include "cli/cli.h"
+#include "common/proc.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKUP_USAGE                                                                         \
+	"pgwarden backup [--type full|diff|incr] [-c node.ini | --dir DIR] [--from-leader] " \
+	"[--timeout S]"
+#define BACKUP_LEASE_TTL_S 10
+
+struct backup_opts {
+	struct cli_target t;
+	const char *type;
+	bool from_leader;
+	int timeout_s; /* 0: none */
+};
+
+static int parse_opts(int argc, char **argv, struct backup_opts *o)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},  {"dir", required_argument, NULL, 'd'},
+	    {"type", required_argument, NULL, 'T'},    {"from-leader", no_argument, NULL, 'L'},
+	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->type = "incr";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->t.config_path = optarg;
+			break;
+		case 'd':
+			o->t.dir = optarg;
+			break;
+		case 'T':
+			if (strcmp(optarg, "full") != 0 && strcmp(optarg, "diff") != 0 &&
+			    strcmp(optarg, "incr") != 0) {
+				fprintf(stderr,
+					"pgwarden: bad --type '%s': expected full, diff or incr\n",
+					optarg);
+				return -1;
+			}
+			o->type = optarg;
+			break;
+		case 'L':
+			o->from_leader = true;
+			break;
+		case 't':
+			o->timeout_s = atoi(optarg);
+			if (o->timeout_s <= 0) {
+				fprintf(stderr, "pgwarden: bad --timeout '%s'\n", optarg);
+				return -1;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: %s\n", BACKUP_USAGE);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "pgwarden: unexpected '%s'\nusage: %s\n", argv[optind],
+			BACKUP_USAGE);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * A member's full node configuration: DIR/<member>/node.ini with --dir (the layout
+ * `pgwarden up` makes), else the configuration given, when it is that member's.
+ */
+static bool load_member(const struct backup_opts *o, const struct agent_config *own,
+			const char *member, struct agent_config *out)
+{
+	char path[4200], err[1024];
+	const char *p = o->t.config_path ? o->t.config_path : getenv("PGWARDEN_CONFIG");
+
+	if (o->t.dir)
+		snprintf(path, sizeof(path), "%s/%s/node.ini", o->t.dir, member);
+	else if (own->member_name && strcmp(own->member_name, member) == 0)
+		snprintf(path, sizeof(path), "%s", p ? p : "");
+	else
+		return false;
+	if (agent_config_load(path[0] ? path : NULL, out, err, sizeof(err)) != PGW_OK) {
+		if (o->t.dir)
+			fprintf(stderr, "pgwarden: %s\n", err);
+		agent_config_free(out);
+		return false;
+	}
+	return true;
+}
+
+static void now_iso(char *out, size_t size)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Runs argv as postgres (we may be root) until it exits; keeps the lease meanwhile. */
+static int run_backup(struct cli_session *s, const struct agent_config *runner,
+		      const char *const *argv, int64_t lease, int timeout_s)
+{
+	char env_pass[4200];
+	const char *env[] = {env_pass, "LC_ALL=C", NULL};
+	struct cmn_proc_opts po = {.argv = argv, .env_extra = env, .inherit_output = true};
+	int64_t started = cmn_now_ms(), last_beat = started;
+	pid_t pid;
+	int code = -1, ttl;
+
+	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", runner->pgpass);
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam("postgres");
+
+		if (!pw) {
+			fprintf(stderr, "pgwarden: no postgres user to run pgbackrest as\n");
+			return -1;
+		}
+		po.run_as = true;
+		po.uid = pw->pw_uid;
+		po.gid = pw->pw_gid;
+	}
+	if (cmn_proc_spawn(&po, &pid) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot run %s: %s\n", argv[0], strerror(errno));
+		return -1;
+	}
+	while (cmn_proc_poll(pid, &code) == 0) {
+		int64_t now = cmn_now_ms();
+
+		if (timeout_s && now - started >= timeout_s * 1000LL) {
+			fprintf(stderr,
+				"pgwarden: the backup runs longer than --timeout %d s: "
+				"stopping it\n",
+				timeout_s);
+			kill(pid, SIGTERM);
+			while (cmn_proc_poll(pid, &code) == 0)
+				usleep(100000);
+			return -1;
+		}
+		if (now - last_beat >= BACKUP_LEASE_TTL_S * 1000 / 3) {
+			last_beat = now;
+			if (etcd_lease_keepalive(s->etcd, lease, &ttl) != PGW_OK)
+				fprintf(stderr, "pgwarden: warning: cannot renew the backup key's "
+						"lease in etcd\n");
+		}
+		usleep(100000);
+	}
+	return code;
+}
+
+int cli_backup(int argc, char **argv)
+{
+	struct backup_opts o;
+	struct cli_session s;
+	struct agent_config runner, leader_cfg;
+	bool have_runner = false, have_leader = false, standby = false, won = false;
+	char store[16][4200], opt[8][4200], started[32], host[256] = "";
+	const char *argv_pg[17], *extra[10];
+	size_t n_extra = 0;
+	int64_t lease = 0, t0;
+	int ttl, rc, code;
+
+	if (argc > 1 && strcmp(argv[1], "list") == 0)
+		return cli_backup_list(argc - 1, argv + 1);
+	if (parse_opts(argc, argv, &o) != 0)
+		return CLI_EXIT_USAGE;
+	rc = cli_session_open(&o.t, &s);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	memset(&runner, 0, sizeof(runner));
+	memset(&leader_cfg, 0, sizeof(leader_cfg));
+	rc = CLI_EXIT_FAILED;
+	if (!s.cluster.has_leader) {
+		fprintf(stderr, "pgwarden: cluster %s has no leader: no backup now\n",
+			s.cfg.cluster_name);
+		goto out;
+	}
+	have_leader = load_member(&o, &s.cfg, s.cluster.leader, &leader_cfg);
+	/* The most advanced streaming replica, when its files are here too. */
+	if (!o.from_leader && have_leader) {
+		const struct dcs_member *best = NULL;
+
+		for (size_t i = 0; i < s.cluster.n_members; i++) {
+			const struct dcs_member *m = &s.cluster.members[i];
+
+			if (strcmp(m->name, s.cluster.leader) == 0 ||
+			    strcmp(m->state, "streaming") != 0)
+				continue;
+			if (!best || m->lsn > best->lsn)
+				best = m;
+		}
+		if (best && load_member(&o, &s.cfg, best->name, &runner))
+			have_runner = standby = true;
+	}
+	if (!have_runner && have_leader) {
+		runner = leader_cfg;
+		memset(&leader_cfg, 0, sizeof(leader_cfg));
+		have_leader = false;
+		have_runner = true;
+	}
+	if (!have_runner) {
+		fprintf(stderr,
+			"pgwarden: the leader %s's configuration is not here: run the backup "
+			"where it is (in its container, or with -c its node.ini), or with --dir "
+			"on a local cluster\n",
+			s.cluster.leader);
+		goto out;
+	}
+	if (!backup_enabled(&runner)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			runner.member_name);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	if (etcd_lease_grant(s.etcd, BACKUP_LEASE_TTL_S, &lease, &ttl) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot get a lease from etcd\n");
+		rc = CLI_EXIT_UNREACHABLE;
+		goto out;
+	}
+	{
+		json_object *v = json_object_new_object();
+
+		gethostname(host, sizeof(host) - 1);
+		now_iso(started, sizeof(started));
+		json_object_object_add(v, "member", json_object_new_string(runner.member_name));
+		json_object_object_add(v, "type", json_object_new_string(o.type));
+		json_object_object_add(v, "standby", json_object_new_boolean(standby));
+		json_object_object_add(v, "started", json_object_new_string(started));
+		json_object_object_add(v, "host", json_object_new_string(host));
+		json_object_object_add(v, "pid", json_object_new_int((int)getpid()));
+		rc = dcs_take_backup(
+		    &s.dcs, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), lease, &won);
+		json_object_put(v);
+	}
+	if (rc != PGW_OK || !won) {
+		char *holder = rc == PGW_OK ? dcs_read_backup(&s.dcs) : NULL;
+
+		if (rc != PGW_OK)
+			fprintf(stderr, "pgwarden: cannot write the backup key in etcd\n");
+		else
+			fprintf(stderr, "pgwarden: a backup is already running: %s\n",
+				holder ? holder : "(it just ended: try again)");
+		free(holder);
+		rc = rc == PGW_OK ? CLI_EXIT_FAILED : CLI_EXIT_UNREACHABLE;
+		goto out;
+	}
+	snprintf(opt[0], sizeof(opt[0]), "--type=%s", o.type);
+	extra[n_extra++] = opt[0];
+	extra[n_extra++] = "--log-level-console=info";
+	if (standby) {
+		extra[n_extra++] = "--backup-standby";
+		snprintf(opt[1], sizeof(opt[1]), "--pg2-path=%s", leader_cfg.data_dir);
+		snprintf(opt[2], sizeof(opt[2]), "--pg2-port=%d", leader_cfg.pg_port);
+		snprintf(opt[3], sizeof(opt[3]), "--pg2-socket-path=%s", leader_cfg.socket_dir);
+		snprintf(opt[4], sizeof(opt[4]), "--pg2-user=%s", leader_cfg.superuser);
+		for (int i = 1; i <= 4; i++)
+			extra[n_extra++] = opt[i];
+	}
+	extra[n_extra] = NULL;
+	backup_argv(&runner, "backup", extra, store, argv_pg, 17);
+	printf("backup (%s) of cluster %s from %s (%s), stanza %s, repository %s\n", o.type,
+	       s.cfg.cluster_name, runner.member_name,
+	       standby ? "a streaming replica: pgBackRest backup-standby" : "the leader",
+	       runner.backup_stanza, runner.backup_repo_path);
+	fflush(stdout);
+	t0 = cmn_now_ms();
+	code = run_backup(&s, &runner, argv_pg, lease, o.timeout_s);
+	if (etcd_lease_revoke(s.etcd, lease) != PGW_OK)
+		fprintf(stderr,
+			"pgwarden: warning: could not revoke the backup key's lease (it "
+			"expires in %d s)\n",
+			ttl);
+	if (code == 0) {
+		printf("backup done in %.1f s\n", (double)(cmn_now_ms() - t0) / 1000.0);
+		rc = CLI_EXIT_OK;
+	} else {
+		fprintf(stderr,
+			"pgwarden: pgbackrest backup failed (exit %d): its log is in "
+			"%s/pgbackrest/log\n",
+			code, runner.node_dir);
+		rc = CLI_EXIT_FAILED;
+	}
+out:
+	if (have_runner)
+		agent_config_free(&runner);
+	if (have_leader)
+		agent_config_free(&leader_cfg);
+	cli_session_close(&s);
+	return rc;
+}
+
+/* ---- pgwarden backup list ---- */
+
+static const char *jstr(json_object *o, const char *k1, const char *k2)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k1, &v))
+		return NULL;
+	if (k2 && !json_object_object_get_ex(v, k2, &v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int64_t jint(json_object *o, const char *k1, const char *k2, const char *k3)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k1, &v) ||
+	    (k2 && !json_object_object_get_ex(v, k2, &v)) ||
+	    (k3 && !json_object_object_get_ex(v, k3, &v)))
+		return 0;
+	return json_object_get_int64(v);
+}
+
+static void fmt_time(int64_t epoch, char *out, size_t size)
+{
+	time_t t = (time_t)epoch;
+	struct tm tm;
+
+	if (!epoch) {
+		snprintf(out, size, "-");
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%d %H:%M:%S+00", &tm);
+}
+
+static void fmt_size(int64_t bytes, char *out, size_t size)
+{
+	if (bytes >= 10LL * 1024 * 1024 * 1024)
+		snprintf(out, size, "%.1f GB", (double)bytes / (1024.0 * 1024 * 1024));
+	else if (bytes >= 10LL * 1024 * 1024)
+		snprintf(out, size, "%.1f MB", (double)bytes / (1024.0 * 1024));
+	else
+		snprintf(out, size, "%.1f kB", (double)bytes / 1024.0);
+}
+
+/* pgbackrest info --output=json as the member runs it; the stanza's object or NULL. */
+static json_object *repo_info(const struct agent_config *m, char *err, size_t err_size)
+{
+	char store[8][4200], env_pass[4200];
+	const char *argv_pg[9], *argv[14], *extra[] = {"--output=json", NULL};
+	const char *env[] = {env_pass, "LC_ALL=C", NULL};
+	struct cmn_buf out = {0};
+	json_object *all, *st = NULL;
+	size_t n = 0;
+	int code = -1;
+
+	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", m->pgpass);
+	backup_argv(m, "info", extra, store, argv_pg, 9);
+	if (geteuid() == 0) {
+		argv[n++] = "runuser";
+		argv[n++] = "-u";
+		argv[n++] = "postgres";
+		argv[n++] = "--";
+	}
+	for (size_t i = 0; argv_pg[i] && n + 1 < 14; i++)
+		argv[n++] = argv_pg[i];
+	argv[n] = NULL;
+	if (cmn_proc_run(argv, env, 60000, &out, &code) != PGW_OK || code != 0) {
+		snprintf(err, err_size, "pgbackrest info failed (exit %d): %s", code,
+			 out.data ? out.data : "");
+		cmn_buf_free(&out);
+		return NULL;
+	}
+	all = json_tokener_parse(out.data ? out.data : "");
+	cmn_buf_free(&out);
+	if (all && json_object_is_type(all, json_type_array) && json_object_array_length(all) > 0)
+		st = json_object_get(json_object_array_get_idx(all, 0));
+	json_object_put(all);
+	if (!st)
+		snprintf(err, err_size, "pgbackrest info gave no stanza");
+	return st;
+}
+
+int cli_backup_list(int argc, char **argv)
+{
+	struct backup_opts o;
+	struct agent_config own, m;
+	json_object *st, *backups, *archive;
+	char err[2048], name[256];
+	const char *member = NULL;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	if (cli_parse_target(argc, argv, "pgwarden backup list [--json] [-c node.ini | --dir DIR]",
+			     &o.t) < 0)
+		return CLI_EXIT_USAGE;
+	rc = cli_load_config(&o.t, &own);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	/* Any member reads the same repository: the one configured, or node1 in DIR. */
+	snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
+	member = name;
+	agent_config_free(&own);
+	memset(&own, 0, sizeof(own));
+	own.member_name = name;
+	if (!load_member(&o, &own, member, &m)) {
+		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", member);
+		return CLI_EXIT_USAGE;
+	}
+	if (!backup_enabled(&m)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			member);
+		agent_config_free(&m);
+		return CLI_EXIT_USAGE;
+	}
+	st = repo_info(&m, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		agent_config_free(&m);
+		return CLI_EXIT_FAILED;
+	}
+	if (jint(st, "status", "code", NULL) != 0 && jint(st, "status", "code", NULL) != 2) {
+		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", m.backup_repo_path,
+			m.backup_stanza, jstr(st, "status", "message") ?: "error");
+		json_object_put(st);
+		agent_config_free(&m);
+		return CLI_EXIT_FAILED;
+	}
+	if (!json_object_object_get_ex(st, "backup", &backups) ||
+	    !json_object_is_type(backups, json_type_array))
+		backups = NULL;
+	if (json_object_object_get_ex(st, "archive", &archive) &&
+	    json_object_is_type(archive, json_type_array) && json_object_array_length(archive))
+		archive = json_object_array_get_idx(archive, json_object_array_length(archive) - 1);
+	else
+		archive = NULL;
+	size_t n = backups ? json_object_array_length(backups) : 0;
+
+	if (o.t.json) {
+		json_object *doc = json_object_new_object(), *list = json_object_new_array();
+
+		json_object_object_add(doc, "stanza", json_object_new_string(m.backup_stanza));
+		json_object_object_add(doc, "repository",
+				       json_object_new_string(m.backup_repo_path));
+		for (size_t i = 0; i < n; i++) {
+			json_object *b = json_object_array_get_idx(backups, i),
+				    *e = json_object_new_object();
+
+			json_object_object_add(
+			    e, "label", json_object_new_string(jstr(b, "label", NULL) ?: ""));
+			json_object_object_add(e, "type",
+					       json_object_new_string(jstr(b, "type", NULL) ?: ""));
+			json_object_object_add(
+			    e, "start", json_object_new_int64(jint(b, "timestamp", "start", NULL)));
+			json_object_object_add(
+			    e, "stop", json_object_new_int64(jint(b, "timestamp", "stop", NULL)));
+			json_object_object_add(
+			    e, "start_lsn", json_object_new_string(jstr(b, "lsn", "start") ?: ""));
+			json_object_object_add(
+			    e, "stop_lsn", json_object_new_string(jstr(b, "lsn", "stop") ?: ""));
+			json_object_object_add(
+			    e, "size", json_object_new_int64(jint(b, "info", "size", NULL)));
+			json_object_object_add(
+			    e, "repository_size",
+			    json_object_new_int64(jint(b, "info", "repository", "size")));
+			json_object_object_add(
+			    e, "repository_delta",
+			    json_object_new_int64(jint(b, "info", "repository", "delta")));
+			json_object_array_add(list, e);
+		}
+		json_object_object_add(doc, "backups", list);
+		if (archive) {
+			json_object_object_add(
+			    doc, "wal_min",
+			    json_object_new_string(jstr(archive, "min", NULL) ?: ""));
+			json_object_object_add(
+			    doc, "wal_max",
+			    json_object_new_string(jstr(archive, "max", NULL) ?: ""));
+		}
+		json_object_object_add(
+		    doc, "restore_from",
+		    n ? json_object_new_int64(
+			    jint(json_object_array_get_idx(backups, 0), "timestamp", "stop", NULL))
+		      : NULL);
+		printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+								       JSON_C_TO_STRING_SPACED));
+		json_object_put(doc);
+	} else {
+		char t1[40], t2[40], sz[32], rs[32];
+
+		printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
+		printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n", "Backup", "Type", "Start",
+		       "Stop", "LSN start - stop", "Size", "Repo size");
+		for (size_t i = 0; i < n; i++) {
+			json_object *b = json_object_array_get_idx(backups, i);
+			char lsn[64];
+
+			fmt_time(jint(b, "timestamp", "start", NULL), t1, sizeof(t1));
+			fmt_time(jint(b, "timestamp", "stop", NULL), t2, sizeof(t2));
+			fmt_size(jint(b, "info", "size", NULL), sz, sizeof(sz));
+			fmt_size(jint(b, "info", "repository", "delta"), rs, sizeof(rs));
+			snprintf(lsn, sizeof(lsn), "%s - %s", jstr(b, "lsn", "start") ?: "?",
+				 jstr(b, "lsn", "stop") ?: "?");
+			printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n",
+			       jstr(b, "label", NULL) ?: "?", jstr(b, "type", NULL) ?: "?", t1, t2,
+			       lsn, sz, rs);
+		}
+		if (!n)
+			printf("(no backups yet: pgwarden backup --type full)\n");
+		if (archive)
+			printf("WAL archived: %s .. %s\n", jstr(archive, "min", NULL) ?: "?",
+			       jstr(archive, "max", NULL) ?: "?");
+		if (n) {
+			fmt_time(
+			    jint(json_object_array_get_idx(backups, 0), "timestamp", "stop", NULL),
+			    t1, sizeof(t1));
+			printf("Restorable: from %s to the last archived WAL\n", t1);
+		}
+	}
+	json_object_put(st);
+	agent_config_free(&m);
+	return CLI_EXIT_OK;
+}
