@@ -211,11 +211,11 @@ static int write_node_configs(const struct layout *l)
 			 "username = pgwarden\n"
 			 "password = %s\n"
 			 "\n"
-			 "[tags]\n"
-			 "\n"
 			 "[backup]\n"
 			 "# pgBackRest repository of the cluster (pgwarden backup, restore)\n"
-			 "repo_path = %s/backup\n",
+			 "repo_path = %s/backup\n"
+			 "\n"
+			 "[tags]\n",
 			 l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
 			 l->api_port + i, api_pw, l->dir);
 		path_of(l, path, sizeof(path), "node", i, "node.ini");
