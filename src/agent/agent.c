@@ -935,6 +935,8 @@ static void do_promote(struct agent *a)
 	a->promote_from_lsn = a->probe.lsn;
 	log_info("promoting (timeline %d, position %llx)", a->probe.timeline,
 		 (unsigned long long)a->probe.lsn);
+	/* Before the promotion's checkpoint can remove what the old primary did not archive. */
+	(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
 	if (pgctl_signal_promote(&a->pg) == PGW_OK) {
 		a->job.kind = JOB_PROMOTE;
 		a->job.pid = 0;
@@ -1563,13 +1565,14 @@ static int stop_postgres(struct agent *a, const char *mode)
 	int64_t kill_at = started + (AGENT_PG_STOP_TIMEOUT_S + 10) * 1000LL;
 	char pidfile[4200];
 	bool running, signalled;
-	pid_t pid = 0;
+	pid_t pid = 0, pm_pid;
 	int code = -1;
 
 	pgctl_log_path(&a->pg, log, sizeof(log));
 	o.log_path = log;
 	snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", a->cfg.data_dir);
 	running = access(pidfile, F_OK) == 0;
+	pm_pid = running ? a->probe.postmaster_pid : 0;
 	signalled = running && pgctl_signal_stop(&a->pg, mode) == PGW_OK;
 	if (signalled)
 		kill_at = started + AGENT_PG_STOP_TIMEOUT_S * 1000LL; /* pg_ctl's -t */
@@ -1582,7 +1585,8 @@ static int stop_postgres(struct agent *a, const char *mode)
 
 		if (!signalled && cmn_proc_poll(pid, &code) != 0)
 			break;
-		if (running && access(pidfile, F_OK) != 0 && errno == ENOENT) {
+		if (running && ((access(pidfile, F_OK) != 0 && errno == ENOENT) ||
+				(pm_pid > 0 && kill(pm_pid, 0) != 0 && errno == ESRCH))) {
 			if (!signalled) {
 				kill(pid, SIGKILL);
 				while (cmn_proc_poll(pid, &code) == 0)

@@ -104,8 +104,9 @@ static const struct cmn_cfg_key keys[] = {
      "repository encryption passphrase (aes-256-cbc); none: not encrypted"},
     {"backup", "process_max", CMN_CFG_INT, OFF(backup_process_max), "2", false, 1, 64,
      "parallel processes for backup, restore and WAL archiving"},
-    {"backup", "archive_async", CMN_CFG_BOOL, OFF(backup_archive_async), "on", false, 0, 0,
-     "push WAL in the background, several segments at a time (a spool folder)"},
+    {"backup", "archive_async", CMN_CFG_BOOL, OFF(backup_archive_async), "off", false, 0, 0,
+     "push WAL in the background, several segments at a time (a spool folder); off by "
+     "default: pgBackRest 2.45's background push can stall a segment for archive-timeout"},
     {"backup", "pgbackrest", CMN_CFG_STRING, OFF(backup_pgbackrest), "/usr/bin/pgbackrest", false,
      0, 0, "the pgbackrest program"},
 };
@@ -293,9 +294,19 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		snprintf(cfg->pgpass, l, "%s/pgpass", cfg->node_dir);
 	}
 	if (cfg->backup_repo_path && !cfg->backup_stanza) {
+		struct cmn_cfg_key k = {.section = "backup", .name = "stanza"};
+		char why[200];
+
 		cfg->backup_stanza = strdup(cfg->cluster_name);
 		if (!cfg->backup_stanza)
 			return PGW_ENOMEM;
+		if (check_value(&k, cfg->backup_stanza, why, sizeof(why)) != PGW_OK) {
+			snprintf(err, err_size,
+				 "%s: the cluster name '%s' cannot be the pgBackRest stanza (%s): "
+				 "set 'stanza' in [backup]",
+				 where, cfg->cluster_name, why);
+			return PGW_EINVAL;
+		}
 	}
 	return PGW_OK;
 }

@@ -53,9 +53,12 @@ char *backup_config_text(const struct agent_config *cfg)
 	sub_path(cfg, "spool", dir, sizeof(dir));
 	cmn_buf_printf(&b, "spool-path=%s\n", dir);
 	/*
-	 * Asynchronous push only: 2.45's asynchronous archive-get takes the same archive
-	 * lock, and a get still running when the replica is promoted made the first
-	 * push (the new timeline's history file) wait archive-timeout (60 s).
+	 * Asynchronous push only, when asked: 2.45's asynchronous archive-get takes the same
+	 * archive lock, and a get still running when the replica was promoted made the
+	 * first push (the new timeline's history file) wait archive-timeout (60 s). The
+	 * asynchronous push itself hits the same lock when a push starts while the
+	 * background process still works on earlier segments (after a promotion, with the
+	 * old timeline queued again): hence off by default.
 	 */
 	cmn_buf_printf(&b, "\n[global:archive-push]\narchive-async=%s\n",
 		       cfg->backup_archive_async ? "y" : "n");
@@ -96,13 +99,18 @@ int backup_write_config(const struct agent_config *cfg)
 	return PGW_OK;
 }
 
-/* Appends word to out for /bin/sh: single-quoted, a ' as '\''. */
+/*
+ * Appends word for /bin/sh, single-quoted (a ' as '\''), in a PostgreSQL
+ * archive_command / restore_command: a % as %% (PostgreSQL replaces %p, %f, ...).
+ */
 static void sh_quote(struct cmn_buf *b, const char *word)
 {
 	cmn_buf_printf(b, "'");
 	for (const char *p = word; *p; p++) {
 		if (*p == '\'')
 			cmn_buf_printf(b, "'\\''");
+		else if (*p == '%')
+			cmn_buf_printf(b, "%%%%");
 		else
 			cmn_buf_printf(b, "%c", *p);
 	}
@@ -141,6 +149,8 @@ int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 		return PGW_ENOMEM;
 	}
 	rc = cmn_kvlist_set(out, "archive_mode", "on", "pgwarden [backup]");
+	if (rc == PGW_OK) /* PostgreSQL 15 would use a library instead of the command */
+		rc = cmn_kvlist_set(out, "archive_library", "", "pgwarden [backup]");
 	if (rc == PGW_OK)
 		rc = cmn_kvlist_set(out, "archive_command", push.data, "pgwarden [backup]");
 	if (rc == PGW_OK)

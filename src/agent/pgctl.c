@@ -579,9 +579,32 @@ const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port
 	return argv_ptrs;
 }
 
+/*
+ * The postmaster named in postmaster.pid, if that process is a postgres (a stale pid
+ * file in a container may name anything, the agent included); 0 otherwise.
+ */
+static pid_t live_postmaster(const char *data_dir)
+{
+	pid_t pid = read_postmaster_pid(data_dir);
+	char path[64], comm[32] = "";
+	FILE *f;
+
+	if (pid <= 0 || pid == getpid())
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (!fgets(comm, sizeof(comm), f))
+		comm[0] = '\0';
+	fclose(f);
+	comm[strcspn(comm, "\n")] = '\0';
+	return strcmp(comm, "postgres") == 0 ? pid : 0;
+}
+
 int pgctl_signal_stop(struct pgctl *p, const char *mode)
 {
-	pid_t pid = read_postmaster_pid(p->cfg->data_dir);
+	pid_t pid = live_postmaster(p->cfg->data_dir);
 	int sig = strcmp(mode, "smart") == 0	   ? SIGTERM
 		  : strcmp(mode, "immediate") == 0 ? SIGQUIT
 						   : SIGINT;
@@ -593,7 +616,7 @@ int pgctl_signal_stop(struct pgctl *p, const char *mode)
 
 int pgctl_signal_promote(struct pgctl *p)
 {
-	pid_t pid = read_postmaster_pid(p->cfg->data_dir);
+	pid_t pid = live_postmaster(p->cfg->data_dir);
 	char path[4200];
 	int fd;
 

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,7 +128,7 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 	char env_pass[4200];
 	const char *env[] = {env_pass, "LC_ALL=C", NULL};
 	struct cmn_proc_opts po = {.argv = argv, .env_extra = env, .inherit_output = true};
-	int64_t started = cmn_now_ms(), last_beat = started;
+	int64_t started = cmn_now_ms(), last_beat = started, last_ok = started;
 	pid_t pid;
 	int code = -1, ttl;
 
@@ -160,15 +161,42 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 				usleep(100000);
 			return -1;
 		}
-		if (now - last_beat >= BACKUP_LEASE_TTL_S * 1000 / 3) {
+		if (now - last_beat >= BACKUP_LEASE_TTL_S * 1000 / 4) {
 			last_beat = now;
-			if (etcd_lease_keepalive(s->etcd, lease, &ttl) != PGW_OK)
+			if (etcd_lease_keepalive(s->etcd, lease, &ttl) == PGW_OK && ttl > 0)
+				last_ok = now;
+			else
 				fprintf(stderr, "pgwarden: warning: cannot renew the backup key's "
 						"lease in etcd\n");
+		}
+		/* The key may be gone: another backup could start. Stop before that. */
+		if (now - last_ok >= (BACKUP_LEASE_TTL_S - 2) * 1000LL) {
+			fprintf(stderr,
+				"pgwarden: lost the backup key in etcd (lease not renewed "
+				"for %d s): stopping the backup\n",
+				BACKUP_LEASE_TTL_S - 2);
+			kill(pid, SIGTERM);
+			while (cmn_proc_poll(pid, &code) == 0)
+				usleep(100000);
+			return -1;
 		}
 		usleep(100000);
 	}
 	return code;
+}
+
+/* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
+static void default_dir(struct cli_target *t)
+{
+	struct stat st;
+
+	if (t->dir || t->config_path || getenv("PGWARDEN_CONFIG") ||
+	    getenv("PGWARDEN_ETCD_ENDPOINTS"))
+		return;
+	if (stat("cluster/node1/node.ini", &st) == 0)
+		t->dir = "cluster";
+	else if (stat(CLI_ROOT_DIR "/node1/node.ini", &st) == 0)
+		t->dir = CLI_ROOT_DIR;
 }
 
 int cli_backup(int argc, char **argv)
@@ -187,6 +215,7 @@ int cli_backup(int argc, char **argv)
 		return cli_backup_list(argc - 1, argv + 1);
 	if (parse_opts(argc, argv, &o) != 0)
 		return CLI_EXIT_USAGE;
+	default_dir(&o.t);
 	rc = cli_session_open(&o.t, &s);
 	if (rc != CLI_EXIT_OK)
 		return rc;
@@ -266,6 +295,8 @@ int cli_backup(int argc, char **argv)
 			fprintf(stderr, "pgwarden: a backup is already running: %s\n",
 				holder ? holder : "(it just ended: try again)");
 		free(holder);
+		if (etcd_lease_revoke(s.etcd, lease) != PGW_OK)
+			(void)0; /* it expires in BACKUP_LEASE_TTL_S anyway */
 		rc = rc == PGW_OK ? CLI_EXIT_FAILED : CLI_EXIT_UNREACHABLE;
 		goto out;
 	}
@@ -412,6 +443,7 @@ int cli_backup_list(int argc, char **argv)
 	if (cli_parse_target(argc, argv, "pgwarden backup list [--json] [-c node.ini | --dir DIR]",
 			     &o.t) < 0)
 		return CLI_EXIT_USAGE;
+	default_dir(&o.t);
 	rc = cli_load_config(&o.t, &own);
 	if (rc != CLI_EXIT_OK)
 		return rc;

@@ -100,7 +100,7 @@ def test_reference_stack_pg_basebackup_works_on_a_member(cluster, tmp_path):
 
 def test_promoted_replica_archives_what_the_dead_primary_did_not(cluster):
     """The leader's archiving is stopped (`pgbackrest stop` on its node: archive-push fails),
-    three segments are written and switched, then the leader dies. The promoted replica
+    twelve segments are written and switched, then the leader dies. The promoted replica
     streamed them: it must archive them, so the old timeline has no gap."""
     leader = cluster.leader()
     wait_for("the stanza", lambda: pgbackrest(cluster, leader, "info").returncode == 0 and
@@ -109,8 +109,10 @@ def test_promoted_replica_archives_what_the_dead_primary_did_not(cluster):
     wait_for("%s in the archive" % first, lambda: first in archived(cluster), 30)
     stop = pgbackrest(cluster, leader, "stop")
     assert stop.returncode == 0, stop.stderr
+    # More segments than wal_keep_size (128MB here) keeps after the promotion's
+    # checkpoint: they must be queued before it.
     unarchived = []
-    for n in range(3):
+    for n in range(12):
         cluster.query(leader, "INSERT INTO t (id) VALUES (%s)", (100 + n,))
         unarchived.append(current_segment(cluster, leader))
     assert not set(unarchived) & archived(cluster)
@@ -148,17 +150,29 @@ def test_backup_from_a_replica_one_at_a_time_and_list(cluster):
              pgbackrest(cluster, leader, "info").stdout, 60)
     cluster.query(leader, "INSERT INTO t (id) SELECT g FROM generate_series(1, 1000) g")
 
-    # A full backup, from a streaming replica (pgBackRest's backup-standby).
-    first = subprocess.Popen([PGWARDEN, "backup", "--dir", cluster.dir, "--type",
-                              "full", "--timeout", "300"], stdout=subprocess.PIPE,
+    # While another runner holds the backup key (on its lease), a backup is refused and
+    # says who runs; nothing is started.
+    env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
+    ep = "--endpoints=http://127.0.0.1:%d" % cluster.etcd_port
+    grant = subprocess.run(["etcdctl", ep, "lease", "grant", "30"], capture_output=True,
+                           text=True, timeout=10, env=env, check=True).stdout
+    lease = grant.split()[1]
+    subprocess.run(["etcdctl", ep, "put", "--lease=" + lease, "/service/demo/backup",
+                    '{"member": "elsewhere", "started": "earlier"}'], capture_output=True,
+                   timeout=10, env=env, check=True)
+    second = cluster.run("backup", "--dir", cluster.dir, "--type", "full", check=False)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "a backup is already running: " in second.stderr and "elsewhere" in second.stderr
+    subprocess.run(["etcdctl", ep, "lease", "revoke", lease], capture_output=True, timeout=10,
+                   env=env, check=True)
+    assert etcd_backup_key(cluster) == ""
+
+    # A full backup, from a streaming replica (pgBackRest's backup-standby); the key is
+    # held while it runs and gone afterwards.
+    first = subprocess.Popen([PGWARDEN, "backup", "--dir", cluster.dir, "--type", "full",
+                              "--timeout", "300"], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=cluster.env)
     try:
-        holder = wait_for("the backup key in etcd", lambda: etcd_backup_key(cluster), 60)
-        assert json.loads(holder)["standby"] is True, holder
-        # A second backup while it runs is refused, and says who runs.
-        second = cluster.run("backup", "--dir", cluster.dir, "--type", "incr", check=False)
-        assert second.returncode == 1, second.stdout + second.stderr
-        assert "a backup is already running" in second.stderr, second.stderr
         out, err = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
