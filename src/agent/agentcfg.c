@@ -203,6 +203,21 @@ static int check_tag(struct agent_config *cfg, const char *name, bool *out, char
 	return PGW_OK;
 }
 
+/* *field, when not configured: <node_dir>/<name>. */
+static int default_in_node_dir(const struct agent_config *cfg, const char *name, char **field)
+{
+	size_t l;
+
+	if (*field)
+		return PGW_OK;
+	l = strlen(cfg->node_dir) + strlen(name) + 2;
+	*field = malloc(l);
+	if (!*field)
+		return PGW_ENOMEM;
+	snprintf(*field, l, "%s/%s", cfg->node_dir, name);
+	return PGW_OK;
+}
+
 int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t err_size)
 {
 	const char *where = path ? path : "configuration";
@@ -277,22 +292,9 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		else
 			snprintf(buf, size, "/tmp");
 	}
-	if (!cfg->socket_dir) {
-		size_t l = strlen(cfg->node_dir) + 5;
-
-		cfg->socket_dir = malloc(l);
-		if (!cfg->socket_dir)
-			return PGW_ENOMEM;
-		snprintf(cfg->socket_dir, l, "%s/run", cfg->node_dir);
-	}
-	if (!cfg->pgpass) {
-		size_t l = strlen(cfg->node_dir) + 8;
-
-		cfg->pgpass = malloc(l);
-		if (!cfg->pgpass)
-			return PGW_ENOMEM;
-		snprintf(cfg->pgpass, l, "%s/pgpass", cfg->node_dir);
-	}
+	if (default_in_node_dir(cfg, "run", &cfg->socket_dir) != PGW_OK ||
+	    default_in_node_dir(cfg, "pgpass", &cfg->pgpass) != PGW_OK)
+		return PGW_ENOMEM;
 	if (cfg->backup_repo_path && !cfg->backup_stanza) {
 		struct cmn_cfg_key k = {.section = "backup", .name = "stanza"};
 		char why[200];
