@@ -44,6 +44,9 @@ static void usage(FILE *f)
 		"  up [--dir DIR]           start what is not running, print how to connect\n"
 		"  down [--dir DIR]         stop everything up started\n"
 		"  status [--dir DIR]       say what runs\n"
+		"  restore (--time T | --lsn L | --xid X | --latest) [--backup LABEL] --to NEWDIR\n"
+		"                           a new cluster in NEWDIR from a backup, recovered to\n"
+		"                           that point (the source is only read)\n"
 		"\n"
 		"  version                  print the version\n",
 		PGW_VERSION);
@@ -71,6 +74,7 @@ static const struct {
     {"up", cli_up},
     {"down", cli_down},
     {"status", cli_status},
+    {"restore", cli_restore},
 };
 
 int main(int argc, char **argv)
@@ -89,10 +93,12 @@ int main(int argc, char **argv)
 	/*
 	 * Cluster commands also take --cluster NAME and --etcd ENDPOINTS (as
 	 * PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS, which they override);
-	 * up / down / status have a --cluster of their own (the name of a new cluster).
+	 * up / down / status / restore have a --cluster of their own (the name of a new
+	 * cluster).
 	 */
 	if (strcmp(cmd, "agent") != 0 && strcmp(cmd, "fence") != 0 && strcmp(cmd, "proxy") != 0 &&
-	    strcmp(cmd, "up") != 0 && strcmp(cmd, "down") != 0 && strcmp(cmd, "status") != 0) {
+	    strcmp(cmd, "up") != 0 && strcmp(cmd, "down") != 0 && strcmp(cmd, "status") != 0 &&
+	    strcmp(cmd, "restore") != 0) {
 		int j = 1;
 
 		for (int i = 1; i < argc; i++) {

@@ -6,6 +6,7 @@
  */
 #include "agent/backup.h"
 #include "cli/cli.h"
+#include "cli/repo.h"
 #include "common/proc.h"
 #include "common/timeutil.h"
 #include "common/util.h"
@@ -87,24 +88,20 @@ static int parse_opts(int argc, char **argv, struct backup_opts *o)
 	return 0;
 }
 
-/*
- * A member's full node configuration: DIR/<member>/node.ini with --dir (the layout
- * `pgwarden up` makes), else the configuration given, when it is that member's.
- */
-static bool load_member(const struct backup_opts *o, const struct agent_config *own,
-			const char *member, struct agent_config *out)
+bool cli_load_member(const struct cli_target *t, const struct agent_config *own, const char *member,
+		     struct agent_config *out)
 {
 	char path[4200], err[1024];
-	const char *p = o->t.config_path ? o->t.config_path : getenv("PGWARDEN_CONFIG");
+	const char *p = t->config_path ? t->config_path : getenv("PGWARDEN_CONFIG");
 
-	if (o->t.dir)
-		snprintf(path, sizeof(path), "%s/%s/node.ini", o->t.dir, member);
+	if (t->dir)
+		snprintf(path, sizeof(path), "%s/%s/node.ini", t->dir, member);
 	else if (own->member_name && strcmp(own->member_name, member) == 0)
 		snprintf(path, sizeof(path), "%s", p ? p : "");
 	else
 		return false;
 	if (agent_config_load(path[0] ? path : NULL, out, err, sizeof(err)) != PGW_OK) {
-		if (o->t.dir)
+		if (t->dir)
 			fprintf(stderr, "pgwarden: %s\n", err);
 		agent_config_free(out);
 		return false;
@@ -185,8 +182,7 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 	return code;
 }
 
-/* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
-static void default_dir(struct cli_target *t)
+void cli_default_dir(struct cli_target *t)
 {
 	struct stat st;
 
@@ -215,7 +211,7 @@ int cli_backup(int argc, char **argv)
 		return cli_backup_list(argc - 1, argv + 1);
 	if (parse_opts(argc, argv, &o) != 0)
 		return CLI_EXIT_USAGE;
-	default_dir(&o.t);
+	cli_default_dir(&o.t);
 	rc = cli_session_open(&o.t, &s);
 	if (rc != CLI_EXIT_OK)
 		return rc;
@@ -227,7 +223,7 @@ int cli_backup(int argc, char **argv)
 			s.cfg.cluster_name);
 		goto out;
 	}
-	have_leader = load_member(&o, &s.cfg, s.cluster.leader, &leader_cfg);
+	have_leader = cli_load_member(&o.t, &s.cfg, s.cluster.leader, &leader_cfg);
 	/* The most advanced streaming replica, when its files are here too. */
 	if (!o.from_leader && have_leader) {
 		const struct dcs_member *best = NULL;
@@ -241,7 +237,7 @@ int cli_backup(int argc, char **argv)
 			if (!best || m->lsn > best->lsn)
 				best = m;
 		}
-		if (best && load_member(&o, &s.cfg, best->name, &runner))
+		if (best && cli_load_member(&o.t, &s.cfg, best->name, &runner))
 			have_runner = standby = true;
 	}
 	if (!have_runner && have_leader) {
@@ -347,7 +343,7 @@ out:
 
 /* ---- pgwarden backup list ---- */
 
-static const char *jstr(json_object *o, const char *k1, const char *k2)
+const char *cli_jstr(json_object *o, const char *k1, const char *k2)
 {
 	json_object *v;
 
@@ -358,7 +354,7 @@ static const char *jstr(json_object *o, const char *k1, const char *k2)
 	return json_object_get_string(v);
 }
 
-static int64_t jint(json_object *o, const char *k1, const char *k2, const char *k3)
+int64_t cli_jint(json_object *o, const char *k1, const char *k2, const char *k3)
 {
 	json_object *v;
 
@@ -393,7 +389,7 @@ static void fmt_size(int64_t bytes, char *out, size_t size)
 }
 
 /* pgbackrest info --output=json as the member runs it; the stanza's object or NULL. */
-static json_object *repo_info(const struct agent_config *m, char *err, size_t err_size)
+json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size)
 {
 	char store[8][4200], env_pass[4200];
 	const char *argv_pg[9], *argv[14], *extra[] = {"--output=json", NULL};
@@ -443,7 +439,7 @@ int cli_backup_list(int argc, char **argv)
 	if (cli_parse_target(argc, argv, "pgwarden backup list [--json] [-c node.ini | --dir DIR]",
 			     &o.t) < 0)
 		return CLI_EXIT_USAGE;
-	default_dir(&o.t);
+	cli_default_dir(&o.t);
 	rc = cli_load_config(&o.t, &own);
 	if (rc != CLI_EXIT_OK)
 		return rc;
@@ -453,7 +449,7 @@ int cli_backup_list(int argc, char **argv)
 	agent_config_free(&own);
 	memset(&own, 0, sizeof(own));
 	own.member_name = name;
-	if (!load_member(&o, &own, member, &m)) {
+	if (!cli_load_member(&o.t, &own, member, &m)) {
 		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", member);
 		return CLI_EXIT_USAGE;
 	}
@@ -465,15 +461,16 @@ int cli_backup_list(int argc, char **argv)
 		agent_config_free(&m);
 		return CLI_EXIT_USAGE;
 	}
-	st = repo_info(&m, err, sizeof(err));
+	st = cli_repo_info(&m, err, sizeof(err));
 	if (!st) {
 		fprintf(stderr, "pgwarden: %s\n", err);
 		agent_config_free(&m);
 		return CLI_EXIT_FAILED;
 	}
-	if (jint(st, "status", "code", NULL) != 0 && jint(st, "status", "code", NULL) != 2) {
+	if (cli_jint(st, "status", "code", NULL) != 0 &&
+	    cli_jint(st, "status", "code", NULL) != 2) {
 		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", m.backup_repo_path,
-			m.backup_stanza, jstr(st, "status", "message") ?: "error");
+			m.backup_stanza, cli_jstr(st, "status", "message") ?: "error");
 		json_object_put(st);
 		agent_config_free(&m);
 		return CLI_EXIT_FAILED;
@@ -499,40 +496,44 @@ int cli_backup_list(int argc, char **argv)
 				    *e = json_object_new_object();
 
 			json_object_object_add(
-			    e, "label", json_object_new_string(jstr(b, "label", NULL) ?: ""));
-			json_object_object_add(e, "type",
-					       json_object_new_string(jstr(b, "type", NULL) ?: ""));
+			    e, "label", json_object_new_string(cli_jstr(b, "label", NULL) ?: ""));
 			json_object_object_add(
-			    e, "start", json_object_new_int64(jint(b, "timestamp", "start", NULL)));
+			    e, "type", json_object_new_string(cli_jstr(b, "type", NULL) ?: ""));
 			json_object_object_add(
-			    e, "stop", json_object_new_int64(jint(b, "timestamp", "stop", NULL)));
+			    e, "start",
+			    json_object_new_int64(cli_jint(b, "timestamp", "start", NULL)));
 			json_object_object_add(
-			    e, "start_lsn", json_object_new_string(jstr(b, "lsn", "start") ?: ""));
+			    e, "stop",
+			    json_object_new_int64(cli_jint(b, "timestamp", "stop", NULL)));
 			json_object_object_add(
-			    e, "stop_lsn", json_object_new_string(jstr(b, "lsn", "stop") ?: ""));
+			    e, "start_lsn",
+			    json_object_new_string(cli_jstr(b, "lsn", "start") ?: ""));
 			json_object_object_add(
-			    e, "size", json_object_new_int64(jint(b, "info", "size", NULL)));
+			    e, "stop_lsn",
+			    json_object_new_string(cli_jstr(b, "lsn", "stop") ?: ""));
+			json_object_object_add(
+			    e, "size", json_object_new_int64(cli_jint(b, "info", "size", NULL)));
 			json_object_object_add(
 			    e, "repository_size",
-			    json_object_new_int64(jint(b, "info", "repository", "size")));
+			    json_object_new_int64(cli_jint(b, "info", "repository", "size")));
 			json_object_object_add(
 			    e, "repository_delta",
-			    json_object_new_int64(jint(b, "info", "repository", "delta")));
+			    json_object_new_int64(cli_jint(b, "info", "repository", "delta")));
 			json_object_array_add(list, e);
 		}
 		json_object_object_add(doc, "backups", list);
 		if (archive) {
 			json_object_object_add(
 			    doc, "wal_min",
-			    json_object_new_string(jstr(archive, "min", NULL) ?: ""));
+			    json_object_new_string(cli_jstr(archive, "min", NULL) ?: ""));
 			json_object_object_add(
 			    doc, "wal_max",
-			    json_object_new_string(jstr(archive, "max", NULL) ?: ""));
+			    json_object_new_string(cli_jstr(archive, "max", NULL) ?: ""));
 		}
 		json_object_object_add(
 		    doc, "restore_from",
-		    n ? json_object_new_int64(
-			    jint(json_object_array_get_idx(backups, 0), "timestamp", "stop", NULL))
+		    n ? json_object_new_int64(cli_jint(json_object_array_get_idx(backups, 0),
+						       "timestamp", "stop", NULL))
 		      : NULL);
 		printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
 								       JSON_C_TO_STRING_SPACED));
@@ -547,25 +548,25 @@ int cli_backup_list(int argc, char **argv)
 			json_object *b = json_object_array_get_idx(backups, i);
 			char lsn[64];
 
-			fmt_time(jint(b, "timestamp", "start", NULL), t1, sizeof(t1));
-			fmt_time(jint(b, "timestamp", "stop", NULL), t2, sizeof(t2));
-			fmt_size(jint(b, "info", "size", NULL), sz, sizeof(sz));
-			fmt_size(jint(b, "info", "repository", "delta"), rs, sizeof(rs));
-			snprintf(lsn, sizeof(lsn), "%s - %s", jstr(b, "lsn", "start") ?: "?",
-				 jstr(b, "lsn", "stop") ?: "?");
+			fmt_time(cli_jint(b, "timestamp", "start", NULL), t1, sizeof(t1));
+			fmt_time(cli_jint(b, "timestamp", "stop", NULL), t2, sizeof(t2));
+			fmt_size(cli_jint(b, "info", "size", NULL), sz, sizeof(sz));
+			fmt_size(cli_jint(b, "info", "repository", "delta"), rs, sizeof(rs));
+			snprintf(lsn, sizeof(lsn), "%s - %s", cli_jstr(b, "lsn", "start") ?: "?",
+				 cli_jstr(b, "lsn", "stop") ?: "?");
 			printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n",
-			       jstr(b, "label", NULL) ?: "?", jstr(b, "type", NULL) ?: "?", t1, t2,
-			       lsn, sz, rs);
+			       cli_jstr(b, "label", NULL) ?: "?", cli_jstr(b, "type", NULL) ?: "?",
+			       t1, t2, lsn, sz, rs);
 		}
 		if (!n)
 			printf("(no backups yet: pgwarden backup --type full)\n");
 		if (archive)
-			printf("WAL archived: %s .. %s\n", jstr(archive, "min", NULL) ?: "?",
-			       jstr(archive, "max", NULL) ?: "?");
+			printf("WAL archived: %s .. %s\n", cli_jstr(archive, "min", NULL) ?: "?",
+			       cli_jstr(archive, "max", NULL) ?: "?");
 		if (n) {
-			fmt_time(
-			    jint(json_object_array_get_idx(backups, 0), "timestamp", "stop", NULL),
-			    t1, sizeof(t1));
+			fmt_time(cli_jint(json_object_array_get_idx(backups, 0), "timestamp",
+					  "stop", NULL),
+				 t1, sizeof(t1));
 			printf("Restorable: from %s to the last archived WAL\n", t1);
 		}
 	}

@@ -65,6 +65,14 @@ int cli_restart(int argc, char **argv);
 int cli_reload(int argc, char **argv);
 int cli_reinit(int argc, char **argv);
 int cli_up(int argc, char **argv);
+/*
+ * pgwarden up with a step between etcd's start and the agents' (restore puts the
+ * restored data in place there): before_agents(dir, arg) gets the cluster folder;
+ * non-zero stops up with CLI_EXIT_FAILED.
+ */
+typedef int (*cli_up_hook)(const char *dir, void *arg);
+int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg);
+int cli_restore(int argc, char **argv);
 int cli_down(int argc, char **argv);
 int cli_status(int argc, char **argv);
 

@@ -715,6 +715,11 @@ static int agent_binary(struct layout *l)
 
 int cli_up(int argc, char **argv)
 {
+	return cli_up_run(argc, argv, NULL, NULL);
+}
+
+int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg)
+{
 	struct layout l;
 	bool explicit_ports, any_etcd_started = false;
 	int timeout_s = 180;
@@ -756,6 +761,8 @@ int cli_up(int argc, char **argv)
 		    l.dir);
 		return CLI_EXIT_FAILED;
 	}
+	if (before_agents && before_agents(l.dir, arg) != 0)
+		return CLI_EXIT_FAILED;
 	if (agent_binary(&l) != 0)
 		return CLI_EXIT_FAILED;
 	for (int i = 0; i < N_NODES; i++)

@@ -172,14 +172,23 @@ int cmn_proc_poll(pid_t pid, int *exit_code)
 int cmn_proc_run(const char *const *argv, const char *const *env_extra, int timeout_ms,
 		 struct cmn_buf *out, int *exit_code)
 {
+	struct cmn_proc_opts o = {.argv = argv, .env_extra = env_extra};
+
+	return cmn_proc_run_opts(&o, timeout_ms, out, exit_code);
+}
+
+int cmn_proc_run_opts(const struct cmn_proc_opts *po, int timeout_ms, struct cmn_buf *out,
+		      int *exit_code)
+{
+	const char *const *argv = po->argv;
 	int fds[2];
 	pid_t pid;
 	int64_t deadline = cmn_now_ms() + timeout_ms;
 
 	if (pipe2(fds, O_CLOEXEC) != 0)
 		return PGW_ERR;
-	struct cmn_proc_opts o = {.argv = argv, .env_extra = env_extra};
-	char **envp = build_env(env_extra);
+	struct cmn_proc_opts o = *po;
+	char **envp = build_env(o.env_extra);
 
 	if (!envp) {
 		close(fds[0]);

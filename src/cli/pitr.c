@@ -1,0 +1,291 @@
+#include "cli/pitr.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEGMENT_SIZE (16ULL * 1024 * 1024)
+
+static int fail(char *err, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, size, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* "+HH", "+HHMM", "+HH:MM", "-...", "Z", "UTC": seconds east of UTC, or -1 on error. */
+static int parse_zone(const char *z, long *offset)
+{
+	int sign, hh = 0, mm = 0;
+	size_t n = strlen(z);
+
+	while (*z == ' ')
+		z++, n--;
+	if (strcmp(z, "Z") == 0 || strcmp(z, "UTC") == 0) {
+		*offset = 0;
+		return 0;
+	}
+	if (*z != '+' && *z != '-')
+		return -1;
+	sign = *z == '-' ? -1 : 1;
+	z++;
+	n = strlen(z);
+	for (size_t i = 0; i < n; i++)
+		if (!isdigit((unsigned char)z[i]) && !(z[i] == ':' && i == 2))
+			return -1;
+	if (n == 2)
+		hh = atoi(z);
+	else if (n == 4)
+		hh = (z[0] - '0') * 10 + (z[1] - '0'), mm = atoi(z + 2);
+	else if (n == 5 && z[2] == ':')
+		hh = atoi(z), mm = atoi(z + 3);
+	else
+		return -1;
+	if (hh > 15 || mm > 59)
+		return -1;
+	*offset = sign * (hh * 3600L + mm * 60L);
+	return 0;
+}
+
+static int parse_time(const char *text, struct pitr_target *out, char *err, size_t err_size)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, s, used = 0;
+	char sep, frac[16] = "";
+	const char *p;
+	long offset;
+
+	memset(&tm, 0, sizeof(tm));
+	if (sscanf(text, "%4d-%2d-%2d%c%2d:%2d:%2d%n", &y, &mo, &d, &sep, &h, &mi, &s, &used) !=
+		7 ||
+	    (sep != ' ' && sep != 'T'))
+		return fail(err, err_size,
+			    "bad time '%s': expected 'YYYY-MM-DD HH:MM:SS+TZ' (e.g. "
+			    "'2026-12-06 10:30:00+00')",
+			    text);
+	p = text + used;
+	if (*p == '.') {
+		size_t n = 0;
+
+		for (p++; isdigit((unsigned char)*p); p++)
+			if (n + 1 < sizeof(frac) && n < 6)
+				frac[n++] = *p;
+		frac[n] = '\0';
+		if (!n)
+			return fail(err, err_size, "bad time '%s': no digits after the '.'", text);
+	}
+	if (!*p)
+		return fail(err, err_size,
+			    "time '%s' has no time zone: add one (+00, +01:00, Z) so that it "
+			    "means the same on every host",
+			    text);
+	if (parse_zone(p, &offset) != 0)
+		return fail(err, err_size,
+			    "bad time zone in '%s': expected +HH, +HHMM, +HH:MM, -HH..., Z or UTC",
+			    text);
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60 || y < 1970)
+		return fail(err, err_size, "bad time '%s': a field is out of range", text);
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = s;
+	time_t t = timegm(&tm) - offset;
+	struct tm utc;
+	char base[32];
+
+	/* timegm normalises 31 February into March: refuse what changed on the way. */
+	if (tm.tm_mday != d || tm.tm_mon != mo - 1)
+		return fail(err, err_size, "bad time '%s': no such date", text);
+	gmtime_r(&t, &utc);
+	strftime(base, sizeof(base), "%Y-%m-%d %H:%M:%S", &utc);
+	snprintf(out->text, sizeof(out->text), "%s%s%s+00", base, frac[0] ? "." : "", frac);
+	snprintf(base, sizeof(base), "0.%s", frac[0] ? frac : "0");
+	out->epoch = (double)t + atof(base);
+	return 0;
+}
+
+int pitr_parse(enum pitr_kind kind, const char *text, struct pitr_target *out, char *err,
+	       size_t err_size)
+{
+	memset(out, 0, sizeof(*out));
+	out->kind = kind;
+	switch (kind) {
+	case PITR_LATEST:
+		return 0;
+	case PITR_TIME:
+		return parse_time(text, out, err, err_size);
+	case PITR_LSN:
+		if (cmn_parse_lsn(text, &out->lsn) != PGW_OK || strchr(text, '-') ||
+		    strchr(text, ' '))
+			return fail(err, err_size,
+				    "bad LSN '%s': expected X/X in hex (e.g. 0/5000028)", text);
+		cmn_format_lsn(out->lsn, out->text, sizeof(out->text));
+		return 0;
+	case PITR_XID: {
+		char *end;
+		unsigned long long v;
+
+		if (!isdigit((unsigned char)text[0]))
+			return fail(err, err_size, "bad transaction id '%s': expected a number",
+				    text);
+		v = strtoull(text, &end, 10);
+		if (*end || v < 3 || v > 0xFFFFFFFFULL)
+			return fail(
+			    err, err_size,
+			    "bad transaction id '%s': expected a normal xid (3..4294967295)", text);
+		out->xid = v;
+		snprintf(out->text, sizeof(out->text), "%llu", v);
+		return 0;
+	}
+	}
+	return fail(err, err_size, "%s", "unknown target kind");
+}
+
+uint64_t pitr_segment_end(const char *name)
+{
+	unsigned int tl, log, seg;
+	char extra;
+
+	if (!name || strlen(name) != 24 ||
+	    sscanf(name, "%8X%8X%8X%c", &tl, &log, &seg, &extra) != 3)
+		return 0;
+	return ((uint64_t)log << 32) + (uint64_t)seg * SEGMENT_SIZE + SEGMENT_SIZE;
+}
+
+static const char *jstr(json_object *o, const char *k1, const char *k2)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k1, &v) || (k2 && !json_object_object_get_ex(v, k2, &v)))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static int64_t jint(json_object *o, const char *k1, const char *k2)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, k1, &v) || (k2 && !json_object_object_get_ex(v, k2, &v)))
+		return 0;
+	return json_object_get_int64(v);
+}
+
+static uint64_t jlsn(json_object *b, const char *which)
+{
+	uint64_t lsn = 0;
+
+	if (cmn_parse_lsn(jstr(b, "lsn", which), &lsn) != PGW_OK)
+		return 0;
+	return lsn;
+}
+
+static void fmt_epoch(int64_t e, char *out, size_t size)
+{
+	time_t t = (time_t)e;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(out, size, "%Y-%m-%d %H:%M:%S+00", &tm);
+}
+
+/* Can backup b reach target t (it became consistent before the target)? */
+static bool usable(json_object *b, const struct pitr_target *t)
+{
+	switch (t->kind) {
+	case PITR_TIME:
+		/* Times are whole seconds: the consistent point is within stop's second. */
+		return (double)(jint(b, "timestamp", "stop") + 1) <= t->epoch;
+	case PITR_LSN:
+		return jlsn(b, "stop") && jlsn(b, "stop") <= t->lsn;
+	default:
+		return true;
+	}
+}
+
+int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *label,
+		double now_epoch, char *out, size_t out_size, char *err, size_t err_size)
+{
+	json_object *backups = NULL, *archive = NULL, *pick = NULL, *oldest = NULL;
+	char when[40], lsn[32];
+	size_t n;
+
+	if (!json_object_object_get_ex(stanza, "backup", &backups) ||
+	    !json_object_is_type(backups, json_type_array) ||
+	    (n = json_object_array_length(backups)) == 0)
+		return fail(err, err_size, "%s",
+			    "the repository has no backup: take one first (pgwarden backup --type "
+			    "full)");
+	if (t->kind == PITR_TIME && t->epoch > now_epoch)
+		return fail(err, err_size, "target time %s is in the future", t->text);
+	if (json_object_object_get_ex(stanza, "archive", &archive) &&
+	    json_object_is_type(archive, json_type_array) && json_object_array_length(archive))
+		archive = json_object_array_get_idx(archive, json_object_array_length(archive) - 1);
+	else
+		archive = NULL;
+	if (t->kind == PITR_LSN) {
+		const char *max = archive ? jstr(archive, "max", NULL) : NULL;
+		uint64_t end = pitr_segment_end(max);
+
+		if (!end || t->lsn > end) {
+			char e[32];
+
+			cmn_format_lsn(end, e, sizeof(e));
+			snprintf(
+			    err, err_size,
+			    "target LSN %s is past the archived WAL (the last segment, %s, ends "
+			    "at %s)",
+			    t->text, max ? max : "none", e);
+			return -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_object *b = json_object_array_get_idx(backups, i);
+		const char *l = jstr(b, "label", NULL);
+
+		if (!oldest)
+			oldest = b;
+		if (label) {
+			if (l && strcmp(l, label) == 0)
+				pick = b;
+			continue;
+		}
+		if (usable(b, t) && (t->kind != PITR_XID || !pick))
+			pick = b; /* the list is oldest first: the last usable is the newest */
+	}
+	if (label && !pick)
+		return fail(err, err_size,
+			    "no backup '%s' in the repository (pgwarden backup list shows them)",
+			    label);
+	if (pick && !usable(pick, t)) {
+		fmt_epoch(jint(pick, "timestamp", "stop"), when, sizeof(when));
+		snprintf(err, err_size,
+			 "backup %s ends at %s (LSN %s), after the target %s: choose an earlier "
+			 "backup",
+			 label, when, jstr(pick, "lsn", "stop") ?: "?", t->text);
+		return -1;
+	}
+	if (!pick) {
+		fmt_epoch(jint(oldest, "timestamp", "stop"), when, sizeof(when));
+		snprintf(lsn, sizeof(lsn), "%s", jstr(oldest, "lsn", "stop") ?: "?");
+		snprintf(err, err_size,
+			 "target %s is before the restorable window: the oldest backup, %s, "
+			 "ends at %s (LSN %s)",
+			 t->text, jstr(oldest, "label", NULL) ?: "?", when, lsn);
+		return -1;
+	}
+	snprintf(out, out_size, "%s", jstr(pick, "label", NULL) ?: "");
+	return out[0] ? 0 : fail(err, err_size, "%s", "a backup without a label");
+}

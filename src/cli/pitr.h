@@ -1,0 +1,45 @@
+/*
+ * Point-in-time recovery targets: parsing what the operator typed, and choosing the
+ * backup to restore from pgBackRest's description of the repository, so that a target
+ * outside the restorable window is refused before anything is touched. Pure logic.
+ */
+#ifndef PGW_CLI_PITR_H
+#define PGW_CLI_PITR_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum pitr_kind { PITR_LATEST, PITR_TIME, PITR_LSN, PITR_XID };
+
+struct pitr_target {
+	enum pitr_kind kind;
+	char text[96]; /* as pgBackRest's --target gets it (time: normalised to UTC) */
+	double epoch;  /* PITR_TIME */
+	uint64_t lsn;  /* PITR_LSN */
+	uint64_t xid;  /* PITR_XID */
+};
+
+/*
+ * Parses text for kind. A time needs its zone: 'YYYY-MM-DD HH:MM:SS[.frac]' then
+ * +HH, +HHMM, +HH:MM, -..., Z or UTC ('T' may separate date and time). 0, or -1
+ * with the reason in err.
+ */
+int pitr_parse(enum pitr_kind kind, const char *text, struct pitr_target *out, char *err,
+	       size_t err_size);
+
+/*
+ * The backup to restore for t, from `pgbackrest info --output=json`'s stanza object:
+ * label (NULL: choose) when given must exist and be usable for t. Time: the newest
+ * backup that ended before the target; LSN: the newest whose stop LSN is at or before
+ * it; xid: the oldest (transaction ids do not compare with backups); latest: the newest.
+ * A target before the oldest usable backup, after now_epoch, or past the last archived
+ * WAL segment is refused. 0 with the label in out, or -1 with the reason in err.
+ */
+int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *label,
+		double now_epoch, char *out, size_t out_size, char *err, size_t err_size);
+
+/* The LSN where WAL segment name (24 hex digits, 16 MB segments) ends; 0 when malformed. */
+uint64_t pitr_segment_end(const char *name);
+
+#endif

@@ -1,0 +1,28 @@
+/*
+ * What backup, backup list and restore share: the members' configurations as the CLI
+ * finds them, and the pgBackRest repository's description (pgbackrest info).
+ */
+#ifndef PGW_CLI_REPO_H
+#define PGW_CLI_REPO_H
+
+#include "cli/cli.h"
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/*
+ * A member's full node configuration: DIR/<member>/node.ini with --dir (the layout
+ * `pgwarden up` makes), else the configuration given, when it is that member's.
+ */
+bool cli_load_member(const struct cli_target *t, const struct agent_config *own, const char *member,
+		     struct agent_config *out);
+/* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
+void cli_default_dir(struct cli_target *t);
+/* pgbackrest info --output=json as member m runs it: the stanza's object, or NULL and err. */
+json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size);
+/* o.k1[.k2] as a string / o.k1[.k2[.k3]] as an integer (NULL / 0 when absent). */
+const char *cli_jstr(json_object *o, const char *k1, const char *k2);
+int64_t cli_jint(json_object *o, const char *k1, const char *k2, const char *k3);
+
+#endif

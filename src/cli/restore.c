@@ -1,0 +1,585 @@
+/*
+ * pgwarden restore: a new cluster made from a pgBackRest backup, recovered to a point
+ * in time. The steps, each checked before the next:
+ *   1. the target is parsed and the backup chosen from the repository's description:
+ *      a target outside the restorable window is refused before anything is touched;
+ *   2. `pgwarden up`'s folder and etcd are made for the new cluster;
+ *   3. pgbackrest restore puts the backup into the new node1's data directory;
+ *   4. PostgreSQL recovers it there, alone, on a private socket: WAL from the
+ *      repository up to the target, then promotion to a new timeline; the roles the
+ *      new cluster's configuration names get its passwords; a clean stop;
+ *   5. the initialize key of the new cluster names that system, and the agents start:
+ *      node1 leads, the others clone from it.
+ * The source cluster and the repository are only read.
+ */
+#include "agent/backup.h"
+#include "agent/pgctl.h"
+#include "cli/cli.h"
+#include "cli/pitr.h"
+#include "cli/repo.h"
+#include "common/proc.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RESTORE_USAGE                                                                        \
+	"pgwarden restore (--time 'YYYY-MM-DD HH:MM:SS+TZ' | --lsn L | --xid X | --latest) " \
+	"[--backup LABEL] --to NEWDIR [-c node.ini | --dir DIR] [--cluster NAME] "           \
+	"[--etcd-port P] [--pg-port P] [--api-port P] [--proxy-port P] [--memory SIZE] "     \
+	"[--timeout S]"
+
+struct restore_ctx {
+	struct cli_target src_target;
+	struct agent_config src; /* a member of the source cluster: its repository settings */
+	struct pitr_target target;
+	char label[128];
+	int timeout_s;
+	bool as_postgres;
+	uid_t uid;
+	gid_t gid;
+	char history_reason[512];
+};
+
+/* Runs argv (as postgres when we are root) to completion with its output shown. */
+static int run_visible(const struct restore_ctx *c, const char *const *argv, const char *const *env,
+		       int timeout_s)
+{
+	struct cmn_proc_opts po = {.argv = argv,
+				   .env_extra = env,
+				   .inherit_output = true,
+				   .run_as = c->as_postgres,
+				   .uid = c->uid,
+				   .gid = c->gid};
+	int64_t deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;
+	pid_t pid;
+	int code = -1;
+
+	fflush(stdout);
+	if (cmn_proc_spawn(&po, &pid) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot run %s: %s\n", argv[0], strerror(errno));
+		return -1;
+	}
+	while (cmn_proc_poll(pid, &code) == 0) {
+		if (cmn_now_ms() > deadline) {
+			fprintf(stderr, "pgwarden: %s runs longer than %d s: stopping it\n",
+				argv[0], timeout_s);
+			kill(pid, SIGTERM);
+			while (cmn_proc_poll(pid, &code) == 0)
+				usleep(100000);
+			return -1;
+		}
+		usleep(100000);
+	}
+	return code;
+}
+
+static int write_owned(const struct restore_ctx *c, const char *path, const char *text)
+{
+	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK ||
+	    (c->as_postgres && chown(path, c->uid, c->gid) != 0)) {
+		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The end of a log file, for an error message. */
+static void print_tail(const char *path)
+{
+	char *text = cmn_read_file(path, NULL);
+	size_t len = text ? strlen(text) : 0;
+
+	fprintf(stderr, "the end of %s:\n%s\n", path,
+		text ? text + (len > 3000 ? len - 3000 : 0) : "(empty)");
+	free(text);
+}
+
+/* Step 3: pgbackrest restore into the new node1's (empty) data directory. */
+static int restore_files(struct restore_ctx *c, const struct agent_config *n)
+{
+	char store[16][4200], opt[6][4200], env_pass[4200];
+	const char *argv[17], *extra[8], *env[] = {env_pass, "LC_ALL=C", NULL};
+	static const char *const types[] = {[PITR_LATEST] = "default",
+					    [PITR_TIME] = "time",
+					    [PITR_LSN] = "lsn",
+					    [PITR_XID] = "xid"};
+	size_t k = 0;
+	int code;
+
+	if (cmn_mkdir_p(n->data_dir, 0700) != PGW_OK ||
+	    (c->as_postgres && chown(n->data_dir, c->uid, c->gid) != 0)) {
+		fprintf(stderr, "pgwarden: cannot create %s: %s\n", n->data_dir, strerror(errno));
+		return -1;
+	}
+	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", c->src.pgpass);
+	snprintf(opt[0], sizeof(opt[0]), "--pg1-path=%s", n->data_dir);
+	snprintf(opt[1], sizeof(opt[1]), "--set=%s", c->label);
+	snprintf(opt[2], sizeof(opt[2]), "--type=%s", types[c->target.kind]);
+	extra[k++] = opt[0];
+	extra[k++] = opt[1];
+	extra[k++] = opt[2];
+	if (c->target.kind != PITR_LATEST) {
+		snprintf(opt[3], sizeof(opt[3]), "--target=%s", c->target.text);
+		extra[k++] = opt[3];
+		extra[k++] = "--target-action=promote";
+	}
+	extra[k++] = "--log-level-console=info";
+	extra[k] = NULL;
+	backup_argv(&c->src, "restore", extra, store, argv, 17);
+	printf("restoring backup %s of stanza %s from %s into %s\n", c->label, c->src.backup_stanza,
+	       c->src.backup_repo_path, n->data_dir);
+	code = run_visible(c, argv, env, c->timeout_s);
+	if (code != 0) {
+		fprintf(stderr,
+			"pgwarden: pgbackrest restore failed (exit %d): its log is in "
+			"%s/pgbackrest/log\n",
+			code, c->src.node_dir);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The restored postgresql.conf is the source member's (its ports, paths, archiving):
+ * recovery runs on a file of our own instead, socket only, archiving off (the new
+ * cluster archives to its own repository once it runs). pgBackRest's recovery
+ * settings are in postgresql.auto.conf; the agent rewrites all three files later.
+ */
+static int recovery_files(const struct restore_ctx *c, const struct agent_config *n,
+			  const char *sock)
+{
+	char path[4300], text[5000];
+	struct stat st;
+
+	snprintf(text, sizeof(text),
+		 "# Written by pgwarden restore for the recovery only: the agent rewrites it.\n"
+		 "listen_addresses = ''\n"
+		 "port = %d\n"
+		 "unix_socket_directories = '%s'\n"
+		 "archive_mode = off\n"
+		 /* no hot standby: its checks of max_connections & co. do not apply then */
+		 "hot_standby = off\n"
+		 "logging_collector = off\n"
+		 "log_min_messages = info\n",
+		 n->pg_port, sock);
+	snprintf(path, sizeof(path), "%s/postgresql.conf", n->data_dir);
+	if (write_owned(c, path, text) != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/pg_hba.conf", n->data_dir);
+	/* trust only on a socket in a folder only postgres can enter */
+	if (write_owned(c, path, "local all all trust\n") != 0)
+		return -1;
+	snprintf(path, sizeof(path), "%s/standby.signal", n->data_dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/recovery.signal", n->data_dir);
+	if (stat(path, &st) != 0 && write_owned(c, path, "") != 0)
+		return -1;
+	return 0;
+}
+
+/* The roles the new cluster's agents log in with, with its passwords. */
+static int set_roles(PGconn *conn, const struct agent_config *n)
+{
+	const struct {
+		const char *user, *password, *attrs;
+	} roles[] = {
+	    {n->superuser, n->superuser_password, "SUPERUSER LOGIN"},
+	    {n->replication_user, n->replication_password, "LOGIN REPLICATION"},
+	};
+
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+		const char *u = roles[i].user;
+		char *verifier = PQencryptPasswordConn(conn, roles[i].password, u, "scram-sha-256");
+		char *ident = PQescapeIdentifier(conn, u, strlen(u));
+		char *name = PQescapeLiteral(conn, u, strlen(u));
+		char *pw = verifier ? PQescapeLiteral(conn, verifier, strlen(verifier)) : NULL;
+		char sql[4096];
+		int ok = 0;
+
+		if (ident && name && pw) {
+			snprintf(sql, sizeof(sql),
+				 "DO $$BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = %s) "
+				 "THEN ALTER ROLE %s WITH %s PASSWORD %s; ELSE CREATE ROLE %s WITH "
+				 "%s PASSWORD %s; END IF; END$$",
+				 name, ident, roles[i].attrs, pw, ident, roles[i].attrs, pw);
+			PGresult *r = PQexec(conn, sql);
+
+			ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+			if (!ok)
+				fprintf(stderr, "pgwarden: cannot set role %s: %s", u,
+					PQerrorMessage(conn));
+			PQclear(r);
+		}
+		PQfreemem(verifier);
+		PQfreemem(ident);
+		PQfreemem(name);
+		PQfreemem(pw);
+		if (!ok)
+			return -1;
+	}
+	PGresult *r = PQexec(conn, "CHECKPOINT");
+	int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+
+	PQclear(r);
+	return ok ? 0 : -1;
+}
+
+/* Step 4: recovery to the target, alone, then a clean stop. */
+static int recover(struct restore_ctx *c, const struct agent_config *n)
+{
+	char sock[4200], log[4200], bin[4200], conninfo[4600], dd[4300];
+	const char *argv[] = {bin, "-D", dd, NULL};
+	struct cmn_proc_opts po = {.argv = argv,
+				   .log_path = log,
+				   .new_session = true,
+				   .run_as = c->as_postgres,
+				   .uid = c->uid,
+				   .gid = c->gid};
+	struct pgctl pg;
+	struct pgctl_controldata cd;
+	int64_t deadline = cmn_now_ms() + (int64_t)c->timeout_s * 1000;
+	PGconn *conn = NULL;
+	pid_t pid;
+	int code, rc = -1;
+
+	snprintf(sock, sizeof(sock), "%s/restore-socket", n->node_dir);
+	snprintf(log, sizeof(log), "%s/restore.log", n->node_dir);
+	snprintf(bin, sizeof(bin), "%s/postgres", n->bin_dir);
+	snprintf(dd, sizeof(dd), "%s", n->data_dir);
+	if (cmn_mkdir_p(sock, 0700) != PGW_OK || (c->as_postgres && chown(sock, c->uid, c->gid))) {
+		fprintf(stderr, "pgwarden: cannot create %s: %s\n", sock, strerror(errno));
+		return -1;
+	}
+	if (recovery_files(c, n, sock) != 0)
+		return -1;
+	printf("recovering to %s%s (log: %s)\n",
+	       c->target.kind == PITR_LATEST ? "the end of the archived WAL" : "target ",
+	       c->target.kind == PITR_LATEST ? "" : c->target.text, log);
+	fflush(stdout);
+	if (cmn_proc_spawn(&po, &pid) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot run %s: %s\n", bin, strerror(errno));
+		return -1;
+	}
+	pgctl_init(&pg, n);
+	snprintf(conninfo, sizeof(conninfo),
+		 "host=%s port=%d user=%s dbname=postgres connect_timeout=5", sock, n->pg_port,
+		 c->src.superuser);
+	/* Promoted when pg_control says "in production" and a session sees no recovery. */
+	for (;;) {
+		if (cmn_proc_poll(pid, &code) != 0) {
+			fprintf(stderr,
+				"pgwarden: PostgreSQL stopped during the recovery (exit %d): the "
+				"target may be past the archived WAL, or the WAL is incomplete\n",
+				code);
+			print_tail(log);
+			goto out;
+		}
+		if (cmn_now_ms() > deadline) {
+			fprintf(stderr, "pgwarden: the recovery did not end within %d s\n",
+				c->timeout_s);
+			print_tail(log);
+			break;
+		}
+		if (pgctl_controldata(&pg, &cd) == PGW_OK && cd.state == PGCTL_CD_IN_PRODUCTION) {
+			if (!conn)
+				conn = PQconnectdb(conninfo);
+			if (PQstatus(conn) == CONNECTION_OK) {
+				PGresult *r = PQexec(conn, "SELECT pg_is_in_recovery()");
+				bool done = PQresultStatus(r) == PGRES_TUPLES_OK &&
+					    strcmp(PQgetvalue(r, 0, 0), "f") == 0;
+
+				PQclear(r);
+				if (done) {
+					rc = set_roles(conn, n);
+					break;
+				}
+			} else {
+				PQfinish(conn);
+				conn = NULL;
+			}
+		}
+		usleep(200000);
+	}
+	if (conn)
+		PQfinish(conn);
+	/* A clean (fast) stop: the agent then finds a primary shut down at a checkpoint. */
+	kill(pid, SIGINT);
+	for (int i = 0; i < 1200 && cmn_proc_poll(pid, &code) == 0; i++)
+		usleep(100000);
+	if (cmn_pid_alive(pid)) {
+		fprintf(stderr, "pgwarden: PostgreSQL did not stop after the recovery\n");
+		kill(pid, SIGQUIT);
+		rc = -1;
+	}
+	if (rc == 0 && (pgctl_controldata(&pg, &cd) != PGW_OK || cd.state != PGCTL_CD_SHUT_DOWN)) {
+		fprintf(stderr, "pgwarden: the restored cluster did not shut down cleanly (%s)\n",
+			pgctl_cd_state_name(cd.state));
+		rc = -1;
+	}
+	if (rc == 0)
+		printf("recovered: system %s, timeline %d, checkpoint at %X/%X\n", cd.sysid,
+		       cd.checkpoint_tli, (unsigned)(cd.checkpoint_lsn >> 32),
+		       (unsigned)cd.checkpoint_lsn);
+out:
+	pgctl_close(&pg);
+	rmdir(sock);
+	return rc;
+}
+
+/* Step 5: the new cluster's etcd learns which system it runs, and why. */
+static int mark_initialized(struct restore_ctx *c, const char *ini, const struct agent_config *n)
+{
+	struct cli_target t = {.config_path = ini};
+	struct cli_session s;
+	struct pgctl pg;
+	struct pgctl_controldata cd;
+	bool won = false;
+	int rc = -1;
+
+	pgctl_init(&pg, n);
+	if (pgctl_controldata(&pg, &cd) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot read the restored pg_control\n");
+		return -1;
+	}
+	if (cli_session_open(&t, &s) != CLI_EXIT_OK)
+		return -1;
+	if (s.cluster.has_initialize) {
+		fprintf(stderr, "pgwarden: cluster %s in the new etcd is already initialized\n",
+			s.cfg.cluster_name);
+	} else if (dcs_take_initialize(&s.dcs, &won) != PGW_OK || !won ||
+		   dcs_set_initialize(&s.dcs, cd.sysid) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot write the initialize key in etcd\n");
+	} else {
+		if (dcs_append_history(&s.dcs, NULL, cd.checkpoint_tli, cd.checkpoint_lsn,
+				       c->history_reason, n->member_name) != PGW_OK)
+			fprintf(stderr, "pgwarden: warning: could not start the history\n");
+		rc = 0;
+	}
+	cli_session_close(&s);
+	return rc;
+}
+
+static int before_agents(const char *dir, void *arg)
+{
+	struct restore_ctx *c = arg;
+	struct agent_config n;
+	char ini[PATH_MAX + 32], err[1024];
+	int rc = -1;
+
+	snprintf(ini, sizeof(ini), "%s/node1/node.ini", dir);
+	if (agent_config_load(ini, &n, err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		return -1;
+	}
+	if (restore_files(c, &n) == 0 && recover(c, &n) == 0 && mark_initialized(c, ini, &n) == 0)
+		rc = 0;
+	agent_config_free(&n);
+	if (rc == 0)
+		printf("starting the restored cluster\n");
+	fflush(stdout);
+	return rc;
+}
+
+/* Options restore passes on to `pgwarden up` for the new cluster. */
+static bool is_up_option(int c)
+{
+	return c == 'n' || c == 'e' || c == 'p' || c == 'a' || c == 'x' || c == 'm';
+}
+
+int cli_restore(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"time", required_argument, NULL, 'T'},
+	    {"lsn", required_argument, NULL, 'L'},
+	    {"xid", required_argument, NULL, 'X'},
+	    {"latest", no_argument, NULL, 'A'},
+	    {"backup", required_argument, NULL, 'b'},
+	    {"to", required_argument, NULL, 'o'},
+	    {"cluster", required_argument, NULL, 'n'},
+	    {"etcd-port", required_argument, NULL, 'e'},
+	    {"pg-port", required_argument, NULL, 'p'},
+	    {"api-port", required_argument, NULL, 'a'},
+	    {"proxy-port", required_argument, NULL, 'x'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const char *const up_names[128] = {
+	    ['n'] = "--cluster",  ['e'] = "--etcd-port",  ['p'] = "--pg-port",
+	    ['a'] = "--api-port", ['x'] = "--proxy-port", ['m'] = "--memory"};
+	struct restore_ctx c;
+	struct agent_config own;
+	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
+	char err[2048], name[256], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
+	int kinds = 0, up_argc = 0, opt, rc;
+	enum pitr_kind kind = PITR_LATEST;
+	json_object *st;
+	struct stat sb;
+
+	memset(&c, 0, sizeof(c));
+	c.timeout_s = 3600;
+	up_argv[up_argc++] = "up";
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
+		if (is_up_option(opt)) {
+			if (up_argc + 3 >= (int)(sizeof(up_argv) / sizeof(up_argv[0])))
+				continue;
+			up_argv[up_argc++] = up_names[opt];
+			up_argv[up_argc++] = optarg;
+			continue;
+		}
+		switch (opt) {
+		case 'c':
+			c.src_target.config_path = optarg;
+			break;
+		case 'd':
+			c.src_target.dir = optarg;
+			break;
+		case 'T':
+		case 'L':
+		case 'X':
+		case 'A':
+			kinds++;
+			kind = opt == 'T'   ? PITR_TIME
+			       : opt == 'L' ? PITR_LSN
+			       : opt == 'X' ? PITR_XID
+					    : PITR_LATEST;
+			target_text = optarg;
+			break;
+		case 'b':
+			label = optarg;
+			break;
+		case 'o':
+			to = optarg;
+			break;
+		case 't':
+			c.timeout_s = atoi(optarg);
+			if (c.timeout_s <= 0) {
+				fprintf(stderr, "pgwarden: bad --timeout '%s'\n", optarg);
+				return CLI_EXIT_USAGE;
+			}
+			break;
+		default:
+			fprintf(stderr, "usage: %s\n", RESTORE_USAGE);
+			return CLI_EXIT_USAGE;
+		}
+	}
+	if (optind < argc || kinds != 1 || !to) {
+		if (optind < argc)
+			fprintf(stderr, "pgwarden: unexpected '%s'\n", argv[optind]);
+		else if (kinds != 1)
+			fprintf(stderr, "pgwarden: give exactly one of --time, --lsn, --xid, "
+					"--latest\n");
+		else
+			fprintf(stderr, "pgwarden: --to NEWDIR is needed: the folder of the new "
+					"cluster (the source cluster is left untouched)\n");
+		fprintf(stderr, "usage: %s\n", RESTORE_USAGE);
+		return CLI_EXIT_USAGE;
+	}
+	if (pitr_parse(kind, target_text, &c.target, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		return CLI_EXIT_USAGE;
+	}
+	/* The source: any member's configuration names the repository. */
+	cli_default_dir(&c.src_target);
+	rc = cli_load_config(&c.src_target, &own);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
+	agent_config_free(&own);
+	memset(&own, 0, sizeof(own));
+	own.member_name = name;
+	if (!cli_load_member(&c.src_target, &own, name, &c.src)) {
+		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", name);
+		return CLI_EXIT_USAGE;
+	}
+	rc = CLI_EXIT_USAGE;
+	if (!backup_enabled(&c.src)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			name);
+		goto out;
+	}
+	/* The new folder must not hold a cluster: restore never overwrites one. */
+	to_abs[0] = '\0';
+	if (realpath(to, to_abs) &&
+	    ((snprintf(err, sizeof(err), "%s/node1/node.ini", to_abs), stat(err, &sb) == 0) ||
+	     (snprintf(err, sizeof(err), "%s/ports", to_abs), stat(err, &sb) == 0))) {
+		fprintf(stderr,
+			"pgwarden: %s already holds a cluster: restore makes a new one, "
+			"give a new folder\n",
+			to_abs);
+		goto out;
+	}
+	if (realpath(c.src.node_dir, src_abs) && strncmp(src_abs, to_abs, strlen(to_abs)) == 0 &&
+	    to_abs[0]) {
+		fprintf(stderr, "pgwarden: %s is the source cluster's folder\n", to_abs);
+		goto out;
+	}
+	rc = CLI_EXIT_FAILED;
+	st = cli_repo_info(&c.src, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		goto out;
+	}
+	if (cli_jint(st, "status", "code", NULL) != 0) {
+		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", c.src.backup_repo_path,
+			c.src.backup_stanza, cli_jstr(st, "status", "message") ?: "error");
+		json_object_put(st);
+		goto out;
+	}
+	rc = pitr_choose(st, &c.target, label, (double)time(NULL), c.label, sizeof(c.label), err,
+			 sizeof(err));
+	json_object_put(st);
+	if (rc != 0) {
+		fprintf(stderr, "pgwarden: %s; nothing was changed\n", err);
+		rc = CLI_EXIT_FAILED;
+		goto out;
+	}
+	snprintf(c.history_reason, sizeof(c.history_reason),
+		 "restored from backup %s of cluster %s to %s%s", c.label, c.src.cluster_name,
+		 c.target.kind == PITR_LATEST ? "the end of the archive" : "target ",
+		 c.target.kind == PITR_LATEST ? "" : c.target.text);
+	if (geteuid() == 0) {
+		struct passwd *pw = getpwnam("postgres");
+
+		if (!pw) {
+			fprintf(stderr, "pgwarden: no postgres user to run PostgreSQL as\n");
+			goto out;
+		}
+		c.as_postgres = true;
+		c.uid = pw->pw_uid;
+		c.gid = pw->pw_gid;
+	}
+	printf("restore of cluster %s: backup %s, target %s\n", c.src.cluster_name, c.label,
+	       c.target.kind == PITR_LATEST ? "latest" : c.target.text);
+	snprintf(timeout_arg, sizeof(timeout_arg), "%d", c.timeout_s < 600 ? 600 : c.timeout_s);
+	up_argv[up_argc++] = "--dir";
+	up_argv[up_argc++] = to;
+	up_argv[up_argc++] = "--timeout";
+	up_argv[up_argc++] = timeout_arg;
+	up_argv[up_argc] = NULL;
+	rc = cli_up_run(up_argc, (char **)up_argv, before_agents, &c);
+	if (rc == CLI_EXIT_OK)
+		printf("restored into %s; its backups go to %s/backup: take a first one with "
+		       "pgwarden backup --dir %s --type full\n",
+		       to, to, to);
+out:
+	agent_config_free(&c.src);
+	return rc;
+}
