@@ -50,6 +50,7 @@ struct restore_ctx {
 	uid_t uid;
 	gid_t gid;
 	char history_reason[512];
+	bool hook_failed; /* the restore itself failed: the new folder holds nothing of use */
 };
 
 /* Runs argv (as postgres when we are root) to completion with its output shown. */
@@ -386,6 +387,7 @@ static int before_agents(const char *dir, void *arg)
 	if (restore_files(c, &n) == 0 && recover(c, &n) == 0 && mark_initialized(c, ini, &n) == 0)
 		rc = 0;
 	agent_config_free(&n);
+	c->hook_failed = rc != 0;
 	if (rc == 0)
 		printf("starting the restored cluster\n");
 	fflush(stdout);
@@ -426,6 +428,7 @@ int cli_restore(int argc, char **argv)
 	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
 	char err[2048], name[256], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
 	int kinds = 0, up_argc = 0, opt, rc;
+	bool existed;
 	enum pitr_kind kind = PITR_LATEST;
 	json_object *st;
 	struct stat sb;
@@ -537,7 +540,8 @@ int cli_restore(int argc, char **argv)
 		fprintf(stderr, "pgwarden: %s\n", err);
 		goto out;
 	}
-	if (cli_jint(st, "status", "code", NULL) != 0) {
+	/* 2: no valid backup yet (pitr_choose says it) */
+	if (cli_jint(st, "status", "code", NULL) != 0 && cli_jint(st, "status", "code", NULL) != 2) {
 		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", c.src.backup_repo_path,
 			c.src.backup_stanza, cli_jstr(st, "status", "message") ?: "error");
 		json_object_put(st);
@@ -574,7 +578,19 @@ int cli_restore(int argc, char **argv)
 	up_argv[up_argc++] = "--timeout";
 	up_argv[up_argc++] = timeout_arg;
 	up_argv[up_argc] = NULL;
+	existed = stat(to, &sb) == 0;
 	rc = cli_up_run(up_argc, (char **)up_argv, before_agents, &c);
+	if (rc != CLI_EXIT_OK && c.hook_failed) {
+		/* Nothing of use in the new folder: stop its etcd, and remove what we made. */
+		const char *down_argv[] = {"down", "--dir", to, NULL};
+
+		if (cli_down(3, (char **)down_argv) == CLI_EXIT_OK && !existed &&
+		    cmn_rm_rf(to) == PGW_OK)
+			fprintf(stderr, "pgwarden: removed %s again; the source is unchanged\n", to);
+		else
+			fprintf(stderr, "pgwarden: %s holds the failed attempt: pgwarden down --dir "
+					"%s, then remove it\n", to, to);
+	}
 	if (rc == CLI_EXIT_OK)
 		printf("restored into %s; its backups go to %s/backup: take a first one with "
 		       "pgwarden backup --dir %s --type full\n",

@@ -8,11 +8,11 @@ import subprocess
 from conftest import PG_BIN, PGWARDEN, wait_for
 
 
-def pgbackrest(cluster, i, *args, timeout=60):
+def pgbackrest(cluster, i, *args, timeout=60, stanza="demo"):
     """pgbackrest as member i runs it (its generated configuration), as postgres."""
     conf = os.path.join(cluster.dir, "node%d/pgbackrest/pgbackrest.conf" % (i + 1))
     return subprocess.run(["runuser", "-u", "postgres", "--", "pgbackrest",
-                           "--config=" + conf, "--stanza=demo", *args],
+                           "--config=" + conf, "--stanza=" + stanza, *args],
                           capture_output=True, text=True, timeout=timeout)
 
 

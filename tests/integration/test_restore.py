@@ -1,0 +1,144 @@
+"""Restore and point-in-time recovery (issue 13): `pgwarden restore` makes a new cluster
+from a pgBackRest backup, recovered exactly to a time, an LSN or a transaction id; targets
+outside the restorable window are refused before anything is touched."""
+import os
+import time
+
+from conftest import wait_for
+from test_backup import archived, pgbackrest
+
+
+def restore(src, dst, *target, check=True):
+    return src.run("restore", "--dir", src.dir, "--to", dst.dir, "--cluster", "restored",
+                   "--etcd-port", str(dst.etcd_port), "--pg-port", str(dst.pg_port),
+                   "--api-port", str(dst.api_port), "--proxy-port", str(dst.proxy_port),
+                   "--memory", "128MB", "--timeout", "300", *target, check=check,
+                   timeout=400)
+
+
+def ids(c):
+    return [r[0] for r in c.query(c.leader(), "SELECT id FROM t ORDER BY id")]
+
+
+def full_backup(cluster):
+    leader = cluster.leader()
+    wait_for("the stanza", lambda: "wal archive min/max" in
+             pgbackrest(cluster, leader, "info").stdout, 60)
+    cluster.run("backup", "--dir", cluster.dir, "--type", "full", "--timeout", "300")
+
+
+def archive_all(cluster):
+    """Closes the current WAL segment and waits until the repository has it."""
+    leader = cluster.leader()
+    seg = cluster.query(leader, "SELECT pg_walfile_name(pg_switch_wal())")[0][0]
+    wait_for("%s in the archive" % seg, lambda: seg in archived(cluster), 60)
+
+
+def test_pitr_exact_by_time_lsn_and_xid(cluster, cluster_factory):
+    full_backup(cluster)
+    leader = cluster.leader()
+    conn = cluster.connect(leader)
+    cur = conn.cursor()
+    xids = {}
+
+    def insert(lo, hi):
+        for i in range(lo, hi + 1):  # one transaction each, in order
+            cur.execute("INSERT INTO t (id) VALUES (%s) RETURNING txid_current()", (i,))
+            xids[i] = cur.fetchone()[0]
+
+    insert(1, 20)
+    cur.execute("DELETE FROM t WHERE id = 3")
+    # A quiet second on each side of the time target: no commit near it.
+    time.sleep(1.0)
+    cur.execute("SELECT clock_timestamp()::text")
+    target_time = cur.fetchone()[0]
+    time.sleep(1.0)
+    insert(21, 40)
+    cur.execute("DELETE FROM t WHERE id = 5")
+    cur.execute("SELECT pg_current_wal_insert_lsn()::text")
+    target_lsn = cur.fetchone()[0]
+    insert(41, 60)
+    cur.execute("DELETE FROM t WHERE id = 7")
+    insert(61, 70)
+    conn.close()
+    archive_all(cluster)
+
+    expected = {
+        ("--time", target_time): [i for i in range(1, 21) if i != 3],
+        ("--lsn", target_lsn): [i for i in range(1, 41) if i not in (3, 5)],
+        # inclusive: the transaction that inserted 50 is in, 51 on are not; 7 still there
+        ("--xid", str(xids[50])): [i for i in range(1, 51) if i not in (3, 5)],
+    }
+    for target, rows in expected.items():
+        dst = cluster_factory()
+        out = restore(cluster, dst, *target)
+        assert "recovering to target" in out.stdout, out.stdout
+        dst.wait_healthy()
+        assert ids(dst) == rows, (target, ids(dst))
+        # Every member of the restored cluster has the same rows, streaming.
+        leader_lsn = dst.query(dst.leader(), "SELECT pg_current_wal_lsn()::text")[0][0]
+        for i in range(dst.N):
+            wait_for("node%d to replay %s" % (i + 1, leader_lsn), lambda i=i: dst.query(
+                i, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn OR NOT pg_is_in_recovery()",
+                (leader_lsn,))[0][0], 30)
+            assert [r[0] for r in dst.query(i, "SELECT id FROM t ORDER BY id")] == rows
+        history = dst.run("history", "--dir", dst.dir).stdout
+        assert "restored from backup" in history and target[1] in history, history
+        dst.cleanup()
+    # The source is untouched and still takes writes.
+    assert ids(cluster)[-1] == 70
+    cluster.query(cluster.leader(), "INSERT INTO t (id) VALUES (71)")
+
+
+def test_restore_latest_and_refusals(cluster, cluster_factory):
+    dst = cluster_factory()
+
+    def refused(*target, why):
+        proc = restore(cluster, dst, *target, check=False)
+        assert proc.returncode != 0, proc.stdout
+        assert why in proc.stderr, proc.stderr
+        assert not os.path.exists(os.path.join(dst.dir, "node1")), "touched " + dst.dir
+        return proc
+
+    refused("--latest", why="the repository has no backup")
+    full_backup(cluster)
+    cluster.query(cluster.leader(), "INSERT INTO t (id) SELECT generate_series(1, 100)")
+    archive_all(cluster)
+
+    refused("--time", "2001-01-01 00:00:00+00", why="is before the restorable window")
+    refused("--time", "2999-01-01 00:00:00+00", why="is in the future")
+    refused("--time", "2026-01-01 00:00:00", why="has no time zone")
+    refused("--time", "yesterday", why="bad time 'yesterday'")
+    refused("--lsn", "0/100", why="is before the restorable window")
+    refused("--lsn", "FF/0", why="is past the archived WAL")
+    refused("--xid", "x1", why="bad transaction id")
+    refused("--latest", "--backup", "20000101-000000F", why="no backup '20000101-000000F'")
+    refused("--time", "2026-01-01 00:00:00+00", "--latest", why="exactly one of")
+    # The repository gone: said so, nothing made.
+    repo = os.path.join(cluster.dir, "backup")
+    os.rename(repo, repo + ".away")
+    try:
+        refused("--latest", why="backup, stanza demo: missing stanza path")
+    finally:
+        os.rename(repo + ".away", repo)
+    # A transaction id never reached: the recovery fails in the new folder, which is
+    # removed again; the source is untouched.
+    proc = refused("--xid", "4000000000", why="PostgreSQL stopped during the recovery")
+    assert "recovery ended before configured recovery target was reached" in proc.stderr
+    assert "removed %s again" % dst.dir in proc.stderr
+    # Into the source's own folder, or one that holds a cluster: refused.
+    proc = cluster.run("restore", "--dir", cluster.dir, "--to", cluster.dir, "--latest",
+                       check=False)
+    assert proc.returncode == 2 and "already holds a cluster" in proc.stderr, proc.stderr
+
+    # --latest: everything archived.
+    out = restore(cluster, dst, "--latest")
+    assert "the end of the archived WAL" in out.stdout, out.stdout
+    dst.wait_healthy()
+    assert ids(dst) == list(range(1, 101))
+    # The restored cluster archives to its own repository and takes its own backups.
+    wait_for("the restored cluster's stanza", lambda: "wal archive min/max" in
+             pgbackrest(dst, dst.leader(), "info", stanza="restored").stdout, 60)
+    dst.run("backup", "--dir", dst.dir, "--type", "full", "--timeout", "300")
+    listed = dst.run("backup", "list", "--dir", dst.dir).stdout
+    assert "Stanza restored" in listed and "full" in listed, listed
