@@ -39,6 +39,8 @@ static void usage(FILE *f)
 		"  backup [--type full|diff|incr] [--from-leader]\n"
 		"                           pgBackRest backup, from a streaming replica\n"
 		"  backup list [--json]     the backups in the repository, the restorable window\n"
+		"  backup check             pgbackrest check, and the archive continuous from the\n"
+		"                           oldest backup over every timeline\n"
 		"\n"
 		"local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 		"  up [--dir DIR]           start what is not running, print how to connect\n"

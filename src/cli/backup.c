@@ -209,6 +209,8 @@ int cli_backup(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "list") == 0)
 		return cli_backup_list(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "check") == 0)
+		return cli_backup_check(argc - 1, argv + 1);
 	if (parse_opts(argc, argv, &o) != 0)
 		return CLI_EXIT_USAGE;
 	cli_default_dir(&o.t);
@@ -389,28 +391,40 @@ static void fmt_size(int64_t bytes, char *out, size_t size)
 }
 
 /* pgbackrest info --output=json as the member runs it; the stanza's object or NULL. */
-json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size)
+int cli_pgbackrest(const struct agent_config *m, const char *command, const char *const *extra,
+		   int timeout_ms, struct cmn_buf *out)
 {
-	char store[8][4200], env_pass[4200];
-	const char *argv_pg[9], *argv[14], *extra[] = {"--output=json", NULL};
-	const char *env[] = {env_pass, "LC_ALL=C", NULL};
-	struct cmn_buf out = {0};
-	json_object *all, *st = NULL;
-	size_t n = 0;
+	char store[12][4200], env_pass[4200];
+	const char *argv[13], *env[] = {env_pass, "LC_ALL=C", NULL};
+	struct cmn_proc_opts po = {.argv = argv, .env_extra = env};
 	int code = -1;
 
 	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", m->pgpass);
-	backup_argv(m, "info", extra, store, argv_pg, 9);
+	backup_argv(m, command, extra, store, argv, 13);
 	if (geteuid() == 0) {
-		argv[n++] = "runuser";
-		argv[n++] = "-u";
-		argv[n++] = "postgres";
-		argv[n++] = "--";
+		struct passwd *pw = getpwnam("postgres");
+
+		if (!pw) {
+			cmn_buf_printf(out, "no postgres user to run pgbackrest as");
+			return -1;
+		}
+		po.run_as = true;
+		po.uid = pw->pw_uid;
+		po.gid = pw->pw_gid;
 	}
-	for (size_t i = 0; argv_pg[i] && n + 1 < 14; i++)
-		argv[n++] = argv_pg[i];
-	argv[n] = NULL;
-	if (cmn_proc_run(argv, env, 60000, &out, &code) != PGW_OK || code != 0) {
+	if (cmn_proc_run_opts(&po, timeout_ms, out, &code) != PGW_OK)
+		return -1;
+	return code;
+}
+
+json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size)
+{
+	const char *extra[] = {"--output=json", NULL};
+	struct cmn_buf out = {0};
+	json_object *all, *st = NULL;
+	int code = cli_pgbackrest(m, "info", extra, 60000, &out);
+
+	if (code != 0) {
 		snprintf(err, err_size, "pgbackrest info failed (exit %d): %s", code,
 			 out.data ? out.data : "");
 		cmn_buf_free(&out);

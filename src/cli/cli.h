@@ -54,6 +54,7 @@ void cli_session_close(struct cli_session *s);
 int cli_list(int argc, char **argv);
 int cli_backup(int argc, char **argv);
 int cli_backup_list(int argc, char **argv);
+int cli_backup_check(int argc, char **argv);
 int cli_pause(int argc, char **argv);
 int cli_resume(int argc, char **argv);
 int cli_switchover(int argc, char **argv);

@@ -289,3 +289,147 @@ int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *la
 	snprintf(out, out_size, "%s", jstr(pick, "label", NULL) ?: "");
 	return out[0] ? 0 : fail(err, err_size, "%s", "a backup without a label");
 }
+
+/* ---- archive continuity ---- */
+
+int pitr_parse_history(const char *text, struct pitr_switch *out, size_t max)
+{
+	size_t n = 0;
+
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		char buf[256], lsn[64];
+		unsigned int tl;
+
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < 255 ? len : 255), line);
+		line = eol ? eol + 1 : NULL;
+		char *p = buf;
+
+		while (*p == ' ' || *p == '\t' || *p == '\r')
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		if (sscanf(p, "%u %63s", &tl, lsn) != 2 || tl == 0)
+			return -1;
+		if (n >= max)
+			return -1;
+		out[n].tl = (int)tl;
+		if (cmn_parse_lsn(lsn, &out[n].switch_lsn) != PGW_OK)
+			return -1;
+		n++;
+	}
+	return (int)n;
+}
+
+int pitr_parse_segment_name(const char *name, struct pitr_segment *seg)
+{
+	unsigned int tl, log, s;
+
+	if (strlen(name) < 24 || (name[24] != '\0' && name[24] != '-'))
+		return 0;
+	for (int i = 0; i < 24; i++)
+		if (!isxdigit((unsigned char)name[i]) || islower((unsigned char)name[i]))
+			return 0;
+	if (sscanf(name, "%8X%8X%8X", &tl, &log, &s) != 3 || tl == 0 || s > 0xFF)
+		return 0;
+	seg->tl = (int)tl;
+	seg->segno = (uint64_t)log * 256 + s;
+	return 1;
+}
+
+static bool have_segment(const struct pitr_segment *segs, size_t n, int tl, uint64_t segno)
+{
+	for (size_t i = 0; i < n; i++)
+		if (segs[i].tl == tl && segs[i].segno == segno)
+			return true;
+	return false;
+}
+
+static void seg_name(int tl, uint64_t segno, char *out, size_t size)
+{
+	snprintf(out, size, "%08X%08X%08X", (unsigned)tl, (unsigned)(segno / 256),
+		 (unsigned)(segno % 256));
+}
+
+int pitr_check_continuity(const struct pitr_segment *segs, size_t n_segs,
+			  const struct pitr_switch *history, size_t n_history, int latest_tl,
+			  struct pitr_segment start, char *report, size_t report_size,
+			  size_t *checked)
+{
+	size_t off = 0, first = n_history + 1;
+	int problems = 0;
+	char name[32];
+
+	*checked = 0;
+	report[0] = '\0';
+#define SAY(...)                                                                               \
+	do {                                                                                   \
+		if (off < report_size)                                                         \
+			off += (size_t)snprintf(report + off, report_size - off, __VA_ARGS__); \
+		problems++;                                                                    \
+	} while (0)
+	/* The path: history's timelines in order, then latest_tl (which has no end). */
+	for (size_t i = 0; i <= n_history; i++) {
+		int tl = i < n_history ? history[i].tl : latest_tl;
+
+		if (tl == start.tl) {
+			first = i;
+			break;
+		}
+	}
+	if (first > n_history) {
+		seg_name(start.tl, start.segno, name, sizeof(name));
+		SAY("the oldest backup starts at %s, on timeline %d, which is not in timeline "
+		    "%d's history\n",
+		    name, start.tl, latest_tl);
+		return problems;
+	}
+	uint64_t lo = start.segno;
+
+	for (size_t i = first; i <= n_history; i++) {
+		int tl = i < n_history ? history[i].tl : latest_tl;
+		uint64_t hi;
+		bool last = i == n_history;
+
+		if (!last) {
+			uint64_t end_seg = history[i].switch_lsn / SEGMENT_SIZE;
+
+			if (end_seg < lo) {
+				/* ended inside the segment we start from: the next timeline has it
+				 */
+				continue;
+			}
+			if (end_seg == 0)
+				continue;
+			hi = end_seg - 1;
+			if (end_seg == lo) {
+				lo = end_seg;
+				continue;
+			}
+		} else {
+			bool any = false;
+
+			hi = lo;
+			for (size_t k = 0; k < n_segs; k++)
+				if (segs[k].tl == tl && segs[k].segno >= lo &&
+				    (!any || segs[k].segno > hi))
+					hi = segs[k].segno, any = true;
+			if (!any) {
+				/* nothing archived on the current timeline yet: nothing to miss */
+				break;
+			}
+		}
+		for (uint64_t s = lo; s <= hi; s++) {
+			(*checked)++;
+			if (!have_segment(segs, n_segs, tl, s)) {
+				seg_name(tl, s, name, sizeof(name));
+				SAY("missing %s (timeline %d)\n", name, tl);
+			}
+		}
+		if (!last)
+			lo = history[i].switch_lsn / SEGMENT_SIZE;
+	}
+#undef SAY
+	return problems;
+}

@@ -43,3 +43,42 @@ int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *la
 uint64_t pitr_segment_end(const char *name);
 
 #endif
+
+/* ---- archive continuity (pgwarden backup check) ---- */
+
+/* One WAL segment in the repository (complete ones only: a .partial never counts). */
+struct pitr_segment {
+	int tl;
+	uint64_t segno; /* LSN / 16 MB */
+};
+
+/* One line of a timeline history file: timeline tl ended at switch_lsn. */
+struct pitr_switch {
+	int tl;
+	uint64_t switch_lsn;
+};
+
+/*
+ * Parses a timeline history file's text ("parent_tli<TAB>X/X<TAB>reason" lines, comments
+ * and blank lines skipped) into out; returns how many, or -1 when a line is malformed.
+ */
+int pitr_parse_history(const char *text, struct pitr_switch *out, size_t max);
+
+/*
+ * Parses a file name of the archive ("000000010000000000000005-<sha1>.zst", no folder):
+ * 1 and *seg for a complete segment, 0 for anything else (.partial, .backup, .history).
+ */
+int pitr_parse_segment_name(const char *name, struct pitr_segment *seg);
+
+/*
+ * Is every segment recovery needs there, from start (the oldest backup's first segment)
+ * to the newest segment of timeline latest_tl, following history (latest_tl's history
+ * file: its ancestors and where each ended)? A timeline is needed up to the segment
+ * before the one holding its switch point; the next one from there. Each missing
+ * segment (or a start off the history) is described in report, one line each. Returns
+ * the number of problems (0: continuous); *checked gets the number of segments checked.
+ */
+int pitr_check_continuity(const struct pitr_segment *segs, size_t n_segs,
+			  const struct pitr_switch *history, size_t n_history, int latest_tl,
+			  struct pitr_segment start, char *report, size_t report_size,
+			  size_t *checked);

@@ -6,6 +6,7 @@
 #define PGW_CLI_REPO_H
 
 #include "cli/cli.h"
+#include "common/util.h"
 
 #include <json-c/json.h>
 #include <stdbool.h>
@@ -19,6 +20,12 @@ bool cli_load_member(const struct cli_target *t, const struct agent_config *own,
 		     struct agent_config *out);
 /* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
 void cli_default_dir(struct cli_target *t);
+/*
+ * Runs pgbackrest <command> [extra...] as member m does (its pgbackrest.conf; as postgres
+ * when we are root), its output (stdout and stderr) in out: the exit code, or -1.
+ */
+int cli_pgbackrest(const struct agent_config *m, const char *command, const char *const *extra,
+		   int timeout_ms, struct cmn_buf *out);
 /* pgbackrest info --output=json as member m runs it: the stanza's object, or NULL and err. */
 json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size);
 /* o.k1[.k2] as a string / o.k1[.k2[.k3]] as an integer (NULL / 0 when absent). */

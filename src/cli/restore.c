@@ -541,7 +541,8 @@ int cli_restore(int argc, char **argv)
 		goto out;
 	}
 	/* 2: no valid backup yet (pitr_choose says it) */
-	if (cli_jint(st, "status", "code", NULL) != 0 && cli_jint(st, "status", "code", NULL) != 2) {
+	if (cli_jint(st, "status", "code", NULL) != 0 &&
+	    cli_jint(st, "status", "code", NULL) != 2) {
 		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", c.src.backup_repo_path,
 			c.src.backup_stanza, cli_jstr(st, "status", "message") ?: "error");
 		json_object_put(st);
@@ -586,10 +587,13 @@ int cli_restore(int argc, char **argv)
 
 		if (cli_down(3, (char **)down_argv) == CLI_EXIT_OK && !existed &&
 		    cmn_rm_rf(to) == PGW_OK)
-			fprintf(stderr, "pgwarden: removed %s again; the source is unchanged\n", to);
+			fprintf(stderr, "pgwarden: removed %s again; the source is unchanged\n",
+				to);
 		else
-			fprintf(stderr, "pgwarden: %s holds the failed attempt: pgwarden down --dir "
-					"%s, then remove it\n", to, to);
+			fprintf(stderr,
+				"pgwarden: %s holds the failed attempt: pgwarden down --dir "
+				"%s, then remove it\n",
+				to, to);
 	}
 	if (rc == CLI_EXIT_OK)
 		printf("restored into %s; its backups go to %s/backup: take a first one with "

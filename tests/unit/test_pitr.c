@@ -158,12 +158,87 @@ static void test_choose_time(void **state)
 	json_object_put(empty);
 }
 
+static void test_history_and_names(void **state)
+{
+	struct pitr_switch h[4];
+	struct pitr_segment seg;
+
+	(void)state;
+	assert_int_equal(pitr_parse_history("1\t0/B0000A0\tno recovery target specified\n\n"
+					    "2\t0/D000000\tat restore point\n",
+					    h, 4),
+			 2);
+	assert_int_equal(h[0].tl, 1);
+	assert_true(h[0].switch_lsn == 0xB0000A0ULL);
+	assert_int_equal(h[1].tl, 2);
+	assert_int_equal(pitr_parse_history("", h, 4), 0);
+	assert_int_equal(pitr_parse_history("x\t0/1\n", h, 4), -1);
+	assert_int_equal(pitr_parse_history("1\tzz\n", h, 4), -1);
+	assert_int_equal(pitr_parse_history("1\t0/1\n2\t0/2\n", h, 1), -1);
+
+	assert_int_equal(pitr_parse_segment_name("000000020000000100000003-ab12.zst", &seg), 1);
+	assert_int_equal(seg.tl, 2);
+	assert_true(seg.segno == 256 + 3);
+	assert_int_equal(pitr_parse_segment_name("000000020000000100000003", &seg), 1);
+	assert_int_equal(pitr_parse_segment_name("000000020000000100000003.partial-ab.zst", &seg),
+			 0);
+	assert_int_equal(pitr_parse_segment_name("000000010000000000000002.00000028.backup", &seg),
+			 0);
+	assert_int_equal(pitr_parse_segment_name("00000002.history", &seg), 0);
+	assert_int_equal(pitr_parse_segment_name("0000000200000001000000zz-ab", &seg), 0);
+}
+
+static void test_continuity(void **state)
+{
+	/* TL1: 5..0A (0B only partial: failover at 0/B0000A0); TL2: 0B..0C, switchover at
+	 * the start of 0D; TL3: 0D..0F */
+	struct pitr_segment segs[] = {{1, 5},  {1, 6},	{1, 7},	 {1, 8},  {1, 9}, {1, 10},
+				      {2, 11}, {2, 12}, {3, 13}, {3, 14}, {3, 15}};
+	struct pitr_switch h[] = {{1, 0xB0000A0ULL}, {2, 0xD000000ULL}};
+	struct pitr_segment start = {1, 5};
+	char report[512];
+	size_t checked;
+
+	(void)state;
+	assert_int_equal(
+	    pitr_check_continuity(segs, 11, h, 2, 3, start, report, sizeof(report), &checked), 0);
+	assert_int_equal((int)checked, 11);
+	/* a hole on timeline 2 */
+	segs[6].segno = 99;
+	assert_int_equal(
+	    pitr_check_continuity(segs, 11, h, 2, 3, start, report, sizeof(report), &checked), 1);
+	assert_non_null(strstr(report, "missing 00000002000000000000000B (timeline 2)"));
+	segs[6].segno = 11;
+	/* the oldest backup on timeline 2 */
+	start.tl = 2, start.segno = 12;
+	assert_int_equal(
+	    pitr_check_continuity(segs, 11, h, 2, 3, start, report, sizeof(report), &checked), 0);
+	assert_int_equal((int)checked, 4);
+	/* a backup on a timeline that is not in the history */
+	start.tl = 4;
+	assert_int_equal(
+	    pitr_check_continuity(segs, 11, h, 2, 3, start, report, sizeof(report), &checked), 1);
+	assert_non_null(strstr(report, "not in timeline 3's history"));
+	/* one timeline, the last segment missing in the middle */
+	start.tl = 1, start.segno = 5;
+	segs[2].tl = 7;
+	assert_int_equal(
+	    pitr_check_continuity(segs, 6, NULL, 0, 1, start, report, sizeof(report), &checked), 1);
+	assert_non_null(strstr(report, "missing 000000010000000000000007"));
+	/* nothing on the latest timeline yet: nothing missing there */
+	segs[2].tl = 1;
+	assert_int_equal(
+	    pitr_check_continuity(segs, 6, h, 1, 2, start, report, sizeof(report), &checked), 0);
+	assert_int_equal((int)checked, 6);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_time),	cmocka_unit_test(test_parse_lsn_xid),
 	    cmocka_unit_test(test_segment_end), cmocka_unit_test(test_choose),
-	    cmocka_unit_test(test_choose_time),
+	    cmocka_unit_test(test_choose_time), cmocka_unit_test(test_history_and_names),
+	    cmocka_unit_test(test_continuity),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

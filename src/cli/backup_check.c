@@ -1,0 +1,210 @@
+/*
+ * pgwarden backup check: pgBackRest's own check (the leader archives, the repository
+ * answers), then the archive's continuity: every WAL segment a restore needs, from the
+ * oldest backup's first segment to the newest archived one, across every timeline switch
+ * on the current timeline's history.
+ */
+#include "agent/backup.h"
+#include "cli/cli.h"
+#include "cli/pitr.h"
+#include "cli/repo.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK_USAGE "pgwarden backup check [-c node.ini | --dir DIR]"
+#define MAX_HISTORY 1024
+
+struct archive_files {
+	struct pitr_segment *segs;
+	size_t n, cap;
+	int latest_tl; /* the highest timeline with a segment or a history file */
+};
+
+static int add_segment(struct archive_files *a, struct pitr_segment s)
+{
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 256;
+		struct pitr_segment *p = realloc(a->segs, cap * sizeof(*p));
+
+		if (!p)
+			return -1;
+		a->segs = p;
+		a->cap = cap;
+	}
+	a->segs[a->n++] = s;
+	return 0;
+}
+
+/* repo-ls of archive/<stanza>/<id>, recursively: the segments and the latest timeline. */
+static int list_archive(const struct agent_config *m, const char *path, struct archive_files *a,
+			char *err, size_t err_size)
+{
+	const char *extra[] = {path, "--recurse", "--output=json", NULL};
+	struct cmn_buf out = {0};
+	json_object *doc;
+	int code = cli_pgbackrest(m, "repo-ls", extra, 120000, &out);
+
+	if (code != 0) {
+		snprintf(err, err_size, "pgbackrest repo-ls %s failed (exit %d): %s", path, code,
+			 out.data ? out.data : "");
+		cmn_buf_free(&out);
+		return -1;
+	}
+	doc = json_tokener_parse(out.data ? out.data : "");
+	cmn_buf_free(&out);
+	if (!doc || !json_object_is_type(doc, json_type_object)) {
+		snprintf(err, err_size, "pgbackrest repo-ls %s: not JSON", path);
+		json_object_put(doc);
+		return -1;
+	}
+	json_object_object_foreach(doc, key, val)
+	{
+		const char *base = strrchr(key, '/') ? strrchr(key, '/') + 1 : key;
+		struct pitr_segment s;
+		unsigned int tl;
+		char extra_c;
+
+		(void)val;
+		if (pitr_parse_segment_name(base, &s)) {
+			if (add_segment(a, s) != 0) {
+				json_object_put(doc);
+				snprintf(err, err_size, "out of memory");
+				return -1;
+			}
+			if (s.tl > a->latest_tl)
+				a->latest_tl = s.tl;
+		} else if (strlen(base) == 16 && sscanf(base, "%8X.histor%c", &tl, &extra_c) == 2 &&
+			   strcmp(base + 8, ".history") == 0 && (int)tl > a->latest_tl) {
+			a->latest_tl = (int)tl;
+		}
+	}
+	json_object_put(doc);
+	return 0;
+}
+
+int cli_backup_check(int argc, char **argv)
+{
+	struct cli_target t = {0};
+	struct cli_session s;
+	struct agent_config own, m;
+	struct archive_files a = {0};
+	struct pitr_switch history[MAX_HISTORY];
+	struct pitr_segment start;
+	struct cmn_buf out = {0};
+	char err[4096], name[256], path[512], report[8192];
+	const char *member, *archive_id = NULL, *first_seg;
+	json_object *st = NULL, *arr, *oldest;
+	int n_history = 0, problems = 0, rc, code;
+	size_t checked = 0;
+	bool have_session;
+
+	if (cli_parse_target(argc, argv, CHECK_USAGE, &t) < 0)
+		return CLI_EXIT_USAGE;
+	cli_default_dir(&t);
+	rc = cli_load_config(&t, &own);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	/* pgbackrest check runs where the leader is (it switches WAL there): its member. */
+	have_session = cli_session_open(&t, &s) == CLI_EXIT_OK;
+	snprintf(name, sizeof(name), "%s",
+		 have_session && s.cluster.has_leader && t.dir ? s.cluster.leader
+		 : own.member_name			       ? own.member_name
+							       : "node1");
+	if (have_session)
+		cli_session_close(&s);
+	member = name;
+	agent_config_free(&own);
+	memset(&own, 0, sizeof(own));
+	own.member_name = name;
+	if (!cli_load_member(&t, &own, member, &m)) {
+		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", member);
+		return CLI_EXIT_USAGE;
+	}
+	rc = CLI_EXIT_USAGE;
+	if (!backup_enabled(&m)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			member);
+		goto out;
+	}
+	rc = CLI_EXIT_FAILED;
+	printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
+	code = cli_pgbackrest(&m, "check", NULL, 180000, &out);
+	if (code == 0) {
+		printf("pgbackrest check (from %s): ok\n", member);
+	} else {
+		printf("pgbackrest check (from %s): FAILED (exit %d)\n%s", member, code,
+		       out.data ? out.data : "");
+		problems++;
+	}
+	cmn_buf_free(&out);
+
+	st = cli_repo_info(&m, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		goto out;
+	}
+	if (!json_object_object_get_ex(st, "backup", &arr) ||
+	    !json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0) {
+		printf("archive: no backup yet, so no restorable window to check\n");
+		rc = problems ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+		goto out;
+	}
+	oldest = json_object_array_get_idx(arr, 0);
+	first_seg = cli_jstr(oldest, "archive", "start");
+	if (json_object_object_get_ex(st, "archive", &arr) &&
+	    json_object_is_type(arr, json_type_array) && json_object_array_length(arr))
+		archive_id = cli_jstr(
+		    json_object_array_get_idx(arr, json_object_array_length(arr) - 1), "id", NULL);
+	if (!first_seg || !pitr_parse_segment_name(first_seg, &start) || !archive_id) {
+		fprintf(stderr, "pgwarden: pgbackrest info: no archive start or id\n");
+		goto out;
+	}
+	snprintf(path, sizeof(path), "archive/%s/%s", m.backup_stanza, archive_id);
+	if (list_archive(&m, path, &a, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		goto out;
+	}
+	if (a.latest_tl > 1) {
+		char file[600];
+		const char *extra[] = {file, NULL};
+
+		snprintf(file, sizeof(file), "%s/%08X.history", path, (unsigned)a.latest_tl);
+		code = cli_pgbackrest(&m, "repo-get", extra, 60000, &out);
+		n_history = code == 0
+				? pitr_parse_history(out.data ? out.data : "", history, MAX_HISTORY)
+				: -1;
+		if (n_history < 0) {
+			printf("archive: FAILED: cannot read %s (exit %d)\n%s", file, code,
+			       out.data ? out.data : "");
+			cmn_buf_free(&out);
+			goto out;
+		}
+		cmn_buf_free(&out);
+	}
+	int gaps = pitr_check_continuity(a.segs, a.n, history, (size_t)n_history, a.latest_tl,
+					 start, report, sizeof(report), &checked);
+
+	if (gaps == 0) {
+		printf("archive: continuous from %s (backup %s) over timeline%s", first_seg,
+		       cli_jstr(oldest, "label", NULL) ?: "?", n_history ? "s " : " ");
+		for (int i = 0; i < n_history; i++)
+			printf("%d, ", history[i].tl);
+		printf("%d: %zu segments checked\n", a.latest_tl, checked);
+	} else {
+		printf("archive: %d GAP%s from %s (backup %s) to timeline %d:\n%s", gaps,
+		       gaps > 1 ? "S" : "", first_seg, cli_jstr(oldest, "label", NULL) ?: "?",
+		       a.latest_tl, report);
+		problems += gaps;
+	}
+	rc = problems ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+out:
+	json_object_put(st);
+	free(a.segs);
+	agent_config_free(&m);
+	return rc;
+}
