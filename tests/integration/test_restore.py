@@ -4,7 +4,7 @@ outside the restorable window are refused before anything is touched."""
 import os
 import time
 
-from conftest import wait_for
+from conftest import Writer, wait_for
 from test_backup import archived, pgbackrest
 
 
@@ -90,7 +90,7 @@ def test_pitr_exact_by_time_lsn_and_xid(cluster, cluster_factory):
     cluster.query(cluster.leader(), "INSERT INTO t (id) VALUES (71)")
 
 
-def test_restore_latest_and_refusals(cluster, cluster_factory):
+def test_restore_refusals(cluster, cluster_factory):
     dst = cluster_factory()
 
     def refused(*target, why):
@@ -131,11 +131,68 @@ def test_restore_latest_and_refusals(cluster, cluster_factory):
                        check=False)
     assert proc.returncode == 2 and "already holds a cluster" in proc.stderr, proc.stderr
 
-    # --latest: everything archived.
-    out = restore(cluster, dst, "--latest")
-    assert "the end of the archived WAL" in out.stdout, out.stdout
+
+
+def test_across_failovers_archive_continuous_and_restores_exact(cluster, cluster_factory):
+    """A backup, then failovers (the leader's host killed) and switchovers under a writer;
+    `backup check` finds the archive continuous over every timeline, and restores to the
+    end and to a time between two failovers have exactly the rows the cluster has."""
+    full_backup(cluster)
+
+    def failover():
+        old = cluster.wait_healthy(timeout=120)
+        cluster.kill_host(old)
+        wait_for("a new leader", lambda: next(
+            (i for i in range(cluster.N) if i != old and cluster.writable(i)), None), 60)
+        cluster.up()
+
+    def switchover():
+        old = cluster.wait_healthy(timeout=120)
+        cluster.run("switchover", "--dir", cluster.dir, "--force")
+        wait_for("a new leader", lambda: cluster.leader() not in (None, old), 60)
+
+    writer = Writer(cluster.multihost_dsn(), interval=0.02).start()
+    try:
+        for event in (failover, switchover, failover, failover):
+            event()
+    finally:
+        writer.stop()
+    assert writer.acked, "no commit at all"
+    # The time target, in a quiet second between two failovers.
+    leader = cluster.wait_healthy(timeout=120)
+    time.sleep(1.0)
+    target_time = cluster.query(leader, "SELECT clock_timestamp()::text")[0][0]
+    time.sleep(1.0)
+    writer2 = Writer(cluster.multihost_dsn(), interval=0.02)
+    writer2._next = 5_000_000
+    writer2.start()
+    try:
+        for event in (failover, switchover, failover, failover):
+            event()
+    finally:
+        writer2.stop()
+    leader = cluster.wait_healthy(timeout=120)
+    final = ids(cluster)
+    tl = cluster.timeline(leader)
+    assert tl >= 9, tl
+    archive_all(cluster)
+
+    check = wait_for("backup check to pass", lambda: (lambda p: p.returncode == 0 and p)(
+        cluster.run("backup", "check", "--dir", cluster.dir, check=False, timeout=300)), 120)
+    assert "pgbackrest check (from node%d): ok" % (leader + 1) in check.stdout, check.stdout
+    assert "archive: continuous from" in check.stdout, check.stdout
+    assert "timelines 1, 2, 3" in check.stdout and ", %d:" % tl in check.stdout, check.stdout
+
+    dst = cluster_factory()
+    restore(cluster, dst, "--latest")
     dst.wait_healthy()
-    assert ids(dst) == list(range(1, 101))
+    assert ids(dst) == final
+    dst.cleanup()
+    dst = cluster_factory()
+    restore(cluster, dst, "--time", target_time)
+    dst.wait_healthy()
+    assert ids(dst) == [i for i in final if i < 5_000_000]
+    assert ids(dst), "nothing restored"
     # The restored cluster archives to its own repository and takes its own backups.
     wait_for("the restored cluster's stanza", lambda: "wal archive min/max" in
              pgbackrest(dst, dst.leader(), "info", stanza="restored").stdout, 60)
