@@ -2779,6 +2779,7 @@ int agent_main(int argc, char **argv)
 	pthread_condattr_destroy(&cattr);
 	pthread_mutex_init(&a->req_lock, NULL);
 	a->config_path = path;
+	a->backup.config_path = path;
 	dcs_cache_init(&a->cache);
 	a->configured_upstream[0] = '?';
 	a->dyn_revision = -1;

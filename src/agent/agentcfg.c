@@ -1,5 +1,6 @@
 #include "agent/agentcfg.h"
 #include "agent/defaults.h"
+#include "agent/schedule.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -109,6 +110,12 @@ static const struct cmn_cfg_key keys[] = {
      "default: pgBackRest 2.45's background push can stall a segment for archive-timeout"},
     {"backup", "pgbackrest", CMN_CFG_STRING, OFF(backup_pgbackrest), "/usr/bin/pgbackrest", false,
      0, 0, "the pgbackrest program"},
+    {"backup", "schedule_full", CMN_CFG_STRING, OFF(backup_schedule_full), NULL, false, 0, 0,
+     "full backups: an interval (1w) or cron in UTC (0 1 * * 0); the leader runs them"},
+    {"backup", "schedule_diff", CMN_CFG_STRING, OFF(backup_schedule_diff), NULL, false, 0, 0,
+     "differential backups, the same way"},
+    {"backup", "schedule_incr", CMN_CFG_STRING, OFF(backup_schedule_incr), NULL, false, 0, 0,
+     "incremental backups, the same way"},
 };
 
 static int check_value(const struct cmn_cfg_key *k, const char *value, char *why, size_t why_size)
@@ -117,6 +124,11 @@ static int check_value(const struct cmn_cfg_key *k, const char *value, char *why
 
 	if (strcmp(k->section, "backup") != 0)
 		return PGW_OK;
+	if (strncmp(k->name, "schedule_", 9) == 0) {
+		struct schedule sched;
+
+		return schedule_parse(value, &sched, why, why_size) == 0 ? PGW_OK : PGW_EINVAL;
+	}
 	if (strcmp(k->name, "compress") == 0) {
 		for (size_t i = 0; i < sizeof(compress) / sizeof(compress[0]); i++)
 			if (strcmp(value, compress[i]) == 0)

@@ -60,7 +60,10 @@ struct agent_config {
 	char *backup_cipher_pass;
 	int backup_process_max;
 	bool backup_archive_async;
-	char *backup_pgbackrest; /* the pgbackrest program */
+	char *backup_pgbackrest;    /* the pgbackrest program */
+	char *backup_schedule_full; /* schedule.h syntax; NULL or "": none */
+	char *backup_schedule_diff;
+	char *backup_schedule_incr;
 	/* free-form */
 	struct cmn_kvlist parameters;
 	struct cmn_kvlist tags;

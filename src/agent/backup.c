@@ -17,6 +17,19 @@ bool backup_enabled(const struct agent_config *cfg)
 	return cfg->backup_repo_path != NULL;
 }
 
+bool backup_scheduled(const struct agent_config *cfg)
+{
+	const char *s[] = {cfg->backup_schedule_full, cfg->backup_schedule_diff,
+			   cfg->backup_schedule_incr};
+
+	if (!backup_enabled(cfg))
+		return false;
+	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
+		if (s[i] && s[i][0])
+			return true;
+	return false;
+}
+
 static void sub_path(const struct agent_config *cfg, const char *name, char *out, size_t size)
 {
 	snprintf(out, size, "%s/pgbackrest%s%s", cfg->node_dir, name[0] ? "/" : "", name);
@@ -194,7 +207,71 @@ const char *backup_managed_reason(const struct agent_config *cfg, const char *na
 	return NULL;
 }
 
-#define STANZA_RETRY_MS 30000
+#define STANZA_RETRY_MS	  30000
+#define SCHEDULE_CHECK_MS 60000
+#define SCHEDULE_FIRST_MS 20000
+#define EXIT_NOTHING_DUE  4 /* CLI_EXIT_NOTHING_DUE */
+
+/*
+ * `pgwarden backup --scheduled -c node.ini`, with --dir D too when node.ini is
+ * D/<member>/node.ini in pgwarden up's layout (the backup can then run from a replica).
+ */
+static void schedule_tick(struct backup_state *st, const struct agent_config *cfg,
+			  const char *const *env)
+{
+	char self[4200], dir[4200], probe[4300], log[4200];
+	const char *argv[9];
+	size_t n = 0;
+	ssize_t len;
+	int code;
+
+	if (st->sched_pid) {
+		if (cmn_proc_poll(st->sched_pid, &code) == 0)
+			return;
+		st->sched_pid = 0;
+		st->sched_next_ms = cmn_now_ms() + SCHEDULE_CHECK_MS;
+		snprintf(log, sizeof(log), "%s/backup.log", cfg->node_dir);
+		if (code == 0)
+			log_info("scheduled backup done (%s)", log);
+		else if (code != EXIT_NOTHING_DUE)
+			log_error("scheduled backup failed (exit %d): see %s", code, log);
+		return;
+	}
+	if (cmn_now_ms() < st->sched_next_ms)
+		return;
+	st->sched_next_ms = cmn_now_ms() + SCHEDULE_CHECK_MS;
+	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (len <= 0)
+		return;
+	self[len] = '\0';
+	argv[n++] = self;
+	argv[n++] = "backup";
+	argv[n++] = "--scheduled";
+	if (st->config_path) {
+		argv[n++] = "-c";
+		argv[n++] = st->config_path;
+		snprintf(dir, sizeof(dir), "%s", cfg->node_dir);
+		char *slash = strrchr(dir, '/');
+
+		if (slash && slash != dir) {
+			*slash = '\0';
+			snprintf(probe, sizeof(probe), "%s/node1/node.ini", dir);
+			if (access(probe, R_OK) == 0) {
+				argv[n++] = "--dir";
+				argv[n++] = dir;
+			}
+		}
+	}
+	argv[n] = NULL;
+	snprintf(log, sizeof(log), "%s/backup.log", cfg->node_dir);
+	struct cmn_proc_opts o = {
+	    .argv = argv, .env_extra = env, .log_path = log, .new_session = true};
+
+	if (cmn_proc_spawn(&o, &st->sched_pid) != PGW_OK) {
+		st->sched_pid = 0;
+		log_error("cannot run %s backup --scheduled: %s", self, strerror(errno));
+	}
+}
 
 void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool primary,
 		 const char *const *env, const char *log_path)
@@ -209,6 +286,9 @@ void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool p
 		st->stanza_pid = 0;
 		if (code == 0) {
 			st->stanza_ok = true;
+			/* The first scheduled look a little later: the replicas of a cluster that
+			 * just formed are still cloning, and a backup runs from one of them. */
+			st->sched_next_ms = cmn_now_ms() + SCHEDULE_FIRST_MS;
 			log_info("pgBackRest stanza '%s' ready in %s", cfg->backup_stanza,
 				 cfg->backup_repo_path);
 		} else {
@@ -219,6 +299,9 @@ void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool p
 		}
 		return;
 	}
+	/* A scheduled backup that runs finishes even when we are no longer the leader. */
+	if (st->sched_pid || (primary && st->stanza_ok && backup_scheduled(cfg)))
+		schedule_tick(st, cfg, env);
 	if (!backup_enabled(cfg) || !primary || st->stanza_ok || cmn_now_ms() < st->stanza_next_ms)
 		return;
 	backup_argv(cfg, "stanza-create", NULL, store, argv, 7);
@@ -288,6 +371,14 @@ void backup_stop(struct backup_state *st)
 {
 	int code;
 
+	/* The scheduled backup's group: the CLI and its pgbackrest. The next leader's
+	 * schedule finds the backup still due and takes it. */
+	if (st->sched_pid) {
+		kill(-st->sched_pid, SIGTERM);
+		for (int i = 0; i < 100 && cmn_proc_poll(st->sched_pid, &code) == 0; i++)
+			usleep(100000);
+		st->sched_pid = 0;
+	}
 	if (!st->stanza_pid)
 		return;
 	kill(st->stanza_pid, SIGTERM);

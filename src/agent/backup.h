@@ -16,13 +16,18 @@
 
 /* What the agent runs of pgBackRest in the background (never in the HA loop itself). */
 struct backup_state {
-	pid_t stanza_pid;	/* stanza-create running */
-	bool stanza_ok;		/* created or found valid by this agent */
-	int64_t stanza_next_ms; /* next try after a failure */
+	pid_t stanza_pid;	 /* stanza-create running */
+	bool stanza_ok;		 /* created or found valid by this agent */
+	int64_t stanza_next_ms;	 /* next try after a failure */
+	pid_t sched_pid;	 /* `pgwarden backup --scheduled` running (its own process group) */
+	int64_t sched_next_ms;	 /* next look at the schedule */
+	const char *config_path; /* the agent's node.ini (NULL: environment only) */
 };
 
 /* Backups and WAL archiving are on when [backup] repo_path is set. */
 bool backup_enabled(const struct agent_config *cfg);
+/* ... and scheduled when one of [backup] schedule_full / _diff / _incr is set too. */
+bool backup_scheduled(const struct agent_config *cfg);
 
 /* <node_dir>/pgbackrest/pgbackrest.conf: the file every pgbackrest command of this member reads. */
 void backup_conf_path(const struct agent_config *cfg, char *out, size_t size);
@@ -58,6 +63,10 @@ const char *backup_managed_reason(const struct agent_config *cfg, const char *na
  * sure the stanza exists: pgbackrest stanza-create in the background (it is
  * idempotent: an existing stanza of this cluster is fine), again every 30 s after a
  * failure, whose output goes to log_path. env: the pgctl environment (PGPASSFILE).
+ * Then, with a schedule in [backup], once a minute: `pgwarden backup --scheduled`
+ * (this binary, the agent's configuration) in the background, which takes the backup
+ * the schedule makes due, under the cluster-wide backup key; its output goes to
+ * <node folder>/backup.log.
  */
 void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool primary,
 		 const char *const *env, const char *log_path);

@@ -5,6 +5,7 @@
  * backup at a time cluster-wide: the runner holds the backup key in etcd on a lease.
  */
 #include "agent/backup.h"
+#include "agent/schedule.h"
 #include "cli/cli.h"
 #include "cli/repo.h"
 #include "common/proc.h"
@@ -25,22 +26,27 @@
 
 #define BACKUP_USAGE                                                                         \
 	"pgwarden backup [--type full|diff|incr] [-c node.ini | --dir DIR] [--from-leader] " \
-	"[--timeout S]"
+	"[--timeout S] [--scheduled]"
 #define BACKUP_LEASE_TTL_S 10
 
 struct backup_opts {
 	struct cli_target t;
 	const char *type;
 	bool from_leader;
-	int timeout_s; /* 0: none */
+	bool scheduled; /* the type is what [backup] schedule_* makes due now (the agent) */
+	int timeout_s;	/* 0: none */
 };
 
 static int parse_opts(int argc, char **argv, struct backup_opts *o)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},  {"dir", required_argument, NULL, 'd'},
-	    {"type", required_argument, NULL, 'T'},    {"from-leader", no_argument, NULL, 'L'},
-	    {"timeout", required_argument, NULL, 't'}, {NULL, 0, NULL, 0},
+	    {"config", required_argument, NULL, 'c'},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"type", required_argument, NULL, 'T'},
+	    {"from-leader", no_argument, NULL, 'L'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"scheduled", no_argument, NULL, 'S'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
@@ -67,6 +73,9 @@ static int parse_opts(int argc, char **argv, struct backup_opts *o)
 			break;
 		case 'L':
 			o->from_leader = true;
+			break;
+		case 'S':
+			o->scheduled = true;
 			break;
 		case 't':
 			o->timeout_s = atoi(optarg);
@@ -195,6 +204,58 @@ void cli_default_dir(struct cli_target *t)
 		t->dir = CLI_ROOT_DIR;
 }
 
+/*
+ * --scheduled: the type [backup] schedule_full / _diff / _incr of member m makes due now,
+ * from the repository's backups (a full one counts for all three, a differential one for
+ * incr too); the strongest wins. No backup at all: a full one. NULL: nothing due.
+ */
+static const char *due_type(const struct agent_config *m)
+{
+	const char *texts[3] = {m->backup_schedule_full, m->backup_schedule_diff,
+				m->backup_schedule_incr};
+	static const char *const types[3] = {"full", "diff", "incr"};
+	struct schedule sched[3];
+	int64_t last[3] = {0, 0, 0}, now = (int64_t)time(NULL);
+	bool any = false;
+	char err[2048];
+	json_object *st, *arr;
+
+	for (int i = 0; i < 3; i++) {
+		if (schedule_parse(texts[i], &sched[i], err, sizeof(err)) != 0)
+			sched[i].set = false; /* the configuration check refused it already */
+		any |= sched[i].set;
+	}
+	if (!any)
+		return NULL;
+	st = cli_repo_info(m, err, sizeof(err));
+	if (!st) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		return NULL;
+	}
+	if (json_object_object_get_ex(st, "backup", &arr) &&
+	    json_object_is_type(arr, json_type_array)) {
+		for (size_t i = 0; i < json_object_array_length(arr); i++) {
+			json_object *b = json_object_array_get_idx(arr, i);
+			const char *type = cli_jstr(b, "type", NULL) ?: "";
+			int64_t stop = cli_jint(b, "timestamp", "stop", NULL);
+			int rank = strcmp(type, "full") == 0   ? 0
+				   : strcmp(type, "diff") == 0 ? 1
+							       : 2;
+
+			for (int k = rank; k < 3; k++)
+				if (stop > last[k])
+					last[k] = stop;
+		}
+	}
+	json_object_put(st);
+	if (last[2] == 0)
+		return "full";
+	for (int i = 0; i < 3; i++)
+		if (schedule_due(&sched[i], last[i], now))
+			return types[i];
+	return NULL;
+}
+
 int cli_backup(int argc, char **argv)
 {
 	struct backup_opts o;
@@ -226,6 +287,22 @@ int cli_backup(int argc, char **argv)
 		goto out;
 	}
 	have_leader = cli_load_member(&o.t, &s.cfg, s.cluster.leader, &leader_cfg);
+	if (o.scheduled) {
+		struct agent_config me;
+
+		if (!s.cfg.member_name || !cli_load_member(&o.t, &s.cfg, s.cfg.member_name, &me)) {
+			fprintf(stderr, "pgwarden: --scheduled needs the member's configuration\n");
+			rc = CLI_EXIT_USAGE;
+			goto out;
+		}
+		o.type = due_type(&me);
+		agent_config_free(&me);
+		if (!o.type) {
+			rc = CLI_EXIT_NOTHING_DUE;
+			goto out;
+		}
+		printf("scheduled backup due: %s\n", o.type);
+	}
 	/* The most advanced streaming replica, when its files are here too. */
 	if (!o.from_leader && have_leader) {
 		const struct dcs_member *best = NULL;
@@ -295,7 +372,9 @@ int cli_backup(int argc, char **argv)
 		free(holder);
 		if (etcd_lease_revoke(s.etcd, lease) != PGW_OK)
 			(void)0; /* it expires in BACKUP_LEASE_TTL_S anyway */
-		rc = rc == PGW_OK ? CLI_EXIT_FAILED : CLI_EXIT_UNREACHABLE;
+		rc = rc != PGW_OK  ? CLI_EXIT_UNREACHABLE
+		     : o.scheduled ? CLI_EXIT_NOTHING_DUE /* the next check tries again */
+				   : CLI_EXIT_FAILED;
 		goto out;
 	}
 	snprintf(opt[0], sizeof(opt[0]), "--type=%s", o.type);

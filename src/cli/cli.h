@@ -1,7 +1,8 @@
 /*
  * Operator commands (patronictl's role) and the local cluster manager.
  * Exit codes (stable, documented in README): 0 ok, 1 operation failed,
- * 2 usage or configuration error, 3 cluster unreachable (etcd down).
+ * 2 usage or configuration error, 3 cluster unreachable (etcd down), 4 (backup
+ * --scheduled) nothing due.
  */
 #ifndef PGW_CLI_H
 #define PGW_CLI_H
@@ -15,6 +16,8 @@
 #define CLI_EXIT_FAILED	     1
 #define CLI_EXIT_USAGE	     2
 #define CLI_EXIT_UNREACHABLE 3
+/* backup --scheduled only: no backup is due now (or another one runs) */
+#define CLI_EXIT_NOTHING_DUE 4
 
 /* Where `pgwarden up` run as root puts its cluster when ./cluster is out of postgres's reach. */
 #define CLI_ROOT_DIR "/var/lib/pgwarden/cluster"

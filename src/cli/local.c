@@ -214,6 +214,10 @@ static int write_node_configs(const struct layout *l)
 			 "[backup]\n"
 			 "# pgBackRest repository of the cluster (pgwarden backup, restore)\n"
 			 "repo_path = %s/backup\n"
+			 "# taken by the leader (cron in UTC, or an interval such as 6h); the first\n"
+			 "# full backup as soon as the cluster forms\n"
+			 "schedule_full = 0 1 * * 0\n"
+			 "schedule_diff = 0 1 * * 1-6\n"
 			 "\n"
 			 "[tags]\n",
 			 l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,

@@ -73,6 +73,10 @@ class Cluster:
         self.proxy_port = 23000 + slot * 10  # pooled; +1 primary, +2 replica, +3 status
         self.env = dict(os.environ)
         self.env["ASAN_OPTIONS"] = "detect_leaks=1:log_path=%s/asan" % self.dir
+        # No scheduled backups (pgwarden up sets them) unless a test wants them: the
+        # others count the repository's backups, or need the CPU.
+        self.env["PGWARDEN_BACKUP_SCHEDULE_FULL"] = ""
+        self.env["PGWARDEN_BACKUP_SCHEDULE_DIFF"] = ""
 
     # -- processes -------------------------------------------------------------------
     def run(self, *args, check=True, timeout=240):

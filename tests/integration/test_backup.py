@@ -198,3 +198,38 @@ def test_backup_from_a_replica_one_at_a_time_and_list(cluster):
 
     bad = cluster.run("backup", "--dir", cluster.dir, "--type", "weekly", check=False)
     assert bad.returncode == 2 and "bad --type 'weekly'" in bad.stderr, bad.stderr
+
+
+def test_schedule_takes_the_first_full_backup_and_survives_a_failover(cluster_factory):
+    """pgwarden up schedules backups: the leader takes a first full one once the cluster
+    formed. A leader killed before it could start: the next leader takes it."""
+    c = cluster_factory()
+    for k in ("PGWARDEN_BACKUP_SCHEDULE_FULL", "PGWARDEN_BACKUP_SCHEDULE_DIFF"):
+        c.env.pop(k)
+    c.up()
+    leader = c.wait_healthy()
+    wait_for("the stanza", lambda: "stanza 'demo' ready" in c.log(leader), 60)
+    # The first scheduled look comes 20 s after the stanza: nothing started yet.
+    listed = json.loads(c.run("backup", "list", "--dir", c.dir, "--json").stdout)
+    assert listed["backups"] == [], listed
+    c.kill_host(leader)
+    new = wait_for("a new leader", lambda: next(
+        (i for i in range(c.N) if i != leader and c.writable(i)), None), 60)
+
+    def backups():
+        return json.loads(c.run("backup", "list", "--dir", c.dir, "--json").stdout)["backups"]
+    wait_for("the first scheduled backup", lambda: backups(), 120, interval=2)
+    assert [b["type"] for b in backups()] == ["full"]
+    wait_for("node%d's log to say so" % (new + 1),
+             lambda: "scheduled backup done" in c.log(new), 30)
+    with open(os.path.join(c.dir, "node%d/backup.log" % (new + 1))) as f:
+        assert "scheduled backup due: full" in f.read()
+    # A bad schedule is a configuration error with file:line.
+    ini = os.path.join(c.dir, "node%d/node.ini" % (leader + 1))
+    with open(ini) as f:
+        text = f.read()
+    with open(ini, "w") as f:
+        f.write(text.replace("schedule_diff = 0 1 * * 1-6", "schedule_diff = 0 25 * * *"))
+    proc = c.run("backup", "list", "-c", ini, check=False)
+    assert proc.returncode == 2 and "node.ini:" in proc.stderr and "hour" in proc.stderr, \
+        proc.stderr
