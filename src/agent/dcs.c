@@ -481,6 +481,27 @@ int dcs_delete_initialize(struct dcs *d)
 	return etcd_delete(d->etcd, key, NULL, NULL);
 }
 
+int dcs_forget_state(struct dcs *d)
+{
+	static const char *const keys[] = {"leader", "status", "sync", "failover", "backup"};
+	static const char *const prefixes[] = {"members/", "proxies/"};
+	char key[600], end[600];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		dcs_key(d, keys[i], key, sizeof(key));
+		if (etcd_delete(d->etcd, key, NULL, NULL) != PGW_OK)
+			return PGW_ERR;
+	}
+	for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+		dcs_key(d, prefixes[i], key, sizeof(key));
+		snprintf(end, sizeof(end), "%s", key);
+		end[strlen(end) - 1]++; /* "members/" -> "members0": the whole prefix */
+		if (etcd_delete(d->etcd, key, end, NULL) != PGW_OK)
+			return PGW_ERR;
+	}
+	return PGW_OK;
+}
+
 int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, int64_t sync_revision,
 		       bool *won)
 {

@@ -133,6 +133,12 @@ int dcs_set_initialize(struct dcs *d, const char *sysid) PGW_WUR;
 int dcs_take_backup(struct dcs *d, const char *value, int64_t lease, bool *won) PGW_WUR;
 char *dcs_read_backup(struct dcs *d);
 int dcs_delete_initialize(struct dcs *d) PGW_WUR;
+/*
+ * A restore in place: forgets what described the cluster before it (leader, members,
+ * status with the last optime and timeline, sync, failover, backup, proxies); keeps
+ * initialize, config and history. Only with every agent stopped.
+ */
+int dcs_forget_state(struct dcs *d) PGW_WUR;
 
 /*
  * Creates the leader key if absent, attached to lease. sync_revision >= 0: only if

@@ -740,6 +740,16 @@ int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg)
 	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0 ||
 	    write_proxy_config(&l) != 0)
 		return CLI_EXIT_FAILED;
+	{
+		/* A folder made earlier keeps its name, whatever --cluster says now. */
+		struct agent_config n1;
+		char err[1024];
+
+		snprintf(ini, sizeof(ini), "%s/node1/node.ini", l.dir);
+		if (agent_config_load(ini, &n1, err, sizeof(err)) == PGW_OK && n1.cluster_name)
+			snprintf(l.cluster, sizeof(l.cluster), "%s", n1.cluster_name);
+		agent_config_free(&n1);
+	}
 	for (int i = 0; i < N_NODES; i++) {
 		bool started;
 

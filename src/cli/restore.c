@@ -21,6 +21,7 @@
 #include "common/timeutil.h"
 #include "common/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libpq-fe.h>
@@ -36,8 +37,9 @@
 
 #define RESTORE_USAGE                                                                        \
 	"pgwarden restore (--time 'YYYY-MM-DD HH:MM:SS+TZ' | --lsn L | --xid X | --latest) " \
-	"[--backup LABEL] --to NEWDIR [-c node.ini | --dir DIR] [--cluster NAME] "           \
-	"[--etcd-port P] [--pg-port P] [--api-port P] [--proxy-port P] [--memory SIZE] "     \
+	"[--backup LABEL] (--to NEWDIR | --in-place --yes) [-c node.ini | --dir DIR] "       \
+	"[--cluster NAME] [--etcd-port P] [--pg-port P] [--api-port P] [--proxy-port P] "    \
+	"[--memory SIZE] "                                                                   \
 	"[--timeout S]"
 
 struct restore_ctx {
@@ -394,6 +396,144 @@ static int before_agents(const char *dir, void *arg)
 	return rc;
 }
 
+/*
+ * In place, the new timeline's history file goes to the repository now: the recovery ran
+ * with archiving off, and a later restore or a replica needs it.
+ */
+static int push_history(const struct restore_ctx *c, const struct agent_config *n)
+{
+	char wal[4300], file[4400], opt[4300];
+	const char *extra[] = {opt, file, NULL};
+	struct cmn_buf out = {0};
+	unsigned int best = 0, tl;
+	struct dirent *e;
+	DIR *d;
+	int code;
+
+	snprintf(wal, sizeof(wal), "%s/pg_wal", n->data_dir);
+	d = opendir(wal);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (strlen(e->d_name) == 16 && strcmp(e->d_name + 8, ".history") == 0 &&
+		    sscanf(e->d_name, "%8X", &tl) == 1 && tl > best)
+			best = tl;
+	closedir(d);
+	if (!best)
+		return 0;
+	snprintf(file, sizeof(file), "%s/%08X.history", wal, best);
+	snprintf(opt, sizeof(opt), "--pg1-path=%s", n->data_dir);
+	code = cli_pgbackrest(&c->src, "archive-push", extra, 120000, &out);
+	if (code != 0)
+		fprintf(stderr, "pgwarden: cannot archive %s (exit %d): %s\n", file, code,
+			out.data ? out.data : "");
+	cmn_buf_free(&out);
+	return code == 0 ? 0 : -1;
+}
+
+/* In place, between etcd's start and the agents': the cluster's old state goes. */
+static int before_agents_in_place(const char *dir, void *arg)
+{
+	struct restore_ctx *c = arg;
+	struct cli_target t = {.dir = dir};
+	struct cli_session s;
+	struct agent_config n = c->src;
+	struct pgctl pg;
+	struct pgctl_controldata cd;
+	int rc = -1;
+
+	pgctl_init(&pg, &n);
+	if (pgctl_controldata(&pg, &cd) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot read the restored pg_control\n");
+		return -1;
+	}
+	if (cli_session_open(&t, &s) != CLI_EXIT_OK)
+		return -1;
+	if (dcs_forget_state(&s.dcs) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot clear the cluster's state in etcd\n");
+	} else if (strcmp(s.cluster.sysid, cd.sysid) != 0 &&
+		   dcs_set_initialize(&s.dcs, cd.sysid) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot write the initialize key in etcd\n");
+	} else {
+		if (dcs_append_history(&s.dcs, s.cluster.history, cd.checkpoint_tli,
+				       cd.checkpoint_lsn, c->history_reason,
+				       n.member_name) != PGW_OK)
+			fprintf(stderr, "pgwarden: warning: could not record the restore in the "
+					"history\n");
+		rc = 0;
+	}
+	cli_session_close(&s);
+	c->hook_failed = rc != 0;
+	return rc;
+}
+
+/*
+ * The restore in place of the cluster in dir (pgwarden up's layout), node1 the member
+ * restored: the backup is recovered beside node1's data while the cluster still runs
+ * (nothing is touched if that fails); then the cluster stops, node1's data is set aside
+ * (<data>.pre-restore), the restored data takes its place, the other members' data goes
+ * (they clone again), etcd forgets the old leader and positions, and the cluster starts.
+ */
+static int restore_in_place(struct restore_ctx *c, const char *dir, const char *timeout_arg)
+{
+	struct agent_config side = c->src;
+	char side_dir[4300], old_dir[4300], ini[PATH_MAX + 32];
+	const char *down_argv[] = {"down", "--dir", dir, NULL};
+	const char *up_argv[] = {"up", "--dir", dir, "--timeout", timeout_arg, NULL};
+	struct stat sb;
+	int rc;
+
+	snprintf(side_dir, sizeof(side_dir), "%s.restore", c->src.data_dir);
+	snprintf(old_dir, sizeof(old_dir), "%s.pre-restore", c->src.data_dir);
+	side.data_dir = side_dir;
+	if (stat(side_dir, &sb) == 0 && cmn_rm_rf(side_dir) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot remove %s (an earlier attempt)\n", side_dir);
+		return CLI_EXIT_FAILED;
+	}
+	if (restore_files(c, &side) != 0 || recover(c, &side) != 0 || push_history(c, &side) != 0) {
+		if (cmn_rm_rf(side_dir) != PGW_OK)
+			fprintf(stderr, "pgwarden: could not remove %s\n", side_dir);
+		fprintf(stderr, "pgwarden: the cluster in %s was not touched\n", dir);
+		return CLI_EXIT_FAILED;
+	}
+	printf("stopping cluster %s to put the restored data in place\n", c->src.cluster_name);
+	fflush(stdout);
+	rc = cli_down(3, (char **)down_argv);
+	if (rc != CLI_EXIT_OK) {
+		fprintf(stderr,
+			"pgwarden: could not stop the cluster; the restored data waits in "
+			"%s\n",
+			side_dir);
+		return CLI_EXIT_FAILED;
+	}
+	if ((stat(old_dir, &sb) == 0 && cmn_rm_rf(old_dir) != PGW_OK) ||
+	    rename(c->src.data_dir, old_dir) != 0 || rename(side_dir, c->src.data_dir) != 0) {
+		fprintf(stderr, "pgwarden: cannot swap %s and %s: %s\n", c->src.data_dir, side_dir,
+			strerror(errno));
+		return CLI_EXIT_FAILED;
+	}
+	printf("node1's data before the restore: %s (remove it when satisfied)\n", old_dir);
+	/* The other members clone again from the restored one. */
+	for (int i = 2; i < 100; i++) {
+		struct agent_config m;
+		char member[16];
+
+		snprintf(member, sizeof(member), "node%d", i);
+		snprintf(ini, sizeof(ini), "%s/%s/node.ini", dir, member);
+		if (stat(ini, &sb) != 0)
+			break;
+		if (!cli_load_member(&c->src_target, &c->src, member, &m))
+			return CLI_EXIT_FAILED;
+		if (cmn_rm_rf(m.data_dir) != PGW_OK)
+			fprintf(stderr, "pgwarden: cannot remove %s: %s\n", m.data_dir,
+				strerror(errno));
+		agent_config_free(&m);
+	}
+	printf("starting the restored cluster\n");
+	fflush(stdout);
+	return cli_up_run(5, (char **)up_argv, before_agents_in_place, c);
+}
+
 /* Options restore passes on to `pgwarden up` for the new cluster. */
 static bool is_up_option(int c)
 {
@@ -418,6 +558,8 @@ int cli_restore(int argc, char **argv)
 	    {"proxy-port", required_argument, NULL, 'x'},
 	    {"memory", required_argument, NULL, 'm'},
 	    {"timeout", required_argument, NULL, 't'},
+	    {"in-place", no_argument, NULL, 'I'},
+	    {"yes", no_argument, NULL, 'y'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const char *const up_names[128] = {
@@ -428,7 +570,7 @@ int cli_restore(int argc, char **argv)
 	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
 	char err[2048], name[256], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
 	int kinds = 0, up_argc = 0, opt, rc;
-	bool existed;
+	bool existed, in_place = false, yes = false;
 	enum pitr_kind kind = PITR_LATEST;
 	json_object *st;
 	struct stat sb;
@@ -469,6 +611,12 @@ int cli_restore(int argc, char **argv)
 		case 'o':
 			to = optarg;
 			break;
+		case 'I':
+			in_place = true;
+			break;
+		case 'y':
+			yes = true;
+			break;
 		case 't':
 			c.timeout_s = atoi(optarg);
 			if (c.timeout_s <= 0) {
@@ -481,15 +629,20 @@ int cli_restore(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind < argc || kinds != 1 || !to) {
+	if (optind < argc || kinds != 1 || !to == !in_place || (in_place && up_argc > 1)) {
 		if (optind < argc)
 			fprintf(stderr, "pgwarden: unexpected '%s'\n", argv[optind]);
 		else if (kinds != 1)
 			fprintf(stderr, "pgwarden: give exactly one of --time, --lsn, --xid, "
 					"--latest\n");
+		else if (in_place && to)
+			fprintf(stderr, "pgwarden: --to and --in-place exclude each other\n");
+		else if (in_place)
+			fprintf(stderr, "pgwarden: --in-place keeps the cluster's name and ports: "
+					"no --cluster or ports\n");
 		else
-			fprintf(stderr, "pgwarden: --to NEWDIR is needed: the folder of the new "
-					"cluster (the source cluster is left untouched)\n");
+			fprintf(stderr, "pgwarden: --to NEWDIR (a new cluster, the source left "
+					"untouched) or --in-place --yes (the cluster itself)\n");
 		fprintf(stderr, "usage: %s\n", RESTORE_USAGE);
 		return CLI_EXIT_USAGE;
 	}
@@ -518,9 +671,14 @@ int cli_restore(int argc, char **argv)
 			name);
 		goto out;
 	}
+	if (in_place && !c.src_target.dir) {
+		fprintf(stderr, "pgwarden: --in-place works on a folder made by pgwarden up "
+				"(--dir DIR)\n");
+		goto out;
+	}
 	/* The new folder must not hold a cluster: restore never overwrites one. */
 	to_abs[0] = '\0';
-	if (realpath(to, to_abs) &&
+	if (!in_place && realpath(to, to_abs) &&
 	    ((snprintf(err, sizeof(err), "%s/node1/node.ini", to_abs), stat(err, &sb) == 0) ||
 	     (snprintf(err, sizeof(err), "%s/ports", to_abs), stat(err, &sb) == 0))) {
 		fprintf(stderr,
@@ -529,8 +687,8 @@ int cli_restore(int argc, char **argv)
 			to_abs);
 		goto out;
 	}
-	if (realpath(c.src.node_dir, src_abs) && strncmp(src_abs, to_abs, strlen(to_abs)) == 0 &&
-	    to_abs[0]) {
+	if (!in_place && realpath(c.src.node_dir, src_abs) &&
+	    strncmp(src_abs, to_abs, strlen(to_abs)) == 0 && to_abs[0]) {
 		fprintf(stderr, "pgwarden: %s is the source cluster's folder\n", to_abs);
 		goto out;
 	}
@@ -557,7 +715,8 @@ int cli_restore(int argc, char **argv)
 		goto out;
 	}
 	snprintf(c.history_reason, sizeof(c.history_reason),
-		 "restored from backup %s of cluster %s to %s%s", c.label, c.src.cluster_name,
+		 "restored%s from backup %s of cluster %s to %s%s", in_place ? " in place" : "",
+		 c.label, c.src.cluster_name,
 		 c.target.kind == PITR_LATEST ? "the end of the archive" : "target ",
 		 c.target.kind == PITR_LATEST ? "" : c.target.text);
 	if (geteuid() == 0) {
@@ -571,9 +730,29 @@ int cli_restore(int argc, char **argv)
 		c.uid = pw->pw_uid;
 		c.gid = pw->pw_gid;
 	}
-	printf("restore of cluster %s: backup %s, target %s\n", c.src.cluster_name, c.label,
-	       c.target.kind == PITR_LATEST ? "latest" : c.target.text);
 	snprintf(timeout_arg, sizeof(timeout_arg), "%d", c.timeout_s < 600 ? 600 : c.timeout_s);
+	if (in_place && !yes) {
+		fprintf(stderr,
+			"pgwarden: restoring backup %s to %s in place replaces the data of every "
+			"member of cluster %s in %s (node1's is kept aside, the others clone "
+			"again) and stops the cluster meanwhile: add --yes to go on; nothing "
+			"was changed\n",
+			c.label,
+			c.target.kind == PITR_LATEST ? "the end of the archive" : c.target.text,
+			c.src.cluster_name, c.src_target.dir);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	printf("restore of cluster %s%s: backup %s, target %s\n", c.src.cluster_name,
+	       in_place ? " in place" : "", c.label,
+	       c.target.kind == PITR_LATEST ? "latest" : c.target.text);
+	if (in_place) {
+		rc = restore_in_place(&c, c.src_target.dir, timeout_arg);
+		if (rc == CLI_EXIT_OK)
+			printf("cluster %s restored in place in %s\n", c.src.cluster_name,
+			       c.src_target.dir);
+		goto out;
+	}
 	up_argv[up_argc++] = "--dir";
 	up_argv[up_argc++] = to;
 	up_argv[up_argc++] = "--timeout";

@@ -199,3 +199,49 @@ def test_across_failovers_archive_continuous_and_restores_exact(cluster, cluster
     dst.run("backup", "--dir", dst.dir, "--type", "full", "--timeout", "300")
     listed = dst.run("backup", "list", "--dir", dst.dir).stdout
     assert "Stanza restored" in listed and "full" in listed, listed
+
+
+def test_restore_in_place(cluster):
+    full_backup(cluster)
+    leader = cluster.leader()
+    old_tl = cluster.timeline(leader)
+    cluster.query(leader, "CREATE TABLE u (k text PRIMARY KEY, v int)")
+    cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(1, 50)")
+    cluster.query(leader, "INSERT INTO u SELECT 'k' || g, g FROM generate_series(1, 20) g")
+    time.sleep(1.0)
+    target_time = cluster.query(leader, "SELECT clock_timestamp()::text")[0][0]
+    time.sleep(1.0)
+    cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(51, 100)")
+    cluster.query(leader, "UPDATE u SET v = -v")
+    archive_all(cluster)
+
+    # Without --yes: refused, says what it would do, touches nothing.
+    proc = cluster.run("restore", "--dir", cluster.dir, "--in-place", "--time", target_time,
+                       check=False)
+    assert proc.returncode == 2 and "add --yes" in proc.stderr, proc.stderr
+    assert cluster.leader() == leader and len(ids(cluster)) == 100
+
+    out = cluster.run("restore", "--dir", cluster.dir, "--in-place", "--yes", "--time",
+                      target_time, timeout=400).stdout
+    assert "restored in place" in out, out
+    leader = cluster.wait_healthy(timeout=120)
+    assert ids(cluster) == list(range(1, 51))
+    new_tl = cluster.timeline(leader)
+    assert new_tl > old_tl
+    lsn = cluster.query(leader, "SELECT pg_current_wal_lsn()::text")[0][0]
+    sums = set()
+    for i in range(cluster.N):
+        assert cluster.timeline(i) == new_tl, (i, cluster.timeline(i), new_tl)
+        if i != leader:
+            wait_for("node%d to replay %s" % (i + 1, lsn), lambda i=i: cluster.query(
+                i, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0], 30)
+        sums.add(tuple(cluster.query(i, q)[0][0] for q in (
+            "SELECT md5(string_agg(id::text, ',' ORDER BY id)) FROM t",
+            "SELECT md5(string_agg(k || '=' || v, ',' ORDER BY k)) FROM u")))
+    assert len(sums) == 1, sums
+    assert "restored in place from backup" in cluster.run("history", "--dir",
+                                                          cluster.dir).stdout
+    check = cluster.run("backup", "check", "--dir", cluster.dir, check=False, timeout=300)
+    assert check.returncode == 0 and "archive: continuous" in check.stdout, check.stdout
+    # The cluster takes writes on its new timeline.
+    cluster.query(leader, "INSERT INTO t (id) VALUES (1000)")
