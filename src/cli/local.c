@@ -184,44 +184,45 @@ static int write_node_configs(const struct layout *l)
 		path_of(l, dir, sizeof(dir), "node", i, NULL);
 		if (make_dir(l, dir, 0700) != 0)
 			return -1;
-		snprintf(text, sizeof(text),
-			 "# Written by pgwarden up. Every key can be overridden by\n"
-			 "# PGWARDEN_<SECTION>_<KEY> in the agent's environment.\n"
-			 "[cluster]\n"
-			 "name = %s\n"
-			 "member = node%d\n"
-			 "\n"
-			 "[etcd]\n"
-			 "endpoints = %s\n"
-			 "\n"
-			 "[postgresql]\n"
-			 "data_dir = %s/data\n"
-			 "listen = 127.0.0.1:%d\n"
-			 "superuser = postgres\n"
-			 "superuser_password = %s\n"
-			 "replication_user = replicator\n"
-			 "replication_password = %s\n"
-			 "memory = %s\n"
-			 "\n"
-			 "[parameters]\n"
-			 "max_connections = 200\n"
-			 "\n"
-			 "[api]\n"
-			 "listen = 127.0.0.1:%d\n"
-			 "username = pgwarden\n"
-			 "password = %s\n"
-			 "\n"
-			 "[backup]\n"
-			 "# pgBackRest repository of the cluster (pgwarden backup, restore)\n"
-			 "repo_path = %s/backup\n"
-			 "# taken by the leader (cron in UTC, or an interval such as 6h); the first\n"
-			 "# full backup as soon as the cluster forms\n"
-			 "schedule_full = 0 1 * * 0\n"
-			 "schedule_diff = 0 1 * * 1-6\n"
-			 "\n"
-			 "[tags]\n",
-			 l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
-			 l->api_port + i, api_pw, l->dir);
+		snprintf(
+		    text, sizeof(text),
+		    "# Written by pgwarden up. Every key can be overridden by\n"
+		    "# PGWARDEN_<SECTION>_<KEY> in the agent's environment.\n"
+		    "[cluster]\n"
+		    "name = %s\n"
+		    "member = node%d\n"
+		    "\n"
+		    "[etcd]\n"
+		    "endpoints = %s\n"
+		    "\n"
+		    "[postgresql]\n"
+		    "data_dir = %s/data\n"
+		    "listen = 127.0.0.1:%d\n"
+		    "superuser = postgres\n"
+		    "superuser_password = %s\n"
+		    "replication_user = replicator\n"
+		    "replication_password = %s\n"
+		    "memory = %s\n"
+		    "\n"
+		    "[parameters]\n"
+		    "max_connections = 200\n"
+		    "\n"
+		    "[api]\n"
+		    "listen = 127.0.0.1:%d\n"
+		    "username = pgwarden\n"
+		    "password = %s\n"
+		    "\n"
+		    "[backup]\n"
+		    "# pgBackRest repository of the cluster (pgwarden backup, restore)\n"
+		    "repo_path = %s/backup\n"
+		    "# taken by the leader (cron in UTC, or an interval such as 6h); the first\n"
+		    "# full backup as soon as the cluster forms\n"
+		    "schedule_full = 0 1 * * 0\n"
+		    "schedule_diff = 0 1 * * 1-6\n"
+		    "\n"
+		    "[tags]\n",
+		    l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
+		    l->api_port + i, api_pw, l->dir);
 		path_of(l, path, sizeof(path), "node", i, "node.ini");
 		if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
 			fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
