@@ -56,11 +56,13 @@ struct job {
 	int64_t started_ms;
 	char upstream_host[256]; /* clone / rewind source, replica's upstream after */
 	int upstream_port;
+	bool from_repo; /* JOB_CLONE: pgbackrest restore from the repository */
 };
 
 struct agent {
 	struct agent_config cfg;
 	struct backup_state backup;
+	bool repo_clone_failed; /* the last restore from the repository failed: basebackup next */
 	struct etcd_client *etcd;
 	struct dcs dcs;
 	struct pgctl pg;
@@ -293,6 +295,7 @@ static int job_spawn(struct agent *a, enum job_kind kind, const char *const *arg
 	a->job.kind = kind;
 	a->job.pid = pid;
 	a->job.started_ms = cmn_now_ms();
+	a->job.from_repo = false;
 	log_info("started %s (pid %d): %s", job_state[kind], (int)pid, argv[0]);
 	return PGW_OK;
 }
@@ -391,12 +394,29 @@ static void job_finished(struct agent *a, int code)
 		char tmp[4200];
 
 		clone_dir(a, tmp, sizeof(tmp));
+		if (code != 0 && j.from_repo) {
+			/* No backup yet, or the repository is unreachable: pg_basebackup from the
+			 * leader next time (the one after tries the repository again). */
+			log_warning(
+			    "restore from the repository failed (exit %d, see the PostgreSQL "
+			    "log): cloning with pg_basebackup instead",
+			    code);
+			a->repo_clone_failed = true;
+			if (cmn_rm_rf(tmp) != PGW_OK)
+				log_error("cannot remove %s", tmp);
+			return;
+		}
 		if (code != 0) {
 			log_error("pg_basebackup failed; will retry");
 			if (cmn_rm_rf(tmp) != PGW_OK)
 				log_error("cannot remove %s", tmp);
 			return;
 		}
+		if (j.from_repo)
+			log_info(
+			    "replica restored from the repository: it replays the archive, then "
+			    "streams from %s:%d",
+			    j.upstream_host, j.upstream_port);
 		if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK || rename(tmp, a->cfg.data_dir) != 0 ||
 		    chmod(a->cfg.data_dir, 0700) != 0) {
 			log_error("cannot move the clone into %s: %s", a->cfg.data_dir,
@@ -896,10 +916,30 @@ static void do_clone(struct agent *a, const char *source)
 		log_error("cannot clean %s", tmp);
 		return;
 	}
-	log_info("cloning from %s (%s:%d)", src->name, src->host, src->port);
-	if (job_spawn(a, JOB_CLONE, pgctl_argv_basebackup(&a->pg, tmp, src->host, src->port)) !=
-	    PGW_OK)
-		return;
+	if (backup_enabled(&a->cfg) && a->cfg.backup_replica_from_backup && !a->repo_clone_failed) {
+		/* Patroni's create_replica_methods: the repository first, the leader spared. */
+		char store[8][4200], opt[4300];
+		const char *argv[9], *extra[] = {opt, "--type=standby", "--target-timeline=latest",
+						 "--log-level-console=info", NULL};
+
+		if (cmn_mkdir_p(tmp, 0700) != PGW_OK) {
+			log_error("cannot create %s: %s", tmp, strerror(errno));
+			return;
+		}
+		snprintf(opt, sizeof(opt), "--pg1-path=%s", tmp);
+		backup_argv(&a->cfg, "restore", extra, store, argv, 9);
+		log_info("creating a replica from the repository %s (then streaming from %s)",
+			 a->cfg.backup_repo_path, leader->name);
+		if (job_spawn(a, JOB_CLONE, argv) != PGW_OK)
+			return;
+		a->job.from_repo = true;
+	} else {
+		log_info("cloning from %s (%s:%d)", src->name, src->host, src->port);
+		if (job_spawn(a, JOB_CLONE,
+			      pgctl_argv_basebackup(&a->pg, tmp, src->host, src->port)) != PGW_OK)
+			return;
+		a->repo_clone_failed = false;
+	}
 	snprintf(a->job.upstream_host, sizeof(a->job.upstream_host), "%s", leader->host);
 	a->job.upstream_port = leader->port;
 }

@@ -110,6 +110,10 @@ static const struct cmn_cfg_key keys[] = {
      "default: pgBackRest 2.45's background push can stall a segment for archive-timeout"},
     {"backup", "pgbackrest", CMN_CFG_STRING, OFF(backup_pgbackrest), "/usr/bin/pgbackrest", false,
      0, 0, "the pgbackrest program"},
+    {"backup", "replica_from_backup", CMN_CFG_BOOL, OFF(backup_replica_from_backup), "on", false, 0,
+     0,
+     "new replicas and reinit restore the latest backup, then replay the archive and stream "
+     "(pg_basebackup from the leader when that fails)"},
     {"backup", "schedule_full", CMN_CFG_STRING, OFF(backup_schedule_full), NULL, false, 0, 0,
      "full backups: an interval (1w) or cron in UTC (0 1 * * 0); the leader runs them"},
     {"backup", "schedule_diff", CMN_CFG_STRING, OFF(backup_schedule_diff), NULL, false, 0, 0,

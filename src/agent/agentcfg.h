@@ -60,8 +60,9 @@ struct agent_config {
 	char *backup_cipher_pass;
 	int backup_process_max;
 	bool backup_archive_async;
-	char *backup_pgbackrest;    /* the pgbackrest program */
-	char *backup_schedule_full; /* schedule.h syntax; NULL or "": none */
+	char *backup_pgbackrest;	 /* the pgbackrest program */
+	bool backup_replica_from_backup; /* clone replicas from the repository first */
+	char *backup_schedule_full;	 /* schedule.h syntax; NULL or "": none */
 	char *backup_schedule_diff;
 	char *backup_schedule_incr;
 	/* free-form */

@@ -233,3 +233,38 @@ def test_schedule_takes_the_first_full_backup_and_survives_a_failover(cluster_fa
     proc = c.run("backup", "list", "-c", ini, check=False)
     assert proc.returncode == 2 and "node.ini:" in proc.stderr and "hour" in proc.stderr, \
         proc.stderr
+
+
+def test_reinit_restores_from_the_repository_then_streams(cluster):
+    """Patroni's create_replica_methods: with a backup in the repository a new replica (here
+    a reinit) restores it, replays the archive and streams; the leader sends no base
+    backup. Without a backup (the cluster formed) the replicas cloned with pg_basebackup."""
+    leader = cluster.leader()
+    replica = (leader + 1) % cluster.N
+    assert "cloning with pg_basebackup instead" in cluster.log(replica)
+    wait_for("the stanza", lambda: "wal archive min/max" in
+             pgbackrest(cluster, leader, "info").stdout, 60)
+    cluster.run("backup", "--dir", cluster.dir, "--type", "full", "--timeout", "300")
+    # WAL the replica replays from the archive, and some it streams.
+    cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(1, 5000)")
+    current_segment(cluster, leader)
+    cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(5001, 6000)")
+    before = len(cluster.log(replica))
+    cluster.run("reinit", "--dir", cluster.dir, "node%d" % (replica + 1), "--force")
+    cluster.query(leader, "INSERT INTO t (id) VALUES (6001)")
+    wait_for("node%d restored from the repository" % (replica + 1),
+             lambda: "replica restored from the repository" in cluster.log(replica)[before:],
+             120)
+    cluster.wait_healthy(timeout=120)
+    log = cluster.log(replica)[before:]
+    assert "creating a replica from the repository" in log, log[-3000:]
+    assert "cloning from" not in log, log[-3000:]
+    lsn = cluster.query(leader, "SELECT pg_current_wal_lsn()::text")[0][0]
+    wait_for("node%d to stream up to %s" % (replica + 1, lsn), lambda: cluster.query(
+        replica, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,))[0][0], 60)
+    assert cluster.query(replica, "SELECT count(*) FROM t")[0][0] == 6001
+    assert cluster.status(replica)["state"] == "streaming"
+    restore_log = os.path.join(cluster.dir, "node%d/pgbackrest/log/demo-restore.log" %
+                               (replica + 1))
+    with open(restore_log) as f:
+        assert "restore command end: completed successfully" in f.read()
