@@ -272,6 +272,8 @@ int cli_backup(int argc, char **argv)
 		return cli_backup_list(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "check") == 0)
 		return cli_backup_check(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "verify") == 0)
+		return cli_backup_verify(argc - 1, argv + 1);
 	if (parse_opts(argc, argv, &o) != 0)
 		return CLI_EXIT_USAGE;
 	cli_default_dir(&o.t);

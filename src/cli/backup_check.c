@@ -208,3 +208,73 @@ out:
 	agent_config_free(&m);
 	return rc;
 }
+
+int cli_repo_verify(const struct agent_config *m, struct pitr_verify *v, char *err, size_t err_size)
+{
+	const char *extra[] = {"--output=text", "--verbose", "--log-level-console=info", NULL};
+	struct cmn_buf out = {0};
+	int code = cli_pgbackrest(m, "verify", extra, 3600 * 1000, &out);
+
+	if (code != 0 || pitr_parse_verify(out.data ? out.data : "", v) != 0) {
+		snprintf(err, err_size, "pgbackrest verify failed (exit %d): %.1500s", code,
+			 out.data ? out.data : "");
+		cmn_buf_free(&out);
+		return -1;
+	}
+	cmn_buf_free(&out);
+	return 0;
+}
+
+int cli_backup_verify(int argc, char **argv)
+{
+	struct cli_target t = {0};
+	struct agent_config own, m;
+	struct pitr_verify *v;
+	char err[2048], name[256];
+	int rc, bad = 0;
+
+	if (cli_parse_target(argc, argv, "pgwarden backup verify [-c node.ini | --dir DIR]", &t) <
+	    0)
+		return CLI_EXIT_USAGE;
+	cli_default_dir(&t);
+	rc = cli_load_config(&t, &own);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
+	agent_config_free(&own);
+	memset(&own, 0, sizeof(own));
+	own.member_name = name;
+	if (!cli_load_member(&t, &own, name, &m)) {
+		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", name);
+		return CLI_EXIT_USAGE;
+	}
+	if (!backup_enabled(&m)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			name);
+		agent_config_free(&m);
+		return CLI_EXIT_USAGE;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v || cli_repo_verify(&m, v, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pgwarden: %s\n", v ? err : "out of memory");
+		free(v);
+		agent_config_free(&m);
+		return CLI_EXIT_FAILED;
+	}
+	printf("Stanza %s, repository %s (pgbackrest verify: every file's checksum)\n",
+	       m.backup_stanza, m.backup_repo_path);
+	for (size_t i = 0; i < v->n_backup; i++) {
+		printf("%-33s %s%s%s\n", v->backup[i].label,
+		       v->backup[i].valid ? "valid" : "DAMAGED",
+		       v->backup[i].problems[0] ? ": " : "", v->backup[i].problems);
+		bad += !v->backup[i].valid;
+	}
+	printf("%-33s %s%s%s\n", "WAL archive", v->archive_ok ? "valid" : "DAMAGED",
+	       v->archive_problems[0] ? ": " : "", v->archive_problems);
+	bad += !v->archive_ok;
+	free(v);
+	agent_config_free(&m);
+	return bad ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+}

@@ -58,6 +58,7 @@ int cli_list(int argc, char **argv);
 int cli_backup(int argc, char **argv);
 int cli_backup_list(int argc, char **argv);
 int cli_backup_check(int argc, char **argv);
+int cli_backup_verify(int argc, char **argv);
 int cli_pause(int argc, char **argv);
 int cli_resume(int argc, char **argv);
 int cli_switchover(int argc, char **argv);

@@ -433,3 +433,103 @@ int pitr_check_continuity(const struct pitr_segment *segs, size_t n_segs,
 #undef SAY
 	return problems;
 }
+
+/* ---- pgbackrest verify ---- */
+
+static void append_problem(char *dst, size_t size, const char *what, size_t what_len)
+{
+	size_t len = strlen(dst);
+
+	if (len + 3 >= size)
+		return;
+	snprintf(dst + len, size - len, "%s%.*s", len ? "; " : "", (int)what_len, what);
+}
+
+int pitr_parse_verify(const char *text, struct pitr_verify *out)
+{
+	bool summary = false;
+
+	memset(out, 0, sizeof(*out));
+	out->archive_ok = true;
+	/* First the summary (each backup's label and status), then the damaged files. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (const char *line = text; line && *line;) {
+			const char *eol = strchr(line, '\n');
+			size_t len = eol ? (size_t)(eol - line) : strlen(line);
+			char buf[1024];
+
+			snprintf(buf, sizeof(buf), "%.*s", (int)(len < 1023 ? len : 1023), line);
+			line = eol ? eol + 1 : NULL;
+			const char *b = strstr(buf, "backup: "), *q1 = strchr(buf, '\''),
+				   *q2 = q1 ? strchr(q1 + 1, '\'') : NULL;
+
+			if (pass == 0) {
+				unsigned long long checked, valid;
+				const char *a = strstr(buf, "total WAL checked: ");
+
+				if (strstr(buf, "status: ok"))
+					out->stanza_ok = true;
+				if (strstr(buf, "status: ") && strstr(buf, "stanza"))
+					summary = true;
+				if (strstr(buf, "status: error") && !b)
+					summary = true;
+				if (a &&
+				    sscanf(a, "total WAL checked: %llu, total valid WAL: %llu",
+					   &checked, &valid) == 2 &&
+				    checked != valid)
+					out->archive_ok = false;
+				if (b && strstr(b, ", status: ") &&
+				    out->n_backup < PITR_VERIFY_MAX) {
+					const char *comma = strchr(b + 8, ',');
+					size_t n = comma ? (size_t)(comma - b - 8) : 0;
+
+					bool seen = false;
+
+					if (!n || n >= sizeof(out->backup[0].label))
+						continue;
+					/* the summary comes twice: logged, and on stdout */
+					for (size_t i = 0; i < out->n_backup; i++)
+						seen |=
+						    strlen(out->backup[i].label) == n &&
+						    strncmp(out->backup[i].label, b + 8, n) == 0;
+					if (seen)
+						continue;
+					memcpy(out->backup[out->n_backup].label, b + 8, n);
+					out->backup[out->n_backup].label[n] = '\0';
+					out->backup[out->n_backup].valid =
+					    strncmp(strstr(b, ", status: ") + 10, "valid", 5) == 0;
+					out->n_backup++;
+					summary = true;
+				}
+				continue;
+			}
+			/* INFO: <what> '<label>/<file>' or '<archive id>/<segment>' */
+			if (!q1 || !q2 || b || strstr(buf, "command begin") ||
+			    strstr(buf, "command end"))
+				continue;
+			bool matched = false;
+			const char *info = strstr(buf, "INFO: ");
+			const char *what = info ? info + 6 : buf;
+
+			for (size_t i = 0; i < out->n_backup; i++) {
+				size_t l = strlen(out->backup[i].label);
+				char item[700];
+
+				if (strncmp(q1 + 1, out->backup[i].label, l) != 0 ||
+				    q1[1 + l] != '/')
+					continue;
+				snprintf(item, sizeof(item), "%.*s'%.*s'", (int)(q1 - what), what,
+					 (int)(q2 - q1 - 2 - l), q1 + 2 + l);
+				append_problem(out->backup[i].problems,
+					       sizeof(out->backup[i].problems), item, strlen(item));
+				matched = true;
+			}
+			if (!matched) {
+				append_problem(out->archive_problems, sizeof(out->archive_problems),
+					       what, strlen(what));
+				out->archive_ok = false;
+			}
+		}
+	}
+	return summary ? 0 : -1;
+}

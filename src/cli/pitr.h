@@ -7,6 +7,7 @@
 #define PGW_CLI_PITR_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,3 +83,26 @@ int pitr_check_continuity(const struct pitr_segment *segs, size_t n_segs,
 			  const struct pitr_switch *history, size_t n_history, int latest_tl,
 			  struct pitr_segment start, char *report, size_t report_size,
 			  size_t *checked);
+
+/* ---- pgbackrest verify (2.45: exit 0 whatever it finds; its text says) ---- */
+
+#define PITR_VERIFY_MAX 64
+
+struct pitr_verify {
+	struct {
+		char label[64];
+		bool valid;
+		char problems[512]; /* "invalid checksum 'pg_data/base/5/1255.zst'; ..." */
+	} backup[PITR_VERIFY_MAX];
+	size_t n_backup;
+	bool archive_ok;
+	char archive_problems[512];
+	bool stanza_ok; /* "status: ok" */
+};
+
+/*
+ * Parses the output of `pgbackrest verify --output=text --verbose --log-level-console=info`
+ * (the INFO lines name each damaged file, the summary each backup's status). -1 when it
+ * has no summary at all.
+ */
+int pitr_parse_verify(const char *text, struct pitr_verify *out);

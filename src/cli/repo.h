@@ -32,4 +32,9 @@ json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_s
 const char *cli_jstr(json_object *o, const char *k1, const char *k2);
 int64_t cli_jint(json_object *o, const char *k1, const char *k2, const char *k3);
 
+/* pgbackrest verify of member m's repository, parsed (pitr.h). 0, or -1 and err. */
+struct pitr_verify;
+int cli_repo_verify(const struct agent_config *m, struct pitr_verify *v, char *err,
+		    size_t err_size);
+
 #endif

@@ -38,7 +38,8 @@
 #define RESTORE_USAGE                                                                        \
 	"pgwarden restore (--time 'YYYY-MM-DD HH:MM:SS+TZ' | --lsn L | --xid X | --latest) " \
 	"[--backup LABEL] (--to NEWDIR | --in-place --yes) [-c node.ini | --dir DIR] "       \
-	"[--cluster NAME] [--etcd-port P] [--pg-port P] [--api-port P] [--proxy-port P] "    \
+	"[--no-verify] [--cluster NAME] [--etcd-port P] [--pg-port P] [--api-port P] "       \
+	"[--proxy-port P] "                                                                  \
 	"[--memory SIZE] "                                                                   \
 	"[--timeout S]"
 
@@ -560,6 +561,7 @@ int cli_restore(int argc, char **argv)
 	    {"timeout", required_argument, NULL, 't'},
 	    {"in-place", no_argument, NULL, 'I'},
 	    {"yes", no_argument, NULL, 'y'},
+	    {"no-verify", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	static const char *const up_names[128] = {
@@ -570,7 +572,7 @@ int cli_restore(int argc, char **argv)
 	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
 	char err[2048], name[256], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
 	int kinds = 0, up_argc = 0, opt, rc;
-	bool existed, in_place = false, yes = false;
+	bool existed, in_place = false, yes = false, verify = true;
 	enum pitr_kind kind = PITR_LATEST;
 	json_object *st;
 	struct stat sb;
@@ -616,6 +618,9 @@ int cli_restore(int argc, char **argv)
 			break;
 		case 'y':
 			yes = true;
+			break;
+		case 'V':
+			verify = false;
 			break;
 		case 't':
 			c.timeout_s = atoi(optarg);
@@ -713,6 +718,39 @@ int cli_restore(int argc, char **argv)
 		fprintf(stderr, "pgwarden: %s; nothing was changed\n", err);
 		rc = CLI_EXIT_FAILED;
 		goto out;
+	}
+	if (verify) {
+		struct pitr_verify *v = calloc(1, sizeof(*v));
+
+		printf("verifying the repository (pgbackrest verify; --no-verify skips it)\n");
+		fflush(stdout);
+		if (!v || cli_repo_verify(&c.src, v, err, sizeof(err)) != 0) {
+			fprintf(stderr, "pgwarden: %s; nothing was changed\n",
+				v ? err : "no memory");
+			free(v);
+			rc = CLI_EXIT_FAILED;
+			goto out;
+		}
+		for (size_t i = 0; i < v->n_backup; i++) {
+			if (strcmp(v->backup[i].label, c.label) != 0 || v->backup[i].valid)
+				continue;
+			fprintf(
+			    stderr,
+			    "pgwarden: backup %s is damaged (pgbackrest verify: %s): choose "
+			    "another "
+			    "one with --backup LABEL (pgwarden backup list); nothing was changed\n",
+			    c.label, v->backup[i].problems[0] ? v->backup[i].problems : "invalid");
+			free(v);
+			rc = CLI_EXIT_FAILED;
+			goto out;
+		}
+		if (!v->archive_ok)
+			fprintf(
+			    stderr,
+			    "pgwarden: warning: pgbackrest verify finds damaged WAL in the archive "
+			    "(%s): the recovery stops there if it needs it\n",
+			    v->archive_problems);
+		free(v);
 	}
 	snprintf(c.history_reason, sizeof(c.history_reason),
 		 "restored%s from backup %s of cluster %s to %s%s", in_place ? " in place" : "",

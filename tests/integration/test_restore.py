@@ -1,7 +1,10 @@
 """Restore and point-in-time recovery (issue 13): `pgwarden restore` makes a new cluster
 from a pgBackRest backup, recovered exactly to a time, an LSN or a transaction id; targets
 outside the restorable window are refused before anything is touched."""
+import json
 import os
+import shutil
+import subprocess
 import time
 
 from conftest import Writer, wait_for
@@ -245,3 +248,88 @@ def test_restore_in_place(cluster):
     assert check.returncode == 0 and "archive: continuous" in check.stdout, check.stdout
     # The cluster takes writes on its new timeline.
     cluster.query(leader, "INSERT INTO t (id) VALUES (1000)")
+
+
+def test_damaged_backup_wrong_passphrase_and_full_repository(cluster_factory, tmp_path):
+    """An encrypted repository on a small file system: a damaged backup file, a wrong
+    passphrase and a full repository are each a clear error, and nothing is destroyed."""
+    c = cluster_factory()
+    repo = os.path.join(c.dir, "backup")
+    os.makedirs(repo)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0750", "tmpfs", repo],
+                   check=True, timeout=30)
+    try:
+        shutil.chown(repo, "postgres", "postgres")
+        c.env["PGWARDEN_BACKUP_CIPHER_PASS"] = "correct horse battery staple"
+        c.up()
+        leader = c.wait_healthy()
+        c.query(leader, "CREATE TABLE t (id bigint PRIMARY KEY)")
+        c.query(leader, "INSERT INTO t SELECT generate_series(1, 1000)")
+        full_backup(c)
+        label = json.loads(c.run("backup", "list", "--dir", c.dir, "--json").stdout)[
+            "backups"][0]["label"]
+        ok = c.run("backup", "verify", "--dir", c.dir)
+        assert "%s" % label in ok.stdout and "DAMAGED" not in ok.stdout, ok.stdout
+        # The repository is encrypted: no plain page of the database in it.
+        out = subprocess.run(["grep", "-rlc", "pg_catalog", repo], capture_output=True,
+                             text=True, timeout=60)
+        assert out.stdout == "", out.stdout
+
+        # A damaged file in the backup: verify names it; restore refuses that backup.
+        pg_data = os.path.join(repo, "backup/demo", label, "pg_data")
+        victim = max((os.path.join(d, f) for d, _, fs in os.walk(pg_data) for f in fs),
+                     key=os.path.getsize)
+        saved = open(victim, "rb").read()
+        with open(victim, "r+b") as f:
+            f.seek(len(saved) // 2)
+            f.write(b"\xffdamage\xff")
+        bad = c.run("backup", "verify", "--dir", c.dir, check=False)
+        rel = os.path.relpath(victim, os.path.join(repo, "backup/demo", label))
+        assert bad.returncode == 1 and "DAMAGED" in bad.stdout and rel in bad.stdout, \
+            bad.stdout + bad.stderr
+        dst = cluster_factory()
+        proc = restore(c, dst, "--latest", check=False)
+        assert proc.returncode == 1, proc.stdout
+        assert "backup %s is damaged" % label in proc.stderr and rel in proc.stderr, \
+            proc.stderr
+        assert not os.path.exists(dst.dir)
+        with open(victim, "wb") as f:
+            f.write(saved)
+        assert c.run("backup", "verify", "--dir", c.dir).returncode == 0
+
+        # A wrong passphrase (node1's pgBackRest configuration): said, nothing made.
+        conf = os.path.join(c.dir, "node1/pgbackrest/pgbackrest.conf")
+        text = open(conf).read()
+        with open(conf, "w") as f:
+            f.write(text.replace("correct horse battery staple", "wrong passphrase"))
+        try:
+            for args in (("backup", "list"), ("restore", "--latest", "--to", dst.dir)):
+                proc = c.run(*args, "--dir", c.dir, check=False)
+                assert proc.returncode == 1, (args, proc.stdout)
+                assert "pgbackrest info failed" in proc.stderr and \
+                    "cipher" in proc.stderr.lower(), (args, proc.stderr)
+            assert not os.path.exists(dst.dir)
+        finally:
+            with open(conf, "w") as f:
+                f.write(text)
+
+        # A full repository: the backup fails and says why; the archive check fails;
+        # the backup already there still restores.
+        filler = os.path.join(repo, "filler")
+        subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=1M", "count=64"],
+                       capture_output=True, timeout=60)
+        c.query(c.leader(), "INSERT INTO t SELECT generate_series(1001, 2000)")
+        proc = c.run("backup", "--dir", c.dir, "--type", "full", check=False, timeout=300)
+        assert proc.returncode == 1, proc.stdout
+        assert "No space left on device" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+        check = c.run("backup", "check", "--dir", c.dir, check=False, timeout=300)
+        assert check.returncode == 1 and "pgbackrest check (from" in check.stdout and \
+            "FAILED" in check.stdout, check.stdout
+        os.unlink(filler)
+        restore(c, dst, "--latest", "--no-verify")
+        dst.wait_healthy()
+        assert dst.query(dst.leader(), "SELECT count(*) FROM t")[0][0] >= 1000
+        dst.cleanup()
+    finally:
+        c.cleanup()
+        subprocess.run(["umount", "-l", repo], timeout=30)

@@ -232,13 +232,63 @@ static void test_continuity(void **state)
 	assert_int_equal((int)checked, 6);
 }
 
+static const char *verify_damaged =
+    "2026-12-06 03:27:54.252 P00   INFO: verify command begin 2.45: "
+    "--config=/tmp/rt/s2/node1/pgbackrest/pgbackrest.conf --exec-id=23450-593bdb48 "
+    "--log-level-console=info --log-level-file=info --log-path=/tmp/rt/s2/node1/pgbackrest/log "
+    "--output=text --process-max=2 --repo1-path=/tmp/rt/s2/backup --stanza=s2 --verbose\n"
+    "2026-12-06 03:27:54.950 P01   INFO: invalid checksum "
+    "'20261206-032022F/pg_data/base/5/1255.zst'\n"
+    "2026-12-06 03:27:55.178 P00   INFO: stanza: s2\n"
+    "                                    status: error\n"
+    "                                      archiveId: 15-1, total WAL checked: 14, total valid "
+    "WAL: 14\n"
+    "                                        missing: 0, checksum invalid: 0, size invalid: 0, "
+    "other: 0\n"
+    "                                      backup: 20261206-032022F, status: invalid, total files "
+    "checked: 964, total valid files: 963\n"
+    "                                        missing: 0, checksum invalid: 1, size invalid: 0, "
+    "other: 0\n"
+    "stanza: s2\n"
+    "status: error\n"
+    "  archiveId: 15-1, total WAL checked: 14, total valid WAL: 14\n"
+    "    missing: 0, checksum invalid: 0, size invalid: 0, other: 0\n"
+    "  backup: 20261206-032022F, status: invalid, total files checked: 964, total valid files: "
+    "963\n"
+    "    missing: 0, checksum invalid: 1, size invalid: 0, other: 0\n"
+    "2026-12-06 03:27:55.179 P00   INFO: verify command end: completed successfully (946ms)\n"
+    "";
+
+static void test_verify(void **state)
+{
+	struct pitr_verify v;
+
+	(void)state;
+	assert_int_equal(pitr_parse_verify(verify_damaged, &v), 0);
+	assert_int_equal((int)v.n_backup, 1);
+	assert_string_equal(v.backup[0].label, "20261206-032022F");
+	assert_false(v.backup[0].valid);
+	assert_string_equal(v.backup[0].problems, "invalid checksum 'pg_data/base/5/1255.zst'");
+	assert_true(v.archive_ok);
+	assert_false(v.stanza_ok);
+	assert_int_equal(pitr_parse_verify("stanza: s\nstatus: ok\n  archiveId: 15-1, total WAL "
+					   "checked: 3, total valid WAL: 2\n  backup: "
+					   "A, status: valid, total files checked: 9\n",
+					   &v),
+			 0);
+	assert_true(v.stanza_ok);
+	assert_false(v.archive_ok);
+	assert_true(v.backup[0].valid);
+	assert_int_equal(pitr_parse_verify("P00 ERROR: [055]: unable to load info file\n", &v), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse_time),	cmocka_unit_test(test_parse_lsn_xid),
 	    cmocka_unit_test(test_segment_end), cmocka_unit_test(test_choose),
 	    cmocka_unit_test(test_choose_time), cmocka_unit_test(test_history_and_names),
-	    cmocka_unit_test(test_continuity),
+	    cmocka_unit_test(test_continuity),	cmocka_unit_test(test_verify),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
