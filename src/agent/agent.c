@@ -916,7 +916,8 @@ static void do_clone(struct agent *a, const char *source)
 		log_error("cannot clean %s", tmp);
 		return;
 	}
-	if (backup_enabled(&a->cfg) && a->cfg.backup_replica_from_backup && !a->repo_clone_failed) {
+	if (backup_enabled(&a->cfg) && a->cfg.backup_replica_from_backup &&
+	    a->cluster.has_last_backup && !a->repo_clone_failed) {
 		/* Patroni's create_replica_methods: the repository first, the leader spared. */
 		char store[8][4200], opt[4300];
 		const char *argv[9], *extra[] = {opt, "--type=standby", "--target-timeline=latest",

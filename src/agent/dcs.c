@@ -190,6 +190,8 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 				snprintf(out->sync_standby, sizeof(out->sync_standby), "%s",
 					 json_object_get_string(v));
 			json_object_put(o);
+		} else if (strcmp(name, "last_backup") == 0) {
+			out->has_last_backup = true;
 		} else if (strcmp(name, "history") == 0) {
 			free(out->history);
 			out->history = dup_value(kv);
@@ -449,6 +451,14 @@ int dcs_take_initialize(struct dcs *d, bool *won)
 int dcs_take_backup(struct dcs *d, const char *value, int64_t lease, bool *won)
 {
 	return create_if_absent(d, "backup", value, lease, won);
+}
+
+int dcs_set_last_backup(struct dcs *d, const char *value)
+{
+	char key[600];
+
+	dcs_key(d, "last_backup", key, sizeof(key));
+	return etcd_put(d->etcd, key, value, strlen(value), 0, NULL);
 }
 
 char *dcs_read_backup(struct dcs *d)

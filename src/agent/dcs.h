@@ -11,6 +11,8 @@
  *                     signal for the proxies to hold and drain
  *   sync              synchronous mode: {"leader", "sync_standby": "a,b"}, written by the
  *                     leader; only a listed member may take the leader key
+ *   backup            the backup running, on its runner's lease (one at a time)
+ *   last_backup       the last backup that completed {"label", "type", "stop", "member"}
  *   proxies/<name>    a proxy following the cluster, on the proxy's lease:
  *                     {"drained": R}, R the failover key's mod_revision once the proxy
  *                     has drained its primary pools for that switchover (0: none)
@@ -54,6 +56,7 @@ struct dcs_member {
 struct dcs_cluster {
 	int64_t revision;
 	bool has_initialize;
+	bool has_last_backup; /* a backup is in the repository: replicas may restore it */
 	char sysid[32];
 	bool has_leader;
 	char leader[DCS_NAME_MAX];
@@ -132,6 +135,8 @@ int dcs_set_initialize(struct dcs *d, const char *sysid) PGW_WUR;
  */
 int dcs_take_backup(struct dcs *d, const char *value, int64_t lease, bool *won) PGW_WUR;
 char *dcs_read_backup(struct dcs *d);
+/* The last backup that completed (kept: replicas restore from the repository when set). */
+int dcs_set_last_backup(struct dcs *d, const char *value) PGW_WUR;
 int dcs_delete_initialize(struct dcs *d) PGW_WUR;
 /*
  * A restore in place: forgets what described the cluster before it (leader, members,

@@ -256,6 +256,34 @@ static const char *due_type(const struct agent_config *m)
 	return NULL;
 }
 
+/* The last backup in etcd (last_backup): new replicas restore from the repository then. */
+static void record_last_backup(struct cli_session *s, const struct agent_config *runner)
+{
+	char err[2048];
+	json_object *st = cli_repo_info(runner, err, sizeof(err)), *arr, *b, *v;
+	size_t n;
+
+	if (!st)
+		return;
+	if (json_object_object_get_ex(st, "backup", &arr) &&
+	    json_object_is_type(arr, json_type_array) && (n = json_object_array_length(arr))) {
+		b = json_object_array_get_idx(arr, n - 1);
+		v = json_object_new_object();
+		json_object_object_add(v, "label",
+				       json_object_new_string(cli_jstr(b, "label", NULL) ?: ""));
+		json_object_object_add(v, "type",
+				       json_object_new_string(cli_jstr(b, "type", NULL) ?: ""));
+		json_object_object_add(
+		    v, "stop", json_object_new_int64(cli_jint(b, "timestamp", "stop", NULL)));
+		json_object_object_add(v, "member", json_object_new_string(runner->member_name));
+		if (dcs_set_last_backup(&s->dcs, json_object_to_json_string_ext(
+						     v, JSON_C_TO_STRING_PLAIN)) != PGW_OK)
+			fprintf(stderr, "pgwarden: warning: could not record the backup in etcd\n");
+		json_object_put(v);
+	}
+	json_object_put(st);
+}
+
 int cli_backup(int argc, char **argv)
 {
 	struct backup_opts o;
@@ -408,6 +436,7 @@ int cli_backup(int argc, char **argv)
 	if (code == 0) {
 		printf("backup done in %.1f s\n", (double)(cmn_now_ms() - t0) / 1000.0);
 		rc = CLI_EXIT_OK;
+		record_last_backup(&s, &runner);
 	} else {
 		fprintf(stderr,
 			"pgwarden: pgbackrest backup failed (exit %d): its log is in "

@@ -390,10 +390,14 @@ max_connections = 100
 listen = %s:8008
 username = pgwarden
 password = %s
+
+[backup]
+repo_path = %s
 """ % (CLUSTER, i + 1, eps, self.path(h, "data"), host_ip(i), self.password, self.password,
-                host_ip(i), self.password))
+                host_ip(i), self.password, self.path("repo")))
         self.mkdir("app")
         self.mkdir("asan")
+        self.mkdir("repo")  # the pgBackRest repository the three hosts share
         self.write("app/userlist.txt", '"postgres" "%s"\n' % self.password)
         self.write("app/proxy.ini", """[cluster]
 name = %s
@@ -434,7 +438,21 @@ http_password = %s
             CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL);
             INSERT INTO accounts SELECT g, 1000 FROM generate_series(1, 10) g;
             CREATE TABLE transfers (id bigint PRIMARY KEY);""")
+        # A first full backup: the archive property (scenario.check_archive) restores it.
+        wait_for("the stanza", lambda: "stanza '%s' ready" % CLUSTER in open(
+            self.path("h%d" % (leader + 1), "agent.log")).read(), 60)
+        self.pgwarden("backup", "--type", "full", "--timeout", "300", member=leader)
         return leader
+
+    def pgwarden(self, *args, member=0, timeout=300, check=True):
+        """A pgwarden command with member's node.ini (run where the tests run)."""
+        proc = subprocess.run([self.bin, *args, "-c", self.path("h%d" % (member + 1),
+                                                                "node.ini")],
+                              capture_output=True, text=True, timeout=timeout, env=self.env)
+        if check and proc.returncode != 0:
+            raise RuntimeError("pgwarden %s: %s%s" % (" ".join(args), proc.stdout,
+                                                       proc.stderr))
+        return proc
 
     def cli(self, *args):
         proc = subprocess.run([self.bin, *args, "-c", self.path("h1", "node.ini")],

@@ -327,7 +327,57 @@ class Result:
                     "OK" if not self.violations else "VIOLATION: " + "; ".join(self.violations)))
 
 
-def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
+RESTORE_PORTS = ["--etcd-port", "31379", "--pg-port", "31432", "--api-port", "31008",
+                 "--proxy-port", "31632"]
+
+
+def check_archive(lab, leader, recs, res):
+    """6. the archive is continuous (pgwarden backup check, which also has pgBackRest switch
+    and archive the current WAL) and `restore --latest` has every acknowledged ledger row."""
+    deadline = time.monotonic() + 120
+    while True:  # archiving catches up after the fault (a requeued old timeline)
+        proc = lab.pgwarden("backup", "check", member=leader, check=False)
+        if proc.returncode == 0:
+            break
+        if time.monotonic() > deadline:
+            res.violations.append("archive: backup check fails 120 s after convergence: %s"
+                                  % (proc.stdout + proc.stderr)[-1500:])
+            return
+        time.sleep(2)
+    res.notes.append("archive: " + proc.stdout.strip().splitlines()[-1])
+    dst = os.path.join(lab.base, "restored-%d" % time.monotonic_ns())
+    try:
+        proc = lab.pgwarden("restore", "--latest", "--no-verify", "--to", dst,
+                            "--memory", "96MB", *RESTORE_PORTS, member=leader, check=False,
+                            timeout=400)
+        if proc.returncode != 0:
+            res.violations.append("archive: restore --latest failed: %s" %
+                                  (proc.stdout + proc.stderr)[-1500:])
+            return
+        import psycopg2
+        with open(os.path.join(dst, "pgpass")) as f:
+            password = f.readline().strip().rsplit(":", 1)[1]
+        conn = psycopg2.connect(host="127.0.0.1", port=31633, user="postgres",
+                                dbname="postgres", password=password, connect_timeout=5)
+        with conn.cursor() as cur:
+            cur.execute("SELECT id FROM ledger")
+            restored = {row[0] for row in cur.fetchall()}
+            cur.execute("SELECT sum(balance) FROM accounts")
+            total = cur.fetchone()[0]
+        conn.close()
+        acked = {r["id"] for r in recs if r["ok"] and r["op"] == "insert" and "id" in r}
+        lost = acked - restored
+        if lost:
+            res.violations.append("archive: %d acknowledged ledger ids missing from restore "
+                                  "--latest (e.g. %s)" % (len(lost), sorted(lost)[:3]))
+        if total != 10000:
+            res.violations.append("archive: the restored bank's total is %s" % total)
+    finally:
+        subprocess.run([lab.bin, "down", "--dir", dst], capture_output=True, timeout=300)
+        subprocess.run(["rm", "-rf", dst], timeout=120)
+
+
+def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90, archive=False):
     leader = lab.wait_healthy(converge_timeout)
     wl = Workload(lab, rnd)
     primaries = WritableWatch(lab)
@@ -386,6 +436,11 @@ def run_scenario(lab, name, rnd, rng, log=print, converge_timeout=90):
     # the healing itself (not the rest of the fault's own outage).
     res.after_heal = max_gap(recs, CLIENTS, t_heal, t_stop, lead=False)
     check_invariants(lab, leader if converged else None, recs, res)
+    if archive and converged and not res.violations:
+        try:
+            check_archive(lab, lab.wait_healthy(converge_timeout), recs, res)
+        except Exception as exc:
+            res.violations.append("archive: the check failed: %r" % exc)
     if res.violations:
         res.notes.append("records: " + wl.out)
         try:
