@@ -57,6 +57,7 @@ struct job {
 	char upstream_host[256]; /* clone / rewind source, replica's upstream after */
 	int upstream_port;
 	bool from_repo; /* JOB_CLONE: pgbackrest restore from the repository */
+	char source[64]; /* JOB_CLONE: the member to clone from with pg_basebackup */
 };
 
 struct agent {
@@ -367,6 +368,7 @@ static void bootstrap_failed(struct agent *a, const char *why)
 }
 
 static void manage_slots(struct agent *a);
+static void do_clone(struct agent *a, const char *source);
 
 static void job_finished(struct agent *a, int code)
 {
@@ -402,8 +404,8 @@ static void job_finished(struct agent *a, int code)
 			    "log): cloning with pg_basebackup instead",
 			    code);
 			a->repo_clone_failed = true;
-			if (cmn_rm_rf(tmp) != PGW_OK)
-				log_error("cannot remove %s", tmp);
+			/* At once: a reinit's stopped data must not start again meanwhile. */
+			do_clone(a, j.source);
 			return;
 		}
 		if (code != 0) {
@@ -943,6 +945,7 @@ static void do_clone(struct agent *a, const char *source)
 	}
 	snprintf(a->job.upstream_host, sizeof(a->job.upstream_host), "%s", leader->host);
 	a->job.upstream_port = leader->port;
+	snprintf(a->job.source, sizeof(a->job.source), "%s", src->name);
 }
 
 static void do_rewind(struct agent *a, const char *source)

@@ -269,3 +269,19 @@ def test_reinit_restores_from_the_repository_then_streams(cluster):
                                (replica + 1))
     with open(restore_log) as f:
         assert "restore command end: completed successfully" in f.read()
+    # The repository unreadable: the reinit falls back to pg_basebackup at once (the old
+    # data does not start again meanwhile).
+    repo = os.path.join(cluster.dir, "backup")
+    os.rename(repo, repo + ".away")
+    try:
+        marker = os.path.join(cluster.dir, "node%d/data/pgwarden-marker" % (replica + 1))
+        open(marker, "w").close()
+        before = len(cluster.log(replica))
+        out = cluster.run("reinit", "--dir", cluster.dir, "node%d" % (replica + 1),
+                          "--force").stdout
+        assert "streaming again" in out, out
+        log = cluster.log(replica)[before:]
+        assert "restore from the repository failed" in log and "cloning from" in log, log
+        assert not os.path.exists(marker)
+    finally:
+        os.rename(repo + ".away", repo)
