@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -442,6 +443,21 @@ int cli_backup(int argc, char **argv)
 			"pgwarden: pgbackrest backup failed (exit %d): its log is in "
 			"%s/pgbackrest/log\n",
 			code, runner.node_dir);
+		struct statvfs vfs;
+
+		/* pgBackRest says "unable to write": say why when it is a full disk. */
+		if (statvfs(runner.backup_repo_path, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < 64ULL * 1024 * 1024)
+			fprintf(stderr,
+				"pgwarden: the repository is full: %llu kB free in %s (expire old "
+				"backups, lower retention_full, or give it room)\n",
+				(unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024,
+				runner.backup_repo_path);
+		if (code == 82) /* ArchiveTimeoutError */
+			fprintf(stderr,
+				"pgwarden: WAL archiving does not work: the archive_command "
+				"errors are in PostgreSQL's log (a full or unreachable "
+				"repository?)\n");
 		rc = CLI_EXIT_FAILED;
 	}
 out:
@@ -550,6 +566,30 @@ json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_s
 	return st;
 }
 
+void cli_repo_problem(json_object *st, char *out, size_t size)
+{
+	json_object *repos;
+	const char *msg = cli_jstr(st, "status", "message") ?: "error", *cipher;
+
+	/* The repository's own message says more than the stanza's ("other"). */
+	if (json_object_object_get_ex(st, "repo", &repos) &&
+	    json_object_is_type(repos, json_type_array) && json_object_array_length(repos)) {
+		const char *m = cli_jstr(json_object_array_get_idx(repos, 0), "status", "message");
+
+		if (m && *m)
+			msg = m;
+	}
+	snprintf(out, size, "%.*s", (int)strcspn(msg, "\n"), msg);
+	cipher = cli_jstr(st, "cipher", NULL);
+	if (cipher && strcmp(cipher, "none") != 0 && strstr(msg, "FormatError")) {
+		size_t len = strlen(out);
+
+		snprintf(out + len, size - len,
+			 " (the repository is encrypted: is [backup] cipher_pass the one it was "
+			 "made with?)");
+	}
+}
+
 int cli_backup_list(int argc, char **argv)
 {
 	struct backup_opts o;
@@ -593,8 +633,11 @@ int cli_backup_list(int argc, char **argv)
 	}
 	if (cli_jint(st, "status", "code", NULL) != 0 &&
 	    cli_jint(st, "status", "code", NULL) != 2) {
+		char problem[1024];
+
+		cli_repo_problem(st, problem, sizeof(problem));
 		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", m.backup_repo_path,
-			m.backup_stanza, cli_jstr(st, "status", "message") ?: "error");
+			m.backup_stanza, problem);
 		json_object_put(st);
 		agent_config_free(&m);
 		return CLI_EXIT_FAILED;

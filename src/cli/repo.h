@@ -28,6 +28,8 @@ int cli_pgbackrest(const struct agent_config *m, const char *command, const char
 		   int timeout_ms, struct cmn_buf *out);
 /* pgbackrest info --output=json as member m runs it: the stanza's object, or NULL and err. */
 json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size);
+/* Why pgbackrest info's stanza object st is not usable, in one line (with a hint). */
+void cli_repo_problem(json_object *st, char *out, size_t size);
 /* o.k1[.k2] as a string / o.k1[.k2[.k3]] as an integer (NULL / 0 when absent). */
 const char *cli_jstr(json_object *o, const char *k1, const char *k2);
 int64_t cli_jint(json_object *o, const char *k1, const char *k2, const char *k3);

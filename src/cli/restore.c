@@ -706,8 +706,9 @@ int cli_restore(int argc, char **argv)
 	/* 2: no valid backup yet (pitr_choose says it) */
 	if (cli_jint(st, "status", "code", NULL) != 0 &&
 	    cli_jint(st, "status", "code", NULL) != 2) {
+		cli_repo_problem(st, err, sizeof(err));
 		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", c.src.backup_repo_path,
-			c.src.backup_stanza, cli_jstr(st, "status", "message") ?: "error");
+			c.src.backup_stanza, err);
 		json_object_put(st);
 		goto out;
 	}
