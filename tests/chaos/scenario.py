@@ -318,12 +318,14 @@ class Result:
         self.after_heal = None  # longest commit gap after the heal (a second disruption)
         self.failed = self.acked = 0
         self.converge = None
+        self.archive = None  # "restored N acknowledged rows" once the archive was checked
 
     def line(self):
         return ("%-18s outage proxy %5.2f s direct %5.2f s  after heal %5.2f s  failed %3d  "
-                "acked %5d  converged %5.1f s after the fault  %s" % (
+                "acked %5d  converged %5.1f s after the fault%s  %s" % (
                     self.fault, self.outage_proxy or 0, self.outage_direct or 0,
                     self.after_heal or 0, self.failed, self.acked, self.converge or -1,
+                    "  archive: " + self.archive if self.archive else "",
                     "OK" if not self.violations else "VIOLATION: " + "; ".join(self.violations)))
 
 
@@ -372,6 +374,8 @@ def check_archive(lab, leader, recs, res):
                                   "--latest (e.g. %s)" % (len(lost), sorted(lost)[:3]))
         if total != 10000:
             res.violations.append("archive: the restored bank's total is %s" % total)
+        res.archive = "continuous, restore --latest has all %d acked ledger rows" % len(
+            acked & restored)
     finally:
         subprocess.run([lab.bin, "down", "--dir", dst], capture_output=True, timeout=300)
         subprocess.run(["rm", "-rf", dst], timeout=120)
