@@ -590,41 +590,55 @@ void cli_repo_problem(json_object *st, char *out, size_t size)
 	}
 }
 
+int cli_repo_member(struct cli_target *t, const char *member, struct agent_config *m)
+{
+	struct agent_config own;
+	char name[256];
+	int rc;
+
+	cli_default_dir(t);
+	if (!member) {
+		/* Any member reads the same repository: the one configured, or node1 in DIR. */
+		rc = cli_load_config(t, &own);
+		if (rc != CLI_EXIT_OK)
+			return rc;
+		snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
+		agent_config_free(&own);
+	} else {
+		snprintf(name, sizeof(name), "%s", member);
+	}
+	memset(&own, 0, sizeof(own));
+	own.member_name = name;
+	if (!cli_load_member(t, &own, name, m)) {
+		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", name);
+		return CLI_EXIT_USAGE;
+	}
+	if (!backup_enabled(m)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			name);
+		agent_config_free(m);
+		return CLI_EXIT_USAGE;
+	}
+	return CLI_EXIT_OK;
+}
+
 int cli_backup_list(int argc, char **argv)
 {
 	struct backup_opts o;
-	struct agent_config own, m;
+	struct agent_config m;
 	json_object *st, *backups, *archive;
-	char err[2048], name[256];
-	const char *member = NULL;
+	char err[2048];
 	int rc;
 
 	memset(&o, 0, sizeof(o));
 	if (cli_parse_target(argc, argv, "pgwarden backup list [--json] [-c node.ini | --dir DIR]",
 			     &o.t) < 0)
 		return CLI_EXIT_USAGE;
-	cli_default_dir(&o.t);
-	rc = cli_load_config(&o.t, &own);
+	rc = cli_repo_member(&o.t, NULL, &m);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	/* Any member reads the same repository: the one configured, or node1 in DIR. */
-	snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
-	member = name;
-	agent_config_free(&own);
-	memset(&own, 0, sizeof(own));
-	own.member_name = name;
-	if (!cli_load_member(&o.t, &own, member, &m)) {
-		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", member);
-		return CLI_EXIT_USAGE;
-	}
-	if (!backup_enabled(&m)) {
-		fprintf(stderr,
-			"pgwarden: backups are off: no [backup] repo_path in %s's "
-			"configuration\n",
-			member);
-		agent_config_free(&m);
-		return CLI_EXIT_USAGE;
-	}
 	st = cli_repo_info(&m, err, sizeof(err));
 	if (!st) {
 		fprintf(stderr, "pgwarden: %s\n", err);

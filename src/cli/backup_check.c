@@ -89,7 +89,7 @@ int cli_backup_check(int argc, char **argv)
 {
 	struct cli_target t = {0};
 	struct cli_session s;
-	struct agent_config own, m;
+	struct agent_config m;
 	struct archive_files a = {0};
 	struct pitr_switch history[MAX_HISTORY];
 	struct pitr_segment start;
@@ -99,38 +99,21 @@ int cli_backup_check(int argc, char **argv)
 	json_object *st = NULL, *arr, *oldest;
 	int n_history = 0, problems = 0, rc, code;
 	size_t checked = 0;
-	bool have_session;
 
 	if (cli_parse_target(argc, argv, CHECK_USAGE, &t) < 0)
 		return CLI_EXIT_USAGE;
 	cli_default_dir(&t);
-	rc = cli_load_config(&t, &own);
+	/* pgbackrest check runs where the leader is (it switches WAL there): its member. */
+	name[0] = '\0';
+	if (t.dir && cli_session_open(&t, &s) == CLI_EXIT_OK) {
+		if (s.cluster.has_leader)
+			snprintf(name, sizeof(name), "%s", s.cluster.leader);
+		cli_session_close(&s);
+	}
+	rc = cli_repo_member(&t, name[0] ? name : NULL, &m);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	/* pgbackrest check runs where the leader is (it switches WAL there): its member. */
-	have_session = cli_session_open(&t, &s) == CLI_EXIT_OK;
-	snprintf(name, sizeof(name), "%s",
-		 have_session && s.cluster.has_leader && t.dir ? s.cluster.leader
-		 : own.member_name			       ? own.member_name
-							       : "node1");
-	if (have_session)
-		cli_session_close(&s);
-	member = name;
-	agent_config_free(&own);
-	memset(&own, 0, sizeof(own));
-	own.member_name = name;
-	if (!cli_load_member(&t, &own, member, &m)) {
-		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", member);
-		return CLI_EXIT_USAGE;
-	}
-	rc = CLI_EXIT_USAGE;
-	if (!backup_enabled(&m)) {
-		fprintf(stderr,
-			"pgwarden: backups are off: no [backup] repo_path in %s's "
-			"configuration\n",
-			member);
-		goto out;
-	}
+	member = m.member_name;
 	rc = CLI_EXIT_FAILED;
 	printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
 	code = cli_pgbackrest(&m, "check", NULL, 180000, &out);
@@ -228,34 +211,17 @@ int cli_repo_verify(const struct agent_config *m, struct pitr_verify *v, char *e
 int cli_backup_verify(int argc, char **argv)
 {
 	struct cli_target t = {0};
-	struct agent_config own, m;
+	struct agent_config m;
 	struct pitr_verify *v;
-	char err[2048], name[256];
+	char err[2048];
 	int rc, bad = 0;
 
 	if (cli_parse_target(argc, argv, "pgwarden backup verify [-c node.ini | --dir DIR]", &t) <
 	    0)
 		return CLI_EXIT_USAGE;
-	cli_default_dir(&t);
-	rc = cli_load_config(&t, &own);
+	rc = cli_repo_member(&t, NULL, &m);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
-	agent_config_free(&own);
-	memset(&own, 0, sizeof(own));
-	own.member_name = name;
-	if (!cli_load_member(&t, &own, name, &m)) {
-		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", name);
-		return CLI_EXIT_USAGE;
-	}
-	if (!backup_enabled(&m)) {
-		fprintf(stderr,
-			"pgwarden: backups are off: no [backup] repo_path in %s's "
-			"configuration\n",
-			name);
-		agent_config_free(&m);
-		return CLI_EXIT_USAGE;
-	}
 	v = calloc(1, sizeof(*v));
 	if (!v || cli_repo_verify(&m, v, err, sizeof(err)) != 0) {
 		fprintf(stderr, "pgwarden: %s\n", v ? err : "out of memory");

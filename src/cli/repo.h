@@ -18,6 +18,11 @@
  */
 bool cli_load_member(const struct cli_target *t, const struct agent_config *own, const char *member,
 		     struct agent_config *out);
+/*
+ * For a backup command: the full configuration of member (NULL: the one -c names, or node1
+ * of --dir), which must have [backup] on. CLI_EXIT_OK, or the exit code (the reason said).
+ */
+int cli_repo_member(struct cli_target *t, const char *member, struct agent_config *m);
 /* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
 void cli_default_dir(struct cli_target *t);
 /*

@@ -568,9 +568,8 @@ int cli_restore(int argc, char **argv)
 	    ['n'] = "--cluster",  ['e'] = "--etcd-port",  ['p'] = "--pg-port",
 	    ['a'] = "--api-port", ['x'] = "--proxy-port", ['m'] = "--memory"};
 	struct restore_ctx c;
-	struct agent_config own;
 	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
-	char err[2048], name[256], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
+	char err[2048], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
 	int kinds = 0, up_argc = 0, opt, rc;
 	bool existed, in_place = false, yes = false, verify = true;
 	enum pitr_kind kind = PITR_LATEST;
@@ -656,26 +655,10 @@ int cli_restore(int argc, char **argv)
 		return CLI_EXIT_USAGE;
 	}
 	/* The source: any member's configuration names the repository. */
-	cli_default_dir(&c.src_target);
-	rc = cli_load_config(&c.src_target, &own);
+	rc = cli_repo_member(&c.src_target, NULL, &c.src);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
-	agent_config_free(&own);
-	memset(&own, 0, sizeof(own));
-	own.member_name = name;
-	if (!cli_load_member(&c.src_target, &own, name, &c.src)) {
-		fprintf(stderr, "pgwarden: cannot load %s's configuration\n", name);
-		return CLI_EXIT_USAGE;
-	}
 	rc = CLI_EXIT_USAGE;
-	if (!backup_enabled(&c.src)) {
-		fprintf(stderr,
-			"pgwarden: backups are off: no [backup] repo_path in %s's "
-			"configuration\n",
-			name);
-		goto out;
-	}
 	if (in_place && !c.src_target.dir) {
 		fprintf(stderr, "pgwarden: --in-place works on a folder made by pgwarden up "
 				"(--dir DIR)\n");
