@@ -56,7 +56,7 @@ struct job {
 	int64_t started_ms;
 	char upstream_host[256]; /* clone / rewind source, replica's upstream after */
 	int upstream_port;
-	bool from_repo; /* JOB_CLONE: pgbackrest restore from the repository */
+	bool from_repo;	 /* JOB_CLONE: pgbackrest restore from the repository */
 	char source[64]; /* JOB_CLONE: the member to clone from with pg_basebackup */
 };
 
@@ -212,6 +212,7 @@ struct watch_ctx {
 	struct agent *a;
 	char leader_key[600];
 	char failover_key[600];
+	char initialize_key[600];
 	char proxies_prefix[600];
 };
 
@@ -221,12 +222,14 @@ static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_e
 
 	dcs_cache_apply(&w->a->cache, h, ev, n);
 	/*
-	 * Wake the loop at once for the leader key, a switchover request and the proxies'
-	 * drain reports (the leader waits for those while it hands over).
+	 * Wake the loop at once for the leader key, a switchover request, the proxies'
+	 * drain reports (the leader waits for those while it hands over) and the
+	 * initialize key (the others clone as soon as the bootstrap recorded the system).
 	 */
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(ev[i].kv.key, w->leader_key) == 0 ||
 		    strcmp(ev[i].kv.key, w->failover_key) == 0 ||
+		    strcmp(ev[i].kv.key, w->initialize_key) == 0 ||
 		    strncmp(ev[i].kv.key, w->proxies_prefix, strlen(w->proxies_prefix)) == 0) {
 			agent_wake(w->a);
 			break;
@@ -250,6 +253,7 @@ static void *watch_main(void *arg)
 	agent_config_etcd_opts(&a->cfg, a->cfg.retry_timeout_ms, &o);
 	dcs_key(&a->dcs, "leader", w.leader_key, sizeof(w.leader_key));
 	dcs_key(&a->dcs, "failover", w.failover_key, sizeof(w.failover_key));
+	dcs_key(&a->dcs, "initialize", w.initialize_key, sizeof(w.initialize_key));
 	dcs_key(&a->dcs, "proxies/", w.proxies_prefix, sizeof(w.proxies_prefix));
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;

@@ -222,7 +222,6 @@ static void schedule_tick(struct backup_state *st, const struct agent_config *cf
 	char self[4200], dir[4200], probe[4300], log[4200];
 	const char *argv[9];
 	size_t n = 0;
-	ssize_t len;
 	int code;
 
 	if (st->sched_pid) {
@@ -240,10 +239,8 @@ static void schedule_tick(struct backup_state *st, const struct agent_config *cf
 	if (cmn_now_ms() < st->sched_next_ms)
 		return;
 	st->sched_next_ms = cmn_now_ms() + SCHEDULE_CHECK_MS;
-	len = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (len <= 0)
+	if (cmn_self_exe(self, sizeof(self)) != 0)
 		return;
-	self[len] = '\0';
 	argv[n++] = self;
 	argv[n++] = "backup";
 	argv[n++] = "--scheduled";

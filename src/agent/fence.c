@@ -76,10 +76,8 @@ int agent_fence_set(const char *run_dir, const char *data_dir, int64_t deadline_
 	agent_fence_reap();
 	if (deadline_ms <= 0 || fence_pid || fence_running(path))
 		return PGW_OK;
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
+	if (cmn_self_exe(self, sizeof(self)) != 0)
 		return PGW_ERR;
-	self[n] = '\0';
 	const char *argv[] = {self, "fence", run_dir, data_dir, NULL};
 	struct cmn_proc_opts o = {.argv = argv, .new_session = true, .inherit_output = true};
 	pid_t pid;

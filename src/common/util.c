@@ -280,3 +280,18 @@ int64_t cmn_physical_memory(void)
 	/* In a container with a memory limit (Docker's --memory), that is what we have. */
 	return limit > 0 && limit < ram ? limit : ram;
 }
+
+int cmn_self_exe(char *out, size_t size)
+{
+	static const char deleted[] = " (deleted)";
+	ssize_t n = readlink("/proc/self/exe", out, size - 1);
+	size_t len;
+
+	if (n <= 0)
+		return -1;
+	out[n] = '\0';
+	len = (size_t)n;
+	if (len > sizeof(deleted) - 1 && strcmp(out + len - (sizeof(deleted) - 1), deleted) == 0)
+		out[len - (sizeof(deleted) - 1)] = '\0';
+	return 0;
+}

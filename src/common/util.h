@@ -31,6 +31,12 @@ int cmn_rm_rf(const char *path) PGW_WUR;
 
 /* Lowercase [a-z0-9_] version of a member name, usable as a replication slot name. */
 void cmn_slot_name(const char *member, char *out, size_t size);
+/*
+ * This program's path, to run it again (the agent's fence and scheduled backups): read
+ * from /proc/self/exe, without the " (deleted)" Linux appends once the file was replaced
+ * (an upgrade: the new binary at the same path is what runs then). -1 when unknown.
+ */
+int cmn_self_exe(char *out, size_t size);
 
 /* Splits "host:port" ("[v6]:port" too). Returns PGW_EINVAL on a bad string. */
 int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) PGW_WUR;
