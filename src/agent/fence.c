@@ -65,7 +65,6 @@ static bool fence_running(const char *path)
 int agent_fence_set(const char *run_dir, const char *data_dir, int64_t deadline_ms)
 {
 	char path[PATH_MAX], self[PATH_MAX];
-	ssize_t n;
 
 	fence_path(run_dir, path, sizeof(path));
 	if (write_deadline(path, deadline_ms) != PGW_OK) {
