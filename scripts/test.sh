@@ -51,7 +51,7 @@ echo "== integration tests"
 export PGW_BUILD_DIR="$(pwd)/build-asan"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:log_path=/tmp/pgwarden-asan"
 export UBSAN_OPTIONS="print_stacktrace=1"
-timeout 1500 /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=15 tests/integration "$@"
+timeout 2100 /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=15 tests/integration "$@"
 
 echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto and extq), beside the chaos suite"
 if [ ! -f build-fuzz/build.ninja ]; then

@@ -137,7 +137,7 @@ def test_restore_refusals(cluster, cluster_factory):
 
 
 def test_across_failovers_archive_continuous_and_restores_exact(cluster, cluster_factory):
-    """A backup, then failovers (the leader's host killed) and switchovers under a writer;
+    """A backup, then 5 failovers (the leader's host killed) and 2 switchovers under writers;
     `backup check` finds the archive continuous over every timeline, and restores to the
     end and to a time between two failovers have exactly the rows the cluster has."""
     full_backup(cluster)
@@ -170,14 +170,14 @@ def test_across_failovers_archive_continuous_and_restores_exact(cluster, cluster
     writer2._next = 5_000_000
     writer2.start()
     try:
-        for event in (failover, switchover, failover, failover):
+        for event in (failover, switchover, failover):
             event()
     finally:
         writer2.stop()
     leader = cluster.wait_healthy(timeout=120)
     final = ids(cluster)
     tl = cluster.timeline(leader)
-    assert tl >= 9, tl
+    assert tl >= 8, tl
     archive_all(cluster)
 
     check = wait_for("backup check to pass", lambda: (lambda p: p.returncode == 0 and p)(
