@@ -42,11 +42,13 @@ int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	if (cmn_config_load(&schema, cfg, p, err, sizeof(err)) != PGW_OK) {
 		fprintf(stderr, "pgwarden: %s\n", err);
+		agent_config_free(cfg); /* what was read before the error */
 		return CLI_EXIT_USAGE;
 	}
 	if (!cfg->cluster_name || !*cfg->cluster_name) {
 		fprintf(stderr, "pgwarden: no cluster given: use -c node.ini, --dir DIR, or set "
 				"PGWARDEN_CLUSTER_NAME and PGWARDEN_ETCD_ENDPOINTS\n");
+		agent_config_free(cfg);
 		return CLI_EXIT_USAGE;
 	}
 	return CLI_EXIT_OK;
