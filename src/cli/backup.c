@@ -128,6 +128,21 @@ static void now_iso(char *out, size_t size)
 	strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+int cli_run_as_postgres(struct cmn_proc_opts *po)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return 0;
+	pw = getpwnam("postgres");
+	if (!pw)
+		return -1;
+	po->run_as = true;
+	po->uid = pw->pw_uid;
+	po->gid = pw->pw_gid;
+	return 0;
+}
+
 /* Runs argv as postgres (we may be root) until it exits; keeps the lease meanwhile. */
 static int run_backup(struct cli_session *s, const struct agent_config *runner,
 		      const char *const *argv, int64_t lease, int timeout_s)
@@ -140,16 +155,9 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 	int code = -1, ttl;
 
 	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", runner->pgpass);
-	if (geteuid() == 0) {
-		struct passwd *pw = getpwnam("postgres");
-
-		if (!pw) {
-			fprintf(stderr, "pgwarden: no postgres user to run pgbackrest as\n");
-			return -1;
-		}
-		po.run_as = true;
-		po.uid = pw->pw_uid;
-		po.gid = pw->pw_gid;
+	if (cli_run_as_postgres(&po) != 0) {
+		fprintf(stderr, "pgwarden: no postgres user to run pgbackrest as\n");
+		return -1;
 	}
 	if (cmn_proc_spawn(&po, &pid) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot run %s: %s\n", argv[0], strerror(errno));
@@ -163,9 +171,7 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 				"pgwarden: the backup runs longer than --timeout %d s: "
 				"stopping it\n",
 				timeout_s);
-			kill(pid, SIGTERM);
-			while (cmn_proc_poll(pid, &code) == 0)
-				usleep(100000);
+			cmn_proc_stop(pid, &code);
 			return -1;
 		}
 		if (now - last_beat >= BACKUP_LEASE_TTL_S * 1000 / 4) {
@@ -182,9 +188,7 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 				"pgwarden: lost the backup key in etcd (lease not renewed "
 				"for %d s): stopping the backup\n",
 				BACKUP_LEASE_TTL_S - 2);
-			kill(pid, SIGTERM);
-			while (cmn_proc_poll(pid, &code) == 0)
-				usleep(100000);
+			cmn_proc_stop(pid, &code);
 			return -1;
 		}
 		usleep(100000);
@@ -527,16 +531,9 @@ int cli_pgbackrest(const struct agent_config *m, const char *command, const char
 
 	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", m->pgpass);
 	backup_argv(m, command, extra, store, argv, 13);
-	if (geteuid() == 0) {
-		struct passwd *pw = getpwnam("postgres");
-
-		if (!pw) {
-			cmn_buf_printf(out, "no postgres user to run pgbackrest as");
-			return -1;
-		}
-		po.run_as = true;
-		po.uid = pw->pw_uid;
-		po.gid = pw->pw_gid;
+	if (cli_run_as_postgres(&po) != 0) {
+		cmn_buf_printf(out, "no postgres user to run pgbackrest as");
+		return -1;
 	}
 	if (cmn_proc_run_opts(&po, timeout_ms, out, &code) != PGW_OK)
 		return -1;

@@ -1,4 +1,5 @@
 #include "cli/pitr.h"
+#include "cli/repo.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -165,29 +166,11 @@ uint64_t pitr_segment_end(const char *name)
 	return ((uint64_t)log << 32) + (uint64_t)seg * SEGMENT_SIZE + SEGMENT_SIZE;
 }
 
-static const char *jstr(json_object *o, const char *k1, const char *k2)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, k1, &v) || (k2 && !json_object_object_get_ex(v, k2, &v)))
-		return NULL;
-	return json_object_get_string(v);
-}
-
-static int64_t jint(json_object *o, const char *k1, const char *k2)
-{
-	json_object *v;
-
-	if (!json_object_object_get_ex(o, k1, &v) || (k2 && !json_object_object_get_ex(v, k2, &v)))
-		return 0;
-	return json_object_get_int64(v);
-}
-
 static uint64_t jlsn(json_object *b, const char *which)
 {
 	uint64_t lsn = 0;
 
-	if (cmn_parse_lsn(jstr(b, "lsn", which), &lsn) != PGW_OK)
+	if (cmn_parse_lsn(cli_jstr(b, "lsn", which), &lsn) != PGW_OK)
 		return 0;
 	return lsn;
 }
@@ -207,7 +190,7 @@ static bool usable(json_object *b, const struct pitr_target *t)
 	switch (t->kind) {
 	case PITR_TIME:
 		/* Times are whole seconds: the consistent point is within stop's second. */
-		return (double)(jint(b, "timestamp", "stop") + 1) <= t->epoch;
+		return (double)(cli_jint(b, "timestamp", "stop", NULL) + 1) <= t->epoch;
 	case PITR_LSN:
 		return jlsn(b, "stop") && jlsn(b, "stop") <= t->lsn;
 	default:
@@ -236,7 +219,7 @@ int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *la
 	else
 		archive = NULL;
 	if (t->kind == PITR_LSN) {
-		const char *max = archive ? jstr(archive, "max", NULL) : NULL;
+		const char *max = archive ? cli_jstr(archive, "max", NULL) : NULL;
 		uint64_t end = pitr_segment_end(max);
 
 		if (!end || t->lsn > end) {
@@ -253,7 +236,7 @@ int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *la
 	}
 	for (size_t i = 0; i < n; i++) {
 		json_object *b = json_object_array_get_idx(backups, i);
-		const char *l = jstr(b, "label", NULL);
+		const char *l = cli_jstr(b, "label", NULL);
 
 		if (!oldest)
 			oldest = b;
@@ -270,23 +253,23 @@ int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *la
 			    "no backup '%s' in the repository (pgwarden backup list shows them)",
 			    label);
 	if (pick && !usable(pick, t)) {
-		fmt_epoch(jint(pick, "timestamp", "stop"), when, sizeof(when));
+		fmt_epoch(cli_jint(pick, "timestamp", "stop", NULL), when, sizeof(when));
 		snprintf(err, err_size,
 			 "backup %s ends at %s (LSN %s), after the target %s: choose an earlier "
 			 "backup",
-			 label, when, jstr(pick, "lsn", "stop") ?: "?", t->text);
+			 label, when, cli_jstr(pick, "lsn", "stop") ?: "?", t->text);
 		return -1;
 	}
 	if (!pick) {
-		fmt_epoch(jint(oldest, "timestamp", "stop"), when, sizeof(when));
-		snprintf(lsn, sizeof(lsn), "%s", jstr(oldest, "lsn", "stop") ?: "?");
+		fmt_epoch(cli_jint(oldest, "timestamp", "stop", NULL), when, sizeof(when));
+		snprintf(lsn, sizeof(lsn), "%s", cli_jstr(oldest, "lsn", "stop") ?: "?");
 		snprintf(err, err_size,
 			 "target %s is before the restorable window: the oldest backup, %s, "
 			 "ends at %s (LSN %s)",
-			 t->text, jstr(oldest, "label", NULL) ?: "?", when, lsn);
+			 t->text, cli_jstr(oldest, "label", NULL) ?: "?", when, lsn);
 		return -1;
 	}
-	snprintf(out, out_size, "%s", jstr(pick, "label", NULL) ?: "");
+	snprintf(out, out_size, "%s", cli_jstr(pick, "label", NULL) ?: "");
 	return out[0] ? 0 : fail(err, err_size, "%s", "a backup without a label");
 }
 

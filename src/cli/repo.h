@@ -6,6 +6,7 @@
 #define PGW_CLI_REPO_H
 
 #include "cli/cli.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 #include <json-c/json.h>
@@ -25,6 +26,8 @@ bool cli_load_member(const struct cli_target *t, const struct agent_config *own,
 int cli_repo_member(struct cli_target *t, const char *member, struct agent_config *m);
 /* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
 void cli_default_dir(struct cli_target *t);
+/* As root, po runs as postgres (PostgreSQL's files are its). -1: no such user. */
+int cli_run_as_postgres(struct cmn_proc_opts *po);
 /*
  * Runs pgbackrest <command> [extra...] as member m does (its pgbackrest.conf; as postgres
  * when we are root), its output (stdout and stderr) in out: the exit code, or -1.

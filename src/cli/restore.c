@@ -79,9 +79,7 @@ static int run_visible(const struct restore_ctx *c, const char *const *argv, con
 		if (cmn_now_ms() > deadline) {
 			fprintf(stderr, "pgwarden: %s runs longer than %d s: stopping it\n",
 				argv[0], timeout_s);
-			kill(pid, SIGTERM);
-			while (cmn_proc_poll(pid, &code) == 0)
-				usleep(100000);
+			cmn_proc_stop(pid, &code);
 			return -1;
 		}
 		usleep(100000);

@@ -258,6 +258,13 @@ int cmn_proc_run_opts(const struct cmn_proc_opts *po, int timeout_ms, struct cmn
 	return rc;
 }
 
+void cmn_proc_stop(pid_t pid, int *exit_code)
+{
+	kill(pid, SIGTERM);
+	while (cmn_proc_poll(pid, exit_code) == 0)
+		usleep(100000);
+}
+
 bool cmn_pid_alive(pid_t pid)
 {
 	char path[64], buf[256];

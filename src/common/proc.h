@@ -32,6 +32,8 @@ int cmn_proc_run(const char *const *argv, const char *const *env_extra, int time
 /* The same with options: run_as, new_session and cwd apply (log_path and inherit_output not). */
 int cmn_proc_run_opts(const struct cmn_proc_opts *o, int timeout_ms, struct cmn_buf *out,
 		      int *exit_code) PGW_WUR;
+/* SIGTERM to a child of ours, then waits until it is gone (its exit code in *exit_code). */
+void cmn_proc_stop(pid_t pid, int *exit_code);
 bool cmn_pid_alive(pid_t pid);
 /* Reads a pid from the first line of a file; 0 when missing or bad. */
 pid_t cmn_read_pidfile(const char *path);
