@@ -401,14 +401,14 @@ static void job_finished(struct agent *a, int code)
 
 		clone_dir(a, tmp, sizeof(tmp));
 		if (code != 0 && j.from_repo) {
-			/* No backup yet, or the repository is unreachable: pg_basebackup from the
-			 * leader next time (the one after tries the repository again). */
+			/* The repository cannot be read: pg_basebackup from the leader instead (a
+			 * later clone tries the repository again). */
 			log_warning(
 			    "restore from the repository failed (exit %d, see the PostgreSQL "
 			    "log): cloning with pg_basebackup instead",
 			    code);
 			a->repo_clone_failed = true;
-			/* At once: a reinit's stopped data must not start again meanwhile. */
+			/* now: a reinit's stopped data must not start again meanwhile */
 			do_clone(a, j.source);
 			return;
 		}
