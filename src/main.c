@@ -43,6 +43,9 @@ static void usage(FILE *f)
 	    "  backup check             pgbackrest check, and the archive continuous from the\n"
 	    "                           oldest backup over every timeline\n"
 	    "  backup verify            every backup and WAL file's checksum (pgbackrest verify)\n"
+	    "  repo-server [-c repo.ini]\n"
+	    "                           the repository host: pgBackRest's TLS server, the stanza,\n"
+	    "                           the backup schedule (members set [backup] repo_host)\n"
 	    "\n"
 	    "local cluster in a folder (3 etcd, 3 PostgreSQL + agents):\n"
 	    "  up [--dir DIR]           start what is not running, print how to connect\n"
@@ -79,6 +82,7 @@ static const struct {
     {"down", cli_down},
     {"status", cli_status},
     {"restore", cli_restore},
+    {"repo-server", cli_repo_server},
 };
 
 int main(int argc, char **argv)

@@ -645,6 +645,18 @@ static void fill_member(const struct agent *a, struct dcs_member *m)
 	    a->probe.timeline ? a->probe.timeline : (a->cd_valid ? a->cd.checkpoint_tli : 0);
 	snprintf(m->tags_json, sizeof(m->tags_json), "%s", tags ? tags : "{}");
 	m->pending_restart = a->probe.accepting && a->probe.pending_restart;
+	if (backup_remote(&a->cfg)) {
+		snprintf(m->pgbackrest.host, sizeof(m->pgbackrest.host), "%s",
+			 a->cfg.tls_connect_host);
+		m->pgbackrest.port = a->cfg.tls_connect_port;
+		snprintf(m->pgbackrest.pg_path, sizeof(m->pgbackrest.pg_path), "%s",
+			 a->cfg.data_dir);
+		m->pgbackrest.pg_port = a->cfg.pg_port;
+		snprintf(m->pgbackrest.pg_socket, sizeof(m->pgbackrest.pg_socket), "%s",
+			 a->cfg.socket_dir);
+		snprintf(m->pgbackrest.pg_user, sizeof(m->pgbackrest.pg_user), "%s",
+			 a->cfg.superuser);
+	}
 	free(tags);
 }
 

@@ -120,6 +120,27 @@ static const struct cmn_cfg_key keys[] = {
      "differential backups, the same way"},
     {"backup", "schedule_incr", CMN_CFG_STRING, OFF(backup_schedule_incr), NULL, false, 0, 0,
      "incremental backups, the same way"},
+    {"backup", "repo_host", CMN_CFG_STRING, OFF(backup_repo_host), NULL, false, 0, 0,
+     "host[:port] of the repository host (`pgwarden repo-server`, pgBackRest's TLS server, "
+     "port 8432 by default); repo_path is then the path there"},
+    {"backup", "tls_ca_file", CMN_CFG_STRING, OFF(backup_tls_ca_file), NULL, false, 0, 0,
+     "with repo_host: the CA that signed the certificates of every member and of the "
+     "repository host"},
+    {"backup", "tls_cert_file", CMN_CFG_STRING, OFF(backup_tls_cert_file), NULL, false, 0, 0,
+     "with repo_host: this host's certificate, as client and as server"},
+    {"backup", "tls_key_file", CMN_CFG_STRING, OFF(backup_tls_key_file), NULL, false, 0, 0,
+     "with repo_host: its private key"},
+    {"backup", "tls_listen", CMN_CFG_STRING, OFF(backup_tls_listen), "0.0.0.0:8432", false, 0, 0,
+     "with repo_host: host:port of this host's own pgBackRest TLS server (the repository "
+     "host reaches the member's data through it for backups)"},
+    {"backup", "tls_connect_address", CMN_CFG_STRING, OFF(backup_tls_connect_address), NULL, false,
+     0, 0,
+     "host:port the repository host uses to reach this member's TLS server (default: "
+     "PostgreSQL's connect host and the tls_listen port)"},
+    {"backup", "tls_client_cn", CMN_CFG_STRING, OFF(backup_tls_client_cn), "pgwarden", false, 0, 0,
+     "the certificate common name (CN) the TLS servers accept"},
+    {"backup", "work_dir", CMN_CFG_STRING, OFF(backup_work_dir), "/var/lib/pgwarden", false, 0, 0,
+     "repository host: where its pgbackrest.conf, log and lock folders go"},
 };
 
 static int check_value(const struct cmn_cfg_key *k, const char *value, char *why, size_t why_size)
@@ -140,7 +161,9 @@ static int check_value(const struct cmn_cfg_key *k, const char *value, char *why
 		snprintf(why, why_size, "expected none, gz, lz4, zst or bz2");
 		return PGW_EINVAL;
 	}
-	if ((strcmp(k->name, "repo_path") == 0 || strcmp(k->name, "pgbackrest") == 0) &&
+	if ((strcmp(k->name, "repo_path") == 0 || strcmp(k->name, "pgbackrest") == 0 ||
+	     strcmp(k->name, "work_dir") == 0 ||
+	     (strncmp(k->name, "tls_", 4) == 0 && strstr(k->name, "_file"))) &&
 	    value[0] != '/') {
 		snprintf(why, why_size, "expected an absolute path");
 		return PGW_EINVAL;
@@ -311,6 +334,71 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	if (default_in_node_dir(cfg, "run", &cfg->socket_dir) != PGW_OK ||
 	    default_in_node_dir(cfg, "pgpass", &cfg->pgpass) != PGW_OK)
 		return PGW_ENOMEM;
+	return agent_config_check_backup(cfg, where, err, err_size);
+}
+
+/* host[:port], the port defaulting to pgBackRest's TLS port. */
+static int split_tls_address(const char *value, char *host, size_t host_size, int *port)
+{
+	char tmp[300];
+
+	if (!strchr(value, ':')) {
+		snprintf(tmp, sizeof(tmp), "%s:%d", value, AGENT_BACKUP_TLS_PORT);
+		value = tmp;
+	}
+	return cmn_split_hostport(value, host, host_size, port);
+}
+
+int agent_config_check_backup(struct agent_config *cfg, const char *where, char *err,
+			      size_t err_size)
+{
+	bool repository = agent_config_is_repository(cfg);
+
+	if (cfg->backup_repo_host && !cfg->backup_repo_path) {
+		cfg->backup_repo_path = strdup("/var/lib/pgbackrest");
+		if (!cfg->backup_repo_path)
+			return PGW_ENOMEM;
+	}
+	if (cfg->backup_repo_host &&
+	    split_tls_address(cfg->backup_repo_host, cfg->repo_host, sizeof(cfg->repo_host),
+			      &cfg->repo_port) != PGW_OK) {
+		snprintf(err, err_size,
+			 "%s: bad value '%s' for 'repo_host' in [backup]: expected host or "
+			 "host:port",
+			 where, cfg->backup_repo_host);
+		return PGW_EINVAL;
+	}
+	if (cfg->backup_repo_host || repository) {
+		if (!cfg->backup_tls_ca_file || !cfg->backup_tls_cert_file ||
+		    !cfg->backup_tls_key_file) {
+			snprintf(err, err_size,
+				 "%s: [backup] %s needs tls_ca_file, tls_cert_file and "
+				 "tls_key_file (pgBackRest's TLS protocol)",
+				 where, repository ? "a repository host" : "repo_host");
+			return PGW_EINVAL;
+		}
+		if (split_tls_address(cfg->backup_tls_listen, cfg->tls_host, sizeof(cfg->tls_host),
+				      &cfg->tls_port) != PGW_OK) {
+			snprintf(err, err_size,
+				 "%s: bad value '%s' for 'tls_listen' in [backup]: expected "
+				 "host:port",
+				 where, cfg->backup_tls_listen);
+			return PGW_EINVAL;
+		}
+		snprintf(cfg->tls_connect_host, sizeof(cfg->tls_connect_host), "%s",
+			 cfg->pg_connect_host);
+		cfg->tls_connect_port = cfg->tls_port;
+		if (cfg->backup_tls_connect_address &&
+		    split_tls_address(cfg->backup_tls_connect_address, cfg->tls_connect_host,
+				      sizeof(cfg->tls_connect_host),
+				      &cfg->tls_connect_port) != PGW_OK) {
+			snprintf(err, err_size,
+				 "%s: bad value '%s' for 'tls_connect_address' in [backup]: "
+				 "expected host:port",
+				 where, cfg->backup_tls_connect_address);
+			return PGW_EINVAL;
+		}
+	}
 	if (cfg->backup_repo_path && !cfg->backup_stanza) {
 		struct cmn_cfg_key k = {.section = "backup", .name = "stanza"};
 		char why[200];
@@ -327,6 +415,24 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		}
 	}
 	return PGW_OK;
+}
+
+bool agent_config_is_repository(const struct agent_config *cfg)
+{
+	return !cfg->member_name && cfg->backup_repo_path && !cfg->backup_repo_host;
+}
+
+int agent_config_repository(struct agent_config *cfg, const char *where, char *err, size_t err_size)
+{
+	if (!agent_config_is_repository(cfg)) {
+		snprintf(err, err_size,
+			 "%s: not a repository host's configuration (it needs [backup] "
+			 "repo_path and no [cluster] member)",
+			 where);
+		return PGW_EINVAL;
+	}
+	snprintf(cfg->node_dir, sizeof(cfg->node_dir), "%s", cfg->backup_work_dir);
+	return agent_config_check_backup(cfg, where, err, err_size);
 }
 
 void agent_config_free(struct agent_config *cfg)

@@ -65,6 +65,15 @@ struct agent_config {
 	char *backup_schedule_full;	 /* schedule.h syntax; NULL or "": none */
 	char *backup_schedule_diff;
 	char *backup_schedule_incr;
+	/* a repository host: members reach it over pgBackRest's TLS protocol */
+	char *backup_repo_host;	    /* host[:port] of its `pgbackrest server` */
+	char *backup_tls_ca_file;   /* CA that signed every certificate */
+	char *backup_tls_cert_file; /* this host's certificate (client and server) */
+	char *backup_tls_key_file;
+	char *backup_tls_listen;	  /* host:port of this host's own `pgbackrest server` */
+	char *backup_tls_connect_address; /* host:port the repository host uses */
+	char *backup_tls_client_cn;	  /* certificate CN allowed to connect */
+	char *backup_work_dir;		  /* repository host: its pgbackrest.conf, log, lock */
 	/* free-form */
 	struct cmn_kvlist parameters;
 	struct cmn_kvlist tags;
@@ -76,6 +85,12 @@ struct agent_config {
 	char api_host[256];
 	int api_port;
 	char api_connect[300]; /* http://host:port */
+	char tls_host[256];    /* [backup] tls_listen, split */
+	int tls_port;
+	char tls_connect_host[256]; /* [backup] tls_connect_address (default: PostgreSQL's host) */
+	int tls_connect_port;
+	char repo_host[256]; /* [backup] repo_host, split */
+	int repo_port;
 	bool nofailover, noloadbalance, nosync, clonefrom;
 	char node_dir[4096]; /* the folder above data_dir (its parent) */
 	/* set by the agent, not read from the file */
@@ -85,10 +100,29 @@ struct agent_config {
 
 extern const struct cmn_cfg_schema agent_config_schema;
 
+/* pgBackRest's TLS server port, when [backup] repo_host / tls_listen give none. */
+#define AGENT_BACKUP_TLS_PORT 8432
+
 /* Loads and cross-validates; err gets a file:line message on failure. */
 int agent_config_load(const char *path, struct agent_config *cfg, char *err,
 		      size_t err_size) PGW_WUR;
 void agent_config_free(struct agent_config *cfg);
+/*
+ * The [backup] cross-checks shared by members and the repository host: repo_host and
+ * tls_listen split, the TLS files required with either, the stanza's default. PGW_OK
+ * or PGW_EINVAL with err set (where: the file's name).
+ */
+int agent_config_check_backup(struct agent_config *cfg, const char *where, char *err,
+			      size_t err_size) PGW_WUR;
+/*
+ * A repository host's configuration, loaded leniently by the CLI (no member, no
+ * PostgreSQL): repo_path and the TLS files are required, node_dir becomes [backup]
+ * work_dir. err as agent_config_load's.
+ */
+int agent_config_repository(struct agent_config *cfg, const char *where, char *err,
+			    size_t err_size) PGW_WUR;
+/* No [cluster] member and a [backup] repo_path: the repository host's configuration. */
+bool agent_config_is_repository(const struct agent_config *cfg);
 /* The etcd client options of cfg (strings borrowed from cfg). */
 void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
 			    struct etcd_client_opts *out);

@@ -17,12 +17,18 @@ bool backup_enabled(const struct agent_config *cfg)
 	return cfg->backup_repo_path != NULL;
 }
 
+bool backup_remote(const struct agent_config *cfg)
+{
+	return cfg->backup_repo_host != NULL;
+}
+
 bool backup_scheduled(const struct agent_config *cfg)
 {
 	const char *s[] = {cfg->backup_schedule_full, cfg->backup_schedule_diff,
 			   cfg->backup_schedule_incr};
 
-	if (!backup_enabled(cfg))
+	/* With a repository host, that host runs the schedule (pgwarden repo-server). */
+	if (!backup_enabled(cfg) || backup_remote(cfg))
 		return false;
 	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
 		if (s[i] && s[i][0])
@@ -45,13 +51,41 @@ char *backup_config_text(const struct agent_config *cfg)
 	struct cmn_buf b = {0};
 	char dir[4200];
 
+	bool repository = agent_config_is_repository(cfg);
+
 	cmn_buf_printf(&b,
-		       "# Written by pgwarden for member %s from [backup]: edits here are "
+		       "# Written by pgwarden for %s %s from [backup]: edits here are "
 		       "overwritten.\n"
 		       "[global]\n"
 		       "repo1-path=%s\n"
 		       "repo1-retention-full=%d\n",
-		       cfg->member_name, cfg->backup_repo_path, cfg->backup_retention_full);
+		       repository ? "the repository host of cluster" : "member",
+		       repository ? cfg->cluster_name : cfg->member_name, cfg->backup_repo_path,
+		       cfg->backup_retention_full);
+	if (backup_remote(cfg))
+		cmn_buf_printf(&b,
+			       "repo1-host=%s\n"
+			       "repo1-host-port=%d\n"
+			       "repo1-host-type=tls\n"
+			       "repo1-host-ca-file=%s\n"
+			       "repo1-host-cert-file=%s\n"
+			       "repo1-host-key-file=%s\n",
+			       cfg->repo_host, cfg->repo_port, cfg->backup_tls_ca_file,
+			       cfg->backup_tls_cert_file, cfg->backup_tls_key_file);
+	/* Its own TLS server: the repository host's for archiving and restores, a
+	 * member's for the backups the repository host takes from it. */
+	if (backup_remote(cfg) || repository)
+		cmn_buf_printf(&b,
+			       "tls-server-address=%s\n"
+			       "tls-server-port=%d\n"
+			       "tls-server-ca-file=%s\n"
+			       "tls-server-cert-file=%s\n"
+			       "tls-server-key-file=%s\n"
+			       "tls-server-auth=%s=%s\n",
+			       strcmp(cfg->tls_host, "0.0.0.0") == 0 ? "*" : cfg->tls_host,
+			       cfg->tls_port, cfg->backup_tls_ca_file, cfg->backup_tls_cert_file,
+			       cfg->backup_tls_key_file, cfg->backup_tls_client_cn,
+			       cfg->backup_stanza);
 	if (cfg->backup_retention_diff > 0)
 		cmn_buf_printf(&b, "repo1-retention-diff=%d\n", cfg->backup_retention_diff);
 	if (cfg->backup_cipher_pass && cfg->backup_cipher_pass[0])
@@ -75,6 +109,8 @@ char *backup_config_text(const struct agent_config *cfg)
 	 */
 	cmn_buf_printf(&b, "\n[global:archive-push]\narchive-async=%s\n",
 		       cfg->backup_archive_async ? "y" : "n");
+	if (repository) /* the members, from etcd, on each command's line */
+		return b.data;
 	cmn_buf_printf(&b,
 		       "\n[%s]\n"
 		       "pg1-path=%s\n"
@@ -270,12 +306,62 @@ static void schedule_tick(struct backup_state *st, const struct agent_config *cf
 	}
 }
 
+#define SERVER_RESTART_MS 2000
+
+void backup_server_tick(struct backup_state *st, const struct agent_config *cfg,
+			const char *const *env, const char *log_path)
+{
+	char conf[4200], opt[4300];
+	const char *argv[4];
+	int code;
+
+	if (st->server_pid) {
+		if (cmn_proc_poll(st->server_pid, &code) == 0)
+			return;
+		log_error("pgbackrest server (TLS on %s:%d) stopped (exit %d, see %s); starting it "
+			  "again in %d s",
+			  cfg->tls_host, cfg->tls_port, code, log_path, SERVER_RESTART_MS / 1000);
+		st->server_pid = 0;
+		st->server_next_ms = cmn_now_ms() + SERVER_RESTART_MS;
+		return;
+	}
+	if (cmn_now_ms() < st->server_next_ms)
+		return;
+	backup_conf_path(cfg, conf, sizeof(conf));
+	snprintf(opt, sizeof(opt), "--config=%s", conf);
+	argv[0] = cfg->backup_pgbackrest;
+	argv[1] = opt;
+	argv[2] = "server";
+	argv[3] = NULL;
+	struct cmn_proc_opts o = {
+	    .argv = argv, .env_extra = env, .log_path = log_path, .new_session = true};
+
+	if (cmn_proc_spawn(&o, &st->server_pid) != PGW_OK) {
+		st->server_pid = 0;
+		st->server_next_ms = cmn_now_ms() + SERVER_RESTART_MS;
+		log_error("cannot run %s server: %s", argv[0], strerror(errno));
+		return;
+	}
+	log_info("pgbackrest server (TLS) on %s:%d (pid %d)", cfg->tls_host, cfg->tls_port,
+		 (int)st->server_pid);
+}
+
 void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool primary,
 		 const char *const *env, const char *log_path)
 {
 	char store[6][4200];
 	const char *argv[7];
 	int code;
+
+	/* A repository host creates the stanza and runs the schedule: this member only
+	 * serves its data to it. */
+	if (backup_remote(cfg)) {
+		char out[4200];
+
+		snprintf(out, sizeof(out), "%s/pgbackrest/server.log", cfg->node_dir);
+		backup_server_tick(st, cfg, env, out);
+		return;
+	}
 
 	if (st->stanza_pid) {
 		if (cmn_proc_poll(st->stanza_pid, &code) == 0)
@@ -375,6 +461,17 @@ void backup_stop(struct backup_state *st)
 		for (int i = 0; i < 100 && cmn_proc_poll(st->sched_pid, &code) == 0; i++)
 			usleep(100000);
 		st->sched_pid = 0;
+	}
+	/* The server and the children it forked for open connections: its group. */
+	if (st->server_pid) {
+		kill(-st->server_pid, SIGTERM);
+		for (int i = 0; i < 50 && cmn_proc_poll(st->server_pid, &code) == 0; i++)
+			usleep(100000);
+		if (cmn_proc_poll(st->server_pid, &code) == 0) {
+			kill(-st->server_pid, SIGKILL);
+			cmn_proc_stop(st->server_pid, &code);
+		}
+		st->server_pid = 0;
 	}
 	if (!st->stanza_pid)
 		return;

@@ -22,10 +22,14 @@ struct backup_state {
 	pid_t sched_pid;	 /* `pgwarden backup --scheduled` running (its own process group) */
 	int64_t sched_next_ms;	 /* next look at the schedule */
 	const char *config_path; /* the agent's node.ini (NULL: environment only) */
+	pid_t server_pid;	 /* `pgbackrest server` (TLS), with a repository host */
+	int64_t server_next_ms;	 /* its next start after it stopped */
 };
 
 /* Backups and WAL archiving are on when [backup] repo_path is set. */
 bool backup_enabled(const struct agent_config *cfg);
+/* The repository is on a repository host ([backup] repo_host), over TLS. */
+bool backup_remote(const struct agent_config *cfg);
 /* ... and scheduled when one of [backup] schedule_full / _diff / _incr is set too. */
 bool backup_scheduled(const struct agent_config *cfg);
 
@@ -78,6 +82,14 @@ void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool p
  * same content, so the others cost a checksum. Returns how many were queued.
  */
 int backup_requeue_timeline(const struct agent_config *cfg, int old_tl);
+/*
+ * Keeps `pgbackrest server` running (TLS, [backup] tls_listen): on a member with a
+ * repository host, so that host reaches the member's data for backups; on the
+ * repository host, so members reach the repository. Started again 2 s after it stops.
+ * Its output goes to log_path.
+ */
+void backup_server_tick(struct backup_state *st, const struct agent_config *cfg,
+			const char *const *env, const char *log_path);
 /* Stops what backup_tick started (the agent is exiting). */
 void backup_stop(struct backup_state *st);
 

@@ -81,6 +81,23 @@ int dcs_member_from_json(const char *name, const char *json, size_t len, struct 
 	if (json_object_object_get_ex(o, "lsn", &v))
 		out->lsn = (uint64_t)json_object_get_int64(v);
 	out->pending_restart = get_bool(o, "pending_restart");
+	if (json_object_object_get_ex(o, "pgbackrest", &v) &&
+	    json_object_is_type(v, json_type_object)) {
+		json_object *p;
+
+		copy_str(v, "host", out->pgbackrest.host, sizeof(out->pgbackrest.host));
+		copy_str(v, "pg_path", out->pgbackrest.pg_path, sizeof(out->pgbackrest.pg_path));
+		copy_str(v, "pg_socket", out->pgbackrest.pg_socket,
+			 sizeof(out->pgbackrest.pg_socket));
+		copy_str(v, "pg_user", out->pgbackrest.pg_user, sizeof(out->pgbackrest.pg_user));
+		if (json_object_object_get_ex(v, "port", &p))
+			out->pgbackrest.port = json_object_get_int(p);
+		if (json_object_object_get_ex(v, "pg_port", &p))
+			out->pgbackrest.pg_port = json_object_get_int(p);
+		if (!out->pgbackrest.host[0] || !out->pgbackrest.pg_path[0] ||
+		    out->pgbackrest.port <= 0 || out->pgbackrest.port > 65535)
+			out->pgbackrest.port = 0;
+	}
 	if (json_object_object_get_ex(o, "tags", &tags) &&
 	    json_object_is_type(tags, json_type_object)) {
 		out->nofailover = get_bool(tags, "nofailover");
@@ -110,6 +127,18 @@ char *dcs_member_to_json(const struct dcs_member *m)
 		json_object_object_add(o, "lsn", json_object_new_int64((int64_t)m->lsn));
 	if (m->pending_restart)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));
+	if (m->pgbackrest.port) {
+		json_object *b = json_object_new_object();
+
+		json_object_object_add(b, "host", json_object_new_string(m->pgbackrest.host));
+		json_object_object_add(b, "port", json_object_new_int(m->pgbackrest.port));
+		json_object_object_add(b, "pg_path", json_object_new_string(m->pgbackrest.pg_path));
+		json_object_object_add(b, "pg_port", json_object_new_int(m->pgbackrest.pg_port));
+		json_object_object_add(b, "pg_socket",
+				       json_object_new_string(m->pgbackrest.pg_socket));
+		json_object_object_add(b, "pg_user", json_object_new_string(m->pgbackrest.pg_user));
+		json_object_object_add(o, "pgbackrest", b);
+	}
 	if (m->tags_json[0])
 		tags = json_tokener_parse(m->tags_json);
 	json_object_object_add(o, "tags", tags ? tags : json_object_new_object());

@@ -51,6 +51,15 @@ struct dcs_member {
 	bool pending_restart; /* a parameter change waits for a restart */
 	char tags_json[512];
 	int64_t lease;
+	/* With a repository host: where it reaches this member's data (TLS server). */
+	struct {
+		char host[256];
+		int port; /* 0: not published */
+		char pg_path[1024];
+		int pg_port;
+		char pg_socket[1024];
+		char pg_user[64];
+	} pgbackrest;
 };
 
 struct dcs_cluster {

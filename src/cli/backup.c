@@ -29,6 +29,8 @@
 	"pgwarden backup [--type full|diff|incr] [-c node.ini | --dir DIR] [--from-leader] " \
 	"[--timeout S] [--scheduled]"
 #define BACKUP_LEASE_TTL_S 10
+#define PG_HOST_OPTS	   10 /* --pgN-host... options for one member (pg_host_opts) */
+#define BACKUP_ARGV_MAX	   (8 + 4 + 2 * PG_HOST_OPTS)
 
 struct backup_opts {
 	struct cli_target t;
@@ -111,8 +113,7 @@ bool cli_load_member(const struct cli_target *t, const struct agent_config *own,
 	else
 		return false;
 	if (agent_config_load(path[0] ? path : NULL, out, err, sizeof(err)) != PGW_OK) {
-		if (t->dir)
-			fprintf(stderr, "pgwarden: %s\n", err);
+		fprintf(stderr, "pgwarden: %s\n", err);
 		agent_config_free(out);
 		return false;
 	}
@@ -143,6 +144,36 @@ int cli_run_as_postgres(struct cmn_proc_opts *po)
 	return 0;
 }
 
+const struct dcs_member *cli_member(const struct dcs_cluster *c, const char *name)
+{
+	for (size_t i = 0; name && i < c->n_members; i++)
+		if (strcmp(c->members[i].name, name) == 0)
+			return &c->members[i];
+	return NULL;
+}
+
+/* The --pgN-host... options with which the repository host reaches member m over TLS. */
+static int pg_host_opts(const struct agent_config *repo, int index, const struct dcs_member *m,
+			char (*opt)[4200], const char **out)
+{
+	int n = 0;
+
+#define PG_OPT(...) (snprintf(opt[n], 4200, __VA_ARGS__), out[n] = opt[n], n++)
+	PG_OPT("--pg%d-host=%s", index, m->pgbackrest.host);
+	PG_OPT("--pg%d-host-port=%d", index, m->pgbackrest.port);
+	PG_OPT("--pg%d-host-type=tls", index);
+	PG_OPT("--pg%d-host-ca-file=%s", index, repo->backup_tls_ca_file);
+	PG_OPT("--pg%d-host-cert-file=%s", index, repo->backup_tls_cert_file);
+	PG_OPT("--pg%d-host-key-file=%s", index, repo->backup_tls_key_file);
+	PG_OPT("--pg%d-path=%s", index, m->pgbackrest.pg_path);
+	PG_OPT("--pg%d-port=%d", index, m->pgbackrest.pg_port);
+	PG_OPT("--pg%d-socket-path=%s", index, m->pgbackrest.pg_socket);
+	PG_OPT("--pg%d-user=%s", index,
+	       m->pgbackrest.pg_user[0] ? m->pgbackrest.pg_user : "postgres");
+#undef PG_OPT
+	return n;
+}
+
 /* Runs argv as postgres (we may be root) until it exits; keeps the lease meanwhile. */
 static int run_backup(struct cli_session *s, const struct agent_config *runner,
 		      const char *const *argv, int64_t lease, int timeout_s)
@@ -154,7 +185,7 @@ static int run_backup(struct cli_session *s, const struct agent_config *runner,
 	pid_t pid;
 	int code = -1, ttl;
 
-	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", runner->pgpass);
+	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", runner->pgpass ?: "/dev/null");
 	if (cli_run_as_postgres(&po) != 0) {
 		fprintf(stderr, "pgwarden: no postgres user to run pgbackrest as\n");
 		return -1;
@@ -280,7 +311,8 @@ static void record_last_backup(struct cli_session *s, const struct agent_config 
 				       json_object_new_string(cli_jstr(b, "type", NULL) ?: ""));
 		json_object_object_add(
 		    v, "stop", json_object_new_int64(cli_jint(b, "timestamp", "stop", NULL)));
-		json_object_object_add(v, "member", json_object_new_string(runner->member_name));
+		json_object_object_add(v, "member",
+				       json_object_new_string(runner->member_name ?: "repository"));
 		if (dcs_set_last_backup(&s->dcs, json_object_to_json_string_ext(
 						     v, JSON_C_TO_STRING_PLAIN)) != PGW_OK)
 			fprintf(stderr, "pgwarden: warning: could not record the backup in etcd\n");
@@ -294,9 +326,12 @@ int cli_backup(int argc, char **argv)
 	struct backup_opts o;
 	struct cli_session s;
 	struct agent_config runner, leader_cfg;
-	bool have_runner = false, have_leader = false, standby = false, won = false;
-	char store[16][4200], opt[8][4200], started[32], host[256] = "";
-	const char *argv_pg[17], *extra[10];
+	const struct agent_config *rcfg = NULL; /* what pgbackrest runs with */
+	const struct dcs_member *pg_leader = NULL, *pg_standby = NULL;
+	bool have_runner = false, have_leader = false, standby = false, won = false, repo;
+	char store[BACKUP_ARGV_MAX][4200], opt[1 + 2 * PG_HOST_OPTS][4200], started[32],
+	    host[256] = "";
+	const char *argv_pg[BACKUP_ARGV_MAX], *extra[4 + 2 * PG_HOST_OPTS];
 	size_t n_extra = 0;
 	int64_t lease = 0, t0;
 	int ttl, rc, code;
@@ -315,14 +350,34 @@ int cli_backup(int argc, char **argv)
 		return rc;
 	memset(&runner, 0, sizeof(runner));
 	memset(&leader_cfg, 0, sizeof(leader_cfg));
+	repo = agent_config_is_repository(&s.cfg);
 	rc = CLI_EXIT_FAILED;
 	if (!s.cluster.has_leader) {
 		fprintf(stderr, "pgwarden: cluster %s has no leader: no backup now\n",
 			s.cfg.cluster_name);
 		goto out;
 	}
-	have_leader = cli_load_member(&o.t, &s.cfg, s.cluster.leader, &leader_cfg);
-	if (o.scheduled) {
+	if (repo) {
+		/* On the repository host: pgBackRest reaches the members over TLS. */
+		pg_leader = cli_member(&s.cluster, s.cluster.leader);
+		if (!pg_leader || !pg_leader->pgbackrest.port) {
+			fprintf(stderr,
+				"pgwarden: the leader %s publishes no pgBackRest TLS server: is "
+				"[backup] repo_host set on the members?\n",
+				s.cluster.leader);
+			goto out;
+		}
+	} else {
+		have_leader = cli_load_member(&o.t, &s.cfg, s.cluster.leader, &leader_cfg);
+	}
+	if (o.scheduled && repo) {
+		o.type = due_type(&s.cfg);
+		if (!o.type) {
+			rc = CLI_EXIT_NOTHING_DUE;
+			goto out;
+		}
+		printf("scheduled backup due: %s\n", o.type);
+	} else if (o.scheduled) {
 		struct agent_config me;
 
 		if (!s.cfg.member_name || !cli_load_member(&o.t, &s.cfg, s.cfg.member_name, &me)) {
@@ -338,21 +393,28 @@ int cli_backup(int argc, char **argv)
 		}
 		printf("scheduled backup due: %s\n", o.type);
 	}
-	/* The most advanced streaming replica, when its files are here too. */
-	if (!o.from_leader && have_leader) {
+	/* The most advanced streaming replica, when its files are here too (or, from the
+	 * repository host, when it serves them over TLS). */
+	if (!o.from_leader && (have_leader || repo)) {
 		const struct dcs_member *best = NULL;
 
 		for (size_t i = 0; i < s.cluster.n_members; i++) {
 			const struct dcs_member *m = &s.cluster.members[i];
 
 			if (strcmp(m->name, s.cluster.leader) == 0 ||
-			    strcmp(m->state, "streaming") != 0)
+			    strcmp(m->state, "streaming") != 0 || (repo && !m->pgbackrest.port))
 				continue;
 			if (!best || m->lsn > best->lsn)
 				best = m;
 		}
-		if (best && cli_load_member(&o.t, &s.cfg, best->name, &runner))
+		if (best && repo)
+			pg_standby = best, standby = true;
+		else if (best && cli_load_member(&o.t, &s.cfg, best->name, &runner))
 			have_runner = standby = true;
+	}
+	if (repo) {
+		rcfg = &s.cfg;
+		goto chosen;
 	}
 	if (!have_runner && have_leader) {
 		runner = leader_cfg;
@@ -376,6 +438,16 @@ int cli_backup(int argc, char **argv)
 		rc = CLI_EXIT_USAGE;
 		goto out;
 	}
+	if (backup_remote(&runner)) {
+		fprintf(stderr,
+			"pgwarden: the repository is on a repository host (%s): run the backup "
+			"there (pgwarden backup in its container)\n",
+			runner.backup_repo_host);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	rcfg = &runner;
+chosen:
 	if (etcd_lease_grant(s.etcd, BACKUP_LEASE_TTL_S, &lease, &ttl) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot get a lease from etcd\n");
 		rc = CLI_EXIT_UNREACHABLE;
@@ -386,7 +458,10 @@ int cli_backup(int argc, char **argv)
 
 		gethostname(host, sizeof(host) - 1);
 		now_iso(started, sizeof(started));
-		json_object_object_add(v, "member", json_object_new_string(runner.member_name));
+		json_object_object_add(
+		    v, "member",
+		    json_object_new_string(repo ? (standby ? pg_standby : pg_leader)->name
+						: runner.member_name));
 		json_object_object_add(v, "type", json_object_new_string(o.type));
 		json_object_object_add(v, "standby", json_object_new_boolean(standby));
 		json_object_object_add(v, "started", json_object_new_string(started));
@@ -415,7 +490,15 @@ int cli_backup(int argc, char **argv)
 	snprintf(opt[0], sizeof(opt[0]), "--type=%s", o.type);
 	extra[n_extra++] = opt[0];
 	extra[n_extra++] = "--log-level-console=info";
-	if (standby) {
+	if (repo) {
+		if (standby)
+			extra[n_extra++] = "--backup-standby";
+		n_extra += pg_host_opts(&s.cfg, 1, standby ? pg_standby : pg_leader, opt + 1,
+					extra + n_extra);
+		if (standby)
+			n_extra += pg_host_opts(&s.cfg, 2, pg_leader, opt + 1 + PG_HOST_OPTS,
+						extra + n_extra);
+	} else if (standby) {
 		extra[n_extra++] = "--backup-standby";
 		snprintf(opt[1], sizeof(opt[1]), "--pg2-path=%s", leader_cfg.data_dir);
 		snprintf(opt[2], sizeof(opt[2]), "--pg2-port=%d", leader_cfg.pg_port);
@@ -425,14 +508,15 @@ int cli_backup(int argc, char **argv)
 			extra[n_extra++] = opt[i];
 	}
 	extra[n_extra] = NULL;
-	backup_argv(&runner, "backup", extra, store, argv_pg, 17);
+	backup_argv(rcfg, "backup", extra, store, argv_pg, BACKUP_ARGV_MAX);
 	printf("backup (%s) of cluster %s from %s (%s), stanza %s, repository %s\n", o.type,
-	       s.cfg.cluster_name, runner.member_name,
+	       s.cfg.cluster_name,
+	       repo ? (standby ? pg_standby : pg_leader)->name : runner.member_name,
 	       standby ? "a streaming replica: pgBackRest backup-standby" : "the leader",
-	       runner.backup_stanza, runner.backup_repo_path);
+	       rcfg->backup_stanza, rcfg->backup_repo_path);
 	fflush(stdout);
 	t0 = cmn_now_ms();
-	code = run_backup(&s, &runner, argv_pg, lease, o.timeout_s);
+	code = run_backup(&s, rcfg, argv_pg, lease, o.timeout_s);
 	if (etcd_lease_revoke(s.etcd, lease) != PGW_OK)
 		fprintf(stderr,
 			"pgwarden: warning: could not revoke the backup key's lease (it "
@@ -441,22 +525,22 @@ int cli_backup(int argc, char **argv)
 	if (code == 0) {
 		printf("backup done in %.1f s\n", (double)(cmn_now_ms() - t0) / 1000.0);
 		rc = CLI_EXIT_OK;
-		record_last_backup(&s, &runner);
+		record_last_backup(&s, rcfg);
 	} else {
 		fprintf(stderr,
 			"pgwarden: pgbackrest backup failed (exit %d): its log is in "
 			"%s/pgbackrest/log\n",
-			code, runner.node_dir);
+			code, rcfg->node_dir);
 		struct statvfs vfs;
 
 		/* pgBackRest says "unable to write": say why when it is a full disk. */
-		if (statvfs(runner.backup_repo_path, &vfs) == 0 &&
+		if (statvfs(rcfg->backup_repo_path, &vfs) == 0 &&
 		    (uint64_t)vfs.f_bavail * vfs.f_frsize < 64ULL * 1024 * 1024)
 			fprintf(stderr,
 				"pgwarden: the repository is full: %llu kB free in %s (expire old "
 				"backups, lower retention_full, or give it room)\n",
 				(unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024,
-				runner.backup_repo_path);
+				rcfg->backup_repo_path);
 		if (code == 82) /* ArchiveTimeoutError */
 			fprintf(stderr,
 				"pgwarden: WAL archiving does not work: the archive_command "
@@ -529,7 +613,7 @@ int cli_pgbackrest(const struct agent_config *m, const char *command, const char
 	struct cmn_proc_opts po = {.argv = argv, .env_extra = env};
 	int code = -1;
 
-	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", m->pgpass);
+	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", m->pgpass ?: "/dev/null");
 	backup_argv(m, command, extra, store, argv, 13);
 	if (cli_run_as_postgres(&po) != 0) {
 		cmn_buf_printf(out, "no postgres user to run pgbackrest as");
@@ -599,6 +683,10 @@ int cli_repo_member(struct cli_target *t, const char *member, struct agent_confi
 		rc = cli_load_config(t, &own);
 		if (rc != CLI_EXIT_OK)
 			return rc;
+		if (agent_config_is_repository(&own)) {
+			*m = own; /* the repository host reads its own repository */
+			return CLI_EXIT_OK;
+		}
 		snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");
 		agent_config_free(&own);
 	} else {

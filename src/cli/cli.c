@@ -51,6 +51,13 @@ int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 		agent_config_free(cfg);
 		return CLI_EXIT_USAGE;
 	}
+	/* The repository host's own configuration (pgwarden repo-server's). */
+	if (agent_config_is_repository(cfg) &&
+	    agent_config_repository(cfg, p ? p : "configuration", err, sizeof(err)) != PGW_OK) {
+		fprintf(stderr, "pgwarden: %s\n", err);
+		agent_config_free(cfg);
+		return CLI_EXIT_USAGE;
+	}
 	return CLI_EXIT_OK;
 }
 

@@ -78,8 +78,12 @@ int cli_up(int argc, char **argv);
 typedef int (*cli_up_hook)(const char *dir, void *arg);
 int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg);
 int cli_restore(int argc, char **argv);
+int cli_repo_server(int argc, char **argv);
 int cli_down(int argc, char **argv);
 int cli_status(int argc, char **argv);
+
+/* The member of that name in c, or NULL. */
+const struct dcs_member *cli_member(const struct dcs_cluster *c, const char *name);
 
 /* Prints the cluster table (used by list, up and switchover). */
 void cli_print_list(const struct cli_session *s, bool json);

@@ -10,6 +10,7 @@ replaced node. Everything is removed afterwards, also after a failure.
 Needs root and Debian's docker.io and debootstrap (scripts/test.sh installs them).
 PGW_SWARM_KEEP_IMAGES=1 keeps the images between runs (faster when iterating).
 """
+import json
 import os
 import re
 import time
@@ -126,7 +127,8 @@ def test_verify(sw):
     """The reference stack's Verification section, the pgwarden way."""
     m = sw.manager()
     services = sw.docker("stack services %s --format '{{.Name}} {{.Replicas}}'" % STACK)
-    for name in ("etcd1", "etcd2", "etcd3", "node1", "node2", "node3", "proxy", "edge"):
+    for name in ("etcd1", "etcd2", "etcd3", "node1", "node2", "node3", "backup", "proxy",
+                 "edge"):
         assert re.search(r"%s_%s (\d+)/\1" % (STACK, name), services), services
     # etcd member list, in an etcd container
     node = sw.node_of_member("node1")
@@ -220,6 +222,44 @@ def test_operations_through_docker_exec(sw):
     replica = sorted(m["member"] for m in c["members"] if m["member"] != c["leader"])[0]
     sw.pgwarden(replica, "reinit %s --force" % replica)
     helpers.wait_for("the reinitialised replica to stream", sw.healthy, 180, interval=2)
+
+
+def test_backups_on_the_repository_host(sw):
+    """The reference stack's Backup & Recovery, the pgwarden way: the repository host
+    (service backup) created the stanza from the leader and took the first full backup by
+    schedule, from a streaming replica over TLS; WAL of every leader so far (the switchover
+    and failover above) is in the archive without a gap; a backup by hand; a replica
+    restored from the repository host."""
+    def backups():
+        p = sw.pgwarden("backup", "backup list --json", check=False)
+        return json.loads(p.stdout)["backups"] if p.returncode == 0 else None
+    helpers.wait_for("the first scheduled full backup", backups, 300, interval=3)
+    node, cid = sw.find_container(STACK, "backup")
+    logs = sw.exec(node, "docker logs %s 2>&1" % cid)
+    assert "stanza 'pgwarden' ready" in logs, logs[-3000:]
+    assert "scheduled backup due: full" in logs, logs[-3000:]
+    assert "a streaming replica: pgBackRest backup-standby" in logs, logs[-3000:]
+    # the repository is encrypted, on the backup node's folder
+    head = sw.exec(node, "head -c 8 /var/lib/pgwarden/backup/backup/pgwarden/backup.info")
+    assert head == "Salted__", head
+
+    out = sw.pgwarden("backup", "backup --type incr --timeout 600")
+    assert "a streaming replica" in out, out
+    assert [b["type"] for b in backups()] == ["full", "incr"]
+
+    c = sw.healthy()
+    leader = c["leader"]
+    out = sw.pgwarden(leader, "backup check")
+    assert "archive: continuous" in out, out
+
+    replica = sorted(m["member"] for m in c["members"] if m["member"] != leader)[0]
+    rnode, rcid = sw.member_container(replica)
+    before = len(sw.exec(rnode, "docker logs %s 2>&1" % rcid))
+    sw.pgwarden(replica, "reinit %s --force" % replica)
+    helpers.wait_for("%s restored from the repository host" % replica, lambda: "replica "
+                     "restored from the repository" in sw.exec(
+                         rnode, "docker logs %s 2>&1" % rcid)[before:], 240, interval=3)
+    helpers.wait_for("the restored replica to stream", sw.healthy, 180, interval=2)
 
 
 def test_rolling_update_without_client_errors(sw):

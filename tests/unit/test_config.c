@@ -3,6 +3,7 @@
  * agent's schema and cross-checks (src/agent/agentcfg.c).
  */
 #include "agent/agentcfg.h"
+#include "agent/backup.h"
 #include "agent/defaults.h"
 #include "common/config.h"
 
@@ -989,6 +990,60 @@ static void test_bad_tag(void **state)
 		     ":9: bad value '2' for 'clonefrom' in [tags]: expected on or off");
 }
 
+#define TLS_OK                                                                              \
+	"tls_ca_file = /run/secrets/ca\ntls_cert_file = /run/secrets/cert\ntls_key_file = " \
+	"/run/secrets/key\n"
+
+/* [backup] repo_host: the TLS files required, the addresses split, pgbackrest.conf. */
+static void test_repo_host(void **state)
+{
+	struct agent_config cfg;
+	char err[1024], *text;
+
+	(void)state;
+	expect_error_has(CLUSTER_OK PG_OK "[backup]\nrepo_host = backup\n",
+			 "[backup] repo_host needs tls_ca_file, tls_cert_file and tls_key_file",
+			 NULL, NULL);
+	expect_error_has(CLUSTER_OK PG_OK "[backup]\nrepo_host = backup:x\n" TLS_OK, "'repo_host'",
+			 "expected host or host:port", NULL);
+	expect_error_has(CLUSTER_OK PG_OK "[backup]\nrepo_host = backup\ntls_ca_file = ca.crt\n",
+			 ":10: bad value 'ca.crt' for 'tls_ca_file' in [backup]",
+			 "expected an absolute path", NULL);
+	assert_int_equal(
+	    load(CLUSTER_OK PG_OK "[backup]\nrepo_host = backup\n" TLS_OK, &cfg, err, sizeof(err)),
+	    PGW_OK);
+	assert_string_equal(cfg.repo_host, "backup");
+	assert_int_equal(cfg.repo_port, 8432);
+	assert_string_equal(cfg.backup_repo_path, "/var/lib/pgbackrest");
+	assert_string_equal(cfg.tls_host, "0.0.0.0");
+	assert_int_equal(cfg.tls_port, 8432);
+	/* the repository host reaches the member by PostgreSQL's connect host */
+	assert_string_equal(cfg.tls_connect_host, "127.0.0.1");
+	assert_int_equal(cfg.tls_connect_port, 8432);
+	assert_true(backup_enabled(&cfg) && backup_remote(&cfg));
+	assert_false(backup_scheduled(&cfg));
+	text = backup_config_text(&cfg);
+	assert_non_null(
+	    strstr(text, "repo1-host=backup\nrepo1-host-port=8432\nrepo1-host-type=tls\n"));
+	assert_non_null(strstr(text, "tls-server-address=*\ntls-server-port=8432\n"));
+	assert_non_null(strstr(text, "tls-server-auth=pgwarden=demo\n"));
+	assert_non_null(strstr(text, "[demo]\npg1-path=/srv/pgw/node1/data\n"));
+	free(text);
+	agent_config_free(&cfg);
+	assert_int_equal(load(CLUSTER_OK PG_OK "[backup]\nrepo_host = 10.0.0.9:9000\n" TLS_OK
+					       "tls_listen = 10.0.0.5:8500\ntls_connect_address = "
+					       "node1.example:8501\n",
+			      &cfg, err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(cfg.repo_port, 9000);
+	assert_string_equal(cfg.tls_connect_host, "node1.example");
+	assert_int_equal(cfg.tls_connect_port, 8501);
+	text = backup_config_text(&cfg);
+	assert_non_null(strstr(text, "tls-server-address=10.0.0.5\ntls-server-port=8500\n"));
+	free(text);
+	agent_config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1027,6 +1082,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_relative_data_dir, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_member_name, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_tag, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_repo_host, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
