@@ -24,6 +24,7 @@
 #include <json-c/json.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,7 @@ struct agent {
 	pthread_cond_t wake_cond;
 	bool woken;
 	volatile bool stop_watch;
+	atomic_bool no_data; /* no data directory yet: a member's record wakes the loop */
 };
 
 extern char **environ;
@@ -214,6 +216,7 @@ struct watch_ctx {
 	char failover_key[600];
 	char initialize_key[600];
 	char proxies_prefix[600];
+	char members_prefix[600];
 };
 
 static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_event *ev, size_t n)
@@ -224,13 +227,17 @@ static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_e
 	/*
 	 * Wake the loop at once for the leader key, a switchover request, the proxies'
 	 * drain reports (the leader waits for those while it hands over) and the
-	 * initialize key (the others clone as soon as the bootstrap recorded the system).
+	 * initialize key (the others clone as soon as the bootstrap recorded the system);
+	 * and, while this member has no data yet, the members' records (it clones as soon
+	 * as the leader's says it runs).
 	 */
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(ev[i].kv.key, w->leader_key) == 0 ||
 		    strcmp(ev[i].kv.key, w->failover_key) == 0 ||
 		    strcmp(ev[i].kv.key, w->initialize_key) == 0 ||
-		    strncmp(ev[i].kv.key, w->proxies_prefix, strlen(w->proxies_prefix)) == 0) {
+		    strncmp(ev[i].kv.key, w->proxies_prefix, strlen(w->proxies_prefix)) == 0 ||
+		    (atomic_load(&w->a->no_data) &&
+		     strncmp(ev[i].kv.key, w->members_prefix, strlen(w->members_prefix)) == 0)) {
 			agent_wake(w->a);
 			break;
 		}
@@ -255,6 +262,7 @@ static void *watch_main(void *arg)
 	dcs_key(&a->dcs, "failover", w.failover_key, sizeof(w.failover_key));
 	dcs_key(&a->dcs, "initialize", w.initialize_key, sizeof(w.initialize_key));
 	dcs_key(&a->dcs, "proxies/", w.proxies_prefix, sizeof(w.proxies_prefix));
+	dcs_key(&a->dcs, "members/", w.members_prefix, sizeof(w.members_prefix));
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
 	while (!a->stop_watch) {
@@ -2296,6 +2304,7 @@ static void observe(struct agent *a)
 	} else if (a->probe.accepting || !a->probe.data_valid) {
 		a->replica_timeline = 0;
 	}
+	atomic_store(&a->no_data, !a->probe.data_valid);
 	a->cd_valid = false;
 	if (a->probe.data_valid && !a->probe.postmaster_pid && a->job.kind == JOB_NONE)
 		a->cd_valid = pgctl_controldata(&a->pg, &a->cd) == PGW_OK;
