@@ -52,6 +52,15 @@ for key in pgwarden etcd; do
 	done
 done
 
+holders=$(label_holders pgwarden-backup true | xargs -r -n1 docker node inspect -f '{{.Description.Hostname}}' | xargs)
+case $(echo "$holders" | wc -w) in
+0) fail "no node has the label pgwarden-backup=true, so the backup repository host could" \
+	"not be placed: run deploy/setup.sh, or docker node update --label-add pgwarden-backup=true NODE" ;;
+1) ;;
+*) fail "the label pgwarden-backup=true is on several nodes ($holders): keep it on one" \
+	"(docker node update --label-rm pgwarden-backup NODE)" ;;
+esac
+
 # After docker stack rm, the old tasks go on stopping for up to their grace period and
 # hold the edge ports and the networks: wait until they are gone.
 if [ -z "$(docker stack services -q "$stack" 2>/dev/null)" ] &&
@@ -208,6 +217,8 @@ From outside the swarm (the edge proxy on every node):
   postgresql://postgres@$(hostlist "$REPLICA_PORT")/postgres
 Status page: http://$(echo "$addrs" | head -1):$STATUS_PORT/ (admin, password in $here/.secrets/http_password)
 Cluster:     docker exec \$(docker ps -q -f name=${stack}_node1) pgwarden list
+Backups:     docker exec \$(docker ps -q -f name=${stack}_backup) pgwarden backup list
+             (on the node labelled pgwarden-backup=true; the schedule: BACKUP_SCHEDULE_FULL/_DIFF)
 
 EOF
 on_cluster_net --entrypoint pgwarden "$IMAGE" list

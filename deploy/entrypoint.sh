@@ -3,8 +3,12 @@
 #   agent   pgwarden agent + PostgreSQL 15 (data in /var/lib/pgwarden/data)
 #   proxy   pgwarden proxy (6432 pooled, 5000 primary, 5001 replicas, 7000 status)
 #   etcd    an etcd v3 member
+#   repository
+#           the backup repository host: pgwarden repo-server (pgBackRest's TLS server,
+#           the stanza, the backup schedule; the repository in /var/lib/pgbackrest)
 #   health  the HEALTHCHECK of whichever role this container runs (the agent's REST
-#           API answers, the proxy's /metrics is 200, etcd's peer port answers)
+#           API answers, the proxy's /metrics is 200, etcd's peer port answers, the
+#           repository host's TLS server answers pgbackrest server-ping)
 # Anything else runs as given (pgwarden list, psql, etcdctl, sh ...).
 #
 # Configuration is by environment only: PGWARDEN_<SECTION>_<KEY>, or
@@ -24,7 +28,8 @@ die() {
 # A password in a plain variable shows in `docker inspect`: point at a secret instead.
 warn_plain_secrets() {
 	for v in PGWARDEN_POSTGRESQL_SUPERUSER_PASSWORD PGWARDEN_POSTGRESQL_REPLICATION_PASSWORD \
-		PGWARDEN_API_PASSWORD PGWARDEN_ETCD_PASSWORD PGWARDEN_PROXY_HTTP_PASSWORD; do
+		PGWARDEN_API_PASSWORD PGWARDEN_ETCD_PASSWORD PGWARDEN_PROXY_HTTP_PASSWORD \
+		PGWARDEN_BACKUP_CIPHER_PASS; do
 		if eval "[ -n \"\${$v:-}\" ]"; then
 			say "warning: $v is set in the environment, where docker inspect shows it;" \
 				"use ${v}_FILE=/run/secrets/... (a Docker secret)"
@@ -67,6 +72,19 @@ agent() {
 	# slow moment into a failover); a stalled leader is the fence's business.
 	echo "any http://127.0.0.1:${PGWARDEN_API_LISTEN##*:}/liveness" >"$role_file"
 	exec pgwarden agent
+}
+
+repository() {
+	: "${PGWARDEN_BACKUP_REPO_PATH:=/var/lib/pgbackrest}"
+	: "${PGWARDEN_BACKUP_WORK_DIR:=/var/lib/pgwarden}"
+	: "${PGWARDEN_BACKUP_TLS_LISTEN:=0.0.0.0:8432}"
+	export PGWARDEN_BACKUP_REPO_PATH PGWARDEN_BACKUP_WORK_DIR PGWARDEN_BACKUP_TLS_LISTEN
+	if ! [ -d "$PGWARDEN_BACKUP_REPO_PATH" ] || ! [ -w "$PGWARDEN_BACKUP_REPO_PATH" ]; then
+		die "$PGWARDEN_BACKUP_REPO_PATH is not writable by uid $(id -u): on the host, give" \
+			"the repository's folder to 999:999 (deploy/setup.sh does)"
+	fi
+	echo "tls ${PGWARDEN_BACKUP_TLS_LISTEN##*:}" >"$role_file"
+	exec pgwarden repo-server
 }
 
 proxy() {
@@ -141,6 +159,12 @@ etcd_member() {
 
 health() {
 	read -r want url <"$role_file" 2>/dev/null || exit 0 # a one-off command: nothing to check
+	if [ "$want" = tls ]; then
+		pgbackrest server-ping --tls-server-address=127.0.0.1 --tls-server-port="$url" \
+			--log-level-console=error --log-level-file=off >/dev/null 2>&1 && exit 0
+		echo "pgbackrest server on port $url does not answer"
+		exit 1
+	fi
 	code=$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$url" || true)
 	case $want:$code in
 	any:000 | ok:000) echo "no answer from $url"; exit 1 ;;
@@ -160,6 +184,11 @@ proxy)
 	warn_plain_secrets
 	check_secret_files
 	proxy
+	;;
+repository)
+	warn_plain_secrets
+	check_secret_files
+	repository
 	;;
 etcd) etcd_member ;;
 health) health ;;

@@ -5,8 +5,10 @@
 set -E
 trap 'echo "$(basename "$0" .sh): error: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 
-PASSWORDS=(superuser_password replication_password api_password http_password)
-SECRETS=("${PASSWORDS[@]}" userlist)
+PASSWORDS=(superuser_password replication_password api_password http_password backup_cipher_pass)
+# pgBackRest's TLS: a CA and one certificate for every host (setup.sh makes them)
+CERTS=(backup_ca backup_cert backup_key)
+SECRETS=("${PASSWORDS[@]}" userlist "${CERTS[@]}")
 # The etcd members, by service name on the cluster network (as in pgwarden-stack.yml).
 ETCD_ENDPOINTS=http://etcd1:2379,http://etcd2:2379,http://etcd3:2379
 
@@ -33,13 +35,17 @@ require_manager() {
 ENV_KEYS=(STACK_NAME CLUSTER_NAME IMAGE APP_NETWORK POOLER_ALIAS POOLER_ALIAS2 DATA_ROOT
 	PROXY_REPLICAS MAX_CLIENT_CONN DEFAULT_POOL_SIZE POOLED_PORT PRIMARY_PORT REPLICA_PORT
 	STATUS_PORT MEMBER_CPUS MEMBER_MEMORY ETCD_CPUS ETCD_MEMORY PROXY_CPUS PROXY_MEMORY
-	HANDOVER_TIMEOUT MEMBER_STOP_GRACE LOG_LEVEL DEPLOY_TIMEOUT)
+	HANDOVER_TIMEOUT MEMBER_STOP_GRACE LOG_LEVEL DEPLOY_TIMEOUT BACKUP_ROOT
+	BACKUP_SCHEDULE_FULL BACKUP_SCHEDULE_DIFF BACKUP_RETENTION_FULL BACKUP_PROCESS_MAX
+	BACKUP_CPUS BACKUP_MEMORY)
 STACK_NAME=pgwarden CLUSTER_NAME=pgwarden IMAGE=pgwarden:latest APP_NETWORK=pgwarden-app
 POOLER_ALIAS=pgbouncer POOLER_ALIAS2=haproxy DATA_ROOT=/var/lib/pgwarden PROXY_REPLICAS=3
 MAX_CLIENT_CONN=10000 DEFAULT_POOL_SIZE=25 POOLED_PORT=6432 PRIMARY_PORT=5000
 REPLICA_PORT=5001 STATUS_PORT=7000 MEMBER_CPUS=4 MEMBER_MEMORY=16G ETCD_CPUS=1
 ETCD_MEMORY=2G PROXY_CPUS=2 PROXY_MEMORY=4G HANDOVER_TIMEOUT=20s MEMBER_STOP_GRACE=60s
-LOG_LEVEL=info DEPLOY_TIMEOUT=300
+LOG_LEVEL=info DEPLOY_TIMEOUT=300 BACKUP_ROOT=/var/lib/pgwarden/backup
+BACKUP_SCHEDULE_FULL="0 1 * * 0" BACKUP_SCHEDULE_DIFF="0 1 * * 1-6" BACKUP_RETENTION_FULL=2
+BACKUP_PROCESS_MAX=2 BACKUP_CPUS=2 BACKUP_MEMORY=2G
 
 # seconds in a duration such as 20s, 1m, 500ms, 90 (seconds); empty when malformed
 duration_s() {
@@ -74,7 +80,14 @@ load_env() {
 		POOLER_ALIAS | POOLER_ALIAS2)
 			[[ $value =~ ^[a-zA-Z0-9][a-zA-Z0-9.-]{0,62}$ ]] || why="expected a host name" ;;
 		IMAGE) [[ $value =~ ^[a-zA-Z0-9][^[:space:]]*$ ]] || why="expected an image name" ;;
-		DATA_ROOT) [[ $value =~ ^/[^[:space:]]*[^/]$ ]] || why="expected an absolute path" ;;
+		DATA_ROOT | BACKUP_ROOT)
+			[[ $value =~ ^/[^[:space:]]*[^/]$ ]] || why="expected an absolute path" ;;
+		BACKUP_SCHEDULE_FULL | BACKUP_SCHEDULE_DIFF)
+			# checked in full by pgwarden when the service starts; here: no quotes
+			[[ $value =~ ^[0-9a-z*/,\ -]*$ ]] ||
+				why="expected cron in UTC (0 1 * * 0), an interval (6h), or nothing" ;;
+		BACKUP_RETENTION_FULL) [[ $value =~ ^[1-9][0-9]{0,3}$ ]] || why="expected a number" ;;
+		BACKUP_PROCESS_MAX) [[ $value =~ ^[1-9][0-9]?$ ]] || why="expected a number (1-64)" ;;
 		PROXY_REPLICAS) [[ $value =~ ^[0-9]{1,3}$ ]] || why="expected a number of replicas" ;;
 		MAX_CLIENT_CONN | DEFAULT_POOL_SIZE)
 			[[ $value =~ ^[1-9][0-9]{0,5}$ ]] || why="expected a positive number" ;;
@@ -85,10 +98,10 @@ load_env() {
 			else
 				why="expected a port (1-65535)"
 			fi ;;
-		MEMBER_CPUS | ETCD_CPUS | PROXY_CPUS)
+		MEMBER_CPUS | ETCD_CPUS | PROXY_CPUS | BACKUP_CPUS)
 			[[ $value =~ ^[0-9]+(\.[0-9]+)?$ ]] && [[ ! $value =~ ^0+(\.0+)?$ ]] ||
 				why="expected a number of CPUs such as 2 or 0.5" ;;
-		MEMBER_MEMORY | ETCD_MEMORY | PROXY_MEMORY)
+		MEMBER_MEMORY | ETCD_MEMORY | PROXY_MEMORY | BACKUP_MEMORY)
 			[[ $value =~ ^[1-9][0-9]*[kKmMgG]$ ]] || why="expected a size such as 512M or 16G" ;;
 		HANDOVER_TIMEOUT | MEMBER_STOP_GRACE)
 			[ -n "$(duration_s "$value")" ] || why="expected a duration such as 20s or 1m" ;;

@@ -2,11 +2,16 @@
 # Prepares a Docker Swarm for pgwarden. Run it on a manager, as a user who can run docker.
 #   deploy/setup.sh                          asks which node is node1, node2, node3
 #   deploy/setup.sh --nodes A,B,C [--yes]    node names or IDs, in order; no questions
+#   --backup-node D                          the backup repository's node (default: the
+#                                            third one; best a fourth host)
 # It:
-#   - labels the nodes: pgwarden=nodeN and etcd=nodeN (where member N and etcd N run);
-#   - creates DATA_ROOT/nodeN, owned by 999:999, on node N (a one-shot task on that node);
+#   - labels the nodes: pgwarden=nodeN and etcd=nodeN (where member N and etcd N run),
+#     pgwarden-backup=true (where the backup repository host runs);
+#   - creates DATA_ROOT/nodeN, owned by 999:999, on node N, and BACKUP_ROOT on the backup
+#     node (one-shot tasks on those nodes);
 #   - creates the Docker secrets (random, 40 characters) from deploy/.secrets/, where it
 #     keeps them for you (mode 0600): put your own password in a file there first to use it;
+#     and pgBackRest's TLS certificates (a CA, one certificate for every host);
 #   - creates the application network (APP_NETWORK, an attachable overlay);
 #   - writes deploy/.env from .env.example.
 # Running it again changes nothing and says so. Exit codes: 0 ok, 1 failed, 2 bad usage.
@@ -16,13 +21,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 
 usage() {
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
 
-nodes_arg="" assume_yes=0
+nodes_arg="" assume_yes=0 backup_arg=""
 while [ $# -gt 0 ]; do
 	case $1 in
+	--backup-node)
+		[ $# -ge 2 ] || fail_usage "--backup-node needs a node"
+		backup_arg=$2; shift 2 ;;
+	--backup-node=*) backup_arg=${1#--backup-node=}; shift ;;
 	--nodes)
 		[ $# -ge 2 ] || fail_usage "--nodes needs A,B,C"
 		nodes_arg=$2; shift 2 ;;
@@ -109,6 +118,33 @@ for i in 1 2 3; do
 	done
 done
 
+# ---- the backup repository's node ----
+backup_id=""
+if [ -n "$backup_arg" ]; then
+	backup_id=${id_of[$backup_arg]:-}
+	[ -n "$backup_id" ] || fail_usage "no node '$backup_arg' in this swarm (docker node ls lists them)"
+else
+	backup_id=$(label_holders pgwarden-backup true | head -1)
+	[ -n "$backup_id" ] || backup_id=${chosen[2]}
+fi
+for h in $(label_holders pgwarden-backup true); do
+	[ "$h" = "$backup_id" ] && continue
+	state=$(docker node inspect -f '{{.Status.State}}' "$h")
+	if [ "$state" = ready ] && [ "$assume_yes" = 0 ]; then
+		fail "label pgwarden-backup=true is on ${name_of[$h]}, which is up: move it with --yes" \
+			"(the repository's files stay on ${name_of[$h]}: copy BACKUP_ROOT over)"
+	fi
+	docker node update --label-rm pgwarden-backup "$h" >/dev/null
+	say "label pgwarden-backup=true: removed from ${name_of[$h]} ($state)"
+done
+if [ "$(label_holders pgwarden-backup true | xargs)" = "$backup_id" ]; then
+	say "label pgwarden-backup=true: on ${name_of[$backup_id]} already"
+else
+	docker node update --label-add pgwarden-backup=true "$backup_id" >/dev/null
+	say "label pgwarden-backup=true: added to ${name_of[$backup_id]}"
+	changed=1
+fi
+
 # ---- the application network ----
 if docker network inspect "$APP_NETWORK" >/dev/null 2>&1; then
 	say "network $APP_NETWORK: exists"
@@ -135,6 +171,29 @@ for s in "${PASSWORDS[@]}"; do
 	fi
 	[ -s "$f" ] || { random_secret >"$f"; say "secret $s: generated into $f"; }
 done
+# pgBackRest's TLS: a CA (its key stays here) and one certificate, CN pgwarden, for the
+# host names the services use; made with openssl in the image (the host may lack it)
+if [ ! -s "$secrets_dir/backup_ca" ] || [ ! -s "$secrets_dir/backup_cert" ] ||
+	[ ! -s "$secrets_dir/backup_key" ]; then
+	for s in "${CERTS[@]}"; do
+		if docker secret inspect "${STACK_NAME}_$s" >/dev/null 2>&1; then
+			fail "docker secret ${STACK_NAME}_$s exists but $secrets_dir/$s does not: copy" \
+				"deploy/.secrets/ from the manager where setup.sh first ran"
+		fi
+	done
+	out=$(docker run --rm --user "$(id -u):$(id -g)" --network none --entrypoint /bin/sh \
+		-v "$secrets_dir:/out" "$IMAGE" -c '
+		set -e; cd /out; umask 077
+		openssl req -x509 -newkey rsa:3072 -nodes -keyout backup_ca.key -out backup_ca \
+			-days 3650 -subj "/CN=pgwarden backup CA"
+		openssl req -newkey rsa:3072 -nodes -keyout backup_key -out backup.csr -subj "/CN=pgwarden"
+		printf "subjectAltName=DNS:backup,DNS:node1,DNS:node2,DNS:node3,DNS:localhost\n" >backup.ext
+		openssl x509 -req -in backup.csr -CA backup_ca -CAkey backup_ca.key -CAcreateserial \
+			-out backup_cert -days 3650 -extfile backup.ext
+		rm -f backup.csr backup.ext backup_ca.srl' 2>&1) ||
+		fail "could not make the TLS certificates with $IMAGE (is it built?): $out"
+	say "TLS certificates for pgBackRest: made into $secrets_dir (backup_ca, backup_cert, backup_key)"
+fi
 # the proxy's auth file (PgBouncer's userlist.txt): the superuser, for auth_query
 printf '"postgres" "%s"\n' "$(cat "$secrets_dir/superuser_password")" >"$secrets_dir/userlist.new"
 if [ -f "$secrets_dir/userlist" ] && cmp -s "$secrets_dir/userlist" "$secrets_dir/userlist.new"; then
@@ -174,6 +233,15 @@ for i in 1 2 3; do
 	*) say "folder ${DATA_ROOT}/node$i on ${name_of[$id]}: exists (999:999)" ;;
 	esac
 done
+
+out=$(run_task setup-backup "$backup_id" \
+	"d=/host${BACKUP_ROOT}; if [ -d \$d ] && [ \"\$(stat -c %u:%g \$d)\" = 999:999 ]; then
+		echo exists; else mkdir -p \$d && chown 999:999 \$d && chmod 0750 \$d && echo created; fi") ||
+	fail "could not create ${BACKUP_ROOT} on ${name_of[$backup_id]}: $out"
+case $out in
+*created*) say "folder ${BACKUP_ROOT} on ${name_of[$backup_id]}: created (999:999)"; changed=1 ;;
+*) say "folder ${BACKUP_ROOT} on ${name_of[$backup_id]}: exists (999:999)" ;;
+esac
 
 if [ "$changed" = 0 ]; then
 	say "nothing to change: the swarm is ready for deploy.sh"
