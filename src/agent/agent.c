@@ -2441,6 +2441,7 @@ static void run_once(struct agent *a)
 		char log[4200];
 
 		pgctl_log_path(&a->pg, log, sizeof(log));
+		a->backup.replicas_ready = a->dcs_ok && backup_replicas_ready(&a->cluster);
 		backup_tick(&a->backup, &a->cfg,
 			    holds_leader(a) && a->probe.accepting && !a->probe.in_recovery,
 			    pgctl_env(&a->pg), log);

@@ -369,12 +369,13 @@ int agent_config_check_backup(struct agent_config *cfg, const char *where, char 
 		return PGW_EINVAL;
 	}
 	if (cfg->backup_repo_host || repository) {
-		if (!cfg->backup_tls_ca_file || !cfg->backup_tls_cert_file ||
-		    !cfg->backup_tls_key_file) {
+		/* The repository host's own check is repo-server's (the CLI may read a
+		 * repository folder alone, with no TLS at all). */
+		if (!repository && !agent_config_has_tls(cfg)) {
 			snprintf(err, err_size,
-				 "%s: [backup] %s needs tls_ca_file, tls_cert_file and "
+				 "%s: [backup] repo_host needs tls_ca_file, tls_cert_file and "
 				 "tls_key_file (pgBackRest's TLS protocol)",
-				 where, repository ? "a repository host" : "repo_host");
+				 where);
 			return PGW_EINVAL;
 		}
 		if (split_tls_address(cfg->backup_tls_listen, cfg->tls_host, sizeof(cfg->tls_host),
@@ -415,6 +416,11 @@ int agent_config_check_backup(struct agent_config *cfg, const char *where, char 
 		}
 	}
 	return PGW_OK;
+}
+
+bool agent_config_has_tls(const struct agent_config *cfg)
+{
+	return cfg->backup_tls_ca_file && cfg->backup_tls_cert_file && cfg->backup_tls_key_file;
 }
 
 bool agent_config_is_repository(const struct agent_config *cfg)

@@ -116,13 +116,14 @@ int agent_config_check_backup(struct agent_config *cfg, const char *where, char 
 			      size_t err_size) PGW_WUR;
 /*
  * A repository host's configuration, loaded leniently by the CLI (no member, no
- * PostgreSQL): repo_path and the TLS files are required, node_dir becomes [backup]
- * work_dir. err as agent_config_load's.
+ * PostgreSQL): node_dir becomes [backup] work_dir. err as agent_config_load's.
  */
 int agent_config_repository(struct agent_config *cfg, const char *where, char *err,
 			    size_t err_size) PGW_WUR;
 /* No [cluster] member and a [backup] repo_path: the repository host's configuration. */
 bool agent_config_is_repository(const struct agent_config *cfg);
+/* [backup] tls_ca_file, tls_cert_file and tls_key_file are all set. */
+bool agent_config_has_tls(const struct agent_config *cfg);
 /* The etcd client options of cfg (strings borrowed from cfg). */
 void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
 			    struct etcd_client_opts *out);

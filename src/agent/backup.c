@@ -272,8 +272,9 @@ static void schedule_tick(struct backup_state *st, const struct agent_config *cf
 			log_error("scheduled backup failed (exit %d): see %s", code, log);
 		return;
 	}
-	if (cmn_now_ms() < st->sched_next_ms)
+	if (!backup_schedule_due(st))
 		return;
+	st->sched_first = false;
 	st->sched_next_ms = cmn_now_ms() + SCHEDULE_CHECK_MS;
 	if (cmn_self_exe(self, sizeof(self)) != 0)
 		return;
@@ -307,6 +308,33 @@ static void schedule_tick(struct backup_state *st, const struct agent_config *cf
 }
 
 #define SERVER_RESTART_MS 2000
+
+bool backup_schedule_due(const struct backup_state *st)
+{
+	return cmn_now_ms() >= st->sched_next_ms || (st->sched_first && st->replicas_ready);
+}
+
+void backup_schedule_first(struct backup_state *st)
+{
+	st->sched_first = true;
+	st->sched_next_ms = cmn_now_ms() + SCHEDULE_FIRST_MS;
+}
+
+bool backup_replicas_ready(const struct dcs_cluster *c)
+{
+	size_t streaming = 0;
+
+	if (!c->has_leader)
+		return false;
+	for (size_t i = 0; i < c->n_members; i++) {
+		if (strcmp(c->members[i].name, c->leader) == 0)
+			continue;
+		if (strcmp(c->members[i].state, "streaming") != 0)
+			return false;
+		streaming++;
+	}
+	return streaming > 0;
+}
 
 void backup_server_tick(struct backup_state *st, const struct agent_config *cfg,
 			const char *const *env, const char *log_path)
@@ -369,9 +397,7 @@ void backup_tick(struct backup_state *st, const struct agent_config *cfg, bool p
 		st->stanza_pid = 0;
 		if (code == 0) {
 			st->stanza_ok = true;
-			/* The first scheduled look a little later: the replicas of a cluster that
-			 * just formed are still cloning, and a backup runs from one of them. */
-			st->sched_next_ms = cmn_now_ms() + SCHEDULE_FIRST_MS;
+			backup_schedule_first(st);
 			log_info("pgBackRest stanza '%s' ready in %s", cfg->backup_stanza,
 				 cfg->backup_repo_path);
 		} else {

@@ -7,6 +7,7 @@
 #define PGW_BACKUP_H
 
 #include "agent/agentcfg.h"
+#include "agent/dcs.h"
 #include "common/config.h"
 
 #include <stdbool.h>
@@ -21,7 +22,9 @@ struct backup_state {
 	int64_t stanza_next_ms;	 /* next try after a failure */
 	pid_t sched_pid;	 /* `pgwarden backup --scheduled` running (its own process group) */
 	int64_t sched_next_ms;	 /* next look at the schedule */
+	bool sched_first;	 /* the first look is still to come (backup_schedule_due) */
 	const char *config_path; /* the agent's node.ini (NULL: environment only) */
+	bool replicas_ready;	 /* set by the caller: every other member streams */
 	pid_t server_pid;	 /* `pgbackrest server` (TLS), with a repository host */
 	int64_t server_next_ms;	 /* its next start after it stopped */
 };
@@ -90,6 +93,16 @@ int backup_requeue_timeline(const struct agent_config *cfg, int old_tl);
  */
 void backup_server_tick(struct backup_state *st, const struct agent_config *cfg,
 			const char *const *env, const char *log_path);
+/*
+ * The first scheduled look after the stanza is ready waits SCHEDULE_FIRST_MS for the
+ * replicas of a cluster that just formed to clone (a backup runs from one of them), or
+ * less: until they all stream (replicas_ready). True when a look is due now.
+ */
+bool backup_schedule_due(const struct backup_state *st);
+/* After the stanza became ready: the first look, as backup_schedule_due says. */
+void backup_schedule_first(struct backup_state *st);
+/* true when cluster c has a leader and every other member streams (at least one). */
+bool backup_replicas_ready(const struct dcs_cluster *c);
 /* Stops what backup_tick started (the agent is exiting). */
 void backup_stop(struct backup_state *st);
 

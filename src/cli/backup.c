@@ -29,7 +29,7 @@
 	"pgwarden backup [--type full|diff|incr] [-c node.ini | --dir DIR] [--from-leader] " \
 	"[--timeout S] [--scheduled]"
 #define BACKUP_LEASE_TTL_S 10
-#define PG_HOST_OPTS	   10 /* --pgN-host... options for one member (pg_host_opts) */
+#define PG_HOST_OPTS	   CLI_PG_HOST_OPTS
 #define BACKUP_ARGV_MAX	   (8 + 4 + 2 * PG_HOST_OPTS)
 
 struct backup_opts {
@@ -152,9 +152,8 @@ const struct dcs_member *cli_member(const struct dcs_cluster *c, const char *nam
 	return NULL;
 }
 
-/* The --pgN-host... options with which the repository host reaches member m over TLS. */
-static int pg_host_opts(const struct agent_config *repo, int index, const struct dcs_member *m,
-			char (*opt)[4200], const char **out)
+int cli_pg_host_opts(const struct agent_config *repo, int index, const struct dcs_member *m,
+		     char (*opt)[4200], const char **out)
 {
 	int n = 0;
 
@@ -493,11 +492,11 @@ chosen:
 	if (repo) {
 		if (standby)
 			extra[n_extra++] = "--backup-standby";
-		n_extra += pg_host_opts(&s.cfg, 1, standby ? pg_standby : pg_leader, opt + 1,
-					extra + n_extra);
+		n_extra += cli_pg_host_opts(&s.cfg, 1, standby ? pg_standby : pg_leader, opt + 1,
+					    extra + n_extra);
 		if (standby)
-			n_extra += pg_host_opts(&s.cfg, 2, pg_leader, opt + 1 + PG_HOST_OPTS,
-						extra + n_extra);
+			n_extra += cli_pg_host_opts(&s.cfg, 2, pg_leader, opt + 1 + PG_HOST_OPTS,
+						    extra + n_extra);
 	} else if (standby) {
 		extra[n_extra++] = "--backup-standby";
 		snprintf(opt[1], sizeof(opt[1]), "--pg2-path=%s", leader_cfg.data_dir);
@@ -608,13 +607,13 @@ static void fmt_size(int64_t bytes, char *out, size_t size)
 int cli_pgbackrest(const struct agent_config *m, const char *command, const char *const *extra,
 		   int timeout_ms, struct cmn_buf *out)
 {
-	char store[12][4200], env_pass[4200];
-	const char *argv[13], *env[] = {env_pass, "LC_ALL=C", NULL};
+	char store[24][4200], env_pass[4200];
+	const char *argv[25], *env[] = {env_pass, "LC_ALL=C", NULL};
 	struct cmn_proc_opts po = {.argv = argv, .env_extra = env};
 	int code = -1;
 
 	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", m->pgpass ?: "/dev/null");
-	backup_argv(m, command, extra, store, argv, 13);
+	backup_argv(m, command, extra, store, argv, 25);
 	if (cli_run_as_postgres(&po) != 0) {
 		cmn_buf_printf(out, "no postgres user to run pgbackrest as");
 		return -1;
@@ -671,6 +670,43 @@ void cli_repo_problem(json_object *st, char *out, size_t size)
 	}
 }
 
+/* The repository host's pgbackrest.conf, written when missing (owned by postgres when we
+ * are root, who runs pgbackrest then). */
+static int repository_conf(const struct agent_config *r)
+{
+	struct cmn_proc_opts po = {0};
+	char path[4200];
+	struct stat st;
+
+	bool made_dir = stat(r->node_dir, &st) != 0;
+
+	backup_conf_path(r, path, sizeof(path));
+	if (stat(path, &st) == 0)
+		return CLI_EXIT_OK;
+	if (backup_write_config(r) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
+		return CLI_EXIT_FAILED;
+	}
+	if (cli_run_as_postgres(&po) == 0 && po.run_as) {
+		static const char *const sub[] = {"", "/log", "/lock", "/spool",
+						  "/pgbackrest.conf"};
+
+		for (size_t i = made_dir ? 0 : 1; i <= sizeof(sub) / sizeof(sub[0]); i++) {
+			if (i == 0)
+				snprintf(path, sizeof(path), "%s", r->node_dir);
+			else
+				snprintf(path, sizeof(path), "%s/pgbackrest%s", r->node_dir,
+					 sub[i - 1]);
+			if (lchown(path, po.uid, po.gid) != 0) {
+				fprintf(stderr, "pgwarden: cannot give %s to postgres: %s\n", path,
+					strerror(errno));
+				return CLI_EXIT_FAILED;
+			}
+		}
+	}
+	return CLI_EXIT_OK;
+}
+
 int cli_repo_member(struct cli_target *t, const char *member, struct agent_config *m)
 {
 	struct agent_config own;
@@ -684,7 +720,14 @@ int cli_repo_member(struct cli_target *t, const char *member, struct agent_confi
 		if (rc != CLI_EXIT_OK)
 			return rc;
 		if (agent_config_is_repository(&own)) {
-			*m = own; /* the repository host reads its own repository */
+			/* The repository host reads its own repository; so does a file naming a
+			 * repository folder alone (its pgbackrest.conf is written when missing). */
+			rc = repository_conf(&own);
+			if (rc != CLI_EXIT_OK) {
+				agent_config_free(&own);
+				return rc;
+			}
+			*m = own;
 			return CLI_EXIT_OK;
 		}
 		snprintf(name, sizeof(name), "%s", own.member_name ? own.member_name : "node1");

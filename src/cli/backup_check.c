@@ -99,24 +99,47 @@ int cli_backup_check(int argc, char **argv)
 	json_object *st = NULL, *arr, *oldest;
 	int n_history = 0, problems = 0, rc, code;
 	size_t checked = 0;
+	char pg_opt[CLI_PG_HOST_OPTS][4200];
+	const char *pg_extra[CLI_PG_HOST_OPTS + 1] = {NULL};
+	bool repo;
 
 	if (cli_parse_target(argc, argv, CHECK_USAGE, &t) < 0)
 		return CLI_EXIT_USAGE;
 	cli_default_dir(&t);
-	/* pgbackrest check runs where the leader is (it switches WAL there): its member. */
+	/* pgbackrest check runs where the leader is (it switches WAL there): its member; on
+	 * the repository host, with the leader reached over TLS. */
 	name[0] = '\0';
-	if (t.dir && cli_session_open(&t, &s) == CLI_EXIT_OK) {
-		if (s.cluster.has_leader)
-			snprintf(name, sizeof(name), "%s", s.cluster.leader);
-		cli_session_close(&s);
-	}
-	rc = cli_repo_member(&t, name[0] ? name : NULL, &m);
+	rc = cli_repo_member(&t, NULL, &m);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	member = m.member_name;
+	repo = agent_config_is_repository(&m);
+	if ((t.dir || repo) && cli_session_open(&t, &s) == CLI_EXIT_OK) {
+		const struct dcs_member *l = cli_member(&s.cluster, s.cluster.leader);
+
+		if (s.cluster.has_leader)
+			snprintf(name, sizeof(name), "%s", s.cluster.leader);
+		if (repo && l && l->pgbackrest.port) {
+			cli_pg_host_opts(&m, 1, l, pg_opt, pg_extra);
+			pg_extra[CLI_PG_HOST_OPTS] = NULL;
+		}
+		cli_session_close(&s);
+	}
+	if (repo && !pg_extra[0]) {
+		fprintf(stderr, "pgwarden: no leader publishes a pgBackRest TLS server: nothing to "
+				"check from\n");
+		agent_config_free(&m);
+		return CLI_EXIT_FAILED;
+	}
+	if (!repo && t.dir && name[0]) {
+		agent_config_free(&m);
+		rc = cli_repo_member(&t, name, &m);
+		if (rc != CLI_EXIT_OK)
+			return rc;
+	}
+	member = repo ? name : m.member_name;
 	rc = CLI_EXIT_FAILED;
 	printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
-	code = cli_pgbackrest(&m, "check", NULL, 180000, &out);
+	code = cli_pgbackrest(&m, "check", repo ? pg_extra : NULL, 180000, &out);
 	if (code == 0) {
 		printf("pgbackrest check (from %s): ok\n", member);
 	} else {

@@ -723,6 +723,43 @@ int cli_up(int argc, char **argv)
 	return cli_up_run(argc, argv, NULL, NULL);
 }
 
+/*
+ * The folder's own configuration says where its cluster lives. Variables that would
+ * override that (a shell or a container set up for another cluster: its name, etcd,
+ * ports, paths, repository) are dropped for up and for everything it starts, or its
+ * agents could join that other cluster. What only tunes (ttl, schedules, retention,
+ * the passphrase, log levels) passes.
+ */
+static void drop_foreign_identity(void)
+{
+	static const char *const prefixes[] = {
+	    "PGWARDEN_CONFIG=",		"PGWARDEN_CLUSTER_NAME",  "PGWARDEN_CLUSTER_MEMBER",
+	    "PGWARDEN_ETCD_",		"PGWARDEN_POSTGRESQL_",	  "PGWARDEN_API_",
+	    "PGWARDEN_PROXY_",		"PGWARDEN_BACKUP_REPO_",  "PGWARDEN_BACKUP_TLS_",
+	    "PGWARDEN_BACKUP_WORK_DIR", "PGWARDEN_BACKUP_STANZA",
+	};
+	char names[64][128];
+	size_t n = 0;
+
+	for (char **e = environ; *e && n < 64; e++) {
+		for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+			size_t len = strcspn(*e, "=");
+
+			if (strncmp(*e, prefixes[i], strlen(prefixes[i])) != 0 || len >= 128)
+				continue;
+			snprintf(names[n++], sizeof(names[0]), "%.*s", (int)len, *e);
+			break;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		fprintf(stderr,
+			"pgwarden: ignoring %s from the environment (the folder's "
+			"configuration names this cluster)\n",
+			names[i]);
+		unsetenv(names[i]);
+	}
+}
+
 int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg)
 {
 	struct layout l;
@@ -736,6 +773,7 @@ int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg)
 				"[--timeout S]\n");
 		return CLI_EXIT_USAGE;
 	}
+	drop_foreign_identity();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	cmn_log_set_level(CMN_LOG_ERROR);
 	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0 ||
@@ -878,19 +916,69 @@ static bool wait_gone(pid_t pid, int timeout_ms)
 	return !cmn_pid_alive(pid);
 }
 
+/* stop_pid for several processes at once: SIGTERM to all, then waits for all. */
+static void stop_pids(const char *const *what, const pid_t *pid, size_t n, int timeout_ms)
+{
+	int64_t deadline = cmn_now_ms() + timeout_ms;
+
+	for (size_t i = 0; i < n; i++)
+		if (pid[i])
+			kill(pid[i], SIGTERM);
+	for (size_t i = 0; i < n; i++) {
+		int64_t left = deadline - cmn_now_ms();
+
+		if (!pid[i])
+			continue;
+		if (!wait_gone(pid[i], left > 0 ? (int)left : 0)) {
+			fprintf(stderr, "pgwarden: %s (pid %d) did not stop in time: killing it\n",
+				what[i], (int)pid[i]);
+			kill(pid[i], SIGKILL);
+			wait_gone(pid[i], 5000);
+		}
+		printf("stopped %s\n", what[i]);
+		fflush(stdout);
+	}
+}
+
+/* The agents of nodes idx[0..n) (each stops its PostgreSQL), then whatever PostgreSQL is
+ * left (an agent killed earlier): fast shutdown, all at once. */
+static void stop_nodes(const struct layout *l, const int *idx, size_t n)
+{
+	char what[N_NODES][64];
+	const char *whatp[N_NODES] = {NULL};
+	pid_t pid[N_NODES] = {0};
+
+	for (size_t k = 0; k < n && k < N_NODES; k++) {
+		char pidf[PATH_MAX + 32];
+
+		path_of(l, pidf, sizeof(pidf), "node", idx[k], "agent.pid");
+		snprintf(what[k], sizeof(what[k]), "the agent of node%d", idx[k] + 1);
+		whatp[k] = what[k];
+		pid[k] = running_pid(pidf, " agent -c ");
+	}
+	stop_pids(whatp, pid, n, 90000);
+	for (size_t k = 0; k < n; k++) {
+		snprintf(what[k], sizeof(what[k]), "PostgreSQL of node%d", idx[k] + 1);
+		/* SIGINT is PostgreSQL's fast shutdown. */
+		pid[k] = postmaster_pid(l, idx[k]);
+		if (pid[k])
+			kill(pid[k], SIGINT);
+	}
+	for (size_t k = 0; k < n; k++) {
+		if (!pid[k])
+			continue;
+		if (!wait_gone(pid[k], 60000)) {
+			kill(pid[k], SIGQUIT);
+			wait_gone(pid[k], 10000);
+		}
+		printf("stopped %s\n", what[k]);
+		fflush(stdout);
+	}
+}
+
 static void stop_pid(const char *what, pid_t pid, int timeout_ms)
 {
-	if (!pid)
-		return;
-	kill(pid, SIGTERM);
-	if (!wait_gone(pid, timeout_ms)) {
-		fprintf(stderr, "pgwarden: %s (pid %d) did not stop in time: killing it\n", what,
-			(int)pid);
-		kill(pid, SIGKILL);
-		wait_gone(pid, 5000);
-	}
-	printf("stopped %s\n", what);
-	fflush(stdout);
+	stop_pids(&what, &pid, 1, timeout_ms);
 }
 
 static bool is_leader_node(const struct layout *l, int i)
@@ -926,36 +1014,18 @@ int cli_down(int argc, char **argv)
 		snprintf(pidf, sizeof(pidf), "%s/proxy/proxy.pid", l.dir);
 		stop_pid("the proxy", running_pid(pidf, " proxy -c "), 45000);
 	}
-	/* Replicas first, the leader last: no failover while shutting down. */
+	/* The replicas first (together), the leader last: no failover while shutting down. */
 	for (int i = 0; i < N_NODES; i++) {
 		if (leader < 0 && is_leader_node(&l, i))
 			leader = i;
 		else
 			order[n++] = i;
 	}
+	stop_nodes(&l, order, (size_t)n);
 	if (leader >= 0)
-		order[n++] = leader;
-	for (int k = 0; k < n; k++) {
-		int i = order[k];
-		char pidf[PATH_MAX + 32], what[64];
-
-		path_of(&l, pidf, sizeof(pidf), "node", i, "agent.pid");
-		snprintf(what, sizeof(what), "the agent of node%d", i + 1);
-		stop_pid(what, running_pid(pidf, " agent -c "), 90000);
-		pid_t pm = postmaster_pid(&l, i);
-
-		if (pm) {
-			snprintf(what, sizeof(what), "PostgreSQL of node%d", i + 1);
-			/* SIGINT is PostgreSQL's fast shutdown. */
-			kill(pm, SIGINT);
-			if (!wait_gone(pm, 60000)) {
-				kill(pm, SIGQUIT);
-				wait_gone(pm, 10000);
-			}
-			printf("stopped %s\n", what);
-			fflush(stdout);
-		}
-	}
+		stop_nodes(&l, &leader, 1);
+	/* One at a time: an etcd leader that stops hands its leadership over first, which
+	 * waits out its timeout when the others stop at the same moment. */
 	for (int i = N_NODES - 1; i >= 0; i--) {
 		char pidf[PATH_MAX + 32], what[32];
 

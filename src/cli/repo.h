@@ -34,6 +34,11 @@ int cli_run_as_postgres(struct cmn_proc_opts *po);
  */
 int cli_pgbackrest(const struct agent_config *m, const char *command, const char *const *extra,
 		   int timeout_ms, struct cmn_buf *out);
+/* The --pgN-host... options with which the repository host repo reaches member m over TLS:
+ * CLI_PG_HOST_OPTS strings in opt, pointed to from out. */
+#define CLI_PG_HOST_OPTS 10
+int cli_pg_host_opts(const struct agent_config *repo, int index, const struct dcs_member *m,
+		     char (*opt)[4200], const char **out);
 /* pgbackrest info --output=json as member m runs it: the stanza's object, or NULL and err. */
 json_object *cli_repo_info(const struct agent_config *m, char *err, size_t err_size);
 /* Why pgbackrest info's stanza object st is not usable, in one line (with a hint). */

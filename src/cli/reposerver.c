@@ -57,7 +57,7 @@ static void stanza_tick(struct repo_server *r, const struct dcs_cluster *c)
 		r->st.stanza_pid = 0;
 		if (code == 0) {
 			r->st.stanza_ok = true;
-			r->st.sched_next_ms = cmn_now_ms() + 20000; /* replicas still cloning */
+			backup_schedule_first(&r->st); /* replicas may still be cloning */
 			log_info("pgBackRest stanza '%s' ready in %s (from the leader %s)",
 				 r->cfg->backup_stanza, r->cfg->backup_repo_path, r->leader_seen);
 		} else {
@@ -130,8 +130,9 @@ static void schedule_tick(struct repo_server *r)
 			log_error("scheduled backup failed (exit %d)", code);
 		return;
 	}
-	if (!r->st.stanza_ok || !backup_scheduled(r->cfg) || cmn_now_ms() < r->st.sched_next_ms)
+	if (!r->st.stanza_ok || !backup_scheduled(r->cfg) || !backup_schedule_due(&r->st))
 		return;
+	r->st.sched_first = false;
 	r->st.sched_next_ms = cmn_now_ms() + SCHEDULE_CHECK_MS;
 	if (cmn_self_exe(self, sizeof(self)) != 0)
 		return;
@@ -196,6 +197,12 @@ int cli_repo_server(int argc, char **argv)
 			"needs [backup] repo_path, the TLS files, and no [cluster] member\n");
 		goto out;
 	}
+	if (!agent_config_has_tls(&cfg)) {
+		fprintf(stderr, "pgwarden repo-server: [backup] tls_ca_file, tls_cert_file and "
+				"tls_key_file are needed (the members reach the repository over "
+				"pgBackRest's TLS protocol)\n");
+		goto out;
+	}
 	if (access(cfg.backup_pgbackrest, X_OK) != 0) {
 		fprintf(stderr, "pgwarden repo-server: %s cannot be run (%s): install pgBackRest\n",
 			cfg.backup_pgbackrest, strerror(errno));
@@ -234,8 +241,11 @@ int cli_repo_server(int argc, char **argv)
 
 		backup_server_tick(&r.st, &cfg, NULL, server_log);
 		memset(&cl, 0, sizeof(cl));
-		if (dcs_read(&dcs, &cl) == PGW_OK)
+		r.st.replicas_ready = false;
+		if (dcs_read(&dcs, &cl) == PGW_OK) {
+			r.st.replicas_ready = backup_replicas_ready(&cl);
 			stanza_tick(&r, &cl);
+		}
 		schedule_tick(&r);
 		dcs_cluster_free(&cl);
 		for (int i = 0; i < LOOP_MS / 100 && !stopping; i++)

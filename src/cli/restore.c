@@ -125,7 +125,7 @@ static int restore_files(struct restore_ctx *c, const struct agent_config *n)
 		fprintf(stderr, "pgwarden: cannot create %s: %s\n", n->data_dir, strerror(errno));
 		return -1;
 	}
-	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", c->src.pgpass);
+	snprintf(env_pass, sizeof(env_pass), "PGPASSFILE=%s", c->src.pgpass ?: "/dev/null");
 	snprintf(opt[0], sizeof(opt[0]), "--pg1-path=%s", n->data_dir);
 	snprintf(opt[1], sizeof(opt[1]), "--set=%s", c->label);
 	snprintf(opt[2], sizeof(opt[2]), "--type=%s", types[c->target.kind]);

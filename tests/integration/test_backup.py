@@ -201,18 +201,21 @@ def test_backup_from_a_replica_one_at_a_time_and_list(cluster):
 
 
 def test_schedule_takes_the_first_full_backup_and_survives_a_failover(cluster_factory):
-    """pgwarden up schedules backups: the leader takes a first full one once the cluster
-    formed. A leader killed before it could start: the next leader takes it."""
+    """pgwarden up schedules backups: the leader takes a first full one as soon as the
+    cluster formed (the stanza ready, the replicas streaming). Its leader killed while it
+    runs: the next leader takes it again."""
     c = cluster_factory()
     for k in ("PGWARDEN_BACKUP_SCHEDULE_FULL", "PGWARDEN_BACKUP_SCHEDULE_DIFF"):
         c.env.pop(k)
     c.up()
     leader = c.wait_healthy()
     wait_for("the stanza", lambda: "stanza 'demo' ready" in c.log(leader), 60)
-    # The first scheduled look comes 20 s after the stanza: nothing started yet.
+    holder = wait_for("the first scheduled backup to start (the backup key)",
+                      lambda: etcd_backup_key(c), 30, interval=0.05)
+    assert '"type":"full"' in holder, holder
+    c.kill_host(leader)
     listed = json.loads(c.run("backup", "list", "--dir", c.dir, "--json").stdout)
     assert listed["backups"] == [], listed
-    c.kill_host(leader)
     new = wait_for("a new leader", lambda: next(
         (i for i in range(c.N) if i != leader and c.writable(i)), None), 60)
 

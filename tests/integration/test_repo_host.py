@@ -122,8 +122,11 @@ def test_repository_host_over_tls(cluster_factory):
         c.query(new, "INSERT INTO t (id) VALUES (1001)")
         c.up()  # the old leader's host back, as a replica
         c.wait_healthy(timeout=120)
-        check = c.run("backup", "check", "--dir", c.dir, timeout=180, check=False)
-        assert check.returncode == 0, check.stdout + check.stderr
+        for where in (("--dir", c.dir), ("-c", repo_ini)):  # from the leader; from the host
+            check = c.run("backup", "check", *where, timeout=180, check=False)
+            assert check.returncode == 0, check.stdout + check.stderr
+            assert "pgbackrest check (from node%d): ok" % (new + 1) in check.stdout, check.stdout
+            assert "archive: continuous" in check.stdout, check.stdout
 
         # A backup by hand on the repository host: incremental, from a replica.
         inc = c.run("backup", "-c", repo_ini, "--type", "incr", "--timeout", "300")
@@ -158,4 +161,30 @@ def test_repository_host_over_tls(cluster_factory):
         log.close()
     assert server.returncode == 0, server_log()[-3000:]
     assert "stopping" in server_log()
+
+    # Every database host lost: a new cluster from the repository's folder alone (a file
+    # that names it, no member's configuration, no TLS, nothing running).
+    c.down()
+    alone = os.path.join(base, "alone.ini")
+    with open(alone, "w") as f:
+        f.write("[cluster]\nname = demo\n\n[backup]\nrepo_path = %s\nwork_dir = %s\n" % (
+            repo, os.path.join(base, "alone")))
+    r = cluster_factory()
+    # Run where the environment names another cluster (a container's): the new cluster
+    # must not take its name, etcd or paths from there.
+    env = dict(c.env, PGWARDEN_CLUSTER_NAME="demo",
+               PGWARDEN_ETCD_ENDPOINTS="http://127.0.0.1:%d" % c.etcd_port,
+               PGWARDEN_BACKUP_REPO_PATH=repo)
+    proc = subprocess.run([PGWARDEN, "restore", "--latest", "--to", r.dir, "--cluster",
+                           "restored", "-c", alone, "--etcd-port", str(r.etcd_port),
+                           "--pg-port", str(r.pg_port), "--api-port", str(r.api_port),
+                           "--proxy-port", str(r.proxy_port), "--memory", "128MB",
+                           "--timeout", "300"], capture_output=True, text=True, env=env,
+                          timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "restoring backup" in proc.stdout, proc.stdout
+    assert "ignoring PGWARDEN_ETCD_ENDPOINTS from the environment" in proc.stderr
+    leader = r.wait_healthy()
+    assert r.query(leader, "SELECT count(*) FROM t")[0][0] == 1001
+    assert "Cluster: restored" in r.run("list", "--dir", r.dir).stdout
     shutil.rmtree(host, ignore_errors=True)
