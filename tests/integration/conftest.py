@@ -271,9 +271,9 @@ class Cluster:
         self.kill(self.proxy_pid())
 
 
-@pytest.fixture
-def cluster_factory():
-    """Makes clusters on demand; tears every one of them down afterwards."""
+def _clusters():
+    """(make, finish): make() makes a cluster in a folder of its own; finish() tears
+    every one down and fails on any sanitizer report."""
     made = []
     base = tempfile.mkdtemp(prefix="pgw-it-")
     os.chmod(base, 0o755)
@@ -285,27 +285,56 @@ def cluster_factory():
         made.append(c)
         return c
 
+    def finish():
+        reports = []
+        for c in made:
+            try:
+                c.cleanup()
+            finally:
+                reports.extend(c.sanitizer_reports())
+        keep = os.environ.get("PGW_KEEP_TEST_DIRS")
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+        assert not reports, "sanitizer reports:\n" + "\n----\n".join(
+            r[-4000:] for r in reports)
+    return make, finish
+
+
+def _healthy_with_table(c):
+    c.up()
+    leader = c.wait_healthy()
+    c.query(leader, "CREATE TABLE t (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    return c
+
+
+@pytest.fixture
+def cluster_factory():
+    """Makes clusters on demand; tears every one of them down afterwards."""
+    make, finish = _clusters()
     yield make
-    reports = []
-    for c in made:
-        try:
-            c.cleanup()
-        finally:
-            reports.extend(c.sanitizer_reports())
-    keep = os.environ.get("PGW_KEEP_TEST_DIRS")
-    if not keep:
-        shutil.rmtree(base, ignore_errors=True)
-    assert not reports, "sanitizer reports:\n" + "\n----\n".join(r[-4000:] for r in reports)
+    finish()
 
 
 @pytest.fixture
 def cluster(cluster_factory):
     """A running, healthy 3-node cluster with a table t(id bigint primary key)."""
-    c = cluster_factory()
-    c.up()
-    leader = c.wait_healthy()
-    c.query(leader, "CREATE TABLE t (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
-    return c
+    return _healthy_with_table(cluster_factory())
+
+
+@pytest.fixture(scope="module")
+def _module_cluster():
+    make, finish = _clusters()
+    yield _healthy_with_table(make())
+    finish()
+
+
+@pytest.fixture
+def shared_cluster(_module_cluster):
+    """`cluster`, shared by the tests of one module that leave it as they found it
+    (healthy, the same leader and configuration; rows in t with ids of their own): it
+    saves forming a cluster for each."""
+    _module_cluster.wait_healthy(timeout=30)
+    return _module_cluster
 
 
 class Writer:

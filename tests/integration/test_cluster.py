@@ -6,7 +6,8 @@ import re
 from conftest import wait_for
 
 
-def test_cluster_forms_and_replicates(cluster):
+def test_cluster_forms_and_replicates(shared_cluster):
+    cluster = shared_cluster
     leader = cluster.leader()
     replicas = [i for i in range(cluster.N) if i != leader]
     cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(1, 100)")
@@ -26,7 +27,8 @@ def test_cluster_forms_and_replicates(cluster):
     assert cluster.query(leader, "SHOW shared_buffers")[0][0] == "32MB"  # 25% of 128MB
 
 
-def test_list_shows_members_roles_states(cluster):
+def test_list_shows_members_roles_states(shared_cluster):
+    cluster = shared_cluster
     leader = cluster.leader()
     out = cluster.run("list", "--dir", cluster.dir).stdout
     assert re.search(r"\+ Cluster: demo \(\d{10,}\) ", out), out
@@ -43,7 +45,8 @@ def test_list_shows_members_roles_states(cluster):
     assert all(m["timeline"] == 1 for m in data["members"])
 
 
-def test_rest_health_endpoints(cluster):
+def test_rest_health_endpoints(shared_cluster):
+    cluster = shared_cluster
     leader = cluster.leader()
     replica = (leader + 1) % cluster.N
     expect = {
@@ -67,7 +70,8 @@ def test_rest_health_endpoints(cluster):
     assert cluster.api(replica, "/replica?lag=1000000000")[0] == 200
 
 
-def test_rest_bad_requests(cluster):
+def test_rest_bad_requests(shared_cluster):
+    cluster = shared_cluster
     leader = cluster.leader()
     code, body = cluster.api(leader, "/no/such/thing")
     assert code == 404 and "error" in body
@@ -89,7 +93,8 @@ def test_rest_bad_requests(cluster):
     assert cluster.api(leader, "/health")[0] == 200
 
 
-def test_up_again_starts_nothing_and_status(cluster):
+def test_up_again_starts_nothing_and_status(shared_cluster):
+    cluster = shared_cluster
     pids = [(cluster.agent_pid(i), cluster.postmaster_pid(i), cluster.etcd_pid(i))
             for i in range(cluster.N)]
     out = cluster.up().stdout
@@ -116,7 +121,8 @@ def test_down_stops_everything(cluster):
     assert cluster.query(leader, "SELECT count(*) FROM t")[0][0] == 0
 
 
-def test_passwords_never_in_logs_or_ps(cluster):
+def test_passwords_never_in_logs_or_ps(shared_cluster):
+    cluster = shared_cluster
     import subprocess
     ini = open("%s/node1/node.ini" % cluster.dir).read()
     secrets = re.findall(r"^(?:superuser|replication)_password = (\S+)$", ini, re.M)
