@@ -29,7 +29,10 @@ def sw():
     swarmlib.remove_leftovers()
     s = swarmlib.Swarm()
     try:
-        swarmlib.build_images()
+        if swarmlib.images_prebuilt():
+            swarmlib.log("images built beside the chaos suite")
+        else:
+            swarmlib.build_images()
         s.start(3)
         yield s
     finally:
@@ -249,8 +252,10 @@ def test_backups_on_the_repository_host(sw):
 
     c = sw.healthy()
     leader = c["leader"]
-    out = sw.pgwarden(leader, "backup check")
-    assert "archive: continuous" in out, out
+    for where in (leader, "backup"):  # on the leader, and on the repository host
+        out = sw.pgwarden(where, "backup check")
+        assert "pgbackrest check (from %s): ok" % leader in out, out
+        assert "archive: continuous" in out, out
 
     replica = sorted(m["member"] for m in c["members"] if m["member"] != leader)[0]
     rnode, rcid = sw.member_container(replica)
@@ -260,6 +265,17 @@ def test_backups_on_the_repository_host(sw):
                      "restored from the repository" in sw.exec(
                          rnode, "docker logs %s 2>&1" % rcid)[before:], 240, interval=3)
     helpers.wait_for("the restored replica to stream", sw.healthy, 180, interval=2)
+
+    # Disaster recovery from the repository alone: a new cluster inside the backup
+    # container, from which pg_dump would take what was lost.
+    out = sw.pgwarden("backup", "restore --latest --to /var/lib/pgwarden/restored "
+                      "--memory 128MB --timeout 300")
+    assert "restoring backup" in out, out
+    rows = sw.exec(node, "docker exec -e PGPASSFILE=/var/lib/pgwarden/restored/pgpass %s psql "
+                         "-h 127.0.0.1 -p 5432 -U postgres -Atc 'SELECT pg_is_in_recovery()'"
+                         % cid)
+    assert rows.strip() == "f", rows
+    sw.pgwarden("backup", "down --dir /var/lib/pgwarden/restored")
 
 
 def test_rolling_update_without_client_errors(sw):
