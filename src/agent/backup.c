@@ -74,7 +74,7 @@ char *backup_config_text(const struct agent_config *cfg)
 			       cfg->backup_tls_cert_file, cfg->backup_tls_key_file);
 	/* Its own TLS server: the repository host's for archiving and restores, a
 	 * member's for the backups the repository host takes from it. */
-	if (backup_remote(cfg) || repository)
+	if ((backup_remote(cfg) || repository) && agent_config_has_tls(cfg))
 		cmn_buf_printf(&b,
 			       "tls-server-address=%s\n"
 			       "tls-server-port=%d\n"
@@ -361,8 +361,13 @@ void backup_server_tick(struct backup_state *st, const struct agent_config *cfg,
 	argv[1] = opt;
 	argv[2] = "server";
 	argv[3] = NULL;
-	struct cmn_proc_opts o = {
-	    .argv = argv, .env_extra = env, .log_path = log_path, .new_session = true};
+	/* It goes with us, even when we are killed: a server left behind would hold the
+	 * port, and the next one of ours could not listen. */
+	struct cmn_proc_opts o = {.argv = argv,
+				  .env_extra = env,
+				  .log_path = log_path,
+				  .new_session = true,
+				  .die_with_parent = true};
 
 	if (cmn_proc_spawn(&o, &st->server_pid) != PGW_OK) {
 		st->server_pid = 0;

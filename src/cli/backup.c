@@ -358,6 +358,17 @@ int cli_backup(int argc, char **argv)
 	}
 	if (repo) {
 		/* On the repository host: pgBackRest reaches the members over TLS. */
+		if (!agent_config_has_tls(&s.cfg)) {
+			fprintf(stderr,
+				"pgwarden: a backup from the repository host needs [backup] "
+				"tls_ca_file, tls_cert_file and tls_key_file\n");
+			rc = CLI_EXIT_USAGE;
+			goto out;
+		}
+		rc = cli_repository_conf(&s.cfg);
+		if (rc != CLI_EXIT_OK)
+			goto out;
+		rc = CLI_EXIT_FAILED;
 		pg_leader = cli_member(&s.cluster, s.cluster.leader);
 		if (!pg_leader || !pg_leader->pgbackrest.port) {
 			fprintf(stderr,
@@ -670,18 +681,25 @@ void cli_repo_problem(json_object *st, char *out, size_t size)
 	}
 }
 
-/* The repository host's pgbackrest.conf, written when missing (owned by postgres when we
- * are root, who runs pgbackrest then). */
-static int repository_conf(const struct agent_config *r)
+/*
+ * A repository configuration's pgbackrest.conf, written when missing or different (the
+ * file names the repository: a stale one would read another), owned by postgres when we
+ * are root (who runs pgbackrest then).
+ */
+int cli_repository_conf(const struct agent_config *r)
 {
 	struct cmn_proc_opts po = {0};
-	char path[4200];
+	char path[4200], *want, *have;
 	struct stat st;
-
-	bool made_dir = stat(r->node_dir, &st) != 0;
+	bool made_dir = stat(r->node_dir, &st) != 0, same;
 
 	backup_conf_path(r, path, sizeof(path));
-	if (stat(path, &st) == 0)
+	want = backup_config_text(r);
+	have = cmn_read_file(path, NULL);
+	same = want && have && strcmp(want, have) == 0;
+	free(want);
+	free(have);
+	if (same)
 		return CLI_EXIT_OK;
 	if (backup_write_config(r) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
@@ -722,7 +740,7 @@ int cli_repo_member(struct cli_target *t, const char *member, struct agent_confi
 		if (agent_config_is_repository(&own)) {
 			/* The repository host reads its own repository; so does a file naming a
 			 * repository folder alone (its pgbackrest.conf is written when missing). */
-			rc = repository_conf(&own);
+			rc = cli_repository_conf(&own);
 			if (rc != CLI_EXIT_OK) {
 				agent_config_free(&own);
 				return rc;

@@ -109,16 +109,26 @@ int cli_backup_check(int argc, char **argv)
 	/* pgbackrest check runs where the leader is (it switches WAL there): its member; on
 	 * the repository host, with the leader reached over TLS. */
 	name[0] = '\0';
-	rc = cli_repo_member(&t, NULL, &m);
+	if (t.dir && cli_session_open(&t, &s) == CLI_EXIT_OK) {
+		if (s.cluster.has_leader)
+			snprintf(name, sizeof(name), "%s", s.cluster.leader);
+		cli_session_close(&s);
+	}
+	rc = cli_repo_member(&t, name[0] ? name : NULL, &m);
 	if (rc != CLI_EXIT_OK)
 		return rc;
 	repo = agent_config_is_repository(&m);
-	if ((t.dir || repo) && cli_session_open(&t, &s) == CLI_EXIT_OK) {
+	if (repo && !agent_config_has_tls(&m)) {
+		fprintf(stderr, "pgwarden: a check from the repository host needs [backup] "
+				"tls_ca_file, tls_cert_file and tls_key_file\n");
+		agent_config_free(&m);
+		return CLI_EXIT_USAGE;
+	}
+	if (repo && cli_session_open(&t, &s) == CLI_EXIT_OK) {
 		const struct dcs_member *l = cli_member(&s.cluster, s.cluster.leader);
 
-		if (s.cluster.has_leader)
-			snprintf(name, sizeof(name), "%s", s.cluster.leader);
-		if (repo && l && l->pgbackrest.port) {
+		if (l && l->pgbackrest.port) {
+			snprintf(name, sizeof(name), "%s", l->name);
 			cli_pg_host_opts(&m, 1, l, pg_opt, pg_extra);
 			pg_extra[CLI_PG_HOST_OPTS] = NULL;
 		}
@@ -129,12 +139,6 @@ int cli_backup_check(int argc, char **argv)
 				"check from\n");
 		agent_config_free(&m);
 		return CLI_EXIT_FAILED;
-	}
-	if (!repo && t.dir && name[0]) {
-		agent_config_free(&m);
-		rc = cli_repo_member(&t, name, &m);
-		if (rc != CLI_EXIT_OK)
-			return rc;
 	}
 	member = repo ? name : m.member_name;
 	rc = CLI_EXIT_FAILED;

@@ -726,30 +726,53 @@ int cli_up(int argc, char **argv)
 /*
  * The folder's own configuration says where its cluster lives. Variables that would
  * override that (a shell or a container set up for another cluster: its name, etcd,
- * ports, paths, repository) are dropped for up and for everything it starts, or its
- * agents could join that other cluster. What only tunes (ttl, schedules, retention,
- * the passphrase, log levels) passes.
+ * addresses, paths, repository) are dropped for up and for everything it starts, or its
+ * agents could join that other cluster. Every other setting (bin_dir, memory, ttl,
+ * passwords, pool sizes, schedules, log levels ...) passes, as node.ini's header says.
  */
+static bool names_another_cluster(const char *var, size_t len)
+{
+	static const char *const exact[] = {
+	    "PGWARDEN_CONFIG",
+	    "PGWARDEN_CLUSTER_NAME",
+	    "PGWARDEN_CLUSTER_NAMESPACE",
+	    "PGWARDEN_CLUSTER_MEMBER",
+	    "PGWARDEN_POSTGRESQL_DATA_DIR",
+	    "PGWARDEN_POSTGRESQL_LISTEN",
+	    "PGWARDEN_POSTGRESQL_CONNECT_ADDRESS",
+	    "PGWARDEN_POSTGRESQL_SOCKET_DIR",
+	    "PGWARDEN_POSTGRESQL_PGPASS",
+	    "PGWARDEN_API_LISTEN",
+	    "PGWARDEN_API_CONNECT_ADDRESS",
+	    "PGWARDEN_PROXY_LISTEN",
+	    "PGWARDEN_PROXY_NAME",
+	    "PGWARDEN_BACKUP_WORK_DIR",
+	    "PGWARDEN_BACKUP_STANZA",
+	};
+	static const char *const prefix[] = {"PGWARDEN_ETCD_", "PGWARDEN_BACKUP_REPO_",
+					     "PGWARDEN_BACKUP_TLS_"};
+
+	for (size_t i = 0; i < sizeof(exact) / sizeof(exact[0]); i++)
+		if (len == strlen(exact[i]) && strncmp(var, exact[i], len) == 0)
+			return true;
+	for (size_t i = 0; i < sizeof(prefix) / sizeof(prefix[0]); i++)
+		if (strncmp(var, prefix[i], strlen(prefix[i])) == 0)
+			return true;
+	/* the proxy's ports (pooled_port, primary_port, ..., http_port) */
+	return strncmp(var, "PGWARDEN_PROXY_", 15) == 0 && len > 5 &&
+	       strncmp(var + len - 5, "_PORT", 5) == 0;
+}
+
 static void drop_foreign_identity(void)
 {
-	static const char *const prefixes[] = {
-	    "PGWARDEN_CONFIG=",		"PGWARDEN_CLUSTER_NAME",  "PGWARDEN_CLUSTER_MEMBER",
-	    "PGWARDEN_ETCD_",		"PGWARDEN_POSTGRESQL_",	  "PGWARDEN_API_",
-	    "PGWARDEN_PROXY_",		"PGWARDEN_BACKUP_REPO_",  "PGWARDEN_BACKUP_TLS_",
-	    "PGWARDEN_BACKUP_WORK_DIR", "PGWARDEN_BACKUP_STANZA",
-	};
 	char names[64][128];
 	size_t n = 0;
 
 	for (char **e = environ; *e && n < 64; e++) {
-		for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-			size_t len = strcspn(*e, "=");
+		size_t len = strcspn(*e, "=");
 
-			if (strncmp(*e, prefixes[i], strlen(prefixes[i])) != 0 || len >= 128)
-				continue;
+		if (len < sizeof(names[0]) && names_another_cluster(*e, len))
 			snprintf(names[n++], sizeof(names[0]), "%.*s", (int)len, *e);
-			break;
-		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		fprintf(stderr,

@@ -24,6 +24,8 @@ bool cli_load_member(const struct cli_target *t, const struct agent_config *own,
  * of --dir), which must have [backup] on. CLI_EXIT_OK, or the exit code (the reason said).
  */
 int cli_repo_member(struct cli_target *t, const char *member, struct agent_config *m);
+/* A repository configuration's pgbackrest.conf, written when missing or different. */
+int cli_repository_conf(const struct agent_config *r);
 /* No -c, --dir or environment: the folder `pgwarden up` made, as the other commands find it. */
 void cli_default_dir(struct cli_target *t);
 /* As root, po runs as postgres (PostgreSQL's files are its). -1: no such user. */

@@ -124,6 +124,9 @@ static void schedule_tick(struct repo_server *r)
 		if (cmn_proc_poll(r->st.sched_pid, &code) == 0)
 			return;
 		r->st.sched_pid = 0;
+		/* The next look a minute after this one ended (a long or failing backup is
+		 * not started again at once). */
+		r->st.sched_next_ms = cmn_now_ms() + SCHEDULE_CHECK_MS;
 		if (code == 0)
 			log_info("scheduled backup done");
 		else if (code != CLI_EXIT_NOTHING_DUE)
@@ -206,8 +209,10 @@ int cli_repo_server(int argc, char **argv)
 	if (access(cfg.backup_pgbackrest, X_OK) != 0) {
 		fprintf(stderr, "pgwarden repo-server: %s cannot be run (%s): install pgBackRest\n",
 			cfg.backup_pgbackrest, strerror(errno));
+		rc = CLI_EXIT_FAILED;
 		goto out;
 	}
+	rc = CLI_EXIT_FAILED;
 	if (cmn_mkdir_p(cfg.backup_repo_path, 0750) != PGW_OK) {
 		fprintf(stderr, "pgwarden repo-server: cannot create %s: %s\n",
 			cfg.backup_repo_path, strerror(errno));

@@ -10,11 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void child_setup(const struct cmn_proc_opts *o, int out_fd)
+static void child_setup(const struct cmn_proc_opts *o, int out_fd, pid_t parent)
 {
 	int devnull = open("/dev/null", O_RDONLY);
 
@@ -49,6 +50,9 @@ static void child_setup(const struct cmn_proc_opts *o, int out_fd)
 			_exit(126);
 	}
 	if (o->cwd && chdir(o->cwd) != 0)
+		_exit(126);
+	/* After setuid (which clears it); a parent already gone: do not start at all. */
+	if (o->die_with_parent && (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent))
 		_exit(126);
 }
 
@@ -119,6 +123,7 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 	}
 	/* Build the environment before fork: no allocation in the child. */
 	char **envp = build_env(o->env_extra);
+	pid_t parent = getpid();
 
 	if (!envp) {
 		if (out_fd >= 0)
@@ -134,7 +139,7 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 		return PGW_ERR;
 	}
 	if (pid == 0) {
-		child_setup(o, out_fd);
+		child_setup(o, out_fd, parent);
 		execvpe(o->argv[0], (char *const *)o->argv, envp);
 		exec_failed(o->argv[0]);
 	}
@@ -189,6 +194,7 @@ int cmn_proc_run_opts(const struct cmn_proc_opts *po, int timeout_ms, struct cmn
 		return PGW_ERR;
 	struct cmn_proc_opts o = *po;
 	char **envp = build_env(o.env_extra);
+	pid_t parent = getpid();
 
 	if (!envp) {
 		close(fds[0]);
@@ -203,7 +209,7 @@ int cmn_proc_run_opts(const struct cmn_proc_opts *po, int timeout_ms, struct cmn
 		return PGW_ERR;
 	}
 	if (pid == 0) {
-		child_setup(&o, fds[1]);
+		child_setup(&o, fds[1], parent);
 		execvpe(argv[0], (char *const *)argv, envp);
 		exec_failed(argv[0]);
 	}

@@ -21,6 +21,7 @@ struct cmn_proc_opts {
 	uid_t uid;		      /* switch user when run_as is set (root only) */
 	gid_t gid;
 	bool run_as;
+	bool die_with_parent; /* SIGTERM when we die, even by SIGKILL (a server of ours) */
 };
 
 int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid) PGW_WUR;

@@ -117,6 +117,11 @@ def test_repository_host_over_tls(cluster_factory):
         # WAL reaches the repository host from the leader, and after a failover from the
         # next one; `backup check` (run from the leader) sees a continuous archive.
         c.kill_host(leader)
+        # The killed agent's own TLS server goes with it (else it would hold the port).
+        conf = os.path.join(c.dir, "node%d/pgbackrest/pgbackrest.conf" % (leader + 1))
+        wait_for("the killed agent's pgbackrest server to stop", lambda: subprocess.run(
+            ["pgrep", "-f", "%s server" % conf], capture_output=True
+        ).returncode == 1, 10)
         new = wait_for("a new leader", lambda: next(
             (i for i in range(c.N) if i != leader and c.writable(i)), None), 60)
         c.query(new, "INSERT INTO t (id) VALUES (1001)")
