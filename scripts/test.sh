@@ -90,7 +90,10 @@ cat /tmp/pgwarden-fuzz-all.log
 
 echo "== Docker Swarm (deploy/ on a real swarm of three docker-in-docker hosts)"
 swarm_rc=0
-timeout 1800 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider tests/swarm || swarm_rc=$?
+prebuilt=0
+[ "$prebuild_rc" = 0 ] && prebuilt=1
+PGW_SWARM_PREBUILT=$prebuilt timeout 1800 /usr/bin/python3 -m pytest -v -s -p no:cacheprovider \
+    tests/swarm || swarm_rc=$?
 # Whatever happened (a timeout kills pytest before it cleans up): no test container
 # stays, nor the engine the test started (PGW_SWARM_KEEP=1 keeps them to look at).
 if [ "${PGW_SWARM_KEEP:-}" != 1 ]; then
