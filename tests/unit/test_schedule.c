@@ -1,10 +1,13 @@
 /* Unit tests of backup schedules (src/agent/schedule.c): intervals and cron in UTC. */
+#include "agent/backup.h"
 #include "agent/schedule.h"
+#include "common/timeutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -97,12 +100,54 @@ static void test_due(void **state)
 	assert_true(schedule_due(&s, SUN_0306 - 2 * 3600 + 4 * 60, SUN_0306 + 7 * 86400));
 }
 
+static void add_member(struct dcs_cluster *c, const char *name, const char *state)
+{
+	struct dcs_member *m = &c->members[c->n_members++];
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	snprintf(m->state, sizeof(m->state), "%s", state);
+}
+
+/* The first scheduled look: as soon as every replica streams, else after the wait. */
+static void test_first_look(void **state)
+{
+	struct dcs_cluster c;
+	struct backup_state st;
+
+	(void)state;
+	memset(&c, 0, sizeof(c));
+	assert_false(backup_replicas_ready(&c)); /* no leader */
+	c.has_leader = true;
+	snprintf(c.leader, sizeof(c.leader), "node1");
+	add_member(&c, "node1", "running");
+	assert_false(backup_replicas_ready(&c)); /* no replica at all */
+	add_member(&c, "node2", "streaming");
+	add_member(&c, "node3", "starting");
+	assert_false(backup_replicas_ready(&c)); /* node3 still cloning */
+	snprintf(c.members[2].state, sizeof(c.members[2].state), "streaming");
+	assert_true(backup_replicas_ready(&c));
+
+	memset(&st, 0, sizeof(st));
+	backup_schedule_first(&st);
+	assert_true(st.sched_next_ms > cmn_now_ms() + 10000);
+	assert_false(backup_schedule_due(&st));
+	st.replicas_ready = true;
+	assert_true(backup_schedule_due(&st));
+	/* After the first look, only the minute counts. */
+	st.sched_first = false;
+	assert_false(backup_schedule_due(&st));
+	st.sched_next_ms = cmn_now_ms() - 1;
+	assert_true(backup_schedule_due(&st));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test(test_next),
 	    cmocka_unit_test(test_due),
+	    cmocka_unit_test(test_first_look),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
