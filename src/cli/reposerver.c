@@ -9,6 +9,7 @@
  */
 #include "agent/backup.h"
 #include "cli/cli.h"
+#include "cli/repo.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/timeutil.h"
@@ -26,6 +27,8 @@
 #define STANZA_RETRY_MS	  10000
 #define SCHEDULE_CHECK_MS 60000
 #define LOOP_MS		  1000
+/* pgbackrest --config --stanza stanza-create and the leader's --pg1-host... options */
+#define STANZA_ARGV (5 + CLI_PG_HOST_OPTS)
 
 static volatile sig_atomic_t stopping;
 
@@ -47,9 +50,9 @@ struct repo_server {
 static void stanza_tick(struct repo_server *r, const struct dcs_cluster *c)
 {
 	const struct dcs_member *leader;
-	char conf[4200], opt[16][4200];
-	const char *argv[20];
-	int code, n = 0;
+	char store[STANZA_ARGV][4200], opt[CLI_PG_HOST_OPTS][4200];
+	const char *argv[STANZA_ARGV], *extra[CLI_PG_HOST_OPTS + 1];
+	int code;
 
 	if (r->st.stanza_pid) {
 		if (cmn_proc_poll(r->st.stanza_pid, &code) == 0)
@@ -78,27 +81,8 @@ static void stanza_tick(struct repo_server *r, const struct dcs_cluster *c)
 			    c->leader);
 		return;
 	}
-	backup_conf_path(r->cfg, conf, sizeof(conf));
-	argv[n++] = r->cfg->backup_pgbackrest;
-	snprintf(opt[0], sizeof(opt[0]), "--config=%s", conf);
-	argv[n++] = opt[0];
-	snprintf(opt[1], sizeof(opt[1]), "--stanza=%s", r->cfg->backup_stanza);
-	argv[n++] = opt[1];
-	snprintf(opt[2], sizeof(opt[2]), "--pg1-host=%s", leader->pgbackrest.host);
-	snprintf(opt[3], sizeof(opt[3]), "--pg1-host-port=%d", leader->pgbackrest.port);
-	snprintf(opt[4], sizeof(opt[4]), "--pg1-host-type=tls");
-	snprintf(opt[5], sizeof(opt[5]), "--pg1-host-ca-file=%s", r->cfg->backup_tls_ca_file);
-	snprintf(opt[6], sizeof(opt[6]), "--pg1-host-cert-file=%s", r->cfg->backup_tls_cert_file);
-	snprintf(opt[7], sizeof(opt[7]), "--pg1-host-key-file=%s", r->cfg->backup_tls_key_file);
-	snprintf(opt[8], sizeof(opt[8]), "--pg1-path=%s", leader->pgbackrest.pg_path);
-	snprintf(opt[9], sizeof(opt[9]), "--pg1-port=%d", leader->pgbackrest.pg_port);
-	snprintf(opt[10], sizeof(opt[10]), "--pg1-socket-path=%s", leader->pgbackrest.pg_socket);
-	snprintf(opt[11], sizeof(opt[11]), "--pg1-user=%s",
-		 leader->pgbackrest.pg_user[0] ? leader->pgbackrest.pg_user : "postgres");
-	for (int i = 2; i <= 11; i++)
-		argv[n++] = opt[i];
-	argv[n++] = "stanza-create";
-	argv[n] = NULL;
+	extra[cli_pg_host_opts(r->cfg, 1, leader, opt, extra)] = NULL;
+	backup_argv(r->cfg, "stanza-create", extra, store, argv, STANZA_ARGV);
 	snprintf(r->leader_seen, sizeof(r->leader_seen), "%s", c->leader);
 	struct cmn_proc_opts o = {.argv = argv, .log_path = r->stanza_log, .new_session = true};
 
