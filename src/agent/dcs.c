@@ -522,7 +522,8 @@ int dcs_delete_initialize(struct dcs *d)
 
 int dcs_forget_state(struct dcs *d)
 {
-	static const char *const keys[] = {"leader", "status", "sync", "failover", "backup"};
+	static const char *const keys[] = {"leader",   "status", "sync",
+					   "failover", "backup", "last_backup"};
 	static const char *const prefixes[] = {"members/", "proxies/"};
 	char key[600], end[600];
 

@@ -149,8 +149,11 @@ int dcs_set_last_backup(struct dcs *d, const char *value) PGW_WUR;
 int dcs_delete_initialize(struct dcs *d) PGW_WUR;
 /*
  * A restore in place: forgets what described the cluster before it (leader, members,
- * status with the last optime and timeline, sync, failover, backup, proxies); keeps
- * initialize, config and history. Only with every agent stopped.
+ * status with the last optime and timeline, sync, failover, backup, proxies, and
+ * last_backup: the repository's backups lie on the history the restore left, and
+ * replicas restored from them could not reach the new timeline through the archive, so
+ * the members clone from the restored one); keeps initialize, config and history. Only
+ * with every agent stopped.
  */
 int dcs_forget_state(struct dcs *d) PGW_WUR;
 

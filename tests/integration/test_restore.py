@@ -242,6 +242,9 @@ def test_restore_in_place(cluster):
             "SELECT md5(string_agg(id::text, ',' ORDER BY id)) FROM t",
             "SELECT md5(string_agg(k || '=' || v, ',' ORDER BY k)) FROM u")))
     assert len(sums) == 1, sums
+    # They cloned from the restored member, not from a backup of the history left behind.
+    for i in range(cluster.N):
+        assert "creating a replica from the repository" not in cluster.log(i), i
     assert "restored in place from backup" in cluster.run("history", "--dir",
                                                           cluster.dir).stdout
     check = cluster.run("backup", "check", "--dir", cluster.dir, check=False, timeout=300)
