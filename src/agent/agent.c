@@ -115,6 +115,7 @@ struct agent {
 	int64_t dyn_revision; /* config key mod_revision applied (-1: none yet) */
 	int node_ttl_ms, node_loop_wait_ms, node_retry_timeout_ms;
 	int64_t node_max_lag;
+	struct cmn_kvlist node_backup; /* the node's own [backup] values dyncfg may override */
 	bool sync_mode, sync_strict;
 	int sync_count;
 	bool conf_dirty;	   /* parameters changed: rewrite postgresql.conf and reload */
@@ -1165,6 +1166,34 @@ static int rewrite_conf_and_reload(struct agent *a)
 }
 
 /*
+ * The dynamic configuration's "backup" over the node's own [backup]: pgbackrest.conf is
+ * written again and PostgreSQL's archive_command follows (archive_async).
+ */
+static void apply_dynamic_backup(struct agent *a, const struct cmn_kvlist *dyn)
+{
+	char why[512];
+	bool changed = false;
+	int rc = agent_config_apply_dynamic_backup(&a->cfg, dyn, &a->node_backup, &changed, why,
+						   sizeof(why));
+
+	if (rc != PGW_OK)
+		log_error("dynamic configuration: %s", rc == PGW_ENOMEM ? "out of memory" : why);
+	if (!changed)
+		return;
+	log_info("backup settings now: schedule full '%s' diff '%s' incr '%s', retention full %d "
+		 "diff %d, compress %s, process_max %d, archive_async %s",
+		 a->cfg.backup_schedule_full ? a->cfg.backup_schedule_full : "",
+		 a->cfg.backup_schedule_diff ? a->cfg.backup_schedule_diff : "",
+		 a->cfg.backup_schedule_incr ? a->cfg.backup_schedule_incr : "",
+		 a->cfg.backup_retention_full, a->cfg.backup_retention_diff,
+		 a->cfg.backup_compress ? a->cfg.backup_compress : "", a->cfg.backup_process_max,
+		 a->cfg.backup_archive_async ? "on" : "off");
+	if (backup_enabled(&a->cfg) && backup_write_config(&a->cfg) != PGW_OK)
+		log_error("pgbackrest.conf keeps its previous settings");
+	a->conf_dirty = true;
+}
+
+/*
  * Applies the config key when it changed: timing, maximum lag, synchronous mode
  * and PostgreSQL parameters (written to postgresql.conf and reloaded by the loop).
  * An invalid document is ignored as a whole, with an error in the log.
@@ -1224,6 +1253,7 @@ static void apply_dynamic_config(struct agent *a)
 		a->conf_dirty = true;
 		log_info("PostgreSQL parameters of the dynamic configuration changed");
 	}
+	apply_dynamic_backup(a, &d.backup);
 	dyncfg_free(&d);
 }
 
@@ -2858,6 +2888,11 @@ int agent_main(int argc, char **argv)
 	a->node_loop_wait_ms = a->cfg.loop_wait_ms;
 	a->node_retry_timeout_ms = a->cfg.retry_timeout_ms;
 	a->node_max_lag = a->cfg.maximum_lag_on_failover;
+	if (agent_config_backup_snapshot(&a->cfg, &a->node_backup) != PGW_OK) {
+		log_fatal("out of memory");
+		agent_config_free(&a->cfg);
+		return 1;
+	}
 	/* A restarted agent must not loosen what a running primary waits for. */
 	pgconf_read_ssn(&a->cfg, a->cfg.synchronous_standby_names,
 			sizeof(a->cfg.synchronous_standby_names));
@@ -2938,6 +2973,7 @@ out:
 	free(a->published_member);
 	if (a->etcd)
 		etcd_client_free(a->etcd);
+	cmn_kvlist_free(&a->node_backup);
 	agent_config_free(&a->cfg);
 	free(a);
 	curl_global_cleanup();

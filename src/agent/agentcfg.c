@@ -441,6 +441,90 @@ int agent_config_repository(struct agent_config *cfg, const char *where, char *e
 	return agent_config_check_backup(cfg, where, err, err_size);
 }
 
+static const char *const dynamic_backup_keys[] = {
+    "schedule_full", "schedule_diff", "schedule_incr", "retention_full",      "retention_diff",
+    "compress",	     "process_max",   "archive_async", "replica_from_backup",
+};
+#define N_DYNAMIC_BACKUP (sizeof(dynamic_backup_keys) / sizeof(dynamic_backup_keys[0]))
+
+const struct cmn_cfg_key *agent_config_dynamic_backup_key(const char *name)
+{
+	for (size_t i = 0; i < N_DYNAMIC_BACKUP; i++) {
+		if (strcmp(name, dynamic_backup_keys[i]) != 0)
+			continue;
+		for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++)
+			if (strcmp(keys[j].section, "backup") == 0 &&
+			    strcmp(keys[j].name, name) == 0)
+				return &keys[j];
+	}
+	return NULL;
+}
+
+int agent_config_check_dynamic_backup(const char *name, const char *value, char *why,
+				      size_t why_size)
+{
+	struct agent_config scratch;
+	int rc;
+
+	if (!agent_config_dynamic_backup_key(name)) {
+		snprintf(why, why_size, "'backup.%s' cannot be set in the dynamic configuration",
+			 name);
+		return PGW_EINVAL;
+	}
+	memset(&scratch, 0, sizeof(scratch));
+	rc = cmn_config_set(&agent_config_schema, &scratch, "backup", name, value, why, why_size);
+	cmn_config_free(&agent_config_schema, &scratch);
+	return rc == PGW_ENOMEM ? PGW_ENOMEM : rc == PGW_OK ? PGW_OK : PGW_EINVAL;
+}
+
+int agent_config_backup_snapshot(const struct agent_config *cfg, struct cmn_kvlist *out)
+{
+	char text[4200];
+
+	for (size_t i = 0; i < N_DYNAMIC_BACKUP; i++)
+		if (cmn_config_format(&agent_config_schema, cfg, "backup", dynamic_backup_keys[i],
+				      text, sizeof(text)) &&
+		    cmn_kvlist_set(out, dynamic_backup_keys[i], text, "node") != PGW_OK)
+			return PGW_ENOMEM;
+	return PGW_OK;
+}
+
+int agent_config_apply_dynamic_backup(struct agent_config *cfg, const struct cmn_kvlist *dyn,
+				      const struct cmn_kvlist *node, bool *changed, char *why,
+				      size_t why_size)
+{
+	int rc = PGW_OK;
+
+	*changed = false;
+	for (size_t i = 0; i < N_DYNAMIC_BACKUP; i++) {
+		const char *name = dynamic_backup_keys[i];
+		const char *want = dyn ? cmn_kvlist_get(dyn, name) : NULL;
+		char before[4200], after[4200];
+		bool had, has;
+
+		if (!want && !node)
+			continue;
+		if (!want)
+			want = cmn_kvlist_get(node, name);
+		had = cmn_config_format(&agent_config_schema, cfg, "backup", name, before,
+					sizeof(before));
+		if (cmn_config_set(&agent_config_schema, cfg, "backup", name, want, why,
+				   why_size) != PGW_OK) {
+			rc = PGW_EINVAL;
+			/* The previous value stays. */
+			if (cmn_config_set(&agent_config_schema, cfg, "backup", name,
+					   had ? before : NULL, after, sizeof(after)) != PGW_OK)
+				return PGW_ENOMEM;
+			continue;
+		}
+		has = cmn_config_format(&agent_config_schema, cfg, "backup", name, after,
+					sizeof(after));
+		if (had != has || (had && strcmp(before, after) != 0))
+			*changed = true;
+	}
+	return rc;
+}
+
 void agent_config_free(struct agent_config *cfg)
 {
 	cmn_config_free(&agent_config_schema, cfg);

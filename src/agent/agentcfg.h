@@ -127,6 +127,26 @@ bool agent_config_has_tls(const struct agent_config *cfg);
 /* The etcd client options of cfg (strings borrowed from cfg). */
 void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
 			    struct etcd_client_opts *out);
+/*
+ * The [backup] settings the dynamic configuration may set cluster-wide ("backup" in
+ * etcd's config key): the schedule, retention, compression, process_max, archive_async
+ * and replica_from_backup. Never the repository's place, the passphrase or a program
+ * (a secret or code must not come from etcd). NULL when name is not one of them.
+ */
+const struct cmn_cfg_key *agent_config_dynamic_backup_key(const char *name);
+/* PGW_EINVAL with why set when value is not valid for that [backup] setting. */
+int agent_config_check_dynamic_backup(const char *name, const char *value, char *why,
+				      size_t why_size) PGW_WUR;
+/* The node's own values of those settings, as text (an unset one is left out). */
+int agent_config_backup_snapshot(const struct agent_config *cfg, struct cmn_kvlist *out) PGW_WUR;
+/*
+ * Sets those settings from dyn (the dynamic configuration's "backup"), and those dyn
+ * leaves out from node (a snapshot; NULL: left as they are). *changed tells whether
+ * any value changed. A value that does not check keeps the previous one (why says).
+ */
+int agent_config_apply_dynamic_backup(struct agent_config *cfg, const struct cmn_kvlist *dyn,
+				      const struct cmn_kvlist *node, bool *changed, char *why,
+				      size_t why_size) PGW_WUR;
 /* Checks ttl / loop_wait / retry_timeout against each other. */
 int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
 			      size_t err_size) PGW_WUR;

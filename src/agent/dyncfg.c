@@ -208,6 +208,44 @@ static int parse_postgresql(json_object *pg, struct dyncfg *out, char *err, size
 	return PGW_OK;
 }
 
+static int check_backup(const char *name, json_object *v, char *err, size_t err_size)
+{
+	char why[400];
+	int rc;
+
+	if (!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int) &&
+	    !json_object_is_type(v, json_type_boolean)) {
+		snprintf(err, err_size, "'backup.%s': expected a string, a number or true/false",
+			 name);
+		return PGW_EINVAL;
+	}
+	rc = agent_config_check_dynamic_backup(name, json_object_get_string(v), why, sizeof(why));
+	if (rc != PGW_OK)
+		snprintf(err, err_size, "%s", rc == PGW_ENOMEM ? "out of memory" : why);
+	return rc;
+}
+
+static int parse_backup(json_object *b, struct dyncfg *out, char *err, size_t err_size)
+{
+	if (!json_object_is_type(b, json_type_object)) {
+		snprintf(err, err_size, "'backup' must be an object");
+		return PGW_EINVAL;
+	}
+	json_object_object_foreach(b, name, v)
+	{
+		if (json_object_is_type(v, json_type_null))
+			continue;
+		if (check_backup(name, v, err, err_size) != PGW_OK)
+			return PGW_EINVAL;
+		if (cmn_kvlist_set(&out->backup, name, json_object_get_string(v), "etcd") !=
+		    PGW_OK) {
+			snprintf(err, err_size, "out of memory");
+			return PGW_ENOMEM;
+		}
+	}
+	return PGW_OK;
+}
+
 int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t err_size)
 {
 	memset(out, 0, sizeof(*out));
@@ -226,6 +264,12 @@ int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t er
 
 		if (strcmp(key, "postgresql") == 0) {
 			if (parse_postgresql(val, out, err, err_size) != PGW_OK)
+				goto fail;
+			continue;
+		}
+		if (strcmp(key, "backup") == 0) {
+			if (!json_object_is_type(val, json_type_null) &&
+			    parse_backup(val, out, err, err_size) != PGW_OK)
 				goto fail;
 			continue;
 		}
@@ -300,6 +344,8 @@ void dyncfg_free(struct dyncfg *c)
 {
 	cmn_kvlist_free(&c->parameters);
 	memset(&c->parameters, 0, sizeof(c->parameters));
+	cmn_kvlist_free(&c->backup);
+	memset(&c->backup, 0, sizeof(c->backup));
 }
 
 /* Splits "key=value"; false when there is no '=' or no key. */
@@ -361,6 +407,51 @@ int dyncfg_set_pg(json_object *root, const char *assignment, char *err, size_t e
 	return PGW_OK;
 }
 
+/* backup.NAME=value: stored with the setting's JSON type (number, true/false, string). */
+static int set_backup(json_object *root, const char *name, const char *value, char *err,
+		      size_t err_size)
+{
+	const struct cmn_cfg_key *k = agent_config_dynamic_backup_key(name);
+	json_object *b = NULL, *v;
+	int64_t n;
+	bool on;
+
+	if (!k) {
+		snprintf(err, err_size, "'backup.%s' cannot be set in the dynamic configuration%s",
+			 name,
+			 strcmp(name, "cipher_pass") == 0 || strcmp(name, "pgbackrest") == 0 ||
+				 strncmp(name, "repo_", 5) == 0 || strncmp(name, "tls_", 4) == 0
+			     ? " (a node's own setting: its [backup] section)"
+			     : "");
+		return PGW_EINVAL;
+	}
+	if (!json_object_object_get_ex(root, "backup", &b) ||
+	    !json_object_is_type(b, json_type_object)) {
+		if (strcmp(value, "null") == 0)
+			return PGW_OK;
+		b = json_object_new_object();
+		json_object_object_add(root, "backup", b);
+	}
+	if (strcmp(value, "null") == 0) {
+		json_object_object_del(b, name);
+		if (json_object_object_length(b) == 0)
+			json_object_object_del(root, "backup");
+		return PGW_OK;
+	}
+	if (k->type == CMN_CFG_INT && cmn_parse_int64(value, &n) == PGW_OK)
+		v = json_object_new_int64(n);
+	else if (k->type == CMN_CFG_BOOL && cmn_parse_bool(value, &on) == PGW_OK)
+		v = json_object_new_boolean(on);
+	else
+		v = json_object_new_string(value);
+	if (check_backup(name, v, err, err_size) != PGW_OK) {
+		json_object_put(v);
+		return PGW_EINVAL;
+	}
+	json_object_object_add(b, name, v);
+	return PGW_OK;
+}
+
 int dyncfg_set(json_object *root, const char *assignment, char *err, size_t err_size)
 {
 	char key[128];
@@ -375,6 +466,8 @@ int dyncfg_set(json_object *root, const char *assignment, char *err, size_t err_
 	}
 	if (strncmp(key, "postgresql.parameters.", 22) == 0)
 		return dyncfg_set_pg(root, assignment + 22, err, err_size);
+	if (strncmp(key, "backup.", 7) == 0)
+		return set_backup(root, key + 7, value, err, err_size);
 	s = find_setting(key);
 	if (!s) {
 		unknown_key(key, err, err_size);

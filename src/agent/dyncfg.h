@@ -7,12 +7,15 @@
  *    "synchronous_mode": false, "synchronous_mode_strict": false,
  *    "synchronous_node_count": 1,
  *    "postgresql": {"parameters": {"max_connections": "300"}},
+ *    "backup": {"schedule_full": "1d", "retention_full": 4},
  *    "pause": false}
  *
  * Durations are seconds (fractions allowed) or strings with a unit ("1500ms");
  * sizes are bytes or strings with a unit ("1MB"). An absent key leaves the node's
  * own value. Precedence of PostgreSQL parameters: pgwarden's tuned values, then
- * this document, then the node file's [parameters].
+ * this document, then the node file's [parameters]. "backup" holds the [backup]
+ * settings that are cluster-wide (agent_config_dynamic_backup_key): there, as for the
+ * timing, this document wins over the node file.
  */
 #ifndef PGW_DYNCFG_H
 #define PGW_DYNCFG_H
@@ -31,6 +34,7 @@ struct dyncfg {
 	bool sync_mode, sync_strict;
 	int sync_count;		      /* >= 1 */
 	struct cmn_kvlist parameters; /* postgresql.parameters, values as text */
+	struct cmn_kvlist backup;     /* backup.*, values as text */
 };
 
 /* Parses and validates a document (NULL or "" = empty). err says what is wrong. */
@@ -40,7 +44,7 @@ void dyncfg_free(struct dyncfg *c);
 
 /*
  * Edits a document: "key=value" for a setting (`edit-config --set`; also
- * "postgresql.parameters.NAME=value"), or "NAME=value" for a PostgreSQL
+ * "postgresql.parameters.NAME=value" and "backup.NAME=value"), or "NAME=value" for a PostgreSQL
  * parameter (`--pg`). The value "null" removes the key. Checks the key and the
  * value's syntax; the whole document is checked by dyncfg_parse_obj afterwards.
  */

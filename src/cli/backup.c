@@ -395,6 +395,7 @@ int cli_backup(int argc, char **argv)
 			rc = CLI_EXIT_USAGE;
 			goto out;
 		}
+		cli_apply_dynamic_backup(&s.cluster, &me);
 		o.type = due_type(&me);
 		agent_config_free(&me);
 		if (!o.type) {

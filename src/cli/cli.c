@@ -1,4 +1,5 @@
 #include "cli/cli.h"
+#include "agent/dyncfg.h"
 #include "common/config.h"
 #include "common/log.h"
 
@@ -86,14 +87,30 @@ int cli_session_open(const struct cli_target *t, struct cli_session *s)
 	rc = cli_etcd_connect(&s->cfg, &s->etcd);
 	if (rc == CLI_EXIT_OK) {
 		dcs_init(&s->dcs, s->etcd, s->cfg.namespace, s->cfg.cluster_name);
-		if (dcs_read(&s->dcs, &s->cluster) == PGW_OK)
+		if (dcs_read(&s->dcs, &s->cluster) == PGW_OK) {
+			cli_apply_dynamic_backup(&s->cluster, &s->cfg);
 			return CLI_EXIT_OK;
+		}
 		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
 			s->cfg.cluster_name, s->cfg.etcd_endpoints);
 		rc = CLI_EXIT_UNREACHABLE;
 	}
 	cli_session_close(s);
 	return rc;
+}
+
+void cli_apply_dynamic_backup(const struct dcs_cluster *c, struct agent_config *cfg)
+{
+	struct dyncfg d;
+	char err[512];
+	bool changed;
+
+	if (!c->config || dyncfg_parse(c->config, &d, err, sizeof(err)) != PGW_OK)
+		return; /* the agents ignore a bad document too */
+	if (agent_config_apply_dynamic_backup(cfg, &d.backup, NULL, &changed, err, sizeof(err)) !=
+	    PGW_OK)
+		fprintf(stderr, "pgwarden: warning: dynamic configuration: %s\n", err);
+	dyncfg_free(&d);
 }
 
 void cli_session_close(struct cli_session *s)

@@ -45,13 +45,16 @@ struct cli_session {
 	struct dcs_cluster cluster;
 };
 
-/*
- * Loads the configuration, connects to etcd and reads the cluster. On failure it
- * prints why and returns the exit code (nothing to close then).
- */
 /* Parses -c / --dir / --json; prints usage and returns -1 on anything else. */
 int cli_parse_target(int argc, char **argv, const char *usage, struct cli_target *t);
+/*
+ * Loads the configuration, connects to etcd and reads the cluster; the dynamic
+ * configuration's backup settings apply to s->cfg. On failure it prints why and
+ * returns the exit code (nothing to close then).
+ */
 int cli_session_open(const struct cli_target *t, struct cli_session *s);
+/* The dynamic configuration's "backup" of c over cfg's [backup] (as the agents do). */
+void cli_apply_dynamic_backup(const struct dcs_cluster *c, struct agent_config *cfg);
 void cli_session_close(struct cli_session *s);
 
 int cli_list(int argc, char **argv);

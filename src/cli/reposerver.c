@@ -8,6 +8,7 @@
  * the backup key keeps two backups from ever running together, wherever they start.
  */
 #include "agent/backup.h"
+#include "agent/dyncfg.h"
 #include "cli/cli.h"
 #include "cli/repo.h"
 #include "common/log.h"
@@ -44,7 +45,39 @@ struct repo_server {
 	struct backup_state st;
 	char leader_seen[DCS_NAME_MAX]; /* the leader the stanza was created from */
 	char stanza_log[4200];
+	struct cmn_kvlist node_backup; /* its own [backup] values the dynamic config overrides */
+	int64_t dyn_revision;	       /* of the config key last applied */
 };
+
+/* The dynamic configuration's "backup" over repo.ini's, and pgbackrest.conf after it. */
+static void dynamic_tick(struct repo_server *r, const struct dcs_cluster *c)
+{
+	struct dyncfg d;
+	char err[512];
+	bool changed = false;
+
+	if (c->config_mod_revision == r->dyn_revision)
+		return;
+	r->dyn_revision = c->config_mod_revision;
+	if (dyncfg_parse(c->config, &d, err, sizeof(err)) != PGW_OK) {
+		log_error("ignoring the dynamic configuration in etcd: %s", err);
+		return;
+	}
+	if (agent_config_apply_dynamic_backup(r->cfg, &d.backup, &r->node_backup, &changed, err,
+					      sizeof(err)) != PGW_OK)
+		log_error("dynamic configuration: %s", err);
+	dyncfg_free(&d);
+	if (!changed)
+		return;
+	log_info("backup settings of the dynamic configuration: schedule full '%s' diff '%s' "
+		 "incr '%s', retention full %d diff %d",
+		 r->cfg->backup_schedule_full ? r->cfg->backup_schedule_full : "",
+		 r->cfg->backup_schedule_diff ? r->cfg->backup_schedule_diff : "",
+		 r->cfg->backup_schedule_incr ? r->cfg->backup_schedule_incr : "",
+		 r->cfg->backup_retention_full, r->cfg->backup_retention_diff);
+	if (backup_write_config(r->cfg) != PGW_OK)
+		log_error("pgbackrest.conf keeps its previous settings");
+}
 
 /* stanza-create with the leader as pg1 (pgBackRest reads its system identifier). */
 static void stanza_tick(struct repo_server *r, const struct dcs_cluster *c)
@@ -211,6 +244,11 @@ int cli_repo_server(int argc, char **argv)
 	cmn_log_set_ident("repo-server");
 	if (backup_write_config(&cfg) != PGW_OK)
 		goto out;
+	r.dyn_revision = -1;
+	if (agent_config_backup_snapshot(&cfg, &r.node_backup) != PGW_OK) {
+		fprintf(stderr, "pgwarden repo-server: out of memory\n");
+		goto out;
+	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	rc = cli_etcd_connect(&cfg, &etcd);
 	if (rc != CLI_EXIT_OK)
@@ -233,6 +271,7 @@ int cli_repo_server(int argc, char **argv)
 		r.st.replicas_ready = false;
 		if (dcs_read(&dcs, &cl) == PGW_OK) {
 			r.st.replicas_ready = backup_replicas_ready(&cl);
+			dynamic_tick(&r, &cl);
 			stanza_tick(&r, &cl);
 		}
 		schedule_tick(&r);
@@ -248,6 +287,7 @@ out:
 		etcd_client_free(etcd);
 		curl_global_cleanup();
 	}
+	cmn_kvlist_free(&r.node_backup);
 	agent_config_free(&cfg);
 	return rc;
 }

@@ -694,3 +694,71 @@ void cmn_config_free(const struct cmn_cfg_schema *schema, void *target)
 			cmn_kvlist_free((struct cmn_kvlist *)((char *)target +
 							      schema->sections[i].list_offset));
 }
+
+int cmn_config_set(const struct cmn_cfg_schema *schema, void *target, const char *section,
+		   const char *name, const char *value, char *why, size_t why_size)
+{
+	ssize_t idx = find_key(schema, section, name);
+	const struct cmn_cfg_key *k;
+	char reason[200];
+	int rc;
+
+	if (idx < 0) {
+		snprintf(why, why_size, "unknown key '%s' in [%s]", name, section);
+		return PGW_EINVAL;
+	}
+	k = &schema->keys[idx];
+	if (!value && (k->type == CMN_CFG_STRING || k->type == CMN_CFG_SECRET)) {
+		char **p = (char **)((char *)target + k->offset);
+
+		free(*p);
+		*p = NULL;
+		return PGW_OK;
+	}
+	if (!value)
+		value = k->default_value ? k->default_value : "0";
+	rc = store_value(k, target, value, reason, sizeof(reason));
+	if (rc == PGW_OK && schema->check)
+		rc = schema->check(k, value, reason, sizeof(reason));
+	if (rc == PGW_EINVAL)
+		snprintf(why, why_size, "bad value '%s' for '%s' in [%s]: %s",
+			 k->type == CMN_CFG_SECRET ? "(secret)" : value, k->name, k->section,
+			 reason);
+	else if (rc != PGW_OK)
+		snprintf(why, why_size, "out of memory");
+	return rc;
+}
+
+bool cmn_config_format(const struct cmn_cfg_schema *schema, const void *target, const char *section,
+		       const char *name, char *buf, size_t size)
+{
+	ssize_t idx = find_key(schema, section, name);
+	const struct cmn_cfg_key *k;
+	const char *base;
+
+	if (idx < 0)
+		return false;
+	k = &schema->keys[idx];
+	base = (const char *)target + k->offset;
+	switch (k->type) {
+	case CMN_CFG_STRING:
+	case CMN_CFG_SECRET:
+		if (!*(char *const *)base)
+			return false;
+		snprintf(buf, size, "%s", *(char *const *)base);
+		return true;
+	case CMN_CFG_BOOL:
+		snprintf(buf, size, "%s", *(const bool *)base ? "on" : "off");
+		return true;
+	case CMN_CFG_SIZE:
+		snprintf(buf, size, "%lld", (long long)*(const int64_t *)base);
+		return true;
+	case CMN_CFG_DURATION:
+		snprintf(buf, size, "%dms", *(const int *)base);
+		return true;
+	case CMN_CFG_INT:
+		snprintf(buf, size, "%d", *(const int *)base);
+		return true;
+	}
+	return false;
+}

@@ -80,6 +80,18 @@ int cmn_config_load(const struct cmn_cfg_schema *schema, void *target, const cha
 		    size_t err_size) PGW_WUR;
 void cmn_config_free(const struct cmn_cfg_schema *schema, void *target);
 
+/*
+ * One known key set after loading (a setting from another source, such as the
+ * dynamic configuration): the same parsing, bounds and check as the file's. value
+ * NULL unsets a string and gives a number its default. PGW_EINVAL with why filled
+ * ("bad value ..." or "unknown key ...").
+ */
+int cmn_config_set(const struct cmn_cfg_schema *schema, void *target, const char *section,
+		   const char *name, const char *value, char *why, size_t why_size) PGW_WUR;
+/* A key's value as text, as the file would give it; false when unset or unknown. */
+bool cmn_config_format(const struct cmn_cfg_schema *schema, const void *target, const char *section,
+		       const char *name, char *buf, size_t size);
+
 /* Value parsers, shared with other inputs (REST, CLI flags). */
 int cmn_parse_bool(const char *s, bool *out) PGW_WUR;
 int cmn_parse_duration_ms(const char *s, int64_t *out) PGW_WUR;

@@ -238,6 +238,61 @@ def test_schedule_takes_the_first_full_backup_and_survives_a_failover(cluster_fa
         proc.stderr
 
 
+def test_dynamic_configuration_sets_the_backup_settings(cluster):
+    """edit-config --set backup.*: the schedule, retention, compression and archiving mode
+    cluster-wide, over every node's own [backup]; a removed key gives the node's value back.
+    A secret, a place or a program never comes from etcd."""
+    leader = cluster.leader()
+    wait_for("the stanza", lambda: "stanza 'demo' ready" in cluster.log(leader), 60)
+    confs = [os.path.join(cluster.dir, "node%d/pgbackrest/pgbackrest.conf" % (i + 1))
+             for i in range(cluster.N)]
+
+    def conf(i):
+        with open(confs[i]) as f:
+            return f.read()
+    assert all("repo1-retention-full=2\n" in conf(i) for i in range(cluster.N))
+    for args, expect in [
+        (["--set", "backup.cipher_pass=x"], "a node's own setting"),
+        (["--set", "backup.pgbackrest=/bin/sh"], "cannot be set in the dynamic"),
+        (["--set", "backup.repo_path=/tmp"], "cannot be set in the dynamic"),
+        (["--set", "backup.retention_full=0"], "out of range"),
+        (["--set", "backup.schedule_full=0 25 * * *"], "hour"),
+        (["--set", "backup.compress=rar"], "zst"),
+    ]:
+        proc = cluster.run("edit-config", "--dir", cluster.dir, *args, "--force", check=False)
+        assert proc.returncode in (1, 2) and expect in proc.stderr, (args, proc.stderr)
+
+    # The tests' nodes schedule nothing: a schedule in etcd starts the first full backup.
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "backup.schedule_full=1w",
+                "--set", "backup.retention_full=1", "--set", "backup.compress=lz4",
+                "--set", "backup.archive_async=on", "--force")
+    for i in range(cluster.N):
+        wait_for("node%d's pgbackrest.conf" % (i + 1), lambda i=i: all(
+            w in conf(i) for w in ("repo1-retention-full=1\n", "compress-type=lz4\n",
+                                   "archive-async=y\n")), 30)
+    assert "schedule full '1w'" in cluster.log(leader)
+    wait_for("the scheduled full backup", lambda: json.loads(cluster.run(
+        "backup", "list", "--dir", cluster.dir, "--json").stdout)["backups"], 120, interval=2)
+    listed = json.loads(cluster.run("backup", "list", "--dir", cluster.dir, "--json").stdout)
+    assert [b["type"] for b in listed["backups"]] == ["full"], listed
+    # Archiving goes on with the new settings.
+    cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(1, 10)")
+    seg = cluster.query(leader, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
+    cluster.query(leader, "SELECT pg_switch_wal()")
+    wait_for("segment %s in the repository" % seg, lambda: seg in archived(cluster), 60)
+
+    # The keys removed: every node has its own values again.
+    cluster.run("edit-config", "--dir", cluster.dir, "--set", "backup.schedule_full=null",
+                "--set", "backup.retention_full=null", "--set", "backup.compress=null",
+                "--set", "backup.archive_async=null", "--force")
+    for i in range(cluster.N):
+        wait_for("node%d's own values" % (i + 1), lambda i=i: all(
+            w in conf(i) for w in ("repo1-retention-full=2\n", "compress-type=zst\n",
+                                   "archive-async=n\n")), 30)
+    show = cluster.run("show-config", "--dir", cluster.dir).stdout
+    assert "backup" not in show, show
+
+
 def test_reinit_restores_from_the_repository_then_streams(cluster):
     """Patroni's create_replica_methods: with a backup in the repository a new replica (here
     a reinit) restores it, replays the archive and streams; the leader sends no base

@@ -3,12 +3,14 @@
  * validation of the document, --set / --pg edits, merge patches, and the check
  * of PostgreSQL values against pg_settings rows.
  */
+#include "agent/agentcfg.h"
 #include "agent/dyncfg.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -106,6 +108,102 @@ static void test_set_and_patch(void **state)
 	json_object_put(root);
 }
 
+/* "backup": the cluster-wide [backup] settings, checked as the node file checks them. */
+static void test_backup_settings(void **state)
+{
+	json_object *root = json_object_new_object();
+	struct dyncfg c;
+	char err[512];
+
+	(void)state;
+	assert_int_equal(dyncfg_set(root, "backup.schedule_full=1d", err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_set(root, "backup.schedule_incr=0 */6 * * *", err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(dyncfg_set(root, "backup.retention_full=4", err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_set(root, "backup.archive_async=on", err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_set(root, "backup.compress=lz4", err, sizeof(err)), PGW_OK);
+	assert_string_equal(
+	    json_object_to_json_string_ext(root,
+					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
+	    "{\"backup\":{\"schedule_full\":\"1d\",\"schedule_incr\":\"0 */6 * * "
+	    "*\",\"retention_full\":4,\"archive_async\":true,\"compress\":\"lz4\"}}");
+	assert_int_equal(dyncfg_parse(json_object_to_json_string(root), &c, err, sizeof(err)),
+			 PGW_OK);
+	assert_string_equal(cmn_kvlist_get(&c.backup, "schedule_full"), "1d");
+	assert_string_equal(cmn_kvlist_get(&c.backup, "retention_full"), "4");
+	assert_string_equal(cmn_kvlist_get(&c.backup, "archive_async"), "true");
+
+	/* Over a node's own values; without them again when the document drops them. */
+	struct agent_config cfg;
+	struct cmn_kvlist node = {0};
+	bool changed = false;
+
+	memset(&cfg, 0, sizeof(cfg));
+	assert_int_equal(cmn_config_set(&agent_config_schema, &cfg, "backup", "retention_full", "2",
+					err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(cmn_config_set(&agent_config_schema, &cfg, "backup", "schedule_diff",
+					"12h", err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(cmn_config_set(&agent_config_schema, &cfg, "backup", "process_max", "2",
+					err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(agent_config_backup_snapshot(&cfg, &node), PGW_OK);
+	assert_int_equal(
+	    agent_config_apply_dynamic_backup(&cfg, &c.backup, &node, &changed, err, sizeof(err)),
+	    PGW_OK);
+	assert_true(changed);
+	assert_int_equal(cfg.backup_retention_full, 4);
+	assert_string_equal(cfg.backup_schedule_full, "1d");
+	assert_string_equal(cfg.backup_schedule_diff, "12h");
+	assert_true(cfg.backup_archive_async);
+	assert_int_equal(
+	    agent_config_apply_dynamic_backup(&cfg, &c.backup, &node, &changed, err, sizeof(err)),
+	    PGW_OK);
+	assert_false(changed);
+	dyncfg_free(&c);
+	assert_int_equal(dyncfg_parse("{}", &c, err, sizeof(err)), PGW_OK);
+	assert_int_equal(
+	    agent_config_apply_dynamic_backup(&cfg, &c.backup, &node, &changed, err, sizeof(err)),
+	    PGW_OK);
+	assert_true(changed);
+	assert_int_equal(cfg.backup_retention_full, 2);
+	assert_null(cfg.backup_schedule_full);
+	assert_false(cfg.backup_archive_async);
+	dyncfg_free(&c);
+	cmn_kvlist_free(&node);
+	agent_config_free(&cfg);
+
+	/* Removing the last one removes the object. */
+	for (const char *k = "schedule_full\0schedule_incr\0retention_full\0archive_async\0"
+			     "compress\0";
+	     *k; k += strlen(k) + 1) {
+		char a[64];
+
+		snprintf(a, sizeof(a), "backup.%s=null", k);
+		assert_int_equal(dyncfg_set(root, a, err, sizeof(err)), PGW_OK);
+	}
+	assert_string_equal(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN), "{}");
+
+	/* A secret, a place or a program never comes from etcd; values are checked. */
+	assert_int_equal(dyncfg_set(root, "backup.cipher_pass=x", err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "a node's own setting"));
+	assert_int_equal(dyncfg_set(root, "backup.pgbackrest=/bin/sh", err, sizeof(err)),
+			 PGW_EINVAL);
+	assert_int_equal(dyncfg_set(root, "backup.repo_path=/tmp", err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(dyncfg_set(root, "backup.retention_full=0", err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "out of range"));
+	assert_int_equal(dyncfg_set(root, "backup.schedule_full=sometimes", err, sizeof(err)),
+			 PGW_EINVAL);
+	assert_int_equal(dyncfg_set(root, "backup.compress=rar", err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "zst"));
+	json_object_put(root);
+	expect_bad("{\"backup\": {\"cipher_pass\": \"x\"}}", "cannot be set in the dynamic");
+	expect_bad("{\"backup\": {\"process_max\": 0}}", "out of range");
+	expect_bad("{\"backup\": {\"archive_async\": [1]}}", "expected a string");
+	expect_bad("{\"backup\": 3}", "'backup' must be an object");
+}
+
 static int check(const char *vartype, const char *unit, const char *min, const char *max,
 		 const char *enumvals, const char *context, const char *value)
 {
@@ -168,10 +266,9 @@ static void test_pg_values(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_parse_full_document),
-	    cmocka_unit_test(test_parse_refusals),
-	    cmocka_unit_test(test_set_and_patch),
-	    cmocka_unit_test(test_pg_values),
+	    cmocka_unit_test(test_parse_full_document), cmocka_unit_test(test_parse_refusals),
+	    cmocka_unit_test(test_set_and_patch),	cmocka_unit_test(test_pg_values),
+	    cmocka_unit_test(test_backup_settings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
