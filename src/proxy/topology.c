@@ -283,8 +283,12 @@ static void presence_changed_locked(struct proxy_topo_watch *w)
 	pthread_cond_signal(&w->cond);
 }
 
-/* Sleeps on pcond until the loop wants another report, stop, or ms have passed. */
-static void presence_sleep(struct proxy_topo_watch *w, int ms)
+/*
+ * Sleeps on pcond until the loop wants another report, stop, or ms have passed. After a
+ * failure (backoff) a wanted report does not cut the wait short: etcd refusing every
+ * connection must not make this thread spin (and flood the log).
+ */
+static void presence_sleep(struct proxy_topo_watch *w, int ms, bool backoff)
 {
 	struct timespec ts;
 
@@ -296,7 +300,7 @@ static void presence_sleep(struct proxy_topo_watch *w, int ms)
 		ts.tv_nsec -= 1000000000L;
 	}
 	pthread_mutex_lock(&w->lock);
-	if (!w->stop && w->drain_wanted == w->drain_written)
+	if (!w->stop && (backoff || w->drain_wanted == w->drain_written))
 		pthread_cond_timedwait(&w->pcond, &w->lock, &ts);
 	pthread_mutex_unlock(&w->lock);
 }
@@ -351,7 +355,7 @@ static void *presence_main(void *arg)
 		if (!lease) {
 			if (etcd_lease_grant(c, ttl_s, &lease, &granted) != PGW_OK) {
 				lease = 0;
-				presence_sleep(w, 500);
+				presence_sleep(w, 500, true);
 				continue;
 			}
 			last_alive = cmn_now_ms();
@@ -372,7 +376,7 @@ static void *presence_main(void *arg)
 				if (!warned)
 					log_warning("cannot register %s in etcd; retrying", key);
 				warned = true;
-				presence_sleep(w, 200);
+				presence_sleep(w, 200, true);
 				continue;
 			}
 			pthread_mutex_lock(&w->lock);
@@ -389,9 +393,11 @@ static void *presence_main(void *arg)
 				    "%lld)",
 				    (long long)want);
 		}
-		presence_sleep(w, every_ms - (int)(cmn_now_ms() - last_alive) > 10
-				      ? every_ms - (int)(cmn_now_ms() - last_alive)
-				      : 10);
+		presence_sleep(w,
+			       every_ms - (int)(cmn_now_ms() - last_alive) > 10
+				   ? every_ms - (int)(cmn_now_ms() - last_alive)
+				   : 10,
+			       false);
 	}
 	if (lease && etcd_lease_revoke(c, lease) != PGW_OK)
 		log_debug("could not revoke our lease (the key expires with it)");

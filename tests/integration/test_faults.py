@@ -1,5 +1,6 @@
 """Faults under a live agent: postgres crash, agent crash, etcd member loss (the rest is in
 the chaos suite, tests/chaos)."""
+import os
 import time
 
 from conftest import wait_for
@@ -70,3 +71,29 @@ def test_one_etcd_member_lost_changes_nothing(cluster):
 
 # The agent stalled longer than the ttl and the loss of etcd's quorum are in the chaos
 # suite (tests/chaos: stop_agent, etcd_quorum_loss), checked against every invariant.
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process (all its threads), in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_proxy_with_etcd_refusing_waits_quietly(cluster):
+    """Every etcd member gone (connections refused): the proxy's retries keep a calm pace:
+    little CPU and a few log lines, not a spinning thread (issue 14, item 7)."""
+    pid = cluster.proxy_pid()
+    for i in range(3):
+        cluster.kill(cluster.etcd_pid(i))
+    wait_for("the proxy to notice", lambda: "etcd" in cluster.proxy_log()[-2000:], 30)
+    wait_for("its lease to run out (ttl): a new one asked for",
+             lambda: "/v3/lease/grant" in cluster.proxy_log(), 3 * TTL)
+    cpu0, lines0 = cpu_seconds(pid), cluster.proxy_log().count("\n")
+    window = 4.0
+    time.sleep(window)  # a rate over a fixed window: nothing to wait for
+    cpu, lines = cpu_seconds(pid) - cpu0, cluster.proxy_log().count("\n") - lines0
+    assert cpu < 0.25 * window, "the proxy used %.2f s of CPU in %.0f s" % (cpu, window)
+    assert lines < 100, "%d log lines in %.0f s:\n%s" % (
+        lines, window, "\n".join(cluster.proxy_log().splitlines()[-10:]))
+    assert cluster.proxy_pid() == pid
