@@ -1166,34 +1166,6 @@ static int rewrite_conf_and_reload(struct agent *a)
 }
 
 /*
- * The dynamic configuration's "backup" over the node's own [backup]: pgbackrest.conf is
- * written again and PostgreSQL's archive_command follows (archive_async).
- */
-static void apply_dynamic_backup(struct agent *a, const struct cmn_kvlist *dyn)
-{
-	char why[512];
-	bool changed = false;
-	int rc = agent_config_apply_dynamic_backup(&a->cfg, dyn, &a->node_backup, &changed, why,
-						   sizeof(why));
-
-	if (rc != PGW_OK)
-		log_error("dynamic configuration: %s", rc == PGW_ENOMEM ? "out of memory" : why);
-	if (!changed)
-		return;
-	log_info("backup settings now: schedule full '%s' diff '%s' incr '%s', retention full %d "
-		 "diff %d, compress %s, process_max %d, archive_async %s",
-		 a->cfg.backup_schedule_full ? a->cfg.backup_schedule_full : "",
-		 a->cfg.backup_schedule_diff ? a->cfg.backup_schedule_diff : "",
-		 a->cfg.backup_schedule_incr ? a->cfg.backup_schedule_incr : "",
-		 a->cfg.backup_retention_full, a->cfg.backup_retention_diff,
-		 a->cfg.backup_compress ? a->cfg.backup_compress : "", a->cfg.backup_process_max,
-		 a->cfg.backup_archive_async ? "on" : "off");
-	if (backup_enabled(&a->cfg) && backup_write_config(&a->cfg) != PGW_OK)
-		log_error("pgbackrest.conf keeps its previous settings");
-	a->conf_dirty = true;
-}
-
-/*
  * Applies the config key when it changed: timing, maximum lag, synchronous mode
  * and PostgreSQL parameters (written to postgresql.conf and reloaded by the loop).
  * An invalid document is ignored as a whole, with an error in the log.
@@ -1253,7 +1225,9 @@ static void apply_dynamic_config(struct agent *a)
 		a->conf_dirty = true;
 		log_info("PostgreSQL parameters of the dynamic configuration changed");
 	}
-	apply_dynamic_backup(a, &d.backup);
+	/* pgbackrest.conf is written again; archive_command follows (archive_async). */
+	if (backup_apply_dynamic(&a->cfg, &d.backup, &a->node_backup))
+		a->conf_dirty = true;
 	dyncfg_free(&d);
 }
 

@@ -511,3 +511,27 @@ void backup_stop(struct backup_state *st)
 		usleep(100000);
 	st->stanza_pid = 0;
 }
+
+bool backup_apply_dynamic(struct agent_config *cfg, const struct cmn_kvlist *dyn,
+			  const struct cmn_kvlist *node)
+{
+	char why[512];
+	bool changed = false;
+	int rc = agent_config_apply_dynamic_backup(cfg, dyn, node, &changed, why, sizeof(why));
+
+	if (rc != PGW_OK)
+		log_error("dynamic configuration: %s", rc == PGW_ENOMEM ? "out of memory" : why);
+	if (!changed)
+		return false;
+	log_info("backup settings now: schedule full '%s' diff '%s' incr '%s', retention full %d "
+		 "diff %d, compress %s, process_max %d, archive_async %s",
+		 cfg->backup_schedule_full ? cfg->backup_schedule_full : "",
+		 cfg->backup_schedule_diff ? cfg->backup_schedule_diff : "",
+		 cfg->backup_schedule_incr ? cfg->backup_schedule_incr : "",
+		 cfg->backup_retention_full, cfg->backup_retention_diff,
+		 cfg->backup_compress ? cfg->backup_compress : "", cfg->backup_process_max,
+		 cfg->backup_archive_async ? "on" : "off");
+	if (backup_enabled(cfg) && backup_write_config(cfg) != PGW_OK)
+		log_error("pgbackrest.conf keeps its previous settings");
+	return true;
+}

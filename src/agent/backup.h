@@ -103,6 +103,13 @@ bool backup_schedule_due(const struct backup_state *st);
 void backup_schedule_first(struct backup_state *st);
 /* true when cluster c has a leader and every other member streams (at least one). */
 bool backup_replicas_ready(const struct dcs_cluster *c);
+/*
+ * The dynamic configuration's "backup" (dyn) over cfg, node's own values where dyn has
+ * none (agent_config_apply_dynamic_backup); when a value changed it says so in the log and
+ * writes pgbackrest.conf again. true: a value changed.
+ */
+bool backup_apply_dynamic(struct agent_config *cfg, const struct cmn_kvlist *dyn,
+			  const struct cmn_kvlist *node);
 /* Stops what backup_tick started (the agent is exiting). */
 void backup_stop(struct backup_state *st);
 

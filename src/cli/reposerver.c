@@ -54,7 +54,6 @@ static void dynamic_tick(struct repo_server *r, const struct dcs_cluster *c)
 {
 	struct dyncfg d;
 	char err[512];
-	bool changed = false;
 
 	if (c->config_mod_revision == r->dyn_revision)
 		return;
@@ -63,20 +62,8 @@ static void dynamic_tick(struct repo_server *r, const struct dcs_cluster *c)
 		log_error("ignoring the dynamic configuration in etcd: %s", err);
 		return;
 	}
-	if (agent_config_apply_dynamic_backup(r->cfg, &d.backup, &r->node_backup, &changed, err,
-					      sizeof(err)) != PGW_OK)
-		log_error("dynamic configuration: %s", err);
+	(void)backup_apply_dynamic(r->cfg, &d.backup, &r->node_backup);
 	dyncfg_free(&d);
-	if (!changed)
-		return;
-	log_info("backup settings of the dynamic configuration: schedule full '%s' diff '%s' "
-		 "incr '%s', retention full %d diff %d",
-		 r->cfg->backup_schedule_full ? r->cfg->backup_schedule_full : "",
-		 r->cfg->backup_schedule_diff ? r->cfg->backup_schedule_diff : "",
-		 r->cfg->backup_schedule_incr ? r->cfg->backup_schedule_incr : "",
-		 r->cfg->backup_retention_full, r->cfg->backup_retention_diff);
-	if (backup_write_config(r->cfg) != PGW_OK)
-		log_error("pgbackrest.conf keeps its previous settings");
 }
 
 /* stanza-create with the leader as pg1 (pgBackRest reads its system identifier). */

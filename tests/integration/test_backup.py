@@ -250,6 +250,11 @@ def test_dynamic_configuration_sets_the_backup_settings(cluster):
     def conf(i):
         with open(confs[i]) as f:
             return f.read()
+
+    def wait_confs(what, *lines):
+        for i in range(cluster.N):
+            wait_for("%s in node%d's pgbackrest.conf" % (what, i + 1), lambda i=i: all(
+                line + "\n" in conf(i) for line in lines), 30)
     assert all("repo1-retention-full=2\n" in conf(i) for i in range(cluster.N))
     for args, expect in [
         (["--set", "backup.cipher_pass=x"], "a node's own setting"),
@@ -266,10 +271,8 @@ def test_dynamic_configuration_sets_the_backup_settings(cluster):
     cluster.run("edit-config", "--dir", cluster.dir, "--set", "backup.schedule_full=1w",
                 "--set", "backup.retention_full=1", "--set", "backup.compress=lz4",
                 "--set", "backup.archive_async=on", "--force")
-    for i in range(cluster.N):
-        wait_for("node%d's pgbackrest.conf" % (i + 1), lambda i=i: all(
-            w in conf(i) for w in ("repo1-retention-full=1\n", "compress-type=lz4\n",
-                                   "archive-async=y\n")), 30)
+    wait_confs("the settings in etcd", "repo1-retention-full=1", "compress-type=lz4",
+               "archive-async=y")
     assert "schedule full '1w'" in cluster.log(leader)
     wait_for("the scheduled full backup", lambda: json.loads(cluster.run(
         "backup", "list", "--dir", cluster.dir, "--json").stdout)["backups"], 120, interval=2)
@@ -277,18 +280,15 @@ def test_dynamic_configuration_sets_the_backup_settings(cluster):
     assert [b["type"] for b in listed["backups"]] == ["full"], listed
     # Archiving goes on with the new settings.
     cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(1, 10)")
-    seg = cluster.query(leader, "SELECT pg_walfile_name(pg_current_wal_lsn())")[0][0]
-    cluster.query(leader, "SELECT pg_switch_wal()")
+    seg = current_segment(cluster, leader)
     wait_for("segment %s in the repository" % seg, lambda: seg in archived(cluster), 60)
 
     # The keys removed: every node has its own values again.
     cluster.run("edit-config", "--dir", cluster.dir, "--set", "backup.schedule_full=null",
                 "--set", "backup.retention_full=null", "--set", "backup.compress=null",
                 "--set", "backup.archive_async=null", "--force")
-    for i in range(cluster.N):
-        wait_for("node%d's own values" % (i + 1), lambda i=i: all(
-            w in conf(i) for w in ("repo1-retention-full=2\n", "compress-type=zst\n",
-                                   "archive-async=n\n")), 30)
+    wait_confs("the nodes' own values", "repo1-retention-full=2", "compress-type=zst",
+               "archive-async=n")
     show = cluster.run("show-config", "--dir", cluster.dir).stdout
     assert "backup" not in show, show
 
