@@ -113,6 +113,14 @@ int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	SET("wal_receiver_status_interval", "1s");
 	SET("wal_retrieve_retry_interval", "1s"); /* reconnect fast to a new leader */
 	SET("hot_standby_feedback", "on");
+	/* A client whose connection died without a FIN (a network fault, its host gone, its
+	 * own tcp_user_timeout) would leave its backend idle in transaction, holding its locks,
+	 * for the kernel's 2 hours: probe after 10 s idle, give up after 3 lost probes or 20 s
+	 * of unacknowledged data. */
+	SET("tcp_keepalives_idle", "10");
+	SET("tcp_keepalives_interval", "3");
+	SET("tcp_keepalives_count", "3");
+	SET("tcp_user_timeout", "20s");
 	if (backup_enabled(cfg))
 		SET("archive_timeout", "60s"); /* the recovery point when everything is lost */
 	for (size_t i = 0; i < cfg->dyn_parameters.n && rc == PGW_OK; i++)

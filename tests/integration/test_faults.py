@@ -1,6 +1,9 @@
 """Faults under a live agent: postgres crash, agent crash, etcd member loss (the rest is in
 the chaos suite, tests/chaos)."""
 import os
+import socket
+import struct
+import subprocess
 import time
 
 from conftest import wait_for
@@ -97,3 +100,54 @@ def test_proxy_with_etcd_refusing_waits_quietly(cluster):
     assert lines < 100, "%d log lines in %.0f s:\n%s" % (
         lines, window, "\n".join(cluster.proxy_log().splitlines()[-10:]))
     assert cluster.proxy_pid() == pid
+
+
+def test_client_gone_mid_transaction_releases_its_locks(cluster):
+    """A client whose connection vanished without a FIN reaching the server (its host lost
+    the network, its own tcp_user_timeout) leaves a backend idle in transaction with its
+    row locks; the keepalives the agent turns on end it (the chaos suite's bank clients
+    waited on such a lock for good after a packet-loss fault)."""
+    leader = cluster.leader()
+    cluster.query(leader, "CREATE TABLE IF NOT EXISTS vanish (id int PRIMARY KEY); "
+                  "INSERT INTO vanish VALUES (1) ON CONFLICT DO NOTHING")
+    conn = cluster.connect(leader)
+    cur = conn.cursor()
+    cur.execute("BEGIN")
+    cur.execute("SELECT id FROM vanish FOR UPDATE")
+    cur.execute("SELECT pg_backend_pid(), inet_client_port()")
+    pid, port = cur.fetchone()
+    server = "127.0.0.1:%d" % (cluster.pg_port + leader)
+
+    def sockets():  # [(Send-Q, local, peer)] of this connection's two ends
+        out = subprocess.run(["ss", "-Htn", "( sport = :%d or dport = :%d )" % (port, port)],
+                             check=True, capture_output=True, text=True, timeout=30).stdout
+        return [(int(f[2]), f[3], f[4]) for f in map(str.split, out.splitlines())]
+    # Everything the server sent is acknowledged: it has nothing to retransmit, so only a
+    # keepalive can find out that the client is gone.
+    wait_for("the server's answers acknowledged",
+             lambda: all(q == 0 for q, local, _ in sockets() if local == server), 10)
+    # Every packet of this connection is dropped; its socket is reset (SO_LINGER 0), so
+    # the client's kernel forgets it and the reset never reaches the server.
+    rule = ["INPUT", "-i", "lo", "-p", "tcp", "-m", "multiport", "--ports", str(port),
+            "-j", "DROP"]
+    subprocess.run(["iptables", "-I"] + rule, check=True, timeout=30)
+    try:
+        sock = socket.socket(fileno=os.dup(conn.fileno()))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        conn.close()
+        wait_for("the client's socket gone",
+                 lambda: [s for s in sockets() if s[1] != server] == [], 10)
+    finally:
+        subprocess.run(["iptables", "-D"] + rule, check=True, timeout=30)
+
+    def gone():
+        return not cluster.query(leader, "SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                                 (pid,))
+    # A keepalive probe after 10 s idle; the client's kernel answers it with a reset.
+    wait_for("the orphaned backend %d to end" % pid, gone, 40)
+    with cluster.connect(leader) as other:
+        cur = other.cursor()
+        cur.execute("SET lock_timeout = '2s'")
+        cur.execute("SELECT id FROM vanish FOR UPDATE")
+        assert cur.fetchall() == [(1,)]
