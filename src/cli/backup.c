@@ -682,17 +682,30 @@ void cli_repo_problem(json_object *st, char *out, size_t size)
 	}
 }
 
+static int write_repository_conf(void *arg)
+{
+	const struct agent_config *r = arg;
+	char path[4200];
+
+	if (backup_write_config(r) != PGW_OK) {
+		backup_conf_path(r, path, sizeof(path));
+		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
+		return CLI_EXIT_FAILED;
+	}
+	return CLI_EXIT_OK;
+}
+
 /*
  * A repository configuration's pgbackrest.conf, written when missing or different (the
- * file names the repository: a stale one would read another), owned by postgres when we
- * are root (who runs pgbackrest then).
+ * file names the repository: a stale one would read another). When we are root it is
+ * written as postgres (who runs pgbackrest then): root makes only the folder that
+ * holds it, when missing, in a folder postgres cannot change, and gives it to postgres.
  */
 int cli_repository_conf(const struct agent_config *r)
 {
 	struct cmn_proc_opts po = {0};
 	char path[4200], *want, *have;
-	struct stat st;
-	bool made_dir = stat(r->node_dir, &st) != 0, same;
+	bool same;
 
 	backup_conf_path(r, path, sizeof(path));
 	want = backup_config_text(r);
@@ -702,28 +715,34 @@ int cli_repository_conf(const struct agent_config *r)
 	free(have);
 	if (same)
 		return CLI_EXIT_OK;
-	if (backup_write_config(r) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
-		return CLI_EXIT_FAILED;
-	}
 	if (cli_run_as_postgres(&po) == 0 && po.run_as) {
-		static const char *const sub[] = {"", "/log", "/lock", "/spool",
-						  "/pgbackrest.conf"};
+		const char *dirs[] = {r->node_dir, path};
+		struct stat st;
 
-		for (size_t i = made_dir ? 0 : 1; i <= sizeof(sub) / sizeof(sub[0]); i++) {
-			if (i == 0)
-				snprintf(path, sizeof(path), "%s", r->node_dir);
-			else
-				snprintf(path, sizeof(path), "%s/pgbackrest%s", r->node_dir,
-					 sub[i - 1]);
-			if (lchown(path, po.uid, po.gid) != 0) {
-				fprintf(stderr, "pgwarden: cannot give %s to postgres: %s\n", path,
-					strerror(errno));
+		snprintf(path, sizeof(path), "%s/pgbackrest", r->node_dir);
+		for (size_t i = 0; i < 2; i++) {
+			if (lstat(dirs[i], &st) == 0) {
+				if (st.st_uid == po.uid)
+					break; /* postgres's from here on */
+				if (!S_ISDIR(st.st_mode) || st.st_uid != 0) {
+					fprintf(
+					    stderr,
+					    "pgwarden: %s is not a folder of root or postgres\n",
+					    dirs[i]);
+					return CLI_EXIT_FAILED;
+				}
+				continue; /* root's: postgres cannot change what is in it */
+			}
+			if (cmn_mkdir_p(dirs[i], 0750) != PGW_OK ||
+			    lchown(dirs[i], po.uid, po.gid) != 0) {
+				fprintf(stderr, "pgwarden: cannot make %s for postgres: %s\n",
+					dirs[i], strerror(errno));
 				return CLI_EXIT_FAILED;
 			}
+			break;
 		}
 	}
-	return CLI_EXIT_OK;
+	return cli_as_postgres(write_repository_conf, (void *)r);
 }
 
 int cli_repo_member(struct cli_target *t, const char *member, struct agent_config *m)

@@ -6,10 +6,56 @@
 #include <curl/curl.h>
 #include <getopt.h>
 
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int cli_as_postgres(int (*fn)(void *arg), void *arg)
+{
+	struct passwd *pw;
+	int status = 0;
+	pid_t pid;
+
+	if (geteuid() != 0)
+		return fn(arg);
+	pw = getpwnam("postgres");
+	if (!pw) {
+		fprintf(stderr, "pgwarden: running as root needs the postgres user (install "
+				"postgresql-15)\n");
+		return CLI_EXIT_FAILED;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "pgwarden: fork failed: %s\n", strerror(errno));
+		return CLI_EXIT_FAILED;
+	}
+	if (pid == 0) {
+		int rc;
+
+		if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+		    setuid(pw->pw_uid) != 0 || setuid(0) == 0) {
+			fprintf(stderr, "pgwarden: cannot become the postgres user: %s\n",
+				strerror(errno));
+			_exit(CLI_EXIT_FAILED);
+		}
+		rc = fn(arg);
+		fflush(stdout);
+		fflush(stderr);
+		_exit(rc);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return CLI_EXIT_FAILED;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : CLI_EXIT_FAILED;
+}
 
 int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 {

@@ -75,11 +75,18 @@ int cli_reinit(int argc, char **argv);
 int cli_up(int argc, char **argv);
 /*
  * pgwarden up with a step between etcd's start and the agents' (restore puts the
- * restored data in place there): before_agents(dir, arg) gets the cluster folder;
- * non-zero stops up with CLI_EXIT_FAILED.
+ * restored data in place there): before_agents(dir, arg) gets the cluster folder, and
+ * runs as postgres when we are root (in a child process: what it changes in arg stays
+ * there); non-zero stops up with CLI_EXIT_FAILED and sets *hook_failed.
  */
 typedef int (*cli_up_hook)(const char *dir, void *arg);
-int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg);
+int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg, bool *hook_failed);
+/*
+ * Runs fn(arg) as the postgres user when we are root (in a child process that drops
+ * root for good; its exit code is fn's), else in this process. Root never writes in
+ * a folder another user owns: that user could have put a link there.
+ */
+int cli_as_postgres(int (*fn)(void *arg), void *arg);
 int cli_restore(int argc, char **argv);
 int cli_repo_server(int argc, char **argv);
 int cli_down(int argc, char **argv);

@@ -7,7 +7,10 @@
  *   DIR/proxy/     proxy.ini, userlist.txt, proxy.log, proxy.pid
  *
  * When run as root, everything is owned by and runs as the postgres user, because
- * PostgreSQL refuses to run as root.
+ * PostgreSQL refuses to run as root. Root only makes DIR and hands it to postgres (with
+ * the binary's bytes when postgres cannot read it); the rest runs in a child process
+ * that has become postgres (cli_as_postgres): root never writes in a folder postgres
+ * owns, where a link could send its writes anywhere.
  */
 #include "agent/dcs.h"
 #include "cli/cli.h"
@@ -46,10 +49,12 @@ struct layout {
 	int proxy_ports[4]; /* pooled, primary, replica, http */
 	char memory[32];
 	char cluster[64];
-	bool as_postgres; /* we are root: chown and run children as postgres */
+	bool as_postgres; /* we are root: the work runs as postgres (uid, gid) */
 	uid_t uid;
 	gid_t gid;
 	char self[PATH_MAX];
+	char *self_data; /* the binary, read as root, when postgres cannot run it */
+	size_t self_len;
 };
 
 static int etcd_client_port(const struct layout *l, int i)
@@ -69,19 +74,12 @@ static void path_of(const struct layout *l, char *out, size_t size, const char *
 	snprintf(out, size, "%s/%s%d%s%s", l->dir, kind, i + 1, rest ? "/" : "", rest ? rest : "");
 }
 
-static void own(const struct layout *l, const char *path)
-{
-	if (l->as_postgres && chown(path, l->uid, l->gid) != 0)
-		fprintf(stderr, "pgwarden: cannot chown %s: %s\n", path, strerror(errno));
-}
-
-static int make_dir(const struct layout *l, const char *path, mode_t mode)
+static int make_dir(const char *path, mode_t mode)
 {
 	if (cmn_mkdir_p(path, mode) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot create %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	own(l, path);
 	return 0;
 }
 
@@ -134,21 +132,25 @@ static pid_t postmaster_pid(const struct layout *l, int i)
 	return running_pid(path, "postgres");
 }
 
-static void random_password(char *out, size_t len)
+/* A password from the kernel's random source; -1 (said) when there is none. */
+static int random_password(char *out, size_t len)
 {
 	static const char alphabet[] = "abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
 	unsigned char raw[64];
 	int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	bool ok = fd >= 0 && read(fd, raw, sizeof(raw)) == (ssize_t)sizeof(raw);
 
-	if (fd < 0 || read(fd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
-		for (size_t i = 0; i < sizeof(raw); i++)
-			raw[i] = (unsigned char)(rand() ^ (int)getpid());
-	}
 	if (fd >= 0)
 		close(fd);
+	if (!ok) {
+		fprintf(stderr, "pgwarden: cannot read /dev/urandom for a password: %s\n",
+			strerror(errno));
+		return -1;
+	}
 	for (size_t i = 0; i + 1 < len && i < sizeof(raw); i++)
 		out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
 	out[len - 1] = '\0';
+	return 0;
 }
 
 static const char *etcd_endpoints(const struct layout *l, char *out, size_t size)
@@ -172,17 +174,18 @@ static int write_node_configs(const struct layout *l)
 	if (stat(path, &st) == 0)
 		return 0;
 	snprintf(path, sizeof(path), "%s/backup", l->dir);
-	if (make_dir(l, path, 0750) != 0)
+	if (make_dir(path, 0750) != 0)
 		return -1;
-	random_password(su_pw, sizeof(su_pw));
-	random_password(repl_pw, sizeof(repl_pw));
-	random_password(api_pw, sizeof(api_pw));
+	if (random_password(su_pw, sizeof(su_pw)) != 0 ||
+	    random_password(repl_pw, sizeof(repl_pw)) != 0 ||
+	    random_password(api_pw, sizeof(api_pw)) != 0)
+		return -1;
 	etcd_endpoints(l, eps, sizeof(eps));
 	for (int i = 0; i < N_NODES; i++) {
 		char dir[PATH_MAX + 16];
 
 		path_of(l, dir, sizeof(dir), "node", i, NULL);
-		if (make_dir(l, dir, 0700) != 0)
+		if (make_dir(dir, 0700) != 0)
 			return -1;
 		snprintf(
 		    text, sizeof(text),
@@ -228,7 +231,6 @@ static int write_node_configs(const struct layout *l)
 			fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
 			return -1;
 		}
-		own(l, path);
 	}
 	snprintf(text, sizeof(text), "127.0.0.1:*:*:postgres:%s\n*:*:*:postgres:%s\n", su_pw,
 		 su_pw);
@@ -241,8 +243,7 @@ static int write_node_configs(const struct layout *l)
 }
 
 /* Ports recorded in DIR/ports on the first up, so later runs reuse them. */
-static int spawn_logged(const struct layout *l, const char *const *argv, const char *log,
-			const char *pidfile);
+static int spawn_logged(const char *const *argv, const char *log, const char *pidfile);
 
 /* DIR/proxy/proxy.ini and userlist.txt (the superuser's password), unless they exist. */
 static int write_proxy_config(const struct layout *l)
@@ -256,7 +257,7 @@ static int write_proxy_config(const struct layout *l)
 	snprintf(path, sizeof(path), "%s/proxy.ini", dir);
 	if (stat(path, &st) == 0)
 		return 0;
-	if (make_dir(l, dir, 0700) != 0)
+	if (make_dir(dir, 0700) != 0)
 		return -1;
 	path_of(l, ini, sizeof(ini), "node", 0, "node.ini");
 	node = cmn_read_file(ini, NULL);
@@ -275,9 +276,9 @@ static int write_proxy_config(const struct layout *l)
 	snprintf(path, sizeof(path), "%s/userlist.txt", dir);
 	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
 		return -1;
-	own(l, path);
 	etcd_endpoints(l, eps, sizeof(eps));
-	random_password(http_pw, sizeof(http_pw));
+	if (random_password(http_pw, sizeof(http_pw)) != 0)
+		return -1;
 	snprintf(text, sizeof(text),
 		 "# Written by pgwarden up. Every key can be overridden by\n"
 		 "# PGWARDEN_<SECTION>_<KEY> in the proxy's environment.\n"
@@ -304,7 +305,6 @@ static int write_proxy_config(const struct layout *l)
 	snprintf(path, sizeof(path), "%s/proxy.ini", dir);
 	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
 		return -1;
-	own(l, path);
 	return 0;
 }
 
@@ -330,7 +330,7 @@ static int start_proxy(const struct layout *l)
 	}
 	const char *argv[] = {l->self, "proxy", "-c", ini, NULL};
 
-	if (spawn_logged(l, argv, log, pidf) != 0)
+	if (spawn_logged(argv, log, pidf) != 0)
 		return -1;
 	printf("started the proxy (pooled :%d, primary :%d, replica :%d)\n", l->proxy_ports[0],
 	       l->proxy_ports[1], l->proxy_ports[2]);
@@ -371,16 +371,12 @@ static int load_or_save_ports(struct layout *l, bool explicit_ports)
 	return 0;
 }
 
-static int spawn_logged(const struct layout *l, const char *const *argv, const char *log,
-			const char *pidfile)
+static int spawn_logged(const char *const *argv, const char *log, const char *pidfile)
 {
 	struct cmn_proc_opts o = {
 	    .argv = argv,
 	    .log_path = log,
 	    .new_session = true,
-	    .run_as = l->as_postgres,
-	    .uid = l->uid,
-	    .gid = l->gid,
 	};
 	pid_t pid;
 	char text[32];
@@ -390,7 +386,6 @@ static int spawn_logged(const struct layout *l, const char *const *argv, const c
 	snprintf(text, sizeof(text), "%d\n", (int)pid);
 	if (cmn_write_file_atomic(pidfile, text, strlen(text), 0644) != PGW_OK)
 		return -1;
-	own(l, pidfile);
 	return 0;
 }
 
@@ -413,7 +408,7 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 		    etcd_client_port(l, i), etcd_peer_port(l, i), i + 1);
 		return -1;
 	}
-	if (make_dir(l, dir, 0700) != 0)
+	if (make_dir(dir, 0700) != 0)
 		return -1;
 	snprintf(data, sizeof(data), "%s/data", dir);
 	snprintf(log, sizeof(log), "%s/etcd.log", dir);
@@ -446,7 +441,7 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 			      "1h",    "--pre-vote=true",
 			      NULL};
 
-	if (spawn_logged(l, argv, log, pidf) != 0) {
+	if (spawn_logged(argv, log, pidf) != 0) {
 		fprintf(stderr, "pgwarden: cannot start etcd%d (is etcd-server installed?)\n",
 			i + 1);
 		return -1;
@@ -499,7 +494,7 @@ static int start_agent(const struct layout *l, int i)
 	}
 	const char *argv[] = {l->self, "agent", "-c", ini, NULL};
 
-	if (spawn_logged(l, argv, log, pidf) != 0)
+	if (spawn_logged(argv, log, pidf) != 0)
 		return -1;
 	printf("started the agent of node%d (PostgreSQL on 127.0.0.1:%d, REST API on :%d)\n", i + 1,
 	       l->pg_port + i, l->api_port + i);
@@ -555,6 +550,61 @@ static bool postgres_can(const struct layout *l, const char *path, int mode)
 	if (waitpid(pid, &status, 0) != pid)
 		return false;
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/*
+ * As root: DIR must belong to postgres, who writes everything in it. A folder root made
+ * (just now, or an earlier version's cluster: root's ports beside postgres's node1) is
+ * handed over with what root wrote in it, those entries first while nobody else can
+ * change the folder. Any other folder of root's (a link postgres made could name
+ * /etc) or of another user is refused.
+ */
+static int hand_over_dir(const struct layout *l, bool made_now)
+{
+	static const char *const root_made[] = {"ports", "pgpass", "bin/pgwarden", "bin"};
+	struct stat st;
+	int fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		fprintf(stderr, "pgwarden: cannot open folder %s: %s\n", l->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (st.st_uid == l->uid) {
+		close(fd);
+		return 0;
+	}
+	if (st.st_uid == 0 && !made_now) {
+		struct stat ports, node1;
+
+		if (fstatat(fd, "ports", &ports, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISREG(ports.st_mode) || ports.st_uid != 0 ||
+		    fstatat(fd, "node1", &node1, AT_SYMLINK_NOFOLLOW) != 0 ||
+		    !S_ISDIR(node1.st_mode) || node1.st_uid != l->uid)
+			st.st_uid = (uid_t)-1; /* not a cluster folder of ours */
+	}
+	if (st.st_uid != 0) {
+		fprintf(stderr,
+			"pgwarden: %s belongs to %s: run as root, pgwarden keeps a cluster in a "
+			"new folder, or one of the postgres user (chown postgres: %s, or choose "
+			"another --dir)\n",
+			l->dir, st.st_uid == (uid_t)-1 ? "root" : "another user", l->dir);
+		close(fd);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(root_made) / sizeof(root_made[0]) && rc == 0; i++) {
+		if (fstatat(fd, root_made[i], &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_uid != 0)
+			continue;
+		rc = fchownat(fd, root_made[i], l->uid, l->gid, AT_SYMLINK_NOFOLLOW);
+	}
+	if (rc != 0 || fchown(fd, l->uid, l->gid) != 0) {
+		fprintf(stderr, "pgwarden: cannot give %s to the postgres user: %s\n", l->dir,
+			strerror(errno));
+		rc = -1;
+	}
+	close(fd);
+	return rc;
 }
 
 static bool dir_has_ports(const char *dir)
@@ -663,6 +713,9 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 	if (!explicit_dir && l->as_postgres && !dir_has_ports("cluster") &&
 	    (dir_has_ports(CLI_ROOT_DIR) || !postgres_can(l, ".", X_OK)))
 		dir = CLI_ROOT_DIR;
+	struct stat st;
+	bool made_now = lstat(dir, &st) != 0 && errno == ENOENT;
+
 	if (cmn_mkdir_p(dir, 0755) != PGW_OK || !realpath(dir, l->dir)) {
 		fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir, strerror(errno));
 		return -1;
@@ -674,6 +727,8 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			l->dir, CLI_ROOT_DIR);
 		return -1;
 	}
+	if (l->as_postgres && hand_over_dir(l, made_now) != 0)
+		return -1;
 	ssize_t n = readlink("/proc/self/exe", l->self, sizeof(l->self) - 1);
 
 	if (n <= 0)
@@ -683,44 +738,52 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 }
 
 /*
- * The agents run as postgres: if that user cannot run this binary where it is
- * (a build inside a private home folder), run a copy kept in DIR/bin.
+ * The agents run as postgres: if that user cannot run this binary where it is (a build
+ * inside a private home folder), root reads it (read_agent_binary) and the postgres
+ * side runs a copy kept in DIR/bin (agent_binary).
  */
+static int read_agent_binary(struct layout *l)
+{
+	if (!l->as_postgres || postgres_can(l, l->self, X_OK))
+		return 0;
+	l->self_data = cmn_read_file(l->self, &l->self_len);
+	if (!l->self_data) {
+		fprintf(stderr, "pgwarden: cannot read %s: %s\n", l->self, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int agent_binary(struct layout *l)
 {
 	char dir[PATH_MAX + 8], dst[PATH_MAX + 16];
-	size_t len = 0;
-	char *data;
+	size_t old_len = 0;
+	char *old;
 
-	if (!l->as_postgres || postgres_can(l, l->self, X_OK))
+	if (!l->self_data)
 		return 0;
 	snprintf(dir, sizeof(dir), "%s/bin", l->dir);
 	snprintf(dst, sizeof(dst), "%s/pgwarden", dir);
-	data = cmn_read_file(l->self, &len);
-	if (!data || cmn_mkdir_p(dir, 0755) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot copy %s to %s: %s\n", l->self, dst,
-			strerror(errno));
-		free(data);
+	if (cmn_mkdir_p(dir, 0755) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot create %s: %s\n", dir, strerror(errno));
 		return -1;
 	}
-	char *old = cmn_read_file(dst, NULL);
-	bool same = old && memcmp(old, data, len) == 0;
+	old = cmn_read_file(dst, &old_len);
+	bool same = old && old_len == l->self_len && memcmp(old, l->self_data, old_len) == 0;
 
 	free(old);
-	if (!same && cmn_write_file_atomic(dst, data, len, 0755) != PGW_OK) {
+	if (!same && cmn_write_file_atomic(dst, l->self_data, l->self_len, 0755) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot copy %s to %s: %s\n", l->self, dst,
 			strerror(errno));
-		free(data);
 		return -1;
 	}
-	free(data);
 	snprintf(l->self, sizeof(l->self), "%s", dst);
 	return 0;
 }
 
 int cli_up(int argc, char **argv)
 {
-	return cli_up_run(argc, argv, NULL, NULL);
+	return cli_up_run(argc, argv, NULL, NULL, NULL);
 }
 
 /*
@@ -783,19 +846,53 @@ static void drop_foreign_identity(void)
 	}
 }
 
-int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg)
-{
+/* What up does once DIR is postgres's, as postgres when we are root. */
+struct up_job {
 	struct layout l;
-	bool explicit_ports, any_etcd_started = false;
-	int timeout_s = 180;
-	char leader[32] = "", eps[512], ini[PATH_MAX + 32];
+	bool explicit_ports;
+	int timeout_s;
+	cli_up_hook before_agents;
+	void *arg;
+};
 
-	if (parse_common(argc, argv, &l, &explicit_ports, &timeout_s) != 0) {
+#define UP_HOOK_FAILED 65 /* up_run's exit code when before_agents failed */
+
+static int up_run(void *arg);
+
+int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg, bool *hook_failed)
+{
+	struct up_job job = {.timeout_s = 180, .before_agents = before_agents, .arg = arg};
+	int rc;
+
+	if (hook_failed)
+		*hook_failed = false;
+	if (parse_common(argc, argv, &job.l, &job.explicit_ports, &job.timeout_s) != 0) {
 		fprintf(stderr, "usage: pgwarden up [--dir DIR] [--etcd-port P] [--pg-port P] "
 				"[--api-port P] [--proxy-port P] [--memory SIZE] [--cluster NAME] "
 				"[--timeout S]\n");
 		return CLI_EXIT_USAGE;
 	}
+	if (read_agent_binary(&job.l) != 0)
+		return CLI_EXIT_FAILED;
+	rc = cli_as_postgres(up_run, &job);
+	free(job.l.self_data);
+	if (rc == UP_HOOK_FAILED) {
+		if (hook_failed)
+			*hook_failed = true;
+		rc = CLI_EXIT_FAILED;
+	}
+	return rc;
+}
+
+static int up_run(void *arg)
+{
+	struct up_job *job = arg;
+	struct layout l = job->l;
+	bool explicit_ports = job->explicit_ports, any_etcd_started = false;
+	int timeout_s = job->timeout_s;
+	cli_up_hook before_agents = job->before_agents;
+	char leader[32] = "", eps[512], ini[PATH_MAX + 32];
+
 	drop_foreign_identity();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	cmn_log_set_level(CMN_LOG_ERROR);
@@ -837,8 +934,8 @@ int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg)
 		    l.dir);
 		return CLI_EXIT_FAILED;
 	}
-	if (before_agents && before_agents(l.dir, arg) != 0)
-		return CLI_EXIT_FAILED;
+	if (before_agents && before_agents(l.dir, job->arg) != 0)
+		return UP_HOOK_FAILED;
 	if (agent_binary(&l) != 0)
 		return CLI_EXIT_FAILED;
 	for (int i = 0; i < N_NODES; i++)
@@ -1018,16 +1115,25 @@ static bool is_leader_node(const struct layout *l, int i)
 	return leader;
 }
 
+static int down_run(void *arg);
+
 int cli_down(int argc, char **argv)
 {
 	struct layout l;
 	bool explicit_ports;
-	int order[N_NODES], n = 0, leader = -1;
 
 	if (parse_common(argc, argv, &l, &explicit_ports, NULL) != 0) {
 		fprintf(stderr, "usage: pgwarden down [--dir DIR]\n");
 		return CLI_EXIT_USAGE;
 	}
+	return cli_as_postgres(down_run, &l);
+}
+
+static int down_run(void *arg)
+{
+	struct layout l = *(struct layout *)arg;
+	int order[N_NODES], n = 0, leader = -1;
+
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (load_or_save_ports(&l, false) != 0)
 		return CLI_EXIT_FAILED;
@@ -1060,16 +1166,25 @@ int cli_down(int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+static int status_run(void *arg);
+
 int cli_status(int argc, char **argv)
 {
 	struct layout l;
 	bool explicit_ports;
-	int running = 0, total = 0;
 
 	if (parse_common(argc, argv, &l, &explicit_ports, NULL) != 0) {
 		fprintf(stderr, "usage: pgwarden status [--dir DIR]\n");
 		return CLI_EXIT_USAGE;
 	}
+	return cli_as_postgres(status_run, &l);
+}
+
+static int status_run(void *arg)
+{
+	struct layout l = *(struct layout *)arg;
+	int running = 0, total = 0;
+
 	if (load_or_save_ports(&l, false) != 0)
 		return CLI_EXIT_FAILED;
 	printf("%-22s %-10s %-8s %s\n", "PROCESS", "STATE", "PID", "ADDRESS");

@@ -49,23 +49,19 @@ struct restore_ctx {
 	struct pitr_target target;
 	char label[128];
 	int timeout_s;
-	bool as_postgres;
-	uid_t uid;
-	gid_t gid;
 	char history_reason[512];
-	bool hook_failed; /* the restore itself failed: the new folder holds nothing of use */
 };
 
-/* Runs argv (as postgres when we are root) to completion with its output shown. */
-static int run_visible(const struct restore_ctx *c, const char *const *argv, const char *const *env,
-		       int timeout_s)
+/*
+ * What follows runs as postgres when we are root (in cli_as_postgres: the restore in
+ * place, and pgwarden up's step before the agents): it writes only in the cluster's
+ * folders, which postgres owns.
+ */
+
+/* Runs argv to completion with its output shown. */
+static int run_visible(const char *const *argv, const char *const *env, int timeout_s)
 {
-	struct cmn_proc_opts po = {.argv = argv,
-				   .env_extra = env,
-				   .inherit_output = true,
-				   .run_as = c->as_postgres,
-				   .uid = c->uid,
-				   .gid = c->gid};
+	struct cmn_proc_opts po = {.argv = argv, .env_extra = env, .inherit_output = true};
 	int64_t deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;
 	pid_t pid;
 	int code = -1;
@@ -87,10 +83,9 @@ static int run_visible(const struct restore_ctx *c, const char *const *argv, con
 	return code;
 }
 
-static int write_owned(const struct restore_ctx *c, const char *path, const char *text)
+static int write_conf(const char *path, const char *text)
 {
-	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK ||
-	    (c->as_postgres && chown(path, c->uid, c->gid) != 0)) {
+	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
 		return -1;
 	}
@@ -120,8 +115,7 @@ static int restore_files(struct restore_ctx *c, const struct agent_config *n)
 	size_t k = 0;
 	int code;
 
-	if (cmn_mkdir_p(n->data_dir, 0700) != PGW_OK ||
-	    (c->as_postgres && chown(n->data_dir, c->uid, c->gid) != 0)) {
+	if (cmn_mkdir_p(n->data_dir, 0700) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot create %s: %s\n", n->data_dir, strerror(errno));
 		return -1;
 	}
@@ -142,7 +136,7 @@ static int restore_files(struct restore_ctx *c, const struct agent_config *n)
 	backup_argv(&c->src, "restore", extra, store, argv, 17);
 	printf("restoring backup %s of stanza %s from %s into %s\n", c->label, c->src.backup_stanza,
 	       c->src.backup_repo_path, n->data_dir);
-	code = run_visible(c, argv, env, c->timeout_s);
+	code = run_visible(argv, env, c->timeout_s);
 	if (code != 0) {
 		fprintf(stderr,
 			"pgwarden: pgbackrest restore failed (exit %d): its log is in "
@@ -159,8 +153,7 @@ static int restore_files(struct restore_ctx *c, const struct agent_config *n)
  * cluster archives to its own repository once it runs). pgBackRest's recovery
  * settings are in postgresql.auto.conf; the agent rewrites all three files later.
  */
-static int recovery_files(const struct restore_ctx *c, const struct agent_config *n,
-			  const char *sock)
+static int recovery_files(const struct agent_config *n, const char *sock)
 {
 	char path[4300], text[5000];
 	struct stat st;
@@ -177,16 +170,16 @@ static int recovery_files(const struct restore_ctx *c, const struct agent_config
 		 "log_min_messages = info\n",
 		 n->pg_port, sock);
 	snprintf(path, sizeof(path), "%s/postgresql.conf", n->data_dir);
-	if (write_owned(c, path, text) != 0)
+	if (write_conf(path, text) != 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/pg_hba.conf", n->data_dir);
 	/* trust only on a socket in a folder only postgres can enter */
-	if (write_owned(c, path, "local all all trust\n") != 0)
+	if (write_conf(path, "local all all trust\n") != 0)
 		return -1;
 	snprintf(path, sizeof(path), "%s/standby.signal", n->data_dir);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/recovery.signal", n->data_dir);
-	if (stat(path, &st) != 0 && write_owned(c, path, "") != 0)
+	if (stat(path, &st) != 0 && write_conf(path, "") != 0)
 		return -1;
 	return 0;
 }
@@ -243,12 +236,7 @@ static int recover(struct restore_ctx *c, const struct agent_config *n)
 {
 	char sock[4200], log[4200], bin[4200], conninfo[4600], dd[4300];
 	const char *argv[] = {bin, "-D", dd, NULL};
-	struct cmn_proc_opts po = {.argv = argv,
-				   .log_path = log,
-				   .new_session = true,
-				   .run_as = c->as_postgres,
-				   .uid = c->uid,
-				   .gid = c->gid};
+	struct cmn_proc_opts po = {.argv = argv, .log_path = log, .new_session = true};
 	struct pgctl pg;
 	struct pgctl_controldata cd;
 	int64_t deadline = cmn_now_ms() + (int64_t)c->timeout_s * 1000;
@@ -260,11 +248,11 @@ static int recover(struct restore_ctx *c, const struct agent_config *n)
 	snprintf(log, sizeof(log), "%s/restore.log", n->node_dir);
 	snprintf(bin, sizeof(bin), "%s/postgres", n->bin_dir);
 	snprintf(dd, sizeof(dd), "%s", n->data_dir);
-	if (cmn_mkdir_p(sock, 0700) != PGW_OK || (c->as_postgres && chown(sock, c->uid, c->gid))) {
+	if (cmn_mkdir_p(sock, 0700) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot create %s: %s\n", sock, strerror(errno));
 		return -1;
 	}
-	if (recovery_files(c, n, sock) != 0)
+	if (recovery_files(n, sock) != 0)
 		return -1;
 	printf("recovering to %s%s (log: %s)\n",
 	       c->target.kind == PITR_LATEST ? "the end of the archived WAL" : "target ",
@@ -388,7 +376,6 @@ static int before_agents(const char *dir, void *arg)
 	if (restore_files(c, &n) == 0 && recover(c, &n) == 0 && mark_initialized(c, ini, &n) == 0)
 		rc = 0;
 	agent_config_free(&n);
-	c->hook_failed = rc != 0;
 	if (rc == 0)
 		printf("starting the restored cluster\n");
 	fflush(stdout);
@@ -462,7 +449,6 @@ static int before_agents_in_place(const char *dir, void *arg)
 		rc = 0;
 	}
 	cli_session_close(&s);
-	c->hook_failed = rc != 0;
 	return rc;
 }
 
@@ -530,13 +516,45 @@ static int restore_in_place(struct restore_ctx *c, const char *dir, const char *
 	}
 	printf("starting the restored cluster\n");
 	fflush(stdout);
-	return cli_up_run(5, (char **)up_argv, before_agents_in_place, c);
+	return cli_up_run(5, (char **)up_argv, before_agents_in_place, c, NULL);
 }
 
 /* Options restore passes on to `pgwarden up` for the new cluster. */
 static bool is_up_option(int c)
 {
 	return c == 'n' || c == 'e' || c == 'p' || c == 'a' || c == 'x' || c == 'm';
+}
+
+struct in_place_job {
+	struct restore_ctx *c;
+	const char *dir;
+	const char *timeout_arg;
+};
+
+static int in_place_run(void *arg)
+{
+	struct in_place_job *job = arg;
+
+	return restore_in_place(job->c, job->dir, job->timeout_arg);
+}
+
+/* Empties a folder: 0 when nothing is left in it (or the folder is gone too). */
+static int remove_content(void *arg)
+{
+	const char *dir = arg;
+	struct dirent *e;
+	int left = 0;
+	DIR *d;
+
+	if (cmn_rm_rf(dir) == PGW_OK)
+		return 0;
+	d = opendir(dir); /* the folder itself stays when its parent is not ours */
+	if (!d)
+		return errno == ENOENT ? 0 : 1;
+	while ((e = readdir(d)) != NULL)
+		left += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return left ? 1 : 0;
 }
 
 int cli_restore(int argc, char **argv)
@@ -569,7 +587,7 @@ int cli_restore(int argc, char **argv)
 	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
 	char err[2048], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
 	int kinds = 0, up_argc = 0, opt, rc;
-	bool existed, in_place = false, yes = false, verify = true;
+	bool existed, hook_failed, in_place = false, yes = false, verify = true;
 	enum pitr_kind kind = PITR_LATEST;
 	json_object *st;
 	struct stat sb;
@@ -739,17 +757,6 @@ int cli_restore(int argc, char **argv)
 		 c.label, c.src.cluster_name,
 		 c.target.kind == PITR_LATEST ? "the end of the archive" : "target ",
 		 c.target.kind == PITR_LATEST ? "" : c.target.text);
-	if (geteuid() == 0) {
-		struct passwd *pw = getpwnam("postgres");
-
-		if (!pw) {
-			fprintf(stderr, "pgwarden: no postgres user to run PostgreSQL as\n");
-			goto out;
-		}
-		c.as_postgres = true;
-		c.uid = pw->pw_uid;
-		c.gid = pw->pw_gid;
-	}
 	snprintf(timeout_arg, sizeof(timeout_arg), "%d", c.timeout_s < 600 ? 600 : c.timeout_s);
 	if (in_place && !yes) {
 		fprintf(stderr,
@@ -767,7 +774,9 @@ int cli_restore(int argc, char **argv)
 	       in_place ? " in place" : "", c.label,
 	       c.target.kind == PITR_LATEST ? "latest" : c.target.text);
 	if (in_place) {
-		rc = restore_in_place(&c, c.src_target.dir, timeout_arg);
+		struct in_place_job job = {&c, c.src_target.dir, timeout_arg};
+
+		rc = cli_as_postgres(in_place_run, &job);
 		if (rc == CLI_EXIT_OK)
 			printf("cluster %s restored in place in %s\n", c.src.cluster_name,
 			       c.src_target.dir);
@@ -779,13 +788,15 @@ int cli_restore(int argc, char **argv)
 	up_argv[up_argc++] = timeout_arg;
 	up_argv[up_argc] = NULL;
 	existed = stat(to, &sb) == 0;
-	rc = cli_up_run(up_argc, (char **)up_argv, before_agents, &c);
-	if (rc != CLI_EXIT_OK && c.hook_failed) {
-		/* Nothing of use in the new folder: stop its etcd, and remove what we made. */
+	rc = cli_up_run(up_argc, (char **)up_argv, before_agents, &c, &hook_failed);
+	if (rc != CLI_EXIT_OK && hook_failed) {
+		/* Nothing of use in the new folder: stop its etcd, and remove what we made
+		 * (its content as postgres, who owns it; then the folder itself). */
 		const char *down_argv[] = {"down", "--dir", to, NULL};
 
 		if (cli_down(3, (char **)down_argv) == CLI_EXIT_OK && !existed &&
-		    cmn_rm_rf(to) == PGW_OK)
+		    cli_as_postgres(remove_content, (void *)to) == 0 &&
+		    (rmdir(to) == 0 || errno == ENOENT))
 			fprintf(stderr, "pgwarden: removed %s again; the source is unchanged\n",
 				to);
 		else

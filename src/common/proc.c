@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -111,12 +112,24 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 	if (o->inherit_output) {
 		out_fd = -1;
 	} else if (o->log_path) {
-		out_fd = open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+		struct stat st;
+
+		/* Never through a link, nor into anything but a plain file of its own (a log in
+		 * a folder its child's user owns may have been replaced by one). */
+		out_fd =
+		    open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
 		if (out_fd < 0) {
-			log_error("cannot open log file %s: %s", o->log_path, strerror(errno));
+			log_error("cannot open log file %s: %s", o->log_path,
+				  errno == ELOOP ? "it is a symbolic link" : strerror(errno));
 			return PGW_ERR;
 		}
-		if (o->run_as && fchown(out_fd, o->uid, o->gid) != 0)
+		if (fstat(out_fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+			log_error("cannot use log file %s: not a plain file with one name",
+				  o->log_path);
+			close(out_fd);
+			return PGW_ERR;
+		}
+		if (o->run_as && st.st_uid != o->uid && fchown(out_fd, o->uid, o->gid) != 0)
 			log_warning("cannot chown %s: %s", o->log_path, strerror(errno));
 	} else {
 		out_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);

@@ -102,8 +102,12 @@ int cmn_write_file_atomic(const char *path, const char *data, size_t len, mode_t
 	char tmp[4096];
 	int fd;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	/* A fresh name, created exclusively: never a file or a link someone put there. */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return PGW_ERR;
+	}
+	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return PGW_ERR;
 	while (len > 0) {
