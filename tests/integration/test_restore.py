@@ -259,6 +259,7 @@ def test_damaged_backup_wrong_passphrase_and_full_repository(cluster_factory, tm
     c = cluster_factory()
     repo = os.path.join(c.dir, "backup")
     os.makedirs(repo)
+    shutil.chown(c.dir, "postgres", "postgres")  # root's, up would refuse it
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0750", "tmpfs", repo],
                    check=True, timeout=30)
     try:
