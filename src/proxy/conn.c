@@ -96,6 +96,7 @@ static void client_close(struct proxy_client *c, const char *why);
 static void server_close(struct proxy_server *s, const char *why);
 static bool flush_out(struct cmn_io *io, SSL *ssl, struct proxy_buf *out);
 static void pool_dispatch(struct proxy_pool *pool);
+static void params_free(char **v);
 static void client_forward(struct proxy_client *c);
 static void client_welcome(struct proxy_client *c);
 static bool server_checked(struct proxy_server *s, struct proxy_client *c);
@@ -209,20 +210,88 @@ static void client_fatal(struct proxy_client *c, const char *sqlstate, const cha
 
 /* ---- pools ---- */
 
+/* No client and no server. */
+static bool pool_unused(const struct proxy_pool *pool)
+{
+	return pool->n_servers == 0 && TAILQ_EMPTY(&pool->idle_clients) &&
+	       TAILQ_EMPTY(&pool->waiting) && TAILQ_EMPTY(&pool->active_clients) &&
+	       TAILQ_EMPTY(&pool->login) && TAILQ_EMPTY(&pool->idle) &&
+	       TAILQ_EMPTY(&pool->active) && TAILQ_EMPTY(&pool->resetting);
+}
+
+static void pool_doom(struct proxy_pool *pool)
+{
+	if (!pool->doomed) {
+		pool->doomed = true;
+		P->n_doomed++;
+	}
+}
+
+/*
+ * A pool whose server login never succeeded (a database or user PostgreSQL does not
+ * know) goes with its last client and server: names made up by a client must not pile
+ * up pools (they did: 30,000 of them, 160 MB).
+ */
+static void pool_check_unused(struct proxy_pool *pool)
+{
+	if (!pool->welcome_ok && pool_unused(pool))
+		pool_doom(pool);
+}
+
+static void pool_free(struct proxy_pool *pool)
+{
+	TAILQ_REMOVE(&P->pools, pool, entry);
+	P->n_pools--;
+	params_free(pool->defaults);
+	for (size_t i = 0; i < sizeof(pool->sets_ok) / sizeof(pool->sets_ok[0]); i++)
+		free(pool->sets_ok[i]);
+	free(pool->welcome);
+	free(pool);
+}
+
+void proxy_free_unused_pools(struct proxy *p)
+{
+	struct proxy_pool *pool, *tmp;
+
+	if (!p->n_doomed)
+		return;
+	P = p;
+	TAILQ_FOREACH_SAFE(pool, &p->pools, entry, tmp)
+	{
+		if (!pool->doomed)
+			continue;
+		if (pool_unused(pool))
+			pool_free(pool);
+		else
+			pool->doomed = false;
+	}
+	p->n_doomed = 0;
+}
+
+/* The pool of port/db/user/member, made when missing; NULL with *full set beyond
+ * max_pools, NULL alone when out of memory. */
 static struct proxy_pool *pool_get(enum proxy_port port, const char *db, const char *user,
-				   const char *member)
+				   const char *member, bool *full)
 {
 	struct proxy_pool *pool;
 
+	*full = false;
 	TAILQ_FOREACH(pool, &P->pools, entry)
 	{
 		if (pool->port == port && strcmp(pool->database, db) == 0 &&
-		    strcmp(pool->user, user) == 0 && strcmp(pool->member, member) == 0)
+		    strcmp(pool->user, user) == 0 && strcmp(pool->member, member) == 0) {
+			pool->doomed = false; /* in use again (n_doomed recounts at the sweep) */
 			return pool;
+		}
+	}
+	if (P->n_pools >= P->cfg.max_pools) {
+		*full = true;
+		return NULL;
 	}
 	pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		return NULL;
+	P->n_pools++;
 	pool->port = port;
 	snprintf(pool->database, sizeof(pool->database), "%s", db);
 	snprintf(pool->user, sizeof(pool->user), "%s", user);
@@ -1043,6 +1112,7 @@ static void server_close(struct proxy_server *s, const char *why)
 	server_settings_set(s, NULL, NULL);
 	/* Others may connect in its place. */
 	pool_dispatch(pool);
+	pool_check_unused(pool);
 }
 
 static bool server_send(struct proxy_server *s, const struct cmn_buf *b)
@@ -2178,6 +2248,7 @@ static void client_request(struct proxy_client *c)
 static void client_close(struct proxy_client *c, const char *why)
 {
 	struct proxy_server *s = c->server;
+	struct proxy_pool *pool = c->pool;
 
 	if (c->state == PROXY_CL_DEAD)
 		return;
@@ -2208,6 +2279,8 @@ static void client_close(struct proxy_client *c, const char *why)
 	SSL_free(c->ssl);
 	c->ssl = NULL;
 	client_set_state(c, PROXY_CL_DEAD);
+	if (pool)
+		pool_check_unused(pool);
 	P->n_clients--;
 	buf_free(&c->in);
 	buf_free(&c->out);
@@ -2556,7 +2629,16 @@ static void client_logged_in(struct proxy_client *c)
 	}
 	if (c->port == PROXY_PORT_REPLICA && !member[0])
 		port = PROXY_PORT_PRIMARY; /* fallback */
-	c->pool = pool_get(port, c->database, c->user, member);
+	bool full;
+
+	c->pool = pool_get(port, c->database, c->user, member, &full);
+	if (!c->pool && full) {
+		client_fatal(c, "53300",
+			     "too many pools: %d database/user pools exist (max_pools); try again "
+			     "once unused ones are freed (pool_idle_timeout)",
+			     P->n_pools);
+		return;
+	}
 	if (!c->pool) {
 		client_fatal(c, "53200", "out of memory");
 		return;
@@ -3133,6 +3215,13 @@ void proxy_tick(struct proxy *p)
 				server_close(s, "server_idle_timeout");
 		}
 		pool_dispatch(pool);
+		if (!pool_unused(pool))
+			pool->empty_since_ms = 0;
+		else if (!pool->empty_since_ms)
+			pool->empty_since_ms = now;
+		else if (p->cfg.pool_idle_timeout_ms &&
+			 now - pool->empty_since_ms >= p->cfg.pool_idle_timeout_ms)
+			pool_doom(pool);
 	}
 }
 
@@ -3174,12 +3263,6 @@ void proxy_close_all(struct proxy *p)
 	proxy_free_dead(p);
 	proxy_authq_stop(p->authq);
 	p->authq = NULL;
-	while ((pool = TAILQ_FIRST(&p->pools))) {
-		TAILQ_REMOVE(&p->pools, pool, entry);
-		params_free(pool->defaults);
-		for (size_t i = 0; i < sizeof(pool->sets_ok) / sizeof(pool->sets_ok[0]); i++)
-			free(pool->sets_ok[i]);
-		free(pool->welcome);
-		free(pool);
-	}
+	while ((pool = TAILQ_FIRST(&p->pools)))
+		pool_free(pool);
 }

@@ -104,6 +104,8 @@ static int reload_config(struct proxy *p)
 			    "a restart of the proxy");
 	p->cfg.max_client_conn = fresh.max_client_conn;
 	p->cfg.default_pool_size = fresh.default_pool_size;
+	p->cfg.max_pools = fresh.max_pools;
+	p->cfg.pool_idle_timeout_ms = fresh.pool_idle_timeout_ms;
 	p->cfg.reserve_pool_size = fresh.reserve_pool_size;
 	p->cfg.session_pool_size = fresh.session_pool_size;
 	p->cfg.query_wait_timeout_ms = fresh.query_wait_timeout_ms;
@@ -326,6 +328,7 @@ static void on_after(struct cmn_loop *l, void *arg)
 {
 	(void)l;
 	proxy_free_dead(arg);
+	proxy_free_unused_pools(arg);
 	/* Report drained as soon as the last transaction in flight ends. */
 	if (so.holding && !so.reported)
 		switchover_step(arg);

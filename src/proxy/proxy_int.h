@@ -187,6 +187,8 @@ struct proxy_pool {
 	char last_error[200];
 	int64_t next_connect_ms; /* after a failed connect or login: no new one before */
 	bool dispatching;	 /* pool_dispatch is running (no re-entry) */
+	int64_t empty_since_ms;	 /* no client and no server since (0: in use) */
+	bool doomed;		 /* freed after this loop iteration unless used again */
 };
 
 TAILQ_HEAD(proxy_pool_list, proxy_pool);
@@ -206,6 +208,8 @@ struct proxy {
 	char leader_host[256];
 	int leader_port;
 	struct proxy_pool_list pools;
+	int n_pools;
+	int n_doomed; /* pools marked doomed */
 	struct proxy_client_list login_clients;
 	struct proxy_client_list admin_clients;
 	struct proxy_client_list dead_clients;
@@ -229,6 +233,8 @@ struct proxy {
 void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
 void proxy_tick(struct proxy *p);
 void proxy_free_dead(struct proxy *p);
+/* Frees the pools marked unused (after proxy_free_dead: nothing points to them then). */
+void proxy_free_unused_pools(struct proxy *p);
 void proxy_topology_changed(struct proxy *p);
 void proxy_close_all(struct proxy *p);
 /* Server connections running a transaction or request (all pools). */

@@ -62,6 +62,12 @@ static const struct cmn_cfg_key keys[] = {
      "client connections accepted at most (then 53300)"},
     {"proxy", "default_pool_size", CMN_CFG_INT, OFF(default_pool_size), "20", false, 1, 10000,
      "server connections per database/user on the pooled port"},
+    {"proxy", "max_pools", CMN_CFG_INT, OFF(max_pools), "5000", false, 1, 1000000,
+     "pools (database/user pairs on each port) at most; a login that needs another gets 53300"},
+    {"proxy", "pool_idle_timeout", CMN_CFG_DURATION, OFF(pool_idle_timeout_ms), "60s", false, 0,
+     SEC(86400),
+     "a pool without clients or servers is freed after this (0: never); one whose server "
+     "login never succeeded (a database that does not exist) at once"},
     {"proxy", "reserve_pool_size", CMN_CFG_INT, OFF(reserve_pool_size), "0", false, 0, 10000,
      "extra server connections when clients wait longer than 5 s"},
     {"proxy", "session_pool_size", CMN_CFG_INT, OFF(session_pool_size), "100", false, 1, 10000,

@@ -39,6 +39,8 @@ struct proxy_config {
 	char *http_password;
 	int max_client_conn;
 	int default_pool_size;
+	int max_pools;		  /* database/user pools per port, all ports together */
+	int pool_idle_timeout_ms; /* an unused pool is freed after this */
 	int reserve_pool_size;
 	int session_pool_size;
 	int query_wait_timeout_ms;

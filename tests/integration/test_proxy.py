@@ -472,3 +472,49 @@ def test_pool_boundaries_slow_client_extended_and_copy(cluster):
     assert one(c, "SELECT count(*) FROM t WHERE id IN (6001, 6002)") == 2  # pool size 1
     c.close()
     s.close()
+
+
+def test_made_up_database_names_leave_no_pool(cluster):
+    """Issue 14 item 2: a pool was made for every database name a client logged in with,
+    before PostgreSQL said it does not exist, and never freed (30,000 made-up names: the
+    proxy grew by 160 MB and logins slowed 400-fold). Now such a pool goes with its last
+    client, an unused pool goes after pool_idle_timeout, and max_pools bounds them."""
+    cluster.restart_proxy("max_pools = 5\npool_idle_timeout = 1s\nserver_idle_timeout = 1s\n")
+    first = wait_for("the proxy to serve", lambda: proxy_conn(cluster), 30)
+    for i in range(300):
+        with pytest.raises(psycopg2.OperationalError) as exc:
+            proxy_conn(cluster, dbname="madeup%d" % i)
+        assert "does not exist" in str(exc.value), exc.value
+    cols, rows = admin(cluster, "SHOW POOLS")
+    dbs = [r[cols.index("database")] for r in rows]
+    assert not [d for d in dbs if d.startswith("madeup")], dbs
+    assert len(dbs) <= 5, dbs
+
+    # max_pools: five pools in use (postgres's and four more), a sixth database gets
+    # 53300 and the others go on.
+    leader = cluster.leader()
+    for i in range(5):
+        cluster.query(leader, "CREATE DATABASE pools%d" % i)
+    held = [proxy_conn(cluster, dbname="pools%d" % i) for i in range(4)]
+    with pytest.raises(psycopg2.OperationalError) as exc:
+        proxy_conn(cluster, dbname="pools4")
+    assert "too many pools" in str(exc.value), exc.value
+    assert [one(h, "SELECT current_database()") for h in [first] + held] == \
+        ["postgres"] + ["pools%d" % i for i in range(4)]
+    # postgres's pool unused (its client gone, its server closed when idle): freed, and
+    # there is room again.
+    first.close()
+
+    def fifth():
+        try:
+            conn = proxy_conn(cluster, dbname="pools4")
+        except psycopg2.OperationalError as err:
+            assert "too many pools" in str(err), err
+            return None
+        try:
+            return one(conn, "SELECT current_database()")
+        finally:
+            conn.close()
+    assert wait_for("a pool freed for pools4", fifth, 15) == "pools4"
+    for h in held:
+        h.close()
