@@ -16,6 +16,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import urllib.request
@@ -61,6 +62,7 @@ class PgwardenCluster:
 
     def start(self):
         os.makedirs(self.dir, exist_ok=True)
+        shutil.chown(self.dir, "postgres", "postgres")  # up keeps to a folder of postgres's
         self.started = True
         log("pgwarden: up --dir %s (etcd :%d, pg :%d, api :%d)" % (
             self.dir, self.etcd_port, self.pg_port, self.api_port))
