@@ -150,6 +150,14 @@ static int check_pg_param(const char *name, json_object *v, char *err, size_t er
 			 name, why);
 		return PGW_EINVAL;
 	}
+	why = pgconf_node_only_reason(name);
+	if (why) {
+		snprintf(
+		    err, err_size,
+		    "PostgreSQL parameter '%s' cannot come from the dynamic configuration (%s)",
+		    name, why);
+		return PGW_EINVAL;
+	}
 	if (!json_object_is_type(v, json_type_string) && !json_object_is_type(v, json_type_int) &&
 	    !json_object_is_type(v, json_type_double) &&
 	    !json_object_is_type(v, json_type_boolean)) {

@@ -32,6 +32,29 @@ static const struct {
      "pgwarden sets it to 1s: the leader judges a standby by how often it replies"},
 };
 
+const char *pgconf_node_only_reason(const char *name)
+{
+	static const char *const code[] = {
+	    "archive_command",
+	    "archive_library",
+	    "restore_command",
+	    "archive_cleanup_command",
+	    "recovery_end_command",
+	    "ssl_passphrase_command",
+	    "shared_preload_libraries",
+	    "local_preload_libraries",
+	    "session_preload_libraries",
+	    "dynamic_library_path",
+	    "jit_provider",
+	};
+
+	for (size_t i = 0; i < sizeof(code) / sizeof(code[0]); i++)
+		if (strcmp(code[i], name) == 0)
+			return "it runs a command or loads code as postgres: set it in each node's "
+			       "[parameters], never from etcd";
+	return NULL;
+}
+
 const char *pgconf_managed_reason(const char *name)
 {
 	for (size_t i = 0; i < sizeof(managed) / sizeof(managed[0]); i++)

@@ -22,6 +22,12 @@ struct pgconf_upstream {
 int pgconf_parameters(const struct agent_config *cfg, struct cmn_kvlist *out) PGW_WUR;
 /* The parameters only the agent may set; NULL when name is not one. */
 const char *pgconf_managed_reason(const char *name);
+/*
+ * Why a parameter may be set only in a node's own file, never from the dynamic
+ * configuration in etcd (it runs a command or loads code as postgres: whoever can write
+ * etcd would run code on every member), or NULL.
+ */
+const char *pgconf_node_only_reason(const char *name);
 /* Validates [parameters]: err gets "file:line: ..." for a managed or bad name. */
 int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t err_size) PGW_WUR;
 

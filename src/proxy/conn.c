@@ -1249,6 +1249,14 @@ static int server_auth(struct proxy_server *s, const uint8_t *body, size_t len)
 	code = pgp_get_u32(&r);
 	if (r.bad)
 		return PGW_EPROTO;
+	/* Only SCRAM proves that the server knows the secret, and shows it nothing: the
+	 * address came from etcd, whose records anyone with write access can change. */
+	if ((code == PGP_AUTH_CLEARTEXT || code == PGP_AUTH_MD5) && !P->cfg.server_plain_auth) {
+		log_warning("%s:%d asks %s for a%s: refused (server_plain_auth = off)", s->host,
+			    s->port, s->pool->user,
+			    code == PGP_AUTH_MD5 ? "n MD5 response" : " cleartext password");
+		return PGW_EAUTH;
+	}
 	switch (code) {
 	case PGP_AUTH_OK:
 		/* After SCRAM, only once the server proved it knows the secret too. */

@@ -90,6 +90,9 @@ static const struct cmn_cfg_key keys[] = {
      "tracked; names then reach the server as they are)"},
     {"proxy", "server_reset_query", CMN_CFG_STRING, OFF(server_reset_query), "DISCARD ALL", false,
      0, 0, "run when a session ends, before its server is reused"},
+    {"proxy", "server_plain_auth", CMN_CFG_BOOL, OFF(server_plain_auth), "off", false, 0, 0,
+     "answer a server that asks for a cleartext password or an MD5 response (off: SCRAM only, "
+     "so a server that etcd's records point to cannot learn a password)"},
     {"proxy", "max_replica_lag", CMN_CFG_SIZE, OFF(max_replica_lag), "16MB", false, 0, INT64_MAX,
      "replicas lagging more get no new sessions on the replica port"},
     {"proxy", "replica_fallback_primary", CMN_CFG_BOOL, OFF(replica_fallback_primary), "off", false,

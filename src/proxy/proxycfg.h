@@ -60,6 +60,7 @@ struct proxy_config {
 	char *client_tls_key_file;
 	char *server_tls_sslmode; /* disable, allow, prefer, require, verify-ca, verify-full */
 	char *server_tls_ca_file;
+	bool server_plain_auth; /* answer a server's cleartext-password or MD5 request */
 	int ttl_ms; /* the cluster's leader lease ttl: how long a stale view stays usable */
 	/* Planned switchover */
 	char *proxy_name;		 /* key proxies/<name> (default host:pooled_port) */

@@ -54,6 +54,8 @@ def test_edit_config_invalid_values_change_nothing(cluster):
         (["--pg", "autovacuum=maybe"], "Boolean"),
         (["--pg", "port=5555"], "managed by pgwarden"),
         (["--pg", "synchronous_standby_names=*"], "managed by pgwarden"),
+        (["--pg", "ssl_passphrase_command=touch /tmp/x"],
+         "cannot come from the dynamic configuration"),
         (["--pg", "work_mem"], "expected NAME=VALUE"),
     ]
     for args, expect in bad:

@@ -1,12 +1,19 @@
 """Issue 14's regression tests: what a hostile local user (postgres) or client must not
 get (the proxy's share is in test_proxy*.py and test_faults.py)."""
+import json
 import os
 import pwd
+import re
+import socket
+import struct
 import subprocess
+import threading
+import time
 
+import psycopg2
 import pytest
 
-from conftest import wait_for
+from conftest import PGWARDEN, wait_for
 
 
 def owners(top):
@@ -73,3 +80,133 @@ def test_root_refuses_a_folder_of_root_it_did_not_make(shared_cluster):
         assert os.stat(target).st_uid == 0
     finally:
         os.unlink(link)
+
+
+def test_code_from_etcd_is_ignored(shared_cluster):
+    """Whoever can write etcd must not run code on the members as postgres: a dynamic
+    configuration that sets a command parameter is ignored whole (edit-config refuses
+    it; this one is written straight to etcd)."""
+    c = shared_cluster
+    leader = c.leader()
+    doc = {"postgresql": {"parameters": {"ssl_passphrase_command": "touch /tmp/pgw-pwned",
+                                         "work_mem": "9MB"}}}
+    env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
+    endpoint = "--endpoints=http://127.0.0.1:%d" % c.etcd_port
+    old = subprocess.run(["etcdctl", endpoint, "get", "--print-value-only",
+                          "/service/demo/config"], capture_output=True, text=True,
+                         timeout=10, check=True, env=env).stdout.strip()
+    subprocess.run(["etcdctl", endpoint, "put", "/service/demo/config", json.dumps(doc)],
+                   check=True, timeout=10, env=env, capture_output=True)
+    try:
+        wait_for("the leader to refuse the configuration", lambda: "ignoring the dynamic "
+                 "configuration in etcd" in c.log(leader), 15)
+        assert c.query(leader, "SHOW ssl_passphrase_command")[0][0] == ""
+        assert c.query(leader, "SHOW work_mem")[0][0] != "9MB"
+    finally:
+        subprocess.run(["etcdctl", endpoint, "put", "/service/demo/config", old or "{}"],
+                       check=True, timeout=10, env=env, capture_output=True)
+
+
+class FakeServer(threading.Thread):
+    """A "PostgreSQL" that asks whoever logs in for a cleartext password, and keeps
+    every byte it gets after asking."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self.got = b""
+        self.logins = 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    n, code = struct.unpack("!ii", conn.recv(8, socket.MSG_WAITALL))
+                    if code == 80877103:  # SSLRequest: no
+                        conn.sendall(b"N")
+                        n = struct.unpack("!i", conn.recv(4, socket.MSG_WAITALL))[0]
+                        conn.recv(n - 4, socket.MSG_WAITALL)
+                    else:
+                        conn.recv(n - 8, socket.MSG_WAITALL)
+                    self.logins += 1
+                    conn.sendall(b"R" + struct.pack("!ii", 8, 3))
+                    while True:
+                        data = conn.recv(4096)
+                        if not data:
+                            break
+                        self.got += data
+                except (OSError, struct.error):
+                    pass
+        self.sock.close()
+
+
+def test_proxy_never_shows_a_password_to_a_server_etcd_points_at(shared_cluster):
+    """A leader record in etcd can point the proxy at any address: the proxy answers
+    only SCRAM there (it sent the plain password to a server asking for cleartext)."""
+    c = shared_cluster
+    base = c.proxy_port + 5  # the slot's spare ports: pooled, primary, replica, http, fake
+    fake = FakeServer(base + 4)
+    fake.start()
+    work = os.path.join(os.path.dirname(c.dir), "fakeproxy")
+    os.makedirs(work, exist_ok=True)
+    env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
+    endpoint = "--endpoints=http://127.0.0.1:%d" % c.etcd_port
+    member = {"host": "127.0.0.1", "port": base + 4, "role": "primary", "state": "running",
+              "timeline": 1, "api_url": "http://127.0.0.1:9/"}
+    for key, value in (("/service/fakecl/members/node1", json.dumps(member)),
+                       ("/service/fakecl/leader", "node1")):
+        subprocess.run(["etcdctl", endpoint, "put", key, value], check=True, timeout=10,
+                       env=env, capture_output=True)
+    with open(os.path.join(c.dir, "proxy/proxy.ini")) as f:
+        ini = f.read()
+    ini = re.sub(r"(?m)^name = demo$", "name = fakecl", ini)
+    for key, port in (("pooled_port", base), ("primary_port", base + 1),
+                      ("replica_port", base + 2), ("http_port", base + 3)):
+        ini = re.sub(r"(?m)^%s = \d+$" % key, "%s = %d" % (key, port), ini)
+    password = re.search(r'"postgres" "([^"]+)"',
+                         open(os.path.join(c.dir, "proxy/userlist.txt")).read()).group(1)
+
+    def attempt(extra):
+        with open(os.path.join(work, "proxy.ini"), "w") as f:
+            f.write(ini + extra)
+        log = open(os.path.join(work, "proxy.log"), "w")
+        proc = subprocess.Popen([PGWARDEN, "proxy", "-c", os.path.join(work, "proxy.ini")],
+                                stdout=log, stderr=subprocess.STDOUT, env=c.env)
+        try:
+            def tried():
+                try:
+                    psycopg2.connect(host="127.0.0.1", port=base, user="postgres",
+                                     dbname="postgres", password=password,
+                                     connect_timeout=3).close()
+                except psycopg2.OperationalError:
+                    pass
+                return fake.logins > 0
+            wait_for("the proxy to log in to the fake server", tried, 30)
+            time.sleep(0.5)  # what it sends after the request, if anything
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
+        with open(os.path.join(work, "proxy.log")) as f:
+            return f.read()
+
+    try:
+        text = attempt("")
+        assert password.encode() not in fake.got, "the proxy sent the password"
+        assert "refused (server_plain_auth = off)" in text, text[-2000:]
+        # Allowed by configuration, it answers (the fake server is a real test).
+        fake.logins = 0
+        attempt("server_plain_auth = on\n")
+        assert password.encode() in fake.got
+    finally:
+        fake.stop.set()
+        for key in ("/service/fakecl/members/node1", "/service/fakecl/leader"):
+            subprocess.run(["etcdctl", endpoint, "del", key], timeout=10, env=env,
+                           capture_output=True)

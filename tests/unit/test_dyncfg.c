@@ -70,6 +70,13 @@ static void test_parse_refusals(void **state)
 	expect_bad("{\"synchronous_mode\": \"perhaps\"}", "true or false");
 	expect_bad("{\"postgresql\": {\"use_slots\": true}}", "postgresql.use_slots");
 	expect_bad("{\"postgresql\": {\"parameters\": {\"port\": 1}}}", "managed by pgwarden");
+	/* code run as postgres on every member by whoever can write etcd (issue 14 item 3) */
+	expect_bad("{\"postgresql\": {\"parameters\": {\"archive_command\": \"sh -c x\"}}}",
+		   "cannot come from the dynamic configuration");
+	expect_bad("{\"postgresql\": {\"parameters\": {\"ssl_passphrase_command\": \"x\"}}}",
+		   "runs a command");
+	expect_bad("{\"postgresql\": {\"parameters\": {\"shared_preload_libraries\": \"x\"}}}",
+		   "loads code");
 	expect_bad("{\"postgresql\": {\"parameters\": {\"Bad Name\": 1}}}", "bad PostgreSQL");
 	expect_bad("{\"postgresql\": {\"parameters\": {\"work_mem\": [1]}}}", "must be a string");
 	expect_bad("{\"postgresql\": {\"parameters\": {\"x.y\": \"a\\nb\"}}}", "control");
