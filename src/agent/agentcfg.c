@@ -304,6 +304,13 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 			 cfg->api_listen);
 		return PGW_EINVAL;
 	}
+	if (cfg->api_username && (!cfg->api_password || !cfg->api_password[0])) {
+		snprintf(err, err_size,
+			 "%s: [api] has a username but an empty password: set 'password' (an "
+			 "empty one would let anyone switch over, restart or reinit)",
+			 where);
+		return PGW_EINVAL;
+	}
 	snprintf(cfg->api_connect, sizeof(cfg->api_connect), "http://%s",
 		 cfg->api_connect_address ? cfg->api_connect_address : cfg->api_listen);
 	if (cfg->data_dir[0] != '/') {

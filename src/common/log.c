@@ -36,9 +36,36 @@ void cmn_log_set_ident(const char *ident)
 	snprintf(log_ident, sizeof(log_ident), "%s", ident);
 }
 
+/*
+ * One event, one line: control characters (a newline in a user name a client chose, say,
+ * which would forge a line) are written as \n, \t or \xNN.
+ */
+static void escape_controls(const char *in, char *out, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t j = 0;
+
+	for (; *in && j + 5 < size; in++) {
+		unsigned char ch = (unsigned char)*in;
+
+		if (ch >= 0x20 && ch != 0x7f) {
+			out[j++] = (char)ch;
+		} else if (ch == '\n' || ch == '\t') {
+			out[j++] = '\\';
+			out[j++] = ch == '\n' ? 'n' : 't';
+		} else {
+			out[j++] = '\\';
+			out[j++] = 'x';
+			out[j++] = hex[ch >> 4];
+			out[j++] = hex[ch & 15];
+		}
+	}
+	out[j] = '\0';
+}
+
 void cmn_log_write(enum cmn_log_level level, const char *fmt, ...)
 {
-	char msg[2048];
+	char raw[2048], msg[4096];
 	char stamp[32];
 	struct timeval tv;
 	struct tm tm;
@@ -47,8 +74,9 @@ void cmn_log_write(enum cmn_log_level level, const char *fmt, ...)
 	if (level < min_level)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
 	va_end(ap);
+	escape_controls(raw, msg, sizeof(msg));
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%d %H:%M:%S", &tm);

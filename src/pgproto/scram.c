@@ -355,7 +355,8 @@ static int client_read_server_first(struct pgp_scram_client *s, const char *msg,
 	if (b64_decode(sv, strlen(sv), salt, PGP_SCRAM_MAX_SALT, salt_len) != PGW_OK ||
 	    *salt_len == 0)
 		return PGW_EPROTO;
-	if (parse_iterations(iv, iterations) != PGW_OK)
+	if (parse_iterations(iv, iterations) != PGW_OK ||
+	    *iterations > PGP_SCRAM_CLIENT_MAX_ITERATIONS)
 		return PGW_EPROTO;
 	strcpy(nonce, r);
 	memcpy(s->server_first, msg, len);

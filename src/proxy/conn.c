@@ -178,6 +178,27 @@ static bool client_send(struct proxy_client *c, const struct cmn_buf *b)
 static void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Failed logins at info, at most 10 a second (then how many were left out). */
+static void log_failed_login(const struct proxy_client *c, const char *msg)
+{
+	static int64_t window_ms;
+	static int in_window, left_out;
+	int64_t now = cmn_now_ms();
+
+	if (now - window_ms >= 1000) {
+		if (left_out)
+			log_info(
+			    "%d more failed logins in the second before (not logged one by one)",
+			    left_out);
+		window_ms = now;
+		in_window = left_out = 0;
+	}
+	if (in_window++ < 10)
+		log_info("failed login from %s: %s", c->addr, msg);
+	else
+		left_out++;
+}
+
 static void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt, ...)
 {
 	char msg[512];
@@ -187,6 +208,8 @@ static void client_fatal(struct proxy_client *c, const char *sqlstate, const cha
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (strncmp(sqlstate, "28", 2) == 0) /* 28000, 28P01: authentication */
+		log_failed_login(c, msg);
 	if (pgp_put_error(&b, "FATAL", sqlstate, msg, NULL) == PGW_OK && c->io.fd >= 0) {
 		uint8_t sink[4096];
 

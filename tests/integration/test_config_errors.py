@@ -64,6 +64,8 @@ def agent(text, env=None):
     (("[postgresql]\n", "[backup]\nrepo_path = /tmp/r\n[parameters]\narchive_command = cp %p x\n"
       "[postgresql]\n"),
      ":11: 'archive_command' in [parameters] is managed by pgwarden ([backup] is set"),
+    (("[cluster]\n", "[api]\nusername = admin\npassword =\n[cluster]\n"),
+     "[api] has a username but an empty password"),
 ])
 def test_bad_config_is_refused_with_file_line_key(change, expect):
     proc, path = agent(GOOD.replace(*change, 1))

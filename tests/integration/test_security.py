@@ -210,3 +210,19 @@ def test_proxy_never_shows_a_password_to_a_server_etcd_points_at(shared_cluster)
         for key in ("/service/fakecl/members/node1", "/service/fakecl/leader"):
             subprocess.run(["etcdctl", endpoint, "del", key], timeout=10, env=env,
                            capture_output=True)
+
+
+def test_failed_logins_logged_once_a_line(shared_cluster):
+    """A failed login is logged at info (it was at debug only), with the user name a
+    client chose escaped: a newline in it cannot forge a log line."""
+    c = shared_cluster
+    with pytest.raises(psycopg2.OperationalError):
+        psycopg2.connect(host="127.0.0.1", port=c.proxy_port, user="evil\nFORGED line",
+                         dbname="postgres", password="wrong", connect_timeout=5).close()
+
+    def logged():
+        lines = c.proxy_log().splitlines()
+        return [ln for ln in lines if "failed login from" in ln and "evil" in ln] or None
+    lines = wait_for("the failed login in the proxy's log", logged, 10)
+    assert "evil\\nFORGED line" in lines[-1], lines
+    assert not [ln for ln in c.proxy_log().splitlines() if ln.startswith("FORGED")]

@@ -151,6 +151,8 @@ static void test_client_bad_server_first(void **state)
 	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=0",
 	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=-1",
 	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=10000001",
+	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=10000000", /* 2 s of the proxy's loop */
+	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=100001",
 	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=99999999999999999999",
 	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=4096x",
 	    "r=" RFC_FULL_NONCE ",s=" RFC_SALT64 ",i=",
