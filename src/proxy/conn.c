@@ -686,6 +686,7 @@ static void server_connect(struct proxy_pool *pool)
 	s->state = PROXY_SV_LOGIN;
 	TAILQ_INSERT_TAIL(&pool->login, s, entry);
 	pool->n_servers++;
+	P->n_servers++;
 	if (!pool_target(pool, s->host, sizeof(s->host), &s->port)) {
 		server_close(s, "no server to connect to");
 		return;
@@ -1126,6 +1127,7 @@ static void server_close(struct proxy_server *s, const char *why)
 		pool->next_connect_ms = cmn_now_ms() + SERVER_RETRY_MS;
 	server_set_state(s, PROXY_SV_DEAD);
 	pool->n_servers--;
+	P->n_servers--;
 	buf_free(&s->in);
 	buf_free(&s->out);
 	free(s->scram);
@@ -2333,6 +2335,58 @@ static void client_close(struct proxy_client *c, const char *why)
 	c->sets = c->resets = c->check_error = NULL;
 }
 
+/*
+ * Why a new connection is refused before it says anything (NULL: it is not): its
+ * address has max_logins_per_address logins in progress, or the open files left are
+ * kept for servers. Either way everyone else keeps being served.
+ */
+static const char *accept_refusal(struct proxy *p, const char *addr)
+{
+	static char why[160];
+	int same = 0;
+
+	if (p->fd_limit && (int)p->n_clients + p->n_servers >= p->fd_limit - p->fd_reserve) {
+		snprintf(why, sizeof(why),
+			 "too many connections: the proxy's open files are taken (limit %d)",
+			 p->fd_limit);
+		return why;
+	}
+	if (!p->cfg.max_logins_per_address)
+		return NULL;
+	struct proxy_client *c;
+
+	TAILQ_FOREACH(c, &p->login_clients, entry)
+	same += strcmp(c->addr, addr) == 0;
+	if (same < p->cfg.max_logins_per_address)
+		return NULL;
+	snprintf(why, sizeof(why),
+		 "too many logins in progress from %s (max_logins_per_address %d)", addr,
+		 p->cfg.max_logins_per_address);
+	return why;
+}
+
+/* A 53300 ErrorResponse, sent without waiting, then the connection closed. */
+static void refuse_at_once(int fd, const char *why)
+{
+	static int64_t last_log_ms;
+	static int left_out;
+	struct cmn_buf b = {0};
+	int64_t now = cmn_now_ms();
+
+	if (pgp_put_error(&b, "FATAL", "53300", why, NULL) == PGW_OK)
+		(void)send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	cmn_buf_free(&b);
+	close(fd);
+	if (now - last_log_ms >= 1000) {
+		log_warning("refused a connection: %s%s", why,
+			    left_out ? " (and others since the last such line)" : "");
+		last_log_ms = now;
+		left_out = 0;
+	} else {
+		left_out++;
+	}
+}
+
 void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 {
 	struct proxy *p = io->owner;
@@ -2376,6 +2430,13 @@ void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 		if (getnameinfo((struct sockaddr *)&ss, sl, c->addr, sizeof(c->addr), NULL, 0,
 				NI_NUMERICHOST) != 0)
 			snprintf(c->addr, sizeof(c->addr), "?");
+		const char *why = accept_refusal(p, c->addr);
+
+		if (why) {
+			refuse_at_once(fd, why);
+			free(c);
+			continue;
+		}
 		TAILQ_INSERT_TAIL(&p->login_clients, c, entry);
 		p->n_clients++;
 		if (cmn_io_add(p->loop, &c->io, fd, EPOLLIN, on_client, c) != PGW_OK) {
@@ -3211,6 +3272,9 @@ void proxy_tick(struct proxy *p)
 		if (p->cfg.client_login_timeout_ms &&
 		    now - c->connect_ms > p->cfg.client_login_timeout_ms)
 			client_fatal(c, "08P01", "client_login_timeout");
+		else if (p->cfg.client_startup_timeout_ms && !c->user[0] &&
+			 now - c->connect_ms > p->cfg.client_startup_timeout_ms)
+			client_fatal(c, "08P01", "client_startup_timeout: no startup packet");
 	}
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{

@@ -11,11 +11,13 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -111,6 +113,8 @@ static int reload_config(struct proxy *p)
 	p->cfg.session_pool_size = fresh.session_pool_size;
 	p->cfg.query_wait_timeout_ms = fresh.query_wait_timeout_ms;
 	p->cfg.client_login_timeout_ms = fresh.client_login_timeout_ms;
+	p->cfg.client_startup_timeout_ms = fresh.client_startup_timeout_ms;
+	p->cfg.max_logins_per_address = fresh.max_logins_per_address;
 	p->cfg.server_idle_timeout_ms = fresh.server_idle_timeout_ms;
 	p->cfg.server_connect_timeout_ms = fresh.server_connect_timeout_ms;
 	p->cfg.idle_transaction_timeout_ms = fresh.idle_transaction_timeout_ms;
@@ -335,6 +339,38 @@ static void on_after(struct cmn_loop *l, void *arg)
 		switchover_step(arg);
 }
 
+/*
+ * The soft open-file limit goes up to the hard one; what it allows is said. A share is
+ * kept for servers, etcd and HTTP: clients beyond the rest are refused with 53300
+ * instead of making accept() fail for everyone.
+ */
+static void open_file_limit(struct proxy *p)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		p->fd_limit = 1024;
+		return;
+	}
+	if (rl.rlim_cur < rl.rlim_max) {
+		struct rlimit want = {rl.rlim_max, rl.rlim_max};
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			rl = want;
+	}
+	p->fd_limit = rl.rlim_cur > INT_MAX ? INT_MAX : (int)rl.rlim_cur;
+	p->fd_reserve = p->fd_limit / 10 < 64 ? 64 : p->fd_limit / 10;
+	if (p->fd_reserve > p->fd_limit / 2)
+		p->fd_reserve = p->fd_limit / 2;
+	log_info("open-file limit %d: clients and servers share %d of them, %d kept for the "
+		 "rest; max_client_conn %d",
+		 p->fd_limit, p->fd_limit - p->fd_reserve, p->fd_reserve, p->cfg.max_client_conn);
+	if (p->cfg.max_client_conn > p->fd_limit - p->fd_reserve)
+		log_warning("max_client_conn %d is more than the open-file limit allows (%d "
+			    "clients and servers together)",
+			    p->cfg.max_client_conn, p->fd_limit - p->fd_reserve);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: pgwarden proxy -c proxy.ini\n");
@@ -383,6 +419,7 @@ int proxy_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	p->config_path = path;
+	open_file_limit(p);
 	TAILQ_INIT(&p->pools);
 	TAILQ_INIT(&p->login_clients);
 	TAILQ_INIT(&p->admin_clients);

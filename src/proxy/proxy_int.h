@@ -215,6 +215,9 @@ struct proxy {
 	struct proxy_client_list dead_clients;
 	struct proxy_server_list dead_servers;
 	size_t n_clients;
+	int n_servers;	/* server connections, all pools */
+	int fd_limit;	/* RLIMIT_NOFILE */
+	int fd_reserve; /* kept for servers, etcd, HTTP, the log */
 	uint64_t next_id;
 	unsigned replica_rr;
 	uint8_t *scratch;

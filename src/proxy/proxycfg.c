@@ -76,6 +76,12 @@ static const struct cmn_cfg_key keys[] = {
      SEC(86400), "a client waits this long for a server (0: for ever)"},
     {"proxy", "client_login_timeout", CMN_CFG_DURATION, OFF(client_login_timeout_ms), "60s", false,
      0, SEC(86400), "a client must log in within this"},
+    {"proxy", "client_startup_timeout", CMN_CFG_DURATION, OFF(client_startup_timeout_ms), "5s",
+     false, 0, SEC(3600), "a connection must send its startup packet within this (0: no limit)"},
+    {"proxy", "max_logins_per_address", CMN_CFG_INT, OFF(max_logins_per_address), "64", false, 0,
+     1000000,
+     "connections from one address still logging in at most; more are refused at once with "
+     "53300 (0: no limit)"},
     {"proxy", "server_idle_timeout", CMN_CFG_DURATION, OFF(server_idle_timeout_ms), "600s", false,
      0, SEC(86400), "idle server connections are closed after this (0: never)"},
     {"proxy", "server_connect_timeout", CMN_CFG_DURATION, OFF(server_connect_timeout_ms), "5s",

@@ -45,6 +45,8 @@ struct proxy_config {
 	int session_pool_size;
 	int query_wait_timeout_ms;
 	int client_login_timeout_ms;
+	int client_startup_timeout_ms; /* a connection that sent no startup packet yet */
+	int max_logins_per_address;    /* logins in progress from one address (0: no limit) */
 	int server_idle_timeout_ms;
 	int server_connect_timeout_ms;
 	int idle_transaction_timeout_ms;

@@ -226,3 +226,50 @@ def test_failed_logins_logged_once_a_line(shared_cluster):
     lines = wait_for("the failed login in the proxy's log", logged, 10)
     assert "evil\\nFORGED line" in lines[-1], lines
     assert not [ln for ln in c.proxy_log().splitlines() if ln.startswith("FORGED")]
+
+
+def test_silent_connections_do_not_lock_clients_out(cluster):
+    """Connections that never log in (300 from one address, with 256 open files) must
+    not lock others out: they made accept() fail for everyone (1,100 idle connections
+    at a 1,024 limit). Now logins in progress per address are capped, a connection must
+    send its startup packet within client_startup_timeout, and open files are kept for
+    servers."""
+    c = cluster
+    with open(os.path.join(c.dir, "proxy/proxy.ini"), "a") as f:
+        f.write("max_logins_per_address = 32\nclient_startup_timeout = 2s\n")
+    c.kill(c.proxy_pid(), 15)
+    wait_for("the proxy to stop", lambda: c.proxy_pid() is None, 30)
+    subprocess.run(["prlimit", "--nofile=256:256", PGWARDEN, "up", "--dir", c.dir],
+                   check=True, capture_output=True, env=c.env, timeout=120)
+    wait_for("the proxy to serve", lambda: psycopg2.connect(c.proxy_dsn()), 30).close()
+
+    silent = []
+    for _ in range(300):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", c.proxy_port))
+        silent.append(s)
+    for _ in range(5):
+        started = time.monotonic()
+        conn = psycopg2.connect(c.proxy_dsn())
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        conn.close()
+        assert time.monotonic() - started < 3
+    refused = 0
+    for s in silent:  # refused at once with 53300, or closed after client_startup_timeout
+        data = b""
+        try:
+            while True:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as err:
+            raise AssertionError("a silent connection stayed open: %s" % err)
+        refused += b"max_logins_per_address" in data
+        s.close()
+    assert refused >= 300 - 32, refused
+    assert "too many logins in progress from 127.0.0.2" in c.proxy_log()
