@@ -78,7 +78,7 @@ static const struct cmn_cfg_key keys[] = {
      0, SEC(86400), "a client must log in within this"},
     {"proxy", "client_startup_timeout", CMN_CFG_DURATION, OFF(client_startup_timeout_ms), "5s",
      false, 0, SEC(3600), "a connection must send its startup packet within this (0: no limit)"},
-    {"proxy", "max_logins_per_address", CMN_CFG_INT, OFF(max_logins_per_address), "64", false, 0,
+    {"proxy", "max_logins_per_address", CMN_CFG_INT, OFF(max_logins_per_address), "256", false, 0,
      1000000,
      "connections from one address still logging in at most; more are refused at once with "
      "53300 (0: no limit)"},
