@@ -91,6 +91,7 @@ struct agent {
 	int64_t bootstrap_deadline_ms;
 	char configured_upstream[300];
 	int64_t primary_down_since_ms;
+	int64_t race_wait_since_ms; /* racing waits for a member that does not answer (0: no) */
 	int64_t not_streaming_since_ms;
 	int replica_timeline;	    /* newest timeline our replica has received */
 	int64_t switchover_seen_ms; /* a switchover request is pending since (0: none) */
@@ -1044,6 +1045,8 @@ static void do_race(struct agent *a)
 {
 	struct ha_peer peers[DCS_MAX_MEMBERS];
 	const char *urls[DCS_MAX_MEMBERS] = {NULL};
+	const struct dcs_member *of[DCS_MAX_MEMBERS];
+	const char *unanswered = NULL;
 	struct cmn_buf bodies[DCS_MAX_MEMBERS];
 	long status[DCS_MAX_MEMBERS];
 	char url_store[DCS_MAX_MEMBERS][400];
@@ -1065,6 +1068,7 @@ static void do_race(struct agent *a)
 				      strcmp(a->cluster.sync_leader, m->name) != 0);
 		snprintf(url_store[n], sizeof(url_store[n]), "%s/status", m->api_url);
 		urls[n] = url_store[n];
+		of[n] = m;
 		n++;
 	}
 	cmn_http_get_many(urls, n, AGENT_PEER_TIMEOUT_MS, bodies, status);
@@ -1076,6 +1080,13 @@ static void do_race(struct agent *a)
 			peers[i].is_primary = strcmp(st.role, "primary") == 0;
 			peers[i].lsn = st.lsn;
 			peers[i].timeline = st.timeline;
+		} else {
+			/* Alive in etcd (its member key lives on its lease) yet silent: judged by
+			 * what it last published, and waited for a while. */
+			peers[i].lsn = of[i]->lsn;
+			peers[i].timeline = of[i]->timeline;
+			if (!peers[i].nofailover)
+				unanswered = peers[i].name;
 		}
 		cmn_buf_free(&bodies[i]);
 	}
@@ -1089,6 +1100,25 @@ static void do_race(struct agent *a)
 		peers[i].lsn = 0;
 		peers[i].timeline = 0;
 	}
+	/* Not answering is not being behind (a flooded REST API, a stalled host): wait up
+	 * to ttl for its live position, then go by the one it published. */
+	if (unanswered && !candidate) {
+		int64_t now = cmn_now_ms();
+
+		if (!a->race_wait_since_ms)
+			a->race_wait_since_ms = now;
+		if (now - a->race_wait_since_ms < a->cfg.ttl_ms) {
+			log_info(
+			    "not taking the leader key yet: %s does not answer on its REST API "
+			    "(waiting up to %d ms for its position)",
+			    unanswered, a->cfg.ttl_ms);
+			return;
+		}
+		log_warning("%s has not answered for %lld ms: going by the position it last "
+			    "published in etcd",
+			    unanswered, (long long)(now - a->race_wait_since_ms));
+	}
+	a->race_wait_since_ms = 0;
 	if (!ha_healthiest(&in, peers, n, reason, sizeof(reason))) {
 		log_info("not taking the leader key: %s", reason);
 		if (!a->probe.in_recovery)
@@ -1810,6 +1840,9 @@ static void do_switchover(struct agent *a, const char *candidate)
 static void execute(struct agent *a, const struct ha_decision *d)
 {
 	const struct dcs_member *m = member_of(a, d->member);
+
+	if (d->action != HA_RACE)
+		a->race_wait_since_ms = 0; /* a race's wait is for one leaderless spell */
 
 	switch (d->action) {
 	case HA_WAIT:

@@ -1,4 +1,5 @@
 #include "agent/api.h"
+#include "common/httpguard.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/util.h"
@@ -16,11 +17,13 @@
 
 struct api_server {
 	struct MHD_Daemon *daemon;
+	struct cmn_http_guard *guard; /* a request must arrive whole within API_DEADLINE_MS */
 	struct api_state *st;
 	struct api_ops ops;
 };
 
-#define API_MAX_BODY (64 * 1024)
+#define API_MAX_BODY	(64 * 1024)
+#define API_DEADLINE_MS 5000
 
 /* Per request: the body as it arrives. */
 struct api_req {
@@ -258,6 +261,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	cmn_http_guard_begin(srv->guard, conn); /* all of it arrived: no deadline now */
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 &&
 	    strcmp(method, "OPTIONS") != 0) {
 		for (size_t i = 0; i < sizeof(mutating) / sizeof(mutating[0]); i++)
@@ -327,11 +331,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 		      enum MHD_RequestTerminationCode toe)
 {
+	struct api_server *srv = cls;
 	struct api_req *req = *req_cls;
 
-	(void)cls;
-	(void)conn;
 	(void)toe;
+	cmn_http_guard_end(srv->guard, conn);
 	if (req) {
 		cmn_buf_free(&req->body);
 		free(req);
@@ -374,18 +378,27 @@ int api_start(const char *host, int port, struct api_state *st, const struct api
 		return PGW_ERR;
 	}
 	freeaddrinfo(ai);
+	if (cmn_http_guard_new(API_DEADLINE_MS, &srv->guard) != PGW_OK) {
+		close(fd);
+		free(srv);
+		return PGW_ENOMEM;
+	}
 	/* A thread per connection: a restart or a switchover request may take seconds and
-	 * must not hold up the health checks. */
+	 * must not hold up the health checks. At most CMN_HTTP_PER_ADDRESS_LIMIT from one
+	 * address, each request whole within API_DEADLINE_MS (slow clients, issue 14). */
 	srv->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
 		MHD_USE_ERROR_LOG,
 	    0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)200,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-	    completed, NULL, MHD_OPTION_END);
+	    completed, srv, MHD_OPTION_NOTIFY_CONNECTION, cmn_http_guard_notify, srv->guard,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)CMN_HTTP_PER_ADDRESS_LIMIT,
+	    MHD_OPTION_END);
 	if (!srv->daemon) {
 		log_error("REST API: cannot start the HTTP server on %s:%d", host, port);
 		close(fd);
+		cmn_http_guard_free(srv->guard);
 		free(srv);
 		return PGW_ERR;
 	}
@@ -399,6 +412,7 @@ void api_stop(struct api_server *srv)
 	if (!srv)
 		return;
 	MHD_stop_daemon(srv->daemon);
+	cmn_http_guard_free(srv->guard);
 	free(srv);
 }
 

@@ -439,9 +439,9 @@ bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_
 	for (size_t i = 0; i < n_peers; i++) {
 		const struct ha_peer *p = &peers[i];
 
-		if (!p->reachable || strcmp(p->name, in->me) == 0)
+		if (strcmp(p->name, in->me) == 0)
 			continue;
-		if (p->is_primary) {
+		if (p->reachable && p->is_primary) {
 			snprintf(reason, reason_size, "%s is still running as a primary", p->name);
 			return false;
 		}
@@ -451,9 +451,11 @@ bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_
 		if (p->timeline > in->pg->timeline ||
 		    (p->timeline == in->pg->timeline && p->lsn > in->pg->lsn)) {
 			snprintf(reason, reason_size,
-				 "%s is ahead (timeline %d at %llu, we are on %d at %llu)", p->name,
-				 p->timeline, (unsigned long long)p->lsn, in->pg->timeline,
-				 (unsigned long long)in->pg->lsn);
+				 "%s is ahead (timeline %d at %llu, we are on %d at %llu)%s",
+				 p->name, p->timeline, (unsigned long long)p->lsn, in->pg->timeline,
+				 (unsigned long long)in->pg->lsn,
+				 p->reachable ? ""
+					      : ", as it last published in etcd (no answer now)");
 			return false;
 		}
 	}

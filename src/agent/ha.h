@@ -66,15 +66,19 @@ struct ha_decision {
 /* What the agent learned from a peer's REST API during the race. */
 struct ha_peer {
 	char name[DCS_NAME_MAX];
-	bool reachable;
-	bool is_primary; /* running and not in recovery */
+	bool reachable;	 /* answered on its REST API */
+	bool is_primary; /* running and not in recovery (when reachable) */
 	bool nofailover;
-	uint64_t lsn;
+	uint64_t lsn; /* live when reachable, else as it last published it in etcd */
 	int timeline;
 };
 
 void ha_decide(const struct ha_input *in, struct ha_decision *out);
-/* true when we may take the leader key: no reachable primary, nobody eligible ahead. */
+/*
+ * true when we may take the leader key: no reachable primary, nobody eligible ahead,
+ * an unreachable member judged by the position it last published in etcd (not answering
+ * is not being behind: its REST API may be flooded while its data is ahead).
+ */
 bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_t n_peers,
 		   char *reason, size_t reason_size);
 const char *ha_action_name(enum ha_action a);

@@ -7,6 +7,7 @@
  * users and members, never a password, a conninfo or a client address.
  */
 #include "proxy/http.h"
+#include "common/httpguard.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/util.h"
@@ -28,6 +29,7 @@
 #define HTTP_REFRESH_S	    5
 #define HTTP_CONN_LIMIT	    64
 #define HTTP_CONN_TIMEOUT_S 10
+#define HTTP_DEADLINE_MS    5000
 
 #define STR_(x)	      #x
 #define STR(x)	      STR_(x)
@@ -35,7 +37,8 @@
 
 struct proxy_http {
 	struct MHD_Daemon *daemon;
-	char *username; /* NULL: the status page answers 403 */
+	struct cmn_http_guard *guard; /* a request must arrive within HTTP_DEADLINE_MS */
+	char *username;		      /* NULL: the status page answers 403 */
 	char *password;
 	pthread_mutex_t lock; /* guards the two documents */
 	char *html;
@@ -805,6 +808,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		*upload_data_size = 0; /* no endpoint takes a body */
 		return MHD_YES;
 	}
+	cmn_http_guard_begin(h->guard, conn);
 	if (strcmp(url, "/") == 0 || strcmp(url, "/status") == 0)
 		status_page = true;
 	else if (strcmp(url, "/metrics") == 0)
@@ -864,8 +868,19 @@ static int listen_socket(const char *host, int port)
 	return fd;
 }
 
+static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			   enum MHD_RequestTerminationCode toe)
+{
+	struct proxy_http *h = cls;
+
+	(void)req_cls;
+	(void)toe;
+	cmn_http_guard_end(h->guard, conn);
+}
+
 static void http_free(struct proxy_http *h)
 {
+	cmn_http_guard_free(h->guard);
 	free(h->username);
 	free(h->password);
 	free(h->html);
@@ -886,6 +901,10 @@ int proxy_http_start(const struct proxy_config *cfg, struct proxy_http **out)
 	if (!h)
 		return PGW_ENOMEM;
 	pthread_mutex_init(&h->lock, NULL);
+	if (cmn_http_guard_new(HTTP_DEADLINE_MS, &h->guard) != PGW_OK) {
+		http_free(h);
+		return PGW_ENOMEM;
+	}
 	if (cfg->http_username && *cfg->http_username && cfg->http_password &&
 	    *cfg->http_password) {
 		h->username = strdup(cfg->http_username);
@@ -909,7 +928,9 @@ int proxy_http_start(const struct proxy_config *cfg, struct proxy_http **out)
 	    handle, h, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned int)HTTP_CONN_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
-	    MHD_OPTION_END);
+	    MHD_OPTION_NOTIFY_COMPLETED, http_completed, h, MHD_OPTION_NOTIFY_CONNECTION,
+	    cmn_http_guard_notify, h->guard, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)CMN_HTTP_PER_ADDRESS_LIMIT, MHD_OPTION_END);
 	if (!h->daemon) {
 		log_error("status page: cannot start the HTTP server on %s:%d", cfg->listen_host,
 			  cfg->http_port);

@@ -13,7 +13,7 @@ import time
 import psycopg2
 import pytest
 
-from conftest import PGWARDEN, wait_for
+from conftest import PGWARDEN, http, wait_for
 
 
 def owners(top):
@@ -273,3 +273,58 @@ def test_silent_connections_do_not_lock_clients_out(cluster):
         s.close()
     assert refused >= 300 - 32, refused
     assert "too many logins in progress from 127.0.0.2" in c.proxy_log()
+
+
+@pytest.mark.parametrize("server", ["rest-api", "status-page"])
+def test_slow_http_clients_do_not_stop_health_checks(shared_cluster, server):
+    """Connections that trickle a header line every second (220 from one address) took
+    every REST API thread (/health failed, and a failover race skipped the member) or
+    every connection of the proxy's status page. Now 32 at most come from one address
+    and a request must arrive whole within 5 s."""
+    c = shared_cluster
+    leader = c.leader()
+    if server == "rest-api":
+        port = c.api_port + leader
+
+        def healthy():
+            return c.api(leader, "/health", timeout=2)[0] == 200
+    else:
+        port = c.proxy_port + 3
+
+        def healthy():
+            return http("GET", "http://127.0.0.1:%d/metrics" % port, timeout=2)[0] == 200
+    slow = []
+    for _ in range(220):
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(5)
+        try:
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            slow.append(s)
+        except OSError:
+            s.close()
+    try:
+        end = time.monotonic() + 8
+        while time.monotonic() < end:
+            for s in slow:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass
+            started = time.monotonic()
+            assert healthy()
+            assert time.monotonic() - started < 1
+            time.sleep(1)  # the attack's pace: a header line a second
+        # The server closed every one of them: refused, or cut at the deadline.
+        for s in slow:
+            try:
+                while s.recv(4096):
+                    pass
+            except ConnectionResetError:
+                pass
+            except socket.timeout:
+                raise AssertionError("a slow connection is still open after 8 s")
+    finally:
+        for s in slow:
+            s.close()

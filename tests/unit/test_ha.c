@@ -720,9 +720,16 @@ static void test_healthiest(void **state)
 	peers[0] = peer("node2", true, false, true, 0x9000000);
 	assert_true(ha_healthiest(&f->in, peers, 2, reason, sizeof(reason)));
 
-	/* unreachable peers are ignored, whatever they last said */
-	peers[0] = peer("node2", false, true, false, 0x9000000);
+	/* an unreachable peer counts with the position it last published: not answering is
+	 * not being behind (a flooded REST API, issue 14 item 6) */
+	peers[0] = peer("node2", false, true, false, 0x1000000);
 	peers[1] = peer("node3", false, false, false, 0x9000000);
+	assert_false(ha_healthiest(&f->in, peers, 2, reason, sizeof(reason)));
+	assert_non_null(strstr(reason, "node3"));
+	assert_non_null(strstr(reason, "last published"));
+	/* ... and behind by that position, it does not stop us (nor does "primary", which
+	 * only an answer can tell) */
+	peers[1] = peer("node3", false, false, false, 0x1000000);
 	assert_true(ha_healthiest(&f->in, peers, 2, reason, sizeof(reason)));
 
 	/* equal LSN: we may take the key (the etcd transaction picks one winner) */
