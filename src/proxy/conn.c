@@ -1950,6 +1950,29 @@ static void client_forward(struct proxy_client *c)
 					     MAX_CLIENT_STATEMENTS);
 				return;
 			}
+			/* Statements are kept for the client's life: memory it could pin. */
+			if (type == PGP_FE_PARSE && max_stmts &&
+			    (int64_t)(c->stmts.bytes + total) >
+				P->cfg.max_client_statement_memory) {
+				cmn_buf_free(&tx);
+				cmn_buf_free(&rep);
+				client_fatal(
+				    c, "54000",
+				    "prepared statements of this client take more than %lld "
+				    "bytes (max_client_statement_memory)",
+				    (long long)P->cfg.max_client_statement_memory);
+				return;
+			}
+			if (type == PGP_FE_PARSE && max_stmts &&
+			    (int64_t)(pq_stmt_bytes() + total) > P->cfg.max_statement_memory) {
+				cmn_buf_free(&tx);
+				cmn_buf_free(&rep);
+				client_fatal(c, "53200",
+					     "prepared statements take more than %lld bytes in the "
+					     "proxy (max_statement_memory)",
+					     (long long)P->cfg.max_statement_memory);
+				return;
+			}
 			if (type == PGP_FE_SYNC && c->in_copy)
 				; /* ignored by the server during COPY IN: no answer */
 			else if (pq_client_message(&c->stmts, &s->pq, max_stmts, m,

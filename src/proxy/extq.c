@@ -13,7 +13,7 @@
 /* ---- the statement registry ---- */
 
 static struct pq_stmt **reg_b;
-static size_t reg_nb, reg_count;
+static size_t reg_nb, reg_count, reg_bytes;
 static uint64_t reg_next_id = 1;
 
 static uint32_t hash_bytes(const void *d, size_t n)
@@ -73,6 +73,7 @@ struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len)
 	s->next = reg_b[h & (reg_nb - 1)];
 	reg_b[h & (reg_nb - 1)] = s;
 	reg_count++;
+	reg_bytes += len;
 	return s;
 }
 
@@ -88,6 +89,7 @@ void pq_stmt_put(struct pq_stmt *s)
 			break;
 		}
 	reg_count--;
+	reg_bytes -= s->len;
 	free(s);
 	if (reg_count == 0) {
 		free(reg_b);
@@ -99,6 +101,11 @@ void pq_stmt_put(struct pq_stmt *s)
 size_t pq_stmt_count(void)
 {
 	return reg_count;
+}
+
+size_t pq_stmt_bytes(void)
+{
+	return reg_bytes;
 }
 
 void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE])
@@ -152,6 +159,8 @@ int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt)
 	pp = names_slot(m, name, h);
 	stmt->refs++;
 	if (*pp) {
+		m->bytes -= (*pp)->stmt->len;
+		m->bytes += stmt->len;
 		pq_stmt_put((*pp)->stmt);
 		(*pp)->stmt = stmt;
 		return PGW_OK;
@@ -163,6 +172,7 @@ int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt)
 	}
 	n->next = NULL;
 	n->stmt = stmt;
+	m->bytes += stmt->len;
 	n->hash = h;
 	strcpy(n->name, name);
 	*pp = n;
@@ -190,6 +200,7 @@ void pq_names_del(struct pq_names *m, const char *name)
 	if (!(n = *pp))
 		return;
 	*pp = n->next;
+	m->bytes -= n->stmt->len;
 	pq_stmt_put(n->stmt);
 	free(n);
 	m->count--;

@@ -45,6 +45,8 @@ struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len);
 void pq_stmt_put(struct pq_stmt *s);
 /* Statements alive in the registry (for SHOW and tests). */
 size_t pq_stmt_count(void);
+/* Bytes of every statement body in the registry. */
+size_t pq_stmt_bytes(void);
 #define PQ_NAME_SIZE 24
 void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE]);
 
@@ -53,6 +55,7 @@ struct pq_name;
 struct pq_names {
 	struct pq_name **b;
 	size_t nb, count;
+	size_t bytes; /* statement bodies bound by these names (a shared one counted each time) */
 };
 /* Binds name to stmt (a new reference), replacing an older binding. */
 int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt) PGW_WUR;

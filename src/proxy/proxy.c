@@ -107,6 +107,8 @@ static int reload_config(struct proxy *p)
 	p->cfg.max_client_conn = fresh.max_client_conn;
 	p->cfg.default_pool_size = fresh.default_pool_size;
 	p->cfg.max_pools = fresh.max_pools;
+	p->cfg.max_client_statement_memory = fresh.max_client_statement_memory;
+	p->cfg.max_statement_memory = fresh.max_statement_memory;
 	p->cfg.server_plain_auth = fresh.server_plain_auth;
 	p->cfg.pool_idle_timeout_ms = fresh.pool_idle_timeout_ms;
 	p->cfg.reserve_pool_size = fresh.reserve_pool_size;

@@ -94,6 +94,13 @@ static const struct cmn_cfg_key keys[] = {
      100000,
      "named prepared statements each pooled server connection keeps for its clients (0: none "
      "tracked; names then reach the server as they are)"},
+    {"proxy", "max_client_statement_memory", CMN_CFG_SIZE, OFF(max_client_statement_memory), "16MB",
+     false, 1024, INT64_MAX,
+     "bytes of named prepared statements one client may hold (then 54000, the client closed)"},
+    {"proxy", "max_statement_memory", CMN_CFG_SIZE, OFF(max_statement_memory), "256MB", false, 1024,
+     INT64_MAX,
+     "bytes of prepared statements the proxy keeps for all clients (then 53200, the client "
+     "closed)"},
     {"proxy", "server_reset_query", CMN_CFG_STRING, OFF(server_reset_query), "DISCARD ALL", false,
      0, 0, "run when a session ends, before its server is reused"},
     {"proxy", "server_plain_auth", CMN_CFG_BOOL, OFF(server_plain_auth), "off", false, 0, 0,

@@ -51,7 +51,9 @@ struct proxy_config {
 	int server_connect_timeout_ms;
 	int idle_transaction_timeout_ms;
 	int64_t max_packet_size;
-	int max_prepared_statements; /* per pooled server connection (0: not tracked) */
+	int max_prepared_statements;	     /* per pooled server connection (0: not tracked) */
+	int64_t max_client_statement_memory; /* bytes of statements one client may name */
+	int64_t max_statement_memory;	     /* bytes of every statement the proxy keeps */
 	char *server_reset_query;
 	int64_t max_replica_lag;
 	bool replica_fallback_primary;

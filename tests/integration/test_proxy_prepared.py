@@ -280,3 +280,54 @@ def test_pgbench_prepared_over_few_server_connections(cluster):
         processed = int(proc.stdout.split("number of transactions actually processed: ")[1]
                         .split()[0])
         assert processed > 100, proc.stdout
+
+
+def proxy_rss_kb(cluster):
+    with open("/proc/%d/status" % cluster.proxy_pid()) as f:
+        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def test_statement_memory_is_bounded(cluster):
+    """Issue 14 item 4: one client could pin 400 MB with large named statements (400 of
+    1 MB). Now a client's statements are bounded (max_client_statement_memory, then
+    54000 and the client closed), and so are all clients' together
+    (max_statement_memory, then 53200); the others go on."""
+    cluster.restart_proxy("max_client_statement_memory = 4MB\nmax_statement_memory = 8MB\n")
+    rss0 = proxy_rss_kb(cluster)
+    big = "SELECT 1 /* %s */" % ("x" * (1 << 20))  # 1 MB of statement text
+    s = raw_client(cluster)
+    answers = []
+    for i in range(3):  # a little over 1 MB each: the fourth passes 4 MB
+        answers = exchange(s, parse("big%d" % i, big.replace("x", "%d" % i, 1)), SYNC)
+        assert not sqlstates(answers), answers
+    s.sendall(b"".join(t + struct.pack("!I", len(b) + 4) + b
+                       for t, b in (parse("big3", big.replace("x", "y", 1)), SYNC)))
+    t, body = pgwire.read_msg(s)
+    assert t == b"E", t
+    err = pgwire.error_fields(body)
+    assert err["C"] == "54000" and "max_client_statement_memory" in err["M"], err
+    s.close()
+    # The statements the proxy keeps (the first client's, still prepared on a server,
+    # and these) pass 8 MB proxy-wide.
+    a, b = raw_client(cluster), raw_client(cluster)
+    for i in range(3):
+        assert not sqlstates(exchange(a, parse("a%d" % i, big.replace("x", "a%d" % i, 1)),
+                                      SYNC))
+    for i in range(8):
+        b.sendall(b"".join(t + struct.pack("!I", len(m) + 4) + m
+                           for t, m in (parse("b%d" % i, big.replace("x", "b%d" % i, 1)),
+                                        SYNC)))
+        t, body = pgwire.read_msg(b)
+        if t == b"E":
+            err = pgwire.error_fields(body)
+            assert err["C"] == "53200" and "max_statement_memory" in err["M"], err
+            break
+        while t != b"Z":
+            t, body = pgwire.read_msg(b)
+    else:
+        raise AssertionError("the proxy kept more than max_statement_memory")
+    b.close()
+    # The first client still works, and the proxy holds what the bounds allow.
+    assert rows(exchange(a, bind("a0"), EXECUTE, SYNC)) == [("1",)]
+    a.close()
+    assert proxy_rss_kb(cluster) - rss0 < 64 * 1024
