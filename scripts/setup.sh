@@ -11,7 +11,7 @@ with_tests=0
 
 pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client pgbackrest
       libcurl4-openssl-dev libjson-c-dev libinih-dev libmicrohttpd-dev libpq-dev libssl-dev
-      meson ninja-build pkg-config gcc)
+      meson ninja-build pkg-config gcc openssl)
 if [ "$with_tests" = 1 ]; then
     pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 clang libclang-rt-14-dev clang-format iproute2
           procps curl git nftables iptables libnetfilter-queue-dev docker.io debootstrap)

@@ -5,6 +5,8 @@
  *   DIR/nodeN/     node.ini, data/, run/, agent.log, agent.pid, postgresql.log
  *   DIR/pgpass     passwords for psql (PGPASSFILE=DIR/pgpass)
  *   DIR/proxy/     proxy.ini, userlist.txt, proxy.log, proxy.pid
+ *   DIR/tls/       with --etcd-tls: a throw-away CA, etcd's and the clients' certificates,
+ *                  etcd's root password (etcd then asks for both)
  *
  * When run as root, everything is owned by and runs as the postgres user, because
  * PostgreSQL refuses to run as root. Root only makes DIR and hands it to postgres (with
@@ -55,7 +57,14 @@ struct layout {
 	char self[PATH_MAX];
 	char *self_data; /* the binary, read as root, when postgres cannot run it */
 	size_t self_len;
+	bool etcd_tls; /* etcd over TLS with client certificates and authentication */
 };
+
+/* DIR/tls/<name> */
+static void tls_path(const struct layout *l, const char *name, char *out, size_t size)
+{
+	snprintf(out, size, "%s/tls/%s", l->dir, name);
+}
 
 static int etcd_client_port(const struct layout *l, int i)
 {
@@ -159,15 +168,193 @@ static const char *etcd_endpoints(const struct layout *l, char *out, size_t size
 
 	out[0] = '\0';
 	for (int i = 0; i < N_NODES; i++)
-		off += (size_t)snprintf(out + off, size - off, "%shttp://127.0.0.1:%d",
-					i ? "," : "", etcd_client_port(l, i));
+		off += (size_t)snprintf(out + off, size - off, "%s%s://127.0.0.1:%d", i ? "," : "",
+					l->etcd_tls ? "https" : "http", etcd_client_port(l, i));
 	return out;
+}
+
+/* [etcd] lines after endpoints: the certificates and the root user with --etcd-tls. */
+static int etcd_tls_lines(const struct layout *l, char *out, size_t size)
+{
+	char ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16], pwf[PATH_MAX + 32];
+	char *pw, *nl;
+
+	out[0] = '\0';
+	if (!l->etcd_tls)
+		return 0;
+	tls_path(l, "ca.crt", ca, sizeof(ca));
+	tls_path(l, "client.crt", cert, sizeof(cert));
+	tls_path(l, "client.key", key, sizeof(key));
+	tls_path(l, "etcd-root-password", pwf, sizeof(pwf));
+	pw = cmn_read_file(pwf, NULL);
+	if (!pw) {
+		fprintf(stderr, "pgwarden: cannot read %s: %s\n", pwf, strerror(errno));
+		return -1;
+	}
+	if ((nl = strchr(pw, '\n')))
+		*nl = '\0';
+	snprintf(out, size, "cacert = %s\ncert = %s\nkey = %s\nusername = root\npassword = %s\n",
+		 ca, cert, key, pw);
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	return 0;
+}
+
+/* Runs openssl with args in DIR/tls; its output goes to DIR/tls/openssl.log. */
+static int openssl(const struct layout *l, const char *const *args)
+{
+	char log[PATH_MAX + 32], dir[PATH_MAX + 8];
+	const char *argv[24] = {"openssl"};
+	struct cmn_proc_opts o = {.argv = argv, .log_path = log, .cwd = dir};
+	pid_t pid;
+	int code = -1;
+	size_t n = 1;
+
+	for (; args[n - 1] && n + 1 < sizeof(argv) / sizeof(argv[0]); n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+	tls_path(l, "openssl.log", log, sizeof(log));
+	snprintf(dir, sizeof(dir), "%s/tls", l->dir);
+	if (cmn_proc_spawn(&o, &pid) != PGW_OK)
+		return -1;
+	while (cmn_proc_poll(pid, &code) == 0)
+		usleep(20000);
+	return code == 0 ? 0 : -1;
+}
+
+/*
+ * --etcd-tls, first time: a CA kept in DIR/tls (ten years), etcd's certificate for
+ * 127.0.0.1 (server and peer), the clients' (agents, proxy, CLI: no common name, which
+ * etcd's JSON gateway refuses with authentication on; the certificate alone grants
+ * nothing, the password gets the token) and etcd's root password.
+ */
+static int make_tls(const struct layout *l)
+{
+	static const char ext_etcd[] = "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+				       "extendedKeyUsage=serverAuth,clientAuth\n";
+	static const char ext_client[] = "extendedKeyUsage=clientAuth\n";
+	char path[PATH_MAX + 32], pw[33];
+	struct stat st;
+
+	tls_path(l, "ca.crt", path, sizeof(path));
+	if (stat(path, &st) == 0)
+		return 0;
+	snprintf(path, sizeof(path), "%s/tls", l->dir);
+	if (make_dir(path, 0700) != 0)
+		return -1;
+	tls_path(l, "ext-etcd", path, sizeof(path));
+	if (cmn_write_file_atomic(path, ext_etcd, strlen(ext_etcd), 0600) != PGW_OK)
+		return -1;
+	tls_path(l, "ext-client", path, sizeof(path));
+	if (cmn_write_file_atomic(path, ext_client, strlen(ext_client), 0600) != PGW_OK)
+		return -1;
+	const char *ca[] = {"req",    "-x509",	    "-newkey",
+			    "ec",     "-pkeyopt",   "ec_paramgen_curve:prime256v1",
+			    "-nodes", "-keyout",    "ca.key",
+			    "-out",   "ca.crt.tmp", "-days",
+			    "3650",   "-subj",	    "/CN=pgwarden etcd CA",
+			    NULL};
+	const char *etcd_req[] = {
+	    "req",    "-newkey",  "ec",	      "-pkeyopt", "ec_paramgen_curve:prime256v1",
+	    "-nodes", "-keyout",  "etcd.key", "-out",	  "etcd.csr",
+	    "-subj",  "/CN=etcd", NULL};
+	const char *etcd_sign[] = {"x509",	 "-req",   "-in",    "etcd.csr",	"-CA",
+				   "ca.crt.tmp", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+				   "etcd.crt",	 "-days",  "3650",   "-extfile",	"ext-etcd",
+				   NULL};
+	const char *cl_req[] = {"req",
+				"-newkey",
+				"ec",
+				"-pkeyopt",
+				"ec_paramgen_curve:prime256v1",
+				"-nodes",
+				"-keyout",
+				"client.key",
+				"-out",
+				"client.csr",
+				"-subj",
+				"/O=pgwarden client",
+				NULL};
+	const char *cl_sign[] = {"x509",       "-req",	 "-in",	   "client.csr",      "-CA",
+				 "ca.crt.tmp", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+				 "client.crt", "-days",	 "3650",   "-extfile",	      "ext-client",
+				 NULL};
+
+	if (openssl(l, ca) != 0 || openssl(l, etcd_req) != 0 || openssl(l, etcd_sign) != 0 ||
+	    openssl(l, cl_req) != 0 || openssl(l, cl_sign) != 0) {
+		tls_path(l, "openssl.log", path, sizeof(path));
+		fprintf(stderr, "pgwarden: cannot make etcd's certificates (openssl): see %s\n",
+			path);
+		return -1;
+	}
+	if (random_password(pw, sizeof(pw)) != 0)
+		return -1;
+	tls_path(l, "etcd-root-password", path, sizeof(path));
+	if (cmn_write_file_atomic(path, pw, strlen(pw), 0600) != PGW_OK)
+		return -1;
+	explicit_bzero(pw, sizeof(pw));
+	/* Last: ca.crt says the folder's TLS is complete. */
+	char tmp[PATH_MAX + 32];
+
+	tls_path(l, "ca.crt.tmp", tmp, sizeof(tmp));
+	tls_path(l, "ca.crt", path, sizeof(path));
+	if (rename(tmp, path) != 0) {
+		fprintf(stderr, "pgwarden: cannot rename %s: %s\n", tmp, strerror(errno));
+		return -1;
+	}
+	printf("made a CA and certificates for etcd in %s/tls\n", l->dir);
+	return 0;
+}
+
+/* With --etcd-tls, once: etcd's root user and authentication on (marker: tls/auth-on). */
+static int enable_etcd_auth(const struct layout *l)
+{
+	char marker[PATH_MAX + 32], pwf[PATH_MAX + 32], ca[PATH_MAX + 16], cert[PATH_MAX + 16];
+	char key[PATH_MAX + 16], eps[512], *pw, *nl;
+	struct etcd_client_opts o = {0};
+	struct etcd_client *c;
+	struct stat st;
+	int rc;
+
+	tls_path(l, "auth-on", marker, sizeof(marker));
+	if (!l->etcd_tls || stat(marker, &st) == 0)
+		return 0;
+	tls_path(l, "etcd-root-password", pwf, sizeof(pwf));
+	tls_path(l, "ca.crt", ca, sizeof(ca));
+	tls_path(l, "client.crt", cert, sizeof(cert));
+	tls_path(l, "client.key", key, sizeof(key));
+	pw = cmn_read_file(pwf, NULL);
+	if (!pw)
+		return -1;
+	if ((nl = strchr(pw, '\n')))
+		*nl = '\0';
+	o.endpoints = etcd_endpoints(l, eps, sizeof(eps));
+	o.cacert = ca;
+	o.cert = cert;
+	o.key = key;
+	o.timeout_ms = 5000;
+	rc = etcd_client_new(&o, &c) == PGW_OK ? 0 : -1;
+	if (rc == 0) {
+		rc = etcd_enable_auth(c, pw) == PGW_OK ? 0 : -1;
+		etcd_client_free(c);
+	}
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+	if (rc != 0) {
+		fprintf(stderr, "pgwarden: cannot turn etcd's authentication on\n");
+		return -1;
+	}
+	if (cmn_write_file_atomic(marker, "", 0, 0600) != PGW_OK)
+		return -1;
+	printf("etcd: authentication on (user root, password in %s)\n", pwf);
+	return 0;
 }
 
 /* Writes DIR/nodeN/node.ini unless it exists (an existing folder keeps its settings). */
 static int write_node_configs(const struct layout *l)
 {
-	char path[PATH_MAX + 64], su_pw[25], repl_pw[25], api_pw[25], eps[512], text[4096];
+	char path[PATH_MAX + 64], su_pw[25], repl_pw[25], api_pw[25], eps[512], text[20480];
+	char tls_lines[4 * PATH_MAX + 128];
 	struct stat st;
 
 	path_of(l, path, sizeof(path), "node", 0, "node.ini");
@@ -175,6 +362,8 @@ static int write_node_configs(const struct layout *l)
 		return 0;
 	snprintf(path, sizeof(path), "%s/backup", l->dir);
 	if (make_dir(path, 0750) != 0)
+		return -1;
+	if (etcd_tls_lines(l, tls_lines, sizeof(tls_lines)) != 0)
 		return -1;
 	if (random_password(su_pw, sizeof(su_pw)) != 0 ||
 	    random_password(repl_pw, sizeof(repl_pw)) != 0 ||
@@ -197,6 +386,7 @@ static int write_node_configs(const struct layout *l)
 		    "\n"
 		    "[etcd]\n"
 		    "endpoints = %s\n"
+		    "%s"
 		    "\n"
 		    "[postgresql]\n"
 		    "data_dir = %s/data\n"
@@ -224,8 +414,8 @@ static int write_node_configs(const struct layout *l)
 		    "schedule_diff = 0 1 * * 1-6\n"
 		    "\n"
 		    "[tags]\n",
-		    l->cluster, i + 1, eps, dir, l->pg_port + i, su_pw, repl_pw, l->memory,
-		    l->api_port + i, api_pw, l->dir);
+		    l->cluster, i + 1, eps, tls_lines, dir, l->pg_port + i, su_pw, repl_pw,
+		    l->memory, l->api_port + i, api_pw, l->dir);
 		path_of(l, path, sizeof(path), "node", i, "node.ini");
 		if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK) {
 			fprintf(stderr, "pgwarden: cannot write %s: %s\n", path, strerror(errno));
@@ -248,8 +438,8 @@ static int spawn_logged(const char *const *argv, const char *log, const char *pi
 /* DIR/proxy/proxy.ini and userlist.txt (the superuser's password), unless they exist. */
 static int write_proxy_config(const struct layout *l)
 {
-	char dir[PATH_MAX + 16], path[PATH_MAX + 32], eps[512], text[4096], ini[PATH_MAX + 32];
-	char http_pw[25];
+	char dir[PATH_MAX + 16], path[PATH_MAX + 32], eps[512], text[20480], ini[PATH_MAX + 32];
+	char http_pw[25], tls_lines[4 * PATH_MAX + 128];
 	char *node, *pw, *end;
 	struct stat st;
 
@@ -277,7 +467,8 @@ static int write_proxy_config(const struct layout *l)
 	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
 		return -1;
 	etcd_endpoints(l, eps, sizeof(eps));
-	if (random_password(http_pw, sizeof(http_pw)) != 0)
+	if (random_password(http_pw, sizeof(http_pw)) != 0 ||
+	    etcd_tls_lines(l, tls_lines, sizeof(tls_lines)) != 0)
 		return -1;
 	snprintf(text, sizeof(text),
 		 "# Written by pgwarden up. Every key can be overridden by\n"
@@ -287,6 +478,7 @@ static int write_proxy_config(const struct layout *l)
 		 "\n"
 		 "[etcd]\n"
 		 "endpoints = %s\n"
+		 "%s"
 		 "\n"
 		 "[proxy]\n"
 		 "listen = 127.0.0.1\n"
@@ -300,8 +492,8 @@ static int write_proxy_config(const struct layout *l)
 		 "default_pool_size = 20\n"
 		 "http_username = admin\n"
 		 "http_password = %s\n",
-		 l->cluster, eps, l->proxy_ports[0], l->proxy_ports[1], l->proxy_ports[2],
-		 l->proxy_ports[3], dir, http_pw);
+		 l->cluster, eps, tls_lines, l->proxy_ports[0], l->proxy_ports[1],
+		 l->proxy_ports[2], l->proxy_ports[3], dir, http_pw);
 	snprintf(path, sizeof(path), "%s/proxy.ini", dir);
 	if (cmn_write_file_atomic(path, text, strlen(text), 0600) != PGW_OK)
 		return -1;
@@ -413,11 +605,13 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 	snprintf(data, sizeof(data), "%s/data", dir);
 	snprintf(log, sizeof(log), "%s/etcd.log", dir);
 	snprintf(name, sizeof(name), "etcd%d", i + 1);
-	snprintf(client, sizeof(client), "http://127.0.0.1:%d", etcd_client_port(l, i));
-	snprintf(peer, sizeof(peer), "http://127.0.0.1:%d", etcd_peer_port(l, i));
+	const char *scheme = l->etcd_tls ? "https" : "http";
+
+	snprintf(client, sizeof(client), "%s://127.0.0.1:%d", scheme, etcd_client_port(l, i));
+	snprintf(peer, sizeof(peer), "%s://127.0.0.1:%d", scheme, etcd_peer_port(l, i));
 	for (int k = 0; k < N_NODES; k++)
 		off += (size_t)snprintf(cluster + off, sizeof(cluster) - off,
-					"%setcd%d=http://127.0.0.1:%d", k ? "," : "", k + 1,
+					"%setcd%d=%s://127.0.0.1:%d", k ? "," : "", k + 1, scheme,
 					etcd_peer_port(l, k));
 	snprintf(token, sizeof(token), "pgwarden-%s-%d", l->cluster, l->etcd_port);
 	/*
@@ -439,8 +633,43 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 			      "100",   "--election-timeout",
 			      "1000",  "--auto-compaction-retention",
 			      "1h",    "--pre-vote=true",
+			      NULL,    NULL,
+			      NULL,    NULL,
+			      NULL,    NULL,
+			      NULL,    NULL,
+			      NULL,    NULL,
+			      NULL,    NULL,
+			      NULL,    NULL,
+			      NULL,    NULL,
 			      NULL};
+	char ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16];
 
+	if (l->etcd_tls) {
+		/* Clients and peers over TLS, each with a certificate of the CA. */
+		size_t n = 0;
+		const char *tls[] = {"--cert-file",
+				     cert,
+				     "--key-file",
+				     key,
+				     "--trusted-ca-file",
+				     ca,
+				     "--client-cert-auth",
+				     "--peer-cert-file",
+				     cert,
+				     "--peer-key-file",
+				     key,
+				     "--peer-trusted-ca-file",
+				     ca,
+				     "--peer-client-cert-auth"};
+
+		tls_path(l, "ca.crt", ca, sizeof(ca));
+		tls_path(l, "etcd.crt", cert, sizeof(cert));
+		tls_path(l, "etcd.key", key, sizeof(key));
+		while (argv[n])
+			n++;
+		for (size_t k = 0; k < sizeof(tls) / sizeof(tls[0]); k++)
+			argv[n++] = tls[k];
+	}
 	if (spawn_logged(argv, log, pidf) != 0) {
 		fprintf(stderr, "pgwarden: cannot start etcd%d (is etcd-server installed?)\n",
 			i + 1);
@@ -451,16 +680,45 @@ static int start_etcd(const struct layout *l, int i, bool *started)
 	return 0;
 }
 
+static size_t collect(char *data, size_t size, size_t n, void *arg)
+{
+	return cmn_buf_append(arg, data, size * n) == PGW_OK ? size * n : 0;
+}
+
 static bool etcd_healthy(const struct layout *l, int i)
 {
-	char url[128];
+	char url[128], ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16];
 	struct cmn_buf b = {0};
 	long status = 0;
 	bool ok;
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", etcd_client_port(l, i));
-	ok = cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
-	     status == 200 && b.data && strstr(b.data, "\"true\"");
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d/health", l->etcd_tls ? "https" : "http",
+		 etcd_client_port(l, i));
+	if (!l->etcd_tls) {
+		ok = cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
+		     status == 200 && b.data && strstr(b.data, "\"true\"");
+		cmn_buf_free(&b);
+		return ok;
+	}
+	CURL *h = curl_easy_init();
+
+	if (!h)
+		return false;
+	tls_path(l, "ca.crt", ca, sizeof(ca));
+	tls_path(l, "client.crt", cert, sizeof(cert));
+	tls_path(l, "client.key", key, sizeof(key));
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_CAINFO, ca);
+	curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
+	curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1000L);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	ok = curl_easy_perform(h) == CURLE_OK &&
+	     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 200 &&
+	     b.data && memmem(b.data, b.len, "\"true\"", 6);
+	curl_easy_cleanup(h);
 	cmn_buf_free(&b);
 	return ok;
 }
@@ -620,15 +878,11 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			int *timeout_s)
 {
 	static const struct option opts[] = {
-	    {"dir", required_argument, NULL, 'd'},
-	    {"etcd-port", required_argument, NULL, 'e'},
-	    {"pg-port", required_argument, NULL, 'p'},
-	    {"api-port", required_argument, NULL, 'a'},
-	    {"memory", required_argument, NULL, 'm'},
-	    {"cluster", required_argument, NULL, 'n'},
-	    {"timeout", required_argument, NULL, 't'},
-	    {"proxy-port", required_argument, NULL, 'x'},
-	    {NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},     {"etcd-port", required_argument, NULL, 'e'},
+	    {"pg-port", required_argument, NULL, 'p'}, {"api-port", required_argument, NULL, 'a'},
+	    {"memory", required_argument, NULL, 'm'},  {"cluster", required_argument, NULL, 'n'},
+	    {"timeout", required_argument, NULL, 't'}, {"proxy-port", required_argument, NULL, 'x'},
+	    {"etcd-tls", no_argument, NULL, 'T'},      {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("PGWARDEN_DIR") ? getenv("PGWARDEN_DIR") : "cluster";
 	bool explicit_dir = getenv("PGWARDEN_DIR") != NULL;
@@ -686,6 +940,9 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		case 'm':
 			snprintf(l->memory, sizeof(l->memory), "%s", optarg);
 			break;
+		case 'T':
+			l->etcd_tls = true;
+			break;
 		case 'n':
 			snprintf(l->cluster, sizeof(l->cluster), "%s", optarg);
 			break;
@@ -729,6 +986,23 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 	}
 	if (l->as_postgres && hand_over_dir(l, made_now) != 0)
 		return -1;
+	/* A folder made with --etcd-tls keeps it; one made without cannot switch (etcd's
+	 * members know their peers' addresses). */
+	char ca[PATH_MAX + 16], ini[PATH_MAX + 32];
+	bool has_ca, has_cluster;
+
+	tls_path(l, "ca.crt", ca, sizeof(ca));
+	snprintf(ini, sizeof(ini), "%s/node1/node.ini", l->dir);
+	has_ca = stat(ca, &st) == 0;
+	has_cluster = stat(ini, &st) == 0;
+	if (l->etcd_tls && !has_ca && has_cluster) {
+		fprintf(stderr,
+			"pgwarden: %s was made without --etcd-tls: its etcd cannot switch to TLS; "
+			"make a new folder for it\n",
+			l->dir);
+		return -1;
+	}
+	l->etcd_tls = l->etcd_tls || has_ca;
 	ssize_t n = readlink("/proc/self/exe", l->self, sizeof(l->self) - 1);
 
 	if (n <= 0)
@@ -869,7 +1143,7 @@ int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg, bool
 	if (parse_common(argc, argv, &job.l, &job.explicit_ports, &job.timeout_s) != 0) {
 		fprintf(stderr, "usage: pgwarden up [--dir DIR] [--etcd-port P] [--pg-port P] "
 				"[--api-port P] [--proxy-port P] [--memory SIZE] [--cluster NAME] "
-				"[--timeout S]\n");
+				"[--timeout S] [--etcd-tls]\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (read_agent_binary(&job.l) != 0)
@@ -896,8 +1170,8 @@ static int up_run(void *arg)
 	drop_foreign_identity();
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	cmn_log_set_level(CMN_LOG_ERROR);
-	if (load_or_save_ports(&l, explicit_ports) != 0 || write_node_configs(&l) != 0 ||
-	    write_proxy_config(&l) != 0)
+	if (load_or_save_ports(&l, explicit_ports) != 0 || (l.etcd_tls && make_tls(&l) != 0) ||
+	    write_node_configs(&l) != 0 || write_proxy_config(&l) != 0)
 		return CLI_EXIT_FAILED;
 	{
 		/* A folder made earlier keeps its name, whatever --cluster says now. */
@@ -934,6 +1208,8 @@ static int up_run(void *arg)
 		    l.dir);
 		return CLI_EXIT_FAILED;
 	}
+	if (enable_etcd_auth(&l) != 0)
+		return CLI_EXIT_FAILED;
 	if (before_agents && before_agents(l.dir, job->arg) != 0)
 		return UP_HOOK_FAILED;
 	if (agent_binary(&l) != 0)

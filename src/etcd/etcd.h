@@ -156,6 +156,11 @@ int etcd_lease_grant(struct etcd_client *c, int ttl, int64_t *id, int *granted_t
 /* Returns PGW_ENOTFOUND when the lease has expired or never existed. */
 int etcd_lease_keepalive(struct etcd_client *c, int64_t id, int *ttl) PGW_WUR;
 int etcd_lease_revoke(struct etcd_client *c, int64_t id) PGW_WUR;
+/*
+ * Turns on etcd's authentication with a root user of that password (etcdctl user add
+ * root, user grant-role root root, auth enable). Needs a client without a username.
+ */
+int etcd_enable_auth(struct etcd_client *c, const char *root_password) PGW_WUR;
 
 /*
  * Watches every key under prefix from start_revision (0: from now), calling cb for

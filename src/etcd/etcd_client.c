@@ -444,6 +444,29 @@ static int call(struct etcd_client *c, const char *path, const char *body, struc
 	return request(c, path, body, resp, deadline, true);
 }
 
+int etcd_enable_auth(struct etcd_client *c, const char *root_password)
+{
+	static const char grant[] = "{\"user\":\"root\",\"role\":\"root\"}";
+	struct buf resp = {0};
+	char *add = etcd_build_auth_request("root", root_password);
+	int rc;
+
+	if (!add)
+		return PGW_ENOMEM;
+	rc = call(c, "/v3/auth/user/add", add, &resp);
+	free_secret(add);
+	buf_free(&resp);
+	if (rc == PGW_OK)
+		rc = call(c, "/v3/auth/user/grant", grant, &resp);
+	buf_free(&resp);
+	if (rc == PGW_OK)
+		rc = call(c, "/v3/auth/enable", "{}", &resp);
+	buf_free(&resp);
+	if (rc != PGW_OK)
+		log_error("etcd: cannot turn authentication on: %s", pgw_strerror(rc));
+	return rc;
+}
+
 static int bad_response(struct etcd_client *c, const char *path, int rc)
 {
 	log_warning("etcd: unexpected %s response from %s: %s", path, c->endpoints[c->cur],

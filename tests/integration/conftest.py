@@ -88,7 +88,7 @@ class Cluster:
                 " ".join(args), proc.returncode, proc.stdout, proc.stderr))
         return proc
 
-    def up(self, timeout=150, check=True):
+    def up(self, timeout=150, check=True, extra=()):
         if not os.path.exists(self.dir) and os.geteuid() == 0:
             # ASan makes the folder of its log_path (in self.dir) at start: as root's, up
             # would refuse it as a folder it did not make. Give it to postgres first.
@@ -98,7 +98,7 @@ class Cluster:
         return self.run("up", "--dir", self.dir, "--etcd-port", str(self.etcd_port),
                         "--pg-port", str(self.pg_port), "--api-port", str(self.api_port),
                         "--proxy-port", str(self.proxy_port),
-                        "--memory", "128MB", "--timeout", str(timeout), check=check,
+                        "--memory", "128MB", "--timeout", str(timeout), *extra, check=check,
                         timeout=timeout + 60)
 
     def down(self):

@@ -328,3 +328,51 @@ def test_slow_http_clients_do_not_stop_health_checks(shared_cluster, server):
     finally:
         for s in slow:
             s.close()
+
+
+def test_etcd_with_tls_and_authentication(cluster_factory):
+    """pgwarden up --etcd-tls: a throw-away CA, etcd over TLS with client certificates
+    for clients and peers, and authentication on (user root). The cluster works through
+    it; etcd refuses plain HTTP, TLS without a certificate, and a certificate without the
+    password; the folder keeps TLS on the next up."""
+    c = cluster_factory()
+    c.up(extra=("--etcd-tls",))
+    leader = c.wait_healthy()
+    conn = psycopg2.connect(c.proxy_dsn())
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchone() == (1,)
+    conn.close()
+    assert "Leader" in c.run("list", "--dir", c.dir).stdout
+    tls = os.path.join(c.dir, "tls")
+    for f in ("ca.key", "client.key", "etcd.key", "etcd-root-password"):
+        assert os.stat(os.path.join(tls, f)).st_uid == pwd.getpwnam("postgres").pw_uid
+    assert os.stat(tls).st_mode & 0o077 == 0
+    with open(os.path.join(tls, "etcd-root-password")) as f:
+        password = f.read().strip()
+    env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
+    https = "--endpoints=https://127.0.0.1:%d" % c.etcd_port
+    cert = ["--cacert", os.path.join(tls, "ca.crt"), "--cert", os.path.join(tls, "client.crt"),
+            "--key", os.path.join(tls, "client.key")]
+    quick = ["--dial-timeout=2s", "--command-timeout=3s"]
+
+    def etcdctl(*args):
+        return subprocess.run(["etcdctl", *quick, *args], capture_output=True, text=True,
+                              env=env, timeout=30)
+    key = "/service/demo/leader"
+    ok = etcdctl(https, *cert, "--user", "root:" + password, "get", "--print-value-only", key)
+    assert ok.returncode == 0 and ok.stdout.strip() == "node%d" % (leader + 1), ok
+    for args in (["--endpoints=http://127.0.0.1:%d" % c.etcd_port],  # plain HTTP
+                 [https, "--cacert", os.path.join(tls, "ca.crt")],  # no client certificate
+                 [https, *cert]):  # a certificate, no password
+        bad = etcdctl(*args, "get", key)
+        assert bad.returncode != 0, (args, bad.stdout)
+    assert "permission denied" in bad.stderr, bad.stderr
+    # The next up (without the option) keeps TLS; one asking for TLS on a plain folder
+    # is refused.
+    c.up()
+    assert "https://" in open(os.path.join(c.dir, "node1/node.ini")).read()
+    plain = cluster_factory()
+    plain.up()
+    proc = plain.up(extra=("--etcd-tls",), check=False)
+    assert proc.returncode != 0 and "was made without --etcd-tls" in proc.stderr, proc.stderr
