@@ -2862,9 +2862,18 @@ static void client_challenge(struct proxy_client *c)
 	struct proxy_user *u = proxy_userlist_find(&P->users, c->user);
 	struct cmn_buf b = {0};
 
+	bool md5_allowed = strcasecmp(P->cfg.auth_type, "md5") == 0;
+
 	c->auth_step = 1;
-	c->auth_md5 =
-	    u && (!u->has_scram || (strcasecmp(P->cfg.auth_type, "md5") == 0 && u->has_md5));
+	if (u && !u->has_scram && !md5_allowed) {
+		/* MD5 only where asked for: its hash is as good as the password to replay. */
+		log_warning("user \"%s\" has only an MD5 secret and auth_type is %s: login refused "
+			    "(give it a SCRAM secret, or set auth_type = md5)",
+			    c->user, P->cfg.auth_type);
+		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		return;
+	}
+	c->auth_md5 = u && (!u->has_scram || (md5_allowed && u->has_md5));
 	if (c->auth_md5) {
 		if (pgp_random(c->md5_salt, sizeof(c->md5_salt)) == PGW_OK &&
 		    pgp_put_auth(&b, PGP_AUTH_MD5, c->md5_salt, 4) == PGW_OK)

@@ -376,3 +376,44 @@ def test_etcd_with_tls_and_authentication(cluster_factory):
     plain.up()
     proc = plain.up(extra=("--etcd-tls",), check=False)
     assert proc.returncode != 0 and "was made without --etcd-tls" in proc.stderr, proc.stderr
+
+
+def test_scram_auth_type_never_offers_md5(shared_cluster):
+    """auth_type = scram-sha-256 offered MD5 to a user whose secret in the auth file is
+    an MD5 hash; it now refuses that login (auth_type = md5 allows it)."""
+    import hashlib
+    c = shared_cluster
+    userlist = os.path.join(c.dir, "proxy/userlist.txt")
+    with open(userlist) as f:
+        before = f.read()
+    secret = "md5" + hashlib.md5(b"pw-of-oldie" + b"oldie").hexdigest()
+    try:
+        with open(userlist, "a") as f:
+            f.write('"oldie" "%s"\n' % secret)
+        reloads = c.proxy_log().count("userlist.txt: ")
+        c.kill(c.proxy_pid(), 1)  # SIGHUP: the auth file again
+        wait_for("the proxy to reload its users",
+                 lambda: c.proxy_log().count("userlist.txt: ") > reloads, 10)
+        s = socket.create_connection(("127.0.0.1", c.proxy_port), timeout=5)
+        s.sendall(_startup("oldie"))
+        kind, body = _read_msg(s)
+        s.close()
+        # Before: AuthenticationMD5Password (R, code 5). Now: an ErrorResponse.
+        assert kind == b"E" and b"28P01" in body, (kind, body)
+        assert "has only an MD5 secret and auth_type is scram-sha-256" in c.proxy_log()
+    finally:
+        with open(userlist, "w") as f:
+            f.write(before)
+        c.kill(c.proxy_pid(), 1)
+
+
+def _startup(user):
+    body = struct.pack("!i", 196608) + b"user\0" + user.encode() + b"\0database\0postgres\0\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def _read_msg(s):
+    head = s.recv(5, socket.MSG_WAITALL)
+    n = struct.unpack("!i", head[1:5])[0]
+    return head[:1], s.recv(n - 4, socket.MSG_WAITALL)
+
