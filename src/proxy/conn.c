@@ -719,47 +719,84 @@ static void server_connect(struct proxy_pool *pool)
 		  s->port, pool->database, pool->user);
 }
 
-/*
- * A CancelRequest for what s runs now, on a connection of its own (best effort,
- * bounded to a second: the servers are near).
- */
-static void send_cancel(const struct proxy_server *s)
+#define CANCEL_TIMEOUT_MS 5000
+
+static void cancel_done(struct proxy_cancel *k)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-	struct addrinfo *ai = NULL;
-	char portstr[16];
+	if (k->io.fd >= 0) {
+		int fd = k->io.fd;
+
+		cmn_io_del(P->loop, &k->io);
+		close(fd);
+		k->io.fd = -1;
+	}
+	TAILQ_REMOVE(&P->cancels, k, entry);
+	TAILQ_INSERT_TAIL(&P->dead_cancels, k, entry); /* freed after this batch of events */
+}
+
+static void on_cancel(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
+{
+	struct proxy_cancel *k = io->owner;
+	uint8_t sink[64];
+	ssize_t n;
+
+	if (k->sent < sizeof(k->packet) && (events & EPOLLOUT)) {
+		n = send(io->fd, k->packet + k->sent, sizeof(k->packet) - k->sent, MSG_NOSIGNAL);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			cancel_done(k); /* refused: the server is gone or unreachable */
+			return;
+		}
+		if (n > 0)
+			k->sent += (size_t)n;
+		if (k->sent == sizeof(k->packet))
+			(void)cmn_io_set(l, io, EPOLLIN);
+		return;
+	}
+	/* PostgreSQL closes the connection once it has signalled the backend. */
+	while ((n = recv(io->fd, sink, sizeof(sink), 0)) > 0)
+		;
+	if (n == 0 || (errno != EAGAIN && errno != EINTR) || (events & (EPOLLHUP | EPOLLERR)))
+		cancel_done(k);
+}
+
+/*
+ * A CancelRequest for what s runs now, to the address s is connected to, without
+ * waiting: the loop goes on. s is never reused afterwards (close_after): the signal may
+ * reach its backend after the query it was meant for has ended, and must not cancel the
+ * next client's.
+ */
+static void send_cancel(struct proxy_server *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
 	struct cmn_buf b = {0};
+	struct proxy_cancel *k;
 	int fd;
 
-	if (!s->be_pid)
+	if (!s->be_pid || s->io.fd < 0 || getpeername(s->io.fd, (struct sockaddr *)&ss, &sl) != 0)
 		return;
-	snprintf(portstr, sizeof(portstr), "%d", s->port);
-	if (getaddrinfo(s->host, portstr, &hints, &ai) != 0 || !ai)
+	s->close_after = true;
+	k = calloc(1, sizeof(*k));
+	if (!k || pgp_put_cancel(&b, s->be_pid, s->be_key) != PGW_OK ||
+	    b.len != sizeof(k->packet)) {
+		free(k);
+		cmn_buf_free(&b);
 		return;
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0) {
-		struct timeval tv = {.tv_sec = 1};
-
-		(void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		(void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    pgp_put_cancel(&b, s->be_pid, s->be_key) == PGW_OK &&
-		    send(fd, b.data, b.len, MSG_NOSIGNAL) == (ssize_t)b.len) {
-			char sink;
-
-			/*
-			 * PostgreSQL closes the cancel connection once it has signalled the
-			 * backend. Until then the loop does nothing else, so s cannot be
-			 * handed to another client whose query the signal would cancel; a
-			 * signal reaching an idle backend is ignored by PostgreSQL.
-			 */
-			while (recv(fd, &sink, 1, 0) > 0)
-				;
-		}
-		close(fd);
 	}
+	memcpy(k->packet, b.data, b.len);
 	cmn_buf_free(&b);
-	freeaddrinfo(ai);
+	k->started_ms = cmn_now_ms();
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || (connect(fd, (struct sockaddr *)&ss, sl) != 0 && errno != EINPROGRESS) ||
+	    cmn_io_add(P->loop, &k->io, fd, EPOLLOUT, on_cancel, k) != PGW_OK) {
+		log_debug("S-%llu: cannot send a cancel: %s", (unsigned long long)s->id,
+			  strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		free(k);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&P->cancels, k, entry);
 }
 
 /* Fails every client of the pool that waits for a server, with the server's error. */
@@ -3299,6 +3336,13 @@ void proxy_tick(struct proxy *p)
 	if (p->routing_writes && now - p->topo.confirmed_ms > p->cfg.ttl_ms)
 		proxy_topology_changed(p);
 	pause_check(); /* servers closed rather than released */
+	struct proxy_cancel *k, *ktmp;
+
+	TAILQ_FOREACH_SAFE(k, &p->cancels, entry, ktmp)
+	{
+		if (now - k->started_ms > CANCEL_TIMEOUT_MS)
+			cancel_done(k);
+	}
 	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, ctmp)
 	{
 		if (p->cfg.client_login_timeout_ms &&
@@ -3365,6 +3409,12 @@ void proxy_free_dead(struct proxy *p)
 		TAILQ_REMOVE(&p->dead_servers, s, entry);
 		free(s);
 	}
+	struct proxy_cancel *k;
+
+	while ((k = TAILQ_FIRST(&p->dead_cancels))) {
+		TAILQ_REMOVE(&p->dead_cancels, k, entry);
+		free(k);
+	}
 }
 
 void proxy_close_all(struct proxy *p)
@@ -3387,6 +3437,8 @@ void proxy_close_all(struct proxy *p)
 		client_fatal(c, "57P01", "the proxy is shutting down");
 		close_pool_servers(pool, "shutting down");
 	}
+	while (!TAILQ_EMPTY(&p->cancels))
+		cancel_done(TAILQ_FIRST(&p->cancels));
 	proxy_free_dead(p);
 	proxy_authq_stop(p->authq);
 	p->authq = NULL;

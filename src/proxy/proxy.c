@@ -428,6 +428,8 @@ int proxy_main(int argc, char **argv)
 	p->started_ms = cmn_now_ms();
 	TAILQ_INIT(&p->dead_clients);
 	TAILQ_INIT(&p->dead_servers);
+	TAILQ_INIT(&p->cancels);
+	TAILQ_INIT(&p->dead_cancels);
 	p->scratch_size = SCRATCH_SIZE;
 	p->scratch = malloc(p->scratch_size);
 	p->leader_generation = 1;

@@ -193,6 +193,17 @@ struct proxy_pool {
 
 TAILQ_HEAD(proxy_pool_list, proxy_pool);
 
+/* A CancelRequest on its way to PostgreSQL, on a connection of its own. */
+struct proxy_cancel {
+	struct cmn_io io;
+	TAILQ_ENTRY(proxy_cancel) entry;
+	uint8_t packet[16];
+	size_t sent;
+	int64_t started_ms;
+};
+
+TAILQ_HEAD(proxy_cancel_list, proxy_cancel);
+
 struct proxy {
 	struct proxy_config cfg;
 	const char *config_path;
@@ -214,6 +225,7 @@ struct proxy {
 	struct proxy_client_list admin_clients;
 	struct proxy_client_list dead_clients;
 	struct proxy_server_list dead_servers;
+	struct proxy_cancel_list cancels, dead_cancels;
 	size_t n_clients;
 	int n_servers;	/* server connections, all pools */
 	int fd_limit;	/* RLIMIT_NOFILE */

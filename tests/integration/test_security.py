@@ -417,3 +417,59 @@ def _read_msg(s):
     n = struct.unpack("!i", head[1:5])[0]
     return head[:1], s.recv(n - 4, socket.MSG_WAITALL)
 
+
+
+def test_cancel_toward_a_silent_server_does_not_stall_the_proxy(shared_cluster):
+    """The proxy forwarded a CancelRequest with a blocking connect on its event loop:
+    toward a server that does not answer new connections, every client stalled a second
+    per cancel. Now the cancel goes on its own, and others are served meanwhile."""
+    c = shared_cluster
+    leader = c.leader()
+    session = dict(host="127.0.0.1", port=c.proxy_port + 1, user="postgres",
+                   dbname="postgres", passfile=os.path.join(c.dir, "pgpass"),
+                   connect_timeout=5)
+    a, b = psycopg2.connect(**session), psycopg2.connect(**session)
+    a.autocommit = b.autocommit = True
+    rule = ["INPUT", "-i", "lo", "-p", "tcp", "--syn", "--dport", str(c.pg_port + leader),
+            "-j", "DROP"]
+    done = threading.Event()
+
+    def sleeper():
+        try:
+            with a.cursor() as cur:
+                cur.execute("SELECT pg_sleep(3)")
+        except psycopg2.Error:
+            pass
+        done.set()
+    subprocess.run(["iptables", "-I"] + rule, check=True, timeout=30)
+    try:
+        t = threading.Thread(target=sleeper, daemon=True)
+        t.start()
+        def sleeping():  # asked on b's own server connection (new ones are dropped)
+            with b.cursor() as cur:
+                cur.execute("SELECT 1 FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(3)'")
+                return cur.fetchall()
+        wait_for("the sleep to run", sleeping, 10)
+        worst = worst_cancel = 0.0
+        for _ in range(5):
+            took = []
+
+            def cancel():  # to the proxy, which forwards it toward the silent port
+                started = time.monotonic()
+                a.cancel()
+                took.append(time.monotonic() - started)
+            t = threading.Thread(target=cancel)
+            started = time.monotonic()
+            t.start()
+            with b.cursor() as cur:
+                cur.execute("SELECT 1")
+            worst = max(worst, time.monotonic() - started)
+            t.join(10)
+            worst_cancel = max([worst_cancel] + took)
+        assert worst < 0.5, "a query waited %.2f s behind a cancel" % worst
+        assert worst_cancel < 0.5, "a CancelRequest took %.2f s" % worst_cancel
+    finally:
+        subprocess.run(["iptables", "-D"] + rule, check=True, timeout=30)
+        done.wait(15)
+        a.close()
+        b.close()
