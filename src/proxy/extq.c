@@ -4,6 +4,7 @@
  * See extq.h.
  */
 #include "proxy/extq.h"
+#include "pgproto/scram.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -108,9 +109,24 @@ size_t pq_stmt_bytes(void)
 	return reg_bytes;
 }
 
+/*
+ * PGW_<random>_<id>: the random part, drawn once per process, keeps a client of the
+ * same pool from naming (and so replacing, with dynamic SQL) a statement the proxy
+ * prepared for others without first looking it up on the server.
+ */
 void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE])
 {
-	snprintf(out, PQ_NAME_SIZE, "PGW_%" PRIx64, s->id);
+	static char prefix[17];
+
+	if (!prefix[0]) {
+		uint64_t r = 0;
+
+		if (pgp_random(&r, sizeof(r)) != PGW_OK)
+			r = (uint64_t)(uintptr_t)&r ^
+			    (uint64_t)s->id; /* never reached in practice */
+		snprintf(prefix, sizeof(prefix), "%016" PRIx64, r);
+	}
+	snprintf(out, PQ_NAME_SIZE, "PGW_%s_%" PRIx64, prefix, s->id);
 }
 
 /* ---- a client's names ---- */

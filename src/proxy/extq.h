@@ -32,7 +32,7 @@ struct pq_held;
 
 /* A distinct statement: the body of a Parse after its name. Reference-counted. */
 struct pq_stmt {
-	uint64_t id; /* servers know it as "PGW_<id in hex>" */
+	uint64_t id; /* servers know it as "PGW_<random>_<id in hex>" */
 	uint32_t hash;
 	uint32_t refs;
 	struct pq_stmt *next; /* registry chain */
@@ -47,7 +47,7 @@ void pq_stmt_put(struct pq_stmt *s);
 size_t pq_stmt_count(void);
 /* Bytes of every statement body in the registry. */
 size_t pq_stmt_bytes(void);
-#define PQ_NAME_SIZE 24
+#define PQ_NAME_SIZE 40
 void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE]);
 
 /* A client's statement names. */
