@@ -2921,10 +2921,61 @@ static void client_challenge(struct proxy_client *c)
 	cmn_buf_free(&b);
 }
 
+/*
+ * Users auth_query did not find, remembered AUTHQ_NEGATIVE_MS, and a bound on lookups
+ * per second: made-up user names must not each open a connection to the primary.
+ */
+#define AUTHQ_NEGATIVE_MS     10000
+#define AUTHQ_NEGATIVE_N      256
+#define AUTHQ_LOOKUPS_PER_SEC 50
+
+static struct {
+	char user[64];
+	int64_t until_ms;
+} authq_missing[AUTHQ_NEGATIVE_N];
+static unsigned authq_missing_next;
+
+static bool authq_known_missing(const char *user)
+{
+	int64_t now = cmn_now_ms();
+
+	for (size_t i = 0; i < AUTHQ_NEGATIVE_N; i++)
+		if (authq_missing[i].until_ms > now && strcmp(authq_missing[i].user, user) == 0)
+			return true;
+	return false;
+}
+
+static void authq_remember_missing(const char *user)
+{
+	unsigned i = authq_missing_next++ % AUTHQ_NEGATIVE_N;
+
+	snprintf(authq_missing[i].user, sizeof(authq_missing[i].user), "%s", user);
+	authq_missing[i].until_ms = cmn_now_ms() + AUTHQ_NEGATIVE_MS;
+}
+
+/* false once AUTHQ_LOOKUPS_PER_SEC lookups started this second. */
+static bool authq_lookup_allowed(void)
+{
+	static int64_t window_ms;
+	static int in_window;
+	int64_t now = cmn_now_ms();
+
+	if (now - window_ms >= 1000) {
+		window_ms = now;
+		in_window = 0;
+	}
+	return in_window++ < AUTHQ_LOOKUPS_PER_SEC;
+}
+
 /* The user is not in the auth file: ask the primary (auth_user, auth_query). */
 static void auth_query_start(struct proxy_client *c)
 {
 	struct proxy_user *au = proxy_userlist_find(&P->users, P->cfg.auth_user);
+
+	if (authq_known_missing(c->user)) {
+		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		return;
+	}
 
 	if (!au || !au->password) {
 		log_error("auth_user %s needs a plaintext password in the auth file",
@@ -2939,6 +2990,10 @@ static void auth_query_start(struct proxy_client *c)
 	}
 	if (!P->authq && proxy_authq_start(P->loop, &P->authq) != PGW_OK) {
 		client_fatal(c, "58000", "cannot start the auth_query worker");
+		return;
+	}
+	if (!authq_lookup_allowed()) {
+		client_fatal(c, "53300", "too many user lookups this second (auth_query)");
 		return;
 	}
 	if (proxy_authq_request(P->authq, c->id, c->user,
@@ -2983,8 +3038,11 @@ static void auth_query_answers(void)
 				     c->user);
 			continue;
 		}
-		if (!r.found)
-			log_info("auth_query: no user \"%s\" on the primary", r.user);
+		if (!r.found) {
+			log_info("auth_query: no user \"%s\" on the primary (remembered for %d s)",
+				 r.user, AUTHQ_NEGATIVE_MS / 1000);
+			authq_remember_missing(r.user);
+		}
 		if (!r.found || proxy_userlist_set(&P->users, r.user, r.secret) != PGW_OK) {
 			client_fatal(c, "28P01", "password authentication failed for user \"%s\"",
 				     c->user);

@@ -473,3 +473,17 @@ def test_cancel_toward_a_silent_server_does_not_stall_the_proxy(shared_cluster):
         done.wait(15)
         a.close()
         b.close()
+
+
+def test_auth_query_remembers_users_it_did_not_find(cluster):
+    """Each login as an unknown user opened a connection to the primary for auth_query;
+    an unknown name is now remembered for 10 s, and lookups are bounded per second."""
+    c = cluster
+    c.restart_proxy("auth_user = postgres\n")
+    wait_for("the proxy to serve", lambda: psycopg2.connect(c.proxy_dsn()), 30).close()
+    for _ in range(30):
+        with pytest.raises(psycopg2.OperationalError) as exc:
+            psycopg2.connect(host="127.0.0.1", port=c.proxy_port, user="ghost",
+                             dbname="postgres", password="x", connect_timeout=5).close()
+        assert "password authentication failed" in str(exc.value), exc.value
+    assert c.proxy_log().count('auth_query: no user "ghost"') == 1, c.proxy_log()[-3000:]
