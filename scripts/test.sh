@@ -29,7 +29,7 @@ meson test -C build-asan --suite unit --print-errorlogs
 # Fuzzing runs beside the chaos suite (below), which waits on conditions with generous
 # deadlines and asserts no timing: one core each.
 fuzz_all() {
-    for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto extq:extq; do
+    for t in config:config dyncfg:dyncfg etcd:etcd_response,watch_stream pgproto:pgproto extq:extq api:api; do
         name=${t%%:*}; seeds=""
         for c in $(echo "${t#*:}" | tr , ' '); do seeds="$seeds tests/fuzz/corpus/$c"; done
         work=$(mktemp -d /tmp/pgwarden-fuzz.XXXXXX)
@@ -37,9 +37,13 @@ fuzz_all() {
         # long (issues 4 and 5: 60 s each in CI).
         secs=${PGW_FUZZ_SECONDS:-20}
         case $name in pgproto|extq) secs=$((secs * 3)) ;; esac
+        # The REST API answers from its own threads: the per-input leak check would count
+        # their allocations in flight (leaks still show in the integration tests' ASan).
+        extra=""
+        [ "$name" = api ] && extra="-detect_leaks=0"
         # shellcheck disable=SC2086
         env -u ASAN_OPTIONS -u UBSAN_OPTIONS \
-            build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 \
+            build-fuzz/fuzz_$name -max_total_time="$secs" -max_len=4096 $extra \
             -artifact_prefix="$work/" "$work" $seeds >"$work.log" 2>&1 || {
             tail -40 "$work.log"; echo "fuzz_$name found a problem: $work" >&2; return 1; }
         echo "fuzz_$name: $(grep -o 'Done [0-9]* runs' "$work.log")"
