@@ -2935,7 +2935,9 @@ int agent_main(int argc, char **argv)
 			      .username = a->cfg.api_username,
 			      .password = a->cfg.api_password};
 
-	if (api_start(a->cfg.api_host, a->cfg.api_port, &a->api, &ops, &a->api_srv) != PGW_OK)
+	cmn_http_set_cafile(a->cfg.api_cafile);
+	if (api_start(a->cfg.api_host, a->cfg.api_port, a->cfg.api_certfile, a->cfg.api_keyfile,
+		      &a->api, &ops, &a->api_srv) != PGW_OK)
 		goto out_api;
 	log_info("starting: cluster %s, member %s, etcd %s, ttl %d ms, loop_wait %d ms",
 		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd_endpoints, a->cfg.ttl_ms,

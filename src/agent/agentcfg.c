@@ -91,6 +91,12 @@ static const struct cmn_cfg_key keys[] = {
     {"api", "username", CMN_CFG_STRING, OFF(api_username), NULL, false, 0, 0,
      "basic auth for mutating endpoints"},
     {"api", "password", CMN_CFG_SECRET, OFF(api_password), NULL, false, 0, 0, NULL},
+    {"api", "certfile", CMN_CFG_STRING, OFF(api_certfile), NULL, false, 0, 0,
+     "the REST API's certificate (PEM): it serves https"},
+    {"api", "keyfile", CMN_CFG_STRING, OFF(api_keyfile), NULL, false, 0, 0,
+     "its private key (PEM)"},
+    {"api", "cafile", CMN_CFG_STRING, OFF(api_cafile), NULL, false, 0, 0,
+     "the CA the members' REST APIs are checked against (agents, CLI)"},
     {"backup", "repo_path", CMN_CFG_STRING, OFF(backup_repo_path), NULL, false, 0, 0,
      "pgBackRest repository folder (absolute); backups and WAL archiving are on when set"},
     {"backup", "stanza", CMN_CFG_STRING, OFF(backup_stanza), NULL, false, 0, 0,
@@ -311,7 +317,12 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 			 where);
 		return PGW_EINVAL;
 	}
-	snprintf(cfg->api_connect, sizeof(cfg->api_connect), "http://%s",
+	if (!cfg->api_certfile != !cfg->api_keyfile) {
+		snprintf(err, err_size, "%s: [api] needs both certfile and keyfile for TLS", where);
+		return PGW_EINVAL;
+	}
+	snprintf(cfg->api_connect, sizeof(cfg->api_connect), "%s://%s",
+		 cfg->api_certfile ? "https" : "http",
 		 cfg->api_connect_address ? cfg->api_connect_address : cfg->api_listen);
 	if (cfg->data_dir[0] != '/') {
 		snprintf(err, err_size, "%s: 'data_dir' in [postgresql] must be an absolute path",

@@ -51,6 +51,9 @@ struct agent_config {
 	char *api_connect_address;
 	char *api_username;
 	char *api_password;
+	char *api_certfile; /* TLS: the REST API's certificate and key (PEM) */
+	char *api_keyfile;
+	char *api_cafile; /* the CA other members' REST APIs are checked against */
 	/* [backup]: pgBackRest, on when repo_path is set */
 	char *backup_repo_path;
 	char *backup_stanza; /* default: the cluster name */

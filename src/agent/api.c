@@ -17,6 +17,7 @@
 
 struct api_server {
 	struct MHD_Daemon *daemon;
+	char *cert, *key;	      /* PEM, kept while the daemon runs (TLS) */
 	struct cmn_http_guard *guard; /* a request must arrive whole within API_DEADLINE_MS */
 	struct api_state *st;
 	struct api_ops ops;
@@ -343,9 +344,22 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 	}
 }
 
-int api_start(const char *host, int port, struct api_state *st, const struct api_ops *ops,
-	      struct api_server **out)
+static void server_free(struct api_server *srv)
 {
+	cmn_http_guard_free(srv->guard);
+	free(srv->cert);
+	if (srv->key) {
+		explicit_bzero(srv->key, strlen(srv->key));
+		free(srv->key);
+	}
+	free(srv);
+}
+
+int api_start(const char *host, int port, const char *certfile, const char *keyfile,
+	      struct api_state *st, const struct api_ops *ops, struct api_server **out)
+{
+	struct MHD_OptionItem tls[3] = {
+	    {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
 	struct api_server *srv = calloc(1, sizeof(*srv));
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 				 .ai_socktype = SOCK_STREAM,
@@ -356,6 +370,18 @@ int api_start(const char *host, int port, struct api_state *st, const struct api
 
 	if (!srv)
 		return PGW_ENOMEM;
+	if (certfile) {
+		srv->cert = cmn_read_file(certfile, NULL);
+		srv->key = keyfile ? cmn_read_file(keyfile, NULL) : NULL;
+		if (!srv->cert || !srv->key) {
+			log_error("REST API: cannot read %s: %s", srv->cert ? keyfile : certfile,
+				  strerror(errno));
+			server_free(srv);
+			return PGW_EINVAL;
+		}
+		tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, srv->key};
+		tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, srv->cert};
+	}
 	srv->st = st;
 	if (ops)
 		srv->ops = *ops;
@@ -363,7 +389,7 @@ int api_start(const char *host, int port, struct api_state *st, const struct api
 	if (getaddrinfo(*host && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai) != 0 ||
 	    !ai) {
 		log_error("REST API: cannot resolve listen address %s:%d", host, port);
-		free(srv);
+		server_free(srv);
 		return PGW_EINVAL;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -374,13 +400,13 @@ int api_start(const char *host, int port, struct api_state *st, const struct api
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(ai);
-		free(srv);
+		server_free(srv);
 		return PGW_ERR;
 	}
 	freeaddrinfo(ai);
 	if (cmn_http_guard_new(API_DEADLINE_MS, &srv->guard) != PGW_OK) {
 		close(fd);
-		free(srv);
+		server_free(srv);
 		return PGW_ENOMEM;
 	}
 	/* A thread per connection: a restart or a switchover request may take seconds and
@@ -388,21 +414,20 @@ int api_start(const char *host, int port, struct api_state *st, const struct api
 	 * address, each request whole within API_DEADLINE_MS (slow clients, issue 14). */
 	srv->daemon = MHD_start_daemon(
 	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
-		MHD_USE_ERROR_LOG,
+		MHD_USE_ERROR_LOG | (certfile ? MHD_USE_TLS : 0),
 	    0, NULL, NULL, handle, srv, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned int)10, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)200,
 	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
 	    completed, srv, MHD_OPTION_NOTIFY_CONNECTION, cmn_http_guard_notify, srv->guard,
 	    MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)CMN_HTTP_PER_ADDRESS_LIMIT,
-	    MHD_OPTION_END);
+	    MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
 	if (!srv->daemon) {
 		log_error("REST API: cannot start the HTTP server on %s:%d", host, port);
 		close(fd);
-		cmn_http_guard_free(srv->guard);
-		free(srv);
+		server_free(srv);
 		return PGW_ERR;
 	}
-	log_info("REST API listening on %s:%d", host, port);
+	log_info("REST API listening on %s://%s:%d", certfile ? "https" : "http", host, port);
 	*out = srv;
 	return PGW_OK;
 }
@@ -412,8 +437,7 @@ void api_stop(struct api_server *srv)
 	if (!srv)
 		return;
 	MHD_stop_daemon(srv->daemon);
-	cmn_http_guard_free(srv->guard);
-	free(srv);
+	server_free(srv);
 }
 
 bool api_parse_status(const char *body, struct api_member_status *out)

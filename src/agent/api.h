@@ -83,8 +83,9 @@ void api_state_set_docs(struct api_state *st, char *status_json, char *cluster_j
 			char *history_json);
 
 /* ops may be NULL (read-only API). */
-int api_start(const char *host, int port, struct api_state *st, const struct api_ops *ops,
-	      struct api_server **out) PGW_WUR;
+/* certfile/keyfile (PEM, both or neither): https instead of http. */
+int api_start(const char *host, int port, const char *certfile, const char *keyfile,
+	      struct api_state *st, const struct api_ops *ops, struct api_server **out) PGW_WUR;
 void api_stop(struct api_server *srv);
 
 #endif

@@ -1,6 +1,7 @@
 #include "cli/cli.h"
 #include "agent/dyncfg.h"
 #include "common/config.h"
+#include "common/http.h"
 #include "common/log.h"
 
 #include <curl/curl.h>
@@ -105,6 +106,7 @@ int cli_load_config(const struct cli_target *t, struct agent_config *cfg)
 		agent_config_free(cfg);
 		return CLI_EXIT_USAGE;
 	}
+	cmn_http_set_cafile(cfg->api_cafile); /* the members' REST APIs over https */
 	return CLI_EXIT_OK;
 }
 

@@ -57,8 +57,28 @@ struct layout {
 	char self[PATH_MAX];
 	char *self_data; /* the binary, read as root, when postgres cannot run it */
 	size_t self_len;
-	bool etcd_tls; /* etcd over TLS with client certificates and authentication */
+	bool etcd_tls;	    /* etcd over TLS with client certificates and authentication */
+	char api_scheme[8]; /* https when node1's [api] has a certificate */
 };
+
+/*
+ * The REST APIs' scheme and CA, from node1's configuration as the agents read it (the
+ * environment's PGWARDEN_API_* included): https with [api] certfile.
+ */
+static void api_scheme(struct layout *l)
+{
+	char ini[PATH_MAX + 32], err[1024];
+	struct agent_config n1;
+
+	snprintf(l->api_scheme, sizeof(l->api_scheme), "http");
+	snprintf(ini, sizeof(ini), "%s/node1/node.ini", l->dir);
+	if (agent_config_load(ini, &n1, err, sizeof(err)) == PGW_OK) {
+		if (n1.api_certfile)
+			snprintf(l->api_scheme, sizeof(l->api_scheme), "https");
+		cmn_http_set_cafile(n1.api_cafile);
+	}
+	agent_config_free(&n1);
+}
 
 /* DIR/tls/<name> */
 static void tls_path(const struct layout *l, const char *name, char *out, size_t size)
@@ -769,7 +789,8 @@ static bool cluster_ready(const struct layout *l, char *leader, size_t size)
 		struct cmn_buf b = {0};
 		long status = 0;
 
-		snprintf(url, sizeof(url), "http://127.0.0.1:%d/status", l->api_port + i);
+		snprintf(url, sizeof(url), "%s://127.0.0.1:%d/status", l->api_scheme,
+			 l->api_port + i);
 		if (cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
 		    status == 200 && b.data) {
 			json_object *o = json_tokener_parse(b.data), *v;
@@ -1173,6 +1194,7 @@ static int up_run(void *arg)
 	if (load_or_save_ports(&l, explicit_ports) != 0 || (l.etcd_tls && make_tls(&l) != 0) ||
 	    write_node_configs(&l) != 0 || write_proxy_config(&l) != 0)
 		return CLI_EXIT_FAILED;
+	api_scheme(&l);
 	{
 		/* A folder made earlier keeps its name, whatever --cluster says now. */
 		struct agent_config n1;
@@ -1272,8 +1294,8 @@ static int up_run(void *arg)
 	printf("Admin console: psql 'postgresql://postgres@127.0.0.1:%d/pgbouncer' (SHOW POOLS, "
 	       "...)\n",
 	       l.proxy_ports[0]);
-	printf("REST API:      http://127.0.0.1:%d/cluster (nodes on :%d-%d)\n", l.api_port,
-	       l.api_port, l.api_port + N_NODES - 1);
+	printf("REST API:      %s://127.0.0.1:%d/cluster (nodes on :%d-%d)\n", l.api_scheme,
+	       l.api_port, l.api_port, l.api_port + N_NODES - 1);
 	printf("etcd:          %s\n", eps);
 	printf("Manage:        pgwarden list --dir %s | pgwarden status --dir %s | pgwarden down "
 	       "--dir %s\n\n",
@@ -1384,7 +1406,7 @@ static bool is_leader_node(const struct layout *l, int i)
 	long status = 0;
 	bool leader;
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/primary", l->api_port + i);
+	snprintf(url, sizeof(url), "%s://127.0.0.1:%d/primary", l->api_scheme, l->api_port + i);
 	leader =
 	    cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK && status == 200;
 	cmn_buf_free(&b);
@@ -1413,6 +1435,7 @@ static int down_run(void *arg)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (load_or_save_ports(&l, false) != 0)
 		return CLI_EXIT_FAILED;
+	api_scheme(&l);
 	{
 		char pidf[PATH_MAX + 32];
 

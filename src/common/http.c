@@ -2,6 +2,7 @@
 #include "common/log.h"
 
 #include <curl/curl.h>
+#include <stdio.h>
 #include <string.h>
 
 static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -14,9 +15,18 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *arg)
 	return cmn_buf_append(b, ptr, n) == PGW_OK ? n : 0;
 }
 
+static char cafile[4096];
+
+void cmn_http_set_cafile(const char *path)
+{
+	snprintf(cafile, sizeof(cafile), "%s", path ? path : "");
+}
+
 static void setup(CURL *h, const char *url, int timeout_ms, struct cmn_buf *out)
 {
 	curl_easy_setopt(h, CURLOPT_URL, url);
+	if (cafile[0])
+		curl_easy_setopt(h, CURLOPT_CAINFO, cafile);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
@@ -55,6 +65,10 @@ int cmn_http_request(const char *method, const char *url, const char *body, cons
 	curl_easy_cleanup(h);
 	if (rc == CURLE_OPERATION_TIMEDOUT)
 		return PGW_ETIMEOUT;
+	if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
+	    rc == CURLE_SSL_CACERT_BADFILE)
+		log_error("%s: %s (is [api] cafile the CA of the members' REST APIs?)", url,
+			  curl_easy_strerror(rc));
 	if (rc != CURLE_OK)
 		return PGW_ENET;
 	return PGW_OK;

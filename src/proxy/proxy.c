@@ -3,6 +3,7 @@
  * replica (5001) ports, following the cluster's leader from etcd.
  */
 #include "proxy/proxy.h"
+#include "common/http.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "proxy/http.h"
@@ -421,6 +422,7 @@ int proxy_main(int argc, char **argv)
 		goto out_cfg;
 	}
 	p->config_path = path;
+	cmn_http_set_cafile(p->cfg.api_cafile);
 	open_file_limit(p);
 	TAILQ_INIT(&p->pools);
 	TAILQ_INIT(&p->login_clients);

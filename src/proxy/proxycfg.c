@@ -103,6 +103,8 @@ static const struct cmn_cfg_key keys[] = {
      "closed)"},
     {"proxy", "server_reset_query", CMN_CFG_STRING, OFF(server_reset_query), "DISCARD ALL", false,
      0, 0, "run when a session ends, before its server is reused"},
+    {"proxy", "api_cafile", CMN_CFG_STRING, OFF(api_cafile), NULL, false, 0, 0,
+     "the CA the members' REST APIs (health checks) are checked against, when they serve https"},
     {"proxy", "server_plain_auth", CMN_CFG_BOOL, OFF(server_plain_auth), "off", false, 0, 0,
      "answer a server that asks for a cleartext password or an MD5 response (off: SCRAM only, "
      "so a server that etcd's records point to cannot learn a password)"},

@@ -64,6 +64,7 @@ struct proxy_config {
 	char *client_tls_key_file;
 	char *server_tls_sslmode; /* disable, allow, prefer, require, verify-ca, verify-full */
 	char *server_tls_ca_file;
+	char *api_cafile;	/* the CA the members' REST APIs are checked against (https) */
 	bool server_plain_auth; /* answer a server's cleartext-password or MD5 request */
 	int ttl_ms; /* the cluster's leader lease ttl: how long a stale view stays usable */
 	/* Planned switchover */

@@ -40,7 +40,7 @@ static void start(void)
 	api_state_set_docs(&st, strdup("{\"role\": \"primary\", \"state\": \"running\"}"),
 			   strdup("{\"members\": []}"), strdup("[]"));
 	for (port = 39100 + getpid() % 500; port < 39900; port++)
-		if (api_start("127.0.0.1", port, &st, &ops, &srv) == PGW_OK)
+		if (api_start("127.0.0.1", port, NULL, NULL, &st, &ops, &srv) == PGW_OK)
 			return;
 	abort();
 }

@@ -487,3 +487,52 @@ def test_auth_query_remembers_users_it_did_not_find(cluster):
                              dbname="postgres", password="x", connect_timeout=5).close()
         assert "password authentication failed" in str(exc.value), exc.value
     assert c.proxy_log().count('auth_query: no user "ghost"') == 1, c.proxy_log()[-3000:]
+
+
+def test_rest_api_over_tls(cluster_factory):
+    """[api] certfile/keyfile: the REST API serves https only; agents (failover races,
+    switchover), the CLI, up and the proxy's health checks verify it against [api]
+    cafile (the proxy's api_cafile)."""
+    c = cluster_factory()
+    tls = os.path.join(os.path.dirname(c.dir), "api-tls")
+    os.makedirs(tls)
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=tls, check=True, capture_output=True,
+                       timeout=60)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=ca")
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", "api.key", "-out", "api.csr", "-subj", "/CN=127.0.0.1")
+    with open(os.path.join(tls, "ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "api.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "api.crt", "-days", "2", "-extfile", "ext")
+    pg = pwd.getpwnam("postgres")
+    for name in os.listdir(tls):
+        os.chown(os.path.join(tls, name), pg.pw_uid, pg.pw_gid)
+    ca = os.path.join(tls, "ca.crt")
+    c.env.update(PGWARDEN_API_CERTFILE=os.path.join(tls, "api.crt"),
+                 PGWARDEN_API_KEYFILE=os.path.join(tls, "api.key"),
+                 PGWARDEN_API_CAFILE=ca, PGWARDEN_PROXY_API_CAFILE=ca)
+    c.up()  # waits for a leader and two streaming replicas over https
+    health = subprocess.run(["curl", "-sS", "--cacert", ca, "https://127.0.0.1:%d/health"
+                             % c.api_port], capture_output=True, text=True, timeout=30)
+    assert health.returncode == 0, health.stderr
+    plain = subprocess.run(["curl", "-sS", "-m", "5", "http://127.0.0.1:%d/health"
+                            % c.api_port], capture_output=True, text=True, timeout=30)
+    assert plain.returncode != 0 or "HTTP" not in plain.stdout, plain.stdout
+    assert c.run("reload", "--dir", c.dir, "node2").returncode == 0
+    # The CLI checks the certificate: another CA, and it refuses to talk.
+    wrong = dict(c.env, PGWARDEN_API_CAFILE="/etc/ssl/certs/ca-certificates.crt")
+    proc = subprocess.run([PGWARDEN, "reload", "--dir", c.dir, "node2"], capture_output=True,
+                          text=True, env=wrong, timeout=60)
+    assert proc.returncode != 0, proc.stdout
+    assert "certificate" in proc.stderr.lower() or "ssl" in proc.stderr.lower(), proc.stderr
+    # The proxy's replica port needs its health checks of the members (https).
+    conn = wait_for("a session on a replica through the proxy", lambda: psycopg2.connect(
+        c.proxy_dsn(2)), 30)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_is_in_recovery()")
+        assert cur.fetchone() == (True,)
+    conn.close()
