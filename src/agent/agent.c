@@ -2157,6 +2157,7 @@ static int api_session(struct agent *a, struct etcd_client **etcd, struct dcs *d
 	if (etcd_client_new(&o, etcd) != PGW_OK)
 		return PGW_ERR;
 	dcs_init(d, *etcd, a->cfg.namespace, a->cfg.cluster_name);
+	d->allowed_networks = a->cfg.allowed_networks;
 	return PGW_OK;
 }
 
@@ -2913,6 +2914,7 @@ int agent_main(int argc, char **argv)
 		goto out;
 	}
 	dcs_init(&a->dcs, a->etcd, a->cfg.namespace, a->cfg.cluster_name);
+	a->dcs.allowed_networks = a->cfg.allowed_networks;
 	pgctl_init(&a->pg, &a->cfg);
 	if (cmn_mkdir_p(a->cfg.socket_dir, 0700) != PGW_OK) {
 		log_fatal("cannot create the socket directory %s: %s", a->cfg.socket_dir,

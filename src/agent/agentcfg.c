@@ -28,6 +28,9 @@ static const struct cmn_cfg_key keys[] = {
      "cluster name (Patroni's scope)"},
     {"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
      "etcd key prefix shared by clusters"},
+    {"cluster", "allowed_networks", CMN_CFG_STRING, OFF(allowed_networks), NULL, false, 0, 0,
+     "comma-separated networks (10.0.0.0/8, fd00::/8, an address) the members' addresses "
+     "must lie within: a member record in etcd naming another address is ignored"},
     {"cluster", "member", CMN_CFG_STRING, OFF(member_name), NULL, true, 0, 0,
      "this node's member name, unique in the cluster"},
     {"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), AGENT_DEFAULT_TTL, false, SEC(2), SEC(3600),
@@ -324,6 +327,12 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	snprintf(cfg->api_connect, sizeof(cfg->api_connect), "%s://%s",
 		 cfg->api_certfile ? "https" : "http",
 		 cfg->api_connect_address ? cfg->api_connect_address : cfg->api_listen);
+	char why[200];
+
+	if (cmn_networks_check(cfg->allowed_networks, why, sizeof(why)) != PGW_OK) {
+		snprintf(err, err_size, "%s: 'allowed_networks' in [cluster]: %s", where, why);
+		return PGW_EINVAL;
+	}
 	if (cfg->data_dir[0] != '/') {
 		snprintf(err, err_size, "%s: 'data_dir' in [postgresql] must be an absolute path",
 			 where);

@@ -15,6 +15,7 @@ struct agent_config {
 	/* [cluster] */
 	char *cluster_name;
 	char *namespace;
+	char *allowed_networks; /* members' addresses must lie within (NULL: any) */
 	char *member_name;
 	int ttl_ms;
 	int loop_wait_ms;

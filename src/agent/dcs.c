@@ -10,6 +10,38 @@
 #include <string.h>
 #include <time.h>
 
+/* The member's addresses within allowed_networks (a warning, at most every 10 s, if not). */
+static bool member_allowed(const struct dcs *d, const struct dcs_member *m)
+{
+	static int64_t last_warning_ms;
+	char api_host[256] = "";
+	const char *p = strstr(m->api_url, "://");
+	bool ok;
+
+	if (!d->allowed_networks || !*d->allowed_networks)
+		return true;
+	if (p) {
+		int port;
+
+		p += 3;
+		char hostport[300];
+
+		snprintf(hostport, sizeof(hostport), "%.*s", (int)strcspn(p, "/"), p);
+		if (cmn_split_hostport(hostport, api_host, sizeof(api_host), &port) != PGW_OK)
+			api_host[0] = '\0';
+	}
+	ok = cmn_host_in_networks(m->host, d->allowed_networks) &&
+	     (!m->api_url[0] || cmn_host_in_networks(api_host, d->allowed_networks));
+	if (!ok && cmn_now_ms() - last_warning_ms >= 10000) {
+		last_warning_ms = cmn_now_ms();
+		log_warning("ignoring member %s: its addresses (%s, %s) are not within "
+			    "allowed_networks (%s)",
+			    m->name, m->host, m->api_url[0] ? m->api_url : "no REST API",
+			    d->allowed_networks);
+	}
+	return ok;
+}
+
 void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, const char *cluster)
 {
 	const char *ns = namespace;
@@ -17,6 +49,7 @@ void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, co
 	while (*ns == '/')
 		ns++;
 	d->etcd = etcd;
+	d->allowed_networks = NULL;
 	if (*ns) {
 		size_t l = strlen(ns);
 
@@ -260,6 +293,8 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 				continue;
 			}
 			m->lease = kv->lease;
+			if (!member_allowed(d, m))
+				continue;
 			out->n_members++;
 		}
 	}

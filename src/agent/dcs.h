@@ -99,6 +99,10 @@ struct dcs_cluster {
 struct dcs {
 	struct etcd_client *etcd; /* borrowed */
 	char prefix[512];	  /* "/service/demo/" */
+	/* [cluster] allowed_networks (borrowed; NULL: any): a member whose PostgreSQL or
+	 * REST API address lies outside is left out of every cluster view, as if absent,
+	 * so nothing is ever sent to an address someone wrote into etcd. */
+	const char *allowed_networks;
 };
 
 void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, const char *cluster);

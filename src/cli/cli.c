@@ -135,6 +135,7 @@ int cli_session_open(const struct cli_target *t, struct cli_session *s)
 	rc = cli_etcd_connect(&s->cfg, &s->etcd);
 	if (rc == CLI_EXIT_OK) {
 		dcs_init(&s->dcs, s->etcd, s->cfg.namespace, s->cfg.cluster_name);
+		s->dcs.allowed_networks = s->cfg.allowed_networks;
 		if (dcs_read(&s->dcs, &s->cluster) == PGW_OK) {
 			cli_apply_dynamic_backup(&s->cluster, &s->cfg);
 			return CLI_EXIT_OK;

@@ -1,10 +1,12 @@
 #include "common/util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,4 +300,140 @@ int cmn_self_exe(char *out, size_t size)
 	if (len > sizeof(deleted) - 1 && strcmp(out + len - (sizeof(deleted) - 1), deleted) == 0)
 		out[len - (sizeof(deleted) - 1)] = '\0';
 	return 0;
+}
+
+/* One "address[/bits]" entry: family (AF_INET or AF_INET6), address bytes, prefix bits. */
+static bool parse_network(const char *entry, size_t len, int *family, uint8_t addr[16], int *bits)
+{
+	char buf[64], *slash;
+	int max;
+
+	if (len == 0 || len >= sizeof(buf))
+		return false;
+	memcpy(buf, entry, len);
+	buf[len] = '\0';
+	slash = strchr(buf, '/');
+	if (slash)
+		*slash++ = '\0';
+	if (inet_pton(AF_INET, buf, addr) == 1) {
+		*family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, addr) == 1) {
+		*family = AF_INET6;
+		max = 128;
+	} else {
+		return false;
+	}
+	*bits = max;
+	if (slash) {
+		char *end;
+		long b = strtol(slash, &end, 10);
+
+		if (!*slash || *end || b < 0 || b > max)
+			return false;
+		*bits = (int)b;
+	}
+	return true;
+}
+
+/* Calls fn on each entry of the comma-separated list (blanks around entries skipped). */
+static bool each_network(const char *networks, bool (*fn)(const char *, size_t, void *), void *arg)
+{
+	const char *p = networks;
+
+	while (p && *p) {
+		size_t len;
+
+		while (*p == ' ' || *p == ',')
+			p++;
+		len = strcspn(p, ",");
+		while (len && p[len - 1] == ' ')
+			len--;
+		if (len && fn(p, len, arg))
+			return true;
+		p += strcspn(p, ",");
+	}
+	return false;
+}
+
+struct net_check {
+	char *why;
+	size_t why_size;
+};
+
+static bool bad_entry(const char *entry, size_t len, void *arg)
+{
+	struct net_check *c = arg;
+	uint8_t addr[16];
+	int family, bits;
+
+	if (parse_network(entry, len, &family, addr, &bits))
+		return false;
+	snprintf(c->why, c->why_size, "bad network '%.*s': expected an address or address/bits",
+		 (int)len, entry);
+	return true;
+}
+
+int cmn_networks_check(const char *networks, char *why, size_t why_size)
+{
+	struct net_check c = {why, why_size};
+
+	return each_network(networks, bad_entry, &c) ? PGW_EINVAL : PGW_OK;
+}
+
+struct net_match {
+	int family;
+	const uint8_t *addr;
+};
+
+static bool entry_matches(const char *entry, size_t len, void *arg)
+{
+	struct net_match *m = arg;
+	uint8_t net[16];
+	int family, bits;
+
+	if (!parse_network(entry, len, &family, net, &bits) || family != m->family)
+		return false;
+	for (int i = 0; i < bits / 8; i++)
+		if (net[i] != m->addr[i])
+			return false;
+	if (bits % 8) {
+		uint8_t mask = (uint8_t)(0xff << (8 - bits % 8));
+
+		if ((net[bits / 8] & mask) != (m->addr[bits / 8] & mask))
+			return false;
+	}
+	return true;
+}
+
+static bool sockaddr_in_networks(const struct sockaddr *sa, const char *networks)
+{
+	struct net_match m;
+
+	if (sa->sa_family == AF_INET) {
+		m.family = AF_INET;
+		m.addr = (const uint8_t *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	} else if (sa->sa_family == AF_INET6) {
+		m.family = AF_INET6;
+		m.addr =
+		    (const uint8_t *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+	} else {
+		return false;
+	}
+	return each_network(networks, entry_matches, &m);
+}
+
+bool cmn_host_in_networks(const char *host, const char *networks)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	bool all = true;
+
+	if (!networks || !*networks)
+		return true;
+	if (!host || !*host || getaddrinfo(host, NULL, &hints, &ai) != 0 || !ai)
+		return false;
+	for (struct addrinfo *p = ai; p && all; p = p->ai_next)
+		all = sockaddr_in_networks(p->ai_addr, networks);
+	freeaddrinfo(ai);
+	return all;
 }

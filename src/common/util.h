@@ -40,6 +40,16 @@ int cmn_self_exe(char *out, size_t size);
 
 /* Splits "host:port" ("[v6]:port" too). Returns PGW_EINVAL on a bad string. */
 int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) PGW_WUR;
+/*
+ * A list of networks, "10.0.0.0/8, 192.168.1.7, fd00::/8": PGW_OK, or PGW_EINVAL with
+ * why naming the bad entry.
+ */
+int cmn_networks_check(const char *networks, char *why, size_t why_size) PGW_WUR;
+/*
+ * Is host within networks? An address literal is checked as it is; a name must resolve,
+ * and every one of its addresses must be within. networks NULL or "": anything is.
+ */
+bool cmn_host_in_networks(const char *host, const char *networks);
 
 /* "%X/%X" LSN text <-> integer. */
 int cmn_parse_lsn(const char *s, uint64_t *out) PGW_WUR;

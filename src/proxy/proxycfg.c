@@ -1,5 +1,6 @@
 #include "proxy/proxycfg.h"
 #include "agent/dcs.h"
+#include "common/util.h"
 
 #include <limits.h>
 #include <stddef.h>
@@ -21,6 +22,9 @@ static const struct cmn_cfg_key keys[] = {
      "cluster to follow (Patroni's scope)"},
     {"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
      "etcd key prefix shared by clusters"},
+    {"cluster", "allowed_networks", CMN_CFG_STRING, OFF(allowed_networks), NULL, false, 0, 0,
+     "comma-separated networks (10.0.0.0/8, fd00::/8, an address) the members' addresses "
+     "must lie within: a member record in etcd naming another address is ignored"},
     {"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), "4s", false, SEC(2), SEC(3600),
      "the agents' leader lease ttl: how long the last leader is trusted without etcd"},
     {"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0, 0,
@@ -149,6 +153,13 @@ int proxy_config_load(const char *path, struct proxy_config *cfg, char *err, siz
 	memset(cfg, 0, sizeof(*cfg));
 	if (cmn_config_load(&proxy_config_schema, cfg, path, err, err_size) != PGW_OK)
 		return PGW_EINVAL;
+	char why[200];
+
+	if (cmn_networks_check(cfg->allowed_networks, why, sizeof(why)) != PGW_OK) {
+		snprintf(err, err_size, "%s: 'allowed_networks' in [cluster]: %s", where, why);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
 	if (strcasecmp(cfg->auth_type, "scram-sha-256") != 0 &&
 	    strcasecmp(cfg->auth_type, "md5") != 0 && strcasecmp(cfg->auth_type, "trust") != 0) {
 		snprintf(

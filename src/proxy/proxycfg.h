@@ -15,6 +15,7 @@ struct proxy_config {
 	/* [cluster]: which cluster to follow */
 	char *cluster_name;
 	char *namespace;
+	char *allowed_networks; /* members' addresses must lie within (NULL: any) */
 	/* [etcd] */
 	char *etcd_endpoints;
 	char *etcd_username;

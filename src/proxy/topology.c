@@ -424,6 +424,7 @@ int proxy_topology_start(const struct proxy_config *cfg, struct cmn_loop *loop,
 	w->cfg = cfg;
 	w->loop = loop;
 	dcs_init(&w->dcs, NULL, cfg->namespace, cfg->cluster_name);
+	w->dcs.allowed_networks = cfg->allowed_networks;
 	dcs_cache_init(&w->cache);
 	pthread_mutex_init(&w->lock, NULL);
 	pthread_condattr_init(&ca);

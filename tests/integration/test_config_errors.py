@@ -66,6 +66,8 @@ def agent(text, env=None):
      ":11: 'archive_command' in [parameters] is managed by pgwarden ([backup] is set"),
     (("[cluster]\n", "[api]\nusername = admin\npassword =\n[cluster]\n"),
      "[api] has a username but an empty password"),
+    (("[cluster]\n", "[cluster]\nallowed_networks = 10.0.0.0/33\n"),
+     "'allowed_networks' in [cluster]: bad network '10.0.0.0/33'"),
 ])
 def test_bad_config_is_refused_with_file_line_key(change, expect):
     proc, path = agent(GOOD.replace(*change, 1))

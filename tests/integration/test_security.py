@@ -205,6 +205,29 @@ def test_proxy_never_shows_a_password_to_a_server_etcd_points_at(shared_cluster)
         fake.logins = 0
         attempt("server_plain_auth = on\n")
         assert password.encode() in fake.got
+        # [cluster] allowed_networks: a member record naming an address outside is
+        # ignored, as if absent: nothing is sent there.
+        fake.logins = 0
+        fake.got = b""
+        with open(os.path.join(work, "proxy.ini"), "w") as f:
+            f.write(ini.replace("name = fakecl\n",
+                                "name = fakecl\nallowed_networks = 10.0.0.0/8\n", 1) +
+                    "server_plain_auth = on\n")
+        log = open(os.path.join(work, "proxy.log"), "w")
+        proc = subprocess.Popen([PGWARDEN, "proxy", "-c", os.path.join(work, "proxy.ini")],
+                                stdout=log, stderr=subprocess.STDOUT, env=c.env)
+        try:
+            wait_for("the proxy to ignore the member", lambda: "not within allowed_networks"
+                     in open(os.path.join(work, "proxy.log")).read(), 30)
+            with pytest.raises(psycopg2.OperationalError):
+                psycopg2.connect(host="127.0.0.1", port=base, user="postgres",
+                                 dbname="postgres", password=password,
+                                 connect_timeout=3).close()
+            assert fake.logins == 0 and password.encode() not in fake.got
+        finally:
+            proc.terminate()
+            proc.wait(30)
+            log.close()
     finally:
         fake.stop.set()
         for key in ("/service/fakecl/members/node1", "/service/fakecl/leader"):

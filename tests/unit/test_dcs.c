@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "agent/dcs.h"
+#include "common/util.h"
 
 #define PREFIX "/service/demo/"
 
@@ -66,6 +67,47 @@ static void test_cluster_from_kvs(void **state)
 	assert_true(c.paused);
 	assert_int_equal(c.config_mod_revision, 8);
 	dcs_cluster_free(&c);
+}
+
+/* allowed_networks: a member whose addresses lie outside is left out (issue 14 item 3). */
+static void test_members_outside_allowed_networks(void **state)
+{
+	struct dcs d;
+	struct dcs_cluster c;
+	struct etcd_kv kvs[4];
+	char why[200];
+
+	(void)state;
+	dcs_init(&d, NULL, "/service", "demo");
+	d.allowed_networks = "10.0.0.0/8, fd00::/8,192.168.1.7";
+	kvs[0] =
+	    kv("members/in", "{\"host\":\"10.9.8.7\",\"api_url\":\"http://10.9.8.7:8008\"}", 2, 0);
+	kvs[1] =
+	    kv("members/v6", "{\"host\":\"fd00::5\",\"api_url\":\"http://[fd00::5]:8008\"}", 3, 0);
+	kvs[2] = kv("members/out", "{\"host\":\"203.0.113.9\",\"port\":5432}", 4, 0);
+	kvs[3] = kv("members/api",
+		    "{\"host\":\"192.168.1.7\",\"api_url\":\"http://192.168.1.8:8008\"}", 5, 0);
+	dcs_cluster_from_kvs(&d, kvs, 4, 5, &c);
+	assert_int_equal(c.n_members, 2);
+	assert_string_equal(c.members[0].name, "in");
+	assert_string_equal(c.members[1].name, "v6");
+	dcs_cluster_free(&c);
+	d.allowed_networks = NULL; /* any */
+	dcs_cluster_from_kvs(&d, kvs, 4, 5, &c);
+	assert_int_equal(c.n_members, 4);
+	dcs_cluster_free(&c);
+
+	assert_true(cmn_host_in_networks("10.1.2.3", "10.0.0.0/8"));
+	assert_false(cmn_host_in_networks("11.1.2.3", "10.0.0.0/8"));
+	assert_true(cmn_host_in_networks("10.1.2.3", "10.1.2.0/25"));
+	assert_false(cmn_host_in_networks("10.1.2.200", "10.1.2.0/25"));
+	assert_true(cmn_host_in_networks("anything", ""));
+	assert_false(cmn_host_in_networks("", "10.0.0.0/8"));
+	assert_int_equal(cmn_networks_check("10.0.0.0/8, ::1, 192.168.0.0/16", why, sizeof(why)),
+			 PGW_OK);
+	assert_int_equal(cmn_networks_check("10.0.0.0/33", why, sizeof(why)), PGW_EINVAL);
+	assert_non_null(strstr(why, "10.0.0.0/33"));
+	assert_int_equal(cmn_networks_check("example.com", why, sizeof(why)), PGW_EINVAL);
 }
 
 static void test_proxies_and_their_drain(void **state)
@@ -225,6 +267,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cluster_from_kvs),
 	    cmocka_unit_test(test_proxies_and_their_drain),
+	    cmocka_unit_test(test_members_outside_allowed_networks),
 	    cmocka_unit_test(test_cache_follows_events_in_order),
 	    cmocka_unit_test(test_member_json_round_trip),
 	};
