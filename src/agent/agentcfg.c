@@ -84,6 +84,11 @@ static const struct cmn_cfg_key keys[] = {
     {"postgresql", "remove_data_on_rewind_failure", CMN_CFG_BOOL,
      OFF(remove_data_on_rewind_failure), "on", false, 0, 0,
      "re-clone from the leader when pg_rewind fails"},
+    {"postgresql", "connect_sslmode", CMN_CFG_STRING, OFF(connect_sslmode), "prefer", false, 0, 0,
+     "libpq sslmode when agents and the CLI connect to other members (replication, rewind, "
+     "checks): disable, allow, prefer, require, verify-ca or verify-full"},
+    {"postgresql", "connect_sslrootcert", CMN_CFG_STRING, OFF(connect_sslrootcert), NULL, false, 0,
+     0, "the CA the members' certificates are checked against (verify-ca, verify-full)"},
     {"postgresql", "pgpass", CMN_CFG_STRING, OFF(pgpass), NULL, false, 0, 0,
      "passfile the agent writes for its own connections (default data_dir/../pgpass)"},
     {"postgresql", "pg_hba", CMN_CFG_STRING, OFF(pg_hba_extra), NULL, false, 0, 0,
@@ -328,7 +333,26 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		 cfg->api_certfile ? "https" : "http",
 		 cfg->api_connect_address ? cfg->api_connect_address : cfg->api_listen);
 	char why[200];
+	static const char *const modes[] = {"disable", "allow",	    "prefer",
+					    "require", "verify-ca", "verify-full"};
+	bool mode_ok = false;
 
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+		mode_ok = mode_ok || strcmp(cfg->connect_sslmode, modes[i]) == 0;
+	if (!mode_ok) {
+		snprintf(err, err_size,
+			 "%s: bad value '%s' for 'connect_sslmode' in [postgresql]: expected "
+			 "disable, allow, prefer, require, verify-ca or verify-full",
+			 where, cfg->connect_sslmode);
+		return PGW_EINVAL;
+	}
+	if (strncmp(cfg->connect_sslmode, "verify-", 7) == 0 && !cfg->connect_sslrootcert) {
+		snprintf(
+		    err, err_size,
+		    "%s: connect_sslmode %s in [postgresql] needs connect_sslrootcert (the CA)",
+		    where, cfg->connect_sslmode);
+		return PGW_EINVAL;
+	}
 	if (cmn_networks_check(cfg->allowed_networks, why, sizeof(why)) != PGW_OK) {
 		snprintf(err, err_size, "%s: 'allowed_networks' in [cluster]: %s", where, why);
 		return PGW_EINVAL;

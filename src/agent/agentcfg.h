@@ -48,6 +48,8 @@ struct agent_config {
 	char *pgpass; /* passfile the agent writes (default <data_dir>/../pgpass) */
 	char *pg_hba_extra;
 	/* [api] */
+	char *connect_sslmode;	   /* libpq sslmode toward other members (prefer) */
+	char *connect_sslrootcert; /* CA for verify-ca / verify-full */
 	char *api_listen;
 	char *api_connect_address;
 	char *api_username;

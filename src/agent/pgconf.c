@@ -194,16 +194,23 @@ static void conninfo_quote(const char *in, char *out, size_t size)
 void pgconf_primary_conninfo(const struct agent_config *cfg, const struct pgconf_upstream *up,
 			     char *out, size_t size)
 {
-	char host[600], user[600], pass[8400], app[600];
+	char host[600], user[600], pass[8400], app[600], ca[4200] = "";
 
 	conninfo_quote(up->host, host, sizeof(host));
 	conninfo_quote(cfg->replication_user, user, sizeof(user));
 	conninfo_quote(cfg->pgpass, pass, sizeof(pass));
 	conninfo_quote(cfg->member_name, app, sizeof(app));
+	if (cfg->connect_sslrootcert) {
+		char q[4150];
+
+		conninfo_quote(cfg->connect_sslrootcert, q, sizeof(q));
+		snprintf(ca, sizeof(ca), " sslrootcert=%s", q);
+	}
 	snprintf(out, size,
 		 "host=%s port=%d user=%s passfile=%s application_name=%s connect_timeout=2 "
-		 "keepalives_idle=5 keepalives_interval=2 keepalives_count=3 sslmode=prefer",
-		 host, up->port, user, pass, app);
+		 "keepalives_idle=5 keepalives_interval=2 keepalives_count=3 sslmode=%s%s",
+		 host, up->port, user, pass, app,
+		 cfg->connect_sslmode ? cfg->connect_sslmode : "prefer", ca);
 }
 
 static int write_in_data(const struct agent_config *cfg, const char *name, const char *text)

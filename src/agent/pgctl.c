@@ -104,8 +104,10 @@ static void conninfo_escape(const char *in, char *out, size_t size)
 
 static PGconn *connect_to(struct pgctl *p, const char *host, int port)
 {
-	char conninfo[8192], h[1024], pass[4200], user[512];
+	char conninfo[8192], h[1024], pass[4200], user[512], ca[4200] = "";
 	const char *key = "passfile";
+	/* Our own PostgreSQL through its socket: no TLS there. Others: as configured. */
+	bool remote = host[0] != '/';
 
 	/* The CLI may have no passfile (another host): the configured password then. */
 	if (p->cfg->pgpass) {
@@ -117,11 +119,18 @@ static PGconn *connect_to(struct pgctl *p, const char *host, int port)
 	}
 	conninfo_escape(host, h, sizeof(h));
 	conninfo_escape(p->cfg->superuser ? p->cfg->superuser : "postgres", user, sizeof(user));
+	if (remote && p->cfg->connect_sslrootcert) {
+		char q[4150];
+
+		conninfo_escape(p->cfg->connect_sslrootcert, q, sizeof(q));
+		snprintf(ca, sizeof(ca), " sslrootcert='%s'", q);
+	}
 	snprintf(conninfo, sizeof(conninfo),
 		 "host='%s' port=%d user='%s' dbname=postgres %s='%s' connect_timeout=%d "
-		 "application_name=pgwarden options='-c statement_timeout=%d' sslmode=prefer",
+		 "application_name=pgwarden options='-c statement_timeout=%d' sslmode=%s%s",
 		 h, port, user, key, pass, AGENT_PG_CONNECT_TIMEOUT_S,
-		 AGENT_PG_STATEMENT_TIMEOUT_MS);
+		 AGENT_PG_STATEMENT_TIMEOUT_MS,
+		 remote && p->cfg->connect_sslmode ? p->cfg->connect_sslmode : "prefer", ca);
 	return PQconnectdb(conninfo);
 }
 
@@ -540,9 +549,23 @@ const char *const *pgctl_argv_promote(struct pgctl *p)
 	return argv_ptrs;
 }
 
+/* " sslmode=... [sslrootcert='...']" toward another member, as [postgresql] says. */
+static void ssl_conninfo(const struct pgctl *p, char *out, size_t size)
+{
+	char ca[4150] = "";
+
+	if (p->cfg->connect_sslrootcert)
+		conninfo_escape(p->cfg->connect_sslrootcert, ca, sizeof(ca));
+	snprintf(out, size, " sslmode=%s%s%s%s",
+		 p->cfg->connect_sslmode ? p->cfg->connect_sslmode : "prefer",
+		 ca[0] ? " sslrootcert='" : "", ca, ca[0] ? "'" : "");
+}
+
 const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir, const char *host,
 					 int port)
 {
+	char ssl[4400];
+
 	argv_reset();
 	argv_add("%s/pg_basebackup", p->cfg->bin_dir);
 	argv_add("-D");
@@ -559,12 +582,15 @@ const char *const *pgctl_argv_basebackup(struct pgctl *p, const char *target_dir
 	argv_add("fast");
 	argv_add("-w");
 	argv_add("--no-password");
+	ssl_conninfo(p, ssl, sizeof(ssl));
+	argv_add("-d");
+	argv_add("%s", ssl + 1);
 	return argv_ptrs;
 }
 
 const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port)
 {
-	char h[1024], user[512], pass[4200];
+	char h[1024], user[512], pass[4200], ssl[4400];
 
 	conninfo_escape(host, h, sizeof(h));
 	conninfo_escape(p->cfg->superuser, user, sizeof(user));
@@ -573,9 +599,10 @@ const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port
 	argv_add("%s/pg_rewind", p->cfg->bin_dir);
 	argv_add("-D");
 	argv_add("%s", p->cfg->data_dir);
+	ssl_conninfo(p, ssl, sizeof(ssl));
 	argv_add("--source-server=host='%s' port=%d user='%s' dbname=postgres passfile='%s' "
-		 "connect_timeout=%d",
-		 h, port, user, pass, AGENT_PG_CONNECT_TIMEOUT_S);
+		 "connect_timeout=%d%s",
+		 h, port, user, pass, AGENT_PG_CONNECT_TIMEOUT_S, ssl);
 	return argv_ptrs;
 }
 

@@ -66,6 +66,10 @@ def agent(text, env=None):
      ":11: 'archive_command' in [parameters] is managed by pgwarden ([backup] is set"),
     (("[cluster]\n", "[api]\nusername = admin\npassword =\n[cluster]\n"),
      "[api] has a username but an empty password"),
+    (("[postgresql]\n", "[postgresql]\nconnect_sslmode = verify-full\n"),
+     "connect_sslmode verify-full in [postgresql] needs connect_sslrootcert"),
+    (("[postgresql]\n", "[postgresql]\nconnect_sslmode = always\n"),
+     "bad value 'always' for 'connect_sslmode' in [postgresql]"),
     (("[cluster]\n", "[cluster]\nallowed_networks = 10.0.0.0/33\n"),
      "'allowed_networks' in [cluster]: bad network '10.0.0.0/33'"),
 ])

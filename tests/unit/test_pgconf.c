@@ -349,6 +349,13 @@ static void test_primary_conninfo_quoting(void **state)
 				"connect_timeout=2 keepalives_idle=5 keepalives_interval=2 "
 				"keepalives_count=3 sslmode=prefer");
 	assert_null(strstr(ci, "password"));
+	/* [postgresql] connect_sslmode / connect_sslrootcert: checked TLS to the leader */
+	f->cfg.connect_sslmode = "verify-full";
+	f->cfg.connect_sslrootcert = "/etc/pg/ca.crt";
+	pgconf_primary_conninfo(&f->cfg, &up, ci, sizeof(ci));
+	assert_non_null(strstr(ci, " sslmode=verify-full sslrootcert='/etc/pg/ca.crt'"));
+	f->cfg.connect_sslmode = NULL;
+	f->cfg.connect_sslrootcert = NULL;
 }
 
 /*
