@@ -5,7 +5,7 @@
  *   DIR/nodeN/     node.ini, data/, run/, agent.log, agent.pid, postgresql.log
  *   DIR/pgpass     passwords for psql (PGPASSFILE=DIR/pgpass)
  *   DIR/proxy/     proxy.ini, userlist.txt, proxy.log, proxy.pid
- *   DIR/tls/       with --etcd-tls: a throw-away CA, etcd's and the clients' certificates,
+ *   DIR/etcd-tls/  with --etcd-tls: a throw-away CA, etcd's and the clients' certificates,
  *                  etcd's root password (etcd then asks for both)
  *
  * When run as root, everything is owned by and runs as the postgres user, because
@@ -80,10 +80,10 @@ static void api_scheme(struct layout *l)
 	agent_config_free(&n1);
 }
 
-/* DIR/tls/<name> */
+/* DIR/etcd-tls/<name> */
 static void tls_path(const struct layout *l, const char *name, char *out, size_t size)
 {
-	snprintf(out, size, "%s/tls/%s", l->dir, name);
+	snprintf(out, size, "%s/etcd-tls/%s", l->dir, name);
 }
 
 static int etcd_client_port(const struct layout *l, int i)
@@ -220,7 +220,7 @@ static int etcd_tls_lines(const struct layout *l, char *out, size_t size)
 	return 0;
 }
 
-/* Runs openssl with args in DIR/tls; its output goes to DIR/tls/openssl.log. */
+/* Runs openssl with args in DIR/etcd-tls; its output goes to DIR/etcd-tls/openssl.log. */
 static int openssl(const struct layout *l, const char *const *args)
 {
 	char log[PATH_MAX + 32], dir[PATH_MAX + 8];
@@ -234,7 +234,7 @@ static int openssl(const struct layout *l, const char *const *args)
 		argv[n] = args[n - 1];
 	argv[n] = NULL;
 	tls_path(l, "openssl.log", log, sizeof(log));
-	snprintf(dir, sizeof(dir), "%s/tls", l->dir);
+	snprintf(dir, sizeof(dir), "%s/etcd-tls", l->dir);
 	if (cmn_proc_spawn(&o, &pid) != PGW_OK)
 		return -1;
 	while (cmn_proc_poll(pid, &code) == 0)
@@ -243,7 +243,7 @@ static int openssl(const struct layout *l, const char *const *args)
 }
 
 /*
- * --etcd-tls, first time: a CA kept in DIR/tls (ten years), etcd's certificate for
+ * --etcd-tls, first time: a CA kept in DIR/etcd-tls (ten years), etcd's certificate for
  * 127.0.0.1 (server and peer), the clients' (agents, proxy, CLI: no common name, which
  * etcd's JSON gateway refuses with authentication on; the certificate alone grants
  * nothing, the password gets the token) and etcd's root password.
@@ -259,7 +259,7 @@ static int make_tls(const struct layout *l)
 	tls_path(l, "ca.crt", path, sizeof(path));
 	if (stat(path, &st) == 0)
 		return 0;
-	snprintf(path, sizeof(path), "%s/tls", l->dir);
+	snprintf(path, sizeof(path), "%s/etcd-tls", l->dir);
 	if (make_dir(path, 0700) != 0)
 		return -1;
 	tls_path(l, "ext-etcd", path, sizeof(path));
@@ -322,7 +322,7 @@ static int make_tls(const struct layout *l)
 		fprintf(stderr, "pgwarden: cannot rename %s: %s\n", tmp, strerror(errno));
 		return -1;
 	}
-	printf("made a CA and certificates for etcd in %s/tls\n", l->dir);
+	printf("made a CA and certificates for etcd in %s/etcd-tls\n", l->dir);
 	return 0;
 }
 

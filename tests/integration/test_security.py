@@ -367,7 +367,7 @@ def test_etcd_with_tls_and_authentication(cluster_factory):
         assert cur.fetchone() == (1,)
     conn.close()
     assert "Leader" in c.run("list", "--dir", c.dir).stdout
-    tls = os.path.join(c.dir, "tls")
+    tls = os.path.join(c.dir, "etcd-tls")
     for f in ("ca.key", "client.key", "etcd.key", "etcd-root-password"):
         assert os.stat(os.path.join(tls, f)).st_uid == pwd.getpwnam("postgres").pw_uid
     assert os.stat(tls).st_mode & 0o077 == 0
