@@ -357,6 +357,14 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 		snprintf(err, err_size, "%s: 'allowed_networks' in [cluster]: %s", where, why);
 		return PGW_EINVAL;
 	}
+	if (cfg->allowed_networks && *cfg->allowed_networks &&
+	    !cmn_host_in_networks(cfg->pg_connect_host, cfg->allowed_networks)) {
+		snprintf(err, err_size,
+			 "%s: this member's PostgreSQL address %s is not within allowed_networks "
+			 "(%s): members must publish address literals within them",
+			 where, cfg->pg_connect_host, cfg->allowed_networks);
+		return PGW_EINVAL;
+	}
 	if (cfg->data_dir[0] != '/') {
 		snprintf(err, err_size, "%s: 'data_dir' in [postgresql] must be an absolute path",
 			 where);

@@ -13,7 +13,7 @@
 /* The member's addresses within allowed_networks (a warning, at most every 10 s, if not). */
 static bool member_allowed(const struct dcs *d, const struct dcs_member *m)
 {
-	static int64_t last_warning_ms;
+	static int64_t last_warning_ms; /* read and written atomically: several threads */
 	char api_host[256] = "";
 	const char *p = strstr(m->api_url, "://");
 	bool ok;
@@ -31,13 +31,17 @@ static bool member_allowed(const struct dcs *d, const struct dcs_member *m)
 			api_host[0] = '\0';
 	}
 	ok = cmn_host_in_networks(m->host, d->allowed_networks) &&
-	     (!m->api_url[0] || cmn_host_in_networks(api_host, d->allowed_networks));
-	if (!ok && cmn_now_ms() - last_warning_ms >= 10000) {
-		last_warning_ms = cmn_now_ms();
-		log_warning("ignoring member %s: its addresses (%s, %s) are not within "
-			    "allowed_networks (%s)",
-			    m->name, m->host, m->api_url[0] ? m->api_url : "no REST API",
-			    d->allowed_networks);
+	     (!m->api_url[0] || cmn_host_in_networks(api_host, d->allowed_networks)) &&
+	     (!m->pgbackrest.port || cmn_host_in_networks(m->pgbackrest.host, d->allowed_networks));
+	int64_t now = cmn_now_ms();
+
+	if (!ok && now - __atomic_load_n(&last_warning_ms, __ATOMIC_RELAXED) >= 10000) {
+		__atomic_store_n(&last_warning_ms, now, __ATOMIC_RELAXED);
+		log_warning(
+		    "ignoring member %s: its addresses (%s, %s, pgBackRest %s) are not within "
+		    "allowed_networks (%s)",
+		    m->name, m->host, m->api_url[0] ? m->api_url : "no REST API",
+		    m->pgbackrest.port ? m->pgbackrest.host : "none", d->allowed_networks);
 	}
 	return ok;
 }

@@ -838,16 +838,15 @@ static bool postgres_can(const struct layout *l, const char *path, int mode)
  * change the folder. Any other folder of root's (a link postgres made could name
  * /etc) or of another user is refused.
  */
-static int hand_over_dir(const struct layout *l, bool made_now)
+static int hand_over_dir(const struct layout *l, int fd, bool made_now)
 {
 	static const char *const root_made[] = {"ports", "pgpass", "bin/pgwarden", "bin"};
 	struct stat st;
-	int fd = open(l->dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), rc = 0;
+	int rc = 0;
 
-	if (fd < 0 || fstat(fd, &st) != 0) {
+	if (fstat(fd, &st) != 0) {
 		fprintf(stderr, "pgwarden: cannot open folder %s: %s\n", l->dir, strerror(errno));
-		if (fd >= 0)
-			close(fd);
+		close(fd);
 		return -1;
 	}
 	if (st.st_uid == l->uid) {
@@ -992,10 +991,66 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 	    (dir_has_ports(CLI_ROOT_DIR) || !postgres_can(l, ".", X_OK)))
 		dir = CLI_ROOT_DIR;
 	struct stat st;
-	bool made_now = lstat(dir, &st) != 0 && errno == ENOENT;
+	bool made_now = false;
+	int dfd = -1;
 
-	if (cmn_mkdir_p(dir, 0755) != PGW_OK || !realpath(dir, l->dir)) {
+	if (l->as_postgres) {
+		/* As root: the folder itself is made here (mkdirat: made_now only if this call
+		 * made it) and opened without following a link, so a link someone puts in its
+		 * place meanwhile is refused rather than handed over. */
+		char parent[PATH_MAX], *slash, *name;
+		size_t len = strlen(dir);
+		int pfd;
+
+		if (len == 0 || len >= sizeof(parent)) {
+			fprintf(stderr, "pgwarden: bad folder '%s'\n", dir);
+			return -1;
+		}
+		memcpy(parent, dir, len + 1);
+		while (len > 1 && parent[len - 1] == '/')
+			parent[--len] = '\0';
+		slash = strrchr(parent, '/');
+		name = slash ? slash + 1 : parent;
+		if (slash == parent)
+			parent[0] = '/', name = parent + 1;
+		if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+			fprintf(stderr, "pgwarden: bad folder '%s': name a folder of its own\n",
+				dir);
+			return -1;
+		}
+		char *base = slash ? parent : ".";
+		char namebuf[PATH_MAX];
+
+		snprintf(namebuf, sizeof(namebuf), "%s", name);
+		if (slash && slash != parent)
+			*slash = '\0';
+		else if (slash == parent)
+			parent[1] = '\0';
+		if (cmn_mkdir_p(base, 0755) != PGW_OK ||
+		    (pfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", base,
+				strerror(errno));
+			return -1;
+		}
+		made_now = mkdirat(pfd, namebuf, 0755) == 0;
+		dfd = openat(pfd, namebuf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(pfd);
+		if (dfd < 0) {
+			fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir,
+				errno == ELOOP || errno == ENOTDIR
+				    ? "it is a symbolic link or not a folder (as root, name the "
+				      "folder itself)"
+				    : strerror(errno));
+			return -1;
+		}
+	} else if (cmn_mkdir_p(dir, 0755) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (!realpath(dir, l->dir)) {
+		fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir, strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		return -1;
 	}
 	if (l->as_postgres && !postgres_can(l, l->dir, X_OK | R_OK)) {
@@ -1003,9 +1058,10 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			"pgwarden: the postgres user cannot reach %s (a parent folder is private): "
 			"choose another --dir, e.g. %s\n",
 			l->dir, CLI_ROOT_DIR);
+		close(dfd);
 		return -1;
 	}
-	if (l->as_postgres && hand_over_dir(l, made_now) != 0)
+	if (l->as_postgres && hand_over_dir(l, dfd, made_now) != 0)
 		return -1;
 	/* A folder made with --etcd-tls keeps it; one made without cannot switch (etcd's
 	 * members know their peers' addresses). */
@@ -1055,10 +1111,14 @@ static int agent_binary(struct layout *l)
 	size_t old_len = 0;
 	char *old;
 
-	if (!l->self_data)
-		return 0;
 	snprintf(dir, sizeof(dir), "%s/bin", l->dir);
 	snprintf(dst, sizeof(dst), "%s/pgwarden", dir);
+	if (!l->self_data) {
+		/* Already postgres (restore in place as root): the copy an earlier up made. */
+		if (access(l->self, X_OK) != 0 && access(dst, X_OK) == 0)
+			snprintf(l->self, sizeof(l->self), "%s", dst);
+		return 0;
+	}
 	if (cmn_mkdir_p(dir, 0755) != PGW_OK) {
 		fprintf(stderr, "pgwarden: cannot create %s: %s\n", dir, strerror(errno));
 		return -1;

@@ -117,7 +117,8 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 		/* Never through a link, nor into anything but a plain file of its own (a log in
 		 * a folder its child's user owns may have been replaced by one). */
 		out_fd =
-		    open(o->log_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+		    open(o->log_path,
+			 O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0640);
 		if (out_fd < 0) {
 			log_error("cannot open log file %s: %s", o->log_path,
 				  errno == ELOOP ? "it is a symbolic link" : strerror(errno));
@@ -129,6 +130,7 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 			close(out_fd);
 			return PGW_ERR;
 		}
+		(void)fcntl(out_fd, F_SETFL, O_WRONLY | O_APPEND); /* O_NONBLOCK: only for a FIFO */
 		if (o->run_as && st.st_uid != o->uid && fchown(out_fd, o->uid, o->gid) != 0)
 			log_warning("cannot chown %s: %s", o->log_path, strerror(errno));
 	} else {

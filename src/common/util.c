@@ -125,7 +125,12 @@ int cmn_write_file_atomic(const char *path, const char *data, size_t len, mode_t
 		data += w;
 		len -= (size_t)w;
 	}
-	if (fchmod(fd, mode) != 0 || fsync(fd) != 0 || close(fd) != 0) {
+	if (fchmod(fd, mode) != 0 || fsync(fd) != 0) {
+		close(fd);
+		unlink(tmp);
+		return PGW_ERR;
+	}
+	if (close(fd) != 0) {
 		unlink(tmp);
 		return PGW_ERR;
 	}
@@ -425,7 +430,10 @@ static bool sockaddr_in_networks(const struct sockaddr *sa, const char *networks
 
 bool cmn_host_in_networks(const char *host, const char *networks)
 {
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+	/* Address literals only: a name could resolve elsewhere when it is used (and a
+	 * lookup would block the loops that read etcd). */
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST},
+			*ai = NULL;
 	bool all = true;
 
 	if (!networks || !*networks)

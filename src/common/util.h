@@ -46,8 +46,8 @@ int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) P
  */
 int cmn_networks_check(const char *networks, char *why, size_t why_size) PGW_WUR;
 /*
- * Is host within networks? An address literal is checked as it is; a name must resolve,
- * and every one of its addresses must be within. networks NULL or "": anything is.
+ * Is host, an address literal, within networks? A name is not (it could resolve
+ * elsewhere by the time it is used). networks NULL or "": anything is.
  */
 bool cmn_host_in_networks(const char *host, const char *networks);
 

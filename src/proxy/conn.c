@@ -2953,18 +2953,34 @@ static void authq_remember_missing(const char *user)
 	authq_missing[i].until_ms = cmn_now_ms() + AUTHQ_NEGATIVE_MS;
 }
 
-/* false once AUTHQ_LOOKUPS_PER_SEC lookups started this second. */
-static bool authq_lookup_allowed(void)
+/*
+ * false once AUTHQ_LOOKUPS_PER_SEC lookups started this second for addr (per address:
+ * one flooding host must not lock every auth_query user out).
+ */
+static bool authq_lookup_allowed(const char *addr)
 {
-	static int64_t window_ms;
-	static int in_window;
+	static struct {
+		char addr[64];
+		int64_t window_ms;
+		int n;
+	} seen[64];
 	int64_t now = cmn_now_ms();
+	size_t pick = 0;
 
-	if (now - window_ms >= 1000) {
-		window_ms = now;
-		in_window = 0;
+	for (size_t i = 0; i < sizeof(seen) / sizeof(seen[0]); i++) {
+		if (strcmp(seen[i].addr, addr) == 0) {
+			pick = i;
+			break;
+		}
+		if (seen[i].window_ms < seen[pick].window_ms)
+			pick = i; /* the stalest slot, if addr has none */
 	}
-	return in_window++ < AUTHQ_LOOKUPS_PER_SEC;
+	if (strcmp(seen[pick].addr, addr) != 0 || now - seen[pick].window_ms >= 1000) {
+		snprintf(seen[pick].addr, sizeof(seen[pick].addr), "%s", addr);
+		seen[pick].window_ms = now;
+		seen[pick].n = 0;
+	}
+	return seen[pick].n++ < AUTHQ_LOOKUPS_PER_SEC;
 }
 
 /* The user is not in the auth file: ask the primary (auth_user, auth_query). */
@@ -2992,8 +3008,9 @@ static void auth_query_start(struct proxy_client *c)
 		client_fatal(c, "58000", "cannot start the auth_query worker");
 		return;
 	}
-	if (!authq_lookup_allowed()) {
-		client_fatal(c, "53300", "too many user lookups this second (auth_query)");
+	if (!authq_lookup_allowed(c->addr)) {
+		client_fatal(c, "53300", "too many user lookups this second from %s (auth_query)",
+			     c->addr);
 		return;
 	}
 	if (proxy_authq_request(P->authq, c->id, c->user,

@@ -76,6 +76,10 @@ def test_root_refuses_a_folder_of_root_it_did_not_make(shared_cluster):
                    check=True, timeout=30)
     try:
         proc = shared_cluster.run("status", "--dir", link, check=False)
+        assert proc.returncode != 0 and "symbolic link" in proc.stderr, proc.stderr
+        assert os.stat(target).st_uid == 0
+        # The folder itself, not made by this run and no cluster's: refused too.
+        proc = shared_cluster.run("status", "--dir", target, check=False)
         assert proc.returncode != 0 and "belongs to root" in proc.stderr, proc.stderr
         assert os.stat(target).st_uid == 0
     finally:

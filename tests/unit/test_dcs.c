@@ -103,6 +103,8 @@ static void test_members_outside_allowed_networks(void **state)
 	assert_false(cmn_host_in_networks("10.1.2.200", "10.1.2.0/25"));
 	assert_true(cmn_host_in_networks("anything", ""));
 	assert_false(cmn_host_in_networks("", "10.0.0.0/8"));
+	/* a name is not: it could resolve elsewhere by the time it is used */
+	assert_false(cmn_host_in_networks("localhost", "127.0.0.0/8, ::1"));
 	assert_int_equal(cmn_networks_check("10.0.0.0/8, ::1, 192.168.0.0/16", why, sizeof(why)),
 			 PGW_OK);
 	assert_int_equal(cmn_networks_check("10.0.0.0/33", why, sizeof(why)), PGW_EINVAL);
