@@ -62,7 +62,7 @@ if [ ! -f build-fuzz/build.ninja ]; then
     CC=clang meson setup build-fuzz -Dfuzz=true --buildtype=debugoptimized \
         -Db_sanitize=address,undefined -Db_lundef=false -Dc_args=-fsanitize=fuzzer-no-link >/dev/null
 fi
-ninja -C build-fuzz fuzz_config fuzz_dyncfg fuzz_etcd fuzz_extq fuzz_pgproto >/dev/null
+ninja -C build-fuzz fuzz_api fuzz_config fuzz_dyncfg fuzz_etcd fuzz_extq fuzz_pgproto >/dev/null
 fuzz_all >/tmp/pgwarden-fuzz-all.log 2>&1 &
 fuzz_pid=$!
 
