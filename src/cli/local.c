@@ -193,30 +193,55 @@ static const char *etcd_endpoints(const struct layout *l, char *out, size_t size
 	return out;
 }
 
+/* What a client of --etcd-tls's etcd presents: the CA, its certificate and key. */
+struct etcd_tls_files {
+	char ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16];
+};
+
+static void etcd_tls_files(const struct layout *l, struct etcd_tls_files *f)
+{
+	tls_path(l, "ca.crt", f->ca, sizeof(f->ca));
+	tls_path(l, "client.crt", f->cert, sizeof(f->cert));
+	tls_path(l, "client.key", f->key, sizeof(f->key));
+}
+
+/* etcd's root password (heap, newline cut; NULL, said, when unreadable); its file in pwf. */
+static char *etcd_root_password(const struct layout *l, char *pwf, size_t size)
+{
+	char *pw, *nl;
+
+	tls_path(l, "etcd-root-password", pwf, size);
+	pw = cmn_read_file(pwf, NULL);
+	if (!pw) {
+		fprintf(stderr, "pgwarden: cannot read %s: %s\n", pwf, strerror(errno));
+		return NULL;
+	}
+	if ((nl = strchr(pw, '\n')))
+		*nl = '\0';
+	return pw;
+}
+
+static void free_password(char *pw)
+{
+	explicit_bzero(pw, strlen(pw));
+	free(pw);
+}
+
 /* [etcd] lines after endpoints: the certificates and the root user with --etcd-tls. */
 static int etcd_tls_lines(const struct layout *l, char *out, size_t size)
 {
-	char ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16], pwf[PATH_MAX + 32];
-	char *pw, *nl;
+	struct etcd_tls_files f;
+	char pwf[PATH_MAX + 32], *pw;
 
 	out[0] = '\0';
 	if (!l->etcd_tls)
 		return 0;
-	tls_path(l, "ca.crt", ca, sizeof(ca));
-	tls_path(l, "client.crt", cert, sizeof(cert));
-	tls_path(l, "client.key", key, sizeof(key));
-	tls_path(l, "etcd-root-password", pwf, sizeof(pwf));
-	pw = cmn_read_file(pwf, NULL);
-	if (!pw) {
-		fprintf(stderr, "pgwarden: cannot read %s: %s\n", pwf, strerror(errno));
+	etcd_tls_files(l, &f);
+	if (!(pw = etcd_root_password(l, pwf, sizeof(pwf))))
 		return -1;
-	}
-	if ((nl = strchr(pw, '\n')))
-		*nl = '\0';
 	snprintf(out, size, "cacert = %s\ncert = %s\nkey = %s\nusername = root\npassword = %s\n",
-		 ca, cert, key, pw);
-	explicit_bzero(pw, strlen(pw));
-	free(pw);
+		 f.ca, f.cert, f.key, pw);
+	free_password(pw);
 	return 0;
 }
 
@@ -329,9 +354,9 @@ static int make_tls(const struct layout *l)
 /* With --etcd-tls, once: etcd's root user and authentication on (marker: tls/auth-on). */
 static int enable_etcd_auth(const struct layout *l)
 {
-	char marker[PATH_MAX + 32], pwf[PATH_MAX + 32], ca[PATH_MAX + 16], cert[PATH_MAX + 16];
-	char key[PATH_MAX + 16], eps[512], *pw, *nl;
+	char marker[PATH_MAX + 32], pwf[PATH_MAX + 32], eps[512], *pw;
 	struct etcd_client_opts o = {0};
+	struct etcd_tls_files f;
 	struct etcd_client *c;
 	struct stat st;
 	int rc;
@@ -339,27 +364,20 @@ static int enable_etcd_auth(const struct layout *l)
 	tls_path(l, "auth-on", marker, sizeof(marker));
 	if (!l->etcd_tls || stat(marker, &st) == 0)
 		return 0;
-	tls_path(l, "etcd-root-password", pwf, sizeof(pwf));
-	tls_path(l, "ca.crt", ca, sizeof(ca));
-	tls_path(l, "client.crt", cert, sizeof(cert));
-	tls_path(l, "client.key", key, sizeof(key));
-	pw = cmn_read_file(pwf, NULL);
-	if (!pw)
+	if (!(pw = etcd_root_password(l, pwf, sizeof(pwf))))
 		return -1;
-	if ((nl = strchr(pw, '\n')))
-		*nl = '\0';
+	etcd_tls_files(l, &f);
 	o.endpoints = etcd_endpoints(l, eps, sizeof(eps));
-	o.cacert = ca;
-	o.cert = cert;
-	o.key = key;
+	o.cacert = f.ca;
+	o.cert = f.cert;
+	o.key = f.key;
 	o.timeout_ms = 5000;
 	rc = etcd_client_new(&o, &c) == PGW_OK ? 0 : -1;
 	if (rc == 0) {
 		rc = etcd_enable_auth(c, pw) == PGW_OK ? 0 : -1;
 		etcd_client_free(c);
 	}
-	explicit_bzero(pw, strlen(pw));
-	free(pw);
+	free_password(pw);
 	if (rc != 0) {
 		fprintf(stderr, "pgwarden: cannot turn etcd's authentication on\n");
 		return -1;
@@ -707,7 +725,8 @@ static size_t collect(char *data, size_t size, size_t n, void *arg)
 
 static bool etcd_healthy(const struct layout *l, int i)
 {
-	char url[128], ca[PATH_MAX + 16], cert[PATH_MAX + 16], key[PATH_MAX + 16];
+	char url[128];
+	struct etcd_tls_files f;
 	struct cmn_buf b = {0};
 	long status = 0;
 	bool ok;
@@ -724,13 +743,11 @@ static bool etcd_healthy(const struct layout *l, int i)
 
 	if (!h)
 		return false;
-	tls_path(l, "ca.crt", ca, sizeof(ca));
-	tls_path(l, "client.crt", cert, sizeof(cert));
-	tls_path(l, "client.key", key, sizeof(key));
+	etcd_tls_files(l, &f);
 	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_CAINFO, ca);
-	curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
-	curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+	curl_easy_setopt(h, CURLOPT_CAINFO, f.ca);
+	curl_easy_setopt(h, CURLOPT_SSLCERT, f.cert);
+	curl_easy_setopt(h, CURLOPT_SSLKEY, f.key);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 1000L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
@@ -998,7 +1015,7 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		/* As root: the folder itself is made here (mkdirat: made_now only if this call
 		 * made it) and opened without following a link, so a link someone puts in its
 		 * place meanwhile is refused rather than handed over. */
-		char parent[PATH_MAX], *slash, *name;
+		char parent[PATH_MAX], name[PATH_MAX], *slash;
 		size_t len = strlen(dir);
 		int pfd;
 
@@ -1010,30 +1027,26 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		while (len > 1 && parent[len - 1] == '/')
 			parent[--len] = '\0';
 		slash = strrchr(parent, '/');
-		name = slash ? slash + 1 : parent;
-		if (slash == parent)
-			parent[0] = '/', name = parent + 1;
+		snprintf(name, sizeof(name), "%s", slash ? slash + 1 : parent);
+		if (!slash)
+			snprintf(parent, sizeof(parent), ".");
+		else if (slash == parent)
+			parent[1] = '\0'; /* "/" */
+		else
+			*slash = '\0';
 		if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
 			fprintf(stderr, "pgwarden: bad folder '%s': name a folder of its own\n",
 				dir);
 			return -1;
 		}
-		char *base = slash ? parent : ".";
-		char namebuf[PATH_MAX];
-
-		snprintf(namebuf, sizeof(namebuf), "%s", name);
-		if (slash && slash != parent)
-			*slash = '\0';
-		else if (slash == parent)
-			parent[1] = '\0';
-		if (cmn_mkdir_p(base, 0755) != PGW_OK ||
-		    (pfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-			fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", base,
+		if (cmn_mkdir_p(parent, 0755) != PGW_OK ||
+		    (pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", parent,
 				strerror(errno));
 			return -1;
 		}
-		made_now = mkdirat(pfd, namebuf, 0755) == 0;
-		dfd = openat(pfd, namebuf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		made_now = mkdirat(pfd, name, 0755) == 0;
+		dfd = openat(pfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 		close(pfd);
 		if (dfd < 0) {
 			fprintf(stderr, "pgwarden: cannot use folder %s: %s\n", dir,

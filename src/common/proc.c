@@ -130,7 +130,7 @@ int cmn_proc_spawn(const struct cmn_proc_opts *o, pid_t *pid_out)
 			close(out_fd);
 			return PGW_ERR;
 		}
-		(void)fcntl(out_fd, F_SETFL, O_WRONLY | O_APPEND); /* O_NONBLOCK: only for a FIFO */
+		(void)fcntl(out_fd, F_SETFL, O_APPEND); /* O_NONBLOCK was only for a FIFO */
 		if (o->run_as && st.st_uid != o->uid && fchown(out_fd, o->uid, o->gid) != 0)
 			log_warning("cannot chown %s: %s", o->log_path, strerror(errno));
 	} else {

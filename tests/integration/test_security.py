@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 
 from conftest import PGWARDEN, http, wait_for
+from test_proxy_tls import make_certs
 
 
 def owners(top):
@@ -521,26 +522,10 @@ def test_rest_api_over_tls(cluster_factory):
     switchover), the CLI, up and the proxy's health checks verify it against [api]
     cafile (the proxy's api_cafile)."""
     c = cluster_factory()
-    tls = os.path.join(os.path.dirname(c.dir), "api-tls")
-    os.makedirs(tls)
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=tls, check=True, capture_output=True,
-                       timeout=60)
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=ca")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", "api.key", "-out", "api.csr", "-subj", "/CN=127.0.0.1")
-    with open(os.path.join(tls, "ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "api.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "api.crt", "-days", "2", "-extfile", "ext")
-    pg = pwd.getpwnam("postgres")
-    for name in os.listdir(tls):
-        os.chown(os.path.join(tls, name), pg.pw_uid, pg.pw_gid)
-    ca = os.path.join(tls, "ca.crt")
-    c.env.update(PGWARDEN_API_CERTFILE=os.path.join(tls, "api.crt"),
-                 PGWARDEN_API_KEYFILE=os.path.join(tls, "api.key"),
+    certs = make_certs(os.path.join(os.path.dirname(c.dir), "api-tls"))
+    ca = certs["ca.crt"]
+    c.env.update(PGWARDEN_API_CERTFILE=certs["server.crt"],
+                 PGWARDEN_API_KEYFILE=certs["server.key"],
                  PGWARDEN_API_CAFILE=ca, PGWARDEN_PROXY_API_CAFILE=ca)
     c.up()  # waits for a leader and two streaming replicas over https
     health = subprocess.run(["curl", "-sS", "--cacert", ca, "https://127.0.0.1:%d/health"
