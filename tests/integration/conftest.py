@@ -278,6 +278,33 @@ class Cluster:
         self.kill(self.proxy_pid())
 
 
+_live = []  # clusters of the running test (and of its module), for a failure's report
+
+
+def _log_tails(lines=60):
+    """The last lines of every log of the live clusters' members, proxies and etcds."""
+    out = []
+    for c in _live:
+        for path in sorted(glob.glob(os.path.join(c.dir, "*", "*.log"))):
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.readlines()[-(lines // 4 if "/etcd" in path else lines):]
+            except OSError as exc:
+                tail = ["(%s)\n" % exc]
+            out.append("==> %s <==\n%s" % (path, "".join(tail)))
+    return "\n".join(out)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report carries the tails of the logs it would otherwise take
+    with its folder: a flake in CI can be read afterwards."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when in ("setup", "call") and _live:
+        report.sections.append(("cluster logs (last lines)", _log_tails()))
+
+
 def _clusters():
     """(make, finish): make() makes a cluster in a folder of its own; finish() tears
     every one down and fails on any sanitizer report."""
@@ -290,11 +317,14 @@ def _clusters():
         os.makedirs(os.path.dirname(c.dir), exist_ok=True)
         os.chmod(os.path.dirname(c.dir), 0o755)
         made.append(c)
+        _live.append(c)
         return c
 
     def finish():
         reports = []
         for c in made:
+            if c in _live:
+                _live.remove(c)
             try:
                 c.cleanup()
             finally:
