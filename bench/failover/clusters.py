@@ -44,7 +44,7 @@ class PgwardenCluster:
         self.etcd_ports = [etcd_port + 100 * i for i in range(N)]
         self.names = ["node%d" % (i + 1) for i in range(N)]
         self.timing = "default"
-        self.loop_wait = 1.0          # agent default (src/agent/defaults.h)
+        self.loop_wait = 1.0          # agent default (src/cluster/clustercfg.h)
         self.failover_timeout = 60.0  # kill -> first commit on the new leader
         self.rejoin_timeout = 180.0   # restart -> 1 leader + 2 streaming again
         self.started = False

@@ -1,16 +1,18 @@
 #include "agent/agent.h"
-#include "agent/agentcfg.h"
+#include "node/agentcfg.h"
 #include "agent/api.h"
-#include "agent/backup.h"
-#include "agent/dcs.h"
-#include "agent/defaults.h"
-#include "agent/confedit.h"
-#include "agent/dyncfg.h"
-#include "agent/switchover.h"
+#include "cluster/member.h"
+#include "node/backup.h"
+#include "cluster/dcs.h"
+#include "cluster/follow.h"
+#include "node/defaults.h"
+#include "cluster/confedit.h"
+#include "cluster/dyncfg.h"
+#include "cluster/switchover.h"
 #include "agent/fence.h"
 #include "agent/ha.h"
-#include "agent/pgconf.h"
-#include "agent/pgctl.h"
+#include "node/pgconf.h"
+#include "node/pgctl.h"
 #include "common/http.h"
 #include "common/log.h"
 #include "common/proc.h"
@@ -147,8 +149,10 @@ struct agent {
 		bool seen; /* our switchover request was in a view of etcd */
 	} ho;
 
-	pthread_t watch_thread;
-	bool watch_started;
+	struct dcs_follow follow; /* keeps cache current */
+	struct {
+		char leader[600], failover[600], initialize[600], proxies[600], members[600];
+	} wake_keys; /* what wakes the loop at once (on_cluster_change) */
 	const char *config_path;
 	pthread_mutex_t req_lock; /* guards req, req_waits_job */
 	pthread_cond_t req_cond;
@@ -158,7 +162,6 @@ struct agent {
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;
 	bool woken;
-	volatile bool stop_watch;
 	atomic_bool no_data; /* no data directory yet: a member's record wakes the loop */
 };
 
@@ -212,83 +215,51 @@ static void agent_sleep(struct agent *a, int64_t until_ms)
 	pthread_mutex_unlock(&a->wake_lock);
 }
 
-struct watch_ctx {
-	struct agent *a;
-	char leader_key[600];
-	char failover_key[600];
-	char initialize_key[600];
-	char proxies_prefix[600];
-	char members_prefix[600];
-};
-
-static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_event *ev, size_t n)
-{
-	struct watch_ctx *w = arg;
-
-	dcs_cache_apply(&w->a->cache, h, ev, n);
-	/*
-	 * Wake the loop at once for the leader key, a switchover request, the proxies'
-	 * drain reports (the leader waits for those while it hands over) and the
-	 * initialize key (the others clone as soon as the bootstrap recorded the system);
-	 * and, while this member has no data yet, the members' records (it clones as soon
-	 * as the leader's says it runs).
-	 */
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(ev[i].kv.key, w->leader_key) == 0 ||
-		    strcmp(ev[i].kv.key, w->failover_key) == 0 ||
-		    strcmp(ev[i].kv.key, w->initialize_key) == 0 ||
-		    strncmp(ev[i].kv.key, w->proxies_prefix, strlen(w->proxies_prefix)) == 0 ||
-		    (atomic_load(&w->a->no_data) &&
-		     strncmp(ev[i].kv.key, w->members_prefix, strlen(w->members_prefix)) == 0)) {
-			agent_wake(w->a);
-			break;
-		}
-	}
-	return !w->a->stop_watch;
-}
-
 /*
- * Keeps a->cache current: reads the prefix once, then follows it with a watch;
- * a change of the leader key wakes the loop at once. On any stream failure: read
- * again and re-watch.
+ * The follower's callback (its thread). Wakes the loop at once after a full read,
+ * and for the leader key, a switchover request, the proxies' drain reports (the
+ * leader waits for those while it hands over) and the initialize key (the others
+ * clone as soon as the bootstrap recorded the system); and, while this member has no
+ * data yet, the members' records (it clones as soon as the leader's says it runs).
  */
-static void *watch_main(void *arg)
+static void on_cluster_change(void *arg, const struct etcd_event *ev, size_t n)
 {
 	struct agent *a = arg;
-	struct etcd_client_opts o;
-	struct etcd_client *c = NULL;
-	struct watch_ctx w = {.a = a};
 
-	agent_config_etcd_opts(&a->cfg, a->cfg.retry_timeout_ms, &o);
-	dcs_key(&a->dcs, "leader", w.leader_key, sizeof(w.leader_key));
-	dcs_key(&a->dcs, "failover", w.failover_key, sizeof(w.failover_key));
-	dcs_key(&a->dcs, "initialize", w.initialize_key, sizeof(w.initialize_key));
-	dcs_key(&a->dcs, "proxies/", w.proxies_prefix, sizeof(w.proxies_prefix));
-	dcs_key(&a->dcs, "members/", w.members_prefix, sizeof(w.members_prefix));
-	if (etcd_client_new(&o, &c) != PGW_OK)
-		return NULL;
-	while (!a->stop_watch) {
-		struct etcd_range_result r;
-		int64_t compact = 0, rev;
-
-		if (etcd_range_prefix(c, a->dcs.prefix, &r) == PGW_OK) {
-			dcs_cache_load(&a->cache, &r);
-			rev = r.header.revision;
-			etcd_range_result_free(&r);
-			agent_wake(a);
-			if (etcd_watch_run(c, a->dcs.prefix, rev + 1, on_watch, &w, &a->stop_watch,
-					   &compact) != PGW_OK)
-				log_debug("watch ended; reading the cluster again");
-		}
-		dcs_cache_invalidate(&a->cache);
-		if (a->stop_watch)
-			break;
+	if (!ev) {
 		agent_wake(a);
-		for (int i = 0; i < 5 && !a->stop_watch; i++)
-			usleep(100000);
+		return;
 	}
-	etcd_client_free(c);
-	return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *key = ev[i].kv.key;
+
+		if (strcmp(key, a->wake_keys.leader) == 0 ||
+		    strcmp(key, a->wake_keys.failover) == 0 ||
+		    strcmp(key, a->wake_keys.initialize) == 0 ||
+		    strncmp(key, a->wake_keys.proxies, strlen(a->wake_keys.proxies)) == 0 ||
+		    (atomic_load(&a->no_data) &&
+		     strncmp(key, a->wake_keys.members, strlen(a->wake_keys.members)) == 0)) {
+			agent_wake(a);
+			return;
+		}
+	}
+}
+
+/* Keeps a->cache current (cluster/follow.h); the loop is woken as on_cluster_change says. */
+static int follow_start(struct agent *a)
+{
+	dcs_key(&a->dcs, DCS_KEY_LEADER, a->wake_keys.leader, sizeof(a->wake_keys.leader));
+	dcs_key(&a->dcs, DCS_KEY_FAILOVER, a->wake_keys.failover, sizeof(a->wake_keys.failover));
+	dcs_key(&a->dcs, DCS_KEY_INITIALIZE, a->wake_keys.initialize,
+		sizeof(a->wake_keys.initialize));
+	dcs_key(&a->dcs, DCS_PREFIX_PROXIES, a->wake_keys.proxies, sizeof(a->wake_keys.proxies));
+	dcs_key(&a->dcs, DCS_PREFIX_MEMBERS, a->wake_keys.members, sizeof(a->wake_keys.members));
+	a->follow.dcs = &a->dcs;
+	a->follow.cache = &a->cache;
+	cluster_etcd_opts(&a->cfg.etcd, a->cfg.retry_timeout_ms, &a->follow.etcd);
+	a->follow.changed = on_cluster_change;
+	a->follow.arg = a;
+	return dcs_follow_start(&a->follow);
 }
 
 /* ---- jobs ---- */
@@ -705,7 +676,7 @@ static bool holds_leader(const struct agent *a)
 {
 	if (!a->cluster.has_leader || strcmp(a->cluster.leader, a->cfg.member_name) != 0)
 		return false;
-	return a->dcs_ok || cmn_now_ms() < a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS;
+	return a->dcs_ok || cmn_now_ms() < a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS;
 }
 
 static char *render_status(struct agent *a)
@@ -1073,9 +1044,9 @@ static void do_race(struct agent *a)
 	}
 	cmn_http_get_many(urls, n, AGENT_PEER_TIMEOUT_MS, bodies, status);
 	for (size_t i = 0; i < n; i++) {
-		struct api_member_status st;
+		struct member_status st;
 
-		if (status[i] == 200 && api_parse_status(bodies[i].data, &st)) {
+		if (status[i] == 200 && member_parse_status(bodies[i].data, &st)) {
 			peers[i].reachable = true;
 			peers[i].is_primary = strcmp(st.role, "primary") == 0;
 			peers[i].lsn = st.lsn;
@@ -1208,7 +1179,8 @@ static void apply_dynamic_config(struct agent *a)
 	if (a->cluster.config_mod_revision == a->dyn_revision)
 		return;
 	a->dyn_revision = a->cluster.config_mod_revision;
-	if (dyncfg_parse(a->cluster.config, &d, err, sizeof(err)) != PGW_OK) {
+	if (dyncfg_parse(a->cluster.config, &agent_config_dyncfg_rules, &d, err, sizeof(err)) !=
+	    PGW_OK) {
 		log_error("ignoring the dynamic configuration in etcd: %s", err);
 		return;
 	}
@@ -1216,7 +1188,7 @@ static void apply_dynamic_config(struct agent *a)
 	int lw = d.loop_wait_ms ? d.loop_wait_ms : a->node_loop_wait_ms;
 	int rt = d.retry_timeout_ms ? d.retry_timeout_ms : a->node_retry_timeout_ms;
 
-	if (agent_config_check_timing(ttl, lw, rt, err, sizeof(err)) != PGW_OK) {
+	if (cluster_check_timing(ttl, lw, rt, err, sizeof(err)) != PGW_OK) {
 		log_error("ignoring the timing of the dynamic configuration: %s", err);
 		ttl = a->node_ttl_ms;
 		lw = a->node_loop_wait_ms;
@@ -1426,7 +1398,7 @@ static void manage_sync(struct agent *a)
 		else if (c->has_sync) {
 			char key[600];
 
-			dcs_key(&a->dcs, "sync", key, sizeof(key));
+			dcs_key(&a->dcs, DCS_KEY_SYNC, key, sizeof(key));
 			if (etcd_delete(a->etcd, key, NULL, NULL) == PGW_OK)
 				log_info("synchronous mode off: sync key removed");
 			a->last_full_read_ms = 0;
@@ -1714,7 +1686,7 @@ static int stop_postgres(struct agent *a, const char *mode)
 			if (holds_leader(a) && lease_maintain(a, false) && a->lease_id == lease &&
 			    a->fence_armed &&
 			    agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
-					    a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS / 2) !=
+					    a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS / 2) !=
 				PGW_OK)
 				log_warning("could not move the fence's deadline");
 			pthread_mutex_lock(&a->api.lock);
@@ -2035,7 +2007,7 @@ static void do_request(struct agent *a)
 			int64_t id = a->lease_id;
 
 			leader = lease_maintain(a, true) && a->lease_id == id &&
-				 cmn_now_ms() < a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS;
+				 cmn_now_ms() < a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS;
 			if (!leader)
 				log_warning("lost the leader lease while stopping: starting as a "
 					    "replica");
@@ -2153,7 +2125,7 @@ static int api_session(struct agent *a, struct etcd_client **etcd, struct dcs *d
 {
 	struct etcd_client_opts o;
 
-	agent_config_etcd_opts(&a->cfg, 3000, &o);
+	cluster_etcd_opts(&a->cfg.etcd, 3000, &o);
 	if (etcd_client_new(&o, etcd) != PGW_OK)
 		return PGW_ERR;
 	dcs_init(d, *etcd, a->cfg.namespace, a->cfg.cluster_name);
@@ -2198,6 +2170,8 @@ static void api_change_leader(struct agent *a, json_object *body, bool failover,
 			 "a switchover needs a leader or a candidate");
 		return;
 	}
+	struct switchover_policy policy = agent_config_switchover_policy(&a->cfg);
+
 	if (api_session(a, &etcd, &d) != PGW_OK || dcs_read(&d, &cl) != PGW_OK) {
 		ans->code = 503;
 		snprintf(ans->message, sizeof(ans->message), "cannot read the cluster from etcd");
@@ -2205,7 +2179,7 @@ static void api_change_leader(struct agent *a, json_object *body, bool failover,
 			etcd_client_free(etcd);
 		return;
 	}
-	if (switchover_refusal(&a->cfg, &cl, leader, candidate, failover, why, sizeof(why),
+	if (switchover_refusal(&policy, &cl, leader, candidate, failover, why, sizeof(why),
 			       &bad_request)) {
 		ans->code = bad_request ? 400 : 412;
 		snprintf(ans->message, sizeof(ans->message), "%s", why);
@@ -2260,7 +2234,9 @@ static void api_patch_config(struct agent *a, json_object *patch, struct api_ans
 		return;
 	}
 	pgctl_init(&pg, &a->cfg);
-	rc = confedit_run(&d, &pg, merge_patch, patch, -1, false, &res, err, sizeof(err));
+	struct confedit_checks checks = pgctl_confedit_checks(&pg);
+
+	rc = confedit_run(&d, &checks, merge_patch, patch, -1, false, &res, err, sizeof(err));
 	pgctl_close(&pg);
 	etcd_client_free(etcd);
 	if (rc != PGW_OK) {
@@ -2448,7 +2424,8 @@ static void update_fence(struct agent *a)
 	if (!arm && !a->fence_armed)
 		return;
 	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
-			    arm ? a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS / 2 : 0) == PGW_OK)
+			    arm ? a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS / 2 : 0) ==
+	    PGW_OK)
 		a->fence_armed = arm;
 }
 
@@ -2461,7 +2438,8 @@ static void run_once(struct agent *a)
 
 	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
 	if (!(a->dcs_ok && a->cluster.paused) && pgctl_maybe_primary(&a->probe) &&
-	    a->lease_deadline_ms && cmn_now_ms() >= a->lease_deadline_ms - AGENT_DEMOTE_MARGIN_MS &&
+	    a->lease_deadline_ms &&
+	    cmn_now_ms() >= a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS &&
 	    a->job.kind == JOB_NONE) {
 		pgctl_probe(&a->pg, &a->probe);
 		if (pgctl_maybe_primary(&a->probe))
@@ -2507,7 +2485,7 @@ static void run_once(struct agent *a)
 		    .cluster = &a->cluster,
 		    .lease_id = a->lease_id,
 		    .lease_deadline_ms = a->lease_deadline_ms,
-		    .demote_margin_ms = AGENT_DEMOTE_MARGIN_MS,
+		    .demote_margin_ms = CLUSTER_DEMOTE_MARGIN_MS,
 		    .pg = &a->probe,
 		    .cd_valid = a->cd_valid,
 		    .cd = a->cd,
@@ -2908,9 +2886,9 @@ int agent_main(int argc, char **argv)
 	struct etcd_client_opts eo;
 	int rc = 1;
 
-	agent_config_etcd_opts(&a->cfg, a->cfg.retry_timeout_ms, &eo);
+	cluster_etcd_opts(&a->cfg.etcd, a->cfg.retry_timeout_ms, &eo);
 	if (etcd_client_new(&eo, &a->etcd) != PGW_OK) {
-		fprintf(stderr, "pgwarden agent: bad etcd endpoints '%s'\n", a->cfg.etcd_endpoints);
+		fprintf(stderr, "pgwarden agent: bad etcd endpoints '%s'\n", a->cfg.etcd.endpoints);
 		goto out;
 	}
 	dcs_init(&a->dcs, a->etcd, a->cfg.namespace, a->cfg.cluster_name);
@@ -2942,7 +2920,7 @@ int agent_main(int argc, char **argv)
 		      &a->api, &ops, &a->api_srv) != PGW_OK)
 		goto out_api;
 	log_info("starting: cluster %s, member %s, etcd %s, ttl %d ms, loop_wait %d ms",
-		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd_endpoints, a->cfg.ttl_ms,
+		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd.endpoints, a->cfg.ttl_ms,
 		 a->cfg.loop_wait_ms);
 	if (a->cfg.shutdown_handover_timeout_ms > 0 &&
 	    a->cfg.shutdown_handover_timeout_ms <= a->cfg.switchover_proxy_wait_ms)
@@ -2951,7 +2929,7 @@ int agent_main(int argc, char **argv)
 		    "(%d ms): a hand-over at shutdown may run out of time while the proxies "
 		    "drain",
 		    a->cfg.shutdown_handover_timeout_ms, a->cfg.switchover_proxy_wait_ms);
-	a->watch_started = pthread_create(&a->watch_thread, NULL, watch_main, a) == 0;
+	(void)follow_start(a);
 	while (loop_going_on(a)) {
 		int64_t started = cmn_now_ms(), until = started + a->cfg.loop_wait_ms;
 
@@ -2971,9 +2949,7 @@ int agent_main(int argc, char **argv)
 	backup_stop(&a->backup);
 	agent_shutdown(a);
 	rc = 0;
-	a->stop_watch = true;
-	if (a->watch_started)
-		pthread_join(a->watch_thread, NULL);
+	dcs_follow_stop(&a->follow);
 	api_stop(a->api_srv);
 out_api:
 	api_state_destroy(&a->api);

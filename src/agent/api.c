@@ -439,26 +439,3 @@ void api_stop(struct api_server *srv)
 	MHD_stop_daemon(srv->daemon);
 	server_free(srv);
 }
-
-bool api_parse_status(const char *body, struct api_member_status *out)
-{
-	json_object *o = body ? json_tokener_parse(body) : NULL, *v;
-
-	memset(out, 0, sizeof(*out));
-	if (!o || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		return false;
-	}
-	if (json_object_object_get_ex(o, "role", &v))
-		snprintf(out->role, sizeof(out->role), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "state", &v))
-		snprintf(out->state, sizeof(out->state), "%s", json_object_get_string(v));
-	if (json_object_object_get_ex(o, "timeline", &v))
-		out->timeline = json_object_get_int(v);
-	if (json_object_object_get_ex(o, "lsn", &v))
-		out->lsn = (uint64_t)json_object_get_int64(v);
-	if (json_object_object_get_ex(o, "lag", &v))
-		out->lag = json_object_get_int64(v);
-	json_object_put(o);
-	return true;
-}

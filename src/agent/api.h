@@ -64,18 +64,6 @@ struct api_ops {
 	const char *password;
 };
 
-/* What a member's GET /status says, the fields other agents and the CLI use. */
-struct api_member_status {
-	char role[16];	/* primary, replica, uninitialized ("" when absent) */
-	char state[32]; /* running, streaming, ... ("" when absent) */
-	int timeline;
-	uint64_t lsn;
-	int64_t lag;
-};
-
-/* Parses a /status body (pure); false when it is not a JSON object. */
-bool api_parse_status(const char *body, struct api_member_status *out);
-
 void api_state_init(struct api_state *st, int liveness_ms);
 void api_state_destroy(struct api_state *st);
 /* Takes ownership of the three strings (any may be NULL to keep the old one). */

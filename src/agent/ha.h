@@ -6,8 +6,8 @@
 #ifndef PGW_HA_H
 #define PGW_HA_H
 
-#include "agent/dcs.h"
-#include "agent/pgctl.h"
+#include "cluster/dcs.h"
+#include "node/pgctl.h"
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -4,8 +4,8 @@
  * only starts and stops the backup) and from the leader when no replica qualifies. One
  * backup at a time cluster-wide: the runner holds the backup key in etcd on a lease.
  */
-#include "agent/backup.h"
-#include "agent/schedule.h"
+#include "node/backup.h"
+#include "node/schedule.h"
 #include "cli/cli.h"
 #include "cli/repo.h"
 #include "common/proc.h"

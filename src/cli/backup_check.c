@@ -4,7 +4,7 @@
  * oldest backup's first segment to the newest archived one, across every timeline switch
  * on the current timeline's history.
  */
-#include "agent/backup.h"
+#include "node/backup.h"
 #include "cli/cli.h"
 #include "cli/pitr.h"
 #include "cli/repo.h"

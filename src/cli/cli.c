@@ -1,5 +1,5 @@
 #include "cli/cli.h"
-#include "agent/dyncfg.h"
+#include "cluster/dyncfg.h"
 #include "common/config.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -114,9 +114,9 @@ int cli_etcd_connect(const struct agent_config *cfg, struct etcd_client **out)
 {
 	struct etcd_client_opts o;
 
-	agent_config_etcd_opts(cfg, 3000, &o);
+	cluster_etcd_opts(&cfg->etcd, 3000, &o);
 	if (etcd_client_new(&o, out) != PGW_OK) {
-		fprintf(stderr, "pgwarden: bad etcd endpoints '%s'\n", cfg->etcd_endpoints);
+		fprintf(stderr, "pgwarden: bad etcd endpoints '%s'\n", cfg->etcd.endpoints);
 		return CLI_EXIT_USAGE;
 	}
 	return CLI_EXIT_OK;
@@ -141,7 +141,7 @@ int cli_session_open(const struct cli_target *t, struct cli_session *s)
 			return CLI_EXIT_OK;
 		}
 		fprintf(stderr, "pgwarden: cannot read cluster %s from etcd (%s)\n",
-			s->cfg.cluster_name, s->cfg.etcd_endpoints);
+			s->cfg.cluster_name, s->cfg.etcd.endpoints);
 		rc = CLI_EXIT_UNREACHABLE;
 	}
 	cli_session_close(s);
@@ -154,7 +154,8 @@ void cli_apply_dynamic_backup(const struct dcs_cluster *c, struct agent_config *
 	char err[512];
 	bool changed;
 
-	if (!c->config || dyncfg_parse(c->config, &d, err, sizeof(err)) != PGW_OK)
+	if (!c->config ||
+	    dyncfg_parse(c->config, &agent_config_dyncfg_rules, &d, err, sizeof(err)) != PGW_OK)
 		return; /* the agents ignore a bad document too */
 	if (agent_config_apply_dynamic_backup(cfg, &d.backup, NULL, &changed, err, sizeof(err)) !=
 	    PGW_OK)

@@ -7,8 +7,8 @@
 #ifndef PGW_CLI_H
 #define PGW_CLI_H
 
-#include "agent/agentcfg.h"
-#include "agent/dcs.h"
+#include "node/agentcfg.h"
+#include "cluster/dcs.h"
 #include "common/err.h"
 #include "etcd/etcd.h"
 

@@ -1,7 +1,7 @@
 /* pgwarden show-config / edit-config: the dynamic configuration in etcd. */
-#include "agent/confedit.h"
-#include "agent/dyncfg.h"
-#include "agent/pgctl.h"
+#include "cluster/confedit.h"
+#include "cluster/dyncfg.h"
+#include "node/pgctl.h"
 #include "cli/cli.h"
 #include "common/util.h"
 
@@ -51,10 +51,12 @@ static int apply_edits(json_object *root, void *arg, char *err, size_t err_size)
 	if (e->patch)
 		dyncfg_merge_patch(root, e->patch);
 	for (size_t i = 0; i < e->n_set; i++)
-		if (dyncfg_set(root, e->set[i], err, err_size) != PGW_OK)
+		if (dyncfg_set(root, &agent_config_dyncfg_rules, e->set[i], err, err_size) !=
+		    PGW_OK)
 			return PGW_EINVAL;
 	for (size_t i = 0; i < e->n_pg; i++)
-		if (dyncfg_set_pg(root, e->pg[i], err, err_size) != PGW_OK)
+		if (dyncfg_set_pg(root, &agent_config_dyncfg_rules, e->pg[i], err, err_size) !=
+		    PGW_OK)
 			return PGW_EINVAL;
 	return PGW_OK;
 }
@@ -176,7 +178,9 @@ int cli_edit_config(int argc, char **argv)
 		return rc;
 	}
 	pgctl_init(&pg, &s.cfg);
-	rc = confedit_run(&s.dcs, &pg, apply_edits, &e, -1, true, &res, err, sizeof(err));
+	struct confedit_checks checks = pgctl_confedit_checks(&pg);
+
+	rc = confedit_run(&s.dcs, &checks, apply_edits, &e, -1, true, &res, err, sizeof(err));
 	if (rc != PGW_OK) {
 		rc = refuse(rc, err);
 		goto out_res; /* partly filled on failure too */
@@ -211,7 +215,8 @@ int cli_edit_config(int argc, char **argv)
 	int64_t revision = res.revision;
 
 	confedit_result_free(&res);
-	rc = confedit_run(&s.dcs, &pg, apply_edits, &e, revision, false, &res, err, sizeof(err));
+	rc =
+	    confedit_run(&s.dcs, &checks, apply_edits, &e, revision, false, &res, err, sizeof(err));
 	if (rc != PGW_OK) {
 		rc = refuse(rc, err);
 		goto out_res; /* partly filled on failure too */

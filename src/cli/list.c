@@ -1,5 +1,5 @@
-#include "agent/api.h"
-#include "agent/dcs.h"
+#include "cluster/member.h"
+#include "cluster/dcs.h"
 #include "cli/cli.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -61,10 +61,10 @@ static size_t collect(const struct dcs_cluster *c, struct row *rows, uint64_t *l
 	}
 	cmn_http_get_many(urls, n, 1500, bodies, status);
 	for (size_t i = 0; i < n; i++) {
-		struct api_member_status st;
+		struct member_status st;
 		struct row *r = &rows[i];
 
-		if (status[i] == 200 && api_parse_status(bodies[i].data, &st)) {
+		if (status[i] == 200 && member_parse_status(bodies[i].data, &st)) {
 			r->live = true;
 			if (st.state[0])
 				snprintf(r->state, sizeof(r->state), "%s", st.state);

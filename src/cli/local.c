@@ -14,7 +14,7 @@
  * that has become postgres (cli_as_postgres): root never writes in a folder postgres
  * owns, where a link could send its writes anywhere.
  */
-#include "agent/dcs.h"
+#include "cluster/dcs.h"
 #include "cli/cli.h"
 #include "common/http.h"
 #include "common/log.h"

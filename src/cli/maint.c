@@ -4,9 +4,9 @@
  * patronictl does. restart is rolling: replicas one by one, each streaming again
  * before the next, the leader last (or handed over first with --switchover).
  */
-#include "agent/api.h"
-#include "agent/dcs.h"
-#include "agent/switchover.h"
+#include "cluster/member.h"
+#include "cluster/dcs.h"
+#include "cluster/switchover.h"
 #include "cli/cli.h"
 #include "common/http.h"
 #include "common/timeutil.h"
@@ -61,10 +61,10 @@ static bool post(const struct agent_config *cfg, const struct dcs_member *m, con
 static bool wait_member(const struct dcs_member *m, const char *want_role, int timeout_s)
 {
 	int64_t deadline = cmn_now_ms() + (int64_t)timeout_s * 1000;
-	struct api_member_status st;
+	struct member_status st;
 
 	while (cmn_now_ms() < deadline) {
-		if (switchover_member_status(m, &st) && strcmp(st.role, want_role) == 0 &&
+		if (member_fetch_status(m, &st) && strcmp(st.role, want_role) == 0 &&
 		    (strcmp(want_role, "primary") == 0 || strcmp(st.state, "streaming") == 0))
 			return true;
 		usleep(250000);
@@ -239,8 +239,9 @@ int cli_restart(int argc, char **argv)
 		if (leader && o.switchover) {
 			char why[400], new_leader[DCS_NAME_MAX];
 			bool bad, created = false;
+			struct switchover_policy policy = agent_config_switchover_policy(&s.cfg);
 
-			if (switchover_refusal(&s.cfg, c, m->name, NULL, false, why, sizeof(why),
+			if (switchover_refusal(&policy, c, m->name, NULL, false, why, sizeof(why),
 					       &bad)) {
 				fprintf(stderr, "pgwarden: cannot hand over from %s first: %s\n",
 					m->name, why);

@@ -1,7 +1,6 @@
 /* Cluster operations that change what the agents do: pause, resume, switchover. */
-#include "agent/api.h"
-#include "agent/dcs.h"
-#include "agent/switchover.h"
+#include "cluster/dcs.h"
+#include "cluster/switchover.h"
 #include "cli/cli.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -34,7 +33,7 @@ static int set_pause(int argc, char **argv, bool pause)
 	if (dcs_set_pause(&s.dcs, pause) != PGW_OK) {
 		fprintf(stderr,
 			"pgwarden: cannot change the configuration of cluster %s in etcd (%s)\n",
-			s.cfg.cluster_name, s.cfg.etcd_endpoints);
+			s.cfg.cluster_name, s.cfg.etcd.endpoints);
 		rc = CLI_EXIT_UNREACHABLE;
 	} else {
 		printf("Success: cluster management is %s\n", pause ? "paused" : "resumed");
@@ -135,8 +134,9 @@ static int change_leader(int argc, char **argv, bool failover)
 
 	rc = CLI_EXIT_FAILED;
 	bool bad_request;
+	struct switchover_policy policy = agent_config_switchover_policy(cfg);
 
-	if (switchover_refusal(cfg, cl, leader_arg, candidate, failover, why, sizeof(why),
+	if (switchover_refusal(&policy, cl, leader_arg, candidate, failover, why, sizeof(why),
 			       &bad_request)) {
 		fprintf(stderr, "pgwarden: %s\n", why);
 		goto out_cluster;

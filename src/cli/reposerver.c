@@ -7,8 +7,8 @@
  * their etcd records) under the cluster-wide backup key. It holds no lease of its own:
  * the backup key keeps two backups from ever running together, wherever they start.
  */
-#include "agent/backup.h"
-#include "agent/dyncfg.h"
+#include "node/backup.h"
+#include "cluster/dyncfg.h"
 #include "cli/cli.h"
 #include "cli/repo.h"
 #include "common/log.h"
@@ -58,7 +58,7 @@ static void dynamic_tick(struct repo_server *r, const struct dcs_cluster *c)
 	if (c->config_mod_revision == r->dyn_revision)
 		return;
 	r->dyn_revision = c->config_mod_revision;
-	if (dyncfg_parse(c->config, &d, err, sizeof(err)) != PGW_OK) {
+	if (dyncfg_parse(c->config, &agent_config_dyncfg_rules, &d, err, sizeof(err)) != PGW_OK) {
 		log_error("ignoring the dynamic configuration in etcd: %s", err);
 		return;
 	}
@@ -249,7 +249,7 @@ int cli_repo_server(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	log_info("repository host of cluster %s: %s, stanza %s, TLS on %s:%d, etcd %s",
 		 cfg.cluster_name, cfg.backup_repo_path, cfg.backup_stanza, cfg.tls_host,
-		 cfg.tls_port, cfg.etcd_endpoints);
+		 cfg.tls_port, cfg.etcd.endpoints);
 	while (!stopping) {
 		struct dcs_cluster cl;
 

@@ -12,8 +12,8 @@
  *      node1 leads, the others clone from it.
  * The source cluster and the repository are only read.
  */
-#include "agent/backup.h"
-#include "agent/pgctl.h"
+#include "node/backup.h"
+#include "node/pgctl.h"
 #include "cli/cli.h"
 #include "cli/pitr.h"
 #include "cli/repo.h"

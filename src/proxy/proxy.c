@@ -100,7 +100,7 @@ static int reload_config(struct proxy *p)
 	    fresh.replica_port != p->cfg.replica_port || fresh.http_port != p->cfg.http_port ||
 	    strcmp(fresh.listen_host, p->cfg.listen_host) != 0 ||
 	    strcmp(fresh.cluster_name, p->cfg.cluster_name) != 0 ||
-	    strcmp(fresh.etcd_endpoints, p->cfg.etcd_endpoints) != 0 ||
+	    strcmp(fresh.etcd.endpoints, p->cfg.etcd.endpoints) != 0 ||
 	    strcmp(fresh.client_tls_sslmode, p->cfg.client_tls_sslmode) != 0 ||
 	    strcmp(fresh.server_tls_sslmode, p->cfg.server_tls_sslmode) != 0)
 		log_warning("reload: ports, listen, cluster, etcd and TLS settings change only at "
@@ -475,7 +475,7 @@ int proxy_main(int argc, char **argv)
 	log_info("listening on %s: pooled %d, primary %d, replica %d, http %d; cluster %s, "
 		 "etcd %s",
 		 p->cfg.listen_host, p->cfg.pooled_port, p->cfg.primary_port, p->cfg.replica_port,
-		 p->cfg.http_port, p->cfg.cluster_name, p->cfg.etcd_endpoints);
+		 p->cfg.http_port, p->cfg.cluster_name, p->cfg.etcd.endpoints);
 	rc = cmn_loop_run(p->loop) == PGW_OK ? 0 : 1;
 	log_info("shutting down");
 	proxy_http_stop(the_http);

@@ -1,5 +1,5 @@
 #include "proxy/proxycfg.h"
-#include "agent/dcs.h"
+#include "cluster/dcs.h"
 #include "common/util.h"
 
 #include <limits.h>
@@ -18,22 +18,10 @@ static const struct cmn_cfg_section sections[] = {
 };
 
 static const struct cmn_cfg_key keys[] = {
-    {"cluster", "name", CMN_CFG_STRING, OFF(cluster_name), NULL, true, 0, 0,
-     "cluster to follow (Patroni's scope)"},
-    {"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
-     "etcd key prefix shared by clusters"},
-    {"cluster", "allowed_networks", CMN_CFG_STRING, OFF(allowed_networks), NULL, false, 0, 0,
-     "comma-separated networks (10.0.0.0/8, fd00::/8, an address) the members' addresses "
-     "must lie within: a member record in etcd naming another address is ignored"},
-    {"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), "4s", false, SEC(2), SEC(3600),
-     "the agents' leader lease ttl: how long the last leader is trusted without etcd"},
-    {"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0, 0,
-     "comma-separated etcd client URLs"},
-    {"etcd", "username", CMN_CFG_STRING, OFF(etcd_username), NULL, false, 0, 0, NULL},
-    {"etcd", "password", CMN_CFG_SECRET, OFF(etcd_password), NULL, false, 0, 0, NULL},
-    {"etcd", "cacert", CMN_CFG_STRING, OFF(etcd_cacert), NULL, false, 0, 0, NULL},
-    {"etcd", "cert", CMN_CFG_STRING, OFF(etcd_cert), NULL, false, 0, 0, NULL},
-    {"etcd", "key", CMN_CFG_STRING, OFF(etcd_key), NULL, false, 0, 0, NULL},
+    CLUSTER_CFG_NAME_ROWS(OFF, "cluster to follow (Patroni's scope)"),
+    CLUSTER_CFG_TTL_ROW(OFF, "the agents' leader lease ttl: how long the last leader is trusted "
+			     "without etcd"),
+    CLUSTER_CFG_ETCD_ROWS(OFF),
     {"proxy", "listen", CMN_CFG_STRING, OFF(listen_host), "127.0.0.1", false, 0, 0,
      "address the ports listen on (* for all)"},
     {"proxy", "pooled_port", CMN_CFG_INT, OFF(pooled_port), "6432", false, 0, 65535,

@@ -5,6 +5,7 @@
 #ifndef PGW_PROXYCFG_H
 #define PGW_PROXYCFG_H
 
+#include "cluster/clustercfg.h"
 #include "common/config.h"
 #include "common/err.h"
 
@@ -17,12 +18,7 @@ struct proxy_config {
 	char *namespace;
 	char *allowed_networks; /* members' addresses must lie within (NULL: any) */
 	/* [etcd] */
-	char *etcd_endpoints;
-	char *etcd_username;
-	char *etcd_password;
-	char *etcd_cacert;
-	char *etcd_cert;
-	char *etcd_key;
+	struct cluster_etcd_config etcd;
 	/* [proxy] */
 	char *listen_host;
 	int pooled_port;  /* transaction pooling to the primary (6432) */

@@ -1,5 +1,5 @@
 #include "proxy/topology.h"
-#include "agent/api.h"
+#include "cluster/follow.h"
 #include "common/evloop.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -17,11 +17,11 @@ struct proxy_topo_watch {
 	struct cmn_loop *loop;
 	struct dcs dcs;
 	struct dcs_cache cache;
-	pthread_t watch_thread, poll_thread, presence_thread;
-	bool watch_started, poll_started, presence_started;
+	struct dcs_follow follow; /* keeps cache current */
+	pthread_t poll_thread, presence_thread;
+	bool poll_started, presence_started;
 	volatile bool stop;
-	volatile bool rewatch; /* the watch looks stale: start it again (also set by stop) */
-	pthread_mutex_t lock;  /* guards snap and the wake flag */
+	pthread_mutex_t lock; /* guards snap and the wake flag */
 	pthread_cond_t cond;
 	bool changed; /* the watch saw an event: publish now */
 	struct proxy_topology snap;
@@ -33,18 +33,6 @@ struct proxy_topo_watch {
 	bool registered;
 };
 
-static void etcd_opts(const struct proxy_config *cfg, struct etcd_client_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->endpoints = cfg->etcd_endpoints;
-	o->timeout_ms = 1500;
-	o->username = cfg->etcd_username;
-	o->password = cfg->etcd_password;
-	o->cacert = cfg->etcd_cacert;
-	o->cert = cfg->etcd_cert;
-	o->key = cfg->etcd_key;
-}
-
 static void poke(struct proxy_topo_watch *w)
 {
 	pthread_mutex_lock(&w->lock);
@@ -53,48 +41,11 @@ static void poke(struct proxy_topo_watch *w)
 	pthread_mutex_unlock(&w->lock);
 }
 
-static bool on_watch(void *arg, const struct etcd_header *h, const struct etcd_event *ev, size_t n)
+static void on_cluster_change(void *arg, const struct etcd_event *ev, size_t n)
 {
-	struct proxy_topo_watch *w = arg;
-
-	dcs_cache_apply(&w->cache, h, ev, n);
-	poke(w);
-	return !w->stop;
-}
-
-static void *watch_main(void *arg)
-{
-	struct proxy_topo_watch *w = arg;
-	struct etcd_client_opts o;
-	struct etcd_client *c = NULL;
-
-	etcd_opts(w->cfg, &o);
-	if (etcd_client_new(&o, &c) != PGW_OK)
-		return NULL;
-	while (!w->stop) {
-		struct etcd_range_result r;
-		int64_t compact = 0;
-
-		if (etcd_range_prefix(c, w->dcs.prefix, &r) == PGW_OK) {
-			int64_t rev = r.header.revision;
-
-			dcs_cache_load(&w->cache, &r);
-			etcd_range_result_free(&r);
-			poke(w);
-			if (etcd_watch_run(c, w->dcs.prefix, rev + 1, on_watch, w, &w->rewatch,
-					   &compact) != PGW_OK)
-				log_debug("etcd watch ended; reading the cluster again");
-			if (w->rewatch && !w->stop)
-				log_info("etcd watch restarted (it missed a change of the leader)");
-			w->rewatch = w->stop;
-		}
-		dcs_cache_invalidate(&w->cache);
-		poke(w);
-		for (int i = 0; i < 5 && !w->stop; i++)
-			usleep(100000);
-	}
-	etcd_client_free(c);
-	return NULL;
+	(void)ev;
+	(void)n;
+	poke(arg);
 }
 
 /* Health of the replicas: GET /replica?lag=N on each member's REST API. */
@@ -135,10 +86,10 @@ static void *poll_main(void *arg)
 	int64_t last_check = 0;
 	int mismatches = 0;
 
-	etcd_opts(w->cfg, &o);
+	cluster_etcd_opts(&w->cfg->etcd, 1500, &o);
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
-	dcs_key(&w->dcs, "leader", leader_key, sizeof(leader_key));
+	dcs_key(&w->dcs, DCS_KEY_LEADER, leader_key, sizeof(leader_key));
 	while (!w->stop) {
 		struct proxy_topology t;
 		struct dcs_cluster cl;
@@ -189,13 +140,13 @@ static void *poll_main(void *arg)
 					snprintf(
 					    t.etcd_error, sizeof(t.etcd_error),
 					    "the watched view differs from etcd: watching again");
-					w->rewatch = true;
+					dcs_follow_restart(&w->follow);
 					mismatches = 0;
 				}
 			} else {
 				t.etcd_ok = false;
 				snprintf(t.etcd_error, sizeof(t.etcd_error),
-					 "etcd does not answer (%s)", w->cfg->etcd_endpoints);
+					 "etcd does not answer (%s)", w->cfg->etcd.endpoints);
 			}
 		}
 		if (dcs_cache_snapshot(&w->dcs, &w->cache, &cl)) {
@@ -324,10 +275,10 @@ static void *presence_main(void *arg)
 	if (ttl_s < 2)
 		ttl_s = 2;
 	every_ms = ttl_s * 1000 / 3;
-	etcd_opts(w->cfg, &o);
+	cluster_etcd_opts(&w->cfg->etcd, 1500, &o);
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
-	snprintf(path, sizeof(path), "proxies/%s", w->name);
+	snprintf(path, sizeof(path), DCS_PREFIX_PROXIES "%s", w->name);
 	dcs_key(&w->dcs, path, key, sizeof(key));
 	while (!w->stop) {
 		int64_t now = cmn_now_ms(), want;
@@ -450,10 +401,16 @@ int proxy_topology_start(const struct proxy_config *cfg, struct cmn_loop *loop,
 			if (*q == '/' || (unsigned char)*q <= ' ')
 				*q = '_';
 	}
-	w->watch_started = pthread_create(&w->watch_thread, NULL, watch_main, w) == 0;
+	w->follow.dcs = &w->dcs;
+	w->follow.cache = &w->cache;
+	cluster_etcd_opts(&cfg->etcd, 1500, &w->follow.etcd);
+	w->follow.changed = on_cluster_change;
+	w->follow.arg = w;
+	bool following = dcs_follow_start(&w->follow) == PGW_OK;
+
 	w->poll_started = pthread_create(&w->poll_thread, NULL, poll_main, w) == 0;
 	w->presence_started = pthread_create(&w->presence_thread, NULL, presence_main, w) == 0;
-	if (!w->watch_started || !w->poll_started || !w->presence_started) {
+	if (!following || !w->poll_started || !w->presence_started) {
 		log_error("cannot start the topology threads: %s", strerror(errno));
 		proxy_topology_stop(w);
 		return PGW_ERR;
@@ -474,7 +431,7 @@ void proxy_topology_stop(struct proxy_topo_watch *w)
 	if (!w)
 		return;
 	w->stop = true;
-	w->rewatch = true;
+	w->follow.stop = w->follow.restart = true;
 	poke(w);
 	pthread_mutex_lock(&w->lock);
 	pthread_cond_signal(&w->pcond);
@@ -483,8 +440,7 @@ void proxy_topology_stop(struct proxy_topo_watch *w)
 		pthread_join(w->presence_thread, NULL);
 	if (w->poll_started)
 		pthread_join(w->poll_thread, NULL);
-	if (w->watch_started)
-		pthread_join(w->watch_thread, NULL);
+	dcs_follow_stop(&w->follow);
 	dcs_cache_destroy(&w->cache);
 	pthread_cond_destroy(&w->cond);
 	pthread_cond_destroy(&w->pcond);

@@ -15,7 +15,7 @@
 #ifndef PGW_TOPOLOGY_H
 #define PGW_TOPOLOGY_H
 
-#include "agent/dcs.h"
+#include "cluster/dcs.h"
 #include "proxy/proxycfg.h"
 
 #include <pthread.h>

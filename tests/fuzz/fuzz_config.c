@@ -1,6 +1,6 @@
 /* libFuzzer target: the node configuration parser (INI + cross-checks). */
-#include "agent/agentcfg.h"
-#include "agent/pgconf.h"
+#include "node/agentcfg.h"
+#include "node/pgconf.h"
 
 #include <stdint.h>
 #include <stdio.h>

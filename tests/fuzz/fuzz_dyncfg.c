@@ -4,7 +4,8 @@
  * a merge patch onto a stored document, --set / --pg assignments, and PostgreSQL
  * values checked against pg_settings-like rows.
  */
-#include "agent/dyncfg.h"
+#include "cluster/dyncfg.h"
+#include "node/agentcfg.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,20 +31,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(text, data, size);
 	text[size] = '\0';
-	if (dyncfg_parse(text, &c, err, sizeof(err)) == PGW_OK)
+	if (dyncfg_parse(text, &agent_config_dyncfg_rules, &c, err, sizeof(err)) == PGW_OK)
 		dyncfg_free(&c);
 	root = json_tokener_parse("{\"ttl\": 4, \"postgresql\": {\"parameters\": "
 				  "{\"work_mem\": \"4MB\"}}}");
 	patch = json_tokener_parse(text);
 	if (root && patch && json_object_is_type(patch, json_type_object)) {
 		dyncfg_merge_patch(root, patch);
-		if (dyncfg_parse_obj(root, &c, err, sizeof(err)) == PGW_OK)
+		if (dyncfg_parse_obj(root, &agent_config_dyncfg_rules, &c, err, sizeof(err)) ==
+		    PGW_OK)
 			dyncfg_free(&c);
 	}
 	json_object_put(patch);
 	if (root) {
-		(void)dyncfg_set(root, text, err, sizeof(err));
-		(void)dyncfg_set_pg(root, text, err, sizeof(err));
+		(void)dyncfg_set(root, &agent_config_dyncfg_rules, text, err, sizeof(err));
+		(void)dyncfg_set_pg(root, &agent_config_dyncfg_rules, text, err, sizeof(err));
 		json_object_put(root);
 	}
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)

@@ -2,7 +2,7 @@
  * libFuzzer target: everything pgwarden parses from etcd — unary responses (range,
  * txn, keepalive, errors), the watch stream split at every byte, and member JSON.
  */
-#include "agent/dcs.h"
+#include "cluster/dcs.h"
 #include "etcd/etcd.h"
 
 #include <stdint.h>

@@ -1,10 +1,10 @@
 /*
  * Unit tests of the table-driven INI loader (src/common/config.c) and of the
- * agent's schema and cross-checks (src/agent/agentcfg.c).
+ * agent's schema and cross-checks (src/node/agentcfg.c).
  */
-#include "agent/agentcfg.h"
-#include "agent/backup.h"
-#include "agent/defaults.h"
+#include "node/agentcfg.h"
+#include "node/backup.h"
+#include "node/defaults.h"
 #include "common/config.h"
 
 #include <fcntl.h>
@@ -427,9 +427,9 @@ static void test_good_file_defaults(void **state)
 	assert_int_equal(cfg.maximum_lag_on_failover, 1048576);
 	assert_int_equal(cfg.primary_start_timeout_ms, 10000);
 	assert_string_equal(cfg.log_level, "info");
-	assert_string_equal(cfg.etcd_endpoints, "http://127.0.0.1:2379");
-	assert_null(cfg.etcd_username);
-	assert_null(cfg.etcd_password);
+	assert_string_equal(cfg.etcd.endpoints, "http://127.0.0.1:2379");
+	assert_null(cfg.etcd.username);
+	assert_null(cfg.etcd.password);
 	assert_string_equal(cfg.data_dir, "/srv/pgw/node1/data");
 	assert_string_equal(cfg.bin_dir, "/usr/lib/postgresql/15/bin");
 	assert_string_equal(cfg.pg_listen, "127.0.0.1:5432");
@@ -665,7 +665,7 @@ static void test_long_line(void **state)
 }
 
 /*
- * BUG: src/agent/agentcfg.c documents [postgresql] pg_hba as "extra pg_hba.conf
+ * BUG: src/node/agentcfg.c documents [postgresql] pg_hba as "extra pg_hba.conf
  * lines, separated by ';'", but ';' after whitespace starts an inline comment for
  * inih (INI_ALLOW_INLINE_COMMENTS), so the natural spelling loses lines silently.
  * Input: "pg_hba = host all all 10.0.0.0/8 md5 ; host all all ::1/128 md5".
@@ -875,20 +875,20 @@ static void test_timing_check(void **state)
 	(void)state;
 	/* the defaults */
 	err[0] = '\0';
-	assert_int_equal(agent_config_check_timing(4000, 1000, 1500, err, sizeof(err)), PGW_OK);
-	assert_int_equal(agent_config_check_timing(30000, 10000, 10000, err, sizeof(err)), PGW_OK);
+	assert_int_equal(cluster_check_timing(4000, 1000, 1500, err, sizeof(err)), PGW_OK);
+	assert_int_equal(cluster_check_timing(30000, 10000, 10000, err, sizeof(err)), PGW_OK);
 	/* loop_wait + 2 x retry_timeout > ttl */
-	assert_int_equal(agent_config_check_timing(4000, 1000, 1600, err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(cluster_check_timing(4000, 1000, 1600, err, sizeof(err)), PGW_EINVAL);
 	assert_non_null(strstr(err, "loop_wait (1000 ms) + 2 x retry_timeout (1600 ms)"));
 	assert_non_null(strstr(err, "ttl (4000 ms)"));
-	assert_int_equal(agent_config_check_timing(10000, 9000, 600, err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(cluster_check_timing(10000, 9000, 600, err, sizeof(err)), PGW_EINVAL);
 	/* ttl not a whole second */
-	assert_int_equal(agent_config_check_timing(4500, 1000, 1000, err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(cluster_check_timing(4500, 1000, 1000, err, sizeof(err)), PGW_EINVAL);
 	assert_non_null(strstr(err, "whole number of seconds"));
 	/* ttl must leave more than the demote margin after loop_wait */
-	assert_int_equal(agent_config_check_timing(2000, 1000, 500, err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(cluster_check_timing(2000, 1000, 500, err, sizeof(err)), PGW_EINVAL);
 	assert_non_null(strstr(err, "demote margin"));
-	assert_int_equal(agent_config_check_timing(3000, 1000, 500, err, sizeof(err)), PGW_OK);
+	assert_int_equal(cluster_check_timing(3000, 1000, 500, err, sizeof(err)), PGW_OK);
 }
 
 static void test_timing_in_file(void **state)

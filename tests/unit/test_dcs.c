@@ -1,4 +1,4 @@
-/* Unit tests of src/agent/dcs.c: the cluster view built from keys, and the watch cache. */
+/* Unit tests of src/cluster/dcs.c: the cluster view built from keys, and the watch cache. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "agent/dcs.h"
+#include "cluster/dcs.h"
 #include "common/util.h"
 
 #define PREFIX "/service/demo/"

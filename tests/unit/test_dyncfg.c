@@ -1,10 +1,10 @@
 /*
- * Unit tests of the dynamic configuration (src/agent/dyncfg.c): parsing and
+ * Unit tests of the dynamic configuration (src/cluster/dyncfg.c): parsing and
  * validation of the document, --set / --pg edits, merge patches, and the check
  * of PostgreSQL values against pg_settings rows.
  */
-#include "agent/agentcfg.h"
-#include "agent/dyncfg.h"
+#include "node/agentcfg.h"
+#include "cluster/dyncfg.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,13 +21,15 @@ static void test_parse_full_document(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(dyncfg_parse("{\"ttl\": 6, \"loop_wait\": 1, \"retry_timeout\": 1.5,"
-				      " \"maximum_lag_on_failover\": \"2MB\","
-				      " \"synchronous_mode\": true, \"synchronous_node_count\": 2,"
-				      " \"postgresql\": {\"parameters\": {\"work_mem\": \"8MB\","
-				      " \"max_connections\": 300}}, \"pause\": false}",
-				      &c, err, sizeof(err)),
-			 PGW_OK);
+	assert_int_equal(
+	    dyncfg_parse(
+		"{\"ttl\": 6, \"loop_wait\": 1, \"retry_timeout\": 1.5,"
+		" \"maximum_lag_on_failover\": \"2MB\","
+		" \"synchronous_mode\": true, \"synchronous_node_count\": 2,"
+		" \"postgresql\": {\"parameters\": {\"work_mem\": \"8MB\","
+		" \"max_connections\": 300}}, \"pause\": false}",
+		&agent_config_dyncfg_rules, &c, err, sizeof(err)),
+	    PGW_OK);
 	assert_int_equal(c.ttl_ms, 6000);
 	assert_int_equal(c.loop_wait_ms, 1000);
 	assert_int_equal(c.retry_timeout_ms, 1500);
@@ -39,7 +41,8 @@ static void test_parse_full_document(void **state)
 	assert_string_equal(cmn_kvlist_get(&c.parameters, "max_connections"), "300");
 	dyncfg_free(&c);
 
-	assert_int_equal(dyncfg_parse(NULL, &c, err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_parse(NULL, &agent_config_dyncfg_rules, &c, err, sizeof(err)),
+			 PGW_OK);
 	assert_int_equal(c.ttl_ms, 0);
 	assert_int_equal(c.maximum_lag, -1);
 	assert_int_equal(c.sync_count, 1);
@@ -51,7 +54,8 @@ static void expect_bad(const char *json, const char *words)
 	struct dyncfg c;
 	char err[512] = "";
 
-	assert_int_equal(dyncfg_parse(json, &c, err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(dyncfg_parse(json, &agent_config_dyncfg_rules, &c, err, sizeof(err)),
+			 PGW_EINVAL);
 	if (!strstr(err, words))
 		fail_msg("for %s: expected '%s' in '%s'", json, words, err);
 }
@@ -88,23 +92,42 @@ static void test_set_and_patch(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(dyncfg_set(root, "ttl=6s", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "retry_timeout=1500ms", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "synchronous_mode=on", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "maximum_lag_on_failover=1MB", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set_pg(root, "work_mem=4MB", err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "ttl=6s", err, sizeof(err)),
+			 PGW_OK);
 	assert_int_equal(
-	    dyncfg_set(root, "postgresql.parameters.max_wal_size=2GB", err, sizeof(err)), PGW_OK);
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "retry_timeout=1500ms", err, sizeof(err)),
+	    PGW_OK);
+	assert_int_equal(
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "synchronous_mode=on", err, sizeof(err)),
+	    PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "maximum_lag_on_failover=1MB",
+				    err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(
+	    dyncfg_set_pg(root, &agent_config_dyncfg_rules, "work_mem=4MB", err, sizeof(err)),
+	    PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules,
+				    "postgresql.parameters.max_wal_size=2GB", err, sizeof(err)),
+			 PGW_OK);
 	assert_string_equal(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN),
 			    "{\"ttl\":6,\"retry_timeout\":1.5,\"synchronous_mode\":true,"
 			    "\"maximum_lag_on_failover\":1048576,\"postgresql\":{\"parameters\":"
 			    "{\"work_mem\":\"4MB\",\"max_wal_size\":\"2GB\"}}}");
-	assert_int_equal(dyncfg_set(root, "ttl=null", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set_pg(root, "work_mem=null", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "ttl", err, sizeof(err)), PGW_EINVAL);
-	assert_int_equal(dyncfg_set(root, "loop_wait=x", err, sizeof(err)), PGW_EINVAL);
-	assert_int_equal(dyncfg_set(root, "nope=1", err, sizeof(err)), PGW_EINVAL);
-	assert_int_equal(dyncfg_set_pg(root, "port=1", err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "ttl=null", err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(
+	    dyncfg_set_pg(root, &agent_config_dyncfg_rules, "work_mem=null", err, sizeof(err)),
+	    PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "ttl", err, sizeof(err)),
+			 PGW_EINVAL);
+	assert_int_equal(
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "loop_wait=x", err, sizeof(err)),
+	    PGW_EINVAL);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "nope=1", err, sizeof(err)),
+			 PGW_EINVAL);
+	assert_int_equal(
+	    dyncfg_set_pg(root, &agent_config_dyncfg_rules, "port=1", err, sizeof(err)),
+	    PGW_EINVAL);
 	patch = json_tokener_parse("{\"synchronous_mode\": null, \"postgresql\": {\"parameters\":"
 				   " {\"max_wal_size\": null, \"work_mem\": \"1MB\"}}}");
 	dyncfg_merge_patch(root, patch);
@@ -123,18 +146,28 @@ static void test_backup_settings(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(dyncfg_set(root, "backup.schedule_full=1d", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "backup.schedule_incr=0 */6 * * *", err, sizeof(err)),
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "backup.schedule_full=1d",
+				    err, sizeof(err)),
 			 PGW_OK);
-	assert_int_equal(dyncfg_set(root, "backup.retention_full=4", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "backup.archive_async=on", err, sizeof(err)), PGW_OK);
-	assert_int_equal(dyncfg_set(root, "backup.compress=lz4", err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules,
+				    "backup.schedule_incr=0 */6 * * *", err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "backup.retention_full=4",
+				    err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "backup.archive_async=on",
+				    err, sizeof(err)),
+			 PGW_OK);
+	assert_int_equal(
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "backup.compress=lz4", err, sizeof(err)),
+	    PGW_OK);
 	assert_string_equal(
 	    json_object_to_json_string_ext(root,
 					   JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE),
 	    "{\"backup\":{\"schedule_full\":\"1d\",\"schedule_incr\":\"0 */6 * * "
 	    "*\",\"retention_full\":4,\"archive_async\":true,\"compress\":\"lz4\"}}");
-	assert_int_equal(dyncfg_parse(json_object_to_json_string(root), &c, err, sizeof(err)),
+	assert_int_equal(dyncfg_parse(json_object_to_json_string(root), &agent_config_dyncfg_rules,
+				      &c, err, sizeof(err)),
 			 PGW_OK);
 	assert_string_equal(cmn_kvlist_get(&c.backup, "schedule_full"), "1d");
 	assert_string_equal(cmn_kvlist_get(&c.backup, "retention_full"), "4");
@@ -169,7 +202,8 @@ static void test_backup_settings(void **state)
 	    PGW_OK);
 	assert_false(changed);
 	dyncfg_free(&c);
-	assert_int_equal(dyncfg_parse("{}", &c, err, sizeof(err)), PGW_OK);
+	assert_int_equal(dyncfg_parse("{}", &agent_config_dyncfg_rules, &c, err, sizeof(err)),
+			 PGW_OK);
 	assert_int_equal(
 	    agent_config_apply_dynamic_backup(&cfg, &c.backup, &node, &changed, err, sizeof(err)),
 	    PGW_OK);
@@ -188,21 +222,32 @@ static void test_backup_settings(void **state)
 		char a[64];
 
 		snprintf(a, sizeof(a), "backup.%s=null", k);
-		assert_int_equal(dyncfg_set(root, a, err, sizeof(err)), PGW_OK);
+		assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, a, err, sizeof(err)),
+				 PGW_OK);
 	}
 	assert_string_equal(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN), "{}");
 
 	/* A secret, a place or a program never comes from etcd; values are checked. */
-	assert_int_equal(dyncfg_set(root, "backup.cipher_pass=x", err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "backup.cipher_pass=x", err, sizeof(err)),
+	    PGW_EINVAL);
 	assert_non_null(strstr(err, "a node's own setting"));
-	assert_int_equal(dyncfg_set(root, "backup.pgbackrest=/bin/sh", err, sizeof(err)),
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "backup.pgbackrest=/bin/sh",
+				    err, sizeof(err)),
 			 PGW_EINVAL);
-	assert_int_equal(dyncfg_set(root, "backup.repo_path=/tmp", err, sizeof(err)), PGW_EINVAL);
-	assert_int_equal(dyncfg_set(root, "backup.retention_full=0", err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "backup.repo_path=/tmp", err, sizeof(err)),
+	    PGW_EINVAL);
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules, "backup.retention_full=0",
+				    err, sizeof(err)),
+			 PGW_EINVAL);
 	assert_non_null(strstr(err, "out of range"));
-	assert_int_equal(dyncfg_set(root, "backup.schedule_full=sometimes", err, sizeof(err)),
+	assert_int_equal(dyncfg_set(root, &agent_config_dyncfg_rules,
+				    "backup.schedule_full=sometimes", err, sizeof(err)),
 			 PGW_EINVAL);
-	assert_int_equal(dyncfg_set(root, "backup.compress=rar", err, sizeof(err)), PGW_EINVAL);
+	assert_int_equal(
+	    dyncfg_set(root, &agent_config_dyncfg_rules, "backup.compress=rar", err, sizeof(err)),
+	    PGW_EINVAL);
 	assert_non_null(strstr(err, "zst"));
 	json_object_put(root);
 	expect_bad("{\"backup\": {\"cipher_pass\": \"x\"}}", "cannot be set in the dynamic");

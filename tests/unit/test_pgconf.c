@@ -1,9 +1,9 @@
 /*
- * Unit tests of the files the agent writes (src/agent/pgconf.c): tuned
+ * Unit tests of the files the agent writes (src/node/pgconf.c): tuned
  * parameters, postgresql.conf, pg_hba.conf, the passfile and standby.signal.
  */
-#include "agent/backup.h"
-#include "agent/pgconf.h"
+#include "node/backup.h"
+#include "node/pgconf.h"
 #include "common/util.h"
 
 #include <setjmp.h>
@@ -359,7 +359,7 @@ static void test_primary_conninfo_quoting(void **state)
 }
 
 /*
- * BUG: src/agent/pgconf.c, conf_quote() doubles single quotes but not backslashes.
+ * BUG: src/node/pgconf.c, conf_quote() doubles single quotes but not backslashes.
  * PostgreSQL's postgresql.conf lexer treats '\' in a quoted value as an escape
  * (ALTER SYSTEM writes '\\'), so a [parameters] value with a backslash changes
  * meaning, and a primary_conninfo that conninfo_quote() escaped (a ' or \ in the

@@ -1,6 +1,6 @@
-/* Unit tests of backup schedules (src/agent/schedule.c): intervals and cron in UTC. */
-#include "agent/backup.h"
-#include "agent/schedule.h"
+/* Unit tests of backup schedules (src/node/schedule.c): intervals and cron in UTC. */
+#include "node/backup.h"
+#include "node/schedule.h"
 #include "common/timeutil.h"
 
 #include <setjmp.h>

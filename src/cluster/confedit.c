@@ -1,5 +1,5 @@
-#include "agent/confedit.h"
-#include "agent/dyncfg.h"
+#include "cluster/confedit.h"
+#include "cluster/dyncfg.h"
 #include "common/util.h"
 
 #include <stdio.h>
@@ -60,7 +60,7 @@ static const struct dcs_member *validator(const struct dcs_cluster *c)
 	return NULL;
 }
 
-int confedit_run(struct dcs *d, struct pgctl *pg, confedit_fn edit, void *arg,
+int confedit_run(struct dcs *d, const struct confedit_checks *checks, confedit_fn edit, void *arg,
 		 int64_t expect_revision, bool dry_run, struct confedit_result *out, char *err,
 		 size_t err_size)
 {
@@ -89,12 +89,12 @@ int confedit_run(struct dcs *d, struct pgctl *pg, confedit_fn edit, void *arg,
 	}
 	out->old_text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
 	/* What is stored may predate a rule; only parameters it really changes get checked. */
-	if (dyncfg_parse_obj(root, &before, err, err_size) != PGW_OK)
+	if (dyncfg_parse_obj(root, checks->rules, &before, err, err_size) != PGW_OK)
 		memset(&before, 0, sizeof(before));
 	rc = edit(root, arg, err, err_size);
 	if (rc != PGW_OK)
 		goto out_before;
-	rc = dyncfg_parse_obj(root, &after, err, err_size);
+	rc = dyncfg_parse_obj(root, checks->rules, &after, err, err_size);
 	if (rc != PGW_OK)
 		goto out_before;
 	out->new_text = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY));
@@ -114,33 +114,21 @@ int confedit_run(struct dcs *d, struct pgctl *pg, confedit_fn edit, void *arg,
 				 "no running member to check the PostgreSQL parameters against");
 			rc = PGW_ENET;
 		} else {
-			rc = pgctl_check_parameters(pg, m->host, m->port, &changed, err, err_size);
+			rc = checks->check_params(checks->arg, m->host, m->port, &changed, err,
+						  err_size);
 		}
 	}
 	if (rc == PGW_OK && !dry_run && out->changed) {
-		char key[600];
-		struct etcd_txn_result r;
 		const char *text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+		bool ok = false;
 
-		dcs_key(d, "config", key, sizeof(key));
-		struct etcd_compare cmp = {.key = key,
-					   .target = ETCD_CMP_MOD,
-					   .result = ETCD_CMP_EQUAL,
-					   .number = c.config_mod_revision};
-		struct etcd_op put = {
-		    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
-
-		rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+		rc = dcs_put_config(d, text, c.config_mod_revision, &ok);
 		if (rc != PGW_OK) {
 			snprintf(err, err_size, "cannot write the configuration to etcd");
 			rc = PGW_ENET;
-		} else {
-			if (!r.succeeded) {
-				snprintf(err, err_size,
-					 "the configuration changed meanwhile: try again");
-				rc = PGW_EUNAVAIL;
-			}
-			etcd_txn_result_free(&r);
+		} else if (!ok) {
+			snprintf(err, err_size, "the configuration changed meanwhile: try again");
+			rc = PGW_EUNAVAIL;
 		}
 	}
 	cmn_kvlist_free(&changed);

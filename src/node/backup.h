@@ -6,8 +6,8 @@
 #ifndef PGW_BACKUP_H
 #define PGW_BACKUP_H
 
-#include "agent/agentcfg.h"
-#include "agent/dcs.h"
+#include "node/agentcfg.h"
+#include "cluster/dcs.h"
 #include "common/config.h"
 
 #include <stdbool.h>

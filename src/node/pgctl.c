@@ -1,6 +1,6 @@
-#include "agent/pgctl.h"
-#include "agent/dyncfg.h"
-#include "agent/defaults.h"
+#include "node/pgctl.h"
+#include "cluster/dyncfg.h"
+#include "node/defaults.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/timeutil.h"
@@ -671,4 +671,18 @@ int pgctl_reload(struct pgctl *p)
 		return PGW_ERR;
 	}
 	return PGW_OK;
+}
+
+static int check_parameters(void *arg, const char *host, int port, const struct cmn_kvlist *changed,
+			    char *err, size_t err_size)
+{
+	return pgctl_check_parameters(arg, host, port, changed, err, err_size);
+}
+
+struct confedit_checks pgctl_confedit_checks(struct pgctl *p)
+{
+	struct confedit_checks c = {
+	    .rules = &agent_config_dyncfg_rules, .check_params = check_parameters, .arg = p};
+
+	return c;
 }

@@ -1,5 +1,5 @@
-#include "agent/switchover.h"
-#include "agent/api.h"
+#include "cluster/switchover.h"
+#include "cluster/member.h"
 #include "common/http.h"
 #include "common/timeutil.h"
 #include "common/util.h"
@@ -10,25 +10,12 @@
 #include <time.h>
 #include <unistd.h>
 
-bool switchover_member_status(const struct dcs_member *m, struct api_member_status *st)
-{
-	struct cmn_buf b = {0};
-	char url[400];
-	long code = 0;
-	bool ok;
-
-	snprintf(url, sizeof(url), "%s/status", m->api_url);
-	ok = cmn_http_request("GET", url, NULL, NULL, 2000, &b, &code) == PGW_OK && code == 200 &&
-	     api_parse_status(b.data, st);
-	cmn_buf_free(&b);
-	return ok;
-}
-
 /* Why member m cannot take over (NULL: it can). */
-static const char *unfit_candidate(const struct agent_config *cfg, const struct dcs_cluster *cl,
-				   const struct dcs_member *m, char *why, size_t size)
+static const char *unfit_candidate(const struct switchover_policy *pol,
+				   const struct dcs_cluster *cl, const struct dcs_member *m,
+				   char *why, size_t size)
 {
-	struct api_member_status st;
+	struct member_status st;
 	bool no_leader = !cl->has_leader;
 
 	if (m->nofailover) {
@@ -40,7 +27,7 @@ static const char *unfit_candidate(const struct agent_config *cfg, const struct 
 			 m->name, cl->sync_standby[0] ? cl->sync_standby : "empty");
 		return why;
 	}
-	if (!switchover_member_status(m, &st)) {
+	if (!member_fetch_status(m, &st)) {
 		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
 		return why;
 	}
@@ -51,7 +38,7 @@ static const char *unfit_candidate(const struct agent_config *cfg, const struct 
 			 st.role, st.state);
 		return why;
 	}
-	if (st.lag > cfg->maximum_lag_on_failover) {
+	if (st.lag > pol->maximum_lag) {
 		snprintf(why, size, "%s lags %lld bytes behind, more than maximum_lag_on_failover",
 			 m->name, (long long)st.lag);
 		return why;
@@ -59,7 +46,7 @@ static const char *unfit_candidate(const struct agent_config *cfg, const struct 
 	return NULL;
 }
 
-const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_cluster *cl,
+const char *switchover_refusal(const struct switchover_policy *pol, const struct dcs_cluster *cl,
 			       const char *leader, const char *candidate, bool failover, char *why,
 			       size_t why_size, bool *bad_request)
 {
@@ -69,14 +56,14 @@ const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_
 	if (cl->paused) {
 		snprintf(why, why_size,
 			 "cluster %s is in maintenance mode: 'pgwarden resume' first",
-			 cfg->cluster_name);
+			 pol->cluster_name);
 		return why;
 	}
 	if (!cl->has_leader && !failover) {
 		snprintf(why, why_size,
 			 "cluster %s has no leader to switch over from: use 'pgwarden failover "
 			 "--candidate NAME'",
-			 cfg->cluster_name);
+			 pol->cluster_name);
 		return why;
 	}
 	if (failover && !candidate) {
@@ -101,7 +88,7 @@ const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_
 		if (!m) {
 			*bad_request = true;
 			snprintf(why, why_size, "no member named %s in cluster %s", candidate,
-				 cfg->cluster_name);
+				 pol->cluster_name);
 			return why;
 		}
 		if (cl->has_leader && strcmp(candidate, cl->leader) == 0) {
@@ -109,7 +96,7 @@ const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_
 			snprintf(why, why_size, "%s is already the leader", candidate);
 			return why;
 		}
-		if (unfit_candidate(cfg, cl, m, tmp, sizeof(tmp))) {
+		if (unfit_candidate(pol, cl, m, tmp, sizeof(tmp))) {
 			snprintf(why, why_size, "cannot %s to %s: %s",
 				 failover ? "fail over" : "switch over", candidate, tmp);
 			return why;
@@ -118,7 +105,7 @@ const char *switchover_refusal(const struct agent_config *cfg, const struct dcs_
 	}
 	for (size_t i = 0; i < cl->n_members; i++)
 		if (strcmp(cl->members[i].name, cl->leader) != 0 &&
-		    !unfit_candidate(cfg, cl, &cl->members[i], tmp, sizeof(tmp)))
+		    !unfit_candidate(pol, cl, &cl->members[i], tmp, sizeof(tmp)))
 			return NULL;
 	snprintf(why, why_size, "no healthy replica to switch over to");
 	return why;
@@ -135,11 +122,11 @@ bool switchover_wait(struct dcs *d, const char *old_leader, const char *candidat
 		if (dcs_read(d, &now) == PGW_OK) {
 			const struct dcs_member *m =
 			    now.has_leader ? dcs_find_member(&now, now.leader) : NULL;
-			struct api_member_status st;
+			struct member_status st;
 			bool done =
 			    m && strcmp(now.leader, old_leader) != 0 &&
 			    (!candidate || !*candidate || strcmp(now.leader, candidate) == 0) &&
-			    switchover_member_status(m, &st) && strcmp(st.role, "primary") == 0;
+			    member_fetch_status(m, &st) && strcmp(st.role, "primary") == 0;
 
 			if (done)
 				snprintf(new_leader, size, "%s", now.leader);

@@ -1,26 +1,12 @@
 /*
- * The cluster's state in etcd, under <namespace>/<cluster>/:
- *   initialize        system identifier ("" while the winner bootstraps); created once
- *   leader            member name, attached to the leader's lease
- *   members/<name>    member JSON, attached to that member's lease
- *   status            {"optime": leader WAL position, "timeline": n}
- *   history           JSON list of [timeline, switch lsn, reason, time, new leader]
- *   config            dynamic configuration JSON ({"pause": true} = maintenance mode)
- *   failover          a requested switchover {"leader", "candidate", "scheduled_at"};
- *                     the leader adds "drain": true once it has checkpointed, the
- *                     signal for the proxies to hold and drain
- *   sync              synchronous mode: {"leader", "sync_standby": "a,b"}, written by the
- *                     leader; only a listed member may take the leader key
- *   backup            the backup running, on its runner's lease (one at a time)
- *   last_backup       the last backup that completed {"label", "type", "stop", "member"}
- *   proxies/<name>    a proxy following the cluster, on the proxy's lease:
- *                     {"drained": R}, R the failover key's mod_revision once the proxy
- *                     has drained its primary pools for that switchover (0: none)
- * Decisive writes (take leader, initialize) are transactions with a compare.
+ * The cluster's state in etcd (its keys: cluster/keys.h): reads into one view,
+ * and every write, decisive ones (take leader, initialize) as transactions with a
+ * compare.
  */
 #ifndef PGW_DCS_H
 #define PGW_DCS_H
 
+#include "cluster/keys.h"
 #include "common/err.h"
 #include "etcd/etcd.h"
 
@@ -106,7 +92,7 @@ struct dcs {
 };
 
 void dcs_init(struct dcs *d, struct etcd_client *etcd, const char *namespace, const char *cluster);
-/* Key of a name under the prefix, e.g. dcs_key(d, "leader", buf, size). */
+/* Key of a name under the prefix, e.g. dcs_key(d, DCS_KEY_LEADER, buf, size). */
 void dcs_key(const struct dcs *d, const char *name, char *out, size_t size);
 
 int dcs_read(struct dcs *d, struct dcs_cluster *out) PGW_WUR;
@@ -192,6 +178,11 @@ int dcs_release_leader(struct dcs *d, const char *name) PGW_WUR;
 int dcs_put_member(struct dcs *d, const char *name, const char *json, int64_t lease) PGW_WUR;
 int dcs_delete_member(struct dcs *d, const char *name) PGW_WUR;
 int dcs_put_status(struct dcs *d, uint64_t optime, int timeline) PGW_WUR;
+/*
+ * Writes text to the config key if its mod_revision is still mod_revision (0: the key
+ * is still absent); *ok false when someone changed it meanwhile.
+ */
+int dcs_put_config(struct dcs *d, const char *text, int64_t mod_revision, bool *ok) PGW_WUR;
 /*
  * Sets "pause" in the config key, compare-and-swap on the config key's
  * mod_revision (re-reads and retries when someone else changed it meanwhile).

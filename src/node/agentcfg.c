@@ -1,6 +1,7 @@
-#include "agent/agentcfg.h"
-#include "agent/defaults.h"
-#include "agent/schedule.h"
+#include "node/agentcfg.h"
+#include "node/pgconf.h"
+#include "node/defaults.h"
+#include "node/schedule.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -24,21 +25,14 @@ static const struct cmn_cfg_section sections[] = {
 };
 
 static const struct cmn_cfg_key keys[] = {
-    {"cluster", "name", CMN_CFG_STRING, OFF(cluster_name), NULL, true, 0, 0,
-     "cluster name (Patroni's scope)"},
-    {"cluster", "namespace", CMN_CFG_STRING, OFF(namespace), "/service", false, 0, 0,
-     "etcd key prefix shared by clusters"},
-    {"cluster", "allowed_networks", CMN_CFG_STRING, OFF(allowed_networks), NULL, false, 0, 0,
-     "comma-separated networks (10.0.0.0/8, fd00::/8, an address) the members' addresses "
-     "must lie within: a member record in etcd naming another address is ignored"},
+    CLUSTER_CFG_NAME_ROWS(OFF, "cluster name (Patroni's scope)"),
     {"cluster", "member", CMN_CFG_STRING, OFF(member_name), NULL, true, 0, 0,
      "this node's member name, unique in the cluster"},
-    {"cluster", "ttl", CMN_CFG_DURATION, OFF(ttl_ms), AGENT_DEFAULT_TTL, false, SEC(2), SEC(3600),
-     "leader lease time-to-live"},
-    {"cluster", "loop_wait", CMN_CFG_DURATION, OFF(loop_wait_ms), AGENT_DEFAULT_LOOP_WAIT, false,
+    CLUSTER_CFG_TTL_ROW(OFF, "leader lease time-to-live"),
+    {"cluster", "loop_wait", CMN_CFG_DURATION, OFF(loop_wait_ms), CLUSTER_DEFAULT_LOOP_WAIT, false,
      100, SEC(600), "period of the HA loop"},
     {"cluster", "retry_timeout", CMN_CFG_DURATION, OFF(retry_timeout_ms),
-     AGENT_DEFAULT_RETRY_TIMEOUT, false, 100, SEC(600),
+     CLUSTER_DEFAULT_RETRY_TIMEOUT, false, 100, SEC(600),
      "bound on one etcd or PostgreSQL operation"},
     {"cluster", "maximum_lag_on_failover", CMN_CFG_SIZE, OFF(maximum_lag_on_failover),
      AGENT_DEFAULT_MAX_LAG, false, 0, INT64_MAX, "bytes a replica may lag and still promote"},
@@ -54,13 +48,7 @@ static const struct cmn_cfg_key keys[] = {
      "stop at once)"},
     {"cluster", "log_level", CMN_CFG_STRING, OFF(log_level), "info", false, 0, 0,
      "debug, info, warning or error"},
-    {"etcd", "endpoints", CMN_CFG_STRING, OFF(etcd_endpoints), "http://127.0.0.1:2379", false, 0, 0,
-     "comma-separated etcd client URLs"},
-    {"etcd", "username", CMN_CFG_STRING, OFF(etcd_username), NULL, false, 0, 0, NULL},
-    {"etcd", "password", CMN_CFG_SECRET, OFF(etcd_password), NULL, false, 0, 0, NULL},
-    {"etcd", "cacert", CMN_CFG_STRING, OFF(etcd_cacert), NULL, false, 0, 0, NULL},
-    {"etcd", "cert", CMN_CFG_STRING, OFF(etcd_cert), NULL, false, 0, 0, NULL},
-    {"etcd", "key", CMN_CFG_STRING, OFF(etcd_key), NULL, false, 0, 0, NULL},
+    CLUSTER_CFG_ETCD_ROWS(OFF),
     {"postgresql", "data_dir", CMN_CFG_STRING, OFF(data_dir), NULL, true, 0, 0,
      "PGDATA of this node"},
     {"postgresql", "bin_dir", CMN_CFG_STRING, OFF(bin_dir), "/usr/lib/postgresql/15/bin", false, 0,
@@ -209,32 +197,6 @@ const struct cmn_cfg_schema agent_config_schema = {
     .check = check_value,
 };
 
-int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
-			      size_t err_size)
-{
-	if (ttl_ms % 1000 != 0) {
-		snprintf(err, err_size, "ttl must be a whole number of seconds (etcd leases)");
-		return PGW_EINVAL;
-	}
-	if ((int64_t)loop_wait_ms + 2LL * retry_timeout_ms > ttl_ms) {
-		snprintf(
-		    err, err_size,
-		    "timing: loop_wait (%d ms) + 2 x retry_timeout (%d ms) must not exceed ttl "
-		    "(%d ms), or a leader could lose its lease between two renewals",
-		    loop_wait_ms, retry_timeout_ms, ttl_ms);
-		return PGW_EINVAL;
-	}
-	if (ttl_ms - AGENT_DEMOTE_MARGIN_MS <= loop_wait_ms) {
-		snprintf(
-		    err, err_size,
-		    "timing: ttl (%d ms) must exceed loop_wait (%d ms) by more than the demote "
-		    "margin (%d ms)",
-		    ttl_ms, loop_wait_ms, AGENT_DEMOTE_MARGIN_MS);
-		return PGW_EINVAL;
-	}
-	return PGW_OK;
-}
-
 static int check_tag(struct agent_config *cfg, const char *name, bool *out, char *err,
 		     size_t err_size)
 {
@@ -278,8 +240,8 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	memset(cfg, 0, sizeof(*cfg));
 	if (cmn_config_load(&agent_config_schema, cfg, path, err, err_size) != PGW_OK)
 		return PGW_EINVAL;
-	if (agent_config_check_timing(cfg->ttl_ms, cfg->loop_wait_ms, cfg->retry_timeout_ms, err,
-				      err_size) != PGW_OK) {
+	if (cluster_check_timing(cfg->ttl_ms, cfg->loop_wait_ms, cfg->retry_timeout_ms, err,
+				 err_size) != PGW_OK) {
 		char tmp[512];
 
 		snprintf(tmp, sizeof(tmp), "%s: [cluster] %s", where, err);
@@ -591,15 +553,17 @@ void agent_config_free(struct agent_config *cfg)
 	memset(&cfg->dyn_parameters, 0, sizeof(cfg->dyn_parameters));
 }
 
-void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
-			    struct etcd_client_opts *out)
+struct switchover_policy agent_config_switchover_policy(const struct agent_config *cfg)
 {
-	memset(out, 0, sizeof(*out));
-	out->endpoints = cfg->etcd_endpoints;
-	out->timeout_ms = timeout_ms;
-	out->username = cfg->etcd_username;
-	out->password = cfg->etcd_password;
-	out->cacert = cfg->etcd_cacert;
-	out->cert = cfg->etcd_cert;
-	out->key = cfg->etcd_key;
+	struct switchover_policy p = {.cluster_name = cfg->cluster_name,
+				      .maximum_lag = cfg->maximum_lag_on_failover};
+
+	return p;
 }
+
+const struct dyncfg_rules agent_config_dyncfg_rules = {
+    .param_managed = pgconf_managed_reason,
+    .param_node_only = pgconf_node_only_reason,
+    .backup_key = agent_config_dynamic_backup_key,
+    .backup_check = agent_config_check_dynamic_backup,
+};

@@ -1,4 +1,4 @@
-#include "agent/backup.h"
+#include "node/backup.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/timeutil.h"

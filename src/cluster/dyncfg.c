@@ -1,7 +1,5 @@
-#include "agent/dyncfg.h"
-#include "agent/agentcfg.h"
-#include "agent/defaults.h"
-#include "agent/pgconf.h"
+#include "cluster/dyncfg.h"
+#include "cluster/clustercfg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -137,9 +135,10 @@ static bool pg_name_ok(const char *name)
 	return true;
 }
 
-static int check_pg_param(const char *name, json_object *v, char *err, size_t err_size)
+static int check_pg_param(const struct dyncfg_rules *rules, const char *name, json_object *v,
+			  char *err, size_t err_size)
 {
-	const char *why = pgconf_managed_reason(name);
+	const char *why = rules->param_managed(name);
 
 	if (!pg_name_ok(name)) {
 		snprintf(err, err_size, "bad PostgreSQL parameter name '%s'", name);
@@ -150,7 +149,7 @@ static int check_pg_param(const char *name, json_object *v, char *err, size_t er
 			 name, why);
 		return PGW_EINVAL;
 	}
-	why = pgconf_node_only_reason(name);
+	why = rules->param_node_only(name);
 	if (why) {
 		snprintf(
 		    err, err_size,
@@ -182,7 +181,8 @@ static int check_pg_param(const char *name, json_object *v, char *err, size_t er
 	return PGW_OK;
 }
 
-static int parse_postgresql(json_object *pg, struct dyncfg *out, char *err, size_t err_size)
+static int parse_postgresql(const struct dyncfg_rules *rules, json_object *pg, struct dyncfg *out,
+			    char *err, size_t err_size)
 {
 	if (!json_object_is_type(pg, json_type_object)) {
 		snprintf(err, err_size, "'postgresql' must be an object");
@@ -204,7 +204,7 @@ static int parse_postgresql(json_object *pg, struct dyncfg *out, char *err, size
 		}
 		json_object_object_foreach(val, name, v)
 		{
-			if (check_pg_param(name, v, err, err_size) != PGW_OK)
+			if (check_pg_param(rules, name, v, err, err_size) != PGW_OK)
 				return PGW_EINVAL;
 			if (cmn_kvlist_set(&out->parameters, name, json_object_get_string(v),
 					   "etcd") != PGW_OK) {
@@ -216,7 +216,8 @@ static int parse_postgresql(json_object *pg, struct dyncfg *out, char *err, size
 	return PGW_OK;
 }
 
-static int check_backup(const char *name, json_object *v, char *err, size_t err_size)
+static int check_backup(const struct dyncfg_rules *rules, const char *name, json_object *v,
+			char *err, size_t err_size)
 {
 	char why[400];
 	int rc;
@@ -227,13 +228,14 @@ static int check_backup(const char *name, json_object *v, char *err, size_t err_
 			 name);
 		return PGW_EINVAL;
 	}
-	rc = agent_config_check_dynamic_backup(name, json_object_get_string(v), why, sizeof(why));
+	rc = rules->backup_check(name, json_object_get_string(v), why, sizeof(why));
 	if (rc != PGW_OK)
 		snprintf(err, err_size, "%s", rc == PGW_ENOMEM ? "out of memory" : why);
 	return rc;
 }
 
-static int parse_backup(json_object *b, struct dyncfg *out, char *err, size_t err_size)
+static int parse_backup(const struct dyncfg_rules *rules, json_object *b, struct dyncfg *out,
+			char *err, size_t err_size)
 {
 	if (!json_object_is_type(b, json_type_object)) {
 		snprintf(err, err_size, "'backup' must be an object");
@@ -243,7 +245,7 @@ static int parse_backup(json_object *b, struct dyncfg *out, char *err, size_t er
 	{
 		if (json_object_is_type(v, json_type_null))
 			continue;
-		if (check_backup(name, v, err, err_size) != PGW_OK)
+		if (check_backup(rules, name, v, err, err_size) != PGW_OK)
 			return PGW_EINVAL;
 		if (cmn_kvlist_set(&out->backup, name, json_object_get_string(v), "etcd") !=
 		    PGW_OK) {
@@ -254,7 +256,8 @@ static int parse_backup(json_object *b, struct dyncfg *out, char *err, size_t er
 	return PGW_OK;
 }
 
-int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t err_size)
+int dyncfg_parse_obj(json_object *root, const struct dyncfg_rules *rules, struct dyncfg *out,
+		     char *err, size_t err_size)
 {
 	memset(out, 0, sizeof(*out));
 	out->maximum_lag = -1;
@@ -271,13 +274,13 @@ int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t er
 		int64_t v = 0;
 
 		if (strcmp(key, "postgresql") == 0) {
-			if (parse_postgresql(val, out, err, err_size) != PGW_OK)
+			if (parse_postgresql(rules, val, out, err, err_size) != PGW_OK)
 				goto fail;
 			continue;
 		}
 		if (strcmp(key, "backup") == 0) {
 			if (!json_object_is_type(val, json_type_null) &&
-			    parse_backup(val, out, err, err_size) != PGW_OK)
+			    parse_backup(rules, val, out, err, err_size) != PGW_OK)
 				goto fail;
 			continue;
 		}
@@ -311,15 +314,14 @@ int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t er
 		char why[400];
 
 		/* Unset values are checked at pgwarden's defaults. */
-		if (cmn_parse_duration_ms(AGENT_DEFAULT_TTL, &ttl) != PGW_OK ||
-		    cmn_parse_duration_ms(AGENT_DEFAULT_LOOP_WAIT, &lw) != PGW_OK ||
-		    cmn_parse_duration_ms(AGENT_DEFAULT_RETRY_TIMEOUT, &rt) != PGW_OK)
+		if (cmn_parse_duration_ms(CLUSTER_DEFAULT_TTL, &ttl) != PGW_OK ||
+		    cmn_parse_duration_ms(CLUSTER_DEFAULT_LOOP_WAIT, &lw) != PGW_OK ||
+		    cmn_parse_duration_ms(CLUSTER_DEFAULT_RETRY_TIMEOUT, &rt) != PGW_OK)
 			goto fail;
-		if (agent_config_check_timing(out->ttl_ms ? out->ttl_ms : (int)ttl,
-					      out->loop_wait_ms ? out->loop_wait_ms : (int)lw,
-					      out->retry_timeout_ms ? out->retry_timeout_ms
-								    : (int)rt,
-					      why, sizeof(why)) != PGW_OK) {
+		if (cluster_check_timing(out->ttl_ms ? out->ttl_ms : (int)ttl,
+					 out->loop_wait_ms ? out->loop_wait_ms : (int)lw,
+					 out->retry_timeout_ms ? out->retry_timeout_ms : (int)rt,
+					 why, sizeof(why)) != PGW_OK) {
 			snprintf(err, err_size, "%s", why);
 			goto fail;
 		}
@@ -330,20 +332,21 @@ fail:
 	return PGW_EINVAL;
 }
 
-int dyncfg_parse(const char *json, struct dyncfg *out, char *err, size_t err_size)
+int dyncfg_parse(const char *json, const struct dyncfg_rules *rules, struct dyncfg *out, char *err,
+		 size_t err_size)
 {
 	json_object *root;
 	int rc;
 
 	if (!json || !*json)
-		return dyncfg_parse_obj(NULL, out, err, err_size);
+		return dyncfg_parse_obj(NULL, rules, out, err, err_size);
 	root = json_tokener_parse(json);
 	if (!root) {
 		memset(out, 0, sizeof(*out));
 		snprintf(err, err_size, "the configuration is not valid JSON");
 		return PGW_EINVAL;
 	}
-	rc = dyncfg_parse_obj(root, out, err, err_size);
+	rc = dyncfg_parse_obj(root, rules, out, err, err_size);
 	json_object_put(root);
 	return rc;
 }
@@ -390,7 +393,8 @@ static json_object *params_of(json_object *root, bool create)
 	return params;
 }
 
-int dyncfg_set_pg(json_object *root, const char *assignment, char *err, size_t err_size)
+int dyncfg_set_pg(json_object *root, const struct dyncfg_rules *rules, const char *assignment,
+		  char *err, size_t err_size)
 {
 	char name[128];
 	const char *value;
@@ -407,7 +411,7 @@ int dyncfg_set_pg(json_object *root, const char *assignment, char *err, size_t e
 		return PGW_OK;
 	}
 	v = json_object_new_string(value);
-	if (check_pg_param(name, v, err, err_size) != PGW_OK) {
+	if (check_pg_param(rules, name, v, err, err_size) != PGW_OK) {
 		json_object_put(v);
 		return PGW_EINVAL;
 	}
@@ -416,10 +420,10 @@ int dyncfg_set_pg(json_object *root, const char *assignment, char *err, size_t e
 }
 
 /* backup.NAME=value: stored with the setting's JSON type (number, true/false, string). */
-static int set_backup(json_object *root, const char *name, const char *value, char *err,
-		      size_t err_size)
+static int set_backup(json_object *root, const struct dyncfg_rules *rules, const char *name,
+		      const char *value, char *err, size_t err_size)
 {
-	const struct cmn_cfg_key *k = agent_config_dynamic_backup_key(name);
+	const struct cmn_cfg_key *k = rules->backup_key(name);
 	json_object *b = NULL, *v;
 	int64_t n;
 	bool on;
@@ -452,7 +456,7 @@ static int set_backup(json_object *root, const char *name, const char *value, ch
 		v = json_object_new_boolean(on);
 	else
 		v = json_object_new_string(value);
-	if (check_backup(name, v, err, err_size) != PGW_OK) {
+	if (check_backup(rules, name, v, err, err_size) != PGW_OK) {
 		json_object_put(v);
 		return PGW_EINVAL;
 	}
@@ -460,7 +464,8 @@ static int set_backup(json_object *root, const char *name, const char *value, ch
 	return PGW_OK;
 }
 
-int dyncfg_set(json_object *root, const char *assignment, char *err, size_t err_size)
+int dyncfg_set(json_object *root, const struct dyncfg_rules *rules, const char *assignment,
+	       char *err, size_t err_size)
 {
 	char key[128];
 	const char *value;
@@ -473,9 +478,9 @@ int dyncfg_set(json_object *root, const char *assignment, char *err, size_t err_
 		return PGW_EINVAL;
 	}
 	if (strncmp(key, "postgresql.parameters.", 22) == 0)
-		return dyncfg_set_pg(root, assignment + 22, err, err_size);
+		return dyncfg_set_pg(root, rules, assignment + 22, err, err_size);
 	if (strncmp(key, "backup.", 7) == 0)
-		return set_backup(root, key + 7, value, err, err_size);
+		return set_backup(root, rules, key + 7, value, err, err_size);
 	s = find_setting(key);
 	if (!s) {
 		unknown_key(key, err, err_size);

@@ -5,6 +5,9 @@
 #ifndef PGW_AGENTCFG_H
 #define PGW_AGENTCFG_H
 
+#include "cluster/clustercfg.h"
+#include "cluster/dyncfg.h"
+#include "cluster/switchover.h"
 #include "common/config.h"
 #include "etcd/etcd.h"
 
@@ -26,12 +29,7 @@ struct agent_config {
 	int shutdown_handover_timeout_ms; /* SIGTERM to the leader: hand over first (0: no) */
 	char *log_level;
 	/* [etcd] */
-	char *etcd_endpoints;
-	char *etcd_username;
-	char *etcd_password;
-	char *etcd_cacert;
-	char *etcd_cert;
-	char *etcd_key;
+	struct cluster_etcd_config etcd;
 	/* [postgresql] */
 	char *data_dir;
 	char *bin_dir;
@@ -130,9 +128,6 @@ int agent_config_repository(struct agent_config *cfg, const char *where, char *e
 bool agent_config_is_repository(const struct agent_config *cfg);
 /* [backup] tls_ca_file, tls_cert_file and tls_key_file are all set. */
 bool agent_config_has_tls(const struct agent_config *cfg);
-/* The etcd client options of cfg (strings borrowed from cfg). */
-void agent_config_etcd_opts(const struct agent_config *cfg, int timeout_ms,
-			    struct etcd_client_opts *out);
 /*
  * The [backup] settings the dynamic configuration may set cluster-wide ("backup" in
  * etcd's config key): the schedule, retention, compression, process_max, archive_async
@@ -153,8 +148,12 @@ int agent_config_backup_snapshot(const struct agent_config *cfg, struct cmn_kvli
 int agent_config_apply_dynamic_backup(struct agent_config *cfg, const struct cmn_kvlist *dyn,
 				      const struct cmn_kvlist *node, bool *changed, char *why,
 				      size_t why_size) PGW_WUR;
-/* Checks ttl / loop_wait / retry_timeout against each other. */
-int agent_config_check_timing(int ttl_ms, int loop_wait_ms, int retry_timeout_ms, char *err,
-			      size_t err_size) PGW_WUR;
+
+/* What the dynamic configuration may set, as this configuration's schema and
+ * pgconf's managed and node-only parameters say. */
+extern const struct dyncfg_rules agent_config_dyncfg_rules;
+
+/* The switchover checks' view of this configuration. */
+struct switchover_policy agent_config_switchover_policy(const struct agent_config *cfg);
 
 #endif

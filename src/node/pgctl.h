@@ -7,7 +7,8 @@
 #ifndef PGW_PGCTL_H
 #define PGW_PGCTL_H
 
-#include "agent/agentcfg.h"
+#include "cluster/confedit.h"
+#include "node/agentcfg.h"
 #include "common/err.h"
 
 #include <libpq-fe.h>
@@ -86,6 +87,9 @@ char *pgctl_query_remote(struct pgctl *p, const char *host, int port, const char
  */
 int pgctl_check_parameters(struct pgctl *p, const char *host, int port,
 			   const struct cmn_kvlist *params, char *err, size_t err_size) PGW_WUR;
+/* An edit of the dynamic configuration checked by this node's rules, its parameters
+ * by pgctl_check_parameters through p. */
+struct confedit_checks pgctl_confedit_checks(struct pgctl *p);
 
 /* Command lines (NULL-terminated, static storage reused per call; not thread-safe). */
 const char *const *pgctl_argv_initdb(struct pgctl *p, const char *pwfile);

@@ -5,16 +5,14 @@
  * most ttl after the last renewal (etcd checks expiry every 500 ms), the watch
  * wakes the replicas at once, the healthiest takes the key and promotes in well
  * under a second: about ttl - loop_wait/2 + 0.5 s on average, 4-5 s at worst.
- * loop_wait + 2 x retry_timeout <= ttl keeps two failed renewals from costing
- * the lease, and the primary demotes itself AGENT_DEMOTE_MARGIN_MS before the
- * lease can expire.
+ * The lease timing itself (ttl, loop_wait, retry_timeout, the demote margin) is in
+ * cluster/clustercfg.h: the proxy trusts the same ttl.
  */
 #ifndef PGW_AGENT_DEFAULTS_H
 #define PGW_AGENT_DEFAULTS_H
 
-#define AGENT_DEFAULT_TTL		    "4s"
-#define AGENT_DEFAULT_LOOP_WAIT		    "1s"
-#define AGENT_DEFAULT_RETRY_TIMEOUT	    "1500ms"
+#include "cluster/clustercfg.h"
+
 #define AGENT_DEFAULT_MAX_LAG		    "1MB"
 #define AGENT_DEFAULT_PRIMARY_START_TIMEOUT "10s"
 /*
@@ -32,8 +30,6 @@
  */
 #define AGENT_DEFAULT_SHUTDOWN_HANDOVER_TIMEOUT "20s"
 
-/* A primary demotes when its lease has less than this left. */
-#define AGENT_DEMOTE_MARGIN_MS 1000
 /* Bound on asking another member's REST API during the leader race. */
 #define AGENT_PEER_TIMEOUT_MS 800
 /*

@@ -1,5 +1,5 @@
-#include "agent/pgconf.h"
-#include "agent/backup.h"
+#include "node/pgconf.h"
+#include "node/backup.h"
 #include "common/log.h"
 #include "common/util.h"
 

@@ -14,8 +14,12 @@
  * sizes are bytes or strings with a unit ("1MB"). An absent key leaves the node's
  * own value. Precedence of PostgreSQL parameters: pgwarden's tuned values, then
  * this document, then the node file's [parameters]. "backup" holds the [backup]
- * settings that are cluster-wide (agent_config_dynamic_backup_key): there, as for the
- * timing, this document wins over the node file.
+ * settings that are cluster-wide (the rules' backup_key): there, as for the timing,
+ * this document wins over the node file.
+ *
+ * What may sit under "postgresql" and "backup" is the members' business (which
+ * parameters pgwarden manages itself, which [backup] keys a cluster shares): the
+ * caller gives those rules (node/agentcfg.h: agent_config_dyncfg_rules).
  */
 #ifndef PGW_DYNCFG_H
 #define PGW_DYNCFG_H
@@ -26,6 +30,18 @@
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+struct dyncfg_rules {
+	/* Why pgwarden sets parameter name itself, or NULL. */
+	const char *(*param_managed)(const char *name);
+	/* Why parameter name may come only from a node's own file, or NULL. */
+	const char *(*param_node_only)(const char *name);
+	/* The configuration row of [backup] key name when the cluster may share it (it
+	 * gives the value's type), else NULL. */
+	const struct cmn_cfg_key *(*backup_key)(const char *name);
+	/* Checks a value of such a key: PGW_OK, PGW_EINVAL (why says), PGW_ENOMEM. */
+	int (*backup_check)(const char *name, const char *value, char *why, size_t why_size);
+};
 
 struct dyncfg {
 	bool pause;
@@ -38,8 +54,10 @@ struct dyncfg {
 };
 
 /* Parses and validates a document (NULL or "" = empty). err says what is wrong. */
-int dyncfg_parse(const char *json, struct dyncfg *out, char *err, size_t err_size) PGW_WUR;
-int dyncfg_parse_obj(json_object *root, struct dyncfg *out, char *err, size_t err_size) PGW_WUR;
+int dyncfg_parse(const char *json, const struct dyncfg_rules *rules, struct dyncfg *out, char *err,
+		 size_t err_size) PGW_WUR;
+int dyncfg_parse_obj(json_object *root, const struct dyncfg_rules *rules, struct dyncfg *out,
+		     char *err, size_t err_size) PGW_WUR;
 void dyncfg_free(struct dyncfg *c);
 
 /*
@@ -48,8 +66,10 @@ void dyncfg_free(struct dyncfg *c);
  * parameter (`--pg`). The value "null" removes the key. Checks the key and the
  * value's syntax; the whole document is checked by dyncfg_parse_obj afterwards.
  */
-int dyncfg_set(json_object *root, const char *assignment, char *err, size_t err_size) PGW_WUR;
-int dyncfg_set_pg(json_object *root, const char *assignment, char *err, size_t err_size) PGW_WUR;
+int dyncfg_set(json_object *root, const struct dyncfg_rules *rules, const char *assignment,
+	       char *err, size_t err_size) PGW_WUR;
+int dyncfg_set_pg(json_object *root, const struct dyncfg_rules *rules, const char *assignment,
+		  char *err, size_t err_size) PGW_WUR;
 /* RFC 7386 JSON merge patch: patch's members replace target's, null removes. */
 void dyncfg_merge_patch(json_object *target, json_object *patch);
 

@@ -1,4 +1,4 @@
-#include "agent/dcs.h"
+#include "cluster/dcs.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -208,16 +208,16 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 
 		if (kv->key_len < plen || strncmp(kv->key, d->prefix, plen) != 0)
 			continue;
-		if (strcmp(name, "initialize") == 0) {
+		if (strcmp(name, DCS_KEY_INITIALIZE) == 0) {
 			out->has_initialize = true;
 			snprintf(out->sysid, sizeof(out->sysid), "%.*s", (int)kv->value_len,
 				 kv->value);
-		} else if (strcmp(name, "leader") == 0) {
+		} else if (strcmp(name, DCS_KEY_LEADER) == 0) {
 			out->has_leader = true;
 			out->leader_lease = kv->lease;
 			snprintf(out->leader, sizeof(out->leader), "%.*s", (int)kv->value_len,
 				 kv->value);
-		} else if (strcmp(name, "status") == 0) {
+		} else if (strcmp(name, DCS_KEY_STATUS) == 0) {
 			json_object *o = json_tokener_parse(kv->value), *v;
 
 			if (o && json_object_object_get_ex(o, "optime", &v))
@@ -225,7 +225,7 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			if (o && json_object_object_get_ex(o, "timeline", &v))
 				out->leader_timeline = json_object_get_int(v);
 			json_object_put(o);
-		} else if (strcmp(name, "failover") == 0) {
+		} else if (strcmp(name, DCS_KEY_FAILOVER) == 0) {
 			json_object *o = json_tokener_parse(kv->value), *v;
 
 			out->has_switchover = true;
@@ -242,7 +242,7 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			out->switchover_drain = o && json_object_object_get_ex(o, "drain", &v) &&
 						json_object_get_boolean(v);
 			json_object_put(o);
-		} else if (strcmp(name, "sync") == 0) {
+		} else if (strcmp(name, DCS_KEY_SYNC) == 0) {
 			json_object *o = json_tokener_parse(kv->value), *v;
 
 			out->has_sync = true;
@@ -256,12 +256,12 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 				snprintf(out->sync_standby, sizeof(out->sync_standby), "%s",
 					 json_object_get_string(v));
 			json_object_put(o);
-		} else if (strcmp(name, "last_backup") == 0) {
+		} else if (strcmp(name, DCS_KEY_LAST_BACKUP) == 0) {
 			out->has_last_backup = true;
-		} else if (strcmp(name, "history") == 0) {
+		} else if (strcmp(name, DCS_KEY_HISTORY) == 0) {
 			free(out->history);
 			out->history = dup_value(kv);
-		} else if (strcmp(name, "config") == 0) {
+		} else if (strcmp(name, DCS_KEY_CONFIG) == 0) {
 			json_object *o = json_tokener_parse(kv->value), *v;
 
 			free(out->config);
@@ -270,16 +270,18 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 			out->paused = o && json_object_object_get_ex(o, "pause", &v) &&
 				      json_object_get_boolean(v);
 			json_object_put(o);
-		} else if (strncmp(name, "proxies/", 8) == 0) {
+		} else if (strncmp(name, DCS_PREFIX_PROXIES, strlen(DCS_PREFIX_PROXIES)) == 0) {
 			struct dcs_proxy *px = &out->proxies[out->n_proxies];
 			json_object *o, *v;
 
-			if (out->n_proxies >= DCS_MAX_PROXIES || !dcs_proxy_name_ok(name + 8)) {
+			if (out->n_proxies >= DCS_MAX_PROXIES ||
+			    !dcs_proxy_name_ok(name + strlen(DCS_PREFIX_PROXIES))) {
 				log_warning("ignoring proxy key %s", kv->key);
 				continue;
 			}
 			memset(px, 0, sizeof(*px));
-			snprintf(px->name, sizeof(px->name), "%s", name + 8);
+			snprintf(px->name, sizeof(px->name), "%s",
+				 name + strlen(DCS_PREFIX_PROXIES));
 			o = json_tokener_parse(kv->value);
 			/* Unreadable: a proxy that has drained nothing (it still counts). */
 			if (o && json_object_object_get_ex(o, "drained", &v) &&
@@ -288,11 +290,13 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 				px->drained = json_object_get_int64(v);
 			json_object_put(o);
 			out->n_proxies++;
-		} else if (strncmp(name, "members/", 8) == 0 && out->n_members < DCS_MAX_MEMBERS) {
+		} else if (strncmp(name, DCS_PREFIX_MEMBERS, strlen(DCS_PREFIX_MEMBERS)) == 0 &&
+			   out->n_members < DCS_MAX_MEMBERS) {
 			struct dcs_member *m = &out->members[out->n_members];
 
-			if (strlen(name + 8) >= DCS_NAME_MAX ||
-			    dcs_member_from_json(name + 8, kv->value, kv->value_len, m) != PGW_OK) {
+			if (strlen(name + strlen(DCS_PREFIX_MEMBERS)) >= DCS_NAME_MAX ||
+			    dcs_member_from_json(name + strlen(DCS_PREFIX_MEMBERS), kv->value,
+						 kv->value_len, m) != PGW_OK) {
 				log_warning("ignoring unreadable member key %s", kv->key);
 				continue;
 			}
@@ -513,19 +517,19 @@ static int create_if_absent(struct dcs *d, const char *name, const char *value, 
 
 int dcs_take_initialize(struct dcs *d, bool *won)
 {
-	return create_if_absent(d, "initialize", "", 0, won);
+	return create_if_absent(d, DCS_KEY_INITIALIZE, "", 0, won);
 }
 
 int dcs_take_backup(struct dcs *d, const char *value, int64_t lease, bool *won)
 {
-	return create_if_absent(d, "backup", value, lease, won);
+	return create_if_absent(d, DCS_KEY_BACKUP, value, lease, won);
 }
 
 int dcs_set_last_backup(struct dcs *d, const char *value)
 {
 	char key[600];
 
-	dcs_key(d, "last_backup", key, sizeof(key));
+	dcs_key(d, DCS_KEY_LAST_BACKUP, key, sizeof(key));
 	return etcd_put(d->etcd, key, value, strlen(value), 0, NULL);
 }
 
@@ -534,7 +538,7 @@ char *dcs_read_backup(struct dcs *d)
 	struct etcd_range_result r;
 	char key[600], *value = NULL;
 
-	dcs_key(d, "backup", key, sizeof(key));
+	dcs_key(d, DCS_KEY_BACKUP, key, sizeof(key));
 	if (etcd_range(d->etcd, key, NULL, &r) != PGW_OK)
 		return NULL;
 	if (r.n_kvs)
@@ -547,7 +551,7 @@ int dcs_set_initialize(struct dcs *d, const char *sysid)
 {
 	char key[600];
 
-	dcs_key(d, "initialize", key, sizeof(key));
+	dcs_key(d, DCS_KEY_INITIALIZE, key, sizeof(key));
 	return etcd_put(d->etcd, key, sysid, strlen(sysid), 0, NULL);
 }
 
@@ -555,15 +559,15 @@ int dcs_delete_initialize(struct dcs *d)
 {
 	char key[600];
 
-	dcs_key(d, "initialize", key, sizeof(key));
+	dcs_key(d, DCS_KEY_INITIALIZE, key, sizeof(key));
 	return etcd_delete(d->etcd, key, NULL, NULL);
 }
 
 int dcs_forget_state(struct dcs *d)
 {
-	static const char *const keys[] = {"leader",   "status", "sync",
-					   "failover", "backup", "last_backup"};
-	static const char *const prefixes[] = {"members/", "proxies/"};
+	static const char *const keys[] = {DCS_KEY_LEADER,   DCS_KEY_STATUS, DCS_KEY_SYNC,
+					   DCS_KEY_FAILOVER, DCS_KEY_BACKUP, DCS_KEY_LAST_BACKUP};
+	static const char *const prefixes[] = {DCS_PREFIX_MEMBERS, DCS_PREFIX_PROXIES};
 	char key[600], end[600];
 
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -589,10 +593,10 @@ int dcs_acquire_leader(struct dcs *d, const char *name, int64_t lease, int64_t s
 	int rc;
 
 	if (sync_revision < 0)
-		return create_if_absent(d, "leader", name, lease, won);
+		return create_if_absent(d, DCS_KEY_LEADER, name, lease, won);
 	/* Synchronous mode: only while the sync key is what the decision was based on. */
-	dcs_key(d, "leader", key, sizeof(key));
-	dcs_key(d, "sync", sync_key, sizeof(sync_key));
+	dcs_key(d, DCS_KEY_LEADER, key, sizeof(key));
+	dcs_key(d, DCS_KEY_SYNC, sync_key, sizeof(sync_key));
 	struct etcd_compare cmp[2] = {
 	    {.key = key, .target = ETCD_CMP_CREATE, .result = ETCD_CMP_EQUAL, .number = 0},
 	    {.key = sync_key,
@@ -626,8 +630,8 @@ int dcs_write_sync(struct dcs *d, const char *leader, const char *sync_standby,
 	json_object_object_add(o, "sync_standby", json_object_new_string(sync_standby));
 	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 
-	dcs_key(d, "sync", key, sizeof(key));
-	dcs_key(d, "leader", leader_key, sizeof(leader_key));
+	dcs_key(d, DCS_KEY_SYNC, key, sizeof(key));
+	dcs_key(d, DCS_KEY_LEADER, leader_key, sizeof(leader_key));
 	/* Only the leader writes it, and only over the version it read. */
 	struct etcd_compare cmp[2] = {
 	    {.key = key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL, .number = mod_revision},
@@ -723,7 +727,7 @@ static int if_leader_is(struct dcs *d, const char *name, enum etcd_op_type type,
 	struct etcd_txn_result r;
 	int rc;
 
-	dcs_key(d, "leader", key, sizeof(key));
+	dcs_key(d, DCS_KEY_LEADER, key, sizeof(key));
 	struct etcd_compare cmp = {.key = key,
 				   .target = ETCD_CMP_VALUE,
 				   .result = ETCD_CMP_EQUAL,
@@ -758,7 +762,7 @@ int dcs_put_member(struct dcs *d, const char *name, const char *json, int64_t le
 {
 	char key[600], sub[300];
 
-	snprintf(sub, sizeof(sub), "members/%s", name);
+	snprintf(sub, sizeof(sub), DCS_PREFIX_MEMBERS "%s", name);
 	dcs_key(d, sub, key, sizeof(key));
 	return etcd_put(d->etcd, key, json, strlen(json), lease, NULL);
 }
@@ -767,7 +771,7 @@ int dcs_delete_member(struct dcs *d, const char *name)
 {
 	char key[600], sub[300];
 
-	snprintf(sub, sizeof(sub), "members/%s", name);
+	snprintf(sub, sizeof(sub), DCS_PREFIX_MEMBERS "%s", name);
 	dcs_key(d, sub, key, sizeof(key));
 	return etcd_delete(d->etcd, key, NULL, NULL);
 }
@@ -776,20 +780,37 @@ int dcs_put_status(struct dcs *d, uint64_t optime, int timeline)
 {
 	char key[600], val[128];
 
-	dcs_key(d, "status", key, sizeof(key));
+	dcs_key(d, DCS_KEY_STATUS, key, sizeof(key));
 	snprintf(val, sizeof(val), "{\"optime\":%llu,\"timeline\":%d}", (unsigned long long)optime,
 		 timeline);
 	return etcd_put(d->etcd, key, val, strlen(val), 0, NULL);
 }
 
-int dcs_set_pause(struct dcs *d, bool pause)
+int dcs_put_config(struct dcs *d, const char *text, int64_t mod_revision, bool *ok)
 {
 	char key[600];
+	struct etcd_txn_result r;
+	int rc;
 
-	dcs_key(d, "config", key, sizeof(key));
+	dcs_key(d, DCS_KEY_CONFIG, key, sizeof(key));
+	struct etcd_compare cmp = {
+	    .key = key, .target = ETCD_CMP_MOD, .result = ETCD_CMP_EQUAL, .number = mod_revision};
+	struct etcd_op put = {
+	    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
+
+	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+	if (rc != PGW_OK)
+		return rc;
+	*ok = r.succeeded;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
+int dcs_set_pause(struct dcs *d, bool pause)
+{
 	for (int attempt = 0; attempt < 5; attempt++) {
 		struct dcs_cluster c;
-		struct etcd_txn_result r;
+		bool ok = false;
 		int rc = dcs_read(d, &c);
 
 		if (rc != PGW_OK)
@@ -803,21 +824,11 @@ int dcs_set_pause(struct dcs *d, bool pause)
 		json_object_object_add(o, "pause", json_object_new_boolean(pause));
 		const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
 		/* Unchanged since we read it (mod_revision 0 = still absent). */
-		struct etcd_compare cmp = {.key = key,
-					   .target = ETCD_CMP_MOD,
-					   .result = ETCD_CMP_EQUAL,
-					   .number = c.config_mod_revision};
-		struct etcd_op put = {
-		    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
-
-		rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+		rc = dcs_put_config(d, text, c.config_mod_revision, &ok);
 		json_object_put(o);
 		dcs_cluster_free(&c);
 		if (rc != PGW_OK)
 			return rc;
-		bool ok = r.succeeded;
-
-		etcd_txn_result_free(&r);
 		if (ok)
 			return PGW_OK;
 	}
@@ -852,7 +863,7 @@ int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *
 	*ok = false;
 	if (!text)
 		return PGW_ENOMEM;
-	dcs_key(d, "failover", key, sizeof(key));
+	dcs_key(d, DCS_KEY_FAILOVER, key, sizeof(key));
 	struct etcd_compare cmp = {.key = key,
 				   .target = ETCD_CMP_MOD,
 				   .result = ETCD_CMP_EQUAL,
@@ -877,7 +888,7 @@ int dcs_request_switchover(struct dcs *d, const char *leader, const char *candid
 
 	if (!text)
 		return PGW_ENOMEM;
-	rc = create_if_absent(d, "failover", text, 0, created);
+	rc = create_if_absent(d, DCS_KEY_FAILOVER, text, 0, created);
 	free(text);
 	return rc;
 }
@@ -886,7 +897,7 @@ int dcs_clear_switchover(struct dcs *d)
 {
 	char key[600];
 
-	dcs_key(d, "failover", key, sizeof(key));
+	dcs_key(d, DCS_KEY_FAILOVER, key, sizeof(key));
 	return etcd_delete(d->etcd, key, NULL, NULL);
 }
 
@@ -935,7 +946,7 @@ int dcs_append_history(struct dcs *d, const char *current_history, int timeline,
 	json_object_array_add(list, entry);
 	const char *text = json_object_to_json_string_ext(list, JSON_C_TO_STRING_PLAIN);
 
-	dcs_key(d, "history", key, sizeof(key));
+	dcs_key(d, DCS_KEY_HISTORY, key, sizeof(key));
 	rc = etcd_put(d->etcd, key, text, strlen(text), 0, NULL);
 	json_object_put(list);
 	return rc;

@@ -6,7 +6,7 @@
 #ifndef PGW_PGCONF_H
 #define PGW_PGCONF_H
 
-#include "agent/agentcfg.h"
+#include "node/agentcfg.h"
 #include "common/config.h"
 #include "common/err.h"
 

@@ -1,4 +1,4 @@
-#include "agent/schedule.h"
+#include "node/schedule.h"
 
 #include <ctype.h>
 #include <stdio.h>
