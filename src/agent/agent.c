@@ -1499,7 +1499,7 @@ static void manage_sync(struct agent *a)
 		size_t len = strcspn(p, ",");
 
 		snprintf(name, sizeof(name), "%.*s", (int)len, p);
-		if (dcs_name_in_list(want_s, name))
+		if (cmn_name_in_list(want_s, name))
 			cmn_buf_printf(&keep, "%s%s", keep.data && keep.len ? "," : "", name);
 		else
 			dropping = true;
@@ -2142,7 +2142,7 @@ static void api_change_leader(struct agent *a, json_object *body, bool failover,
 	json_object *v;
 	const char *leader = NULL, *candidate = NULL, *when = NULL;
 	char why[400], new_leader[DCS_NAME_MAX];
-	bool bad_request, created = false;
+	bool bad_request;
 	int64_t at = 0;
 
 	if (json_object_object_get_ex(body, "leader", &v) &&
@@ -2185,35 +2185,15 @@ static void api_change_leader(struct agent *a, json_object *body, bool failover,
 		snprintf(ans->message, sizeof(ans->message), "%s", why);
 		goto out;
 	}
-	char old_leader[DCS_NAME_MAX];
+	static const unsigned int codes[] = {
+	    [SWITCHOVER_DONE] = 200, [SWITCHOVER_SCHEDULED] = 202, [SWITCHOVER_PENDING] = 412,
+	    [SWITCHOVER_ETCD] = 503, [SWITCHOVER_TIMEOUT] = 503,
+	};
+	enum switchover_result res =
+	    switchover_request(&d, &cl, candidate, failover, at, 60000, ans->message,
+			       sizeof(ans->message), new_leader, sizeof(new_leader));
 
-	snprintf(old_leader, sizeof(old_leader), "%s", cl.has_leader ? cl.leader : "");
-	if (dcs_request_switchover(&d, old_leader, candidate ? candidate : "", at, &created) !=
-	    PGW_OK) {
-		ans->code = 503;
-		snprintf(ans->message, sizeof(ans->message), "cannot write the request to etcd");
-		goto out;
-	}
-	if (!created) {
-		ans->code = 412;
-		snprintf(ans->message, sizeof(ans->message), "a switchover is already pending");
-		goto out;
-	}
-	if (at > cmn_wall_ms() / 1000) {
-		ans->code = 202;
-		snprintf(ans->message, sizeof(ans->message), "Switchover scheduled at %s", when);
-		goto out;
-	}
-	if (switchover_wait(&d, old_leader, candidate, 60000, new_leader, sizeof(new_leader))) {
-		ans->code = 200;
-		snprintf(ans->message, sizeof(ans->message), "Successfully %s to %s",
-			 failover ? "failed over" : "switched over", new_leader);
-	} else {
-		ans->code = 503;
-		snprintf(ans->message, sizeof(ans->message),
-			 "%s did not complete within 60 s: see the agents' logs",
-			 failover ? "failover" : "switchover");
-	}
+	ans->code = codes[res];
 out:
 	dcs_cluster_free(&cl);
 	etcd_client_free(etcd);

@@ -238,7 +238,7 @@ int cli_restart(int argc, char **argv)
 
 		if (leader && o.switchover) {
 			char why[400], new_leader[DCS_NAME_MAX];
-			bool bad, created = false;
+			bool bad;
 			struct switchover_policy policy = agent_config_switchover_policy(&s.cfg);
 
 			if (switchover_refusal(&policy, c, m->name, NULL, false, why, sizeof(why),
@@ -247,14 +247,10 @@ int cli_restart(int argc, char **argv)
 					m->name, why);
 				goto out;
 			}
-			if (dcs_request_switchover(&s.dcs, m->name, "", 0, &created) != PGW_OK ||
-			    !created) {
-				fprintf(stderr, "pgwarden: cannot request the switchover\n");
-				goto out;
-			}
-			if (!switchover_wait(&s.dcs, m->name, NULL, o.timeout_s * 1000, new_leader,
-					     sizeof(new_leader))) {
-				fprintf(stderr, "pgwarden: the switchover did not complete\n");
+			if (switchover_request(&s.dcs, c, NULL, false, 0, o.timeout_s * 1000, why,
+					       sizeof(why), new_leader,
+					       sizeof(new_leader)) != SWITCHOVER_DONE) {
+				fprintf(stderr, "pgwarden: %s\n", why);
 				goto out;
 			}
 			printf("%s: switched over to %s (restarted as a replica)\n", m->name,

@@ -160,38 +160,19 @@ static int change_leader(int argc, char **argv, bool failover)
 			goto out_cluster;
 		}
 	}
-	bool created = false;
-	char old_leader[DCS_NAME_MAX];
+	char msg[400], new_leader[DCS_NAME_MAX];
+	enum switchover_result res =
+	    switchover_request(d, cl, candidate, failover, at, timeout_s * 1000, msg, sizeof(msg),
+			       new_leader, sizeof(new_leader));
 
-	snprintf(old_leader, sizeof(old_leader), "%s", cl->has_leader ? cl->leader : "");
-	if (dcs_request_switchover(d, old_leader, candidate, at, &created) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot write the switchover request to etcd\n");
-		rc = CLI_EXIT_UNREACHABLE;
-		goto out_cluster;
-	}
-	if (!created) {
-		fprintf(stderr, "pgwarden: a switchover is already pending\n");
-		goto out_cluster;
-	}
-	if (at > 0 && at > (int64_t)time(NULL)) {
-		printf("Switchover scheduled at %lld (unix time)\n", (long long)at);
+	if (res == SWITCHOVER_DONE || res == SWITCHOVER_SCHEDULED) {
+		printf("%s\n", msg);
 		rc = CLI_EXIT_OK;
-		goto out_cluster;
+	} else {
+		fprintf(stderr, "pgwarden: %s\n", msg);
+		rc = res == SWITCHOVER_ETCD ? CLI_EXIT_UNREACHABLE : CLI_EXIT_FAILED;
 	}
-	char new_leader[DCS_NAME_MAX];
-
-	if (switchover_wait(d, old_leader, candidate, timeout_s * 1000, new_leader,
-			    sizeof(new_leader))) {
-		printf("Successfully %s to %s\n", failover ? "failed over" : "switched over",
-		       new_leader);
-		rc = CLI_EXIT_OK;
-	}
-	if (rc != CLI_EXIT_OK)
-		fprintf(stderr,
-			"pgwarden: the %s did not complete within %d s: see 'pgwarden list' and "
-			"the agents' logs\n",
-			failover ? "failover" : "switchover", timeout_s);
-	else {
+	if (res == SWITCHOVER_DONE) {
 		dcs_cluster_free(&ses.cluster);
 		if (dcs_read(d, &ses.cluster) == PGW_OK)
 			cli_print_list(&ses, false);

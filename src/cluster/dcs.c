@@ -700,23 +700,7 @@ char *dcs_proxy_to_json(int64_t drained)
 
 bool dcs_sync_has(const struct dcs_cluster *c, const char *name)
 {
-	return dcs_name_in_list(c->sync_standby, name);
-}
-
-bool dcs_name_in_list(const char *list, const char *name)
-{
-	const char *p = list;
-	size_t n = strlen(name);
-
-	while (*p) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-
-		if (len == n && strncmp(p, name, n) == 0)
-			return true;
-		p += len + (comma ? 1 : 0);
-	}
-	return false;
+	return cmn_name_in_list(c->sync_standby, name);
 }
 
 /* txn: the leader key holds name -> op (a put with a new lease, or a delete). */

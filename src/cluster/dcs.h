@@ -168,8 +168,6 @@ char *dcs_proxy_to_json(int64_t drained);
 bool dcs_proxy_name_ok(const char *name);
 /* Is name in the synchronous set? */
 bool dcs_sync_has(const struct dcs_cluster *c, const char *name);
-/* Is name one of the comma-separated names in list? */
-bool dcs_name_in_list(const char *list, const char *name);
 /* Re-attaches the leader key to lease if it still holds name. */
 int dcs_move_leader(struct dcs *d, const char *name, int64_t lease, bool *ok) PGW_WUR;
 /* Deletes the leader key if it holds name. */

@@ -139,6 +139,49 @@ bool switchover_wait(struct dcs *d, const char *old_leader, const char *candidat
 	return false;
 }
 
+enum switchover_result switchover_request(struct dcs *d, const struct dcs_cluster *cl,
+					  const char *candidate, bool failover, int64_t at,
+					  int timeout_ms, char *msg, size_t msg_size,
+					  char *new_leader, size_t new_leader_size)
+{
+	const char *what = failover ? "failover" : "switchover";
+	char old_leader[DCS_NAME_MAX];
+	bool created = false;
+
+	snprintf(old_leader, sizeof(old_leader), "%s", cl->has_leader ? cl->leader : "");
+	if (candidate && !*candidate)
+		candidate = NULL;
+	if (dcs_request_switchover(d, old_leader, candidate ? candidate : "", at, &created) !=
+	    PGW_OK) {
+		snprintf(msg, msg_size, "cannot write the %s request to etcd", what);
+		return SWITCHOVER_ETCD;
+	}
+	if (!created) {
+		snprintf(msg, msg_size, "a switchover is already pending");
+		return SWITCHOVER_PENDING;
+	}
+	if (at > 0 && at > (int64_t)time(NULL)) {
+		time_t t = (time_t)at;
+		struct tm tm;
+		char when[32];
+
+		gmtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		snprintf(msg, msg_size, "%c%s scheduled at %s", failover ? 'F' : 'S', what + 1,
+			 when);
+		return SWITCHOVER_SCHEDULED;
+	}
+	if (switchover_wait(d, old_leader, candidate, timeout_ms, new_leader, new_leader_size)) {
+		snprintf(msg, msg_size, "Successfully %s to %s",
+			 failover ? "failed over" : "switched over", new_leader);
+		return SWITCHOVER_DONE;
+	}
+	snprintf(msg, msg_size,
+		 "the %s did not complete within %d s: see 'pgwarden list' and the agents' logs",
+		 what, timeout_ms / 1000);
+	return SWITCHOVER_TIMEOUT;
+}
+
 int64_t switchover_parse_time(const char *s)
 {
 	struct tm tm;

@@ -445,3 +445,19 @@ bool cmn_host_in_networks(const char *host, const char *networks)
 	freeaddrinfo(ai);
 	return all;
 }
+
+bool cmn_name_in_list(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = list; n && p && *p;) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		size_t len = strcspn(p, ", ");
+
+		if (len == n && strncmp(p, name, n) == 0)
+			return true;
+		p += len;
+	}
+	return false;
+}

@@ -52,6 +52,10 @@ int cmn_networks_check(const char *networks, char *why, size_t why_size) PGW_WUR
 bool cmn_host_in_networks(const char *host, const char *networks);
 
 /* "%X/%X" LSN text <-> integer. */
+/* name is one of list's names, separated by commas and/or spaces ("a,b", "a, b"); an
+ * empty name is in no list. */
+bool cmn_name_in_list(const char *list, const char *name);
+
 int cmn_parse_lsn(const char *s, uint64_t *out) PGW_WUR;
 void cmn_format_lsn(uint64_t lsn, char *out, size_t size);
 

@@ -7,6 +7,7 @@
  */
 #define PGW_ETCD_INTERNAL
 #include "etcd/etcd.h"
+#include "common/base64.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,86 +15,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- base64 ------------------------------------------------------------ */
-
-static const char b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/* ---- base64 (common/base64.h), in malloc'd strings ----------------------- */
 
 char *etcd_b64_encode(const void *data, size_t len)
 {
-	const unsigned char *in = data;
-	size_t out_len = (len + 2) / 3 * 4;
-	char *out = malloc(out_len + 1);
-	size_t o = 0;
+	size_t size = CMN_B64_LEN(len) + 1;
+	char *out = len < SIZE_MAX / 2 ? malloc(size) : NULL;
 
-	if (!out)
-		return NULL;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		size_t rest = len - i;
-
-		if (rest > 1)
-			v |= (uint32_t)in[i + 1] << 8;
-		if (rest > 2)
-			v |= in[i + 2];
-		out[o++] = b64_alphabet[(v >> 18) & 63];
-		out[o++] = b64_alphabet[(v >> 12) & 63];
-		out[o++] = rest > 1 ? b64_alphabet[(v >> 6) & 63] : '=';
-		out[o++] = rest > 2 ? b64_alphabet[v & 63] : '=';
+	if (out && cmn_b64_encode(data, len, out, size) != PGW_OK) {
+		free(out);
+		out = NULL;
 	}
-	out[o] = '\0';
 	return out;
-}
-
-static int b64_value(unsigned char ch)
-{
-	if (ch >= 'A' && ch <= 'Z')
-		return ch - 'A';
-	if (ch >= 'a' && ch <= 'z')
-		return ch - 'a' + 26;
-	if (ch >= '0' && ch <= '9')
-		return ch - '0' + 52;
-	if (ch == '+')
-		return 62;
-	if (ch == '/')
-		return 63;
-	return -1;
 }
 
 int etcd_b64_decode(const char *in, size_t in_len, char **out, size_t *out_len)
 {
-	size_t n = in_len, pad = 0, o = 0;
-	unsigned int acc = 0, bits = 0;
-	char *buf;
+	char *buf = malloc(in_len / 4 * 3 + 3);
+	int rc;
 
 	*out = NULL;
 	*out_len = 0;
-	while (n > 0 && in[n - 1] == '=') {
-		n--;
-		pad++;
-	}
-	if (pad > 2 || (pad > 0 && (n + pad) % 4 != 0) || n % 4 == 1)
-		return PGW_EPROTO;
-	buf = malloc(n / 4 * 3 + 3);
 	if (!buf)
 		return PGW_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64_value((unsigned char)in[i]);
-
-		if (v < 0) {
-			free(buf);
-			return PGW_EPROTO;
-		}
-		acc = ((acc << 6) | (unsigned int)v) & 0xffffu;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			buf[o++] = (char)((acc >> bits) & 0xff);
-		}
+	rc = cmn_b64_decode(in, in_len, false, buf, in_len / 4 * 3 + 2, out_len);
+	if (rc != PGW_OK) {
+		free(buf);
+		*out_len = 0;
+		return rc;
 	}
-	buf[o] = '\0';
+	buf[*out_len] = '\0';
 	*out = buf;
-	*out_len = o;
 	return PGW_OK;
 }
 

@@ -5,6 +5,7 @@
  * buffer before parsing, and every attribute is checked before it is used.
  */
 #include "pgproto/scram.h"
+#include "common/base64.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 
 #define SCRAM_RAW_NONCE_LEN  (PGP_SCRAM_NONCE_LEN / 4 * 3) /* 18 random bytes */
 #define SCRAM_MAX_ITERATIONS 10000000
-#define B64_LEN(n)	     (4 * (((n) + 2) / 3))
+#define B64_LEN(n)	     CMN_B64_LEN(n)
 
 /* ---- primitives ---- */
 
@@ -66,49 +67,15 @@ static int salted_password(const char *password, const uint8_t *salt, size_t sal
 /* Base64 of in[0..n) into out (NUL-terminated); PGW_EINVAL when out is too small. */
 static int b64_encode(const uint8_t *in, size_t n, char *out, size_t size)
 {
-	if (n > INT_MAX / 2 || B64_LEN(n) + 1 > size)
-		return PGW_EINVAL;
-	EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-	return PGW_OK;
+	return cmn_b64_encode(in, n, out, size);
 }
 
-static bool b64_char(char c)
-{
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-	       c == '+' || c == '/';
-}
-
-/*
- * Strict base64 (padded, no whitespace) of in[0..n) into out[0..size). EVP_DecodeBlock
- * skips whitespace and counts padding as zero bytes, so the text is validated here
- * and the real length computed from the '=' count.
- */
+/* Strict base64 (padded, no whitespace, not empty) of in[0..n) into out[0..size). */
 static int b64_decode(const char *in, size_t n, uint8_t *out, size_t size, size_t *out_len)
 {
-	uint8_t tmp[3 * (PGP_SCRAM_MAX_MSG / 4)];
-	size_t pad = 0;
-	int got;
-
-	if (n == 0 || n % 4 != 0 || n / 4 * 3 > sizeof(tmp))
+	if (n == 0)
 		return PGW_EPROTO;
-	for (size_t i = 0; i < n; i++) {
-		if (in[i] == '=') {
-			if (i + 2 < n)
-				return PGW_EPROTO;
-			pad++;
-		} else if (pad || !b64_char(in[i])) {
-			return PGW_EPROTO;
-		}
-	}
-	got = EVP_DecodeBlock(tmp, (const unsigned char *)in, (int)n);
-	if (got < 0 || (size_t)got != n / 4 * 3 || (size_t)got - pad > size) {
-		OPENSSL_cleanse(tmp, sizeof(tmp));
-		return PGW_EPROTO;
-	}
-	*out_len = (size_t)got - pad;
-	memcpy(out, tmp, *out_len);
-	OPENSSL_cleanse(tmp, sizeof(tmp));
-	return PGW_OK;
+	return cmn_b64_decode(in, n, true, out, size, out_len) == PGW_OK ? PGW_OK : PGW_EPROTO;
 }
 
 /* "1".."10000000", digits only. */

@@ -6,6 +6,7 @@
 #include "proxy/admin.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -636,16 +637,5 @@ int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char 
 
 bool proxy_admin_is_admin(const struct proxy *p, const char *user)
 {
-	size_t n = strlen(user);
-
-	for (const char *s = p->cfg.admin_users; s && *s;) {
-		while (*s == ' ' || *s == ',')
-			s++;
-		size_t len = strcspn(s, ", ");
-
-		if (len == n && strncmp(s, user, n) == 0)
-			return true;
-		s += len;
-	}
-	return false;
+	return cmn_name_in_list(p->cfg.admin_users, user);
 }

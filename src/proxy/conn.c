@@ -2529,22 +2529,6 @@ static void cancel_request(uint32_t pid, uint32_t key)
 	}
 }
 
-static bool name_in_csv(const char *csv, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *p = csv; p && *p;) {
-		while (*p == ' ' || *p == ',')
-			p++;
-		size_t len = strcspn(p, ", ");
-
-		if (len == n && strncmp(p, name, n) == 0)
-			return true;
-		p += len;
-	}
-	return false;
-}
-
 /* Picks the replica for a new session on the replica port ("" = the primary). */
 static bool pick_replica(char *member, size_t size)
 {
@@ -3137,8 +3121,8 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 	}
 	if (strcmp(c->database, "pgbouncer") == 0 || strcmp(c->database, "pgwarden") == 0) {
 		c->admin = true;
-		if (!name_in_csv(P->cfg.admin_users, c->user) &&
-		    !name_in_csv(P->cfg.stats_users, c->user)) {
+		if (!cmn_name_in_list(P->cfg.admin_users, c->user) &&
+		    !cmn_name_in_list(P->cfg.stats_users, c->user)) {
 			client_fatal(c, "28000", "not allowed on the admin console: %s", c->user);
 			return;
 		}

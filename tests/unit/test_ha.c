@@ -3,6 +3,7 @@
  * cluster view, the local probe and pg_controldata built by hand.
  */
 #include "agent/ha.h"
+#include "common/util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -918,11 +919,13 @@ static void test_sync_primary_outside_the_set_demotes(void **state)
 static void test_sync_list_membership(void **state)
 {
 	(void)state;
-	assert_true(dcs_name_in_list("a,b,c", "b"));
-	assert_true(dcs_name_in_list("a", "a"));
-	assert_false(dcs_name_in_list("ab,c", "a"));
-	assert_false(dcs_name_in_list("", "a"));
-	assert_false(dcs_name_in_list("a,b", "a,b"));
+	assert_true(cmn_name_in_list("a,b,c", "b"));
+	assert_true(cmn_name_in_list("a", "a"));
+	assert_false(cmn_name_in_list("ab,c", "a"));
+	assert_false(cmn_name_in_list("", "a"));
+	assert_false(cmn_name_in_list("a,b", "a,b"));
+	assert_true(cmn_name_in_list("a, b", "b"));
+	assert_false(cmn_name_in_list("a,,b", ""));
 }
 
 /* A replica that replayed past the end of its timeline stops at once to be rewound. */
