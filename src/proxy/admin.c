@@ -4,6 +4,7 @@
  * and column names, so its exporters and dashboards work unchanged.
  */
 #include "proxy/admin.h"
+#include "pgproto/sqlstate.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/util.h"
@@ -592,13 +593,14 @@ int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char 
 		else if (strcmp(w[1], "version") == 0)
 			show_version(&r);
 		else
-			r.rc = pgp_put_error(out, "ERROR", "42704", "unknown SHOW subcommand",
+			r.rc = pgp_put_error(out, "ERROR", SQLSTATE_UNDEFINED_OBJECT,
+					     "unknown SHOW subcommand",
 					     "try SHOW POOLS, STATS, CLIENTS, SERVERS, DATABASES, "
 					     "CONFIG, LISTS or VERSION");
 	} else if (n == 1 && (strcmp(w[0], "pause") == 0 || strcmp(w[0], "resume") == 0 ||
 			      strcmp(w[0], "reload") == 0 || strcmp(w[0], "shutdown") == 0)) {
 		if (!may_act) {
-			r.rc = pgp_put_error(out, "ERROR", "42501",
+			r.rc = pgp_put_error(out, "ERROR", SQLSTATE_INSUFFICIENT_PRIVILEGE,
 					     "admin access needed (admin_users)", NULL);
 		} else if (strcmp(w[0], "pause") == 0) {
 			proxy_pause(p, true);
@@ -610,7 +612,7 @@ int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char 
 			if (proxy_reload(p) == PGW_OK)
 				finish(&r, "RELOAD");
 			else
-				r.rc = pgp_put_error(out, "ERROR", "F0000",
+				r.rc = pgp_put_error(out, "ERROR", SQLSTATE_CONFIG_FILE_ERROR,
 						     "reload failed: see the proxy log", NULL);
 		} else {
 			*shutdown = true;
@@ -626,7 +628,8 @@ int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char 
 			*q = (char)toupper((unsigned char)*q);
 		finish(&r, tag);
 	} else {
-		r.rc = pgp_put_error(out, "ERROR", "42601", "unknown admin console command",
+		r.rc = pgp_put_error(out, "ERROR", SQLSTATE_SYNTAX_ERROR,
+				     "unknown admin console command",
 				     "SHOW POOLS|STATS|CLIENTS|SERVERS|DATABASES|CONFIG|LISTS|"
 				     "VERSION, PAUSE, RESUME, RELOAD, SHUTDOWN");
 	}

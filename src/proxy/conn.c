@@ -4,6 +4,7 @@
  * (5000 / 5001), and passing bytes through while watching message boundaries.
  */
 #include "common/log.h"
+#include "pgproto/sqlstate.h"
 #include "common/timeutil.h"
 #include "proxy/admin.h"
 #include "proxy/authq.h"
@@ -463,13 +464,13 @@ static int settings_add(void *arg, const char *name, const char *value)
 			break;
 		}
 	if (n == 0 || n > 63) {
-		sb->sqlstate = "42602";
+		sb->sqlstate = SQLSTATE_INVALID_NAME;
 		snprintf(sb->err, sizeof(sb->err), "invalid configuration parameter name \"%.64s\"",
 			 name);
 		return PGW_EINVAL;
 	}
 	if (!printable_ascii(value)) {
-		sb->sqlstate = "22023";
+		sb->sqlstate = SQLSTATE_INVALID_PARAMETER_VALUE;
 		snprintf(sb->err, sizeof(sb->err),
 			 "startup parameter \"%s\": the proxy takes printable ASCII values only",
 			 name);
@@ -489,7 +490,7 @@ static int settings_add(void *arg, const char *name, const char *value)
 static bool client_settings(struct proxy_client *c, const struct pgp_startup *st)
 {
 	static const char *const skip[] = {"user", "database", "replication", "options"};
-	struct settings_build sb = {.c = c, .sqlstate = "42601"};
+	struct settings_build sb = {.c = c, .sqlstate = SQLSTATE_SYNTAX_ERROR};
 	int rc = PGW_OK;
 
 	if (st->options)
@@ -509,7 +510,7 @@ static bool client_settings(struct proxy_client *c, const struct pgp_startup *st
 	cmn_buf_free(&sb.sets);
 	cmn_buf_free(&sb.resets);
 	if (rc == PGW_ENOMEM)
-		client_fatal(c, "53200", "out of memory");
+		client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 	else if (rc != PGW_OK)
 		client_fatal(c, sb.sqlstate, "%s", sb.err);
 	return rc == PGW_OK;
@@ -853,7 +854,7 @@ static void client_lost_server(struct proxy_client *c, struct proxy_server *s, c
 		client_close(c, "server connection lost in the middle of a message");
 		return;
 	}
-	pq_owed(&s->pq, &units, &tail);
+	extq_owed(&s->pq, &units, &tail);
 	/* Inside a transaction block the client must roll back, unless what was lost
 	 * was the command ending it (a failed COMMIT ends the transaction too). */
 	status = c->txn == 'I' || (units && c->ending) ? 'I' : 'E';
@@ -865,7 +866,7 @@ static void client_lost_server(struct proxy_client *c, struct proxy_server *s, c
 			       : "the transaction is rolled back");
 	log_info("C-%llu: %s", (unsigned long long)c->id, msg);
 	for (int u = 0; u < units && rc == PGW_OK; u++) {
-		rc = pgp_put_error(&b, "ERROR", "08006", msg, NULL);
+		rc = pgp_put_error(&b, "ERROR", SQLSTATE_CONNECTION_FAILURE, msg, NULL);
 		if (rc == PGW_OK)
 			rc = pgp_put_ready(&b, status);
 	}
@@ -873,7 +874,7 @@ static void client_lost_server(struct proxy_client *c, struct proxy_server *s, c
 	 * error now (unless the server already sent one), then nothing up to the Sync. */
 	c->orphan_skip = tail || s->ext_open;
 	if (c->orphan_skip && !s->pq.skipping && rc == PGW_OK)
-		rc = pgp_put_error(&b, "ERROR", "08006", msg, NULL);
+		rc = pgp_put_error(&b, "ERROR", SQLSTATE_CONNECTION_FAILURE, msg, NULL);
 	c->txn = status;
 	c->orphan = status == 'E' || c->orphan_skip;
 	c->orphan_untold = c->orphan && units == 0 && !c->orphan_skip;
@@ -944,11 +945,11 @@ static int ends_transaction(const char *q, size_t n)
 /* The query text of a Bind / Describe target in the failed transaction. */
 static int orphan_stmt_ends(struct proxy_client *c, const char *name)
 {
-	const struct pq_stmt *st;
+	const struct extq_stmt *st;
 
 	if (!name[0])
 		return c->orphan_unnamed_end;
-	st = pq_names_get(&c->stmts, name);
+	st = extq_names_get(&c->stmts, name);
 	return st ? ends_transaction((const char *)st->body,
 				     strnlen((const char *)st->body, st->len))
 		  : 0;
@@ -967,7 +968,8 @@ static void orphan_input(struct proxy_client *c)
 			pause_reading(&c->io, &c->reading_paused, true);
 			break;
 		}
-		const char *state = c->orphan_untold ? "08006" : "25P02";
+		const char *state = c->orphan_untold ? SQLSTATE_CONNECTION_FAILURE
+						     : SQLSTATE_IN_FAILED_SQL_TRANSACTION;
 		const char *text = c->orphan_untold ? "server connection lost while idle in a "
 						      "transaction: the transaction is rolled back"
 						    : aborted;
@@ -991,7 +993,7 @@ static void orphan_input(struct proxy_client *c)
 		total =
 		    1 + (((size_t)d[1] << 24) | ((size_t)d[2] << 16) | ((size_t)d[3] << 8) | d[4]);
 		if (total < 5 || (int64_t)total > P->cfg.max_packet_size) {
-			client_fatal(c, "08P01", "invalid message length");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
 			break;
 		}
 		if (n < total) {
@@ -1044,7 +1046,7 @@ static void orphan_input(struct proxy_client *c)
 			if (end) {
 				if (!s1[0])
 					c->orphan_unnamed_end = (uint8_t)end;
-				rc = pq_put_synth(&b, PGP_BE_PARSE_COMPLETE);
+				rc = extq_put_synth(&b, PGP_BE_PARSE_COMPLETE);
 				break;
 			}
 			goto fail;
@@ -1054,7 +1056,7 @@ static void orphan_input(struct proxy_client *c)
 			end = s1 && s2 && !s1[0] ? orphan_stmt_ends(c, s2) : 0;
 			if (end) {
 				c->orphan_portal_end = (uint8_t)end;
-				rc = pq_put_synth(&b, PGP_BE_BIND_COMPLETE);
+				rc = extq_put_synth(&b, PGP_BE_BIND_COMPLETE);
 				break;
 			}
 			goto fail;
@@ -1066,11 +1068,11 @@ static void orphan_input(struct proxy_client *c)
 
 				rc = cmn_buf_append(&b, none, sizeof(none));
 				if (rc == PGW_OK)
-					rc = pq_put_synth(&b, PGP_BE_NO_DATA);
+					rc = extq_put_synth(&b, PGP_BE_NO_DATA);
 				break;
 			}
 			if (s1 && kind == 'P' && !s1[0] && c->orphan_portal_end) {
-				rc = pq_put_synth(&b, PGP_BE_NO_DATA);
+				rc = extq_put_synth(&b, PGP_BE_NO_DATA);
 				break;
 			}
 			goto fail;
@@ -1090,7 +1092,7 @@ static void orphan_input(struct proxy_client *c)
 			}
 			goto fail;
 		case PGP_FE_CLOSE:
-			rc = pq_put_synth(&b, PGP_BE_CLOSE_COMPLETE);
+			rc = extq_put_synth(&b, PGP_BE_CLOSE_COMPLETE);
 			break;
 		case PGP_FE_FLUSH:
 		case PGP_FE_COPY_DATA:
@@ -1135,13 +1137,14 @@ static void server_close(struct proxy_server *s, const char *why)
 		s->client = NULL;
 		c->server = NULL;
 		if (c->checking)
-			client_fatal(c, "08006",
+			client_fatal(c, SQLSTATE_CONNECTION_FAILURE,
 				     "server connection lost while its startup parameters ran: %s",
 				     why);
 		else if (pool->transaction_mode)
 			client_lost_server(c, s, why);
 		else
-			client_fatal(c, "08006", "server connection lost: %s", why);
+			client_fatal(c, SQLSTATE_CONNECTION_FAILURE, "server connection lost: %s",
+				     why);
 	}
 	/* A query still running there would go on after the socket closes: cancel it. */
 	if (s->io.fd >= 0 && s->state == PROXY_SV_ACTIVE && s->outstanding > 0 &&
@@ -1169,7 +1172,7 @@ static void server_close(struct proxy_server *s, const char *why)
 	buf_free(&s->out);
 	free(s->scram);
 	s->scram = NULL;
-	pq_server_free(&s->pq);
+	extq_server_free(&s->pq);
 	params_free(s->params);
 	server_settings_set(s, NULL, NULL);
 	/* Others may connect in its place. */
@@ -1209,7 +1212,7 @@ static void server_release(struct proxy_server *s)
 		server_close(s, "its target changed");
 		return;
 	}
-	if (pq_pending(&s->pq) || s->pq.dirty) {
+	if (extq_pending(&s->pq) || s->pq.dirty) {
 		/* DISCARD / DEALLOCATE ran, or an answer is still owed: state unknown. */
 		server_close(s, "its prepared statements are unknown");
 		return;
@@ -1293,7 +1296,7 @@ static void server_login_error(struct proxy_server *s, const uint8_t *body, size
 	}
 	char code[6];
 
-	snprintf(code, sizeof(code), "%s", f.sqlstate ? f.sqlstate : "08006");
+	snprintf(code, sizeof(code), "%s", f.sqlstate ? f.sqlstate : SQLSTATE_CONNECTION_FAILURE);
 	server_close(s, msg);
 	pool_fail_waiting(pool, code, msg);
 }
@@ -1415,7 +1418,9 @@ static void server_login_input(struct proxy_server *s)
 					 "the server",
 					 s->pool->user);
 				server_close(s, s->pool->last_error);
-				pool_fail_waiting(s->pool, "28000", s->pool->last_error);
+				pool_fail_waiting(s->pool,
+						  SQLSTATE_INVALID_AUTHORIZATION_SPECIFICATION,
+						  s->pool->last_error);
 				return;
 			}
 			if (rc != PGW_OK) {
@@ -1512,8 +1517,8 @@ static bool emit_synth(struct proxy_server *s)
 	uint8_t t;
 	bool ok = true;
 
-	while ((t = pq_next_synth(&s->pq)))
-		if (pq_put_synth(&b, t) != PGW_OK)
+	while ((t = extq_next_synth(&s->pq)))
+		if (extq_put_synth(&b, t) != PGW_OK)
 			ok = false;
 	if (!ok && s->client)
 		client_close(s->client, "out of memory");
@@ -1543,7 +1548,9 @@ static void own_query_failed(struct proxy_server *s, const uint8_t *body, size_t
 	if (c && c->checking && !c->check_error) {
 		c->check_error = strdup(parsed ? f.message : "a startup parameter was refused");
 		snprintf(c->check_state, sizeof(c->check_state), "%s",
-			 parsed && f.sqlstate && strlen(f.sqlstate) == 5 ? f.sqlstate : "22023");
+			 parsed && f.sqlstate && strlen(f.sqlstate) == 5
+			     ? f.sqlstate
+			     : SQLSTATE_INVALID_PARAMETER_VALUE);
 	}
 }
 
@@ -1558,7 +1565,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 	struct proxy_client *c = s->client;
 	size_t start = 0, i = 0;
 	bool release = false;
-	struct pq_verdict v;
+	struct extq_verdict v;
 
 	while (i < n) {
 		if (s->be.left) {
@@ -1571,7 +1578,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 			continue;
 		}
 		/* At a message boundary. */
-		if (pq_synth_due(&s->pq)) {
+		if (extq_synth_due(&s->pq)) {
 			if (!to_client(c, d + start, i - start))
 				return;
 			start = i;
@@ -1591,7 +1598,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 		}
 		if (type == PGP_BE_PARAMETER_STATUS && len <= 8192 && n - i < 1 + (size_t)len)
 			goto fragment;
-		pq_backend(&s->pq, type, &v);
+		extq_backend(&s->pq, type, &v);
 		if (s->pq.desync && !s->close_after) {
 			log_warning("S-%llu: an answer matched no request: the connection closes "
 				    "after this transaction",
@@ -1642,7 +1649,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 	}
 	if (!to_client(c, d + start, n - start))
 		return;
-	if (!s->be.left && pq_synth_due(&s->pq) && !emit_synth(s))
+	if (!s->be.left && extq_synth_due(&s->pq) && !emit_synth(s))
 		return;
 	goto forwarded;
 fragment:
@@ -1675,7 +1682,7 @@ forwarded:
 	if (c->checking && !server_checked(s, c))
 		return;
 	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy && !s->ext_open &&
-	    !c->fe.left && (!pq_pending(&s->pq) || s->pq.desync))
+	    !c->fe.left && (!extq_pending(&s->pq) || s->pq.desync))
 		server_release(s);
 }
 
@@ -1774,7 +1781,8 @@ static void server_tls_step(struct proxy_server *s)
 					 "(server_tls_sslmode %s)",
 					 s->host, s->port, mode);
 				server_close(s, s->pool->last_error);
-				pool_fail_waiting(s->pool, "08006", s->pool->last_error);
+				pool_fail_waiting(s->pool, SQLSTATE_CONNECTION_FAILURE,
+						  s->pool->last_error);
 				return;
 			}
 			s->tls_state = 0;
@@ -1820,7 +1828,7 @@ static void server_tls_step(struct proxy_server *s)
 		 "TLS handshake with %s:%d failed: %s", s->host, s->port, proxy_tls_error());
 	server_close(s, s->pool->last_error);
 	if (required)
-		pool_fail_waiting(s->pool, "08006", s->pool->last_error);
+		pool_fail_waiting(s->pool, SQLSTATE_CONNECTION_FAILURE, s->pool->last_error);
 }
 
 static void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
@@ -1965,8 +1973,9 @@ static void client_forward(struct proxy_client *c)
 
 		if (len < 4 || (int64_t)len + 1 > P->cfg.max_packet_size) {
 			cmn_buf_free(&tx);
-			client_fatal(c, "08P01", "invalid message length %u (max_packet_size %lld)",
-				     len, (long long)P->cfg.max_packet_size);
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+				     "invalid message length %u (max_packet_size %lld)", len,
+				     (long long)P->cfg.max_packet_size);
 			return;
 		}
 		if (n - i >= total || !needs_whole(s, max_stmts, type)) {
@@ -1983,7 +1992,8 @@ static void client_forward(struct proxy_client *c)
 			if (type == PGP_FE_PARSE && c->stmts.count >= MAX_CLIENT_STATEMENTS) {
 				cmn_buf_free(&tx);
 				cmn_buf_free(&rep);
-				client_fatal(c, "54000", "too many prepared statements (%d)",
+				client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+					     "too many prepared statements (%d)",
 					     MAX_CLIENT_STATEMENTS);
 				return;
 			}
@@ -1994,17 +2004,17 @@ static void client_forward(struct proxy_client *c)
 				cmn_buf_free(&tx);
 				cmn_buf_free(&rep);
 				client_fatal(
-				    c, "54000",
+				    c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
 				    "prepared statements of this client take more than %lld "
 				    "bytes (max_client_statement_memory)",
 				    (long long)P->cfg.max_client_statement_memory);
 				return;
 			}
 			if (type == PGP_FE_PARSE && max_stmts &&
-			    (int64_t)(pq_stmt_bytes() + total) > P->cfg.max_statement_memory) {
+			    (int64_t)(extq_stmt_bytes() + total) > P->cfg.max_statement_memory) {
 				cmn_buf_free(&tx);
 				cmn_buf_free(&rep);
-				client_fatal(c, "53200",
+				client_fatal(c, SQLSTATE_OUT_OF_MEMORY,
 					     "prepared statements take more than %lld bytes in the "
 					     "proxy (max_statement_memory)",
 					     (long long)P->cfg.max_statement_memory);
@@ -2012,9 +2022,9 @@ static void client_forward(struct proxy_client *c)
 			}
 			if (type == PGP_FE_SYNC && c->in_copy)
 				; /* ignored by the server during COPY IN: no answer */
-			else if (pq_client_message(&c->stmts, &s->pq, max_stmts, m,
-						   n - i >= total ? total : 5, &rep,
-						   &verbatim) != PGW_OK) {
+			else if (extq_client_message(&c->stmts, &s->pq, max_stmts, m,
+						     n - i >= total ? total : 5, &rep,
+						     &verbatim) != PGW_OK) {
 				ok = false;
 				break;
 			}
@@ -2081,7 +2091,7 @@ static void client_forward(struct proxy_client *c)
 	cmn_buf_free(&rep);
 	if (!ok) {
 		cmn_buf_free(&tx);
-		client_fatal(c, "53200", "out of memory");
+		client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		return;
 	}
 	if (i > 0) {
@@ -2091,7 +2101,7 @@ static void client_forward(struct proxy_client *c)
 		if (tx.len || run > 0) {
 			if (cmn_buf_append(&tx, d + run, i - run) != PGW_OK) {
 				cmn_buf_free(&tx);
-				client_fatal(c, "53200", "out of memory");
+				client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 				return;
 			}
 			out = (const uint8_t *)tx.data;
@@ -2111,7 +2121,7 @@ static void client_forward(struct proxy_client *c)
 			pause_reading(&c->io, &c->reading_paused, true);
 	}
 	/* Answers the proxy made itself, due now if nothing is owed before them. */
-	if (!s->be.left && pq_synth_due(&s->pq) && !emit_synth(s))
+	if (!s->be.left && extq_synth_due(&s->pq) && !emit_synth(s))
 		return;
 	if (terminate) {
 		client_close(c, NULL);
@@ -2165,7 +2175,7 @@ static bool server_own_query(struct proxy_server *s, struct proxy_client *c, con
 
 	log_debug("S-%llu: for C-%llu: %s", (unsigned long long)s->id, (unsigned long long)c->id,
 		  sql);
-	if (pgp_put_query(&b, sql) != PGW_OK || pq_push_own_query(&s->pq) != PGW_OK) {
+	if (pgp_put_query(&b, sql) != PGW_OK || extq_push_own_query(&s->pq) != PGW_OK) {
 		server_close(s, "out of memory");
 		ok = false;
 	} else if ((ok = server_send(s, &b))) {
@@ -2379,7 +2389,7 @@ static void client_close(struct proxy_client *c, const char *why)
 	buf_free(&c->out);
 	free(c->scram);
 	c->scram = NULL;
-	pq_names_free(&c->stmts);
+	extq_names_free(&c->stmts);
 	if (c->pause_reply) {
 		cmn_buf_free(c->pause_reply);
 		free(c->pause_reply);
@@ -2433,7 +2443,7 @@ static void refuse_at_once(int fd, const char *why)
 	struct cmn_buf b = {0};
 	int64_t now = cmn_now_ms();
 
-	if (pgp_put_error(&b, "FATAL", "53300", why, NULL) == PGW_OK)
+	if (pgp_put_error(&b, "FATAL", SQLSTATE_TOO_MANY_CONNECTIONS, why, NULL) == PGW_OK)
 		(void)send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	cmn_buf_free(&b);
 	close(fd);
@@ -2630,7 +2640,8 @@ static void admin_input(struct proxy_client *c)
 		int rc = pgp_frame(d, buf_used(&c->in), 1 << 16, &type, &total);
 
 		if (rc < 0) {
-			client_fatal(c, "08P01", "invalid message on the admin console");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+				     "invalid message on the admin console");
 			return;
 		}
 		if (rc == 0)
@@ -2640,7 +2651,7 @@ static void admin_input(struct proxy_client *c)
 			return;
 		}
 		if (type != PGP_FE_QUERY || d[total - 1] != '\0') {
-			client_fatal(c, "08P01",
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
 				     "extended query protocol not supported by admin console");
 			return;
 		}
@@ -2758,7 +2769,7 @@ static void client_logged_in(struct proxy_client *c)
 	}
 
 	if (c->port == PROXY_PORT_REPLICA && !pick_replica(member, sizeof(member))) {
-		client_fatal(c, "57P03",
+		client_fatal(c, SQLSTATE_CANNOT_CONNECT_NOW,
 			     "no replica is available (healthy and within "
 			     "max_replica_lag)");
 		return;
@@ -2769,14 +2780,14 @@ static void client_logged_in(struct proxy_client *c)
 
 	c->pool = pool_get(port, c->database, c->user, member, &full);
 	if (!c->pool && full) {
-		client_fatal(c, "53300",
+		client_fatal(c, SQLSTATE_TOO_MANY_CONNECTIONS,
 			     "too many pools: %d database/user pools exist (max_pools); try again "
 			     "once unused ones are freed (pool_idle_timeout)",
 			     P->n_pools);
 		return;
 	}
 	if (!c->pool) {
-		client_fatal(c, "53200", "out of memory");
+		client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		return;
 	}
 	c->pool->stats.client_logins++;
@@ -2789,7 +2800,7 @@ static void client_logged_in(struct proxy_client *c)
 	c->scram = NULL;
 	if (pgp_random(&c->cancel_pid, sizeof(c->cancel_pid)) != PGW_OK ||
 	    pgp_random(&c->cancel_key, sizeof(c->cancel_key)) != PGW_OK) {
-		client_fatal(c, "58000", "no random bytes for the cancel key");
+		client_fatal(c, SQLSTATE_SYSTEM_ERROR, "no random bytes for the cancel key");
 		return;
 	}
 	c->cancel_pid &= 0x7fffffff;
@@ -2840,7 +2851,8 @@ static void client_password(struct proxy_client *c, const uint8_t *body, size_t 
 		dlen = pgp_get_u32(&r);
 		data = r.bad || dlen > PGP_SCRAM_MAX_MSG ? NULL : pgp_get_bytes(&r, dlen);
 		if (!mech || strcmp(mech, PGP_SCRAM_MECHANISM) != 0 || !data) {
-			client_fatal(c, "08P01", "malformed SASL initial response");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+				     "malformed SASL initial response");
 			return;
 		}
 		c->scram = calloc(1, sizeof(*c->scram));
@@ -2874,7 +2886,8 @@ static void client_password(struct proxy_client *c, const uint8_t *body, size_t 
 		return;
 	}
 bad:
-	client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+	client_fatal(c, SQLSTATE_INVALID_PASSWORD, "password authentication failed for user \"%s\"",
+		     c->user);
 }
 
 /* Asks the client for its password: SCRAM, or MD5 when that is all we know (or want). */
@@ -2891,7 +2904,8 @@ static void client_challenge(struct proxy_client *c)
 		log_warning("user \"%s\" has only an MD5 secret and auth_type is %s: login refused "
 			    "(give it a SCRAM secret, or set auth_type = md5)",
 			    c->user, P->cfg.auth_type);
-		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		client_fatal(c, SQLSTATE_INVALID_PASSWORD,
+			     "password authentication failed for user \"%s\"", c->user);
 		return;
 	}
 	c->auth_md5 = u && (!u->has_scram || (md5_allowed && u->has_md5));
@@ -2973,14 +2987,16 @@ static void auth_query_start(struct proxy_client *c)
 	struct proxy_user *au = proxy_userlist_find(&P->users, P->cfg.auth_user);
 
 	if (authq_known_missing(c->user)) {
-		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		client_fatal(c, SQLSTATE_INVALID_PASSWORD,
+			     "password authentication failed for user \"%s\"", c->user);
 		return;
 	}
 
 	if (!au || !au->password) {
 		log_error("auth_user %s needs a plaintext password in the auth file",
 			  P->cfg.auth_user);
-		client_fatal(c, "28P01", "password authentication failed for user \"%s\"", c->user);
+		client_fatal(c, SQLSTATE_INVALID_PASSWORD,
+			     "password authentication failed for user \"%s\"", c->user);
 		return;
 	}
 	if (!P->routing_writes) {
@@ -2989,19 +3005,19 @@ static void auth_query_start(struct proxy_client *c)
 		return;
 	}
 	if (!P->authq && proxy_authq_start(P->loop, &P->authq) != PGW_OK) {
-		client_fatal(c, "58000", "cannot start the auth_query worker");
+		client_fatal(c, SQLSTATE_SYSTEM_ERROR, "cannot start the auth_query worker");
 		return;
 	}
 	if (!authq_lookup_allowed(c->addr)) {
-		client_fatal(c, "53300", "too many user lookups this second from %s (auth_query)",
-			     c->addr);
+		client_fatal(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			     "too many user lookups this second from %s (auth_query)", c->addr);
 		return;
 	}
 	if (proxy_authq_request(P->authq, c->id, c->user,
 				P->cfg.auth_dbname ? P->cfg.auth_dbname : c->database,
 				P->leader_host, P->leader_port, au->name, au->password,
 				P->cfg.auth_query) != PGW_OK) {
-		client_fatal(c, "53300",
+		client_fatal(c, SQLSTATE_TOO_MANY_CONNECTIONS,
 			     "too many user lookups waiting for the primary (auth_query)");
 		return;
 	}
@@ -3035,8 +3051,8 @@ static void auth_query_answers(void)
 			continue; /* the client left meanwhile */
 		if (r.error[0]) {
 			log_warning("%s", r.error);
-			client_fatal(c, "08006", "cannot look up user \"%s\": auth_query failed",
-				     c->user);
+			client_fatal(c, SQLSTATE_CONNECTION_FAILURE,
+				     "cannot look up user \"%s\": auth_query failed", c->user);
 			continue;
 		}
 		if (!r.found) {
@@ -3045,8 +3061,8 @@ static void auth_query_answers(void)
 			authq_remember_missing(r.user);
 		}
 		if (!r.found || proxy_userlist_set(&P->users, r.user, r.secret) != PGW_OK) {
-			client_fatal(c, "28P01", "password authentication failed for user \"%s\"",
-				     c->user);
+			client_fatal(c, SQLSTATE_INVALID_PASSWORD,
+				     "password authentication failed for user \"%s\"", c->user);
 			continue;
 		}
 		client_challenge(c);
@@ -3060,14 +3076,15 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 	char err[256];
 
 	if (pgp_parse_startup(pkt, len, &st, err, sizeof(err)) != PGW_OK) {
-		client_fatal(c, "08P01", "%s", err);
+		client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "%s", err);
 		return;
 	}
 	if (st.code == PGP_SSL_REQUEST || st.code == PGP_GSSENC_REQUEST) {
 		bool tls = st.code == PGP_SSL_REQUEST && P->tls.client && !c->ssl;
 
 		if (buf_used(&c->in) > 0) {
-			client_fatal(c, "08P01", "received unencrypted data after SSL request");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+				     "received unencrypted data after SSL request");
 			return;
 		}
 		if (send(c->io.fd, tls ? "S" : "N", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
@@ -3086,7 +3103,8 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		return;
 	}
 	if (st.code >> 16 == 3 && !c->ssl && strcmp(P->cfg.client_tls_sslmode, "require") == 0) {
-		client_fatal(c, "28000", "SSL required (client_tls_sslmode require)");
+		client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION_SPECIFICATION,
+			     "SSL required (client_tls_sslmode require)");
 		return;
 	}
 	if (st.code == PGP_CANCEL_REQUEST) {
@@ -3101,12 +3119,14 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		return;
 	}
 	if ((size_t)P->cfg.max_client_conn < P->n_clients) {
-		client_fatal(c, "53300", "no more connections allowed (max_client_conn %d)",
+		client_fatal(c, SQLSTATE_TOO_MANY_CONNECTIONS,
+			     "no more connections allowed (max_client_conn %d)",
 			     P->cfg.max_client_conn);
 		return;
 	}
 	if (st.replication) {
-		client_fatal(c, "0A000", "replication connections are not supported by the proxy");
+		client_fatal(c, SQLSTATE_FEATURE_NOT_SUPPORTED,
+			     "replication connections are not supported by the proxy");
 		return;
 	}
 	snprintf(c->user, sizeof(c->user), "%s", st.user);
@@ -3123,11 +3143,13 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		c->admin = true;
 		if (!cmn_name_in_list(P->cfg.admin_users, c->user) &&
 		    !cmn_name_in_list(P->cfg.stats_users, c->user)) {
-			client_fatal(c, "28000", "not allowed on the admin console: %s", c->user);
+			client_fatal(c, SQLSTATE_INVALID_AUTHORIZATION_SPECIFICATION,
+				     "not allowed on the admin console: %s", c->user);
 			return;
 		}
 		if (c->port != PROXY_PORT_POOLED) {
-			client_fatal(c, "3D000", "the admin console is on the pooled port");
+			client_fatal(c, SQLSTATE_INVALID_CATALOG_NAME,
+				     "the admin console is on the pooled port");
 			return;
 		}
 	}
@@ -3155,8 +3177,8 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
 		if (P->cfg.auth_user && *P->cfg.auth_user)
 			auth_query_start(c);
 		else
-			client_fatal(c, "28P01", "password authentication failed for user \"%s\"",
-				     c->user);
+			client_fatal(c, SQLSTATE_INVALID_PASSWORD,
+				     "password authentication failed for user \"%s\"", c->user);
 		return;
 	}
 	client_challenge(c);
@@ -3178,7 +3200,8 @@ static void client_login_input(struct proxy_client *c)
 		if (c->auth_step == 0) {
 			rc = pgp_startup_frame(d, n, &total);
 			if (rc < 0) {
-				client_fatal(c, "08P01", "invalid startup packet length");
+				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+					     "invalid startup packet length");
 				return;
 			}
 		} else {
@@ -3190,7 +3213,8 @@ static void client_login_input(struct proxy_client *c)
 				return;
 			}
 			if (rc < 0 || (rc > 0 && type != PGP_FE_PASSWORD)) {
-				client_fatal(c, "08P01", "expected a password message");
+				client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+					     "expected a password message");
 				return;
 			}
 		}
@@ -3279,7 +3303,7 @@ static void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 		}
 		c->last_io_ms = cmn_now_ms();
 		if (c->state == PROXY_CL_LOGIN && buf_used(&c->in) + (size_t)r > PGP_MAX_STARTUP) {
-			client_fatal(c, "08P01", "login packets too long");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "login packets too long");
 			return;
 		}
 		if (buf_append(&c->in, P->scratch, (size_t)r) != PGW_OK) {
@@ -3370,7 +3394,7 @@ replicas:
 			close_pool_servers(pool, "the member is no longer a replica");
 			snprintf(why, sizeof(why), "%s is no longer a replica: connect again",
 				 pool->member);
-			pool_fail_waiting(pool, "57P03", why);
+			pool_fail_waiting(pool, SQLSTATE_CANNOT_CONNECT_NOW, why);
 		}
 	}
 	TAILQ_FOREACH(pool, &p->pools, entry)
@@ -3406,10 +3430,11 @@ void proxy_tick(struct proxy *p)
 	{
 		if (p->cfg.client_login_timeout_ms &&
 		    now - c->connect_ms > p->cfg.client_login_timeout_ms)
-			client_fatal(c, "08P01", "client_login_timeout");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "client_login_timeout");
 		else if (p->cfg.client_startup_timeout_ms && !c->user[0] &&
 			 now - c->connect_ms > p->cfg.client_startup_timeout_ms)
-			client_fatal(c, "08P01", "client_startup_timeout: no startup packet");
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
+				     "client_startup_timeout: no startup packet");
 	}
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
@@ -3418,7 +3443,7 @@ void proxy_tick(struct proxy *p)
 			if (p->cfg.query_wait_timeout_ms &&
 			    now - c->wait_since_ms > p->cfg.query_wait_timeout_ms)
 				client_fatal(
-				    c, "57014",
+				    c, SQLSTATE_QUERY_CANCELED,
 				    "query_wait_timeout: no server connection within %d ms%s%s",
 				    p->cfg.query_wait_timeout_ms, pool->last_error[0] ? ": " : "",
 				    pool->last_error);
@@ -3428,7 +3453,8 @@ void proxy_tick(struct proxy *p)
 			if (p->cfg.idle_transaction_timeout_ms && c->server &&
 			    c->server->outstanding == 0 && c->txn != 'I' &&
 			    now - c->last_io_ms > p->cfg.idle_transaction_timeout_ms)
-				client_fatal(c, "25P03", "idle transaction timeout");
+				client_fatal(c, SQLSTATE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+					     "idle transaction timeout");
 		}
 		TAILQ_FOREACH_SAFE(s, &pool->login, entry, stmp)
 		{
@@ -3483,9 +3509,9 @@ void proxy_close_all(struct proxy *p)
 
 	P = p;
 	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, tmp)
-	client_fatal(c, "57P01", "the proxy is shutting down");
+	client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "the proxy is shutting down");
 	TAILQ_FOREACH_SAFE(c, &p->admin_clients, entry, tmp)
-	client_fatal(c, "57P01", "the proxy is shutting down");
+	client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "the proxy is shutting down");
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
 		struct proxy_client_list *lists[] = {&pool->idle_clients, &pool->waiting,
@@ -3493,7 +3519,7 @@ void proxy_close_all(struct proxy *p)
 
 		for (size_t k = 0; k < 3; k++)
 			TAILQ_FOREACH_SAFE(c, lists[k], entry, tmp)
-		client_fatal(c, "57P01", "the proxy is shutting down");
+		client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "the proxy is shutting down");
 		close_pool_servers(pool, "shutting down");
 	}
 	while (!TAILQ_EMPTY(&p->cancels))

@@ -13,7 +13,7 @@
 
 /* ---- the statement registry ---- */
 
-static struct pq_stmt **reg_b;
+static struct extq_stmt **reg_b;
 static size_t reg_nb, reg_count, reg_bytes;
 static uint64_t reg_next_id = 1;
 
@@ -32,12 +32,12 @@ static uint32_t hash_bytes(const void *d, size_t n)
 static int reg_grow(void)
 {
 	size_t nb = reg_nb ? reg_nb * 2 : 256;
-	struct pq_stmt **b = calloc(nb, sizeof(*b));
+	struct extq_stmt **b = calloc(nb, sizeof(*b));
 
 	if (!b)
 		return PGW_ENOMEM;
 	for (size_t i = 0; i < reg_nb; i++) {
-		struct pq_stmt *s = reg_b[i], *next;
+		struct extq_stmt *s = reg_b[i], *next;
 
 		for (; s; s = next) {
 			next = s->next;
@@ -51,10 +51,10 @@ static int reg_grow(void)
 	return PGW_OK;
 }
 
-struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len)
+struct extq_stmt *extq_stmt_get(const uint8_t *body, size_t len)
 {
 	uint32_t h = hash_bytes(body, len);
-	struct pq_stmt *s;
+	struct extq_stmt *s;
 
 	if (reg_count >= reg_nb && reg_grow() != PGW_OK && !reg_nb)
 		return NULL;
@@ -78,9 +78,9 @@ struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len)
 	return s;
 }
 
-void pq_stmt_put(struct pq_stmt *s)
+void extq_stmt_put(struct extq_stmt *s)
 {
-	struct pq_stmt **pp;
+	struct extq_stmt **pp;
 
 	if (!s || --s->refs > 0)
 		return;
@@ -99,12 +99,12 @@ void pq_stmt_put(struct pq_stmt *s)
 	}
 }
 
-size_t pq_stmt_count(void)
+size_t extq_stmt_count(void)
 {
 	return reg_count;
 }
 
-size_t pq_stmt_bytes(void)
+size_t extq_stmt_bytes(void)
 {
 	return reg_bytes;
 }
@@ -114,7 +114,7 @@ size_t pq_stmt_bytes(void)
  * same pool from naming (and so replacing, with dynamic SQL) a statement the proxy
  * prepared for others without first looking it up on the server.
  */
-void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE])
+void extq_stmt_name(const struct extq_stmt *s, char out[EXTQ_NAME_SIZE])
 {
 	static char prefix[17];
 
@@ -126,21 +126,21 @@ void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE])
 			    (uint64_t)s->id; /* never reached in practice */
 		snprintf(prefix, sizeof(prefix), "%016" PRIx64, r);
 	}
-	snprintf(out, PQ_NAME_SIZE, "PGW_%s_%" PRIx64, prefix, s->id);
+	snprintf(out, EXTQ_NAME_SIZE, "PGW_%s_%" PRIx64, prefix, s->id);
 }
 
 /* ---- a client's names ---- */
 
-struct pq_name {
-	struct pq_name *next;
-	struct pq_stmt *stmt;
+struct extq_name {
+	struct extq_name *next;
+	struct extq_stmt *stmt;
 	uint32_t hash;
 	char name[];
 };
 
-static struct pq_name **names_slot(const struct pq_names *m, const char *name, uint32_t h)
+static struct extq_name **names_slot(const struct extq_names *m, const char *name, uint32_t h)
 {
-	struct pq_name **pp = &m->b[h & (m->nb - 1)];
+	struct extq_name **pp = &m->b[h & (m->nb - 1)];
 
 	for (; *pp; pp = &(*pp)->next)
 		if ((*pp)->hash == h && strcmp((*pp)->name, name) == 0)
@@ -148,19 +148,19 @@ static struct pq_name **names_slot(const struct pq_names *m, const char *name, u
 	return pp;
 }
 
-int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt)
+int extq_names_set(struct extq_names *m, const char *name, struct extq_stmt *stmt)
 {
 	uint32_t h = hash_bytes(name, strlen(name));
-	struct pq_name **pp, *n;
+	struct extq_name **pp, *n;
 
 	if (m->count >= m->nb) {
 		size_t nb = m->nb ? m->nb * 2 : 8;
-		struct pq_name **b = calloc(nb, sizeof(*b));
+		struct extq_name **b = calloc(nb, sizeof(*b));
 
 		if (!b)
 			return PGW_ENOMEM;
 		for (size_t i = 0; i < m->nb; i++) {
-			struct pq_name *e = m->b[i], *next;
+			struct extq_name *e = m->b[i], *next;
 
 			for (; e; e = next) {
 				next = e->next;
@@ -177,7 +177,7 @@ int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt)
 	if (*pp) {
 		m->bytes -= (*pp)->stmt->len;
 		m->bytes += stmt->len;
-		pq_stmt_put((*pp)->stmt);
+		extq_stmt_put((*pp)->stmt);
 		(*pp)->stmt = stmt;
 		return PGW_OK;
 	}
@@ -196,9 +196,9 @@ int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt)
 	return PGW_OK;
 }
 
-struct pq_stmt *pq_names_get(const struct pq_names *m, const char *name)
+struct extq_stmt *extq_names_get(const struct extq_names *m, const char *name)
 {
-	struct pq_name **pp;
+	struct extq_name **pp;
 
 	if (!m->nb)
 		return NULL;
@@ -206,9 +206,9 @@ struct pq_stmt *pq_names_get(const struct pq_names *m, const char *name)
 	return *pp ? (*pp)->stmt : NULL;
 }
 
-void pq_names_del(struct pq_names *m, const char *name)
+void extq_names_del(struct extq_names *m, const char *name)
 {
-	struct pq_name **pp, *n;
+	struct extq_name **pp, *n;
 
 	if (!m->nb)
 		return;
@@ -217,19 +217,19 @@ void pq_names_del(struct pq_names *m, const char *name)
 		return;
 	*pp = n->next;
 	m->bytes -= n->stmt->len;
-	pq_stmt_put(n->stmt);
+	extq_stmt_put(n->stmt);
 	free(n);
 	m->count--;
 }
 
-void pq_names_free(struct pq_names *m)
+void extq_names_free(struct extq_names *m)
 {
 	for (size_t i = 0; i < m->nb; i++) {
-		struct pq_name *n = m->b[i], *next;
+		struct extq_name *n = m->b[i], *next;
 
 		for (; n; n = next) {
 			next = n->next;
-			pq_stmt_put(n->stmt);
+			extq_stmt_put(n->stmt);
 			free(n);
 		}
 	}
@@ -239,12 +239,12 @@ void pq_names_free(struct pq_names *m)
 
 /* ---- what a server holds ---- */
 
-struct pq_held {
-	struct pq_stmt *stmt;
+struct extq_held {
+	struct extq_stmt *stmt;
 	uint64_t used;
 };
 
-static struct pq_held *held_find(struct pq_server *srv, uint64_t id)
+static struct extq_held *held_find(struct extq_server *srv, uint64_t id)
 {
 	for (size_t i = 0; i < srv->n_held; i++)
 		if (srv->held[i].stmt->id == id)
@@ -252,35 +252,36 @@ static struct pq_held *held_find(struct pq_server *srv, uint64_t id)
 	return NULL;
 }
 
-static void held_remove(struct pq_server *srv, uint64_t id)
+static void held_remove(struct extq_server *srv, uint64_t id)
 {
-	struct pq_held *h = held_find(srv, id);
+	struct extq_held *h = held_find(srv, id);
 
 	if (!h)
 		return;
-	pq_stmt_put(h->stmt);
+	extq_stmt_put(h->stmt);
 	*h = srv->held[--srv->n_held];
 }
 
 /* ---- the answer slots ---- */
 
-static struct pq_slot *slot_at(const struct pq_server *srv, size_t k)
+static struct extq_slot *slot_at(const struct extq_server *srv, size_t k)
 {
 	return &srv->v[(srv->head + k) % srv->cap];
 }
 
-static struct pq_slot *head(const struct pq_server *srv)
+static struct extq_slot *head(const struct extq_server *srv)
 {
 	return srv->len ? slot_at(srv, 0) : NULL;
 }
 
-static void pop(struct pq_server *srv)
+static void pop(struct extq_server *srv)
 {
 	srv->head = (srv->head + 1) % srv->cap;
 	srv->len--;
 }
 
-static int push(struct pq_server *srv, uint8_t msg, enum pq_act act, uint8_t synth, uint64_t stmt)
+static int push(struct extq_server *srv, uint8_t msg, enum extq_act act, uint8_t synth,
+		uint64_t stmt)
 {
 	if (srv->skipping) {
 		if (msg != 'S')
@@ -289,7 +290,7 @@ static int push(struct pq_server *srv, uint8_t msg, enum pq_act act, uint8_t syn
 	}
 	if (srv->len == srv->cap) {
 		size_t cap = srv->cap ? srv->cap * 2 : 16;
-		struct pq_slot *v = malloc(cap * sizeof(*v));
+		struct extq_slot *v = malloc(cap * sizeof(*v));
 
 		if (!v)
 			return PGW_ENOMEM;
@@ -300,34 +301,34 @@ static int push(struct pq_server *srv, uint8_t msg, enum pq_act act, uint8_t syn
 		srv->cap = cap;
 		srv->head = 0;
 	}
-	*slot_at(srv, srv->len) = (struct pq_slot){stmt, msg, (uint8_t)act, synth};
+	*slot_at(srv, srv->len) = (struct extq_slot){stmt, msg, (uint8_t)act, synth};
 	srv->len++;
 	return PGW_OK;
 }
 
-int pq_push_own_query(struct pq_server *srv)
+int extq_push_own_query(struct extq_server *srv)
 {
-	return push(srv, 'Q', PQ_DROP, 0, 0);
+	return push(srv, 'Q', EXTQ_DROP, 0, 0);
 }
 
-void pq_server_free(struct pq_server *srv)
+void extq_server_free(struct extq_server *srv)
 {
 	for (size_t i = 0; i < srv->n_held; i++)
-		pq_stmt_put(srv->held[i].stmt);
+		extq_stmt_put(srv->held[i].stmt);
 	free(srv->held);
 	free(srv->v);
 	memset(srv, 0, sizeof(*srv));
 }
 
-void pq_owed(const struct pq_server *srv, int *readies, bool *tail)
+void extq_owed(const struct extq_server *srv, int *readies, bool *tail)
 {
 	*readies = 0;
 	*tail = false;
 	for (size_t k = 0; k < srv->len; k++) {
-		const struct pq_slot *sl = slot_at(srv, k);
+		const struct extq_slot *sl = slot_at(srv, k);
 		bool ready = sl->msg == 'Q' || sl->msg == 'F' || sl->msg == 'S';
 
-		if (sl->act == PQ_DROP)
+		if (sl->act == EXTQ_DROP)
 			continue;
 		*readies += ready;
 		*tail = !ready;
@@ -335,18 +336,18 @@ void pq_owed(const struct pq_server *srv, int *readies, bool *tail)
 }
 
 /* A Parse slot leaves without its statement prepared (error, or skipped after one). */
-static void pop_failed(struct pq_server *srv)
+static void pop_failed(struct extq_server *srv)
 {
-	struct pq_slot *h = head(srv);
+	struct extq_slot *h = head(srv);
 
 	if (h->msg == 'P' && h->stmt)
 		held_remove(srv, h->stmt);
 	pop(srv);
 }
 
-void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v)
+void extq_backend(struct extq_server *srv, uint8_t type, struct extq_verdict *v)
 {
-	struct pq_slot *h = head(srv);
+	struct extq_slot *h = head(srv);
 	uint8_t expect = 0;
 
 	memset(v, 0, sizeof(*v));
@@ -354,7 +355,7 @@ void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v)
 		return;
 	v->owner_msg = h->msg;
 	bool simple = h->msg == 'Q' || h->msg == 'F';
-	bool own_query = simple && h->act == PQ_DROP;
+	bool own_query = simple && h->act == EXTQ_DROP;
 
 	switch (type) {
 	case 'N': /* Notice, Notification, ParameterStatus: asynchronous */
@@ -408,12 +409,12 @@ void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v)
 		expect = 'C';
 		break;
 	case 't':
-		v->drop = h->act == PQ_DROP;
+		v->drop = h->act == EXTQ_DROP;
 		return;
 	case 'T':
 	case 'n':
 		if (h->msg == 'D') {
-			v->drop = h->act == PQ_DROP;
+			v->drop = h->act == EXTQ_DROP;
 			pop(srv);
 		} else {
 			v->drop = own_query;
@@ -423,37 +424,37 @@ void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v)
 	case 'I':
 	case 's':
 		if (h->msg == 'E') {
-			v->drop = h->act == PQ_DROP;
+			v->drop = h->act == EXTQ_DROP;
 			pop(srv);
 		} else {
 			v->drop = own_query;
 		}
 		return;
 	default:
-		v->drop = h->act == PQ_DROP;
+		v->drop = h->act == EXTQ_DROP;
 		return;
 	}
 	if (h->msg != expect) {
 		srv->desync = true;
 		return;
 	}
-	v->drop = h->act == PQ_DROP;
+	v->drop = h->act == EXTQ_DROP;
 	pop(srv);
 }
 
-uint8_t pq_next_synth(struct pq_server *srv)
+uint8_t extq_next_synth(struct extq_server *srv)
 {
-	struct pq_slot *h = head(srv);
+	struct extq_slot *h = head(srv);
 	uint8_t t;
 
-	if (!h || h->act != PQ_SYNTH)
+	if (!h || h->act != EXTQ_SYNTH)
 		return 0;
 	t = h->synth;
 	pop(srv);
 	return t;
 }
 
-int pq_put_synth(struct cmn_buf *b, uint8_t type)
+int extq_put_synth(struct cmn_buf *b, uint8_t type)
 {
 	const uint8_t m[5] = {type, 0, 0, 0, 4};
 
@@ -477,26 +478,26 @@ static int put_msg(struct cmn_buf *b, uint8_t type, const void *p1, size_t n1, c
 }
 
 /* The server holds stmt from now on (Parse queued by the caller); may evict one. */
-static int hold(struct pq_server *srv, struct pq_stmt *stmt, int max_stmts,
+static int hold(struct extq_server *srv, struct extq_stmt *stmt, int max_stmts,
 		struct cmn_buf *to_server)
 {
 	if (srv->n_held >= (size_t)max_stmts && srv->n_held > 0) {
 		size_t lru = 0;
-		char name[PQ_NAME_SIZE];
+		char name[EXTQ_NAME_SIZE];
 
 		for (size_t i = 1; i < srv->n_held; i++)
 			if (srv->held[i].used < srv->held[lru].used)
 				lru = i;
-		pq_stmt_name(srv->held[lru].stmt, name);
+		extq_stmt_name(srv->held[lru].stmt, name);
 		if (put_msg(to_server, 'C', "S", 1, name, strlen(name) + 1, NULL, 0) != PGW_OK ||
-		    push(srv, 'C', PQ_DROP, 0, 0) != PGW_OK)
+		    push(srv, 'C', EXTQ_DROP, 0, 0) != PGW_OK)
 			return PGW_ENOMEM;
-		pq_stmt_put(srv->held[lru].stmt);
+		extq_stmt_put(srv->held[lru].stmt);
 		srv->held[lru] = srv->held[--srv->n_held];
 	}
 	if (srv->n_held == srv->cap_held) {
 		size_t cap = srv->cap_held ? srv->cap_held * 2 : 8;
-		struct pq_held *h = realloc(srv->held, cap * sizeof(*h));
+		struct extq_held *h = realloc(srv->held, cap * sizeof(*h));
 
 		if (!h)
 			return PGW_ENOMEM;
@@ -504,16 +505,16 @@ static int hold(struct pq_server *srv, struct pq_stmt *stmt, int max_stmts,
 		srv->cap_held = cap;
 	}
 	stmt->refs++;
-	srv->held[srv->n_held++] = (struct pq_held){stmt, ++srv->clock};
+	srv->held[srv->n_held++] = (struct extq_held){stmt, ++srv->clock};
 	return PGW_OK;
 }
 
 /* Makes sure the server holds stmt before the message that follows uses it. */
-static int ensure(struct pq_server *srv, struct pq_stmt *stmt, int max_stmts,
+static int ensure(struct extq_server *srv, struct extq_stmt *stmt, int max_stmts,
 		  struct cmn_buf *to_server)
 {
-	struct pq_held *h = held_find(srv, stmt->id);
-	char name[PQ_NAME_SIZE];
+	struct extq_held *h = held_find(srv, stmt->id);
+	char name[EXTQ_NAME_SIZE];
 
 	if (h) {
 		h->used = ++srv->clock;
@@ -521,11 +522,11 @@ static int ensure(struct pq_server *srv, struct pq_stmt *stmt, int max_stmts,
 	}
 	if (hold(srv, stmt, max_stmts, to_server) != PGW_OK)
 		return PGW_ENOMEM;
-	pq_stmt_name(stmt, name);
+	extq_stmt_name(stmt, name);
 	if (put_msg(to_server, 'P', name, strlen(name) + 1, stmt->body, stmt->len, NULL, 0) !=
 	    PGW_OK)
 		return PGW_ENOMEM;
-	return push(srv, 'P', PQ_DROP, 0, stmt->id);
+	return push(srv, 'P', EXTQ_DROP, 0, stmt->id);
 }
 
 /* Case-insensitive search for word in d[0..n). */
@@ -545,7 +546,7 @@ static bool has_word(const uint8_t *d, size_t n, const char *word)
 }
 
 /* A query that may drop the server's statements behind the proxy's back. */
-static void check_dirty(struct pq_server *srv, const uint8_t *q, size_t n)
+static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n)
 {
 	if (srv->n_held && (has_word(q, n, "discard") || has_word(q, n, "deallocate")))
 		srv->dirty = true;
@@ -553,86 +554,86 @@ static void check_dirty(struct pq_server *srv, const uint8_t *q, size_t n)
 		srv->reset_seen = true;
 }
 
-int pq_client_message(struct pq_names *names, struct pq_server *srv, int max_stmts,
-		      const uint8_t *msg, size_t len, struct cmn_buf *to_server, bool *verbatim)
+int extq_client_message(struct extq_names *names, struct extq_server *srv, int max_stmts,
+			const uint8_t *msg, size_t len, struct cmn_buf *to_server, bool *verbatim)
 {
 	uint8_t type = msg[0];
 	const uint8_t *body = msg + 5, *end = msg + len;
 	const uint8_t *z, *z2;
-	struct pq_stmt *stmt;
-	char name[PQ_NAME_SIZE];
+	struct extq_stmt *stmt;
+	char name[EXTQ_NAME_SIZE];
 
 	*verbatim = true;
 	switch (type) {
 	case 'Q':
 		check_dirty(srv, body, len - 5);
-		return push(srv, type, PQ_PASS, 0, 0);
+		return push(srv, type, EXTQ_PASS, 0, 0);
 	case 'E':
 	case 'S':
 	case 'F':
-		return push(srv, type, PQ_PASS, 0, 0);
+		return push(srv, type, EXTQ_PASS, 0, 0);
 	case 'P': { /* name\0 query\0 Int16 n, Int32 x n */
 		z = memchr(body, 0, (size_t)(end - body));
 		if (z)
 			check_dirty(srv, z + 1, (size_t)(end - z - 1));
 		if (!z || !max_stmts || z == body || srv->skipping)
-			return push(srv, type, PQ_PASS, 0, 0);
-		stmt = pq_stmt_get(z + 1, (size_t)(end - z - 1));
-		if (!stmt || pq_names_set(names, (const char *)body, stmt) != PGW_OK) {
-			pq_stmt_put(stmt);
+			return push(srv, type, EXTQ_PASS, 0, 0);
+		stmt = extq_stmt_get(z + 1, (size_t)(end - z - 1));
+		if (!stmt || extq_names_set(names, (const char *)body, stmt) != PGW_OK) {
+			extq_stmt_put(stmt);
 			return PGW_ENOMEM;
 		}
 		*verbatim = false;
-		struct pq_held *h = held_find(srv, stmt->id);
+		struct extq_held *h = held_find(srv, stmt->id);
 		int rc;
 
 		if (h) {
 			h->used = ++srv->clock;
-			rc = push(srv, type, PQ_SYNTH, '1', 0);
+			rc = push(srv, type, EXTQ_SYNTH, '1', 0);
 		} else {
-			pq_stmt_name(stmt, name);
+			extq_stmt_name(stmt, name);
 			rc = hold(srv, stmt, max_stmts, to_server);
 			if (rc == PGW_OK)
 				rc = put_msg(to_server, 'P', name, strlen(name) + 1, stmt->body,
 					     stmt->len, NULL, 0);
 			if (rc == PGW_OK)
-				rc = push(srv, type, PQ_PASS, 0, stmt->id);
+				rc = push(srv, type, EXTQ_PASS, 0, stmt->id);
 		}
-		pq_stmt_put(stmt);
+		extq_stmt_put(stmt);
 		return rc;
 	}
 	case 'B': /* portal\0 statement\0 rest */
 		z = memchr(body, 0, (size_t)(end - body));
 		z2 = z ? memchr(z + 1, 0, (size_t)(end - z - 1)) : NULL;
 		if (!z2 || !max_stmts || z2 == z + 1 || srv->skipping ||
-		    !(stmt = pq_names_get(names, (const char *)z + 1)))
-			return push(srv, type, PQ_PASS, 0, 0);
+		    !(stmt = extq_names_get(names, (const char *)z + 1)))
+			return push(srv, type, EXTQ_PASS, 0, 0);
 		*verbatim = false;
-		pq_stmt_name(stmt, name);
+		extq_stmt_name(stmt, name);
 		if (ensure(srv, stmt, max_stmts, to_server) != PGW_OK ||
 		    put_msg(to_server, 'B', body, (size_t)(z + 1 - body), name, strlen(name) + 1,
 			    z2 + 1, (size_t)(end - z2 - 1)) != PGW_OK)
 			return PGW_ENOMEM;
-		return push(srv, type, PQ_PASS, 0, 0);
+		return push(srv, type, EXTQ_PASS, 0, 0);
 	case 'D': /* 'S' or 'P', name\0 */
 	case 'C':
 		z = len > 6 ? memchr(body + 1, 0, (size_t)(end - body - 1)) : NULL;
 		if (!z || !max_stmts || body[0] != 'S' || z == body + 1 || srv->skipping)
-			return push(srv, type, PQ_PASS, 0, 0);
+			return push(srv, type, EXTQ_PASS, 0, 0);
 		if (type == 'C') {
 			/* The statement stays on the servers (other clients may use it). */
-			pq_names_del(names, (const char *)body + 1);
+			extq_names_del(names, (const char *)body + 1);
 			*verbatim = false;
-			return push(srv, type, PQ_SYNTH, '3', 0);
+			return push(srv, type, EXTQ_SYNTH, '3', 0);
 		}
-		if (!(stmt = pq_names_get(names, (const char *)body + 1)))
-			return push(srv, type, PQ_PASS, 0, 0);
+		if (!(stmt = extq_names_get(names, (const char *)body + 1)))
+			return push(srv, type, EXTQ_PASS, 0, 0);
 		*verbatim = false;
-		pq_stmt_name(stmt, name);
+		extq_stmt_name(stmt, name);
 		if (ensure(srv, stmt, max_stmts, to_server) != PGW_OK ||
 		    put_msg(to_server, 'D', "S", 1, name, strlen(name) + 1, NULL, 0) != PGW_OK)
 			return PGW_ENOMEM;
-		return push(srv, type, PQ_PASS, 0, 0);
+		return push(srv, type, EXTQ_PASS, 0, 0);
 	default: /* Flush, COPY data, Terminate: no answer of their own */
 		return PGW_OK;
 	}

@@ -28,78 +28,78 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct pq_held;
+struct extq_held;
 
 /* A distinct statement: the body of a Parse after its name. Reference-counted. */
-struct pq_stmt {
+struct extq_stmt {
 	uint64_t id; /* servers know it as "PGW_<random>_<id in hex>" */
 	uint32_t hash;
 	uint32_t refs;
-	struct pq_stmt *next; /* registry chain */
+	struct extq_stmt *next; /* registry chain */
 	size_t len;
 	uint8_t body[]; /* query\0, Int16 n, n x Int32 type oids */
 };
 
 /* The registry's statement for this Parse body, with one more reference. */
-struct pq_stmt *pq_stmt_get(const uint8_t *body, size_t len);
-void pq_stmt_put(struct pq_stmt *s);
+struct extq_stmt *extq_stmt_get(const uint8_t *body, size_t len);
+void extq_stmt_put(struct extq_stmt *s);
 /* Statements alive in the registry (for SHOW and tests). */
-size_t pq_stmt_count(void);
+size_t extq_stmt_count(void);
 /* Bytes of every statement body in the registry. */
-size_t pq_stmt_bytes(void);
-#define PQ_NAME_SIZE 40
-void pq_stmt_name(const struct pq_stmt *s, char out[PQ_NAME_SIZE]);
+size_t extq_stmt_bytes(void);
+#define EXTQ_NAME_SIZE 40
+void extq_stmt_name(const struct extq_stmt *s, char out[EXTQ_NAME_SIZE]);
 
 /* A client's statement names. */
-struct pq_name;
-struct pq_names {
-	struct pq_name **b;
+struct extq_name;
+struct extq_names {
+	struct extq_name **b;
 	size_t nb, count;
 	size_t bytes; /* statement bodies bound by these names (a shared one counted each time) */
 };
 /* Binds name to stmt (a new reference), replacing an older binding. */
-int pq_names_set(struct pq_names *m, const char *name, struct pq_stmt *stmt) PGW_WUR;
-struct pq_stmt *pq_names_get(const struct pq_names *m, const char *name);
-void pq_names_del(struct pq_names *m, const char *name);
-void pq_names_free(struct pq_names *m);
+int extq_names_set(struct extq_names *m, const char *name, struct extq_stmt *stmt) PGW_WUR;
+struct extq_stmt *extq_names_get(const struct extq_names *m, const char *name);
+void extq_names_del(struct extq_names *m, const char *name);
+void extq_names_free(struct extq_names *m);
 
-enum pq_act {
-	PQ_PASS,  /* the client's message: its answers go to the client */
-	PQ_DROP,  /* the proxy's own message: its answers are dropped (errors of
+enum extq_act {
+	EXTQ_PASS,  /* the client's message: its answers go to the client */
+	EXTQ_DROP,  /* the proxy's own message: its answers are dropped (errors of
 		     extended messages excepted: the client's next message fails) */
-	PQ_SYNTH, /* the client's message answered by the proxy: nothing was sent */
+	EXTQ_SYNTH, /* the client's message answered by the proxy: nothing was sent */
 };
 
-struct pq_slot {
+struct extq_slot {
 	uint64_t stmt; /* Parse: the statement's id */
 	uint8_t msg;   /* the frontend message type */
-	uint8_t act;   /* enum pq_act */
-	uint8_t synth; /* PQ_SYNTH: the answer's type ('1' ParseComplete, '3' CloseComplete) */
+	uint8_t act;   /* enum extq_act */
+	uint8_t synth; /* EXTQ_SYNTH: the answer's type ('1' ParseComplete, '3' CloseComplete) */
 };
 
 /* What a server connection owes, and the statements it holds. */
-struct pq_server {
-	struct pq_slot *v; /* ring */
+struct extq_server {
+	struct extq_slot *v; /* ring */
 	size_t head, len, cap;
 	bool skipping;	   /* after an error, the server ignores everything up to a Sync */
 	bool desync;	   /* an answer matched no slot: do not reuse this connection */
 	bool dirty;	   /* DISCARD / DEALLOCATE ran: its statements are unknown */
 	bool has_settings; /* runs with a client's startup settings (set by the pooler) */
 	bool reset_seen;   /* ... and a client query said RESET or DISCARD: they may be gone */
-	struct pq_held *held;
+	struct extq_held *held;
 	size_t n_held, cap_held;
 	uint64_t clock;
 };
 
-void pq_server_free(struct pq_server *s);
-static inline size_t pq_pending(const struct pq_server *s)
+void extq_server_free(struct extq_server *s);
+static inline size_t extq_pending(const struct extq_server *s)
 {
 	return s->len;
 }
 /* The next answer due is one the proxy makes itself. */
-static inline bool pq_synth_due(const struct pq_server *s)
+static inline bool extq_synth_due(const struct extq_server *s)
 {
-	return s->len && s->v[s->head].act == PQ_SYNTH;
+	return s->len && s->v[s->head].act == EXTQ_SYNTH;
 }
 
 /*
@@ -109,30 +109,30 @@ static inline bool pq_synth_due(const struct pq_server *s)
  * max_stmts 0 turns statement tracking off (slots are still kept).
  * PGW_OK, PGW_ENOMEM.
  */
-int pq_client_message(struct pq_names *names, struct pq_server *srv, int max_stmts,
-		      const uint8_t *msg, size_t len, struct cmn_buf *to_server,
-		      bool *verbatim) PGW_WUR;
+int extq_client_message(struct extq_names *names, struct extq_server *srv, int max_stmts,
+			const uint8_t *msg, size_t len, struct cmn_buf *to_server,
+			bool *verbatim) PGW_WUR;
 
 /* The proxy's own simple Query (its answers are dropped). */
-int pq_push_own_query(struct pq_server *srv) PGW_WUR;
+int extq_push_own_query(struct extq_server *srv) PGW_WUR;
 
 /* What the client's own messages still wait for: *readies = ReadyForQuery messages
  * (Query, FunctionCall, Sync), *tail = answers owed after the last of them. */
-void pq_owed(const struct pq_server *srv, int *readies, bool *tail);
+void extq_owed(const struct extq_server *srv, int *readies, bool *tail);
 
 /* A backend message's fate, decided at its header. */
-struct pq_verdict {
+struct extq_verdict {
 	bool drop;	   /* do not forward it */
 	bool own_error;	   /* an error of the proxy's own Query (dropped) */
 	uint8_t owner_msg; /* the frontend message it answers (0: none known) */
 };
-void pq_backend(struct pq_server *srv, uint8_t type, struct pq_verdict *v);
+void extq_backend(struct extq_server *srv, uint8_t type, struct extq_verdict *v);
 
 /* At a message boundary of the server stream: the type of the next answer the
  * proxy makes itself (the slot is consumed), or 0. */
-uint8_t pq_next_synth(struct pq_server *srv);
+uint8_t extq_next_synth(struct extq_server *srv);
 
 /* Builds the proxy's answer of that type. */
-int pq_put_synth(struct cmn_buf *b, uint8_t type) PGW_WUR;
+int extq_put_synth(struct cmn_buf *b, uint8_t type) PGW_WUR;
 
 #endif

@@ -101,7 +101,7 @@ struct proxy_client {
 	bool tls_handshake;	     /* SSL_accept not finished */
 	bool auth_md5;		     /* the password exchange is MD5 (else SCRAM) */
 	int64_t last_io_ms;	     /* last bytes from the client */
-	struct pq_names stmts;	     /* named prepared statements (transaction pooling) */
+	struct extq_names stmts;     /* named prepared statements (transaction pooling) */
 	struct cmn_buf *pause_reply; /* admin console: PAUSE answered once nothing runs */
 	/* Its server was lost mid-transaction (transaction pooling): the proxy answers it,
 	 * as PostgreSQL would a failed transaction, until it ends the transaction. */
@@ -143,13 +143,13 @@ struct proxy_server {
 	struct pgp_scram_client *scram;
 	int64_t connect_ms, idle_since_ms;
 	bool reading_paused;
-	bool auth_started;   /* startup packet sent */
-	bool in_recovery;    /* reported in_hot_standby = on at login */
-	SSL *ssl;	     /* TLS with the server (NULL: clear text) */
-	int tls_state;	     /* 0 none, 1 SSLRequest sent, 2 handshaking */
-	bool close_after;    /* close when it would return to the pool */
-	bool be_drop;	     /* the message being read is dropped (answers the proxy's own) */
-	struct pq_server pq; /* answer slots and prepared statements */
+	bool auth_started;     /* startup packet sent */
+	bool in_recovery;      /* reported in_hot_standby = on at login */
+	SSL *ssl;	       /* TLS with the server (NULL: clear text) */
+	int tls_state;	       /* 0 none, 1 SSLRequest sent, 2 handshaking */
+	bool close_after;      /* close when it would return to the pool */
+	bool be_drop;	       /* the message being read is dropped (answers the proxy's own) */
+	struct extq_server pq; /* answer slots and prepared statements */
 	char *params[PROXY_N_PARAMS]; /* its session's values (as last reported) */
 	char *sets, *resets;	      /* the client startup settings it runs with (copies) */
 };

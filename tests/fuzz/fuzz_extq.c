@@ -38,8 +38,8 @@ static void check_framing(const struct cmn_buf *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct pq_names names[2] = {{0}, {0}};
-	struct pq_server srv = {0};
+	struct extq_names names[2] = {{0}, {0}};
+	struct extq_server srv = {0};
 	struct cmn_buf out = {0};
 	size_t i = 0;
 	int max = 1 + (size ? data[0] % 4 : 0);
@@ -67,8 +67,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(m + 5, data + i, n);
 			i += n;
 			cmn_buf_reset(&out);
-			if (pq_client_message(&names[op & 1 ? 1 : 0], &srv, (op & 0x10) ? 0 : max,
-					      m, n + 5, &out, &verbatim) != PGW_OK)
+			if (extq_client_message(&names[op & 1 ? 1 : 0], &srv, (op & 0x10) ? 0 : max,
+						m, n + 5, &out, &verbatim) != PGW_OK)
 				goto done;
 			if (verbatim && out.len)
 				abort();
@@ -76,32 +76,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		}
 		case 2: { /* a server answer */
-			struct pq_verdict v;
-			size_t before = pq_pending(&srv);
+			struct extq_verdict v;
+			size_t before = extq_pending(&srv);
 
 			if (i >= size)
 				goto done;
-			pq_backend(&srv, be_types[data[i++] % sizeof(be_types)], &v);
-			if (pq_pending(&srv) > before)
+			extq_backend(&srv, be_types[data[i++] % sizeof(be_types)], &v);
+			if (extq_pending(&srv) > before)
 				abort();
-			while (pq_next_synth(&srv))
+			while (extq_next_synth(&srv))
 				;
 			break;
 		}
 		default: /* the server connection is replaced */
 			if (op & 0x80)
-				pq_server_free(&srv);
+				extq_server_free(&srv);
 			else if (op & 0x40)
-				pq_names_free(&names[op & 1]);
+				extq_names_free(&names[op & 1]);
 			break;
 		}
 	}
 done:
-	pq_server_free(&srv);
-	pq_names_free(&names[0]);
-	pq_names_free(&names[1]);
+	extq_server_free(&srv);
+	extq_names_free(&names[0]);
+	extq_names_free(&names[1]);
 	cmn_buf_free(&out);
-	if (pq_stmt_count() != 0)
+	if (extq_stmt_count() != 0)
 		abort();
 	return 0;
 }

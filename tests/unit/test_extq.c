@@ -29,7 +29,7 @@ static size_t msg(uint8_t *out, uint8_t type, const void *body, size_t n)
 }
 
 /* Feeds one client message; returns true when it went verbatim. */
-static bool feed(struct pq_names *names, struct pq_server *srv, int max, uint8_t type,
+static bool feed(struct extq_names *names, struct extq_server *srv, int max, uint8_t type,
 		 const void *body, size_t n, struct cmn_buf *out)
 {
 	uint8_t m[256];
@@ -38,7 +38,7 @@ static bool feed(struct pq_names *names, struct pq_server *srv, int max, uint8_t
 	cmn_buf_reset(out);
 	assert_true(n + 5 <= sizeof(m));
 	assert_int_equal(
-	    pq_client_message(names, srv, max, m, msg(m, type, body, n), out, &verbatim), PGW_OK);
+	    extq_client_message(names, srv, max, m, msg(m, type, body, n), out, &verbatim), PGW_OK);
 	return verbatim;
 }
 
@@ -47,28 +47,28 @@ static bool feed(struct pq_names *names, struct pq_server *srv, int max, uint8_t
 /* Bytes of the server-side name of statement id, its terminator included. */
 static size_t name_size(uint64_t id)
 {
-	struct pq_stmt st = {.id = id};
-	char name[PQ_NAME_SIZE];
+	struct extq_stmt st = {.id = id};
+	char name[EXTQ_NAME_SIZE];
 
-	pq_stmt_name(&st, name);
+	extq_stmt_name(&st, name);
 	assert_memory_equal(name, "PGW_", 4); /* PGW_<random>_<id> */
 	assert_true(strlen(name) > 4 + 16);
 	return strlen(name) + 1;
 }
 
 /* Answer of the server: returns whether it was dropped. */
-static bool answer(struct pq_server *srv, uint8_t type)
+static bool answer(struct extq_server *srv, uint8_t type)
 {
-	struct pq_verdict v;
+	struct extq_verdict v;
 
-	pq_backend(srv, type, &v);
+	extq_backend(srv, type, &v);
 	return v.drop;
 }
 
 static void test_parse_bind_rename_and_reuse(void **state)
 {
-	struct pq_names a = {0}, b = {0};
-	struct pq_server srv = {0};
+	struct extq_names a = {0}, b = {0};
+	struct extq_server srv = {0};
 	struct cmn_buf out = {0};
 
 	(void)state;
@@ -77,17 +77,17 @@ static void test_parse_bind_rename_and_reuse(void **state)
 	assert_int_equal(out.len, 5 + name_size(1) + 9 + 2);
 	assert_memory_equal(out.data + 5, "PGW_", 4);
 	assert_true(feed(&a, &srv, 10, 'S', "", 0, &out));
-	assert_int_equal(pq_pending(&srv), 2);
+	assert_int_equal(extq_pending(&srv), 2);
 	assert_false(answer(&srv, '1'));
 	assert_false(answer(&srv, 'Z'));
-	assert_int_equal(pq_pending(&srv), 0);
+	assert_int_equal(extq_pending(&srv), 0);
 
 	/* Client b prepares the same statement under another name: answered by the proxy. */
 	assert_false(feed(&b, &srv, 10, 'P', LIT("other\0SELECT 1\0\0\0"), &out));
 	assert_int_equal(out.len, 0);
-	assert_true(pq_synth_due(&srv));
-	assert_int_equal(pq_next_synth(&srv), '1');
-	assert_int_equal(pq_stmt_count(), 1);
+	assert_true(extq_synth_due(&srv));
+	assert_int_equal(extq_next_synth(&srv), '1');
+	assert_int_equal(extq_stmt_count(), 1);
 
 	/* Bind by b's name goes to the server renamed; the answers pass. */
 	assert_false(feed(&b, &srv, 10, 'B', LIT("\0other\0\0\0\0\0\0\0"), &out));
@@ -99,10 +99,10 @@ static void test_parse_bind_rename_and_reuse(void **state)
 	assert_false(answer(&srv, 'D'));
 	assert_false(answer(&srv, 'C'));
 	assert_false(answer(&srv, 'Z'));
-	assert_int_equal(pq_pending(&srv), 0);
+	assert_int_equal(extq_pending(&srv), 0);
 
 	/* A new server lacks it: a Parse goes first and its ParseComplete is dropped. */
-	struct pq_server srv2 = {0};
+	struct extq_server srv2 = {0};
 
 	assert_false(feed(&a, &srv2, 10, 'B', LIT("\0s1\0\0\0\0\0\0\0"), &out));
 	assert_memory_equal(out.data, "P", 1);
@@ -115,18 +115,18 @@ static void test_parse_bind_rename_and_reuse(void **state)
 	/* An unknown name goes as it is: the server reports 26000 itself. */
 	assert_true(feed(&a, &srv2, 10, 'B', LIT("\0nosuch\0\0\0\0\0\0\0"), &out));
 
-	pq_server_free(&srv2);
-	pq_server_free(&srv);
-	pq_names_free(&a);
-	pq_names_free(&b);
+	extq_server_free(&srv2);
+	extq_server_free(&srv);
+	extq_names_free(&a);
+	extq_names_free(&b);
 	cmn_buf_free(&out);
-	assert_int_equal(pq_stmt_count(), 0);
+	assert_int_equal(extq_stmt_count(), 0);
 }
 
 static void test_close_evict_and_error_skip(void **state)
 {
-	struct pq_names a = {0};
-	struct pq_server srv = {0};
+	struct extq_names a = {0};
+	struct extq_server srv = {0};
 	struct cmn_buf out = {0};
 
 	(void)state;
@@ -134,9 +134,9 @@ static void test_close_evict_and_error_skip(void **state)
 	assert_false(feed(&a, &srv, 1, 'P', LIT("x\0SELECT 1\0\0\0"), &out));
 	assert_false(feed(&a, &srv, 1, 'C', LIT("Sx\0"), &out));
 	assert_true(feed(&a, &srv, 1, 'S', "", 0, &out));
-	assert_false(pq_synth_due(&srv)); /* the ParseComplete comes first */
+	assert_false(extq_synth_due(&srv)); /* the ParseComplete comes first */
 	assert_false(answer(&srv, '1'));
-	assert_int_equal(pq_next_synth(&srv), '3');
+	assert_int_equal(extq_next_synth(&srv), '3');
 	assert_false(answer(&srv, 'Z'));
 
 	/* max 1: a second statement evicts the first with a Close whose answer drops. */
@@ -157,7 +157,7 @@ static void test_close_evict_and_error_skip(void **state)
 	assert_true(feed(&a, &srv, 5, 'S', "", 0, &out));
 	assert_int_equal(srv.n_held, 2);
 	assert_false(answer(&srv, 'E'));
-	assert_int_equal(pq_pending(&srv), 1);
+	assert_int_equal(extq_pending(&srv), 1);
 	assert_int_equal(srv.n_held, 1);
 	assert_false(answer(&srv, 'Z'));
 
@@ -167,23 +167,23 @@ static void test_close_evict_and_error_skip(void **state)
 	assert_false(answer(&srv, 'E'));
 	assert_true(srv.skipping);
 	assert_true(feed(&a, &srv, 5, 'P', LIT("w\0SELECT 3\0\0\0"), &out));
-	assert_int_equal(pq_pending(&srv), 0);
+	assert_int_equal(extq_pending(&srv), 0);
 	assert_true(feed(&a, &srv, 5, 'S', "", 0, &out));
 	assert_false(srv.skipping);
 	assert_false(answer(&srv, 'Z'));
-	assert_int_equal(pq_pending(&srv), 0);
+	assert_int_equal(extq_pending(&srv), 0);
 	assert_false(srv.desync);
 
-	pq_server_free(&srv);
-	pq_names_free(&a);
+	extq_server_free(&srv);
+	extq_names_free(&a);
 	cmn_buf_free(&out);
-	assert_int_equal(pq_stmt_count(), 0);
+	assert_int_equal(extq_stmt_count(), 0);
 }
 
 static void test_copy_in_own_query_and_dirty(void **state)
 {
-	struct pq_names a = {0};
-	struct pq_server srv = {0};
+	struct extq_names a = {0};
+	struct extq_server srv = {0};
 	struct cmn_buf out = {0};
 
 	(void)state;
@@ -193,21 +193,21 @@ static void test_copy_in_own_query_and_dirty(void **state)
 	assert_true(feed(&a, &srv, 5, 'S', "", 0, &out));
 	assert_false(answer(&srv, '2'));
 	assert_false(answer(&srv, 'G'));
-	assert_int_equal(pq_pending(&srv), 1);
+	assert_int_equal(extq_pending(&srv), 1);
 	assert_true(feed(&a, &srv, 5, 'c', "", 0, &out));
 	assert_true(feed(&a, &srv, 5, 'S', "", 0, &out));
 	assert_false(answer(&srv, 'C'));
 	assert_false(answer(&srv, 'Z'));
-	assert_int_equal(pq_pending(&srv), 0);
+	assert_int_equal(extq_pending(&srv), 0);
 
 	/* The proxy's own SET: everything it answers is dropped, an error flagged. */
-	assert_int_equal(pq_push_own_query(&srv), PGW_OK);
+	assert_int_equal(extq_push_own_query(&srv), PGW_OK);
 	assert_true(feed(&a, &srv, 5, 'Q', LIT("SELECT 1\0"), &out));
 	assert_true(answer(&srv, 'S'));
 	assert_true(answer(&srv, 'C'));
-	struct pq_verdict v;
+	struct extq_verdict v;
 
-	pq_backend(&srv, 'E', &v);
+	extq_backend(&srv, 'E', &v);
 	assert_true(v.drop && v.own_error);
 	assert_true(answer(&srv, 'Z'));
 	assert_false(answer(&srv, 'T'));
@@ -220,10 +220,10 @@ static void test_copy_in_own_query_and_dirty(void **state)
 	assert_true(feed(&a, &srv, 5, 'Q', LIT("discard ALL\0"), &out));
 	assert_true(srv.dirty);
 
-	pq_server_free(&srv);
-	pq_names_free(&a);
+	extq_server_free(&srv);
+	extq_names_free(&a);
 	cmn_buf_free(&out);
-	assert_int_equal(pq_stmt_count(), 0);
+	assert_int_equal(extq_stmt_count(), 0);
 }
 
 int main(void)

@@ -1,0 +1,31 @@
+/*
+ * The SQLSTATEs pgwarden sends to PostgreSQL clients, by PostgreSQL's own names
+ * (src/backend/utils/errcodes.txt), so a reader sees what an error means and a client
+ * gets what PostgreSQL itself would send.
+ */
+#ifndef PGW_SQLSTATE_H
+#define PGW_SQLSTATE_H
+
+#define SQLSTATE_FEATURE_NOT_SUPPORTED		     "0A000"
+#define SQLSTATE_CONNECTION_FAILURE		     "08006"
+#define SQLSTATE_PROTOCOL_VIOLATION		     "08P01"
+#define SQLSTATE_INVALID_PARAMETER_VALUE	     "22023"
+#define SQLSTATE_IN_FAILED_SQL_TRANSACTION	     "25P02"
+#define SQLSTATE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT "25P03"
+#define SQLSTATE_INVALID_AUTHORIZATION_SPECIFICATION "28000"
+#define SQLSTATE_INVALID_PASSWORD		     "28P01"
+#define SQLSTATE_INVALID_CATALOG_NAME		     "3D000"
+#define SQLSTATE_INSUFFICIENT_PRIVILEGE		     "42501"
+#define SQLSTATE_SYNTAX_ERROR			     "42601"
+#define SQLSTATE_INVALID_NAME			     "42602"
+#define SQLSTATE_UNDEFINED_OBJECT		     "42704"
+#define SQLSTATE_OUT_OF_MEMORY			     "53200"
+#define SQLSTATE_TOO_MANY_CONNECTIONS		     "53300"
+#define SQLSTATE_PROGRAM_LIMIT_EXCEEDED		     "54000"
+#define SQLSTATE_QUERY_CANCELED			     "57014"
+#define SQLSTATE_ADMIN_SHUTDOWN			     "57P01"
+#define SQLSTATE_CANNOT_CONNECT_NOW		     "57P03"
+#define SQLSTATE_SYSTEM_ERROR			     "58000"
+#define SQLSTATE_CONFIG_FILE_ERROR		     "F0000"
+
+#endif
