@@ -1,4 +1,5 @@
 #include "agent/api.h"
+#include "common/httpd.h"
 #include "common/httpguard.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -9,7 +10,6 @@
 #include <errno.h>
 #include <math.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,35 +68,13 @@ void api_state_set_docs(struct api_state *st, char *status_json, char *cluster_j
 static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code, const char *body,
 			     const char *allow)
 {
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-	enum MHD_Result ret;
-
-	if (!r)
-		return MHD_NO;
-	MHD_add_response_header(r, "Content-Type", "application/json");
-	if (allow)
-		MHD_add_response_header(r, "Allow", allow);
-	ret = MHD_queue_response(conn, code, r);
-	MHD_destroy_response(r);
-	return ret;
+	return cmn_httpd_reply(conn, code, "application/json", body, strlen(body), allow, NULL);
 }
 
 static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned int code,
 				   const char *reason, const char *allow)
 {
-	char body[512];
-	char esc[300];
-	size_t j = 0;
-
-	for (const char *p = reason; *p && j + 2 < sizeof(esc); p++) {
-		if (*p == '"' || *p == '\\')
-			esc[j++] = '\\';
-		esc[j++] = (*p >= 32 && *p < 127) ? *p : '?';
-	}
-	esc[j] = '\0';
-	snprintf(body, sizeof(body), "{\"error\":\"%s\"}", esc);
-	return reply(conn, code, body, allow);
+	return cmn_httpd_error(conn, code, reason, allow, NULL);
 }
 
 enum check {
@@ -115,41 +93,11 @@ enum check {
 static const char *const mutating[] = {"/switchover",	"/failover", "/restart",
 				       "/reinitialize", "/reload",   "/config"};
 
-static bool constant_eq(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char diff = la != lb;
-
-	for (size_t i = 0; i < la; i++)
-		diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-	return diff == 0;
-}
-
-static enum MHD_Result reply_unauthorized(struct MHD_Connection *conn, const char *reason)
-{
-	char body[300];
-	struct MHD_Response *r;
-	enum MHD_Result ret;
-
-	snprintf(body, sizeof(body), "{\"error\": \"%s\"}", reason);
-	r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_COPY);
-	if (!r)
-		return MHD_NO;
-	MHD_add_response_header(r, "Content-Type", "application/json");
-	MHD_add_response_header(r, "WWW-Authenticate", "Basic realm=\"pgwarden\"");
-	ret = MHD_queue_response(conn, MHD_HTTP_UNAUTHORIZED, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
 /* POST / PATCH endpoints: authenticate, then hand over to the agent. */
 static enum MHD_Result handle_mutating(struct api_server *srv, struct MHD_Connection *conn,
 				       const char *url, const char *method, struct api_req *req)
 {
 	bool is_config = strcmp(url, "/config") == 0;
-	char *user = NULL, *pass = NULL;
-	bool ok;
-
 	if (is_config ? strcmp(method, "PATCH") != 0 : strcmp(method, "POST") != 0)
 		return reply_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
 				   "method not allowed on this endpoint",
@@ -159,15 +107,9 @@ static enum MHD_Result handle_mutating(struct api_server *srv, struct MHD_Connec
 				   "changes through the REST API are disabled: set [api] username "
 				   "and password",
 				   NULL);
-	user = MHD_basic_auth_get_username_password(conn, &pass);
-	ok = user && pass && constant_eq(user, srv->ops.username) &&
-	     constant_eq(pass, srv->ops.password);
-	if (user)
-		MHD_free(user);
-	if (pass)
-		MHD_free(pass);
-	if (!ok)
-		return reply_unauthorized(conn, "authentication required");
+	if (cmn_httpd_basic_auth(conn, srv->ops.username, srv->ops.password) != CMN_HTTPD_AUTH_OK)
+		return cmn_httpd_error(conn, MHD_HTTP_UNAUTHORIZED, "authentication required", NULL,
+				       "pgwarden");
 	if (req->too_large)
 		return reply_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large",
 				   NULL);
@@ -361,12 +303,7 @@ int api_start(const char *host, int port, const char *certfile, const char *keyf
 	struct MHD_OptionItem tls[3] = {
 	    {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}, {MHD_OPTION_END, 0, NULL}};
 	struct api_server *srv = calloc(1, sizeof(*srv));
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *ai = NULL;
-	char portstr[16];
-	int fd = -1, one = 1;
+	int fd;
 
 	if (!srv)
 		return PGW_ENOMEM;
@@ -385,25 +322,11 @@ int api_start(const char *host, int port, const char *certfile, const char *keyf
 	srv->st = st;
 	if (ops)
 		srv->ops = *ops;
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	if (getaddrinfo(*host && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai) != 0 ||
-	    !ai) {
-		log_error("REST API: cannot resolve listen address %s:%d", host, port);
-		server_free(srv);
-		return PGW_EINVAL;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0)
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 128) != 0) {
-		log_error("REST API: cannot listen on %s:%d: %s", host, port, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(ai);
+	fd = cmn_tcp_listen(host, port, 128, false, "REST API");
+	if (fd < 0) {
 		server_free(srv);
 		return PGW_ERR;
 	}
-	freeaddrinfo(ai);
 	if (cmn_http_guard_new(API_DEADLINE_MS, &srv->guard) != PGW_OK) {
 		close(fd);
 		server_free(srv);

@@ -1,4 +1,5 @@
 #include "common/util.h"
+#include "common/log.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -460,4 +462,32 @@ bool cmn_name_in_list(const char *list, const char *name)
 		p += len;
 	}
 	return false;
+}
+
+int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const char *what)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	int fd, one = 1;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (getaddrinfo(*host && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai) != 0 ||
+	    !ai) {
+		log_error("%s: cannot resolve listen address %s", what, host);
+		return -1;
+	}
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+	if (fd >= 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+		log_error("%s: cannot listen on %s:%d: %s", what, host, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
 }

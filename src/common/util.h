@@ -39,6 +39,13 @@ void cmn_slot_name(const char *member, char *out, size_t size);
 int cmn_self_exe(char *out, size_t size);
 
 /* Splits "host:port" ("[v6]:port" too). Returns PGW_EINVAL on a bad string. */
+/*
+ * A TCP socket listening on host:port ("" or "*": every address) with SO_REUSEADDR
+ * and close-on-exec, non-blocking if asked; -1 (logged, what names the listener) when
+ * it cannot.
+ */
+int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const char *what);
+
 int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) PGW_WUR;
 /*
  * A list of networks, "10.0.0.0/8, 192.168.1.7, fd00::/8": PGW_OK, or PGW_EINVAL with

@@ -2,7 +2,7 @@
 #ifndef PGW_PROXY_ADMIN_H
 #define PGW_PROXY_ADMIN_H
 
-#include "proxy/proxy_int.h"
+#include "proxy/conn.h"
 
 #include <stdbool.h>
 

@@ -7,16 +7,16 @@
  * users and members, never a password, a conninfo or a client address.
  */
 #include "proxy/http.h"
+#include "common/httpd.h"
 #include "common/httpguard.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "common/util.h"
-#include "proxy/proxy_int.h"
+#include "proxy/conn.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
-#include <netdb.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -714,55 +714,17 @@ void proxy_http_publish(struct proxy_http *h, const struct proxy *p)
 
 /* ---- serving ---- */
 
-static enum MHD_Result reply(struct MHD_Connection *conn, unsigned int code, const char *type,
-			     const char *body, size_t len, const char *allow, bool challenge)
-{
-	struct MHD_Response *r =
-	    MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
-	enum MHD_Result ret;
+#define REALM "pgwarden proxy"
 
-	if (!r)
-		return MHD_NO;
-	MHD_add_response_header(r, "Content-Type", type);
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	if (allow)
-		MHD_add_response_header(r, "Allow", allow);
-	if (challenge)
-		MHD_add_response_header(r, "WWW-Authenticate",
-					"Basic realm=\"pgwarden proxy\", charset=\"UTF-8\"");
-	ret = MHD_queue_response(conn, code, r);
-	MHD_destroy_response(r);
-	return ret;
-}
-
-/* reason: our own constant text (no quote or backslash to escape). */
 static enum MHD_Result reply_error(struct MHD_Connection *conn, unsigned int code,
 				   const char *reason, const char *allow, bool challenge)
 {
-	char body[512];
-	int n = snprintf(body, sizeof(body), "{\"error\": \"%s\"}\n", reason);
-
-	return reply(conn, code, "application/json", body,
-		     n < 0			? 0
-		     : (size_t)n < sizeof(body) ? (size_t)n
-						: sizeof(body) - 1,
-		     allow, challenge);
-}
-
-/* Compares in time independent of where the strings differ. */
-static bool constant_eq(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b);
-	unsigned char diff = la != lb;
-
-	for (size_t i = 0; i < la; i++)
-		diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
-	return diff == 0;
+	return cmn_httpd_error(conn, code, reason, allow, challenge ? REALM : NULL);
 }
 
 static enum MHD_Result check_auth(struct proxy_http *h, struct MHD_Connection *conn, bool *ok)
 {
-	char *user, *pass = NULL;
+	enum cmn_httpd_auth auth;
 
 	*ok = false;
 	if (!h->username)
@@ -770,19 +732,13 @@ static enum MHD_Result check_auth(struct proxy_http *h, struct MHD_Connection *c
 				   "the status page is disabled: set http_username and "
 				   "http_password in [proxy]",
 				   NULL, false);
-	user = MHD_basic_auth_get_username_password(conn, &pass);
-	if (!user)
+	auth = cmn_httpd_basic_auth(conn, h->username, h->password);
+	if (auth == CMN_HTTPD_AUTH_NONE)
 		return reply_error(conn, MHD_HTTP_UNAUTHORIZED,
 				   "authentication required (HTTP basic auth: http_username and "
 				   "http_password of [proxy])",
 				   NULL, true);
-	bool user_ok = constant_eq(user, h->username); /* both compared, whatever the first */
-	bool pass_ok = pass && constant_eq(pass, h->password);
-
-	*ok = user_ok && pass_ok;
-	MHD_free(user);
-	if (pass)
-		MHD_free(pass);
+	*ok = auth == CMN_HTTPD_AUTH_OK;
 	if (!*ok)
 		return reply_error(conn, MHD_HTTP_UNAUTHORIZED, "wrong user name or password", NULL,
 				   true);
@@ -831,41 +787,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 		ret = reply_error(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
 				  "starting: nothing rendered yet, retry in a second", NULL, false);
 	else if (status_page)
-		ret = reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", h->html, h->html_len,
-			    NULL, false);
+		ret = cmn_httpd_reply(conn, MHD_HTTP_OK, "text/html; charset=utf-8", h->html,
+				      h->html_len, NULL, NULL);
 	else
-		ret = reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
-			    h->metrics, h->metrics_len, NULL, false);
+		ret = cmn_httpd_reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8",
+				      h->metrics, h->metrics_len, NULL, NULL);
 	pthread_mutex_unlock(&h->lock);
 	return ret;
-}
-
-static int listen_socket(const char *host, int port)
-{
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *ai = NULL;
-	char portstr[16];
-	int fd, one = 1;
-
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	if (getaddrinfo(*host && strcmp(host, "*") != 0 ? host : NULL, portstr, &hints, &ai) != 0 ||
-	    !ai) {
-		log_error("status page: cannot resolve listen address %s", host);
-		return -1;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0)
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 64) != 0) {
-		log_error("status page: cannot listen on %s:%d: %s", host, port, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd;
 }
 
 static void http_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
@@ -917,7 +845,7 @@ int proxy_http_start(const struct proxy_config *cfg, struct proxy_http **out)
 		log_warning("status page: http_username and http_password are not set in [proxy]: "
 			    "/ answers 403 (/metrics is served)");
 	}
-	fd = listen_socket(cfg->listen_host, cfg->http_port);
+	fd = cmn_tcp_listen(cfg->listen_host, cfg->http_port, 64, false, "status page");
 	if (fd < 0) {
 		http_free(h);
 		return PGW_ERR;

@@ -6,14 +6,14 @@
 #include "common/http.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 #include "proxy/http.h"
-#include "proxy/proxy_int.h"
+#include "proxy/conn.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,33 +43,6 @@ static void on_signal(int sig)
 		stop_requested = stop_requested + 1 + (sig == SIGINT); /* SIGINT: at once */
 	if (the_proxy && the_proxy->loop)
 		cmn_loop_wake(the_proxy->loop);
-}
-
-static int listen_on(const char *host, int port)
-{
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-	struct addrinfo *ai = NULL;
-	char portstr[16];
-	int fd, one = 1;
-
-	snprintf(portstr, sizeof(portstr), "%d", port);
-	if (getaddrinfo(strcmp(host, "*") == 0 ? NULL : host, portstr, &hints, &ai) != 0 || !ai) {
-		log_error("cannot resolve listen address %s", host);
-		return -1;
-	}
-	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd >= 0)
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-		log_error("cannot listen on %s:%d: %s", host, port, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(ai);
-	return fd;
 }
 
 #define SWAP_STR(field)                     \
@@ -454,7 +427,7 @@ int proxy_main(int argc, char **argv)
 
 		if (!port_of[i])
 			continue;
-		fd = listen_on(p->cfg.listen_host, port_of[i]);
+		fd = cmn_tcp_listen(p->cfg.listen_host, port_of[i], 4096, true, "proxy");
 		if (fd < 0 ||
 		    cmn_io_add(p->loop, &p->listeners[i], fd, EPOLLIN, proxy_accept, p) != PGW_OK) {
 			if (fd >= 0)

@@ -1,5 +1,6 @@
 /*
- * The proxy's connections, pools and their states (shared by the proxy's files).
+ * The proxy's types: its connections, pools and their states (the functions on
+ * them: proxy/conn.h).
  *
  * A client is on exactly one list of its pool (or of the proxy while it logs in):
  *   login: startup and authentication;   idle: logged in, no server;
@@ -12,8 +13,8 @@
  * per-connection buffer, allocated then and freed once drained, so an idle
  * client costs its struct and nothing else.
  */
-#ifndef PGW_PROXY_INT_H
-#define PGW_PROXY_INT_H
+#ifndef PGW_PROXY_TYPES_H
+#define PGW_PROXY_TYPES_H
 
 #include "common/evloop.h"
 #include "pgproto/pgproto.h"
@@ -59,6 +60,7 @@ enum proxy_sv_state {
 	PROXY_SV_DEAD,
 };
 
+struct proxy;
 struct proxy_pool;
 struct proxy_server;
 
@@ -73,6 +75,7 @@ struct proxy_stream {
 
 struct proxy_client {
 	struct cmn_io io;
+	struct proxy *proxy;
 	enum proxy_cl_state state;
 	enum proxy_port port;
 	TAILQ_ENTRY(proxy_client) entry;
@@ -122,6 +125,7 @@ struct proxy_client {
 
 struct proxy_server {
 	struct cmn_io io;
+	struct proxy *proxy;
 	enum proxy_sv_state state;
 	TAILQ_ENTRY(proxy_server) entry;
 	struct proxy_pool *pool;
@@ -165,6 +169,7 @@ struct proxy_stats {
 
 struct proxy_pool {
 	TAILQ_ENTRY(proxy_pool) entry;
+	struct proxy *proxy;
 	enum proxy_port port;
 	char database[64];
 	char user[64];
@@ -196,6 +201,7 @@ TAILQ_HEAD(proxy_pool_list, proxy_pool);
 /* A CancelRequest on its way to PostgreSQL, on a connection of its own. */
 struct proxy_cancel {
 	struct cmn_io io;
+	struct proxy *proxy;
 	TAILQ_ENTRY(proxy_cancel) entry;
 	uint8_t packet[16];
 	size_t sent;
@@ -243,27 +249,5 @@ struct proxy {
 	int64_t drain_deadline_ms;	/* SIGTERM: stop by then at the latest */
 	int64_t accept_paused_until_ms; /* out of file descriptors: accept again then */
 };
-
-/* conn.c */
-void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
-void proxy_tick(struct proxy *p);
-void proxy_free_dead(struct proxy *p);
-/* Frees the pools marked unused (after proxy_free_dead: nothing points to them then). */
-void proxy_free_unused_pools(struct proxy *p);
-void proxy_topology_changed(struct proxy *p);
-void proxy_close_all(struct proxy *p);
-/* Server connections running a transaction or request (all pools). */
-int proxy_active_servers(struct proxy *p);
-/* After a reload: pools take the new pool sizes. */
-void proxy_apply_pool_sizes(struct proxy *p);
-/* Planned switchover: while held, requests for the primary's pools wait (up to
- * query_wait_timeout) instead of getting a server; running ones finish. */
-void proxy_hold_primary(struct proxy *p, bool hold);
-/* Servers of the primary's pools with a request or transaction in flight. */
-int proxy_primary_busy(struct proxy *p);
-/* PAUSE / RESUME: no client gets a server while paused. */
-void proxy_pause(struct proxy *p, bool pause);
-/* proxy.c: re-reads the auth file (RELOAD, SIGHUP). */
-int proxy_reload(struct proxy *p) PGW_WUR;
 
 #endif
