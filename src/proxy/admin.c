@@ -4,6 +4,7 @@
  * and column names, so its exporters and dashboards work unchanged.
  */
 #include "proxy/admin.h"
+#include "proxy/stats.h"
 #include "pgproto/sqlstate.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -74,26 +75,6 @@ static const char *num(char *buf, size_t size, uint64_t v)
 	return buf;
 }
 
-static int count_clients(const struct proxy_client_list *l)
-{
-	int n = 0;
-	const struct proxy_client *c;
-
-	TAILQ_FOREACH(c, l, entry)
-	n++;
-	return n;
-}
-
-static int count_servers(const struct proxy_server_list *l)
-{
-	int n = 0;
-	const struct proxy_server *s;
-
-	TAILQ_FOREACH(s, l, entry)
-	n++;
-	return n;
-}
-
 static void pool_db_name(const struct proxy_pool *pool, char *out, size_t size)
 {
 	/* Pools of the session ports show as db@primary / db@member. */
@@ -107,42 +88,40 @@ static void pool_db_name(const struct proxy_pool *pool, char *out, size_t size)
 
 static void show_pools(struct proxy *p, struct result *r)
 {
-	struct proxy_pool *pool;
-	int64_t now = cmn_now_ms();
+	struct proxy_view view;
 
 	cols(r, "ssiiiiiiiiiiiiiss", "database", "user", "cl_active", "cl_waiting",
 	     "cl_active_cancel_req", "cl_waiting_cancel_req", "sv_active", "sv_active_cancel",
 	     "sv_being_canceled", "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait",
 	     "maxwait_us", "pool_mode", "load_balance_hosts");
-	TAILQ_FOREACH(pool, &p->pools, entry)
-	{
+	if (proxy_view_build(&view, p) != PGW_OK) {
+		r->rc = PGW_ENOMEM;
+		return;
+	}
+	for (size_t i = 0; i < view.n_rows; i++) {
+		const struct proxy_pool_row *pr = &view.rows[i];
 		char v[17][32], db[140];
 		const char *vals[17];
-		int64_t maxwait = 0;
-		struct proxy_client *c = TAILQ_FIRST(&pool->waiting);
 
-		if (c)
-			maxwait = now - c->wait_since_ms;
-		pool_db_name(pool, db, sizeof(db));
+		pool_db_name(pr->pool, db, sizeof(db));
 		vals[0] = db;
-		vals[1] = pool->user;
-		vals[2] = num(v[2], 32,
-			      (uint64_t)(count_clients(&pool->active_clients) +
-					 count_clients(&pool->idle_clients)));
-		vals[3] = num(v[3], 32, (uint64_t)count_clients(&pool->waiting));
+		vals[1] = pr->pool->user;
+		vals[2] = num(v[2], 32, (uint64_t)(pr->cl_active + pr->cl_idle));
+		vals[3] = num(v[3], 32, (uint64_t)pr->cl_waiting);
 		vals[4] = vals[5] = "0";
-		vals[6] = num(v[6], 32, (uint64_t)count_servers(&pool->active));
+		vals[6] = num(v[6], 32, (uint64_t)pr->sv_active);
 		vals[7] = vals[8] = "0";
-		vals[9] = num(v[9], 32, (uint64_t)count_servers(&pool->idle));
-		vals[10] = num(v[10], 32, (uint64_t)count_servers(&pool->resetting));
+		vals[9] = num(v[9], 32, (uint64_t)pr->sv_idle);
+		vals[10] = num(v[10], 32, (uint64_t)pr->sv_used);
 		vals[11] = "0";
-		vals[12] = num(v[12], 32, (uint64_t)count_servers(&pool->login));
-		vals[13] = num(v[13], 32, (uint64_t)(maxwait / 1000));
-		vals[14] = num(v[14], 32, (uint64_t)(maxwait % 1000) * 1000);
-		vals[15] = pool->transaction_mode ? "transaction" : "session";
+		vals[12] = num(v[12], 32, (uint64_t)pr->sv_login);
+		vals[13] = num(v[13], 32, (uint64_t)(pr->maxwait_ms / 1000));
+		vals[14] = num(v[14], 32, (uint64_t)(pr->maxwait_ms % 1000) * 1000);
+		vals[15] = pr->pool->transaction_mode ? "transaction" : "session";
 		vals[16] = NULL;
 		row(r, vals);
 	}
+	proxy_view_free(&view);
 	finish(r, "SHOW");
 }
 
@@ -428,9 +407,9 @@ static void show_databases(struct proxy *p, struct result *r)
 		vals[12] = num(v[12], 64, (uint64_t)pool->n_servers);
 		vals[13] = num(v[13], 64, (uint64_t)p->cfg.max_client_conn);
 		vals[14] = num(v[14], 64,
-			       (uint64_t)(count_clients(&pool->active_clients) +
-					  count_clients(&pool->idle_clients) +
-					  count_clients(&pool->waiting)));
+			       (uint64_t)(proxy_count_clients(&pool->active_clients) +
+					  proxy_count_clients(&pool->idle_clients) +
+					  proxy_count_clients(&pool->waiting)));
 		vals[15] = p->paused ? "1" : "0";
 		vals[16] = "0";
 		row(r, vals);
@@ -491,11 +470,13 @@ static void show_lists(struct proxy *p, struct result *r)
 
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
-		used_clients += count_clients(&pool->active_clients) +
-				count_clients(&pool->idle_clients) + count_clients(&pool->waiting);
-		used_servers += count_servers(&pool->active) + count_servers(&pool->login) +
-				count_servers(&pool->resetting);
-		free_servers += count_servers(&pool->idle);
+		used_clients += proxy_count_clients(&pool->active_clients) +
+				proxy_count_clients(&pool->idle_clients) +
+				proxy_count_clients(&pool->waiting);
+		used_servers += proxy_count_servers(&pool->active) +
+				proxy_count_servers(&pool->login) +
+				proxy_count_servers(&pool->resetting);
+		free_servers += proxy_count_servers(&pool->idle);
 		dbs++;
 	}
 	const struct {
@@ -507,7 +488,7 @@ static void show_lists(struct proxy *p, struct result *r)
 	    {"pools", (uint64_t)dbs},
 	    {"free_clients", 0},
 	    {"used_clients", (uint64_t)used_clients},
-	    {"login_clients", (uint64_t)count_clients(&p->login_clients)},
+	    {"login_clients", (uint64_t)proxy_count_clients(&p->login_clients)},
 	    {"free_servers", (uint64_t)free_servers},
 	    {"used_servers", (uint64_t)used_servers},
 	    {"dns_names", 0},
@@ -560,8 +541,9 @@ static size_t words(const char *sql, char w[3][64])
 	return *p ? 4 : n; /* 4: more words than any command takes */
 }
 
-int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char *sql,
-		      struct cmn_buf *out, bool *shutdown)
+int proxy_admin_query(struct proxy *p, const struct proxy_admin_ops *ops,
+		      const struct proxy_client *c, const char *sql, struct cmn_buf *out,
+		      bool *shutdown)
 {
 	struct result r = {.out = out, .rc = PGW_OK};
 	char w[3][64] = {"", "", ""};
@@ -603,13 +585,13 @@ int proxy_admin_query(struct proxy *p, const struct proxy_client *c, const char 
 			r.rc = pgp_put_error(out, "ERROR", SQLSTATE_INSUFFICIENT_PRIVILEGE,
 					     "admin access needed (admin_users)", NULL);
 		} else if (strcmp(w[0], "pause") == 0) {
-			proxy_pause(p, true);
+			ops->pause(p, true);
 			finish(&r, "PAUSE");
 		} else if (strcmp(w[0], "resume") == 0) {
-			proxy_pause(p, false);
+			ops->pause(p, false);
 			finish(&r, "RESUME");
 		} else if (strcmp(w[0], "reload") == 0) {
-			if (proxy_reload(p) == PGW_OK)
+			if (ops->reload(p) == PGW_OK)
 				finish(&r, "RELOAD");
 			else
 				r.rc = pgp_put_error(out, "ERROR", SQLSTATE_CONFIG_FILE_ERROR,

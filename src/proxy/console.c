@@ -105,6 +105,7 @@ void pause_check(struct proxy *p)
 
 void admin_input(struct proxy_client *c)
 {
+	static const struct proxy_admin_ops ops = {.pause = proxy_pause, .reload = proxy_reload};
 	struct proxy *px = c->proxy;
 
 	if (c->pause_reply)
@@ -135,7 +136,7 @@ void admin_input(struct proxy_client *c)
 		bool shutdown = false;
 		char *sql = strndup((const char *)d + 5, total - 6);
 
-		rc = sql ? proxy_admin_query(px, c, sql, &out, &shutdown) : PGW_ENOMEM;
+		rc = sql ? proxy_admin_query(px, &ops, c, sql, &out, &shutdown) : PGW_ENOMEM;
 		buf_consume(&c->in, total);
 		if (rc == PGW_OK && px->paused && is_pause(sql) && out.len &&
 		    out.data[0] == PGP_BE_COMMAND_COMPLETE && proxy_active_servers(px) > 0) {

@@ -8,6 +8,7 @@
  */
 #include "proxy/http.h"
 #include "common/httpd.h"
+#include "proxy/stats.h"
 #include "common/httpguard.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -189,105 +190,7 @@ static void put_label(struct doc *d, const char *s)
 	}
 }
 
-static int count_clients(const struct proxy_client_list *l)
-{
-	const struct proxy_client *c;
-	int n = 0;
-
-	TAILQ_FOREACH(c, l, entry)
-	n++;
-	return n;
-}
-
-static int count_servers(const struct proxy_server_list *l)
-{
-	const struct proxy_server *s;
-	int n = 0;
-
-	TAILQ_FOREACH(s, l, entry)
-	n++;
-	return n;
-}
-
-/* What one publish needs of a pool, counted once. */
-struct pool_row {
-	const struct proxy_pool *pool;
-	int cl_active, cl_idle, cl_waiting;
-	int sv_active, sv_idle, sv_used, sv_login;
-	double maxwait_s;
-};
-
-/* What one publish needs of the whole proxy. */
-struct view {
-	const struct proxy *p;
-	int64_t now;
-	struct pool_row *rows;
-	size_t n_rows;
-	int cl_login, cl_idle, cl_waiting, cl_active; /* admin clients count as active */
-	int sv[4];				      /* active, idle, used, login */
-	double uptime_s;
-	double confirmed_age_s; /* < 0: etcd never confirmed */
-};
-
 static const char *const sv_state_names[4] = {"active", "idle", "used", "login"};
-
-static const char *port_name(enum proxy_port port)
-{
-	switch (port) {
-	case PROXY_PORT_POOLED:
-		return "pooled";
-	case PROXY_PORT_PRIMARY:
-		return "primary";
-	default:
-		return "replica";
-	}
-}
-
-static int view_build(struct view *v, const struct proxy *p)
-{
-	const struct proxy_pool *pool;
-	size_t n = 0;
-
-	memset(v, 0, sizeof(*v));
-	v->p = p;
-	v->now = cmn_now_ms();
-	v->uptime_s = (double)(v->now - p->started_ms) / 1000.0;
-	v->confirmed_age_s =
-	    p->topo.confirmed_ms ? (double)(v->now - p->topo.confirmed_ms) / 1000.0 : -1;
-	TAILQ_FOREACH(pool, &p->pools, entry)
-	n++;
-	if (n) {
-		v->rows = calloc(n, sizeof(*v->rows));
-		if (!v->rows)
-			return PGW_ENOMEM;
-	}
-	TAILQ_FOREACH(pool, &p->pools, entry)
-	{
-		struct pool_row *r = &v->rows[v->n_rows++];
-		const struct proxy_client *oldest = TAILQ_FIRST(&pool->waiting);
-
-		r->pool = pool;
-		r->cl_active = count_clients(&pool->active_clients);
-		r->cl_idle = count_clients(&pool->idle_clients);
-		r->cl_waiting = count_clients(&pool->waiting);
-		r->sv_active = count_servers(&pool->active);
-		r->sv_idle = count_servers(&pool->idle);
-		r->sv_used = count_servers(&pool->resetting);
-		r->sv_login = count_servers(&pool->login);
-		if (oldest && oldest->wait_since_ms)
-			r->maxwait_s = (double)(v->now - oldest->wait_since_ms) / 1000.0;
-		v->cl_active += r->cl_active;
-		v->cl_idle += r->cl_idle;
-		v->cl_waiting += r->cl_waiting;
-		v->sv[0] += r->sv_active;
-		v->sv[1] += r->sv_idle;
-		v->sv[2] += r->sv_used;
-		v->sv[3] += r->sv_login;
-	}
-	v->cl_login = count_clients(&p->login_clients);
-	v->cl_active += count_clients(&p->admin_clients);
-	return PGW_OK;
-}
 
 /* ---- /metrics ---- */
 
@@ -304,19 +207,19 @@ static void pool_labels(struct doc *d, const struct proxy_pool *pool)
 	PUT_LIT(d, "\",user=\"");
 	put_label(d, pool->user);
 	put(d, "\",mode=\"%s\",port=\"%s\",member=\"",
-	    pool->transaction_mode ? "transaction" : "session", port_name(pool->port));
+	    pool->transaction_mode ? "transaction" : "session", proxy_port_name(pool->port));
 	put_label(d, pool->member);
 	PUT_LIT(d, "\"");
 }
 
 enum pool_gauge { G_CL_ACTIVE, G_CL_WAITING, G_SV_ACTIVE, G_SV_IDLE, G_SV_USED, G_SV_LOGIN };
 
-static void pool_gauge(struct doc *d, const struct view *v, const char *name, enum pool_gauge g,
-		       const char *help)
+static void pool_gauge(struct doc *d, const struct proxy_view *v, const char *name,
+		       enum pool_gauge g, const char *help)
 {
 	family(d, name, "gauge", help);
 	for (size_t i = 0; i < v->n_rows; i++) {
-		const struct pool_row *r = &v->rows[i];
+		const struct proxy_pool_row *r = &v->rows[i];
 		int val = g == G_CL_ACTIVE    ? r->cl_active + r->cl_idle
 			  : g == G_CL_WAITING ? r->cl_waiting
 			  : g == G_SV_ACTIVE  ? r->sv_active
@@ -342,8 +245,8 @@ enum pool_counter {
 	C_LOGINS
 };
 
-static void pool_counter(struct doc *d, const struct view *v, const char *name, enum pool_counter k,
-			 const char *help)
+static void pool_counter(struct doc *d, const struct proxy_view *v, const char *name,
+			 enum pool_counter k, const char *help)
 {
 	family(d, name, "counter", help);
 	for (size_t i = 0; i < v->n_rows; i++) {
@@ -375,7 +278,7 @@ static void pool_counter(struct doc *d, const struct view *v, const char *name, 
 	}
 }
 
-static void render_metrics(struct doc *d, const struct view *v)
+static void render_metrics(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy *p = v->p;
 	const struct proxy_topology *t = &p->topo;
@@ -401,7 +304,7 @@ static void render_metrics(struct doc *d, const struct view *v)
 	put(d, "pgwarden_proxy_max_client_conn %d\n", p->cfg.max_client_conn);
 	family(d, "servers", "gauge", "Server connections by pool and state.");
 	for (size_t i = 0; i < v->n_rows; i++) {
-		const struct pool_row *r = &v->rows[i];
+		const struct proxy_pool_row *r = &v->rows[i];
 		const int n[4] = {r->sv_active, r->sv_idle, r->sv_used, r->sv_login};
 
 		for (int k = 0; k < 4; k++) {
@@ -519,7 +422,7 @@ static void put_duration(struct doc *d, double secs)
 	put(d, "%02" PRId64 ":%02" PRId64 ":%02" PRId64, s % 86400 / 3600, s % 3600 / 60, s % 60);
 }
 
-static void render_overview(struct doc *d, const struct view *v)
+static void render_overview(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy *p = v->p;
 	const struct proxy_topology *t = &p->topo;
@@ -583,7 +486,7 @@ static void render_overview(struct doc *d, const struct view *v)
 	put(d, "</td></tr>\n</table>\n");
 }
 
-static void render_members(struct doc *d, const struct view *v)
+static void render_members(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy_topology *t = &v->p->topo;
 
@@ -611,7 +514,7 @@ static void render_members(struct doc *d, const struct view *v)
 	put(d, "</table>\n");
 }
 
-static void render_pools(struct doc *d, const struct view *v)
+static void render_pools(struct doc *d, const struct proxy_view *v)
 {
 	put(d, "<h2>Pools</h2>\n");
 	if (!v->n_rows) {
@@ -624,7 +527,7 @@ static void render_pools(struct doc *d, const struct view *v)
 	       "<th>sv_login</th><th>maxwait</th><th>xacts</th><th>queries</th>"
 	       "<th>avg xact</th><th>avg wait</th></tr>\n");
 	for (size_t i = 0; i < v->n_rows; i++) {
-		const struct pool_row *r = &v->rows[i];
+		const struct proxy_pool_row *r = &v->rows[i];
 		const struct proxy_pool *pool = r->pool;
 		const struct proxy_stats *s = &pool->stats;
 
@@ -654,7 +557,7 @@ static void render_pools(struct doc *d, const struct view *v)
 	put(d, "</table>\n");
 }
 
-static void render_html(struct doc *d, const struct view *v)
+static void render_html(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy *p = v->p;
 	const char *cluster = p->cfg.cluster_name ? p->cfg.cluster_name : "";
@@ -682,18 +585,18 @@ static void render_html(struct doc *d, const struct view *v)
 void proxy_http_publish(struct proxy_http *h, const struct proxy *p)
 {
 	struct doc html = {0}, metrics = {0};
-	struct view v;
+	struct proxy_view v;
 	char *old_html, *old_metrics;
 
 	if (!h)
 		return;
-	if (view_build(&v, p) != PGW_OK) {
+	if (proxy_view_build(&v, p) != PGW_OK) {
 		log_warning("status page: out of memory, serving the previous one");
 		return;
 	}
 	render_html(&html, &v);
 	render_metrics(&metrics, &v);
-	free(v.rows);
+	proxy_view_free(&v);
 	if (html.failed || metrics.failed || !html.b.data || !metrics.b.data) {
 		log_warning("status page: out of memory, serving the previous one");
 		cmn_buf_free(&html.b);
