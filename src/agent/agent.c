@@ -11,6 +11,7 @@
 #include "cluster/switchover.h"
 #include "agent/fence.h"
 #include "agent/ha.h"
+#include "agent/syncrep.h"
 #include "node/pgconf.h"
 #include "node/pgctl.h"
 #include "common/http.h"
@@ -1250,11 +1251,6 @@ static void apply_conf_change(struct agent *a)
 }
 
 /* One line of pg_stat_replication as manage_sync needs it. */
-struct walsender {
-	char name[DCS_NAME_MAX];
-	bool streaming;
-	uint64_t flush;
-};
 
 /*
  * Whether a standby still answers: the reply_time of its walsender (the standby's
@@ -1302,15 +1298,6 @@ static bool standby_replies(struct agent *a, const char *name, int pid, const ch
 			    (long long)(now - a->replies[slot].changed_ms));
 	a->replies[slot].silent = true;
 	return false;
-}
-
-/* The server's synchronous_standby_names ('FIRST n ("a", "b")') names this member. */
-static bool ssn_names(const struct agent *a, const char *name)
-{
-	char quoted[DCS_NAME_MAX + 3];
-
-	snprintf(quoted, sizeof(quoted), "\"%s\"", name);
-	return strstr(a->cfg.synchronous_standby_names, quoted) != NULL;
 }
 
 static int write_sync(struct agent *a, const char *set)
@@ -1454,68 +1441,24 @@ static void manage_sync(struct agent *a)
 	}
 	free(rows);
 
-	/* Wanted: streaming members fit to take over, current ones first (in the key or
-	 * waited for already: no flip-flop between standbys while the key is empty), then
-	 * the most advanced, up to synchronous_node_count. */
+	/* Wanted: streaming members fit to take over, current ones first, then the most
+	 * advanced, up to synchronous_node_count (syncrep_pick). */
 	const struct walsender *pick[DCS_MAX_MEMBERS];
-	size_t n_pick = 0;
-
-	for (int pass = 0; pass < 2; pass++) {
-		for (;;) {
-			const struct walsender *best = NULL;
-
-			for (size_t i = 0; i < n_ws; i++) {
-				const struct dcs_member *m = member_of(a, ws[i].name);
-				bool taken = false;
-
-				for (size_t j = 0; j < n_pick; j++)
-					taken = taken || pick[j] == &ws[i];
-				if (taken || !ws[i].streaming || !m || m->nosync || m->nofailover ||
-				    strcmp(m->name, me) == 0 ||
-				    (pass == 0) !=
-					(dcs_sync_has(c, ws[i].name) || ssn_names(a, ws[i].name)))
-					continue;
-				if (!best || ws[i].flush > best->flush)
-					best = &ws[i];
-			}
-			if (!best || n_pick >= (size_t)a->sync_count)
-				break;
-			pick[n_pick++] = best;
-		}
-	}
-	struct cmn_buf want = {0}, ssn = {0};
+	size_t n_pick =
+	    syncrep_pick(c, me, a->cfg.synchronous_standby_names, ws, n_ws, a->sync_count, pick);
+	struct cmn_buf want = {0}, ssn = {0}, keep = {0};
 
 	for (size_t i = 0; i < n_pick; i++)
 		cmn_buf_printf(&want, "%s%s", i ? "," : "", pick[i]->name);
 	const char *want_s = want.data ? want.data : "";
 
 	/* Step 2: a member we no longer want leaves the key first. */
-	struct cmn_buf keep = {0};
-	bool dropping = false;
-	const char *p = c->sync_standby;
-
-	while (*p) {
-		char name[DCS_NAME_MAX];
-		size_t len = strcspn(p, ",");
-
-		snprintf(name, sizeof(name), "%.*s", (int)len, p);
-		if (cmn_name_in_list(want_s, name))
-			cmn_buf_printf(&keep, "%s%s", keep.data && keep.len ? "," : "", name);
-		else
-			dropping = true;
-		p += len + (p[len] == ',' ? 1 : 0);
-	}
-	if (dropping && write_sync(a, keep.data ? keep.data : "") != PGW_OK)
+	if (syncrep_keep(c->sync_standby, want_s, &keep) &&
+	    write_sync(a, keep.data ? keep.data : "") != PGW_OK)
 		goto out;
 	/* Step 3 (after a confirmed step 2: commits stop waiting for it in this loop). */
-	if (n_pick == 0) {
-		cmn_buf_printf(&ssn, "%s", a->sync_strict ? "*" : "");
-	} else {
-		cmn_buf_printf(&ssn, "FIRST %zu (", n_pick);
-		for (size_t i = 0; i < n_pick; i++)
-			cmn_buf_printf(&ssn, "%s\"%s\"", i ? ", " : "", pick[i]->name);
-		cmn_buf_printf(&ssn, ")");
-	}
+	if (syncrep_ssn(pick, n_pick, a->sync_strict, &ssn) != PGW_OK)
+		goto out;
 	if (strcmp(ssn.data ? ssn.data : "", a->cfg.synchronous_standby_names) != 0) {
 		set_ssn(a, ssn.data ? ssn.data : "");
 		goto out;
