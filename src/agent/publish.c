@@ -1,0 +1,278 @@
+/*
+ * What the agent publishes: its member key in etcd and the REST API's documents
+ * (status, cluster, history).
+ */
+#include "agent/parts.h"
+#include "agent/agent.h"
+#include "node/agentcfg.h"
+#include "agent/api.h"
+#include "cluster/member.h"
+#include "node/backup.h"
+#include "cluster/dcs.h"
+#include "cluster/follow.h"
+#include "node/defaults.h"
+#include "cluster/confedit.h"
+#include "cluster/dyncfg.h"
+#include "cluster/switchover.h"
+#include "agent/fence.h"
+#include "agent/ha.h"
+#include "agent/syncrep.h"
+#include "node/pgconf.h"
+#include "node/pgctl.h"
+#include "common/http.h"
+#include "common/log.h"
+#include "common/proc.h"
+#include "common/timeutil.h"
+#include "common/util.h"
+#include "etcd/etcd.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *pg_role(const struct agent *a)
+{
+	if (!a->probe.data_valid)
+		return "uninitialized";
+	if (a->probe.accepting && !a->probe.in_recovery)
+		return "primary";
+	return "replica";
+}
+
+static const char *pg_state(const struct agent *a)
+{
+	const struct pgctl_probe *p = &a->probe;
+
+	if (a->job.kind != JOB_NONE)
+		return job_state[a->job.kind];
+	if (!p->data_valid)
+		return "uninitialized";
+	if (!p->postmaster_pid) {
+		if (a->cd_valid && !a->cd.backup_label &&
+		    (a->cd.state == PGCTL_CD_IN_PRODUCTION ||
+		     a->cd.state == PGCTL_CD_IN_ARCHIVE_RECOVERY ||
+		     a->cd.state == PGCTL_CD_IN_CRASH_RECOVERY))
+			return "crashed";
+		return "stopped";
+	}
+	if (!p->accepting)
+		return "starting";
+	if (p->in_recovery)
+		return p->streaming ? "streaming" : "running";
+	return "running";
+}
+
+static char *tags_json(const struct agent_config *cfg)
+{
+	json_object *o = json_object_new_object();
+	char *s;
+
+	for (size_t i = 0; i < cfg->tags.n; i++) {
+		const struct cmn_kv *kv = &cfg->tags.items[i];
+		bool b;
+
+		if (cmn_parse_bool(kv->value, &b) == PGW_OK)
+			json_object_object_add(o, kv->key, json_object_new_boolean(b));
+		else
+			json_object_object_add(o, kv->key, json_object_new_string(kv->value));
+	}
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static void fill_member(const struct agent *a, struct dcs_member *m)
+{
+	char *tags = tags_json(&a->cfg);
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", a->cfg.member_name);
+	snprintf(m->host, sizeof(m->host), "%s", a->cfg.pg_connect_host);
+	m->port = a->cfg.pg_connect_port;
+	snprintf(m->api_url, sizeof(m->api_url), "%s", a->cfg.api_connect);
+	snprintf(m->role, sizeof(m->role), "%s", pg_role(a));
+	snprintf(m->state, sizeof(m->state), "%s", pg_state(a));
+	m->timeline =
+	    a->probe.timeline ? a->probe.timeline : (a->cd_valid ? a->cd.checkpoint_tli : 0);
+	snprintf(m->tags_json, sizeof(m->tags_json), "%s", tags ? tags : "{}");
+	m->pending_restart = a->probe.accepting && a->probe.pending_restart;
+	if (backup_remote(&a->cfg)) {
+		snprintf(m->pgbackrest.host, sizeof(m->pgbackrest.host), "%s",
+			 a->cfg.tls_connect_host);
+		m->pgbackrest.port = a->cfg.tls_connect_port;
+		snprintf(m->pgbackrest.pg_path, sizeof(m->pgbackrest.pg_path), "%s",
+			 a->cfg.data_dir);
+		m->pgbackrest.pg_port = a->cfg.pg_port;
+		snprintf(m->pgbackrest.pg_socket, sizeof(m->pgbackrest.pg_socket), "%s",
+			 a->cfg.socket_dir);
+		snprintf(m->pgbackrest.pg_user, sizeof(m->pgbackrest.pg_user), "%s",
+			 a->cfg.superuser);
+	}
+	free(tags);
+}
+
+void publish_member(struct agent *a)
+{
+	struct dcs_member m;
+	char *json;
+
+	if (!a->lease_id || !a->dcs_ok)
+		return;
+	fill_member(a, &m);
+	json = dcs_member_to_json(&m);
+	if (!json)
+		return;
+	if (a->published_member && a->published_lease == a->lease_id &&
+	    strcmp(a->published_member, json) == 0) {
+		free(json);
+		return;
+	}
+	if (dcs_put_member(&a->dcs, a->cfg.member_name, json, a->lease_id) != PGW_OK) {
+		etcd_trouble(a, "member update", PGW_ERR);
+		free(json);
+		return;
+	}
+	free(a->published_member);
+	a->published_member = json;
+	a->published_lease = a->lease_id;
+}
+
+/*
+ * Do we hold the leader key? Our last view of the cluster says so, and etcd
+ * answered this loop or our lease cannot have run out yet: a short etcd hiccup
+ * (a leader election) must not make the leader say it is not one.
+ */
+bool holds_leader(const struct agent *a)
+{
+	if (!a->cluster.has_leader || strcmp(a->cluster.leader, a->cfg.member_name) != 0)
+		return false;
+	return a->dcs_ok || cmn_now_ms() < a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS;
+}
+
+static char *render_status(struct agent *a)
+{
+	json_object *o = json_object_new_object(), *x = json_object_new_object();
+	char lsn[32];
+	char *s;
+	const struct pgctl_probe *p = &a->probe;
+	bool leader = holds_leader(a) && p->accepting && !p->in_recovery;
+
+	json_object_object_add(o, "name", json_object_new_string(a->cfg.member_name));
+	json_object_object_add(o, "scope", json_object_new_string(a->cfg.cluster_name));
+	json_object_object_add(o, "state", json_object_new_string(pg_state(a)));
+	json_object_object_add(o, "role", json_object_new_string(leader ? "primary" : pg_role(a)));
+	json_object_object_add(o, "leader", json_object_new_boolean(leader));
+	json_object_object_add(o, "timeline", json_object_new_int(p->timeline));
+	json_object_object_add(o, "server_version", json_object_new_int(p->server_version));
+	json_object_object_add(o, "postmaster_start_time", json_object_new_int64(p->start_time));
+	json_object_object_add(o, "database_system_identifier",
+			       json_object_new_string(a->local_sysid));
+	if (p->accepting && !p->in_recovery) {
+		json_object_object_add(x, "location", json_object_new_int64((int64_t)p->lsn));
+	} else {
+		json_object_object_add(x, "received_location",
+				       json_object_new_int64((int64_t)p->receive_lsn));
+		json_object_object_add(x, "replayed_location",
+				       json_object_new_int64((int64_t)p->replay_lsn));
+		json_object_object_add(x, "upstream", json_object_new_string(p->upstream));
+	}
+	json_object_object_add(o, "xlog", x);
+	json_object_object_add(o, "lsn", json_object_new_int64((int64_t)p->lsn));
+	cmn_format_lsn(p->lsn, lsn, sizeof(lsn));
+	json_object_object_add(o, "lsn_text", json_object_new_string(lsn));
+	if (p->in_recovery && a->dcs_ok && a->cluster.optime > p->lsn)
+		json_object_object_add(
+		    o, "lag", json_object_new_int64((int64_t)(a->cluster.optime - p->lsn)));
+	else
+		json_object_object_add(o, "lag", json_object_new_int64(0));
+	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
+	if (p->accepting && p->pending_restart)
+		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));
+	if (a->cfg.synchronous_standby_names[0] && leader)
+		json_object_object_add(o, "synchronous_standby_names",
+				       json_object_new_string(a->cfg.synchronous_standby_names));
+	json_object_object_add(o, "pause", json_object_new_boolean(a->dcs_ok && a->cluster.paused));
+	json_object_object_add(
+	    o, "cluster_leader",
+	    json_object_new_string(a->dcs_ok && a->cluster.has_leader ? a->cluster.leader : ""));
+	json_object_object_add(o, "last_action",
+			       json_object_new_string(ha_action_name(a->last_action)));
+	json_object_object_add(o, "last_reason", json_object_new_string(a->last_reason));
+	char *tags = tags_json(&a->cfg);
+	json_object *t = tags ? json_tokener_parse(tags) : NULL;
+
+	free(tags);
+	json_object_object_add(o, "tags", t ? t : json_object_new_object());
+	json_object_object_add(o, "version", json_object_new_string(PGW_VERSION));
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+static char *render_cluster(struct agent *a)
+{
+	json_object *o = json_object_new_object(), *list = json_object_new_array();
+	char *s;
+
+	for (size_t i = 0; i < a->cluster.n_members; i++) {
+		const struct dcs_member *m = &a->cluster.members[i];
+		json_object *e = json_object_new_object();
+		json_object *tags = m->tags_json[0] ? json_tokener_parse(m->tags_json) : NULL;
+		bool leader = a->cluster.has_leader && strcmp(m->name, a->cluster.leader) == 0;
+
+		json_object_object_add(e, "name", json_object_new_string(m->name));
+		json_object_object_add(e, "role",
+				       json_object_new_string(leader ? "leader" : m->role));
+		json_object_object_add(e, "state", json_object_new_string(m->state));
+		json_object_object_add(e, "host", json_object_new_string(m->host));
+		json_object_object_add(e, "port", json_object_new_int(m->port));
+		json_object_object_add(e, "api_url", json_object_new_string(m->api_url));
+		json_object_object_add(e, "timeline", json_object_new_int(m->timeline));
+		json_object_object_add(e, "tags", tags ? tags : json_object_new_object());
+		json_object_array_add(list, e);
+	}
+	json_object_object_add(o, "scope", json_object_new_string(a->cfg.cluster_name));
+	json_object_object_add(o, "system_identifier", json_object_new_string(a->cluster.sysid));
+	json_object_object_add(
+	    o, "leader", json_object_new_string(a->cluster.has_leader ? a->cluster.leader : ""));
+	json_object_object_add(o, "members", list);
+	s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+	return s;
+}
+
+void publish_api(struct agent *a)
+{
+	char *status = render_status(a);
+	char *cluster = a->dcs_ok ? render_cluster(a) : NULL;
+	char *history = a->dcs_ok ? strdup(a->cluster.history ? a->cluster.history : "[]") : NULL;
+	char *config = a->dcs_ok ? strdup(a->cluster.config ? a->cluster.config : "{}") : NULL;
+	const struct pgctl_probe *p = &a->probe;
+
+	pthread_mutex_lock(&a->api.lock);
+	api_state_set_docs(&a->api, status, cluster, history);
+	if (config) {
+		free(a->api.config_json);
+		a->api.config_json = config;
+	}
+	a->api.pg_running = p->accepting;
+	a->api.is_leader = holds_leader(a) && p->accepting && !p->in_recovery;
+	a->api.is_replica = p->accepting && p->in_recovery;
+	a->api.streaming = p->streaming;
+	a->api.noloadbalance = a->cfg.noloadbalance;
+	a->api.lag_bytes = p->in_recovery && a->dcs_ok && a->cluster.optime > p->lsn
+			       ? a->cluster.optime - p->lsn
+			       : 0;
+	a->api.last_loop_ms = cmn_now_ms();
+	pthread_mutex_unlock(&a->api.lock);
+}
