@@ -8,6 +8,7 @@
  */
 #include "proxy/http.h"
 #include "common/httpd.h"
+#include "proxy/doc.h"
 #include "proxy/stats.h"
 #include "common/httpguard.h"
 #include "common/log.h"
@@ -32,9 +33,8 @@
 #define HTTP_CONN_TIMEOUT_S 10
 #define HTTP_DEADLINE_MS    5000
 
-#define STR_(x)	      #x
-#define STR(x)	      STR_(x)
-#define PUT_LIT(d, s) put_raw(d, s, sizeof(s) - 1)
+#define STR_(x) #x
+#define STR(x)	STR_(x)
 
 struct proxy_http {
 	struct MHD_Daemon *daemon;
@@ -48,168 +48,26 @@ struct proxy_http {
 	size_t metrics_len;
 };
 
-/* ---- rendering helpers ---- */
-
-/* A document being rendered; failed once any append ran out of memory. */
-struct doc {
-	struct cmn_buf b;
-	bool failed;
-};
-
-static void put_raw(struct doc *d, const char *s, size_t n)
-{
-	if (!d->failed && n && cmn_buf_append(&d->b, s, n) != PGW_OK)
-		d->failed = true;
-}
-
-static void put(struct doc *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void put(struct doc *d, const char *fmt, ...)
-{
-	char small[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
-	if (n < 0) {
-		d->failed = true;
-		return;
-	}
-	if ((size_t)n < sizeof(small)) {
-		put_raw(d, small, (size_t)n);
-		return;
-	}
-	char *big = malloc((size_t)n + 1);
-
-	if (!big) {
-		d->failed = true;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	put_raw(d, big, (size_t)n);
-	free(big);
-}
-
-/* Length of the valid UTF-8 sequence at s (1-4), or 0 when the bytes there are not one. */
-static size_t utf8_len(const unsigned char *s)
-{
-	size_t n;
-	uint32_t cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0; /* also stops at the terminating NUL */
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
-
-/*
- * Text from outside (names, hosts, error messages) into HTML: markup characters
- * become entities, control characters and bytes that are not UTF-8 become '?'.
- */
-static void put_html(struct doc *d, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (*p) {
-		size_t n = utf8_len(p);
-
-		if (n > 1) {
-			put_raw(d, (const char *)p, n);
-			p += n;
-			continue;
-		}
-		switch (*p) {
-		case '&':
-			PUT_LIT(d, "&amp;");
-			break;
-		case '<':
-			PUT_LIT(d, "&lt;");
-			break;
-		case '>':
-			PUT_LIT(d, "&gt;");
-			break;
-		case '"':
-			PUT_LIT(d, "&quot;");
-			break;
-		case '\'':
-			PUT_LIT(d, "&#39;");
-			break;
-		default:
-			put_raw(d, n == 1 && *p >= 0x20 && *p != 0x7f ? (const char *)p : "?", 1);
-			break;
-		}
-		p++;
-	}
-}
-
-/* A Prometheus label value: \, " and newline escaped; not UTF-8 or control: '?'. */
-static void put_label(struct doc *d, const char *s)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (*p) {
-		size_t n = utf8_len(p);
-
-		if (n > 1) {
-			put_raw(d, (const char *)p, n);
-			p += n;
-			continue;
-		}
-		if (*p == '\\')
-			PUT_LIT(d, "\\\\");
-		else if (*p == '"')
-			PUT_LIT(d, "\\\"");
-		else if (*p == '\n')
-			PUT_LIT(d, "\\n");
-		else
-			put_raw(d, n == 1 && *p >= 0x20 && *p != 0x7f ? (const char *)p : "?", 1);
-		p++;
-	}
-}
-
 static const char *const sv_state_names[4] = {"active", "idle", "used", "login"};
 
 /* ---- /metrics ---- */
 
 static void family(struct doc *d, const char *name, const char *type, const char *help)
 {
-	put(d, "# HELP pgwarden_proxy_%s %s\n# TYPE pgwarden_proxy_%s %s\n", name, help, name,
-	    type);
+	doc_printf(d, "# HELP pgwarden_proxy_%s %s\n# TYPE pgwarden_proxy_%s %s\n", name, help,
+		   name, type);
 }
 
 static void pool_labels(struct doc *d, const struct proxy_pool *pool)
 {
-	PUT_LIT(d, "database=\"");
-	put_label(d, pool->database);
-	PUT_LIT(d, "\",user=\"");
-	put_label(d, pool->user);
-	put(d, "\",mode=\"%s\",port=\"%s\",member=\"",
-	    pool->transaction_mode ? "transaction" : "session", proxy_port_name(pool->port));
-	put_label(d, pool->member);
-	PUT_LIT(d, "\"");
+	DOC_LIT(d, "database=\"");
+	doc_label(d, pool->database);
+	DOC_LIT(d, "\",user=\"");
+	doc_label(d, pool->user);
+	doc_printf(d, "\",mode=\"%s\",port=\"%s\",member=\"",
+		   pool->transaction_mode ? "transaction" : "session", proxy_port_name(pool->port));
+	doc_label(d, pool->member);
+	DOC_LIT(d, "\"");
 }
 
 enum pool_gauge { G_CL_ACTIVE, G_CL_WAITING, G_SV_ACTIVE, G_SV_IDLE, G_SV_USED, G_SV_LOGIN };
@@ -227,9 +85,9 @@ static void pool_gauge(struct doc *d, const struct proxy_view *v, const char *na
 			  : g == G_SV_USED    ? r->sv_used
 					      : r->sv_login;
 
-		put(d, "pgwarden_proxy_%s{", name);
+		doc_printf(d, "pgwarden_proxy_%s{", name);
 		pool_labels(d, r->pool);
-		put(d, "} %d\n", val);
+		doc_printf(d, "} %d\n", val);
 	}
 }
 
@@ -252,17 +110,17 @@ static void pool_counter(struct doc *d, const struct proxy_view *v, const char *
 	for (size_t i = 0; i < v->n_rows; i++) {
 		const struct proxy_stats *s = &v->rows[i].pool->stats;
 
-		put(d, "pgwarden_proxy_%s{", name);
+		doc_printf(d, "pgwarden_proxy_%s{", name);
 		pool_labels(d, v->rows[i].pool);
 		switch (k) {
 		case C_XACT_TIME:
-			put(d, "} %.6f\n", (double)s->xact_time_us / 1e6);
+			doc_printf(d, "} %.6f\n", (double)s->xact_time_us / 1e6);
 			continue;
 		case C_QUERY_TIME:
-			put(d, "} %.6f\n", (double)s->query_time_us / 1e6);
+			doc_printf(d, "} %.6f\n", (double)s->query_time_us / 1e6);
 			continue;
 		case C_WAIT_TIME:
-			put(d, "} %.6f\n", (double)s->wait_time_us / 1e6);
+			doc_printf(d, "} %.6f\n", (double)s->wait_time_us / 1e6);
 			continue;
 		default:
 			break;
@@ -274,7 +132,7 @@ static void pool_counter(struct doc *d, const struct proxy_view *v, const char *
 			       : k == C_ASSIGN	? s->server_assignments
 						: s->client_logins;
 
-		put(d, "} %" PRIu64 "\n", val);
+		doc_printf(d, "} %" PRIu64 "\n", val);
 	}
 }
 
@@ -284,33 +142,33 @@ static void render_metrics(struct doc *d, const struct proxy_view *v)
 	const struct proxy_topology *t = &p->topo;
 
 	family(d, "up", "gauge", "1 when the proxy answers.");
-	put(d, "pgwarden_proxy_up 1\n");
+	doc_printf(d, "pgwarden_proxy_up 1\n");
 	family(d, "info", "gauge", "The proxy's version and the cluster it follows.");
-	put(d, "pgwarden_proxy_info{version=\"%s\",cluster=\"", PGW_VERSION);
-	put_label(d, p->cfg.cluster_name ? p->cfg.cluster_name : "");
-	put(d, "\"} 1\n");
+	doc_printf(d, "pgwarden_proxy_info{version=\"%s\",cluster=\"", PGW_VERSION);
+	doc_label(d, p->cfg.cluster_name ? p->cfg.cluster_name : "");
+	doc_printf(d, "\"} 1\n");
 	family(d, "uptime_seconds", "gauge", "Seconds since the proxy started.");
-	put(d, "pgwarden_proxy_uptime_seconds %.3f\n", v->uptime_s);
+	doc_printf(d, "pgwarden_proxy_uptime_seconds %.3f\n", v->uptime_s);
 	family(d, "paused", "gauge", "1 while PAUSE holds every client.");
-	put(d, "pgwarden_proxy_paused %d\n", p->paused ? 1 : 0);
+	doc_printf(d, "pgwarden_proxy_paused %d\n", p->paused ? 1 : 0);
 
 	family(d, "clients", "gauge",
 	       "Client connections by state (login, idle, waiting for a server, active).");
-	put(d, "pgwarden_proxy_clients{state=\"login\"} %d\n", v->cl_login);
-	put(d, "pgwarden_proxy_clients{state=\"idle\"} %d\n", v->cl_idle);
-	put(d, "pgwarden_proxy_clients{state=\"waiting\"} %d\n", v->cl_waiting);
-	put(d, "pgwarden_proxy_clients{state=\"active\"} %d\n", v->cl_active);
+	doc_printf(d, "pgwarden_proxy_clients{state=\"login\"} %d\n", v->cl_login);
+	doc_printf(d, "pgwarden_proxy_clients{state=\"idle\"} %d\n", v->cl_idle);
+	doc_printf(d, "pgwarden_proxy_clients{state=\"waiting\"} %d\n", v->cl_waiting);
+	doc_printf(d, "pgwarden_proxy_clients{state=\"active\"} %d\n", v->cl_active);
 	family(d, "max_client_conn", "gauge", "Client connections accepted at most.");
-	put(d, "pgwarden_proxy_max_client_conn %d\n", p->cfg.max_client_conn);
+	doc_printf(d, "pgwarden_proxy_max_client_conn %d\n", p->cfg.max_client_conn);
 	family(d, "servers", "gauge", "Server connections by pool and state.");
 	for (size_t i = 0; i < v->n_rows; i++) {
 		const struct proxy_pool_row *r = &v->rows[i];
 		const int n[4] = {r->sv_active, r->sv_idle, r->sv_used, r->sv_login};
 
 		for (int k = 0; k < 4; k++) {
-			PUT_LIT(d, "pgwarden_proxy_servers{");
+			DOC_LIT(d, "pgwarden_proxy_servers{");
 			pool_labels(d, r->pool);
-			put(d, ",state=\"%s\"} %d\n", sv_state_names[k], n[k]);
+			doc_printf(d, ",state=\"%s\"} %d\n", sv_state_names[k], n[k]);
 		}
 	}
 
@@ -327,15 +185,15 @@ static void render_metrics(struct doc *d, const struct proxy_view *v)
 	family(d, "pool_maxwait_seconds", "gauge",
 	       "How long the oldest waiting client of the pool has waited.");
 	for (size_t i = 0; i < v->n_rows; i++) {
-		PUT_LIT(d, "pgwarden_proxy_pool_maxwait_seconds{");
+		DOC_LIT(d, "pgwarden_proxy_pool_maxwait_seconds{");
 		pool_labels(d, v->rows[i].pool);
-		put(d, "} %.3f\n", v->rows[i].maxwait_s);
+		doc_printf(d, "} %.3f\n", v->rows[i].maxwait_s);
 	}
 	family(d, "pool_size", "gauge", "Server connections the pool may open.");
 	for (size_t i = 0; i < v->n_rows; i++) {
-		PUT_LIT(d, "pgwarden_proxy_pool_size{");
+		DOC_LIT(d, "pgwarden_proxy_pool_size{");
 		pool_labels(d, v->rows[i].pool);
-		put(d, "} %d\n", v->rows[i].pool->pool_size);
+		doc_printf(d, "} %d\n", v->rows[i].pool->pool_size);
 	}
 
 	pool_counter(d, v, "transactions_total", C_XACTS, "Transactions run through the pool.");
@@ -353,45 +211,47 @@ static void render_metrics(struct doc *d, const struct proxy_view *v)
 
 	family(d, "leader_changes_total", "counter",
 	       "Times the write target changed (a new leader, or writes stopped or resumed).");
-	put(d, "pgwarden_proxy_leader_changes_total %" PRIu64 "\n", p->leader_changes);
+	doc_printf(d, "pgwarden_proxy_leader_changes_total %" PRIu64 "\n", p->leader_changes);
 	family(d, "leader_info", "gauge", "The member holding the leader key (absent: none).");
 	if (t->has_leader) {
-		PUT_LIT(d, "pgwarden_proxy_leader_info{member=\"");
-		put_label(d, t->leader);
-		put(d, "\"} 1\n");
+		DOC_LIT(d, "pgwarden_proxy_leader_info{member=\"");
+		doc_label(d, t->leader);
+		doc_printf(d, "\"} 1\n");
 	}
 	family(d, "routing_writes", "gauge",
 	       "1 when writes are routed to the leader; 0 when they wait (no leader, or etcd "
 	       "silent for more than ttl: fail-closed).");
-	put(d, "pgwarden_proxy_routing_writes %d\n", p->routing_writes ? 1 : 0);
+	doc_printf(d, "pgwarden_proxy_routing_writes %d\n", p->routing_writes ? 1 : 0);
 	family(d, "switchover_pending", "gauge", "1 while a switchover is requested in etcd.");
-	put(d, "pgwarden_proxy_switchover_pending %d\n", t->switchover_pending ? 1 : 0);
+	doc_printf(d, "pgwarden_proxy_switchover_pending %d\n", t->switchover_pending ? 1 : 0);
 	family(d, "switchover_holding", "gauge",
 	       "1 while a planned switchover holds new transactions for the primary.");
-	put(d, "pgwarden_proxy_switchover_holding %d\n", p->held ? 1 : 0);
+	doc_printf(d, "pgwarden_proxy_switchover_holding %d\n", p->held ? 1 : 0);
 	family(d, "registered", "gauge",
 	       "1 while this proxy's key (proxies/<name>) is in etcd on a live lease.");
-	put(d, "pgwarden_proxy_registered %d\n", t->registered ? 1 : 0);
+	doc_printf(d, "pgwarden_proxy_registered %d\n", t->registered ? 1 : 0);
 	family(d, "etcd_up", "gauge", "1 when etcd answered the last check (once a second).");
-	put(d, "pgwarden_proxy_etcd_up %d\n", t->etcd_ok ? 1 : 0);
+	doc_printf(d, "pgwarden_proxy_etcd_up %d\n", t->etcd_ok ? 1 : 0);
 	family(d, "etcd_last_confirmed_seconds", "gauge",
 	       "Seconds since etcd last confirmed the view (absent: never).");
 	if (v->confirmed_age_s >= 0)
-		put(d, "pgwarden_proxy_etcd_last_confirmed_seconds %.3f\n", v->confirmed_age_s);
+		doc_printf(d, "pgwarden_proxy_etcd_last_confirmed_seconds %.3f\n",
+			   v->confirmed_age_s);
 	family(d, "members", "gauge", "The cluster's members and their roles.");
 	for (size_t i = 0; i < t->n_members; i++) {
-		PUT_LIT(d, "pgwarden_proxy_members{member=\"");
-		put_label(d, t->members[i].name);
-		put(d, "\",role=\"%s\"} 1\n", t->members[i].is_leader ? "leader" : "replica");
+		DOC_LIT(d, "pgwarden_proxy_members{member=\"");
+		doc_label(d, t->members[i].name);
+		doc_printf(d, "\",role=\"%s\"} 1\n",
+			   t->members[i].is_leader ? "leader" : "replica");
 	}
 	family(d, "replica_healthy", "gauge",
 	       "1 when the replica passes the health check (running, within max_replica_lag).");
 	for (size_t i = 0; i < t->n_members; i++) {
 		if (t->members[i].is_leader)
 			continue;
-		PUT_LIT(d, "pgwarden_proxy_replica_healthy{member=\"");
-		put_label(d, t->members[i].name);
-		put(d, "\"} %d\n", t->members[i].replica_ok ? 1 : 0);
+		DOC_LIT(d, "pgwarden_proxy_replica_healthy{member=\"");
+		doc_label(d, t->members[i].name);
+		doc_printf(d, "\"} %d\n", t->members[i].replica_ok ? 1 : 0);
 	}
 }
 
@@ -418,8 +278,9 @@ static void put_duration(struct doc *d, double secs)
 	int64_t s = (int64_t)secs;
 
 	if (s >= 86400)
-		put(d, "%" PRId64 "d ", s / 86400);
-	put(d, "%02" PRId64 ":%02" PRId64 ":%02" PRId64, s % 86400 / 3600, s % 3600 / 60, s % 60);
+		doc_printf(d, "%" PRId64 "d ", s / 86400);
+	doc_printf(d, "%02" PRId64 ":%02" PRId64 ":%02" PRId64, s % 86400 / 3600, s % 3600 / 60,
+		   s % 60);
 }
 
 static void render_overview(struct doc *d, const struct proxy_view *v)
@@ -427,122 +288,129 @@ static void render_overview(struct doc *d, const struct proxy_view *v)
 	const struct proxy *p = v->p;
 	const struct proxy_topology *t = &p->topo;
 
-	put(d, "<table>\n<tr><th>leader</th>");
+	doc_printf(d, "<table>\n<tr><th>leader</th>");
 	if (t->has_leader) {
-		put(d, "<td>");
-		put_html(d, t->leader);
-		put(d, " (");
-		put_html(d, t->leader_host);
-		put(d, ":%d)</td></tr>\n", t->leader_port);
+		doc_printf(d, "<td>");
+		doc_html(d, t->leader);
+		doc_printf(d, " (");
+		doc_html(d, t->leader_host);
+		doc_printf(d, ":%d)</td></tr>\n", t->leader_port);
 	} else {
-		put(d, "<td class=\"bad\">none</td></tr>\n");
+		doc_printf(d, "<td class=\"bad\">none</td></tr>\n");
 	}
-	put(d, "<tr><th>writes</th>");
+	doc_printf(d, "<tr><th>writes</th>");
 	if (p->routing_writes) {
-		put(d, "<td class=\"ok\">routed to ");
-		put_html(d, t->leader);
-		put(d, "</td></tr>\n");
+		doc_printf(d, "<td class=\"ok\">routed to ");
+		doc_html(d, t->leader);
+		doc_printf(d, "</td></tr>\n");
 	} else if (t->has_leader) {
-		put(d, "<td class=\"bad\">not routed (fail-closed): etcd has not confirmed the "
-		       "leader for more than ttl, writes wait</td></tr>\n");
+		doc_printf(d,
+			   "<td class=\"bad\">not routed (fail-closed): etcd has not confirmed the "
+			   "leader for more than ttl, writes wait</td></tr>\n");
 	} else {
-		put(d, "<td class=\"bad\">not routed: no leader, writes wait</td></tr>\n");
+		doc_printf(d, "<td class=\"bad\">not routed: no leader, writes wait</td></tr>\n");
 	}
-	put(d, "<tr><th>etcd</th>");
+	doc_printf(d, "<tr><th>etcd</th>");
 	if (t->etcd_ok)
-		put(d, "<td class=\"ok\">up, confirmed %.1f s ago</td></tr>\n", v->confirmed_age_s);
+		doc_printf(d, "<td class=\"ok\">up, confirmed %.1f s ago</td></tr>\n",
+			   v->confirmed_age_s);
 	else {
-		put(d, "<td class=\"bad\">unreachable");
+		doc_printf(d, "<td class=\"bad\">unreachable");
 		if (v->confirmed_age_s >= 0)
-			put(d, ", last confirmed %.1f s ago", v->confirmed_age_s);
+			doc_printf(d, ", last confirmed %.1f s ago", v->confirmed_age_s);
 		else
-			put(d, ", never confirmed");
+			doc_printf(d, ", never confirmed");
 		if (t->etcd_error[0]) {
-			put(d, ": ");
-			put_html(d, t->etcd_error);
+			doc_printf(d, ": ");
+			doc_html(d, t->etcd_error);
 		}
-		put(d, "</td></tr>\n");
+		doc_printf(d, "</td></tr>\n");
 	}
 	if (p->held)
-		put(d, "<tr><th>switchover</th><td class=\"bad\">%s</td></tr>\n",
-		    t->drained_reported ? "drained: new transactions held for the new primary"
-					: "draining: new transactions held, those in flight run");
+		doc_printf(d, "<tr><th>switchover</th><td class=\"bad\">%s</td></tr>\n",
+			   t->drained_reported
+			       ? "drained: new transactions held for the new primary"
+			       : "draining: new transactions held, those in flight run");
 	else if (t->switchover_pending)
-		put(d, "<tr><th>switchover</th><td>pending</td></tr>\n");
-	put(d, "<tr><th>registered in etcd</th><td%s>%s</td></tr>\n",
-	    t->registered ? " class=\"ok\"" : " class=\"bad\"", t->registered ? "yes" : "no");
-	put(d,
-	    "<tr><th>clients</th><td>%zu of max_client_conn %d (active %d, waiting %d, idle "
-	    "%d, login %d)</td></tr>\n",
-	    p->n_clients, p->cfg.max_client_conn, v->cl_active, v->cl_waiting, v->cl_idle,
-	    v->cl_login);
-	put(d, "<tr><th>servers</th><td>%d (active %d, idle %d, used %d, login %d)</td></tr>\n",
+		doc_printf(d, "<tr><th>switchover</th><td>pending</td></tr>\n");
+	doc_printf(d, "<tr><th>registered in etcd</th><td%s>%s</td></tr>\n",
+		   t->registered ? " class=\"ok\"" : " class=\"bad\"",
+		   t->registered ? "yes" : "no");
+	doc_printf(d,
+		   "<tr><th>clients</th><td>%zu of max_client_conn %d (active %d, waiting %d, idle "
+		   "%d, login %d)</td></tr>\n",
+		   p->n_clients, p->cfg.max_client_conn, v->cl_active, v->cl_waiting, v->cl_idle,
+		   v->cl_login);
+	doc_printf(
+	    d, "<tr><th>servers</th><td>%d (active %d, idle %d, used %d, login %d)</td></tr>\n",
 	    v->sv[0] + v->sv[1] + v->sv[2] + v->sv[3], v->sv[0], v->sv[1], v->sv[2], v->sv[3]);
-	put(d, "<tr><th>leader changes</th><td>%" PRIu64 "</td></tr>\n", p->leader_changes);
-	put(d, "<tr><th>paused</th><td%s>%s</td></tr>\n", p->paused ? " class=\"bad\"" : "",
-	    p->paused ? "yes (PAUSE): clients wait" : "no");
-	put(d, "<tr><th>uptime</th><td>");
+	doc_printf(d, "<tr><th>leader changes</th><td>%" PRIu64 "</td></tr>\n", p->leader_changes);
+	doc_printf(d, "<tr><th>paused</th><td%s>%s</td></tr>\n", p->paused ? " class=\"bad\"" : "",
+		   p->paused ? "yes (PAUSE): clients wait" : "no");
+	doc_printf(d, "<tr><th>uptime</th><td>");
 	put_duration(d, v->uptime_s);
-	put(d, "</td></tr>\n</table>\n");
+	doc_printf(d, "</td></tr>\n</table>\n");
 }
 
 static void render_members(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy_topology *t = &v->p->topo;
 
-	put(d, "<h2>Members</h2>\n");
+	doc_printf(d, "<h2>Members</h2>\n");
 	if (!t->n_members) {
-		put(d, "<p class=\"muted\">no member known (etcd not read yet?)</p>\n");
+		doc_printf(d, "<p class=\"muted\">no member known (etcd not read yet?)</p>\n");
 		return;
 	}
-	put(d, "<table>\n<tr><th>member</th><th>address</th><th>role</th>"
-	       "<th>replica healthy</th></tr>\n");
+	doc_printf(d, "<table>\n<tr><th>member</th><th>address</th><th>role</th>"
+		      "<th>replica healthy</th></tr>\n");
 	for (size_t i = 0; i < t->n_members; i++) {
 		const struct proxy_member *m = &t->members[i];
 
-		put(d, "<tr><td>");
-		put_html(d, m->name);
-		put(d, "</td><td>");
-		put_html(d, m->host);
-		put(d, ":%d</td><td>%s</td>", m->port, m->is_leader ? "<b>leader</b>" : "replica");
+		doc_printf(d, "<tr><td>");
+		doc_html(d, m->name);
+		doc_printf(d, "</td><td>");
+		doc_html(d, m->host);
+		doc_printf(d, ":%d</td><td>%s</td>", m->port,
+			   m->is_leader ? "<b>leader</b>" : "replica");
 		if (m->is_leader)
-			put(d, "<td class=\"muted\">-</td></tr>\n");
+			doc_printf(d, "<td class=\"muted\">-</td></tr>\n");
 		else
-			put(d, "<td class=\"%s\">%s</td></tr>\n", m->replica_ok ? "ok" : "bad",
-			    m->replica_ok ? "y" : "n");
+			doc_printf(d, "<td class=\"%s\">%s</td></tr>\n",
+				   m->replica_ok ? "ok" : "bad", m->replica_ok ? "y" : "n");
 	}
-	put(d, "</table>\n");
+	doc_printf(d, "</table>\n");
 }
 
 static void render_pools(struct doc *d, const struct proxy_view *v)
 {
-	put(d, "<h2>Pools</h2>\n");
+	doc_printf(d, "<h2>Pools</h2>\n");
 	if (!v->n_rows) {
-		put(d, "<p class=\"muted\">no pool yet: a pool appears with its first "
-		       "client</p>\n");
+		doc_printf(d, "<p class=\"muted\">no pool yet: a pool appears with its first "
+			      "client</p>\n");
 		return;
 	}
-	put(d, "<table>\n<tr><th>database</th><th>user</th><th>mode</th><th>cl_active</th>"
-	       "<th>cl_waiting</th><th>sv_active</th><th>sv_idle</th><th>sv_used</th>"
-	       "<th>sv_login</th><th>maxwait</th><th>xacts</th><th>queries</th>"
-	       "<th>avg xact</th><th>avg wait</th></tr>\n");
+	doc_printf(d, "<table>\n<tr><th>database</th><th>user</th><th>mode</th><th>cl_active</th>"
+		      "<th>cl_waiting</th><th>sv_active</th><th>sv_idle</th><th>sv_used</th>"
+		      "<th>sv_login</th><th>maxwait</th><th>xacts</th><th>queries</th>"
+		      "<th>avg xact</th><th>avg wait</th></tr>\n");
 	for (size_t i = 0; i < v->n_rows; i++) {
 		const struct proxy_pool_row *r = &v->rows[i];
 		const struct proxy_pool *pool = r->pool;
 		const struct proxy_stats *s = &pool->stats;
 
 		/* As SHOW POOLS names them: db, db@primary, db@member. */
-		put(d, "<tr><td>");
-		put_html(d, pool->database);
+		doc_printf(d, "<tr><td>");
+		doc_html(d, pool->database);
 		if (pool->port == PROXY_PORT_PRIMARY) {
-			put(d, "@primary");
+			doc_printf(d, "@primary");
 		} else if (pool->port == PROXY_PORT_REPLICA) {
-			put(d, "@");
-			put_html(d, pool->member);
+			doc_printf(d, "@");
+			doc_html(d, pool->member);
 		}
-		put(d, "</td><td>");
-		put_html(d, pool->user);
-		put(d,
+		doc_printf(d, "</td><td>");
+		doc_html(d, pool->user);
+		doc_printf(
+		    d,
 		    "</td><td>%s</td><td class=\"n\">%d</td><td class=\"n\">%d</td>"
 		    "<td class=\"n\">%d</td><td class=\"n\">%d</td><td class=\"n\">%d</td>"
 		    "<td class=\"n\">%d</td><td class=\"n%s\">%.1f s</td>"
@@ -554,7 +422,7 @@ static void render_pools(struct doc *d, const struct proxy_view *v)
 		    s->xact_count ? (double)s->xact_time_us / 1000.0 / (double)s->xact_count : 0.0,
 		    s->xact_count ? (double)s->wait_time_us / 1000.0 / (double)s->xact_count : 0.0);
 	}
-	put(d, "</table>\n");
+	doc_printf(d, "</table>\n");
 }
 
 static void render_html(struct doc *d, const struct proxy_view *v)
@@ -567,16 +435,17 @@ static void render_html(struct doc *d, const struct proxy_view *v)
 
 	gmtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
-	put_raw(d, page_head, sizeof(page_head) - 1);
-	put(d, "<title>");
-	put_html(d, cluster);
-	put(d, " - pgwarden proxy</title></head><body>\n<h1>pgwarden proxy: cluster ");
-	put_html(d, cluster);
-	put(d, "</h1>\n");
+	doc_raw(d, page_head, sizeof(page_head) - 1);
+	doc_printf(d, "<title>");
+	doc_html(d, cluster);
+	doc_printf(d, " - pgwarden proxy</title></head><body>\n<h1>pgwarden proxy: cluster ");
+	doc_html(d, cluster);
+	doc_printf(d, "</h1>\n");
 	render_overview(d, v);
 	render_members(d, v);
 	render_pools(d, v);
-	put(d,
+	doc_printf(
+	    d,
 	    "<p class=\"muted\">pgwarden %s &middot; %s &middot; refreshes every %d s &middot; "
 	    "<a href=\"/metrics\">/metrics</a></p>\n</body></html>\n",
 	    PGW_VERSION, when, HTTP_REFRESH_S);
