@@ -647,39 +647,15 @@ static void usage(void)
 			"  Every key can also come from PGWARDEN_<SECTION>_<KEY>.\n");
 }
 
-int agent_main(int argc, char **argv)
+/* Loads and checks the node file; the exit code when it does not do (2), else 0. */
+static int load_config(struct agent *a, const char *path)
 {
-	static const struct option opts[] = {
-	    {"config", required_argument, NULL, 'c'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
-	};
-	const char *path = NULL;
+	enum cmn_log_level lvl;
 	char err[1024];
-	struct agent *a;
-	int c;
 
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'h':
-			usage();
-			return 0;
-		default:
-			usage();
-			return 2;
-		}
-	}
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return 1;
 	if (agent_config_load(path, &a->cfg, err, sizeof(err)) != PGW_OK ||
 	    pgconf_check_parameters(&a->cfg, err, sizeof(err)) != PGW_OK) {
 		fprintf(stderr, "pgwarden agent: %s\n", err);
-		agent_config_free(&a->cfg);
-		free(a);
 		return 2;
 	}
 	if (geteuid() == 0) {
@@ -687,20 +663,19 @@ int agent_main(int argc, char **argv)
 			"pgwarden agent: refusing to run as root (PostgreSQL cannot); run "
 			"it as the postgres user, e.g. runuser -u postgres -- pgwarden agent "
 			"...\n");
-		agent_config_free(&a->cfg);
-		free(a);
 		return 2;
 	}
-	{
-		enum cmn_log_level lvl;
+	if (cmn_log_parse_level(a->cfg.log_level, &lvl) == PGW_OK)
+		cmn_log_set_level(lvl);
+	return 0;
+}
 
-		if (cmn_log_parse_level(a->cfg.log_level, &lvl) == PGW_OK)
-			cmn_log_set_level(lvl);
-	}
-	/*
-	 * The configuration is loaded: the PGWARDEN_* variables (passwords among them)
-	 * must not be inherited by PostgreSQL and the tools we run.
-	 */
+/*
+ * The configuration is loaded: the PGWARDEN_* variables (passwords among them) must
+ * not be inherited by PostgreSQL and the tools we run.
+ */
+static void scrub_environment(void)
+{
 	for (char **e = environ; *e;) {
 		char name[256];
 		const char *eq = strchr(*e, '=');
@@ -712,6 +687,12 @@ int agent_main(int argc, char **argv)
 		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
 		unsetenv(name); /* shifts environ down: look at the same slot again */
 	}
+}
+
+/* Signals, locks and the state's starting values; PGW_ENOMEM. */
+static int init_state(struct agent *a, const char *path)
+{
+	pthread_condattr_t cattr;
 	char ident[128];
 
 	snprintf(ident, sizeof(ident), "agent[%s]", a->cfg.member_name);
@@ -721,8 +702,6 @@ int agent_main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	signal(SIGHUP, on_signal);
-	pthread_condattr_t cattr;
-
 	pthread_mutex_init(&a->wake_lock, NULL);
 	/* A wall-clock step must not stretch the loop's sleep. */
 	pthread_condattr_init(&cattr);
@@ -741,22 +720,23 @@ int agent_main(int argc, char **argv)
 	a->node_loop_wait_ms = a->cfg.loop_wait_ms;
 	a->node_retry_timeout_ms = a->cfg.retry_timeout_ms;
 	a->node_max_lag = a->cfg.maximum_lag_on_failover;
-	if (agent_config_backup_snapshot(&a->cfg, &a->node_backup) != PGW_OK) {
-		log_fatal("out of memory");
-		agent_config_free(&a->cfg);
-		return 1;
-	}
+	if (agent_config_backup_snapshot(&a->cfg, &a->node_backup) != PGW_OK)
+		return PGW_ENOMEM;
 	/* A restarted agent must not loosen what a running primary waits for. */
 	pgconf_read_ssn(&a->cfg, a->cfg.synchronous_standby_names,
 			sizeof(a->cfg.synchronous_standby_names));
+	return PGW_OK;
+}
 
+/* etcd's client, the PostgreSQL controller, the files they need; PGW_ERR (logged). */
+static int prepare(struct agent *a)
+{
 	struct etcd_client_opts eo;
-	int rc = 1;
 
 	cluster_etcd_opts(&a->cfg.etcd, a->cfg.retry_timeout_ms, &eo);
 	if (etcd_client_new(&eo, &a->etcd) != PGW_OK) {
 		fprintf(stderr, "pgwarden agent: bad etcd endpoints '%s'\n", a->cfg.etcd.endpoints);
-		goto out;
+		return PGW_ERR;
 	}
 	dcs_init(&a->dcs, a->etcd, a->cfg.namespace, a->cfg.cluster_name);
 	a->dcs.allowed_networks = a->cfg.allowed_networks;
@@ -764,28 +744,24 @@ int agent_main(int argc, char **argv)
 	if (cmn_mkdir_p(a->cfg.socket_dir, 0700) != PGW_OK) {
 		log_fatal("cannot create the socket directory %s: %s", a->cfg.socket_dir,
 			  strerror(errno));
-		goto out;
+		return PGW_ERR;
 	}
 	if (pgconf_write_pgpass(&a->cfg) != PGW_OK)
-		goto out;
+		return PGW_ERR;
 	if (backup_enabled(&a->cfg) && access(a->cfg.backup_pgbackrest, X_OK) != 0) {
 		log_fatal("[backup] is set but %s cannot be run (%s): install pgBackRest (apt "
 			  "install pgbackrest) or set [backup] pgbackrest",
 			  a->cfg.backup_pgbackrest, strerror(errno));
-		goto out;
+		return PGW_ERR;
 	}
 	if (backup_enabled(&a->cfg) && backup_write_config(&a->cfg) != PGW_OK)
-		goto out;
-	api_state_init(&a->api, a->cfg.ttl_ms);
-	struct api_ops ops = {.fn = api_op,
-			      .arg = a,
-			      .username = a->cfg.api_username,
-			      .password = a->cfg.api_password};
+		return PGW_ERR;
+	return PGW_OK;
+}
 
-	cmn_http_set_cafile(a->cfg.api_cafile);
-	if (api_start(a->cfg.api_host, a->cfg.api_port, a->cfg.api_certfile, a->cfg.api_keyfile,
-		      &a->api, &ops, &a->api_srv) != PGW_OK)
-		goto out_api;
+/* The HA loop, until shutdown: one pass, then sleep until loop_wait or a wake-up. */
+static void run_loop(struct agent *a)
+{
 	log_info("starting: cluster %s, member %s, etcd %s, ttl %d ms, loop_wait %d ms",
 		 a->cfg.cluster_name, a->cfg.member_name, a->cfg.etcd.endpoints, a->cfg.ttl_ms,
 		 a->cfg.loop_wait_ms);
@@ -815,10 +791,64 @@ int agent_main(int argc, char **argv)
 	req_stop(a);
 	backup_stop(&a->backup);
 	agent_shutdown(a);
-	rc = 0;
 	dcs_follow_stop(&a->follow);
-	api_stop(a->api_srv);
-out_api:
+}
+
+int agent_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *path = NULL;
+	struct agent *a;
+	int c, rc;
+
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'h':
+			usage();
+			return 0;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return 1;
+	rc = load_config(a, path);
+	if (rc != 0) {
+		agent_config_free(&a->cfg);
+		free(a);
+		return rc;
+	}
+	scrub_environment();
+	if (init_state(a, path) != PGW_OK) {
+		log_fatal("out of memory");
+		agent_config_free(&a->cfg);
+		return 1;
+	}
+	rc = 1;
+	if (prepare(a) != PGW_OK)
+		goto out;
+	api_state_init(&a->api, a->cfg.ttl_ms);
+	struct api_ops ops = {.fn = api_op,
+			      .arg = a,
+			      .username = a->cfg.api_username,
+			      .password = a->cfg.api_password};
+
+	cmn_http_set_cafile(a->cfg.api_cafile);
+	if (api_start(a->cfg.api_host, a->cfg.api_port, a->cfg.api_certfile, a->cfg.api_keyfile,
+		      &a->api, &ops, &a->api_srv) == PGW_OK) {
+		run_loop(a);
+		rc = 0;
+		api_stop(a->api_srv);
+	}
 	api_state_destroy(&a->api);
 out:
 	pgctl_close(&a->pg);

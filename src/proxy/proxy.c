@@ -352,6 +352,49 @@ static void usage(void)
 	fprintf(stderr, "usage: pgwarden proxy -c proxy.ini\n");
 }
 
+/* The lists, the scratch buffer and the starting values of a proxy (config loaded). */
+static void init_state(struct proxy *p, const char *path)
+{
+	p->config_path = path;
+	cmn_http_set_cafile(p->cfg.api_cafile);
+	open_file_limit(p);
+	TAILQ_INIT(&p->pools);
+	TAILQ_INIT(&p->login_clients);
+	TAILQ_INIT(&p->admin_clients);
+	p->started_ms = cmn_now_ms();
+	TAILQ_INIT(&p->dead_clients);
+	TAILQ_INIT(&p->dead_servers);
+	TAILQ_INIT(&p->cancels);
+	TAILQ_INIT(&p->dead_cancels);
+	p->scratch_size = SCRATCH_SIZE;
+	p->scratch = malloc(p->scratch_size);
+	p->leader_generation = 1;
+	for (int i = 0; i < PROXY_PORT_COUNT; i++)
+		p->listeners[i].fd = -1;
+}
+
+/* The pooled, primary and replica ports (those not 0) in the loop; PGW_ERR (logged). */
+static int listen_ports(struct proxy *p)
+{
+	const int port_of[PROXY_PORT_COUNT] = {p->cfg.pooled_port, p->cfg.primary_port,
+					       p->cfg.replica_port};
+
+	for (int i = 0; i < PROXY_PORT_COUNT; i++) {
+		int fd;
+
+		if (!port_of[i])
+			continue;
+		fd = cmn_tcp_listen(p->cfg.listen_host, port_of[i], 4096, true, "proxy");
+		if (fd < 0 ||
+		    cmn_io_add(p->loop, &p->listeners[i], fd, EPOLLIN, proxy_accept, p) != PGW_OK) {
+			if (fd >= 0)
+				close(fd);
+			return PGW_ERR;
+		}
+	}
+	return PGW_OK;
+}
+
 int proxy_main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -361,9 +404,7 @@ int proxy_main(int argc, char **argv)
 	char err[1024];
 	int c, rc = 2;
 	enum cmn_log_level level;
-	const int ports[PROXY_PORT_COUNT] = {0};
 
-	(void)ports;
 	if (!p)
 		return 1;
 	optind = 1;
@@ -394,22 +435,7 @@ int proxy_main(int argc, char **argv)
 		proxy_userlist_free(&p->users);
 		goto out_cfg;
 	}
-	p->config_path = path;
-	cmn_http_set_cafile(p->cfg.api_cafile);
-	open_file_limit(p);
-	TAILQ_INIT(&p->pools);
-	TAILQ_INIT(&p->login_clients);
-	TAILQ_INIT(&p->admin_clients);
-	p->started_ms = cmn_now_ms();
-	TAILQ_INIT(&p->dead_clients);
-	TAILQ_INIT(&p->dead_servers);
-	TAILQ_INIT(&p->cancels);
-	TAILQ_INIT(&p->dead_cancels);
-	p->scratch_size = SCRATCH_SIZE;
-	p->scratch = malloc(p->scratch_size);
-	p->leader_generation = 1;
-	for (int i = 0; i < PROXY_PORT_COUNT; i++)
-		p->listeners[i].fd = -1;
+	init_state(p, path);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	if (!p->scratch || cmn_loop_new(&p->loop) != PGW_OK)
 		goto out_users;
@@ -419,22 +445,8 @@ int proxy_main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGHUP, on_signal);
 	rc = 1;
-	const int port_of[PROXY_PORT_COUNT] = {p->cfg.pooled_port, p->cfg.primary_port,
-					       p->cfg.replica_port};
-
-	for (int i = 0; i < PROXY_PORT_COUNT; i++) {
-		int fd;
-
-		if (!port_of[i])
-			continue;
-		fd = cmn_tcp_listen(p->cfg.listen_host, port_of[i], 4096, true, "proxy");
-		if (fd < 0 ||
-		    cmn_io_add(p->loop, &p->listeners[i], fd, EPOLLIN, proxy_accept, p) != PGW_OK) {
-			if (fd >= 0)
-				close(fd);
-			goto out_listen;
-		}
-	}
+	if (listen_ports(p) != PGW_OK)
+		goto out_listen;
 	if (proxy_topology_start(&p->cfg, p->loop, &p->topo_watch) != PGW_OK)
 		goto out_listen;
 	if (proxy_http_start(&p->cfg, &the_http) != PGW_OK) {

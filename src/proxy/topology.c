@@ -77,6 +77,120 @@ static void check_replicas(struct proxy_topo_watch *w, const struct dcs_cluster 
 	}
 }
 
+/*
+ * A linearizable read: etcd (its majority) still answers, and says the same leader as
+ * our watch-fed cache; otherwise the cache is not confirmed, and after two
+ * disagreements in a row (not an event still on its way) the watch starts again.
+ */
+static void confirm_with_etcd(struct proxy_topo_watch *w, struct etcd_client *c,
+			      const char *leader_key, int64_t now, int *mismatches,
+			      struct proxy_topology *t)
+{
+	struct etcd_range_result r;
+	struct dcs_cluster now_cl;
+	bool same = false;
+
+	if (etcd_range(c, leader_key, NULL, &r) != PGW_OK) {
+		t->etcd_ok = false;
+		snprintf(t->etcd_error, sizeof(t->etcd_error), "etcd does not answer (%s)",
+			 w->cfg->etcd.endpoints);
+		return;
+	}
+	if (dcs_cache_snapshot(&w->dcs, &w->cache, &now_cl)) {
+		bool has = r.n_kvs == 1;
+
+		same = has == now_cl.has_leader &&
+		       (!has || (r.kvs[0].value_len == strlen(now_cl.leader) &&
+				 memcmp(r.kvs[0].value, now_cl.leader, r.kvs[0].value_len) == 0));
+		dcs_cluster_free(&now_cl);
+	}
+	etcd_range_result_free(&r);
+	t->etcd_ok = true;
+	t->etcd_error[0] = '\0';
+	if (same) {
+		t->confirmed_ms = now;
+		*mismatches = 0;
+	} else if (++*mismatches >= 2) {
+		snprintf(t->etcd_error, sizeof(t->etcd_error),
+			 "the watched view differs from etcd: watching again");
+		dcs_follow_restart(&w->follow);
+		*mismatches = 0;
+	}
+}
+
+/* The leader, the members and a pending switchover of cl into t (replica health is
+ * kept from the last check). */
+static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *cl,
+			 struct proxy_topology *t)
+{
+	t->has_leader = false;
+	t->leader[0] = t->leader_host[0] = '\0';
+	t->n_members = 0;
+	t->switchover_pending = cl->has_switchover;
+	t->switchover_revision = cl->has_switchover ? cl->switchover_revision : 0;
+	snprintf(t->switchover_leader, sizeof(t->switchover_leader), "%s",
+		 cl->has_switchover ? cl->switchover_leader : "");
+	snprintf(t->switchover_candidate, sizeof(t->switchover_candidate), "%s",
+		 cl->has_switchover ? cl->switchover_candidate : "");
+	t->switchover_drain = cl->has_switchover && cl->switchover_drain;
+	t->leader_primary = false;
+	for (size_t i = 0; i < cl->n_members && i < DCS_MAX_MEMBERS; i++) {
+		const struct dcs_member *m = &cl->members[i];
+		struct proxy_member *pm = &t->members[t->n_members++];
+		bool prev_ok = false;
+
+		for (size_t j = 0; j < w->snap.n_members; j++)
+			if (strcmp(w->snap.members[j].name, m->name) == 0)
+				prev_ok = w->snap.members[j].replica_ok;
+		memset(pm, 0, sizeof(*pm));
+		snprintf(pm->name, sizeof(pm->name), "%s", m->name);
+		snprintf(pm->host, sizeof(pm->host), "%s", m->host);
+		pm->port = m->port;
+		pm->is_leader = cl->has_leader && strcmp(cl->leader, m->name) == 0;
+		pm->replica_ok = prev_ok;
+		if (pm->is_leader && m->host[0]) {
+			t->has_leader = true;
+			t->leader_primary = strcmp(m->role, "primary") == 0;
+			snprintf(t->leader, sizeof(t->leader), "%s", m->name);
+			snprintf(t->leader_host, sizeof(t->leader_host), "%s", m->host);
+			t->leader_port = m->port;
+		}
+	}
+}
+
+/* Publishes t when it differs from the last snapshot (the loop is woken), then sleeps
+ * until the watch sees something, or for 250 ms. */
+static void publish_and_wait(struct proxy_topo_watch *w, struct proxy_topology *t)
+{
+	bool publish;
+
+	pthread_mutex_lock(&w->lock);
+	t->registered = w->registered;
+	t->drained_reported = w->registered && w->drain_written > 0 ? w->drain_written : 0;
+	publish = memcmp(t, &w->snap, sizeof(*t)) != 0;
+	if (publish) {
+		t->version = w->snap.version + 1;
+		w->snap = *t;
+	}
+	pthread_mutex_unlock(&w->lock);
+	/* Wake the loop before sleeping: a change reaches it at once. */
+	if (publish)
+		cmn_loop_wake(w->loop);
+	pthread_mutex_lock(&w->lock);
+	if (!w->changed && !w->stop) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 250 * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
 static void *poll_main(void *arg)
 {
 	struct proxy_topo_watch *w = arg;
@@ -93,7 +207,6 @@ static void *poll_main(void *arg)
 	while (!w->stop) {
 		struct proxy_topology t;
 		struct dcs_cluster cl;
-		struct etcd_range_result r;
 		int64_t now = cmn_now_ms();
 		bool confirm, event;
 
@@ -109,119 +222,22 @@ static void *poll_main(void *arg)
 		 */
 		confirm = now - last_check >= (event ? 2000 : 1000);
 		if (confirm) {
-			/*
-			 * A linearizable read: etcd (its majority) still answers, and says the
-			 * same leader as our watch-fed cache; otherwise the cache is not
-			 * confirmed and the watch starts again.
-			 */
 			last_check = now;
-			if (etcd_range(c, leader_key, NULL, &r) == PGW_OK) {
-				struct dcs_cluster now_cl;
-				bool same = false;
-
-				if (dcs_cache_snapshot(&w->dcs, &w->cache, &now_cl)) {
-					bool has = r.n_kvs == 1;
-
-					same =
-					    has == now_cl.has_leader &&
-					    (!has || (r.kvs[0].value_len == strlen(now_cl.leader) &&
-						      memcmp(r.kvs[0].value, now_cl.leader,
-							     r.kvs[0].value_len) == 0));
-					dcs_cluster_free(&now_cl);
-				}
-				etcd_range_result_free(&r);
-				t.etcd_ok = true;
-				t.etcd_error[0] = '\0';
-				if (same) {
-					t.confirmed_ms = now;
-					mismatches = 0;
-				} else if (++mismatches >= 2) {
-					/* Twice in a row: not an event still on its way. */
-					snprintf(
-					    t.etcd_error, sizeof(t.etcd_error),
-					    "the watched view differs from etcd: watching again");
-					dcs_follow_restart(&w->follow);
-					mismatches = 0;
-				}
-			} else {
-				t.etcd_ok = false;
-				snprintf(t.etcd_error, sizeof(t.etcd_error),
-					 "etcd does not answer (%s)", w->cfg->etcd.endpoints);
-			}
+			confirm_with_etcd(w, c, leader_key, now, &mismatches, &t);
 		}
 		if (dcs_cache_snapshot(&w->dcs, &w->cache, &cl)) {
 			bool had = t.has_leader;
 			char before[DCS_NAME_MAX];
 
 			snprintf(before, sizeof(before), "%s", t.leader);
-			t.has_leader = false;
-			t.leader[0] = t.leader_host[0] = '\0';
-			t.n_members = 0;
-			t.switchover_pending = cl.has_switchover;
-			t.switchover_revision = cl.has_switchover ? cl.switchover_revision : 0;
-			snprintf(t.switchover_leader, sizeof(t.switchover_leader), "%s",
-				 cl.has_switchover ? cl.switchover_leader : "");
-			snprintf(t.switchover_candidate, sizeof(t.switchover_candidate), "%s",
-				 cl.has_switchover ? cl.switchover_candidate : "");
-			t.switchover_drain = cl.has_switchover && cl.switchover_drain;
-			t.leader_primary = false;
-			for (size_t i = 0; i < cl.n_members && i < DCS_MAX_MEMBERS; i++) {
-				const struct dcs_member *m = &cl.members[i];
-				struct proxy_member *pm = &t.members[t.n_members++];
-				bool prev_ok = false;
-
-				for (size_t j = 0; j < w->snap.n_members; j++)
-					if (strcmp(w->snap.members[j].name, m->name) == 0)
-						prev_ok = w->snap.members[j].replica_ok;
-				memset(pm, 0, sizeof(*pm));
-				snprintf(pm->name, sizeof(pm->name), "%s", m->name);
-				snprintf(pm->host, sizeof(pm->host), "%s", m->host);
-				pm->port = m->port;
-				pm->is_leader = cl.has_leader && strcmp(cl.leader, m->name) == 0;
-				pm->replica_ok = prev_ok;
-				if (pm->is_leader && m->host[0]) {
-					t.has_leader = true;
-					t.leader_primary = strcmp(m->role, "primary") == 0;
-					snprintf(t.leader, sizeof(t.leader), "%s", m->name);
-					snprintf(t.leader_host, sizeof(t.leader_host), "%s",
-						 m->host);
-					t.leader_port = m->port;
-				}
-			}
+			from_cluster(w, &cl, &t);
 			if (confirm && w->cfg->replica_port)
 				check_replicas(w, &cl, &t);
 			if (had != t.has_leader || strcmp(before, t.leader) != 0)
 				log_info("leader: %s", t.has_leader ? t.leader : "none");
 			dcs_cluster_free(&cl);
 		}
-		bool publish;
-
-		pthread_mutex_lock(&w->lock);
-		t.registered = w->registered;
-		t.drained_reported = w->registered && w->drain_written > 0 ? w->drain_written : 0;
-		publish = memcmp(&t, &w->snap, sizeof(t)) != 0;
-		if (publish) {
-			t.version = w->snap.version + 1;
-			w->snap = t;
-		}
-		pthread_mutex_unlock(&w->lock);
-		/* Wake the loop before sleeping: a change reaches it at once. */
-		if (publish)
-			cmn_loop_wake(w->loop);
-		pthread_mutex_lock(&w->lock);
-		/* Sleep until the watch sees something, or the next 250 ms. */
-		if (!w->changed && !w->stop) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_MONOTONIC, &ts);
-			ts.tv_nsec += 250 * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&w->cond, &w->lock, &ts);
-		}
-		pthread_mutex_unlock(&w->lock);
+		publish_and_wait(w, &t);
 	}
 	etcd_client_free(c);
 	return NULL;
