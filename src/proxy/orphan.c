@@ -173,13 +173,130 @@ static int orphan_stmt_ends(struct proxy_client *c, const char *name)
 }
 
 /* Answers the client's messages while it has no server (see client_lost_server). */
+/*
+ * The proxy's answer, into b, to one whole message (type, body of len bytes) of a client
+ * whose server was lost: what PostgreSQL answers in a failed transaction, except that
+ * what ends the transaction (ROLLBACK, COMMIT, ... by Query or by the unnamed statement
+ * and portal) ends it. *query: a Query's text (for the log). PGW_OK or PGW_ENOMEM.
+ */
+static int orphan_answer(struct proxy_client *c, uint8_t type, const uint8_t *body, size_t len,
+			 struct cmn_buf *b, const char **query)
+{
+	static const char aborted[] =
+	    "current transaction is aborted, commands ignored until end of transaction block";
+	const char *state =
+	    c->orphan_untold ? SQLSTATE_CONNECTION_FAILURE : SQLSTATE_IN_FAILED_SQL_TRANSACTION;
+	const char *text = c->orphan_untold ? "server connection lost while idle in a "
+					      "transaction: the transaction is rolled back"
+					    : aborted;
+	struct pgp_reader r;
+	const char *s1 = NULL, *s2 = NULL;
+	uint8_t kind = 0;
+	int end, rc = PGW_OK;
+
+	pgp_reader_init(&r, body, len);
+	switch (type) {
+	case PGP_FE_SYNC:
+		c->orphan_skip = false;
+		rc = pgp_put_ready(b, c->txn);
+		break;
+	case PGP_FE_QUERY:
+		s1 = pgp_get_str(&r);
+		end = s1 ? ends_transaction(s1, strlen(s1)) : 0;
+		if (end == END_COMMIT && c->orphan_untold) {
+			/* Never a quiet "ROLLBACK" for a COMMIT that did not see the loss.
+			 */
+			c->txn = 'I';
+			rc = pgp_put_error(b, "ERROR", state, text, NULL);
+		} else if (end) {
+			c->txn = 'I';
+			rc = pgp_put_command_complete(b, "ROLLBACK");
+		} else {
+			rc = pgp_put_error(b, "ERROR", state, text, NULL);
+		}
+		if (rc == PGW_OK)
+			rc = pgp_put_ready(b, c->txn);
+		break;
+	case PGP_FE_PARSE:
+		s1 = pgp_get_str(&r);
+		s2 = pgp_get_str(&r);
+		end = s1 && s2 ? ends_transaction(s2, strlen(s2)) : 0;
+		if (end) {
+			if (!s1[0])
+				c->orphan_unnamed_end = (uint8_t)end;
+			rc = extq_put_synth(b, PGP_BE_PARSE_COMPLETE);
+			break;
+		}
+		goto fail;
+	case PGP_FE_BIND:
+		s1 = pgp_get_str(&r);
+		s2 = pgp_get_str(&r);
+		end = s1 && s2 && !s1[0] ? orphan_stmt_ends(c, s2) : 0;
+		if (end) {
+			c->orphan_portal_end = (uint8_t)end;
+			rc = extq_put_synth(b, PGP_BE_BIND_COMPLETE);
+			break;
+		}
+		goto fail;
+	case PGP_FE_DESCRIBE:
+		kind = pgp_get_u8(&r);
+		s1 = pgp_get_str(&r);
+		if (s1 && kind == 'S' && orphan_stmt_ends(c, s1)) {
+			static const uint8_t none[7] = {'t', 0, 0, 0, 6, 0, 0};
+
+			rc = cmn_buf_append(b, none, sizeof(none));
+			if (rc == PGW_OK)
+				rc = extq_put_synth(b, PGP_BE_NO_DATA);
+			break;
+		}
+		if (s1 && kind == 'P' && !s1[0] && c->orphan_portal_end) {
+			rc = extq_put_synth(b, PGP_BE_NO_DATA);
+			break;
+		}
+		goto fail;
+	case PGP_FE_EXECUTE:
+		s1 = pgp_get_str(&r);
+		if (s1 && !s1[0] && c->orphan_portal_end) {
+			c->txn = 'I';
+			end = c->orphan_portal_end;
+			c->orphan_portal_end = 0;
+			if (end == END_COMMIT && c->orphan_untold) {
+				rc = pgp_put_error(b, "ERROR", state, text, NULL);
+				c->orphan_skip = true;
+			} else {
+				rc = pgp_put_command_complete(b, "ROLLBACK");
+			}
+			break;
+		}
+		goto fail;
+	case PGP_FE_CLOSE:
+		rc = extq_put_synth(b, PGP_BE_CLOSE_COMPLETE);
+		break;
+	case PGP_FE_FLUSH:
+	case PGP_FE_COPY_DATA:
+	case PGP_FE_COPY_DONE:
+	case PGP_FE_COPY_FAIL:
+		break;
+	case PGP_FE_FUNCTION_CALL:
+		rc = pgp_put_error(b, "ERROR", state, text, NULL);
+		if (rc == PGW_OK)
+			rc = pgp_put_ready(b, c->txn);
+		break;
+	default:
+	fail:
+		rc = pgp_put_error(b, "ERROR", state, text, NULL);
+		c->orphan_skip = true;
+		break;
+	}
+	*query = type == PGP_FE_QUERY ? s1 : NULL;
+	return rc;
+}
+
 void orphan_input(struct proxy_client *c)
 {
 	struct proxy *px = c->proxy;
 
 	struct cmn_buf b = {0};
-	static const char aborted[] =
-	    "current transaction is aborted, commands ignored until end of transaction block";
 
 	while (c->orphan && c->state != PROXY_CL_DEAD) {
 		if (buf_used(&c->out) > BACKLOG_LIMIT) {
@@ -187,11 +304,6 @@ void orphan_input(struct proxy_client *c)
 			pause_reading(c->proxy->loop, &c->io, &c->reading_paused, true);
 			break;
 		}
-		const char *state = c->orphan_untold ? SQLSTATE_CONNECTION_FAILURE
-						     : SQLSTATE_IN_FAILED_SQL_TRANSACTION;
-		const char *text = c->orphan_untold ? "server connection lost while idle in a "
-						      "transaction: the transaction is rolled back"
-						    : aborted;
 		const uint8_t *d = c->in.data + c->in.off;
 		size_t n = buf_used(&c->in), total;
 		int rc = PGW_OK;
@@ -222,12 +334,8 @@ void orphan_input(struct proxy_client *c)
 			}
 			break;
 		}
-		struct pgp_reader r;
-		const char *s1 = NULL, *s2 = NULL;
-		uint8_t kind = 0;
-		int end;
+		const char *query = NULL;
 
-		pgp_reader_init(&r, d + 5, total - 5);
 		if (type == PGP_FE_TERMINATE) {
 			client_close(c, NULL);
 			break;
@@ -236,102 +344,10 @@ void orphan_input(struct proxy_client *c)
 			buf_consume(&c->in, total);
 			continue;
 		}
-		switch (type) {
-		case PGP_FE_SYNC:
-			c->orphan_skip = false;
-			rc = pgp_put_ready(&b, c->txn);
-			break;
-		case PGP_FE_QUERY:
-			s1 = pgp_get_str(&r);
-			end = s1 ? ends_transaction(s1, strlen(s1)) : 0;
-			if (end == END_COMMIT && c->orphan_untold) {
-				/* Never a quiet "ROLLBACK" for a COMMIT that did not see the loss.
-				 */
-				c->txn = 'I';
-				rc = pgp_put_error(&b, "ERROR", state, text, NULL);
-			} else if (end) {
-				c->txn = 'I';
-				rc = pgp_put_command_complete(&b, "ROLLBACK");
-			} else {
-				rc = pgp_put_error(&b, "ERROR", state, text, NULL);
-			}
-			if (rc == PGW_OK)
-				rc = pgp_put_ready(&b, c->txn);
-			break;
-		case PGP_FE_PARSE:
-			s1 = pgp_get_str(&r);
-			s2 = pgp_get_str(&r);
-			end = s1 && s2 ? ends_transaction(s2, strlen(s2)) : 0;
-			if (end) {
-				if (!s1[0])
-					c->orphan_unnamed_end = (uint8_t)end;
-				rc = extq_put_synth(&b, PGP_BE_PARSE_COMPLETE);
-				break;
-			}
-			goto fail;
-		case PGP_FE_BIND:
-			s1 = pgp_get_str(&r);
-			s2 = pgp_get_str(&r);
-			end = s1 && s2 && !s1[0] ? orphan_stmt_ends(c, s2) : 0;
-			if (end) {
-				c->orphan_portal_end = (uint8_t)end;
-				rc = extq_put_synth(&b, PGP_BE_BIND_COMPLETE);
-				break;
-			}
-			goto fail;
-		case PGP_FE_DESCRIBE:
-			kind = pgp_get_u8(&r);
-			s1 = pgp_get_str(&r);
-			if (s1 && kind == 'S' && orphan_stmt_ends(c, s1)) {
-				static const uint8_t none[7] = {'t', 0, 0, 0, 6, 0, 0};
-
-				rc = cmn_buf_append(&b, none, sizeof(none));
-				if (rc == PGW_OK)
-					rc = extq_put_synth(&b, PGP_BE_NO_DATA);
-				break;
-			}
-			if (s1 && kind == 'P' && !s1[0] && c->orphan_portal_end) {
-				rc = extq_put_synth(&b, PGP_BE_NO_DATA);
-				break;
-			}
-			goto fail;
-		case PGP_FE_EXECUTE:
-			s1 = pgp_get_str(&r);
-			if (s1 && !s1[0] && c->orphan_portal_end) {
-				c->txn = 'I';
-				end = c->orphan_portal_end;
-				c->orphan_portal_end = 0;
-				if (end == END_COMMIT && c->orphan_untold) {
-					rc = pgp_put_error(&b, "ERROR", state, text, NULL);
-					c->orphan_skip = true;
-				} else {
-					rc = pgp_put_command_complete(&b, "ROLLBACK");
-				}
-				break;
-			}
-			goto fail;
-		case PGP_FE_CLOSE:
-			rc = extq_put_synth(&b, PGP_BE_CLOSE_COMPLETE);
-			break;
-		case PGP_FE_FLUSH:
-		case PGP_FE_COPY_DATA:
-		case PGP_FE_COPY_DONE:
-		case PGP_FE_COPY_FAIL:
-			break;
-		case PGP_FE_FUNCTION_CALL:
-			rc = pgp_put_error(&b, "ERROR", state, text, NULL);
-			if (rc == PGW_OK)
-				rc = pgp_put_ready(&b, c->txn);
-			break;
-		default:
-		fail:
-			rc = pgp_put_error(&b, "ERROR", state, text, NULL);
-			c->orphan_skip = true;
-			break;
-		}
+		rc = orphan_answer(c, type, d + 5, total - 5, &b, &query);
 		log_debug("C-%llu: no server: '%c' %.40s answered by the proxy (transaction %c%s)",
-			  (unsigned long long)c->id, type, type == PGP_FE_QUERY && s1 ? s1 : "",
-			  c->txn, c->orphan_skip ? ", skipping" : "");
+			  (unsigned long long)c->id, type, query ? query : "", c->txn,
+			  c->orphan_skip ? ", skipping" : "");
 		buf_consume(&c->in, total);
 		if (b.len && ((const uint8_t *)b.data)[0] == 'E')
 			c->orphan_untold = false;

@@ -93,6 +93,79 @@ static void own_query_failed(struct proxy_server *s, const uint8_t *body, size_t
  * answer belongs to (the proxy's own are dropped, answers it makes itself are
  * inserted). A message header split between two reads waits in s->in.
  */
+/*
+ * What a server message means for the bookkeeping (msg: its first bytes, at least 6 for
+ * a ReadyForQuery, all of them for a ParameterStatus of up to 8 kB): the transaction
+ * status, answers owed, COPY IN, the session's parameters. Returns whether the server
+ * may go back to its pool once this data is passed on (release, updated).
+ */
+static bool track_answer(struct proxy_server *s, struct proxy_client *c, uint8_t type,
+			 const uint8_t *msg, uint32_t len, bool release)
+{
+	switch (type) {
+	case PGP_BE_READY:
+		s->txn = (char)msg[5];
+		if (s->outstanding > 0)
+			s->outstanding--;
+		if (c)
+			c->txn = s->txn;
+		if (s->outstanding == 0 && s->txn == 'I')
+			release = true;
+		break;
+	case PGP_BE_COPY_IN:
+		/* Syncs sent after the Execute that started it are ignored during COPY
+		 * IN: only the one after CopyDone / CopyFail will answer. */
+		s->copy_in = true;
+		s->outstanding -= s->syncs_since_execute;
+		if (s->outstanding < 0)
+			s->outstanding = 0;
+		s->syncs_since_execute = 0;
+		if (c)
+			c->in_copy = true;
+		break;
+	case PGP_BE_PARAMETER_STATUS:
+		if (len <= 8192)
+			server_param_status(s, msg + 5, len - 4);
+		break; /* asynchronous: they do not start a new request */
+	case PGP_BE_NOTICE:
+	case PGP_BE_NOTIFICATION:
+		break;
+	default:
+		release = false;
+		break;
+	}
+	return release;
+}
+
+/* Once a server's data is passed on: pause it if its client is behind, and give it
+ * back to its pool when its work is done. */
+static void after_answers(struct proxy_server *s, struct proxy_client *c, bool release)
+{
+	if (s->state == PROXY_SV_DEAD)
+		return;
+	if (c && buf_used(&c->out) > BACKLOG_LIMIT)
+		pause_reading(s->proxy->loop, &s->io, &s->reading_paused, true);
+	if (!release || s->be.left || buf_used(&s->in))
+		return;
+	if (s->state == PROXY_SV_RESET) {
+		if (s->generation == s->pool->generation)
+			server_release(s);
+		else
+			server_close(s, "its target changed");
+		return;
+	}
+	if (!c) {
+		/* The client left while its request ran: the server is clean again. */
+		server_release(s);
+		return;
+	}
+	if (c->checking && !server_checked(s, c))
+		return;
+	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy && !s->ext_open &&
+	    !c->fe.left && (!extq_pending(&s->pq) || s->pq.desync))
+		server_release(s);
+}
+
 static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 {
 	struct proxy_client *c = s->client;
@@ -140,38 +213,7 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 		}
 		if (v.own_error)
 			own_query_failed(s, n - i >= 1 + (size_t)len ? d + i + 5 : NULL, len - 4);
-		switch (type) {
-		case PGP_BE_READY:
-			s->txn = (char)d[i + 5];
-			if (s->outstanding > 0)
-				s->outstanding--;
-			if (c)
-				c->txn = s->txn;
-			if (s->outstanding == 0 && s->txn == 'I')
-				release = true;
-			break;
-		case PGP_BE_COPY_IN:
-			/* Syncs sent after the Execute that started it are ignored during COPY
-			 * IN: only the one after CopyDone / CopyFail will answer. */
-			s->copy_in = true;
-			s->outstanding -= s->syncs_since_execute;
-			if (s->outstanding < 0)
-				s->outstanding = 0;
-			s->syncs_since_execute = 0;
-			if (c)
-				c->in_copy = true;
-			break;
-		case PGP_BE_PARAMETER_STATUS:
-			if (len <= 8192)
-				server_param_status(s, d + i + 5, len - 4);
-			break; /* asynchronous: they do not start a new request */
-		case PGP_BE_NOTICE:
-		case PGP_BE_NOTIFICATION:
-			break;
-		default:
-			release = false;
-			break;
-		}
+		release = track_answer(s, c, type, d + i, len, release);
 		if (v.drop) {
 			if (!to_client(c, d + start, i - start))
 				return;
@@ -194,29 +236,7 @@ fragment:
 		return;
 	}
 forwarded:
-	if (s->state == PROXY_SV_DEAD)
-		return;
-	if (c && buf_used(&c->out) > BACKLOG_LIMIT)
-		pause_reading(s->proxy->loop, &s->io, &s->reading_paused, true);
-	if (!release || s->be.left || buf_used(&s->in))
-		return;
-	if (s->state == PROXY_SV_RESET) {
-		if (s->generation == s->pool->generation)
-			server_release(s);
-		else
-			server_close(s, "its target changed");
-		return;
-	}
-	if (!c) {
-		/* The client left while its request ran: the server is clean again. */
-		server_release(s);
-		return;
-	}
-	if (c->checking && !server_checked(s, c))
-		return;
-	if (s->pool->transaction_mode && !buf_used(&c->in) && !c->in_copy && !s->ext_open &&
-	    !c->fe.left && (!extq_pending(&s->pq) || s->pq.desync))
-		server_release(s);
+	after_answers(s, c, release);
 }
 
 /* A client's startup settings ran on s (link_client): refused, its login fails;
@@ -452,6 +472,128 @@ static bool needs_whole(const struct proxy_server *s, int max_stmts, uint8_t typ
 }
 
 /*
+ * A Parse of total bytes within the client's and the proxy's limits on statements
+ * (kept for the client's life: memory it could pin); else the client is closed with
+ * the reason and false.
+ */
+static bool parse_allowed(struct proxy_client *c, int max_stmts, size_t total)
+{
+	struct proxy *px = c->proxy;
+
+	if (c->stmts.count >= MAX_CLIENT_STATEMENTS) {
+		client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+			     "too many prepared statements (%d)", MAX_CLIENT_STATEMENTS);
+		return false;
+	}
+	if (max_stmts && (int64_t)(c->stmts.bytes + total) > px->cfg.max_client_statement_memory) {
+		client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+			     "prepared statements of this client take more than %lld "
+			     "bytes (max_client_statement_memory)",
+			     (long long)px->cfg.max_client_statement_memory);
+		return false;
+	}
+	if (max_stmts && (int64_t)(extq_stmt_bytes() + total) > px->cfg.max_statement_memory) {
+		client_fatal(c, SQLSTATE_OUT_OF_MEMORY,
+			     "prepared statements take more than %lld bytes in the "
+			     "proxy (max_statement_memory)",
+			     (long long)px->cfg.max_statement_memory);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * What a client message passing to its server means for the bookkeeping: answers
+ * owed, the extended protocol's state, COPY, statistics, whether a Query ends the
+ * transaction (msg: the message, whole when all total bytes are there). true for a
+ * Terminate.
+ */
+static bool track_message(struct proxy_client *c, struct proxy_server *s, uint8_t type,
+			  const uint8_t *msg, bool whole, size_t total)
+{
+	bool terminate = false;
+
+	switch (type) {
+	case PGP_FE_TERMINATE:
+		terminate = true;
+		break;
+	case PGP_FE_QUERY:
+		s->outstanding++;
+		c->pool->stats.query_count++;
+		/* If the server is lost while it runs, is the transaction over anyway? */
+		c->ending =
+		    c->txn != 'I' && whole && ends_transaction((const char *)msg + 5, total - 5);
+		break;
+	case PGP_FE_FUNCTION_CALL:
+		s->outstanding++;
+		break;
+	case PGP_FE_SYNC:
+		if (!c->in_copy) {
+			s->outstanding++;
+			s->syncs_since_execute++;
+		}
+		s->ext_open = false;
+		break;
+	case PGP_FE_EXECUTE:
+		c->pool->stats.query_count++;
+		s->syncs_since_execute = 0;
+		s->ext_open = true;
+		break;
+	case PGP_FE_PARSE:
+	case PGP_FE_BIND:
+	case PGP_FE_DESCRIBE:
+	case PGP_FE_CLOSE:
+	case PGP_FE_FLUSH:
+		s->ext_open = true;
+		break;
+	case PGP_FE_COPY_DONE:
+	case PGP_FE_COPY_FAIL:
+		c->in_copy = false;
+		s->copy_in = false;
+		break;
+	default:
+		break;
+	}
+	return terminate;
+}
+
+/*
+ * Sends the first i bytes of the client's input (d), with the replaced messages in tx
+ * (those from run on still to append), to the server; consumes them. false when the
+ * client or the server was closed.
+ */
+static bool send_forwarded(struct proxy_client *c, struct proxy_server *s, const uint8_t *d,
+			   size_t i, size_t run, struct cmn_buf *tx)
+{
+	const uint8_t *out = d;
+	size_t out_len = i;
+
+	if (tx->len || run > 0) {
+		if (cmn_buf_append(tx, d + run, i - run) != PGW_OK) {
+			cmn_buf_free(tx);
+			client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
+			return false;
+		}
+		out = (const uint8_t *)tx->data;
+		out_len = tx->len;
+	}
+	c->pool->stats.bytes_received += i;
+	bool sent =
+	    !out_len || send_or_queue(s->proxy->loop, &s->io, s->ssl, &s->out, out, out_len);
+
+	cmn_buf_free(tx);
+	/* Consumed either way: answered by the proxy if the server is lost now. */
+	buf_consume(&c->in, i);
+	if (!sent) {
+		server_close(s, "server socket error");
+		return false;
+	}
+	if (buf_used(&s->out) > BACKLOG_LIMIT)
+		pause_reading(c->proxy->loop, &c->io, &c->reading_paused, true);
+	return true;
+}
+
+/*
  * Client -> server: forwards complete messages from c->in, counting requests
  * that expect a ReadyForQuery and keeping an answer slot for each; named
  * prepared statements are renamed (transaction pooling). Stops at a partial
@@ -513,35 +655,9 @@ void client_forward(struct proxy_client *c)
 				tmp[0] = type;
 				m = tmp;
 			}
-			if (type == PGP_FE_PARSE && c->stmts.count >= MAX_CLIENT_STATEMENTS) {
+			if (type == PGP_FE_PARSE && !parse_allowed(c, max_stmts, total)) {
 				cmn_buf_free(&tx);
 				cmn_buf_free(&rep);
-				client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-					     "too many prepared statements (%d)",
-					     MAX_CLIENT_STATEMENTS);
-				return;
-			}
-			/* Statements are kept for the client's life: memory it could pin. */
-			if (type == PGP_FE_PARSE && max_stmts &&
-			    (int64_t)(c->stmts.bytes + total) >
-				px->cfg.max_client_statement_memory) {
-				cmn_buf_free(&tx);
-				cmn_buf_free(&rep);
-				client_fatal(
-				    c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
-				    "prepared statements of this client take more than %lld "
-				    "bytes (max_client_statement_memory)",
-				    (long long)px->cfg.max_client_statement_memory);
-				return;
-			}
-			if (type == PGP_FE_PARSE && max_stmts &&
-			    (int64_t)(extq_stmt_bytes() + total) > px->cfg.max_statement_memory) {
-				cmn_buf_free(&tx);
-				cmn_buf_free(&rep);
-				client_fatal(c, SQLSTATE_OUT_OF_MEMORY,
-					     "prepared statements take more than %lld bytes in the "
-					     "proxy (max_statement_memory)",
-					     (long long)px->cfg.max_statement_memory);
 				return;
 			}
 			if (type == PGP_FE_SYNC && c->in_copy)
@@ -555,47 +671,7 @@ void client_forward(struct proxy_client *c)
 		} else {
 			break; /* wait for the rest */
 		}
-		switch (type) {
-		case PGP_FE_TERMINATE:
-			terminate = true;
-			break;
-		case PGP_FE_QUERY:
-			s->outstanding++;
-			c->pool->stats.query_count++;
-			/* If the server is lost while it runs, is the transaction over anyway? */
-			c->ending = c->txn != 'I' && n - i >= total &&
-				    ends_transaction((const char *)d + i + 5, total - 5);
-			break;
-		case PGP_FE_FUNCTION_CALL:
-			s->outstanding++;
-			break;
-		case PGP_FE_SYNC:
-			if (!c->in_copy) {
-				s->outstanding++;
-				s->syncs_since_execute++;
-			}
-			s->ext_open = false;
-			break;
-		case PGP_FE_EXECUTE:
-			c->pool->stats.query_count++;
-			s->syncs_since_execute = 0;
-			s->ext_open = true;
-			break;
-		case PGP_FE_PARSE:
-		case PGP_FE_BIND:
-		case PGP_FE_DESCRIBE:
-		case PGP_FE_CLOSE:
-		case PGP_FE_FLUSH:
-			s->ext_open = true;
-			break;
-		case PGP_FE_COPY_DONE:
-		case PGP_FE_COPY_FAIL:
-			c->in_copy = false;
-			s->copy_in = false;
-			break;
-		default:
-			break;
-		}
+		terminate = track_message(c, s, type, d + i, n - i >= total, total);
 		if (terminate)
 			break;
 		if (!verbatim) {
@@ -618,33 +694,8 @@ void client_forward(struct proxy_client *c)
 		client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
 		return;
 	}
-	if (i > 0) {
-		const uint8_t *out = d;
-		size_t out_len = i;
-
-		if (tx.len || run > 0) {
-			if (cmn_buf_append(&tx, d + run, i - run) != PGW_OK) {
-				cmn_buf_free(&tx);
-				client_fatal(c, SQLSTATE_OUT_OF_MEMORY, "out of memory");
-				return;
-			}
-			out = (const uint8_t *)tx.data;
-			out_len = tx.len;
-		}
-		c->pool->stats.bytes_received += i;
-		bool sent = !out_len ||
-			    send_or_queue(s->proxy->loop, &s->io, s->ssl, &s->out, out, out_len);
-
-		cmn_buf_free(&tx);
-		/* Consumed either way: answered by the proxy if the server is lost now. */
-		buf_consume(&c->in, i);
-		if (!sent) {
-			server_close(s, "server socket error");
-			return;
-		}
-		if (buf_used(&s->out) > BACKLOG_LIMIT)
-			pause_reading(c->proxy->loop, &c->io, &c->reading_paused, true);
-	}
+	if (i > 0 && !send_forwarded(c, s, d, i, run, &tx))
+		return;
 	/* Answers the proxy made itself, due now if nothing is owed before them. */
 	if (!s->be.left && extq_synth_due(&s->pq) && !emit_synth(s))
 		return;
