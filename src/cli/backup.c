@@ -320,20 +320,267 @@ static void record_last_backup(struct cli_session *s, const struct agent_config 
 	json_object_put(st);
 }
 
-int cli_backup(int argc, char **argv)
-{
+/* One backup being taken: what runs it, from which member, under which lease. */
+struct backup_run {
 	struct backup_opts o;
 	struct cli_session s;
+	bool repo; /* on the repository host: pgBackRest reaches the members over TLS */
 	struct agent_config runner, leader_cfg;
-	const struct agent_config *rcfg = NULL; /* what pgbackrest runs with */
-	const struct dcs_member *pg_leader = NULL, *pg_standby = NULL;
-	bool have_runner = false, have_leader = false, standby = false, won = false, repo;
-	char store[BACKUP_ARGV_MAX][4200], opt[1 + 2 * PG_HOST_OPTS][4200], started[32],
-	    host[256] = "";
-	const char *argv_pg[BACKUP_ARGV_MAX], *extra[4 + 2 * PG_HOST_OPTS];
+	bool have_runner, have_leader;
+	const struct dcs_member *pg_leader, *pg_standby; /* repo: the members reached */
+	bool standby;					 /* from a streaming replica */
+	const struct agent_config *rcfg;		 /* what pgbackrest runs with */
+	int64_t lease;
+	int ttl;
+};
+
+/* The name of the member the backup is taken from. */
+static const char *source_name(const struct backup_run *r)
+{
+	return r->repo ? (r->standby ? r->pg_standby : r->pg_leader)->name : r->runner.member_name;
+}
+
+/* On the repository host: its TLS files, its pgbackrest.conf, the leader's TLS server. */
+static int repo_leader(struct backup_run *r)
+{
+	int rc;
+
+	if (!agent_config_has_tls(&r->s.cfg)) {
+		fprintf(stderr, "pgwarden: a backup from the repository host needs [backup] "
+				"tls_ca_file, tls_cert_file and tls_key_file\n");
+		return CLI_EXIT_USAGE;
+	}
+	rc = cli_repository_conf(&r->s.cfg);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	r->pg_leader = cli_member(&r->s.cluster, r->s.cluster.leader);
+	if (!r->pg_leader || !r->pg_leader->pgbackrest.port) {
+		fprintf(stderr,
+			"pgwarden: the leader %s publishes no pgBackRest TLS server: is "
+			"[backup] repo_host set on the members?\n",
+			r->s.cluster.leader);
+		return CLI_EXIT_FAILED;
+	}
+	return CLI_EXIT_OK;
+}
+
+/* --scheduled: the type the schedule makes due now (CLI_EXIT_NOTHING_DUE: none). */
+static int scheduled_type(struct backup_run *r)
+{
+	if (r->repo) {
+		r->o.type = due_type(&r->s.cfg);
+	} else {
+		struct agent_config me;
+
+		if (!r->s.cfg.member_name ||
+		    !cli_load_member(&r->o.t, &r->s.cfg, r->s.cfg.member_name, &me)) {
+			fprintf(stderr, "pgwarden: --scheduled needs the member's configuration\n");
+			return CLI_EXIT_USAGE;
+		}
+		cli_apply_dynamic_backup(&r->s.cluster, &me);
+		r->o.type = due_type(&me);
+		agent_config_free(&me);
+	}
+	if (!r->o.type)
+		return CLI_EXIT_NOTHING_DUE;
+	printf("scheduled backup due: %s\n", r->o.type);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * Who runs pgbackrest: the most advanced streaming replica when its files are here
+ * too (or, from the repository host, when it serves them over TLS), else the leader.
+ */
+static int choose_runner(struct backup_run *r)
+{
+	const struct dcs_cluster *c = &r->s.cluster;
+
+	if (!r->o.from_leader && (r->have_leader || r->repo)) {
+		const struct dcs_member *best = NULL;
+
+		for (size_t i = 0; i < c->n_members; i++) {
+			const struct dcs_member *m = &c->members[i];
+
+			if (strcmp(m->name, c->leader) == 0 || strcmp(m->state, "streaming") != 0 ||
+			    (r->repo && !m->pgbackrest.port))
+				continue;
+			if (!best || m->lsn > best->lsn)
+				best = m;
+		}
+		if (best && r->repo)
+			r->pg_standby = best, r->standby = true;
+		else if (best && cli_load_member(&r->o.t, &r->s.cfg, best->name, &r->runner))
+			r->have_runner = r->standby = true;
+	}
+	if (r->repo) {
+		r->rcfg = &r->s.cfg;
+		return CLI_EXIT_OK;
+	}
+	if (!r->have_runner && r->have_leader) {
+		r->runner = r->leader_cfg;
+		memset(&r->leader_cfg, 0, sizeof(r->leader_cfg));
+		r->have_leader = false;
+		r->have_runner = true;
+	}
+	if (!r->have_runner) {
+		fprintf(stderr,
+			"pgwarden: the leader %s's configuration is not here: run the backup "
+			"where it is (in its container, or with -c its node.ini), or with --dir "
+			"on a local cluster\n",
+			c->leader);
+		return CLI_EXIT_FAILED;
+	}
+	if (!backup_enabled(&r->runner)) {
+		fprintf(stderr,
+			"pgwarden: backups are off: no [backup] repo_path in %s's "
+			"configuration\n",
+			r->runner.member_name);
+		return CLI_EXIT_USAGE;
+	}
+	if (backup_remote(&r->runner)) {
+		fprintf(stderr,
+			"pgwarden: the repository is on a repository host (%s): run the backup "
+			"there (pgwarden backup in its container)\n",
+			r->runner.backup_repo_host);
+		return CLI_EXIT_USAGE;
+	}
+	r->rcfg = &r->runner;
+	return CLI_EXIT_OK;
+}
+
+/* The cluster-wide backup key, on a lease of our own: one backup at a time. */
+static int take_backup_key(struct backup_run *r)
+{
+	char started[32], host[256] = "";
+	bool won = false;
+	int rc;
+
+	if (etcd_lease_grant(r->s.etcd, BACKUP_LEASE_TTL_S, &r->lease, &r->ttl) != PGW_OK) {
+		fprintf(stderr, "pgwarden: cannot get a lease from etcd\n");
+		return CLI_EXIT_UNREACHABLE;
+	}
+	json_object *v = json_object_new_object();
+
+	gethostname(host, sizeof(host) - 1);
+	now_iso(started, sizeof(started));
+	json_object_object_add(v, "member", json_object_new_string(source_name(r)));
+	json_object_object_add(v, "type", json_object_new_string(r->o.type));
+	json_object_object_add(v, "standby", json_object_new_boolean(r->standby));
+	json_object_object_add(v, "started", json_object_new_string(started));
+	json_object_object_add(v, "host", json_object_new_string(host));
+	json_object_object_add(v, "pid", json_object_new_int((int)getpid()));
+	rc = dcs_take_backup(&r->s.dcs, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN),
+			     r->lease, &won);
+	json_object_put(v);
+	if (rc == PGW_OK && won)
+		return CLI_EXIT_OK;
+	char *holder = rc == PGW_OK ? dcs_read_backup(&r->s.dcs) : NULL;
+
+	if (rc != PGW_OK)
+		fprintf(stderr, "pgwarden: cannot write the backup key in etcd\n");
+	else
+		fprintf(stderr, "pgwarden: a backup is already running: %s\n",
+			holder ? holder : "(it just ended: try again)");
+	free(holder);
+	if (etcd_lease_revoke(r->s.etcd, r->lease) != PGW_OK)
+		(void)0; /* it expires in BACKUP_LEASE_TTL_S anyway */
+	return rc != PGW_OK	? CLI_EXIT_UNREACHABLE
+	       : r->o.scheduled ? CLI_EXIT_NOTHING_DUE /* the next check tries again */
+				: CLI_EXIT_FAILED;
+}
+
+/* pgbackrest backup's options beyond the configuration: the type, and where the
+ * members' files are (opt holds the strings). Returns how many, NULL-terminated. */
+static size_t backup_options(const struct backup_run *r, char opt[][4200], const char **extra)
+{
 	size_t n_extra = 0;
-	int64_t lease = 0, t0;
-	int ttl, rc, code;
+
+	snprintf(opt[0], 4200, "--type=%s", r->o.type);
+	extra[n_extra++] = opt[0];
+	extra[n_extra++] = "--log-level-console=info";
+	if (r->repo) {
+		if (r->standby)
+			extra[n_extra++] = "--backup-standby";
+		n_extra += cli_pg_host_opts(&r->s.cfg, 1, r->standby ? r->pg_standby : r->pg_leader,
+					    opt + 1, extra + n_extra);
+		if (r->standby)
+			n_extra += cli_pg_host_opts(&r->s.cfg, 2, r->pg_leader,
+						    opt + 1 + PG_HOST_OPTS, extra + n_extra);
+	} else if (r->standby) {
+		extra[n_extra++] = "--backup-standby";
+		snprintf(opt[1], 4200, "--pg2-path=%s", r->leader_cfg.data_dir);
+		snprintf(opt[2], 4200, "--pg2-port=%d", r->leader_cfg.pg_port);
+		snprintf(opt[3], 4200, "--pg2-socket-path=%s", r->leader_cfg.socket_dir);
+		snprintf(opt[4], 4200, "--pg2-user=%s", r->leader_cfg.superuser);
+		for (int i = 1; i <= 4; i++)
+			extra[n_extra++] = opt[i];
+	}
+	extra[n_extra] = NULL;
+	return n_extra;
+}
+
+/* Why pgbackrest backup failed (exit code), as far as we can tell. */
+static void explain_failure(const struct agent_config *rcfg, int code)
+{
+	struct statvfs vfs;
+
+	fprintf(stderr,
+		"pgwarden: pgbackrest backup failed (exit %d): its log is in "
+		"%s/pgbackrest/log\n",
+		code, rcfg->node_dir);
+	/* pgBackRest says "unable to write": say why when it is a full disk. */
+	if (statvfs(rcfg->backup_repo_path, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < 64ULL * 1024 * 1024)
+		fprintf(stderr,
+			"pgwarden: the repository is full: %llu kB free in %s (expire old "
+			"backups, lower retention_full, or give it room)\n",
+			(unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024,
+			rcfg->backup_repo_path);
+	if (code == 82) /* ArchiveTimeoutError */
+		fprintf(stderr, "pgwarden: WAL archiving does not work: the archive_command "
+				"errors are in PostgreSQL's log (a full or unreachable "
+				"repository?)\n");
+}
+
+/* Takes the backup with r's choices, under the backup key; CLI_EXIT_*. */
+static int take_backup(struct backup_run *r)
+{
+	char store[BACKUP_ARGV_MAX][4200], opt[1 + 2 * PG_HOST_OPTS][4200];
+	const char *argv_pg[BACKUP_ARGV_MAX], *extra[4 + 2 * PG_HOST_OPTS];
+	const struct agent_config *rcfg = r->rcfg;
+	int64_t t0;
+	int rc, code;
+
+	rc = take_backup_key(r);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	(void)backup_options(r, opt, extra);
+	backup_argv(rcfg, "backup", extra, store, argv_pg, BACKUP_ARGV_MAX);
+	printf("backup (%s) of cluster %s from %s (%s), stanza %s, repository %s\n", r->o.type,
+	       r->s.cfg.cluster_name, source_name(r),
+	       r->standby ? "a streaming replica: pgBackRest backup-standby" : "the leader",
+	       rcfg->backup_stanza, rcfg->backup_repo_path);
+	fflush(stdout);
+	t0 = cmn_now_ms();
+	code = run_backup(&r->s, rcfg, argv_pg, r->lease, r->o.timeout_s);
+	if (etcd_lease_revoke(r->s.etcd, r->lease) != PGW_OK)
+		fprintf(stderr,
+			"pgwarden: warning: could not revoke the backup key's lease (it "
+			"expires in %d s)\n",
+			r->ttl);
+	if (code != 0) {
+		explain_failure(rcfg, code);
+		return CLI_EXIT_FAILED;
+	}
+	printf("backup done in %.1f s\n", (double)(cmn_now_ms() - t0) / 1000.0);
+	record_last_backup(&r->s, rcfg);
+	return CLI_EXIT_OK;
+}
+
+int cli_backup(int argc, char **argv)
+{
+	struct backup_run r;
+	int rc;
 
 	if (argc > 1 && strcmp(argv[1], "list") == 0)
 		return cli_backup_list(argc - 1, argv + 1);
@@ -341,230 +588,35 @@ int cli_backup(int argc, char **argv)
 		return cli_backup_check(argc - 1, argv + 1);
 	if (argc > 1 && strcmp(argv[1], "verify") == 0)
 		return cli_backup_verify(argc - 1, argv + 1);
-	if (parse_opts(argc, argv, &o) != 0)
+	memset(&r, 0, sizeof(r));
+	if (parse_opts(argc, argv, &r.o) != 0)
 		return CLI_EXIT_USAGE;
-	cli_default_dir(&o.t);
-	rc = cli_session_open(&o.t, &s);
+	cli_default_dir(&r.o.t);
+	rc = cli_session_open(&r.o.t, &r.s);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	memset(&runner, 0, sizeof(runner));
-	memset(&leader_cfg, 0, sizeof(leader_cfg));
-	repo = agent_config_is_repository(&s.cfg);
-	rc = CLI_EXIT_FAILED;
-	if (!s.cluster.has_leader) {
+	r.repo = agent_config_is_repository(&r.s.cfg);
+	if (!r.s.cluster.has_leader) {
 		fprintf(stderr, "pgwarden: cluster %s has no leader: no backup now\n",
-			s.cfg.cluster_name);
-		goto out;
-	}
-	if (repo) {
-		/* On the repository host: pgBackRest reaches the members over TLS. */
-		if (!agent_config_has_tls(&s.cfg)) {
-			fprintf(stderr,
-				"pgwarden: a backup from the repository host needs [backup] "
-				"tls_ca_file, tls_cert_file and tls_key_file\n");
-			rc = CLI_EXIT_USAGE;
-			goto out;
-		}
-		rc = cli_repository_conf(&s.cfg);
-		if (rc != CLI_EXIT_OK)
-			goto out;
+			r.s.cfg.cluster_name);
 		rc = CLI_EXIT_FAILED;
-		pg_leader = cli_member(&s.cluster, s.cluster.leader);
-		if (!pg_leader || !pg_leader->pgbackrest.port) {
-			fprintf(stderr,
-				"pgwarden: the leader %s publishes no pgBackRest TLS server: is "
-				"[backup] repo_host set on the members?\n",
-				s.cluster.leader);
-			goto out;
-		}
+	} else if (r.repo) {
+		rc = repo_leader(&r);
 	} else {
-		have_leader = cli_load_member(&o.t, &s.cfg, s.cluster.leader, &leader_cfg);
+		r.have_leader =
+		    cli_load_member(&r.o.t, &r.s.cfg, r.s.cluster.leader, &r.leader_cfg);
 	}
-	if (o.scheduled && repo) {
-		o.type = due_type(&s.cfg);
-		if (!o.type) {
-			rc = CLI_EXIT_NOTHING_DUE;
-			goto out;
-		}
-		printf("scheduled backup due: %s\n", o.type);
-	} else if (o.scheduled) {
-		struct agent_config me;
-
-		if (!s.cfg.member_name || !cli_load_member(&o.t, &s.cfg, s.cfg.member_name, &me)) {
-			fprintf(stderr, "pgwarden: --scheduled needs the member's configuration\n");
-			rc = CLI_EXIT_USAGE;
-			goto out;
-		}
-		cli_apply_dynamic_backup(&s.cluster, &me);
-		o.type = due_type(&me);
-		agent_config_free(&me);
-		if (!o.type) {
-			rc = CLI_EXIT_NOTHING_DUE;
-			goto out;
-		}
-		printf("scheduled backup due: %s\n", o.type);
-	}
-	/* The most advanced streaming replica, when its files are here too (or, from the
-	 * repository host, when it serves them over TLS). */
-	if (!o.from_leader && (have_leader || repo)) {
-		const struct dcs_member *best = NULL;
-
-		for (size_t i = 0; i < s.cluster.n_members; i++) {
-			const struct dcs_member *m = &s.cluster.members[i];
-
-			if (strcmp(m->name, s.cluster.leader) == 0 ||
-			    strcmp(m->state, "streaming") != 0 || (repo && !m->pgbackrest.port))
-				continue;
-			if (!best || m->lsn > best->lsn)
-				best = m;
-		}
-		if (best && repo)
-			pg_standby = best, standby = true;
-		else if (best && cli_load_member(&o.t, &s.cfg, best->name, &runner))
-			have_runner = standby = true;
-	}
-	if (repo) {
-		rcfg = &s.cfg;
-		goto chosen;
-	}
-	if (!have_runner && have_leader) {
-		runner = leader_cfg;
-		memset(&leader_cfg, 0, sizeof(leader_cfg));
-		have_leader = false;
-		have_runner = true;
-	}
-	if (!have_runner) {
-		fprintf(stderr,
-			"pgwarden: the leader %s's configuration is not here: run the backup "
-			"where it is (in its container, or with -c its node.ini), or with --dir "
-			"on a local cluster\n",
-			s.cluster.leader);
-		goto out;
-	}
-	if (!backup_enabled(&runner)) {
-		fprintf(stderr,
-			"pgwarden: backups are off: no [backup] repo_path in %s's "
-			"configuration\n",
-			runner.member_name);
-		rc = CLI_EXIT_USAGE;
-		goto out;
-	}
-	if (backup_remote(&runner)) {
-		fprintf(stderr,
-			"pgwarden: the repository is on a repository host (%s): run the backup "
-			"there (pgwarden backup in its container)\n",
-			runner.backup_repo_host);
-		rc = CLI_EXIT_USAGE;
-		goto out;
-	}
-	rcfg = &runner;
-chosen:
-	if (etcd_lease_grant(s.etcd, BACKUP_LEASE_TTL_S, &lease, &ttl) != PGW_OK) {
-		fprintf(stderr, "pgwarden: cannot get a lease from etcd\n");
-		rc = CLI_EXIT_UNREACHABLE;
-		goto out;
-	}
-	{
-		json_object *v = json_object_new_object();
-
-		gethostname(host, sizeof(host) - 1);
-		now_iso(started, sizeof(started));
-		json_object_object_add(
-		    v, "member",
-		    json_object_new_string(repo ? (standby ? pg_standby : pg_leader)->name
-						: runner.member_name));
-		json_object_object_add(v, "type", json_object_new_string(o.type));
-		json_object_object_add(v, "standby", json_object_new_boolean(standby));
-		json_object_object_add(v, "started", json_object_new_string(started));
-		json_object_object_add(v, "host", json_object_new_string(host));
-		json_object_object_add(v, "pid", json_object_new_int((int)getpid()));
-		rc = dcs_take_backup(
-		    &s.dcs, json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), lease, &won);
-		json_object_put(v);
-	}
-	if (rc != PGW_OK || !won) {
-		char *holder = rc == PGW_OK ? dcs_read_backup(&s.dcs) : NULL;
-
-		if (rc != PGW_OK)
-			fprintf(stderr, "pgwarden: cannot write the backup key in etcd\n");
-		else
-			fprintf(stderr, "pgwarden: a backup is already running: %s\n",
-				holder ? holder : "(it just ended: try again)");
-		free(holder);
-		if (etcd_lease_revoke(s.etcd, lease) != PGW_OK)
-			(void)0; /* it expires in BACKUP_LEASE_TTL_S anyway */
-		rc = rc != PGW_OK  ? CLI_EXIT_UNREACHABLE
-		     : o.scheduled ? CLI_EXIT_NOTHING_DUE /* the next check tries again */
-				   : CLI_EXIT_FAILED;
-		goto out;
-	}
-	snprintf(opt[0], sizeof(opt[0]), "--type=%s", o.type);
-	extra[n_extra++] = opt[0];
-	extra[n_extra++] = "--log-level-console=info";
-	if (repo) {
-		if (standby)
-			extra[n_extra++] = "--backup-standby";
-		n_extra += cli_pg_host_opts(&s.cfg, 1, standby ? pg_standby : pg_leader, opt + 1,
-					    extra + n_extra);
-		if (standby)
-			n_extra += cli_pg_host_opts(&s.cfg, 2, pg_leader, opt + 1 + PG_HOST_OPTS,
-						    extra + n_extra);
-	} else if (standby) {
-		extra[n_extra++] = "--backup-standby";
-		snprintf(opt[1], sizeof(opt[1]), "--pg2-path=%s", leader_cfg.data_dir);
-		snprintf(opt[2], sizeof(opt[2]), "--pg2-port=%d", leader_cfg.pg_port);
-		snprintf(opt[3], sizeof(opt[3]), "--pg2-socket-path=%s", leader_cfg.socket_dir);
-		snprintf(opt[4], sizeof(opt[4]), "--pg2-user=%s", leader_cfg.superuser);
-		for (int i = 1; i <= 4; i++)
-			extra[n_extra++] = opt[i];
-	}
-	extra[n_extra] = NULL;
-	backup_argv(rcfg, "backup", extra, store, argv_pg, BACKUP_ARGV_MAX);
-	printf("backup (%s) of cluster %s from %s (%s), stanza %s, repository %s\n", o.type,
-	       s.cfg.cluster_name,
-	       repo ? (standby ? pg_standby : pg_leader)->name : runner.member_name,
-	       standby ? "a streaming replica: pgBackRest backup-standby" : "the leader",
-	       rcfg->backup_stanza, rcfg->backup_repo_path);
-	fflush(stdout);
-	t0 = cmn_now_ms();
-	code = run_backup(&s, rcfg, argv_pg, lease, o.timeout_s);
-	if (etcd_lease_revoke(s.etcd, lease) != PGW_OK)
-		fprintf(stderr,
-			"pgwarden: warning: could not revoke the backup key's lease (it "
-			"expires in %d s)\n",
-			ttl);
-	if (code == 0) {
-		printf("backup done in %.1f s\n", (double)(cmn_now_ms() - t0) / 1000.0);
-		rc = CLI_EXIT_OK;
-		record_last_backup(&s, rcfg);
-	} else {
-		fprintf(stderr,
-			"pgwarden: pgbackrest backup failed (exit %d): its log is in "
-			"%s/pgbackrest/log\n",
-			code, rcfg->node_dir);
-		struct statvfs vfs;
-
-		/* pgBackRest says "unable to write": say why when it is a full disk. */
-		if (statvfs(rcfg->backup_repo_path, &vfs) == 0 &&
-		    (uint64_t)vfs.f_bavail * vfs.f_frsize < 64ULL * 1024 * 1024)
-			fprintf(stderr,
-				"pgwarden: the repository is full: %llu kB free in %s (expire old "
-				"backups, lower retention_full, or give it room)\n",
-				(unsigned long long)vfs.f_bavail * vfs.f_frsize / 1024,
-				rcfg->backup_repo_path);
-		if (code == 82) /* ArchiveTimeoutError */
-			fprintf(stderr,
-				"pgwarden: WAL archiving does not work: the archive_command "
-				"errors are in PostgreSQL's log (a full or unreachable "
-				"repository?)\n");
-		rc = CLI_EXIT_FAILED;
-	}
-out:
-	if (have_runner)
-		agent_config_free(&runner);
-	if (have_leader)
-		agent_config_free(&leader_cfg);
-	cli_session_close(&s);
+	if (rc == CLI_EXIT_OK && r.o.scheduled)
+		rc = scheduled_type(&r);
+	if (rc == CLI_EXIT_OK)
+		rc = choose_runner(&r);
+	if (rc == CLI_EXIT_OK)
+		rc = take_backup(&r);
+	if (r.have_runner)
+		agent_config_free(&r.runner);
+	if (r.have_leader)
+		agent_config_free(&r.leader_cfg);
+	cli_session_close(&r.s);
 	return rc;
 }
 

@@ -557,7 +557,16 @@ static int remove_content(void *arg)
 	return left ? 1 : 0;
 }
 
-int cli_restore(int argc, char **argv)
+/* What pgwarden restore was asked for, beyond the context. */
+struct restore_args {
+	const char *to, *label, *target_text;
+	const char *up_argv[24]; /* pgwarden up's options for a new cluster */
+	int up_argc;
+	bool in_place, yes, verify;
+};
+
+/* The command line into c and a; CLI_EXIT_USAGE (said) when it does not do. */
+static int parse_restore(int argc, char **argv, struct restore_ctx *c, struct restore_args *a)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'},
@@ -583,33 +592,28 @@ int cli_restore(int argc, char **argv)
 	static const char *const up_names[128] = {
 	    ['n'] = "--cluster",  ['e'] = "--etcd-port",  ['p'] = "--pg-port",
 	    ['a'] = "--api-port", ['x'] = "--proxy-port", ['m'] = "--memory"};
-	struct restore_ctx c;
-	const char *to = NULL, *label = NULL, *target_text = NULL, *up_argv[24];
-	char err[2048], timeout_arg[16], to_abs[PATH_MAX], src_abs[PATH_MAX];
-	int kinds = 0, up_argc = 0, opt, rc;
-	bool existed, hook_failed, in_place = false, yes = false, verify = true;
 	enum pitr_kind kind = PITR_LATEST;
-	json_object *st;
-	struct stat sb;
+	char err[2048];
+	int kinds = 0, opt;
 
-	memset(&c, 0, sizeof(c));
-	c.timeout_s = 3600;
-	up_argv[up_argc++] = "up";
+	c->timeout_s = 3600;
+	a->verify = true;
+	a->up_argv[a->up_argc++] = "up";
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
 		if (is_up_option(opt)) {
-			if (up_argc + 3 >= (int)(sizeof(up_argv) / sizeof(up_argv[0])))
+			if (a->up_argc + 3 >= (int)(sizeof(a->up_argv) / sizeof(a->up_argv[0])))
 				continue;
-			up_argv[up_argc++] = up_names[opt];
-			up_argv[up_argc++] = optarg;
+			a->up_argv[a->up_argc++] = up_names[opt];
+			a->up_argv[a->up_argc++] = optarg;
 			continue;
 		}
 		switch (opt) {
 		case 'c':
-			c.src_target.config_path = optarg;
+			c->src_target.config_path = optarg;
 			break;
 		case 'd':
-			c.src_target.dir = optarg;
+			c->src_target.dir = optarg;
 			break;
 		case 'T':
 		case 'L':
@@ -620,26 +624,26 @@ int cli_restore(int argc, char **argv)
 			       : opt == 'L' ? PITR_LSN
 			       : opt == 'X' ? PITR_XID
 					    : PITR_LATEST;
-			target_text = optarg;
+			a->target_text = optarg;
 			break;
 		case 'b':
-			label = optarg;
+			a->label = optarg;
 			break;
 		case 'o':
-			to = optarg;
+			a->to = optarg;
 			break;
 		case 'I':
-			in_place = true;
+			a->in_place = true;
 			break;
 		case 'y':
-			yes = true;
+			a->yes = true;
 			break;
 		case 'V':
-			verify = false;
+			a->verify = false;
 			break;
 		case 't':
-			c.timeout_s = atoi(optarg);
-			if (c.timeout_s <= 0) {
+			c->timeout_s = atoi(optarg);
+			if (c->timeout_s <= 0) {
 				fprintf(stderr, "pgwarden: bad --timeout '%s'\n", optarg);
 				return CLI_EXIT_USAGE;
 			}
@@ -649,15 +653,16 @@ int cli_restore(int argc, char **argv)
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind < argc || kinds != 1 || !to == !in_place || (in_place && up_argc > 1)) {
+	if (optind < argc || kinds != 1 || !a->to == !a->in_place ||
+	    (a->in_place && a->up_argc > 1)) {
 		if (optind < argc)
 			fprintf(stderr, "pgwarden: unexpected '%s'\n", argv[optind]);
 		else if (kinds != 1)
 			fprintf(stderr, "pgwarden: give exactly one of --time, --lsn, --xid, "
 					"--latest\n");
-		else if (in_place && to)
+		else if (a->in_place && a->to)
 			fprintf(stderr, "pgwarden: --to and --in-place exclude each other\n");
-		else if (in_place)
+		else if (a->in_place)
 			fprintf(stderr, "pgwarden: --in-place keeps the cluster's name and ports: "
 					"no --cluster or ports\n");
 		else
@@ -666,129 +671,125 @@ int cli_restore(int argc, char **argv)
 		fprintf(stderr, "usage: %s\n", RESTORE_USAGE);
 		return CLI_EXIT_USAGE;
 	}
-	if (pitr_parse(kind, target_text, &c.target, err, sizeof(err)) != 0) {
+	if (pitr_parse(kind, a->target_text, &c->target, err, sizeof(err)) != 0) {
 		fprintf(stderr, "pgwarden: %s\n", err);
 		return CLI_EXIT_USAGE;
 	}
-	/* The source: any member's configuration names the repository. */
-	rc = cli_repo_member(&c.src_target, NULL, &c.src);
-	if (rc != CLI_EXIT_OK)
-		return rc;
-	rc = CLI_EXIT_USAGE;
-	if (in_place && !c.src_target.dir) {
+	return CLI_EXIT_OK;
+}
+
+/* The destination can take the restore: a folder made by pgwarden up in place, else a
+ * new folder that holds no cluster and is not the source's. */
+static int check_destination(const struct restore_ctx *c, const struct restore_args *a)
+{
+	char path[PATH_MAX + 32], to_abs[PATH_MAX], src_abs[PATH_MAX];
+	struct stat sb;
+
+	if (a->in_place) {
+		if (c->src_target.dir)
+			return CLI_EXIT_OK;
 		fprintf(stderr, "pgwarden: --in-place works on a folder made by pgwarden up "
 				"(--dir DIR)\n");
-		goto out;
+		return CLI_EXIT_USAGE;
 	}
 	/* The new folder must not hold a cluster: restore never overwrites one. */
 	to_abs[0] = '\0';
-	if (!in_place && realpath(to, to_abs) &&
-	    ((snprintf(err, sizeof(err), "%s/node1/node.ini", to_abs), stat(err, &sb) == 0) ||
-	     (snprintf(err, sizeof(err), "%s/ports", to_abs), stat(err, &sb) == 0))) {
+	if (realpath(a->to, to_abs) &&
+	    ((snprintf(path, sizeof(path), "%s/node1/node.ini", to_abs), stat(path, &sb) == 0) ||
+	     (snprintf(path, sizeof(path), "%s/ports", to_abs), stat(path, &sb) == 0))) {
 		fprintf(stderr,
 			"pgwarden: %s already holds a cluster: restore makes a new one, "
 			"give a new folder\n",
 			to_abs);
-		goto out;
+		return CLI_EXIT_USAGE;
 	}
-	if (!in_place && realpath(c.src.node_dir, src_abs) &&
-	    strncmp(src_abs, to_abs, strlen(to_abs)) == 0 && to_abs[0]) {
+	if (realpath(c->src.node_dir, src_abs) && strncmp(src_abs, to_abs, strlen(to_abs)) == 0 &&
+	    to_abs[0]) {
 		fprintf(stderr, "pgwarden: %s is the source cluster's folder\n", to_abs);
-		goto out;
+		return CLI_EXIT_USAGE;
 	}
-	rc = CLI_EXIT_FAILED;
-	st = cli_repo_info(&c.src, err, sizeof(err));
+	return CLI_EXIT_OK;
+}
+
+/* The backup to restore (label, or the one pitr_choose finds for the target). */
+static int choose_backup(struct restore_ctx *c, const char *label)
+{
+	char err[2048];
+	json_object *st = cli_repo_info(&c->src, err, sizeof(err));
+	int rc;
+
 	if (!st) {
 		fprintf(stderr, "pgwarden: %s\n", err);
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
 	/* 2: no valid backup yet (pitr_choose says it) */
 	if (cli_jint(st, "status", "code", NULL) != 0 &&
 	    cli_jint(st, "status", "code", NULL) != 2) {
 		cli_repo_problem(st, err, sizeof(err));
-		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", c.src.backup_repo_path,
-			c.src.backup_stanza, err);
+		fprintf(stderr, "pgwarden: repository %s, stanza %s: %s\n", c->src.backup_repo_path,
+			c->src.backup_stanza, err);
 		json_object_put(st);
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
-	rc = pitr_choose(st, &c.target, label, (double)time(NULL), c.label, sizeof(c.label), err,
+	rc = pitr_choose(st, &c->target, label, (double)time(NULL), c->label, sizeof(c->label), err,
 			 sizeof(err));
 	json_object_put(st);
 	if (rc != 0) {
 		fprintf(stderr, "pgwarden: %s; nothing was changed\n", err);
-		rc = CLI_EXIT_FAILED;
-		goto out;
+		return CLI_EXIT_FAILED;
 	}
-	if (verify) {
-		struct pitr_verify *v = calloc(1, sizeof(*v));
+	return CLI_EXIT_OK;
+}
 
-		printf("verifying the repository (pgbackrest verify; --no-verify skips it)\n");
-		fflush(stdout);
-		if (!v || cli_repo_verify(&c.src, v, err, sizeof(err)) != 0) {
-			fprintf(stderr, "pgwarden: %s; nothing was changed\n",
-				v ? err : "no memory");
-			free(v);
-			rc = CLI_EXIT_FAILED;
-			goto out;
-		}
-		for (size_t i = 0; i < v->n_backup; i++) {
-			if (strcmp(v->backup[i].label, c.label) != 0 || v->backup[i].valid)
-				continue;
-			fprintf(
-			    stderr,
-			    "pgwarden: backup %s is damaged (pgbackrest verify: %s): choose "
-			    "another "
-			    "one with --backup LABEL (pgwarden backup list); nothing was changed\n",
-			    c.label, v->backup[i].problems[0] ? v->backup[i].problems : "invalid");
-			free(v);
-			rc = CLI_EXIT_FAILED;
-			goto out;
-		}
-		if (!v->archive_ok)
-			fprintf(
-			    stderr,
-			    "pgwarden: warning: pgbackrest verify finds damaged WAL in the archive "
-			    "(%s): the recovery stops there if it needs it\n",
-			    v->archive_problems);
+/* pgbackrest verify: the chosen backup must be valid; damaged WAL is a warning. */
+static int verify_backup(const struct restore_ctx *c)
+{
+	struct pitr_verify *v = calloc(1, sizeof(*v));
+	char err[2048];
+	int rc = CLI_EXIT_OK;
+
+	printf("verifying the repository (pgbackrest verify; --no-verify skips it)\n");
+	fflush(stdout);
+	if (!v || cli_repo_verify(&c->src, v, err, sizeof(err)) != 0) {
+		fprintf(stderr, "pgwarden: %s; nothing was changed\n", v ? err : "no memory");
 		free(v);
+		return CLI_EXIT_FAILED;
 	}
-	snprintf(c.history_reason, sizeof(c.history_reason),
-		 "restored%s from backup %s of cluster %s to %s%s", in_place ? " in place" : "",
-		 c.label, c.src.cluster_name,
-		 c.target.kind == PITR_LATEST ? "the end of the archive" : "target ",
-		 c.target.kind == PITR_LATEST ? "" : c.target.text);
-	snprintf(timeout_arg, sizeof(timeout_arg), "%d", c.timeout_s < 600 ? 600 : c.timeout_s);
-	if (in_place && !yes) {
+	for (size_t i = 0; i < v->n_backup && rc == CLI_EXIT_OK; i++) {
+		if (strcmp(v->backup[i].label, c->label) != 0 || v->backup[i].valid)
+			continue;
 		fprintf(stderr,
-			"pgwarden: restoring backup %s to %s in place replaces the data of every "
-			"member of cluster %s in %s (node1's is kept aside, the others clone "
-			"again) and stops the cluster meanwhile: add --yes to go on; nothing "
-			"was changed\n",
-			c.label,
-			c.target.kind == PITR_LATEST ? "the end of the archive" : c.target.text,
-			c.src.cluster_name, c.src_target.dir);
-		rc = CLI_EXIT_USAGE;
-		goto out;
+			"pgwarden: backup %s is damaged (pgbackrest verify: %s): choose "
+			"another "
+			"one with --backup LABEL (pgwarden backup list); nothing was changed\n",
+			c->label, v->backup[i].problems[0] ? v->backup[i].problems : "invalid");
+		rc = CLI_EXIT_FAILED;
 	}
-	printf("restore of cluster %s%s: backup %s, target %s\n", c.src.cluster_name,
-	       in_place ? " in place" : "", c.label,
-	       c.target.kind == PITR_LATEST ? "latest" : c.target.text);
-	if (in_place) {
-		struct in_place_job job = {&c, c.src_target.dir, timeout_arg};
+	if (rc == CLI_EXIT_OK && !v->archive_ok)
+		fprintf(stderr,
+			"pgwarden: warning: pgbackrest verify finds damaged WAL in the archive "
+			"(%s): the recovery stops there if it needs it\n",
+			v->archive_problems);
+	free(v);
+	return rc;
+}
 
-		rc = cli_as_postgres(in_place_run, &job);
-		if (rc == CLI_EXIT_OK)
-			printf("cluster %s restored in place in %s\n", c.src.cluster_name,
-			       c.src_target.dir);
-		goto out;
-	}
-	up_argv[up_argc++] = "--dir";
-	up_argv[up_argc++] = to;
-	up_argv[up_argc++] = "--timeout";
-	up_argv[up_argc++] = timeout_arg;
-	up_argv[up_argc] = NULL;
+/* A new cluster in a->to (pgwarden up, the restore before its agents start); what it
+ * made goes again when the restore failed. */
+static int restore_into_new(struct restore_ctx *c, struct restore_args *a, const char *timeout_arg)
+{
+	const char *to = a->to;
+	bool existed, hook_failed;
+	struct stat sb;
+	int rc;
+
+	a->up_argv[a->up_argc++] = "--dir";
+	a->up_argv[a->up_argc++] = to;
+	a->up_argv[a->up_argc++] = "--timeout";
+	a->up_argv[a->up_argc++] = timeout_arg;
+	a->up_argv[a->up_argc] = NULL;
 	existed = stat(to, &sb) == 0;
-	rc = cli_up_run(up_argc, (char **)up_argv, before_agents, &c, &hook_failed);
+	rc = cli_up_run(a->up_argc, (char **)a->up_argv, before_agents, c, &hook_failed);
 	if (rc != CLI_EXIT_OK && hook_failed) {
 		/* Nothing of use in the new folder: stop its etcd, and remove what we made
 		 * (its content as postgres, who owns it; then the folder itself). */
@@ -809,6 +810,63 @@ int cli_restore(int argc, char **argv)
 		printf("restored into %s; its backups go to %s/backup: take a first one with "
 		       "pgwarden backup --dir %s --type full\n",
 		       to, to, to);
+	return rc;
+}
+
+int cli_restore(int argc, char **argv)
+{
+	struct restore_ctx c;
+	struct restore_args a;
+	char timeout_arg[16];
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	memset(&a, 0, sizeof(a));
+	rc = parse_restore(argc, argv, &c, &a);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	/* The source: any member's configuration names the repository. */
+	rc = cli_repo_member(&c.src_target, NULL, &c.src);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	rc = check_destination(&c, &a);
+	if (rc == CLI_EXIT_OK)
+		rc = choose_backup(&c, a.label);
+	if (rc == CLI_EXIT_OK && a.verify)
+		rc = verify_backup(&c);
+	if (rc != CLI_EXIT_OK)
+		goto out;
+	snprintf(c.history_reason, sizeof(c.history_reason),
+		 "restored%s from backup %s of cluster %s to %s%s", a.in_place ? " in place" : "",
+		 c.label, c.src.cluster_name,
+		 c.target.kind == PITR_LATEST ? "the end of the archive" : "target ",
+		 c.target.kind == PITR_LATEST ? "" : c.target.text);
+	snprintf(timeout_arg, sizeof(timeout_arg), "%d", c.timeout_s < 600 ? 600 : c.timeout_s);
+	if (a.in_place && !a.yes) {
+		fprintf(stderr,
+			"pgwarden: restoring backup %s to %s in place replaces the data of every "
+			"member of cluster %s in %s (node1's is kept aside, the others clone "
+			"again) and stops the cluster meanwhile: add --yes to go on; nothing "
+			"was changed\n",
+			c.label,
+			c.target.kind == PITR_LATEST ? "the end of the archive" : c.target.text,
+			c.src.cluster_name, c.src_target.dir);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	printf("restore of cluster %s%s: backup %s, target %s\n", c.src.cluster_name,
+	       a.in_place ? " in place" : "", c.label,
+	       c.target.kind == PITR_LATEST ? "latest" : c.target.text);
+	if (a.in_place) {
+		struct in_place_job job = {&c, c.src_target.dir, timeout_arg};
+
+		rc = cli_as_postgres(in_place_run, &job);
+		if (rc == CLI_EXIT_OK)
+			printf("cluster %s restored in place in %s\n", c.src.cluster_name,
+			       c.src_target.dir);
+		goto out;
+	}
+	rc = restore_into_new(&c, &a, timeout_arg);
 out:
 	agent_config_free(&c.src);
 	return rc;
