@@ -842,6 +842,93 @@ int cli_repo_member(struct cli_target *t, const char *member, struct agent_confi
 	return CLI_EXIT_OK;
 }
 
+/* backup list --json: the backups (newest last, as pgBackRest lists them), the WAL
+ * archived and the earliest time one can restore to. */
+static void list_json(const struct agent_config *m, json_object *backups, size_t n,
+		      json_object *archive)
+{
+	json_object *doc = json_object_new_object(), *list = json_object_new_array();
+
+	json_object_object_add(doc, "stanza", json_object_new_string(m->backup_stanza));
+	json_object_object_add(doc, "repository", json_object_new_string(m->backup_repo_path));
+	for (size_t i = 0; i < n; i++) {
+		json_object *b = json_object_array_get_idx(backups, i),
+			    *e = json_object_new_object();
+
+		json_object_object_add(e, "label",
+				       json_object_new_string(cli_jstr(b, "label", NULL) ?: ""));
+		json_object_object_add(e, "type",
+				       json_object_new_string(cli_jstr(b, "type", NULL) ?: ""));
+		json_object_object_add(
+		    e, "start", json_object_new_int64(cli_jint(b, "timestamp", "start", NULL)));
+		json_object_object_add(
+		    e, "stop", json_object_new_int64(cli_jint(b, "timestamp", "stop", NULL)));
+		json_object_object_add(e, "start_lsn",
+				       json_object_new_string(cli_jstr(b, "lsn", "start") ?: ""));
+		json_object_object_add(e, "stop_lsn",
+				       json_object_new_string(cli_jstr(b, "lsn", "stop") ?: ""));
+		json_object_object_add(e, "size",
+				       json_object_new_int64(cli_jint(b, "info", "size", NULL)));
+		json_object_object_add(
+		    e, "repository_size",
+		    json_object_new_int64(cli_jint(b, "info", "repository", "size")));
+		json_object_object_add(
+		    e, "repository_delta",
+		    json_object_new_int64(cli_jint(b, "info", "repository", "delta")));
+		json_object_array_add(list, e);
+	}
+	json_object_object_add(doc, "backups", list);
+	if (archive) {
+		json_object_object_add(
+		    doc, "wal_min", json_object_new_string(cli_jstr(archive, "min", NULL) ?: ""));
+		json_object_object_add(
+		    doc, "wal_max", json_object_new_string(cli_jstr(archive, "max", NULL) ?: ""));
+	}
+	json_object_object_add(
+	    doc, "restore_from",
+	    n ? json_object_new_int64(
+		    cli_jint(json_object_array_get_idx(backups, 0), "timestamp", "stop", NULL))
+	      : NULL);
+	printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+							       JSON_C_TO_STRING_SPACED));
+	json_object_put(doc);
+}
+
+/* backup list: the same as a table. */
+static void list_table(const struct agent_config *m, json_object *backups, size_t n,
+		       json_object *archive)
+{
+	char t1[40], t2[40], sz[32], rs[32];
+
+	printf("Stanza %s, repository %s\n", m->backup_stanza, m->backup_repo_path);
+	printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n", "Backup", "Type", "Start", "Stop",
+	       "LSN start - stop", "Size", "Repo size");
+	for (size_t i = 0; i < n; i++) {
+		json_object *b = json_object_array_get_idx(backups, i);
+		char lsn[64];
+
+		fmt_time(cli_jint(b, "timestamp", "start", NULL), t1, sizeof(t1));
+		fmt_time(cli_jint(b, "timestamp", "stop", NULL), t2, sizeof(t2));
+		fmt_size(cli_jint(b, "info", "size", NULL), sz, sizeof(sz));
+		fmt_size(cli_jint(b, "info", "repository", "delta"), rs, sizeof(rs));
+		snprintf(lsn, sizeof(lsn), "%s - %s", cli_jstr(b, "lsn", "start") ?: "?",
+			 cli_jstr(b, "lsn", "stop") ?: "?");
+		printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n",
+		       cli_jstr(b, "label", NULL) ?: "?", cli_jstr(b, "type", NULL) ?: "?", t1, t2,
+		       lsn, sz, rs);
+	}
+	if (!n)
+		printf("(no backups yet: pgwarden backup --type full)\n");
+	if (archive)
+		printf("WAL archived: %s .. %s\n", cli_jstr(archive, "min", NULL) ?: "?",
+		       cli_jstr(archive, "max", NULL) ?: "?");
+	if (n) {
+		fmt_time(cli_jint(json_object_array_get_idx(backups, 0), "timestamp", "stop", NULL),
+			 t1, sizeof(t1));
+		printf("Restorable: from %s to the last archived WAL\n", t1);
+	}
+}
+
 int cli_backup_list(int argc, char **argv)
 {
 	struct backup_opts o;
@@ -884,91 +971,10 @@ int cli_backup_list(int argc, char **argv)
 		archive = NULL;
 	size_t n = backups ? json_object_array_length(backups) : 0;
 
-	if (o.t.json) {
-		json_object *doc = json_object_new_object(), *list = json_object_new_array();
-
-		json_object_object_add(doc, "stanza", json_object_new_string(m.backup_stanza));
-		json_object_object_add(doc, "repository",
-				       json_object_new_string(m.backup_repo_path));
-		for (size_t i = 0; i < n; i++) {
-			json_object *b = json_object_array_get_idx(backups, i),
-				    *e = json_object_new_object();
-
-			json_object_object_add(
-			    e, "label", json_object_new_string(cli_jstr(b, "label", NULL) ?: ""));
-			json_object_object_add(
-			    e, "type", json_object_new_string(cli_jstr(b, "type", NULL) ?: ""));
-			json_object_object_add(
-			    e, "start",
-			    json_object_new_int64(cli_jint(b, "timestamp", "start", NULL)));
-			json_object_object_add(
-			    e, "stop",
-			    json_object_new_int64(cli_jint(b, "timestamp", "stop", NULL)));
-			json_object_object_add(
-			    e, "start_lsn",
-			    json_object_new_string(cli_jstr(b, "lsn", "start") ?: ""));
-			json_object_object_add(
-			    e, "stop_lsn",
-			    json_object_new_string(cli_jstr(b, "lsn", "stop") ?: ""));
-			json_object_object_add(
-			    e, "size", json_object_new_int64(cli_jint(b, "info", "size", NULL)));
-			json_object_object_add(
-			    e, "repository_size",
-			    json_object_new_int64(cli_jint(b, "info", "repository", "size")));
-			json_object_object_add(
-			    e, "repository_delta",
-			    json_object_new_int64(cli_jint(b, "info", "repository", "delta")));
-			json_object_array_add(list, e);
-		}
-		json_object_object_add(doc, "backups", list);
-		if (archive) {
-			json_object_object_add(
-			    doc, "wal_min",
-			    json_object_new_string(cli_jstr(archive, "min", NULL) ?: ""));
-			json_object_object_add(
-			    doc, "wal_max",
-			    json_object_new_string(cli_jstr(archive, "max", NULL) ?: ""));
-		}
-		json_object_object_add(
-		    doc, "restore_from",
-		    n ? json_object_new_int64(cli_jint(json_object_array_get_idx(backups, 0),
-						       "timestamp", "stop", NULL))
-		      : NULL);
-		printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
-								       JSON_C_TO_STRING_SPACED));
-		json_object_put(doc);
-	} else {
-		char t1[40], t2[40], sz[32], rs[32];
-
-		printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
-		printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n", "Backup", "Type", "Start",
-		       "Stop", "LSN start - stop", "Size", "Repo size");
-		for (size_t i = 0; i < n; i++) {
-			json_object *b = json_object_array_get_idx(backups, i);
-			char lsn[64];
-
-			fmt_time(cli_jint(b, "timestamp", "start", NULL), t1, sizeof(t1));
-			fmt_time(cli_jint(b, "timestamp", "stop", NULL), t2, sizeof(t2));
-			fmt_size(cli_jint(b, "info", "size", NULL), sz, sizeof(sz));
-			fmt_size(cli_jint(b, "info", "repository", "delta"), rs, sizeof(rs));
-			snprintf(lsn, sizeof(lsn), "%s - %s", cli_jstr(b, "lsn", "start") ?: "?",
-				 cli_jstr(b, "lsn", "stop") ?: "?");
-			printf("%-33s %-5s %-22s %-22s %-21s %10s %10s\n",
-			       cli_jstr(b, "label", NULL) ?: "?", cli_jstr(b, "type", NULL) ?: "?",
-			       t1, t2, lsn, sz, rs);
-		}
-		if (!n)
-			printf("(no backups yet: pgwarden backup --type full)\n");
-		if (archive)
-			printf("WAL archived: %s .. %s\n", cli_jstr(archive, "min", NULL) ?: "?",
-			       cli_jstr(archive, "max", NULL) ?: "?");
-		if (n) {
-			fmt_time(cli_jint(json_object_array_get_idx(backups, 0), "timestamp",
-					  "stop", NULL),
-				 t1, sizeof(t1));
-			printf("Restorable: from %s to the last archived WAL\n", t1);
-		}
-	}
+	if (o.t.json)
+		list_json(&m, backups, n, archive);
+	else
+		list_table(&m, backups, n, archive);
 	json_object_put(st);
 	agent_config_free(&m);
 	return CLI_EXIT_OK;

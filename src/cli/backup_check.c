@@ -85,84 +85,98 @@ static int list_archive(const struct agent_config *m, const char *path, struct a
 	return 0;
 }
 
-int cli_backup_check(int argc, char **argv)
+/*
+ * Where pgbackrest check runs: where the leader is (it switches WAL there), its member's
+ * configuration into m; on the repository host, with the leader reached over TLS (its
+ * options in pg_opt / pg_extra, its name in name).
+ */
+static int check_source(struct cli_target *t, struct agent_config *m, char *name, size_t size,
+			char pg_opt[][4200], const char **pg_extra)
 {
-	struct cli_target t = {0};
 	struct cli_session s;
-	struct agent_config m;
-	struct archive_files a = {0};
-	struct pitr_switch history[MAX_HISTORY];
-	struct pitr_segment start;
-	struct cmn_buf out = {0};
-	char err[4096], name[256], path[512], report[8192];
-	const char *member, *archive_id = NULL, *first_seg;
-	json_object *st = NULL, *arr, *oldest;
-	int n_history = 0, problems = 0, rc, code;
-	size_t checked = 0;
-	char pg_opt[CLI_PG_HOST_OPTS][4200];
-	const char *pg_extra[CLI_PG_HOST_OPTS + 1] = {NULL};
-	bool repo;
+	int rc;
 
-	if (cli_parse_target(argc, argv, CHECK_USAGE, &t) < 0)
-		return CLI_EXIT_USAGE;
-	cli_default_dir(&t);
-	/* pgbackrest check runs where the leader is (it switches WAL there): its member; on
-	 * the repository host, with the leader reached over TLS. */
 	name[0] = '\0';
-	if (t.dir && cli_session_open(&t, &s) == CLI_EXIT_OK) {
+	if (t->dir && cli_session_open(t, &s) == CLI_EXIT_OK) {
 		if (s.cluster.has_leader)
-			snprintf(name, sizeof(name), "%s", s.cluster.leader);
+			snprintf(name, size, "%s", s.cluster.leader);
 		cli_session_close(&s);
 	}
-	rc = cli_repo_member(&t, name[0] ? name : NULL, &m);
+	rc = cli_repo_member(t, name[0] ? name : NULL, m);
 	if (rc != CLI_EXIT_OK)
 		return rc;
-	repo = agent_config_is_repository(&m);
-	if (repo && !agent_config_has_tls(&m)) {
+	if (!agent_config_is_repository(m))
+		return CLI_EXIT_OK;
+	if (!agent_config_has_tls(m)) {
 		fprintf(stderr, "pgwarden: a check from the repository host needs [backup] "
 				"tls_ca_file, tls_cert_file and tls_key_file\n");
-		agent_config_free(&m);
+		agent_config_free(m);
 		return CLI_EXIT_USAGE;
 	}
-	if (repo && cli_session_open(&t, &s) == CLI_EXIT_OK) {
+	if (cli_session_open(t, &s) == CLI_EXIT_OK) {
 		const struct dcs_member *l = cli_member(&s.cluster, s.cluster.leader);
 
 		if (l && l->pgbackrest.port) {
-			snprintf(name, sizeof(name), "%s", l->name);
-			cli_pg_host_opts(&m, 1, l, pg_opt, pg_extra);
+			snprintf(name, size, "%s", l->name);
+			cli_pg_host_opts(m, 1, l, pg_opt, pg_extra);
 			pg_extra[CLI_PG_HOST_OPTS] = NULL;
 		}
 		cli_session_close(&s);
 	}
-	if (repo && !pg_extra[0]) {
+	if (!pg_extra[0]) {
 		fprintf(stderr, "pgwarden: no leader publishes a pgBackRest TLS server: nothing to "
 				"check from\n");
-		agent_config_free(&m);
+		agent_config_free(m);
 		return CLI_EXIT_FAILED;
 	}
-	member = repo ? name : m.member_name;
-	rc = CLI_EXIT_FAILED;
-	printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
-	code = cli_pgbackrest(&m, "check", repo ? pg_extra : NULL, 180000, &out);
-	if (code == 0) {
-		printf("pgbackrest check (from %s): ok\n", member);
-	} else {
-		printf("pgbackrest check (from %s): FAILED (exit %d)\n%s", member, code,
-		       out.data ? out.data : "");
-		problems++;
-	}
-	cmn_buf_free(&out);
+	return CLI_EXIT_OK;
+}
 
-	st = cli_repo_info(&m, err, sizeof(err));
+/* The timelines' switch points from the newest timeline's history file (path: the
+ * archive's folder in the repository); how many, or -1 (said). */
+static int read_history(const struct agent_config *m, const char *path, int tl,
+			struct pitr_switch *history)
+{
+	struct cmn_buf out = {0};
+	char file[600];
+	const char *extra[] = {file, NULL};
+	int code, n;
+
+	snprintf(file, sizeof(file), "%s/%08X.history", path, (unsigned)tl);
+	code = cli_pgbackrest(m, "repo-get", extra, 60000, &out);
+	n = code == 0 ? pitr_parse_history(out.data ? out.data : "", history, MAX_HISTORY) : -1;
+	if (n < 0)
+		printf("archive: FAILED: cannot read %s (exit %d)\n%s", file, code,
+		       out.data ? out.data : "");
+	cmn_buf_free(&out);
+	return n;
+}
+
+/*
+ * The archive is continuous from the oldest backup's first segment to now, on every
+ * timeline: the gaps are added to *problems. -1 (said) when it cannot be checked.
+ */
+static int check_continuity(const struct agent_config *m, int *problems)
+{
+	struct archive_files a = {0};
+	struct pitr_switch history[MAX_HISTORY];
+	struct pitr_segment start;
+	char err[4096], path[512], report[8192];
+	const char *archive_id = NULL, *first_seg;
+	json_object *st, *arr, *oldest;
+	int n_history = 0, rc = -1;
+	size_t checked = 0;
+
+	st = cli_repo_info(m, err, sizeof(err));
 	if (!st) {
 		fprintf(stderr, "pgwarden: %s\n", err);
-		goto out;
+		return -1;
 	}
 	if (!json_object_object_get_ex(st, "backup", &arr) ||
 	    !json_object_is_type(arr, json_type_array) || json_object_array_length(arr) == 0) {
 		printf("archive: no backup yet, so no restorable window to check\n");
-		rc = problems ? CLI_EXIT_FAILED : CLI_EXIT_OK;
-		goto out;
+		json_object_put(st);
+		return 0;
 	}
 	oldest = json_object_array_get_idx(arr, 0);
 	first_seg = cli_jstr(oldest, "archive", "start");
@@ -174,28 +188,13 @@ int cli_backup_check(int argc, char **argv)
 		fprintf(stderr, "pgwarden: pgbackrest info: no archive start or id\n");
 		goto out;
 	}
-	snprintf(path, sizeof(path), "archive/%s/%s", m.backup_stanza, archive_id);
-	if (list_archive(&m, path, &a, err, sizeof(err)) != 0) {
+	snprintf(path, sizeof(path), "archive/%s/%s", m->backup_stanza, archive_id);
+	if (list_archive(m, path, &a, err, sizeof(err)) != 0) {
 		fprintf(stderr, "pgwarden: %s\n", err);
 		goto out;
 	}
-	if (a.latest_tl > 1) {
-		char file[600];
-		const char *extra[] = {file, NULL};
-
-		snprintf(file, sizeof(file), "%s/%08X.history", path, (unsigned)a.latest_tl);
-		code = cli_pgbackrest(&m, "repo-get", extra, 60000, &out);
-		n_history = code == 0
-				? pitr_parse_history(out.data ? out.data : "", history, MAX_HISTORY)
-				: -1;
-		if (n_history < 0) {
-			printf("archive: FAILED: cannot read %s (exit %d)\n%s", file, code,
-			       out.data ? out.data : "");
-			cmn_buf_free(&out);
-			goto out;
-		}
-		cmn_buf_free(&out);
-	}
+	if (a.latest_tl > 1 && (n_history = read_history(m, path, a.latest_tl, history)) < 0)
+		goto out;
 	int gaps = pitr_check_continuity(a.segs, a.n, history, (size_t)n_history, a.latest_tl,
 					 start, report, sizeof(report), &checked);
 
@@ -209,12 +208,46 @@ int cli_backup_check(int argc, char **argv)
 		printf("archive: %d GAP%s from %s (backup %s) to timeline %d:\n%s", gaps,
 		       gaps > 1 ? "S" : "", first_seg, cli_jstr(oldest, "label", NULL) ?: "?",
 		       a.latest_tl, report);
-		problems += gaps;
+		*problems += gaps;
 	}
-	rc = problems ? CLI_EXIT_FAILED : CLI_EXIT_OK;
+	rc = 0;
 out:
 	json_object_put(st);
 	free(a.segs);
+	return rc;
+}
+
+int cli_backup_check(int argc, char **argv)
+{
+	struct cli_target t = {0};
+	struct agent_config m;
+	struct cmn_buf out = {0};
+	char name[256], pg_opt[CLI_PG_HOST_OPTS][4200];
+	const char *pg_extra[CLI_PG_HOST_OPTS + 1] = {NULL}, *member;
+	int problems = 0, rc, code;
+	bool repo;
+
+	if (cli_parse_target(argc, argv, CHECK_USAGE, &t) < 0)
+		return CLI_EXIT_USAGE;
+	cli_default_dir(&t);
+	rc = check_source(&t, &m, name, sizeof(name), pg_opt, pg_extra);
+	if (rc != CLI_EXIT_OK)
+		return rc;
+	repo = agent_config_is_repository(&m);
+	member = repo ? name : m.member_name;
+	printf("Stanza %s, repository %s\n", m.backup_stanza, m.backup_repo_path);
+	code = cli_pgbackrest(&m, "check", repo ? pg_extra : NULL, 180000, &out);
+	if (code == 0) {
+		printf("pgbackrest check (from %s): ok\n", member);
+	} else {
+		printf("pgbackrest check (from %s): FAILED (exit %d)\n%s", member, code,
+		       out.data ? out.data : "");
+		problems++;
+	}
+	cmn_buf_free(&out);
+	rc = check_continuity(&m, &problems) != 0 ? CLI_EXIT_FAILED
+	     : problems				  ? CLI_EXIT_FAILED
+						  : CLI_EXIT_OK;
 	agent_config_free(&m);
 	return rc;
 }

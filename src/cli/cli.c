@@ -204,3 +204,21 @@ int cli_parse_target(int argc, char **argv, const char *usage, struct cli_target
 	}
 	return optind;
 }
+
+int cli_confirm(bool force, const char *question, const char *what)
+{
+	char answer[16] = "";
+
+	if (force)
+		return CLI_EXIT_OK;
+	if (!isatty(STDIN_FILENO)) {
+		fprintf(stderr, "pgwarden: not a terminal: add --force to %s\n", what);
+		return CLI_EXIT_USAGE;
+	}
+	printf("%s [y/N] ", question);
+	fflush(stdout);
+	if (fgets(answer, sizeof(answer), stdin) && (answer[0] == 'y' || answer[0] == 'Y'))
+		return CLI_EXIT_OK;
+	printf("Aborted\n");
+	return CLI_EXIT_FAILED;
+}

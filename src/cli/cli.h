@@ -53,6 +53,12 @@ int cli_parse_target(int argc, char **argv, const char *usage, struct cli_target
  * returns the exit code (nothing to close then).
  */
 int cli_session_open(const struct cli_target *t, struct cli_session *s);
+/*
+ * Asks question ("[y/N]" is added) unless force: CLI_EXIT_OK for yes, CLI_EXIT_FAILED for
+ * no ("Aborted"), CLI_EXIT_USAGE when stdin is not a terminal (says to add --force to
+ * what).
+ */
+int cli_confirm(bool force, const char *question, const char *what);
 /* The dynamic configuration's "backup" of c over cfg's [backup] (as the agents do). */
 void cli_apply_dynamic_backup(const struct dcs_cluster *c, struct agent_config *cfg);
 void cli_session_close(struct cli_session *s);

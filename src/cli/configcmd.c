@@ -96,7 +96,9 @@ static int refuse(int rc, const char *err)
 	return rc == PGW_EINVAL || rc == PGW_EUNAVAIL ? CLI_EXIT_FAILED : CLI_EXIT_UNREACHABLE;
 }
 
-int cli_edit_config(int argc, char **argv)
+/* edit-config's command line into t and e (the patch of --apply read and parsed). */
+static int parse_edits(int argc, char **argv, struct cli_target *t, struct edits *e, bool *force,
+		       bool *dry_run)
 {
 	static const struct option opts[] = {
 	    {"config", required_argument, NULL, 'c'}, {"dir", required_argument, NULL, 'd'},
@@ -106,32 +108,28 @@ int cli_edit_config(int argc, char **argv)
 	};
 	const char *usage = "pgwarden edit-config [-c node.ini | --dir DIR] [--set KEY=VALUE ...] "
 			    "[--pg NAME=VALUE ...] [--apply FILE.json] [--dry-run] [--force]";
-	struct cli_target t = {0};
-	struct edits e = {0};
-	bool force = false, dry_run = false;
-	int c, rc;
-	char err[1024];
+	int c;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "c:d:s:p:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			t.config_path = optarg;
+			t->config_path = optarg;
 			break;
 		case 'd':
-			t.dir = optarg;
+			t->dir = optarg;
 			break;
 		case 's':
 		case 'p':
-			if ((c == 's' ? e.n_set : e.n_pg) >= MAX_EDITS) {
+			if ((c == 's' ? e->n_set : e->n_pg) >= MAX_EDITS) {
 				fprintf(stderr, "pgwarden: at most %d --set and %d --pg\n",
 					MAX_EDITS, MAX_EDITS);
 				return CLI_EXIT_USAGE;
 			}
 			if (c == 's')
-				e.set[e.n_set++] = optarg;
+				e->set[e->n_set++] = optarg;
 			else
-				e.pg[e.n_pg++] = optarg;
+				e->pg[e->n_pg++] = optarg;
 			break;
 		case 'a': {
 			size_t len = 0;
@@ -141,33 +139,47 @@ int cli_edit_config(int argc, char **argv)
 				fprintf(stderr, "pgwarden: cannot read %s\n", optarg);
 				return CLI_EXIT_USAGE;
 			}
-			json_object_put(e.patch);
-			e.patch = json_tokener_parse(text);
+			json_object_put(e->patch);
+			e->patch = json_tokener_parse(text);
 			free(text);
-			if (!e.patch || !json_object_is_type(e.patch, json_type_object)) {
+			if (!e->patch || !json_object_is_type(e->patch, json_type_object)) {
 				fprintf(stderr, "pgwarden: %s is not a JSON object\n", optarg);
-				json_object_put(e.patch);
+				json_object_put(e->patch);
 				return CLI_EXIT_USAGE;
 			}
 			break;
 		}
 		case 'f':
-			force = true;
+			*force = true;
 			break;
 		case 'n':
-			dry_run = true;
+			*dry_run = true;
 			break;
 		default:
 			fprintf(stderr, "usage: %s\n", usage);
-			json_object_put(e.patch);
+			json_object_put(e->patch);
 			return CLI_EXIT_USAGE;
 		}
 	}
-	if (optind < argc || (!e.n_set && !e.n_pg && !e.patch)) {
+	if (optind < argc || (!e->n_set && !e->n_pg && !e->patch)) {
 		fprintf(stderr, "pgwarden: nothing to change\nusage: %s\n", usage);
-		json_object_put(e.patch);
+		json_object_put(e->patch);
 		return CLI_EXIT_USAGE;
 	}
+	return CLI_EXIT_OK;
+}
+
+int cli_edit_config(int argc, char **argv)
+{
+	struct cli_target t = {0};
+	struct edits e = {0};
+	bool force = false, dry_run = false;
+	int rc;
+	char err[1024];
+
+	rc = parse_edits(argc, argv, &t, &e, &force, &dry_run);
+	if (rc != CLI_EXIT_OK)
+		return rc;
 	struct cli_session s;
 	struct pgctl pg;
 	struct confedit_result res;
@@ -195,23 +207,9 @@ int cli_edit_config(int argc, char **argv)
 		rc = CLI_EXIT_OK;
 		goto out_res;
 	}
-	if (!force) {
-		char answer[16] = "";
-
-		if (!isatty(STDIN_FILENO)) {
-			fprintf(stderr, "pgwarden: not a terminal: add --force to apply\n");
-			rc = CLI_EXIT_USAGE;
-			goto out_res;
-		}
-		printf("Apply these changes? [y/N] ");
-		fflush(stdout);
-		if (!fgets(answer, sizeof(answer), stdin) ||
-		    (answer[0] != 'y' && answer[0] != 'Y')) {
-			printf("Aborted\n");
-			rc = CLI_EXIT_FAILED;
-			goto out_res;
-		}
-	}
+	rc = cli_confirm(force, "Apply these changes?", "apply");
+	if (rc != CLI_EXIT_OK)
+		goto out_res;
 	int64_t revision = res.revision;
 
 	confedit_result_free(&res);

@@ -74,21 +74,6 @@ static bool wait_member(const struct dcs_member *m, const char *want_role, int t
 	return false;
 }
 
-static bool confirm(bool force, const char *question)
-{
-	char answer[16] = "";
-
-	if (force)
-		return true;
-	if (!isatty(STDIN_FILENO)) {
-		fprintf(stderr, "pgwarden: not a terminal: add --force\n");
-		return false;
-	}
-	printf("%s [y/N] ", question);
-	fflush(stdout);
-	return fgets(answer, sizeof(answer), stdin) && (answer[0] == 'y' || answer[0] == 'Y');
-}
-
 struct maint_opts {
 	struct cli_target t;
 	const char *names[MAX_NAMES];
@@ -225,10 +210,10 @@ int cli_restart(int argc, char **argv)
 					 list[i]->name);
 	if (qlen < sizeof(question))
 		snprintf(question + qlen, sizeof(question) - qlen, "?");
-	if (!confirm(o.force, question)) {
-		rc = o.force || isatty(STDIN_FILENO) ? CLI_EXIT_FAILED : CLI_EXIT_USAGE;
+	rc = cli_confirm(o.force, question, "restart");
+	if (rc != CLI_EXIT_OK)
 		goto out;
-	}
+	rc = CLI_EXIT_FAILED;
 	const struct dcs_cluster *c = &s.cluster;
 	const char *body = o.pending ? "{\"restart_pending\": true}" : "{}";
 
@@ -325,10 +310,10 @@ int cli_reinit(int argc, char **argv)
 	}
 	snprintf(question, sizeof(question),
 		 "Wipe the data of %s and clone it again from the leader?", m->name);
-	if (!confirm(o.force, question)) {
-		rc = o.force || isatty(STDIN_FILENO) ? CLI_EXIT_FAILED : CLI_EXIT_USAGE;
+	rc = cli_confirm(o.force, question, "reinitialize");
+	if (rc != CLI_EXIT_OK)
 		goto out;
-	}
+	rc = CLI_EXIT_FAILED;
 	if (!post(&s.cfg, m, "/reinitialize", "{}", 60000))
 		goto out;
 	if (!wait_member(m, "replica", o.timeout_s))

@@ -141,25 +141,15 @@ static int change_leader(int argc, char **argv, bool failover)
 		fprintf(stderr, "pgwarden: %s\n", why);
 		goto out_cluster;
 	}
-	if (!force) {
-		char answer[16] = "";
+	char question[400];
 
-		if (!isatty(STDIN_FILENO)) {
-			fprintf(stderr, "pgwarden: not a terminal: add --force to %s\n", what);
-			rc = CLI_EXIT_USAGE;
-			goto out_cluster;
-		}
-		printf("%s cluster %s from %s to %s? [y/N] ",
-		       failover ? "Fail over" : "Switch over", cfg->cluster_name,
-		       cl->has_leader ? cl->leader : "(no leader)",
-		       candidate ? candidate : "the healthiest replica");
-		fflush(stdout);
-		if (!fgets(answer, sizeof(answer), stdin) ||
-		    (answer[0] != 'y' && answer[0] != 'Y')) {
-			printf("Aborted\n");
-			goto out_cluster;
-		}
-	}
+	snprintf(question, sizeof(question), "%s cluster %s from %s to %s?",
+		 failover ? "Fail over" : "Switch over", cfg->cluster_name,
+		 cl->has_leader ? cl->leader : "(no leader)",
+		 candidate ? candidate : "the healthiest replica");
+	rc = cli_confirm(force, question, what);
+	if (rc != CLI_EXIT_OK)
+		goto out_cluster;
 	char msg[400], new_leader[DCS_NAME_MAX];
 	enum switchover_result res =
 	    switchover_request(d, cl, candidate, failover, at, timeout_s * 1000, msg, sizeof(msg),

@@ -233,29 +233,10 @@ static int default_in_node_dir(const struct agent_config *cfg, const char *name,
 	return PGW_OK;
 }
 
-int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t err_size)
+/* [postgresql] listen and connect_address, [api] listen and its TLS and password:
+ * split and checked; the REST API's URL for the others. */
+static int check_addresses(struct agent_config *cfg, const char *where, char *err, size_t err_size)
 {
-	const char *where = path ? path : "configuration";
-
-	memset(cfg, 0, sizeof(*cfg));
-	if (cmn_config_load(&agent_config_schema, cfg, path, err, err_size) != PGW_OK)
-		return PGW_EINVAL;
-	if (cluster_check_timing(cfg->ttl_ms, cfg->loop_wait_ms, cfg->retry_timeout_ms, err,
-				 err_size) != PGW_OK) {
-		char tmp[512];
-
-		snprintf(tmp, sizeof(tmp), "%s: [cluster] %s", where, err);
-		snprintf(err, err_size, "%s", tmp);
-		return PGW_EINVAL;
-	}
-	for (const char *p = cfg->member_name; *p; p++) {
-		if (*p == '/' || *p <= ' ') {
-			snprintf(err, err_size,
-				 "%s: bad value '%s' for 'member' in [cluster]: no '/' or spaces",
-				 where, cfg->member_name);
-			return PGW_EINVAL;
-		}
-	}
 	if (cmn_split_hostport(cfg->pg_listen, cfg->pg_host, sizeof(cfg->pg_host), &cfg->pg_port) !=
 	    PGW_OK) {
 		snprintf(err, err_size,
@@ -294,6 +275,14 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 	snprintf(cfg->api_connect, sizeof(cfg->api_connect), "%s://%s",
 		 cfg->api_certfile ? "https" : "http",
 		 cfg->api_connect_address ? cfg->api_connect_address : cfg->api_listen);
+	return PGW_OK;
+}
+
+/* How the member connects to the others (connect_sslmode) and whom it accepts as one
+ * (allowed_networks, its own address within them). */
+static int check_connections(struct agent_config *cfg, const char *where, char *err,
+			     size_t err_size)
+{
 	char why[200];
 	static const char *const modes[] = {"disable", "allow",	    "prefer",
 					    "require", "verify-ca", "verify-full"};
@@ -327,6 +316,35 @@ int agent_config_load(const char *path, struct agent_config *cfg, char *err, siz
 			 where, cfg->pg_connect_host, cfg->allowed_networks);
 		return PGW_EINVAL;
 	}
+	return PGW_OK;
+}
+
+int agent_config_load(const char *path, struct agent_config *cfg, char *err, size_t err_size)
+{
+	const char *where = path ? path : "configuration";
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (cmn_config_load(&agent_config_schema, cfg, path, err, err_size) != PGW_OK)
+		return PGW_EINVAL;
+	if (cluster_check_timing(cfg->ttl_ms, cfg->loop_wait_ms, cfg->retry_timeout_ms, err,
+				 err_size) != PGW_OK) {
+		char tmp[512];
+
+		snprintf(tmp, sizeof(tmp), "%s: [cluster] %s", where, err);
+		snprintf(err, err_size, "%s", tmp);
+		return PGW_EINVAL;
+	}
+	for (const char *p = cfg->member_name; *p; p++) {
+		if (*p == '/' || *p <= ' ') {
+			snprintf(err, err_size,
+				 "%s: bad value '%s' for 'member' in [cluster]: no '/' or spaces",
+				 where, cfg->member_name);
+			return PGW_EINVAL;
+		}
+	}
+	if (check_addresses(cfg, where, err, err_size) != PGW_OK ||
+	    check_connections(cfg, where, err, err_size) != PGW_OK)
+		return PGW_EINVAL;
 	if (cfg->data_dir[0] != '/') {
 		snprintf(err, err_size, "%s: 'data_dir' in [postgresql] must be an absolute path",
 			 where);
