@@ -64,7 +64,7 @@ static void do_bootstrap(struct agent *a)
 		return;
 	}
 	a->bootstrapping = true;
-	a->bootstrap_deadline_ms = cmn_now_ms() + 300000;
+	a->bootstrap_deadline_ms = cmn_now_ms() + AGENT_BOOTSTRAP_TIMEOUT_MS;
 	if (job_spawn(a, JOB_INITDB, pgctl_argv_initdb(&a->pg, pwfile)) != PGW_OK) {
 		unlink(pwfile);
 		bootstrap_failed(a, "cannot run initdb");
@@ -359,7 +359,7 @@ static void do_race(struct agent *a)
 void do_demote(struct agent *a, const char *why)
 {
 	log_warning("demoting: %s", why);
-	if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+	if (run_now(a, pgctl_argv_stop(&a->pg, "immediate"), AGENT_PG_IMMEDIATE_STOP_MS) != 0) {
 		log_error("pg_ctl stop -m immediate failed: the fence stays armed");
 	} else if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK) {
 		a->fence_armed = false;
@@ -485,8 +485,8 @@ int stop_postgres(struct agent *a, const char *mode)
 			if (holds_leader(a) && lease_maintain(a, false) && a->lease_id == lease &&
 			    a->fence_armed &&
 			    agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
-					    a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS / 2) !=
-				PGW_OK)
+					    ha_fence_deadline(a->lease_deadline_ms,
+							      CLUSTER_DEMOTE_MARGIN_MS)) != PGW_OK)
 				log_warning("could not move the fence's deadline");
 			pthread_mutex_lock(&a->api.lock);
 			a->api.last_loop_ms = now;
@@ -658,8 +658,8 @@ void execute(struct agent *a, const struct ha_decision *d)
 	case HA_RELEASE:
 		log_warning("%s", d->reason);
 		/* Stop first: never a primary that could come back without the key. */
-		if (a->probe.postmaster_pid &&
-		    run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+		if (a->probe.postmaster_pid && run_now(a, pgctl_argv_stop(&a->pg, "immediate"),
+						       AGENT_PG_IMMEDIATE_STOP_MS) != 0) {
 			log_error("cannot stop PostgreSQL: keeping the leader key");
 			break;
 		}
@@ -673,7 +673,7 @@ void execute(struct agent *a, const struct ha_decision *d)
 		break;
 	case HA_STOP_STUCK:
 		log_warning("%s", d->reason);
-		(void)run_now(a, pgctl_argv_stop(&a->pg, "fast"), 60000);
+		(void)run_now(a, pgctl_argv_stop(&a->pg, "fast"), AGENT_PG_STOP_TIMEOUT_S * 1000);
 		break;
 	}
 }

@@ -69,9 +69,19 @@ static bool held_by_me(const struct ha_input *in)
 	return in->cluster->has_leader && strcmp(in->cluster->leader, in->me) == 0;
 }
 
+bool ha_lease_expiring(int64_t now_ms, int64_t deadline_ms, int margin_ms)
+{
+	return now_ms >= deadline_ms - margin_ms;
+}
+
+int64_t ha_fence_deadline(int64_t deadline_ms, int margin_ms)
+{
+	return deadline_ms - margin_ms / 2;
+}
+
 static bool lease_expiring(const struct ha_input *in)
 {
-	return in->now_ms >= in->lease_deadline_ms - in->demote_margin_ms;
+	return ha_lease_expiring(in->now_ms, in->lease_deadline_ms, in->demote_margin_ms);
 }
 
 /* Timeline the stopped local data ends on, from pg_controldata. */

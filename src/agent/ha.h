@@ -104,4 +104,12 @@ const char *ha_handover_candidate(const struct dcs_cluster *c, const char *me,
 				  const struct ha_standby *ws, size_t n_ws, uint64_t leader_lsn,
 				  int64_t max_lag, char *why, size_t why_size);
 
+/*
+ * The lease rule, the one place it is written: a primary holding a lease valid until
+ * deadline_ms must stop writing margin_ms before it (expiring), and its fence process
+ * (fence.h) acts halfway through that margin if the agent itself stalls.
+ */
+bool ha_lease_expiring(int64_t now_ms, int64_t deadline_ms, int margin_ms);
+int64_t ha_fence_deadline(int64_t deadline_ms, int margin_ms);
+
 #endif

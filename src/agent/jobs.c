@@ -129,7 +129,7 @@ void bootstrap_failed(struct agent *a, const char *why)
 {
 	log_error("bootstrap failed: %s; giving the initialize key back", why);
 	if (a->probe.postmaster_pid)
-		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000);
+		(void)run_now(a, pgctl_argv_stop(&a->pg, "immediate"), AGENT_PG_IMMEDIATE_STOP_MS);
 	if (dcs_delete_initialize(&a->dcs) != PGW_OK)
 		log_error("could not delete the initialize key: delete it by hand");
 	if (cmn_rm_rf(a->cfg.data_dir) != PGW_OK)

@@ -44,7 +44,7 @@ void etcd_trouble(struct agent *a, const char *what, int rc)
 {
 	int64_t now = cmn_now_ms();
 
-	if (now - a->last_etcd_error_log_ms >= 5000) {
+	if (now - a->last_etcd_error_log_ms >= AGENT_ETCD_ERROR_LOG_MS) {
 		log_warning("etcd: %s failed: %s (endpoint %s)", what, pgw_strerror(rc),
 			    etcd_client_endpoint(a->etcd));
 		a->last_etcd_error_log_ms = now;

@@ -293,8 +293,8 @@ static void update_fence(struct agent *a)
 	if (!arm && !a->fence_armed)
 		return;
 	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
-			    arm ? a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS / 2 : 0) ==
-	    PGW_OK)
+			    arm ? ha_fence_deadline(a->lease_deadline_ms, CLUSTER_DEMOTE_MARGIN_MS)
+				: 0) == PGW_OK)
 		a->fence_armed = arm;
 }
 
@@ -308,7 +308,7 @@ static void run_once(struct agent *a)
 	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
 	if (!(a->dcs_ok && a->cluster.paused) && pgctl_maybe_primary(&a->probe) &&
 	    a->lease_deadline_ms &&
-	    cmn_now_ms() >= a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS &&
+	    ha_lease_expiring(cmn_now_ms(), a->lease_deadline_ms, CLUSTER_DEMOTE_MARGIN_MS) &&
 	    a->job.kind == JOB_NONE) {
 		pgctl_probe(&a->pg, &a->probe);
 		if (pgctl_maybe_primary(&a->probe))

@@ -156,7 +156,8 @@ bool holds_leader(const struct agent *a)
 {
 	if (!a->cluster.has_leader || strcmp(a->cluster.leader, a->cfg.member_name) != 0)
 		return false;
-	return a->dcs_ok || cmn_now_ms() < a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS;
+	return a->dcs_ok ||
+	       !ha_lease_expiring(cmn_now_ms(), a->lease_deadline_ms, CLUSTER_DEMOTE_MARGIN_MS);
 }
 
 static char *render_status(struct agent *a)

@@ -155,7 +155,8 @@ void do_request(struct agent *a)
 			int64_t id = a->lease_id;
 
 			leader = lease_maintain(a, true) && a->lease_id == id &&
-				 cmn_now_ms() < a->lease_deadline_ms - CLUSTER_DEMOTE_MARGIN_MS;
+				 !ha_lease_expiring(cmn_now_ms(), a->lease_deadline_ms,
+						    CLUSTER_DEMOTE_MARGIN_MS);
 			if (!leader)
 				log_warning("lost the leader lease while stopping: starting as a "
 					    "replica");
@@ -191,7 +192,7 @@ void do_request(struct agent *a)
 		    src->name);
 	pgctl_close(&a->pg);
 	if (a->probe.postmaster_pid &&
-	    run_now(a, pgctl_argv_stop(&a->pg, "immediate"), 30000) != 0) {
+	    run_now(a, pgctl_argv_stop(&a->pg, "immediate"), AGENT_PG_IMMEDIATE_STOP_MS) != 0) {
 		req_finish(a, 503, "cannot stop PostgreSQL");
 		return;
 	}
@@ -209,7 +210,7 @@ static void post_request(struct agent *a, enum req_kind kind, bool pending_only,
 			 struct api_answer *ans)
 {
 	struct agent_req *r = calloc(1, sizeof(*r));
-	int64_t deadline = cmn_now_ms() + 150000;
+	int64_t deadline = cmn_now_ms() + AGENT_API_REQUEST_TIMEOUT_MS;
 
 	if (!r) {
 		ans->code = 500;
@@ -273,7 +274,7 @@ static int api_session(struct agent *a, struct etcd_client **etcd, struct dcs *d
 {
 	struct etcd_client_opts o;
 
-	cluster_etcd_opts(&a->cfg.etcd, 3000, &o);
+	cluster_etcd_opts(&a->cfg.etcd, AGENT_API_ETCD_TIMEOUT_MS, &o);
 	if (etcd_client_new(&o, etcd) != PGW_OK)
 		return PGW_ERR;
 	dcs_init(d, *etcd, a->cfg.namespace, a->cfg.cluster_name);
@@ -338,8 +339,8 @@ static void api_change_leader(struct agent *a, json_object *body, bool failover,
 	    [SWITCHOVER_ETCD] = 503, [SWITCHOVER_TIMEOUT] = 503,
 	};
 	enum switchover_result res =
-	    switchover_request(&d, &cl, candidate, failover, at, 60000, ans->message,
-			       sizeof(ans->message), new_leader, sizeof(new_leader));
+	    switchover_request(&d, &cl, candidate, failover, at, AGENT_API_SWITCHOVER_WAIT_MS,
+			       ans->message, sizeof(ans->message), new_leader, sizeof(new_leader));
 
 	ans->code = codes[res];
 out:

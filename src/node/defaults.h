@@ -52,4 +52,16 @@
 /* A standby that never streams: how long before the agent looks at rewinding it. */
 #define AGENT_STUCK_REPLICA_MS 15000
 
+/* initdb and the first start: the bootstrap gives up (and lets another try) after. */
+#define AGENT_BOOTSTRAP_TIMEOUT_MS 300000
+/* pg_ctl stop -m immediate: bound on its run. */
+#define AGENT_PG_IMMEDIATE_STOP_MS 30000
+/* An etcd error is logged at most this often (the others are counted). */
+#define AGENT_ETCD_ERROR_LOG_MS 5000
+/* REST API: etcd's timeout for its requests, how long a switchover request waits for
+ * the new leader, how long a restart / reinit request waits for the loop. */
+#define AGENT_API_ETCD_TIMEOUT_MS    3000
+#define AGENT_API_SWITCHOVER_WAIT_MS 60000
+#define AGENT_API_REQUEST_TIMEOUT_MS 150000
+
 #endif

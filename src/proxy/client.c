@@ -261,7 +261,7 @@ void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 				    "limit?): pausing new connections for 1 s",
 				    strerror(errno));
 				(void)cmn_io_set(p->loop, io, 0);
-				p->accept_paused_until_ms = cmn_now_ms() + 1000;
+				p->accept_paused_until_ms = cmn_now_ms() + ACCEPT_PAUSE_MS;
 			} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 				log_warning("accept: %s", strerror(errno));
 			}

@@ -20,4 +20,17 @@
 #define AUTHQ_NEGATIVE_N      256
 #define AUTHQ_LOOKUPS_PER_SEC 50
 
+/* Out of file descriptors: accept() pauses this long. */
+#define ACCEPT_PAUSE_MS 1000
+/* A client waiting this long may use reserve_pool_size more servers (PgBouncer's
+ * reserve_pool_timeout). */
+#define RESERVE_POOL_TIMEOUT_MS 5000
+/* The topology threads: etcd's timeout for their requests; the watched view is
+ * confirmed against etcd every second (two after an event); they look again every
+ * 250 ms when nothing wakes them. */
+#define TOPO_ETCD_TIMEOUT_MS	    1500
+#define TOPO_CONFIRM_MS		    1000
+#define TOPO_CONFIRM_AFTER_EVENT_MS 2000
+#define TOPO_POLL_MS		    250
+
 #endif

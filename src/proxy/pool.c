@@ -350,7 +350,7 @@ void pool_dispatch(struct proxy_pool *pool)
 	int limit = pool->pool_size;
 
 	if (px->cfg.reserve_pool_size && (c = TAILQ_FIRST(&pool->waiting)) &&
-	    cmn_now_ms() - c->wait_since_ms > 5000)
+	    cmn_now_ms() - c->wait_since_ms > RESERVE_POOL_TIMEOUT_MS)
 		limit += px->cfg.reserve_pool_size;
 	/* After a failure, new connections wait (the tick calls again): no storm. */
 	while (waiting > connecting && pool->n_servers < limit &&

@@ -1,4 +1,5 @@
 #include "proxy/topology.h"
+#include "proxy/defaults.h"
 #include "cluster/follow.h"
 #include "common/evloop.h"
 #include "common/http.h"
@@ -181,7 +182,7 @@ static void publish_and_wait(struct proxy_topo_watch *w, struct proxy_topology *
 		struct timespec ts;
 
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += 250 * 1000000L;
+		ts.tv_nsec += TOPO_POLL_MS * 1000000L;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
@@ -200,7 +201,7 @@ static void *poll_main(void *arg)
 	int64_t last_check = 0;
 	int mismatches = 0;
 
-	cluster_etcd_opts(&w->cfg->etcd, 1500, &o);
+	cluster_etcd_opts(&w->cfg->etcd, TOPO_ETCD_TIMEOUT_MS, &o);
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
 	dcs_key(&w->dcs, DCS_KEY_LEADER, leader_key, sizeof(leader_key));
@@ -220,7 +221,8 @@ static void *poll_main(void *arg)
 		 * health checks) could delay a leader change or a switchover request by
 		 * hundreds of ms. It runs on the next pass, at most a second late.
 		 */
-		confirm = now - last_check >= (event ? 2000 : 1000);
+		confirm =
+		    now - last_check >= (event ? TOPO_CONFIRM_AFTER_EVENT_MS : TOPO_CONFIRM_MS);
 		if (confirm) {
 			last_check = now;
 			confirm_with_etcd(w, c, leader_key, now, &mismatches, &t);
@@ -291,7 +293,7 @@ static void *presence_main(void *arg)
 	if (ttl_s < 2)
 		ttl_s = 2;
 	every_ms = ttl_s * 1000 / 3;
-	cluster_etcd_opts(&w->cfg->etcd, 1500, &o);
+	cluster_etcd_opts(&w->cfg->etcd, TOPO_ETCD_TIMEOUT_MS, &o);
 	if (etcd_client_new(&o, &c) != PGW_OK)
 		return NULL;
 	snprintf(path, sizeof(path), DCS_PREFIX_PROXIES "%s", w->name);
@@ -419,7 +421,7 @@ int proxy_topology_start(const struct proxy_config *cfg, struct cmn_loop *loop,
 	}
 	w->follow.dcs = &w->dcs;
 	w->follow.cache = &w->cache;
-	cluster_etcd_opts(&cfg->etcd, 1500, &w->follow.etcd);
+	cluster_etcd_opts(&cfg->etcd, TOPO_ETCD_TIMEOUT_MS, &w->follow.etcd);
 	w->follow.changed = on_cluster_change;
 	w->follow.arg = w;
 	bool following = dcs_follow_start(&w->follow) == PGW_OK;
