@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/util.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -18,10 +19,8 @@
 #define MIN_ATTEMPT_MS	   100
 
 struct buf {
-	char *data;
-	size_t len;
-	size_t cap;
-	bool overflow;
+	struct cmn_buf b;
+	bool overflow; /* larger than MAX_RESPONSE_BYTES, or out of memory */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -37,34 +36,17 @@ static size_t buf_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	struct buf *b = userdata;
 	size_t n = size * nmemb;
 
-	if (n > MAX_RESPONSE_BYTES - b->len) {
+	if (n > MAX_RESPONSE_BYTES - b->b.len || cmn_buf_append(&b->b, ptr, n) != PGW_OK) {
 		b->overflow = true;
 		return 0;
 	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		p = realloc(b->data, cap);
-		if (!p) {
-			b->overflow = true;
-			return 0;
-		}
-		b->data = p;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
 	return n;
 }
 
 static void buf_free(struct buf *b)
 {
-	free(b->data);
-	memset(b, 0, sizeof(*b));
+	cmn_buf_free(&b->b);
+	b->overflow = false;
 }
 
 static void free_secret(char *s)
@@ -319,7 +301,7 @@ static int attempt(struct etcd_client *c, const char *path, const char *body, in
 	int rc;
 
 	*failover = false;
-	resp->len = 0;
+	resp->b.len = 0;
 	resp->overflow = false;
 	rc = etcd_client_prepare(c, path, body);
 	if (rc != 0) {
@@ -342,9 +324,9 @@ static int attempt(struct etcd_client *c, const char *path, const char *body, in
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
 	/* Streaming RPCs (keepalive) answer 200 and carry errors in the body. */
-	if (status == 200 && !(resp->len >= 8 && memcmp(resp->data, "{\"error\"", 8) == 0))
+	if (status == 200 && !(resp->b.len >= 8 && memcmp(resp->b.data, "{\"error\"", 8) == 0))
 		return PGW_OK;
-	rc = etcd_classify_error(resp->data, resp->len, emsg, sizeof(emsg));
+	rc = etcd_classify_error(resp->b.data, resp->b.len, emsg, sizeof(emsg));
 	snprintf(msg, msg_size, "HTTP %ld: %s", status, emsg[0] ? emsg : "(empty body)");
 	*failover = status >= 500 || rc == PGW_EUNAVAIL;
 	if (rc == PGW_OK)
@@ -418,13 +400,13 @@ int etcd_client_auth(struct etcd_client *c, int64_t deadline_ms, bool force)
 	rc = request(c, "/v3/auth/authenticate", body, &resp, deadline_ms, false);
 	free_secret(body);
 	if (rc == 0) {
-		rc = etcd_parse_auth_response(resp.data, resp.len, &token);
+		rc = etcd_parse_auth_response(resp.b.data, resp.b.len, &token);
 		if (rc != 0)
 			log_warning("etcd: bad authenticate response from %s: %s",
 				    c->endpoints[c->cur], pgw_strerror(rc));
 	}
-	if (resp.data)
-		explicit_bzero(resp.data, resp.len);
+	if (resp.b.data)
+		explicit_bzero(resp.b.data, resp.b.len);
 	buf_free(&resp);
 	if (rc == 0) {
 		c->token = token;
@@ -498,7 +480,7 @@ int etcd_range(struct etcd_client *c, const char *key, const char *range_end,
 	rc = call(c, "/v3/kv/range", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_range_response(resp.data, resp.len, out);
+		rc = etcd_parse_range_response(resp.b.data, resp.b.len, out);
 		if (rc != 0)
 			bad_response(c, "/v3/kv/range", rc);
 	}
@@ -543,7 +525,7 @@ int etcd_put(struct etcd_client *c, const char *key, const char *value, size_t v
 	rc = call(c, "/v3/kv/put", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_put_response(resp.data, resp.len, revision);
+		rc = etcd_parse_put_response(resp.b.data, resp.b.len, revision);
 		if (rc != 0)
 			bad_response(c, "/v3/kv/put", rc);
 	}
@@ -567,7 +549,7 @@ int etcd_delete(struct etcd_client *c, const char *key, const char *range_end, i
 	rc = call(c, "/v3/kv/deleterange", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_delete_response(resp.data, resp.len, deleted);
+		rc = etcd_parse_delete_response(resp.b.data, resp.b.len, deleted);
 		if (rc != 0)
 			bad_response(c, "/v3/kv/deleterange", rc);
 	}
@@ -613,7 +595,7 @@ int etcd_txn(struct etcd_client *c, const struct etcd_compare *cmp, size_t n_cmp
 	rc = call(c, "/v3/kv/txn", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_txn_response(resp.data, resp.len, out);
+		rc = etcd_parse_txn_response(resp.b.data, resp.b.len, out);
 		if (rc != 0)
 			bad_response(c, "/v3/kv/txn", rc);
 	}
@@ -639,7 +621,7 @@ int etcd_lease_grant(struct etcd_client *c, int ttl, int64_t *id, int *granted_t
 	rc = call(c, "/v3/lease/grant", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_grant_response(resp.data, resp.len, &lid, &lttl);
+		rc = etcd_parse_grant_response(resp.b.data, resp.b.len, &lid, &lttl);
 		if (rc != 0)
 			bad_response(c, "/v3/lease/grant", rc);
 	}
@@ -666,7 +648,7 @@ int etcd_lease_keepalive(struct etcd_client *c, int64_t id, int *ttl)
 	rc = call(c, "/v3/lease/keepalive", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_keepalive_response(resp.data, resp.len, &rid, &rttl);
+		rc = etcd_parse_keepalive_response(resp.b.data, resp.b.len, &rid, &rttl);
 		if (rc != 0)
 			bad_response(c, "/v3/lease/keepalive", rc);
 	}
@@ -692,7 +674,7 @@ int etcd_lease_revoke(struct etcd_client *c, int64_t id)
 	rc = call(c, "/v3/lease/revoke", body, &resp);
 	free(body);
 	if (rc == 0) {
-		rc = etcd_parse_put_response(resp.data, resp.len, NULL);
+		rc = etcd_parse_put_response(resp.b.data, resp.b.len, NULL);
 		if (rc != 0)
 			bad_response(c, "/v3/lease/revoke", rc);
 	}
