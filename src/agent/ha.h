@@ -1,7 +1,7 @@
 /*
  * The HA decision: given what etcd says about the cluster and what the agent
  * sees of its own PostgreSQL, which one action to take now. Pure functions, no
- * I/O, so every rule has a unit test (tests/unit/test_ha.c).
+ * I/O, so every rule has a unit test (tests/unit/agent/test_ha.c).
  */
 #ifndef PGW_HA_H
 #define PGW_HA_H

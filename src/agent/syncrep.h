@@ -1,6 +1,6 @@
 /*
  * Synchronous replication's choices, as pure functions (unit tests in
- * tests/unit/test_syncrep.c): which standbys the leader waits for, the
+ * tests/unit/agent/test_syncrep.c): which standbys the leader waits for, the
  * synchronous_standby_names that says so, and which names stay in the sync key. The
  * agent (sync.c) reads pg_stat_replication, calls these, and writes the results in
  * the order that keeps every listed standby holding every acknowledged commit.
