@@ -21,15 +21,13 @@ static void test_parse_full_document(void **state)
 	char err[512];
 
 	(void)state;
-	assert_int_equal(
-	    dyncfg_parse(
-		"{\"ttl\": 6, \"loop_wait\": 1, \"retry_timeout\": 1.5,"
-		" \"maximum_lag_on_failover\": \"2MB\","
-		" \"synchronous_mode\": true, \"synchronous_node_count\": 2,"
-		" \"postgresql\": {\"parameters\": {\"work_mem\": \"8MB\","
-		" \"max_connections\": 300}}, \"pause\": false}",
-		&agent_config_dyncfg_rules, &c, err, sizeof(err)),
-	    PGW_OK);
+	assert_int_equal(dyncfg_parse("{\"ttl\": 6, \"loop_wait\": 1, \"retry_timeout\": 1.5,"
+				      " \"maximum_lag_on_failover\": \"2MB\","
+				      " \"synchronous_mode\": true, \"synchronous_node_count\": 2,"
+				      " \"postgresql\": {\"parameters\": {\"work_mem\": \"8MB\","
+				      " \"max_connections\": 300}}, \"pause\": false}",
+				      &agent_config_dyncfg_rules, &c, err, sizeof(err)),
+			 PGW_OK);
 	assert_int_equal(c.ttl_ms, 6000);
 	assert_int_equal(c.loop_wait_ms, 1000);
 	assert_int_equal(c.retry_timeout_ms, 1500);
