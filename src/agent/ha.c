@@ -381,66 +381,95 @@ void ha_decide(const struct ha_input *in, struct ha_decision *d)
 	}
 }
 
-static void decide(const struct ha_input *in, struct ha_decision *d)
+/* The local data belongs to another system than the cluster's: hands off. */
+static void decide_foreign(const struct ha_input *in, struct ha_decision *d)
+{
+	set(d, HA_WAIT, NULL,
+	    "data directory belongs to system %s, the cluster is %s: not touching it",
+	    in->local_sysid, in->cluster->sysid);
+}
+
+/* PostgreSQL runs but does not accept connections yet. */
+static void decide_starting(const struct ha_input *in, struct ha_decision *d)
+{
+	if (in->dcs_ok && held_by_me(in) && in->primary_down_since_ms &&
+	    in->now_ms - in->primary_down_since_ms > in->primary_start_timeout_ms) {
+		set(d, HA_RELEASE, NULL,
+		    "primary still not accepting connections after %d ms: releasing the "
+		    "leader key",
+		    in->primary_start_timeout_ms);
+		return;
+	}
+	set(d, HA_WAIT, NULL, "PostgreSQL is starting");
+}
+
+/* PostgreSQL runs and etcd did not answer: a primary lasts as long as its lease. */
+static void decide_without_etcd(const struct ha_input *in, struct ha_decision *d)
 {
 	const struct pgctl_probe *pg = in->pg;
-	bool primary = pg->accepting && !pg->in_recovery;
 
+	if (!(pg->accepting && !pg->in_recovery)) {
+		set(d, HA_WAIT, NULL, "etcd is unreachable");
+		return;
+	}
+	if (!in->lease_deadline_ms || lease_expiring(in)) {
+		set(d, HA_DEMOTE, NULL, "etcd is unreachable and the lease expires");
+		return;
+	}
+	set(d, HA_WAIT, NULL, "etcd is unreachable; primary kept until %lld ms",
+	    (long long)(in->lease_deadline_ms - in->demote_margin_ms - in->now_ms));
+}
+
+/* Where the member stands, in the order the rules look at it. */
+enum local_state {
+	LS_NO_DATA,  /* no valid data directory */
+	LS_FOREIGN,  /* data of another system */
+	LS_STOPPED,  /* no postmaster */
+	LS_STARTING, /* a postmaster, not accepting yet */
+	LS_NO_ETCD,  /* running, etcd did not answer this loop */
+	LS_REPLICA,  /* running in recovery */
+	LS_PRIMARY,  /* running as a primary */
+};
+
+static enum local_state local_state(const struct ha_input *in)
+{
+	const struct pgctl_probe *pg = in->pg;
+
+	if (!pg->data_valid)
+		return LS_NO_DATA;
+	if (in->dcs_ok && in->cluster->sysid[0] && in->local_sysid[0] &&
+	    strcmp(in->cluster->sysid, in->local_sysid) != 0)
+		return LS_FOREIGN;
+	if (!pg->postmaster_pid)
+		return LS_STOPPED;
+	if (!pg->accepting)
+		return LS_STARTING;
+	if (!in->dcs_ok)
+		return LS_NO_ETCD;
+	return pg->in_recovery ? LS_REPLICA : LS_PRIMARY;
+}
+
+/* The rules for each state. */
+static void (*const decide_in[])(const struct ha_input *, struct ha_decision *) = {
+    [LS_NO_DATA] = decide_no_data,	[LS_FOREIGN] = decide_foreign,
+    [LS_STOPPED] = decide_stopped,	[LS_STARTING] = decide_starting,
+    [LS_NO_ETCD] = decide_without_etcd, [LS_REPLICA] = decide_replica,
+    [LS_PRIMARY] = decide_primary,
+};
+
+static void decide(const struct ha_input *in, struct ha_decision *d)
+{
 	memset(d, 0, sizeof(*d));
 	/*
 	 * Safety first: a server that may take writes stops when the lease is about to
 	 * expire, whatever etcd says, even when we cannot query it.
 	 */
-	if (pgctl_maybe_primary(pg) && in->lease_deadline_ms && lease_expiring(in)) {
+	if (pgctl_maybe_primary(in->pg) && in->lease_deadline_ms && lease_expiring(in)) {
 		set(d, HA_DEMOTE, NULL, "leader lease expires in less than %d ms: demoting",
 		    in->demote_margin_ms);
 		return;
 	}
-	if (!pg->data_valid) {
-		decide_no_data(in, d);
-		return;
-	}
-	if (in->dcs_ok && in->cluster->sysid[0] && in->local_sysid[0] &&
-	    strcmp(in->cluster->sysid, in->local_sysid) != 0) {
-		set(d, HA_WAIT, NULL,
-		    "data directory belongs to system %s, the cluster is %s: not touching it",
-		    in->local_sysid, in->cluster->sysid);
-		return;
-	}
-	if (!pg->postmaster_pid) {
-		decide_stopped(in, d);
-		return;
-	}
-	if (!pg->accepting) {
-		if (in->dcs_ok && held_by_me(in) && in->primary_down_since_ms &&
-		    in->now_ms - in->primary_down_since_ms > in->primary_start_timeout_ms) {
-			set(d, HA_RELEASE, NULL,
-			    "primary still not accepting connections after %d ms: releasing the "
-			    "leader key",
-			    in->primary_start_timeout_ms);
-			return;
-		}
-		set(d, HA_WAIT, NULL, "PostgreSQL is starting");
-		return;
-	}
-	if (!in->dcs_ok) {
-		if (primary) {
-			if (!in->lease_deadline_ms || lease_expiring(in)) {
-				set(d, HA_DEMOTE, NULL,
-				    "etcd is unreachable and the lease expires");
-				return;
-			}
-			set(d, HA_WAIT, NULL, "etcd is unreachable; primary kept until %lld ms",
-			    (long long)(in->lease_deadline_ms - in->demote_margin_ms - in->now_ms));
-			return;
-		}
-		set(d, HA_WAIT, NULL, "etcd is unreachable");
-		return;
-	}
-	if (pg->in_recovery)
-		decide_replica(in, d);
-	else
-		decide_primary(in, d);
+	decide_in[local_state(in)](in, d);
 }
 
 bool ha_healthiest(const struct ha_input *in, const struct ha_peer *peers, size_t n_peers,
