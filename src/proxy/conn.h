@@ -118,7 +118,5 @@ void proxy_hold_primary(struct proxy *p, bool hold);
 int proxy_primary_busy(struct proxy *p);
 /* PAUSE / RESUME: no client gets a server while paused. */
 void proxy_pause(struct proxy *p, bool pause);
-/* proxy.c: re-reads the auth file (RELOAD, SIGHUP). */
-int proxy_reload(struct proxy *p) PGW_WUR;
 
 #endif

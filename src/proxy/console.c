@@ -105,8 +105,8 @@ void pause_check(struct proxy *p)
 
 void admin_input(struct proxy_client *c)
 {
-	static const struct proxy_admin_ops ops = {.pause = proxy_pause, .reload = proxy_reload};
 	struct proxy *px = c->proxy;
+	const struct proxy_admin_ops ops = {.pause = proxy_pause, .reload = px->reload};
 
 	if (c->pause_reply)
 		return; /* its PAUSE has not answered yet */

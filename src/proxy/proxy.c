@@ -117,7 +117,7 @@ static int reload_config(struct proxy *p)
 	return PGW_OK;
 }
 
-int proxy_reload(struct proxy *p)
+static int proxy_reload(struct proxy *p)
 {
 	struct proxy_userlist fresh;
 	char err[512];
@@ -356,6 +356,7 @@ static void usage(void)
 static void init_state(struct proxy *p, const char *path)
 {
 	p->config_path = path;
+	p->reload = proxy_reload;
 	cmn_http_set_cafile(p->cfg.api_cafile);
 	open_file_limit(p);
 	TAILQ_INIT(&p->pools);

@@ -248,6 +248,7 @@ struct proxy {
 	int64_t started_ms;
 	int64_t drain_deadline_ms;	/* SIGTERM: stop by then at the latest */
 	int64_t accept_paused_until_ms; /* out of file descriptors: accept again then */
+	int (*reload)(struct proxy *p); /* re-reads proxy.ini and the auth file (RELOAD) */
 };
 
 #endif
