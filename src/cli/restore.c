@@ -602,8 +602,13 @@ static int parse_restore(int argc, char **argv, struct restore_ctx *c, struct re
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "c:d:", opts, NULL)) != -1) {
 		if (is_up_option(opt)) {
-			if (a->up_argc + 3 >= (int)(sizeof(a->up_argv) / sizeof(a->up_argv[0])))
-				continue;
+			/* Room for this option, the 4 restore_into_new adds and the NULL. */
+			if (a->up_argc + 2 + 5 >
+			    (int)(sizeof(a->up_argv) / sizeof(a->up_argv[0]))) {
+				fprintf(stderr, "pgwarden: too many options\nusage: %s\n",
+					RESTORE_USAGE);
+				return CLI_EXIT_USAGE;
+			}
 			a->up_argv[a->up_argc++] = up_names[opt];
 			a->up_argv[a->up_argc++] = optarg;
 			continue;

@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT_TIMEOUT_MS 5000
-#define MAX_RESPONSE_BYTES (64u * 1024 * 1024)
-#define MIN_ATTEMPT_MS	   100
+#define DEFAULT_TIMEOUT_MS   5000
+#define MAX_RESPONSE_BYTES   (64u * 1024 * 1024)
+#define RESPONSE_START_BYTES 4096
+#define MIN_ATTEMPT_MS	     100
 
 struct buf {
 	struct cmn_buf b;
@@ -36,6 +37,12 @@ static size_t buf_write(char *ptr, size_t size, size_t nmemb, void *userdata)
 	struct buf *b = userdata;
 	size_t n = size * nmemb;
 
+	/* 4 kB from the start: most answers (an auth token among them, scrubbed after)
+	 * fit, and no smaller copy is left behind in freed memory. */
+	if (!b->b.cap && (b->b.data = malloc(RESPONSE_START_BYTES)) != NULL) {
+		b->b.cap = RESPONSE_START_BYTES;
+		b->b.data[0] = '\0';
+	}
 	if (n > MAX_RESPONSE_BYTES - b->b.len || cmn_buf_append(&b->b, ptr, n) != PGW_OK) {
 		b->overflow = true;
 		return 0;
