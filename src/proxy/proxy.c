@@ -380,12 +380,6 @@ static int listen_ports(struct proxy *p)
 	const int port_of[PROXY_PORT_COUNT] = {p->cfg.pooled_port, p->cfg.primary_port,
 					       p->cfg.replica_port};
 
-	/* cmn_tcp_listen takes "" for every address: here that is a mistake (* says it). */
-	if (!*p->cfg.listen_host) {
-		log_error("[proxy] listen is empty: give an address, or * for every address");
-		return PGW_ERR;
-	}
-
 	for (int i = 0; i < PROXY_PORT_COUNT; i++) {
 		int fd;
 

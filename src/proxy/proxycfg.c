@@ -143,6 +143,15 @@ int proxy_config_load(const char *path, struct proxy_config *cfg, char *err, siz
 		return PGW_EINVAL;
 	char why[200];
 
+	/* cmn_tcp_listen would take "" for every address: * says that. */
+	if (!cfg->listen_host || !*cfg->listen_host) {
+		snprintf(
+		    err, err_size,
+		    "%s: 'listen' in [proxy] is empty: give an address, or * for every address",
+		    where);
+		proxy_config_free(cfg);
+		return PGW_EINVAL;
+	}
 	if (cmn_networks_check(cfg->allowed_networks, why, sizeof(why)) != PGW_OK) {
 		snprintf(err, err_size, "%s: 'allowed_networks' in [cluster]: %s", where, why);
 		proxy_config_free(cfg);

@@ -5,6 +5,7 @@
  */
 #include "proxy/admin.h"
 #include "proxy/doc.h"
+#include "proxy/proxycfg.h"
 #include "proxy/userlist.h"
 
 #include <setjmp.h>
@@ -77,6 +78,50 @@ static void test_auth_file(void **state)
 	unlink(path);
 	assert_int_equal(proxy_userlist_load("/nonexistent/users", &l, err, sizeof(err)),
 			 PGW_EINVAL);
+}
+
+static void test_proxy_configuration(void **state)
+{
+	struct proxy_config cfg;
+	char err[512];
+	char *path;
+
+	(void)state;
+	path = write_temp("[cluster]\nname = demo\n[proxy]\nauth_type = trust\n");
+	assert_int_equal(proxy_config_load(path, &cfg, err, sizeof(err)), PGW_OK);
+	unlink(path);
+	/* The defaults, the [cluster]/[etcd] ones shared with the agent's among them. */
+	assert_string_equal(cfg.cluster_name, "demo");
+	assert_string_equal(cfg.namespace, "/service");
+	assert_int_equal(cfg.ttl_ms, 4000);
+	assert_string_equal(cfg.etcd.endpoints, "http://127.0.0.1:2379");
+	assert_int_equal(cfg.pooled_port, 6432);
+	assert_int_equal(cfg.primary_port, 5000);
+	assert_int_equal(cfg.replica_port, 5001);
+	assert_false(cfg.server_plain_auth);
+	proxy_config_free(&cfg);
+
+	/* Errors name the file and the line, or the key. */
+	path = write_temp("[cluster]\nname = demo\n[proxy]\nauth_type = scram-sha-256\n");
+	assert_int_equal(proxy_config_load(path, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "needs an auth_file"));
+	unlink(path);
+	path = write_temp("[cluster]\nname = demo\npoolsize = 3\n");
+	assert_int_equal(proxy_config_load(path, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, ":3: unknown key 'poolsize'"));
+	unlink(path);
+	path = write_temp("[cluster]\nname = demo\n[proxy]\nauth_type = plain\n");
+	assert_int_equal(proxy_config_load(path, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "bad value 'plain' for 'auth_type'"));
+	unlink(path);
+	path = write_temp("[cluster]\nname = demo\n[proxy]\nauth_type = trust\nlisten =\n");
+	assert_int_equal(proxy_config_load(path, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "'listen' in [proxy] is empty"));
+	unlink(path);
+	path = write_temp("[proxy]\npooled_port = 6432\n");
+	assert_int_equal(proxy_config_load(path, &cfg, err, sizeof(err)), PGW_EINVAL);
+	assert_non_null(strstr(err, "name"));
+	unlink(path);
 }
 
 static void test_escaping_for_html_and_labels(void **state)
@@ -193,6 +238,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_auth_file),
+	    cmocka_unit_test(test_proxy_configuration),
 	    cmocka_unit_test(test_escaping_for_html_and_labels),
 	    cmocka_unit_test(test_admin_console_commands),
 	};
