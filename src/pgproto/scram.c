@@ -109,14 +109,19 @@ static bool nonce_ok(const char *s)
 }
 
 /* A fresh random nonce into out (at least 25 bytes). */
-static int make_nonce(char *out, size_t size)
+/* Our nonce: a fresh one unless the caller set it (tests); PGW_EINVAL if it is bad. */
+static int own_nonce(char *nonce, size_t size)
 {
-	uint8_t raw[SCRAM_RAW_NONCE_LEN];
-	int rc = pgp_random(raw, sizeof(raw));
+	if (!nonce[0]) {
+		uint8_t raw[SCRAM_RAW_NONCE_LEN];
+		int rc = pgp_random(raw, sizeof(raw));
 
-	if (rc == PGW_OK)
-		rc = b64_encode(raw, sizeof(raw), out, size);
-	return rc;
+		if (rc == PGW_OK)
+			rc = b64_encode(raw, sizeof(raw), nonce, size);
+		if (rc != PGW_OK)
+			return rc;
+	}
+	return nonce_ok(nonce) ? PGW_OK : PGW_EINVAL;
 }
 
 /* Copies a received message into buf as a C string: no NUL inside, shorter than the cap. */
@@ -276,13 +281,9 @@ int pgp_scram_client_first(struct pgp_scram_client *s, char *out, size_t size)
 {
 	int n, rc;
 
-	if (!s->nonce[0]) {
-		rc = make_nonce(s->nonce, sizeof(s->nonce));
-		if (rc != PGW_OK)
-			return rc;
-	}
-	if (!nonce_ok(s->nonce))
-		return PGW_EINVAL;
+	rc = own_nonce(s->nonce, sizeof(s->nonce));
+	if (rc != PGW_OK)
+		return rc;
 	n = snprintf(s->client_first_bare, sizeof(s->client_first_bare), "n=,r=%s", s->nonce);
 	if (n < 0 || (size_t)n >= sizeof(s->client_first_bare))
 		return PGW_EINVAL;
@@ -488,13 +489,9 @@ int pgp_scram_server_first(struct pgp_scram_server *s, const struct pgp_scram_se
 		if (skip_extension(&p) != PGW_OK)
 			return PGW_EPROTO;
 
-	if (!s->nonce[0]) {
-		rc = make_nonce(s->nonce, sizeof(s->nonce));
-		if (rc != PGW_OK)
-			return rc;
-	}
-	if (!nonce_ok(s->nonce))
-		return PGW_EINVAL;
+	rc = own_nonce(s->nonce, sizeof(s->nonce));
+	if (rc != PGW_OK)
+		return rc;
 	n = snprintf(s->full_nonce, sizeof(s->full_nonce), "%s%s", r, s->nonce);
 	if (n < 0 || (size_t)n >= sizeof(s->full_nonce)) {
 		s->full_nonce[0] = '\0';
