@@ -674,6 +674,8 @@ out:
 	for (int i = 0; i < ctx.n_values; i++)
 		free(ctx.values[i]);
 	free(ctx.seen);
+	if (rc != PGW_OK)
+		cmn_config_free(schema, target); /* nothing half-loaded is left to the caller */
 	return rc;
 }
 

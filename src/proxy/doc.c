@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void doc_raw(struct doc *d, const char *s, size_t n)
 {
@@ -72,67 +73,64 @@ static size_t utf8_len(const unsigned char *s)
 	return n;
 }
 
-/*
- * Text from outside (names, hosts, error messages) into HTML: markup characters
- * become entities, control characters and bytes that are not UTF-8 become '?'.
- */
-void doc_html(struct doc *d, const char *s)
+/* HTML's form of a byte that must not pass as it is (NULL: it may). */
+static const char *html_form(unsigned char c)
 {
-	const unsigned char *p = (const unsigned char *)s;
-
-	while (*p) {
-		size_t n = utf8_len(p);
-
-		if (n > 1) {
-			doc_raw(d, (const char *)p, n);
-			p += n;
-			continue;
-		}
-		switch (*p) {
-		case '&':
-			DOC_LIT(d, "&amp;");
-			break;
-		case '<':
-			DOC_LIT(d, "&lt;");
-			break;
-		case '>':
-			DOC_LIT(d, "&gt;");
-			break;
-		case '"':
-			DOC_LIT(d, "&quot;");
-			break;
-		case '\'':
-			DOC_LIT(d, "&#39;");
-			break;
-		default:
-			doc_raw(d, n == 1 && *p >= 0x20 && *p != 0x7f ? (const char *)p : "?", 1);
-			break;
-		}
-		p++;
+	switch (c) {
+	case '&':
+		return "&amp;";
+	case '<':
+		return "&lt;";
+	case '>':
+		return "&gt;";
+	case '"':
+		return "&quot;";
+	case '\'':
+		return "&#39;";
+	default:
+		return NULL;
 	}
 }
 
-/* A Prometheus label value: \, " and newline escaped; not UTF-8 or control: '?'. */
-void doc_label(struct doc *d, const char *s)
+/* A Prometheus label value's form of such a byte. */
+static const char *label_form(unsigned char c)
+{
+	return c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
+}
+
+/*
+ * Text from outside (names, hosts, error messages) into a document: valid UTF-8
+ * sequences pass, the bytes form() names take their form, other control characters and
+ * bytes that are not UTF-8 become '?'.
+ */
+static void escaped(struct doc *d, const char *s, const char *(*form)(unsigned char c))
 {
 	const unsigned char *p = (const unsigned char *)s;
 
 	while (*p) {
 		size_t n = utf8_len(p);
+		const char *f;
 
 		if (n > 1) {
 			doc_raw(d, (const char *)p, n);
 			p += n;
 			continue;
 		}
-		if (*p == '\\')
-			DOC_LIT(d, "\\\\");
-		else if (*p == '"')
-			DOC_LIT(d, "\\\"");
-		else if (*p == '\n')
-			DOC_LIT(d, "\\n");
+		f = form(*p);
+		if (f)
+			doc_raw(d, f, strlen(f));
 		else
 			doc_raw(d, n == 1 && *p >= 0x20 && *p != 0x7f ? (const char *)p : "?", 1);
 		p++;
 	}
+}
+
+void doc_html(struct doc *d, const char *s)
+{
+	escaped(d, s, html_form);
+}
+
+void doc_label(struct doc *d, const char *s)
+{
+	escaped(d, s, label_form);
 }
