@@ -15,7 +15,11 @@
 #include <sys/types.h>
 
 /* io.c: socket buffers */
-size_t buf_used(const struct proxy_buf *b);
+/* Bytes in b not consumed yet (inline: every read and write path asks). */
+static inline size_t buf_used(const struct proxy_buf *b)
+{
+	return b->len - b->off;
+}
 int buf_append(struct proxy_buf *b, const void *d, size_t n);
 void buf_consume(struct proxy_buf *b, size_t n);
 void buf_free(struct proxy_buf *b);

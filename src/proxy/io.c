@@ -31,11 +31,6 @@
 
 /* ---- buffers ---- */
 
-size_t buf_used(const struct proxy_buf *b)
-{
-	return b->len - b->off;
-}
-
 int buf_append(struct proxy_buf *b, const void *d, size_t n)
 {
 	if (b->off && b->off == b->len)
