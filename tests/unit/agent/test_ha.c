@@ -3,7 +3,6 @@
  * cluster view, the local probe and pg_controldata built by hand.
  */
 #include "agent/ha.h"
-#include "common/util.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -916,18 +915,6 @@ static void test_sync_primary_outside_the_set_demotes(void **state)
 	assert_action(f, HA_RACE, "");
 }
 
-static void test_sync_list_membership(void **state)
-{
-	(void)state;
-	assert_true(cmn_name_in_list("a,b,c", "b"));
-	assert_true(cmn_name_in_list("a", "a"));
-	assert_false(cmn_name_in_list("ab,c", "a"));
-	assert_false(cmn_name_in_list("", "a"));
-	assert_false(cmn_name_in_list("a,b", "a,b"));
-	assert_true(cmn_name_in_list("a, b", "b"));
-	assert_false(cmn_name_in_list("a,,b", ""));
-}
-
 /* A replica that replayed past the end of its timeline stops at once to be rewound. */
 static void test_replica_diverged_stops_at_once(void **state)
 {
@@ -1017,7 +1004,6 @@ int main(void)
 	    T(test_no_data_bootstrap),
 	    T(test_sync_only_the_set_races),
 	    T(test_sync_primary_outside_the_set_demotes),
-	    T(test_sync_list_membership),
 	    T(test_replica_diverged_stops_at_once),
 	    T(test_no_data_nofailover_waits),
 	    T(test_no_data_someone_bootstrapping),

@@ -85,6 +85,14 @@ static void test_name_lists(void **state)
 	assert_false(cmn_name_in_list("", "alice"));
 	assert_false(cmn_name_in_list(NULL, "alice"));
 	assert_false(cmn_name_in_list("alice,,bob", ""));
+	/* The sync key's set (written with commas only). */
+	assert_true(cmn_name_in_list("a,b,c", "b"));
+	assert_true(cmn_name_in_list("a", "a"));
+	assert_false(cmn_name_in_list("ab,c", "a"));
+	assert_false(cmn_name_in_list("", "a"));
+	assert_false(cmn_name_in_list("a,b", "a,b"));
+	assert_true(cmn_name_in_list("a, b", "b"));
+	assert_false(cmn_name_in_list("a,,b", ""));
 }
 
 static void test_constant_time_compare(void **state)
