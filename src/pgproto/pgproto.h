@@ -17,11 +17,12 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define PGP_PROTOCOL_3_0   196608u   /* 3 << 16 */
-#define PGP_CANCEL_REQUEST 80877102u /* 1234 << 16 | 5678 */
-#define PGP_SSL_REQUEST	   80877103u /* 1234 << 16 | 5679 */
-#define PGP_GSSENC_REQUEST 80877104u /* 1234 << 16 | 5680 */
-#define PGP_MAX_STARTUP	   10000u    /* PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
+#define PGP_PROTOCOL_3_0   196608u     /* 3 << 16 */
+#define PGP_CANCEL_REQUEST 80877102u   /* 1234 << 16 | 5678 */
+#define PGP_SSL_REQUEST	   80877103u   /* 1234 << 16 | 5679 */
+#define PGP_GSSENC_REQUEST 80877104u   /* 1234 << 16 | 5680 */
+#define PGP_MAX_STARTUP	   10000u      /* PostgreSQL's MAX_STARTUP_PACKET_LENGTH */
+#define PGP_MAX_MESSAGE	   0x3ffffffeu /* PostgreSQL's PQ_LARGE_MESSAGE_LIMIT (a length field) */
 #define PGP_MAX_PARAMS	   64
 
 /* Frontend (client -> server) message types. */

@@ -354,6 +354,7 @@ void extq_backend(struct extq_server *srv, uint8_t type, struct extq_verdict *v)
 	if (!h)
 		return;
 	v->owner_msg = h->msg;
+	v->owner_stmt = h->stmt;
 	bool simple = h->msg == 'Q' || h->msg == 'F';
 	bool own_query = simple && h->act == EXTQ_DROP;
 
@@ -442,6 +443,12 @@ void extq_backend(struct extq_server *srv, uint8_t type, struct extq_verdict *v)
 	pop(srv);
 }
 
+void extq_statement_gone(struct extq_server *srv, uint64_t id)
+{
+	held_remove(srv, id);
+	srv->dirty = true;
+}
+
 uint8_t extq_next_synth(struct extq_server *srv)
 {
 	struct extq_slot *h = head(srv);
@@ -473,6 +480,20 @@ static int put_msg(struct cmn_buf *b, uint8_t type, const void *p1, size_t n1, c
 	if (cmn_buf_append(b, hdr, 5) != PGW_OK || (n1 && cmn_buf_append(b, p1, n1) != PGW_OK) ||
 	    (n2 && cmn_buf_append(b, p2, n2) != PGW_OK) ||
 	    (n3 && cmn_buf_append(b, p3, n3) != PGW_OK))
+		return PGW_ENOMEM;
+	return PGW_OK;
+}
+
+/* The header and first parts of a message whose last more bytes follow as they are. */
+static int put_head(struct cmn_buf *b, uint8_t type, const void *p1, size_t n1, const void *p2,
+		    size_t n2, size_t more)
+{
+	size_t len = 4 + n1 + n2 + more;
+	uint8_t hdr[5] = {type, (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+			  (uint8_t)len};
+
+	if (cmn_buf_append(b, hdr, 5) != PGW_OK || (n1 && cmn_buf_append(b, p1, n1) != PGW_OK) ||
+	    (n2 && cmn_buf_append(b, p2, n2) != PGW_OK))
 		return PGW_ENOMEM;
 	return PGW_OK;
 }
@@ -545,50 +566,64 @@ static bool has_word(const uint8_t *d, size_t n, const char *word)
 	return false;
 }
 
-/* A query that may drop the server's statements behind the proxy's back. */
-static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n)
+/* A query that may drop the server's statements behind the proxy's back; whole false
+ * when only part of it is known (passed on as it arrives): then it is assumed to. */
+static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n, bool whole)
 {
-	if (srv->n_held && (has_word(q, n, "discard") || has_word(q, n, "deallocate")))
+	if (srv->n_held && (!whole || has_word(q, n, "discard") || has_word(q, n, "deallocate")))
 		srv->dirty = true;
-	if (srv->has_settings && (has_word(q, n, "reset") || has_word(q, n, "discard")))
+	if (srv->has_settings && (!whole || has_word(q, n, "reset") || has_word(q, n, "discard")))
 		srv->reset_seen = true;
 }
 
+size_t extq_bind_head(const uint8_t *msg, size_t avail)
+{
+	const uint8_t *z, *z2, *end = msg + avail;
+
+	if (avail <= 5 || !(z = memchr(msg + 5, 0, avail - 5)))
+		return 0;
+	z2 = memchr(z + 1, 0, (size_t)(end - z - 1));
+	return z2 ? (size_t)(z2 + 1 - msg) : 0;
+}
+
 int extq_client_message(struct extq_names *names, struct extq_server *srv, int max_stmts,
-			const uint8_t *msg, size_t len, struct cmn_buf *to_server, bool *verbatim)
+			const uint8_t *msg, size_t avail, size_t total, struct cmn_buf *to_server,
+			size_t *replaced)
 {
 	uint8_t type = msg[0];
-	const uint8_t *body = msg + 5, *end = msg + len;
-	const uint8_t *z, *z2;
+	const uint8_t *body = msg + 5, *end = msg + avail;
+	bool whole = avail == total;
+	const uint8_t *z;
 	struct extq_stmt *stmt;
 	char name[EXTQ_NAME_SIZE];
+	size_t h;
 
-	*verbatim = true;
+	*replaced = 0;
 	switch (type) {
 	case 'Q':
-		check_dirty(srv, body, len - 5);
+		check_dirty(srv, body, avail - 5, whole);
 		return push(srv, type, EXTQ_PASS, 0, 0);
 	case 'E':
 	case 'S':
 	case 'F':
 		return push(srv, type, EXTQ_PASS, 0, 0);
 	case 'P': { /* name\0 query\0 Int16 n, Int32 x n */
-		z = memchr(body, 0, (size_t)(end - body));
-		if (z)
-			check_dirty(srv, z + 1, (size_t)(end - z - 1));
-		if (!z || !max_stmts || z == body || srv->skipping)
+		z = memchr(body, 0, avail - 5);
+		if (z || !whole)
+			check_dirty(srv, z ? z + 1 : body, z ? (size_t)(end - z - 1) : 0, whole);
+		if (!z || !max_stmts || z == body || srv->skipping || !whole)
 			return push(srv, type, EXTQ_PASS, 0, 0);
 		stmt = extq_stmt_get(z + 1, (size_t)(end - z - 1));
 		if (!stmt || extq_names_set(names, (const char *)body, stmt) != PGW_OK) {
 			extq_stmt_put(stmt);
 			return PGW_ENOMEM;
 		}
-		*verbatim = false;
-		struct extq_held *h = held_find(srv, stmt->id);
+		*replaced = total;
+		struct extq_held *held = held_find(srv, stmt->id);
 		int rc;
 
-		if (h) {
-			h->used = ++srv->clock;
+		if (held) {
+			held->used = ++srv->clock;
 			rc = push(srv, type, EXTQ_SYNTH, '1', 0);
 		} else {
 			extq_stmt_name(stmt, name);
@@ -602,38 +637,38 @@ int extq_client_message(struct extq_names *names, struct extq_server *srv, int m
 		extq_stmt_put(stmt);
 		return rc;
 	}
-	case 'B': /* portal\0 statement\0 rest */
-		z = memchr(body, 0, (size_t)(end - body));
-		z2 = z ? memchr(z + 1, 0, (size_t)(end - z - 1)) : NULL;
-		if (!z2 || !max_stmts || z2 == z + 1 || srv->skipping ||
+	case 'B': /* portal\0 statement\0 rest: the rest passes as it is */
+		h = extq_bind_head(msg, avail);
+		z = h ? memchr(body, 0, h - 5) : NULL;
+		if (!h || !max_stmts || h == (size_t)(z + 2 - msg) || srv->skipping ||
 		    !(stmt = extq_names_get(names, (const char *)z + 1)))
 			return push(srv, type, EXTQ_PASS, 0, 0);
-		*verbatim = false;
 		extq_stmt_name(stmt, name);
 		if (ensure(srv, stmt, max_stmts, to_server) != PGW_OK ||
-		    put_msg(to_server, 'B', body, (size_t)(z + 1 - body), name, strlen(name) + 1,
-			    z2 + 1, (size_t)(end - z2 - 1)) != PGW_OK)
+		    put_head(to_server, 'B', body, (size_t)(z + 1 - body), name, strlen(name) + 1,
+			     total - h) != PGW_OK)
 			return PGW_ENOMEM;
-		return push(srv, type, EXTQ_PASS, 0, 0);
+		*replaced = h;
+		return push(srv, type, EXTQ_PASS, 0, stmt->id);
 	case 'D': /* 'S' or 'P', name\0 */
 	case 'C':
-		z = len > 6 ? memchr(body + 1, 0, (size_t)(end - body - 1)) : NULL;
-		if (!z || !max_stmts || body[0] != 'S' || z == body + 1 || srv->skipping)
+		z = avail > 6 ? memchr(body + 1, 0, (size_t)(end - body - 1)) : NULL;
+		if (!z || !max_stmts || body[0] != 'S' || z == body + 1 || srv->skipping || !whole)
 			return push(srv, type, EXTQ_PASS, 0, 0);
 		if (type == 'C') {
 			/* The statement stays on the servers (other clients may use it). */
 			extq_names_del(names, (const char *)body + 1);
-			*verbatim = false;
+			*replaced = total;
 			return push(srv, type, EXTQ_SYNTH, '3', 0);
 		}
 		if (!(stmt = extq_names_get(names, (const char *)body + 1)))
 			return push(srv, type, EXTQ_PASS, 0, 0);
-		*verbatim = false;
+		*replaced = total;
 		extq_stmt_name(stmt, name);
 		if (ensure(srv, stmt, max_stmts, to_server) != PGW_OK ||
 		    put_msg(to_server, 'D', "S", 1, name, strlen(name) + 1, NULL, 0) != PGW_OK)
 			return PGW_ENOMEM;
-		return push(srv, type, EXTQ_PASS, 0, 0);
+		return push(srv, type, EXTQ_PASS, 0, stmt->id);
 	default: /* Flush, COPY data, Terminate: no answer of their own */
 		return PGW_OK;
 	}

@@ -103,15 +103,23 @@ static inline bool extq_synth_due(const struct extq_server *s)
 }
 
 /*
- * One complete frontend message of a client (len = type byte + length + body).
- * Appends what the server must get instead to *to_server and sets *verbatim
- * false, or leaves both when the message goes as it is; pushes the slots.
- * max_stmts 0 turns statement tracking off (slots are still kept).
- * PGW_OK, PGW_ENOMEM.
+ * A frontend message of a client: total bytes (type byte + length + body), of
+ * which the first avail are at msg. The caller gives the whole message, except
+ * that a Bind's head (extq_bind_head) is enough, and that a message passed on as
+ * it arrives needs only its header (a Query or a Parse known only in part is
+ * assumed to drop statements and settings). When the server must get something
+ * else, appends it to *to_server and sets *replaced to the count of leading bytes
+ * of msg it replaces (the rest of the message then passes as it is); else
+ * *replaced = 0 and the message goes as it is. Pushes the slots. max_stmts 0
+ * turns statement tracking off (slots are still kept). PGW_OK, PGW_ENOMEM.
  */
 int extq_client_message(struct extq_names *names, struct extq_server *srv, int max_stmts,
-			const uint8_t *msg, size_t len, struct cmn_buf *to_server,
-			bool *verbatim) PGW_WUR;
+			const uint8_t *msg, size_t avail, size_t total, struct cmn_buf *to_server,
+			size_t *replaced) PGW_WUR;
+
+/* Bytes of a Bind message (avail of them at msg) up to and with its statement name's
+ * terminator; 0 when they are not all there. */
+size_t extq_bind_head(const uint8_t *msg, size_t avail);
 
 /* The proxy's own simple Query (its answers are dropped). */
 int extq_push_own_query(struct extq_server *srv) PGW_WUR;
@@ -122,11 +130,16 @@ void extq_owed(const struct extq_server *srv, int *readies, bool *tail);
 
 /* A backend message's fate, decided at its header. */
 struct extq_verdict {
-	bool drop;	   /* do not forward it */
-	bool own_error;	   /* an error of the proxy's own Query (dropped) */
-	uint8_t owner_msg; /* the frontend message it answers (0: none known) */
+	bool drop;	     /* do not forward it */
+	bool own_error;	     /* an error of the proxy's own Query (dropped) */
+	uint8_t owner_msg;   /* the frontend message it answers (0: none known) */
+	uint64_t owner_stmt; /* ... a Parse, Bind or Describe of this statement (0: none) */
 };
 void extq_backend(struct extq_server *srv, uint8_t type, struct extq_verdict *v);
+
+/* The server says it lacks statement id (26000 at a Bind or Describe of it): it is
+ * no longer counted as held, and the server's other statements are unknown (dirty). */
+void extq_statement_gone(struct extq_server *srv, uint64_t id);
 
 /* At a message boundary of the server stream: the type of the next answer the
  * proxy makes itself (the slot is consumed), or 0. */

@@ -323,11 +323,16 @@ void orphan_input(struct proxy_client *c)
 		type = d[0];
 		total =
 		    1 + (((size_t)d[1] << 24) | ((size_t)d[2] << 16) | ((size_t)d[3] << 8) | d[4]);
-		if (total < 5 || (int64_t)total > px->cfg.max_packet_size) {
+		if (total < 5 || total - 1 > PGP_MAX_MESSAGE) {
 			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
 			break;
 		}
-		if (n < total) {
+		/* Too long to hold (and so no COMMIT or ROLLBACK): answered from its type,
+		 * skipped as it arrives. */
+		bool skim = (int64_t)total > px->cfg.max_packet_size && type != PGP_FE_COPY_DATA;
+		size_t have = n < total ? n : total;
+
+		if (n < total && !skim) {
 			if (type == PGP_FE_COPY_DATA) { /* skipped as it arrives */
 				c->fe.left = total - n;
 				buf_consume(&c->in, n);
@@ -340,15 +345,16 @@ void orphan_input(struct proxy_client *c)
 			client_close(c, NULL);
 			break;
 		}
+		c->fe.left = total - have;
 		if (c->orphan_skip && type != PGP_FE_SYNC) {
-			buf_consume(&c->in, total);
+			buf_consume(&c->in, have);
 			continue;
 		}
-		rc = orphan_answer(c, type, d + 5, total - 5, &b, &query);
+		rc = orphan_answer(c, type, d + 5, skim ? 0 : total - 5, &b, &query);
 		log_debug("C-%llu: no server: '%c' %.40s answered by the proxy (transaction %c%s)",
 			  (unsigned long long)c->id, type, query ? query : "", c->txn,
 			  c->orphan_skip ? ", skipping" : "");
-		buf_consume(&c->in, total);
+		buf_consume(&c->in, have);
 		if (b.len && ((const uint8_t *)b.data)[0] == 'E')
 			c->orphan_untold = false;
 		if (!orphan_send(c, &b, rc))

@@ -80,8 +80,9 @@ static const struct cmn_cfg_key keys[] = {
      false, 100, SEC(3600), "bound on connecting and logging in to a server"},
     {"proxy", "idle_transaction_timeout", CMN_CFG_DURATION, OFF(idle_transaction_timeout_ms), "0",
      false, 0, SEC(86400), "a client idle inside a transaction is closed after this (0: never)"},
-    {"proxy", "max_packet_size", CMN_CFG_SIZE, OFF(max_packet_size), "256MB", false, 1024,
-     INT32_MAX, "largest message a client may send"},
+    {"proxy", "max_packet_size", CMN_CFG_SIZE, OFF(max_packet_size), "4MB", false, 1024, INT32_MAX,
+     "largest client message the proxy holds whole (Query, Bind and COPY data pass "
+     "as they arrive, up to 1GB)"},
     {"proxy", "max_prepared_statements", CMN_CFG_INT, OFF(max_prepared_statements), "200", false, 0,
      100000,
      "named prepared statements each pooled server connection keeps for its clients (0: none "

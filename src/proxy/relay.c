@@ -166,6 +166,26 @@ static void after_answers(struct proxy_server *s, struct proxy_client *c, bool r
 		server_release(s);
 }
 
+/*
+ * An error at a Bind or Describe of statement id, which the proxy prepared on s: if
+ * the server no longer has it (a client's dynamic SQL dropped it behind the proxy's
+ * back), it is prepared again at its next use here, and s, whose other statements are
+ * unknown now, closes when its transaction ends.
+ */
+static void statement_error(struct proxy_server *s, uint64_t id, const uint8_t *body, size_t len)
+{
+	struct pgp_error_fields f;
+
+	if (pgp_parse_error(body, len, &f) != PGW_OK || !f.sqlstate ||
+	    strcmp(f.sqlstate, SQLSTATE_INVALID_SQL_STATEMENT_NAME) != 0)
+		return;
+	log_warning("S-%llu: a prepared statement of the proxy's is gone from the server "
+		    "(dropped by a client's SQL): prepared again at its next use; the connection "
+		    "closes after this transaction",
+		    (unsigned long long)s->id);
+	extq_statement_gone(&s->pq, id);
+}
+
 static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 {
 	struct proxy_client *c = s->client;
@@ -202,9 +222,13 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 			server_close(s, "malformed message from the server");
 			return;
 		}
-		if (type == PGP_BE_PARAMETER_STATUS && len <= 8192 && n - i < 1 + (size_t)len)
+		if ((type == PGP_BE_PARAMETER_STATUS || type == PGP_BE_ERROR) && len <= 8192 &&
+		    n - i < 1 + (size_t)len)
 			goto fragment;
 		extq_backend(&s->pq, type, &v);
+		if (type == PGP_BE_ERROR && v.owner_stmt && v.owner_msg != 'P' &&
+		    n - i >= 1 + (size_t)len)
+			statement_error(s, v.owner_stmt, d + i + 5, len - 4);
 		if (s->pq.desync && !s->close_after) {
 			log_warning("S-%llu: an answer matched no request: the connection closes "
 				    "after this transaction",
@@ -454,21 +478,55 @@ void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 
 /* A message the proxy must see whole before it goes (statement names, queries that
  * drop statements). */
-static bool needs_whole(const struct proxy_server *s, int max_stmts, uint8_t type)
+/*
+ * Bytes of a client message (type, total bytes, avail of them at m) the proxy must
+ * have before it passes the message on: the header when it passes as it arrives, a
+ * Bind's head, the whole message when the proxy keeps or reads it (a tracked
+ * statement's Parse, Describe or Close; a Query or Parse that may drop statements
+ * or settings). Those are held up to max_packet_size; a longer Query or untracked
+ * Parse passes as it arrives (assumed to drop them), anything else closes the
+ * client with the reason and 0 is returned.
+ */
+static size_t bytes_needed(struct proxy_client *c, const struct proxy_server *s, int max_stmts,
+			   const uint8_t *m, size_t avail, size_t total)
 {
-	if (!max_stmts)
-		return false;
+	int64_t max = c->proxy->cfg.max_packet_size;
+	bool fits = (int64_t)total <= max, inspect = s->pq.n_held > 0 || s->pq.has_settings;
+	uint8_t type = m[0];
+	size_t head;
+
 	switch (type) {
+	case PGP_FE_QUERY:
+		return inspect && fits ? total : 5;
 	case PGP_FE_PARSE:
-	case PGP_FE_BIND:
+		if (!max_stmts)
+			return inspect && fits ? total : 5;
+		break;
 	case PGP_FE_DESCRIBE:
 	case PGP_FE_CLOSE:
-		return true;
-	case PGP_FE_QUERY:
-		return s->pq.n_held > 0;
+		if (!max_stmts)
+			return 5;
+		break;
+	case PGP_FE_BIND:
+		if (!max_stmts)
+			return 5;
+		head = extq_bind_head(m, avail);
+		if (head || avail == total)
+			return head ? head
+				    : total; /* no head in a whole one: the server refuses it */
+		if ((int64_t)avail <= max)
+			return avail + 1;
+		break;
 	default:
-		return false;
+		return 5;
 	}
+	if (fits)
+		return total;
+	client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+		     "a '%c' message of %zu bytes is longer than max_packet_size (%lld): "
+		     "the proxy holds this one whole",
+		     type, total, (long long)max);
+	return 0;
 }
 
 /*
@@ -634,56 +692,46 @@ void client_forward(struct proxy_client *c)
 		uint8_t type = d[i];
 		uint32_t len = ((uint32_t)d[i + 1] << 24) | ((uint32_t)d[i + 2] << 16) |
 			       ((uint32_t)d[i + 3] << 8) | d[i + 4];
-		size_t total = 1 + (size_t)len;
-		bool verbatim = true;
+		size_t total = 1 + (size_t)len, replaced = 0, need;
+		size_t avail = n - i < total ? n - i : total;
 
-		if (len < 4 || (int64_t)len + 1 > px->cfg.max_packet_size) {
+		if (len < 4 || len > PGP_MAX_MESSAGE) {
 			cmn_buf_free(&tx);
-			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION,
-				     "invalid message length %u (max_packet_size %lld)", len,
-				     (long long)px->cfg.max_packet_size);
+			cmn_buf_free(&rep);
+			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length %u",
+				     len);
 			return;
 		}
-		if (n - i >= total || !needs_whole(s, max_stmts, type)) {
-			/* Whole, or passing as it arrives: the slot needs only the type. */
-			static const uint8_t hdr_only[5] = {0, 0, 0, 0, 4};
-			const uint8_t *m = d + i;
-			uint8_t tmp[5];
-
-			if (n - i < total) {
-				memcpy(tmp, hdr_only, 5);
-				tmp[0] = type;
-				m = tmp;
-			}
-			if (type == PGP_FE_PARSE && !parse_allowed(c, max_stmts, total)) {
-				cmn_buf_free(&tx);
-				cmn_buf_free(&rep);
-				return;
-			}
-			if (type == PGP_FE_SYNC && c->in_copy)
-				; /* ignored by the server during COPY IN: no answer */
-			else if (extq_client_message(&c->stmts, &s->pq, max_stmts, m,
-						     n - i >= total ? total : 5, &rep,
-						     &verbatim) != PGW_OK) {
-				ok = false;
-				break;
-			}
-		} else {
-			break; /* wait for the rest */
+		need = bytes_needed(c, s, max_stmts, d + i, avail, total);
+		if (!need || (type == PGP_FE_PARSE && avail >= need &&
+			      !parse_allowed(c, max_stmts, total))) {
+			cmn_buf_free(&tx);
+			cmn_buf_free(&rep);
+			return;
 		}
-		terminate = track_message(c, s, type, d + i, n - i >= total, total);
+		if (avail < need)
+			break; /* wait for the rest */
+		if (type == PGP_FE_SYNC && c->in_copy)
+			; /* ignored by the server during COPY IN: no answer */
+		else if (extq_client_message(&c->stmts, &s->pq, max_stmts, d + i, avail, total,
+					     &rep, &replaced) != PGW_OK) {
+			ok = false;
+			break;
+		}
+		terminate = track_message(c, s, type, d + i, avail == total, total);
 		if (terminate)
 			break;
-		if (!verbatim) {
-			/* Replaced (or answered by the proxy): what came before goes first. */
+		if (replaced) {
+			/* What came before goes first; the rest of the message follows as it is. */
 			if (cmn_buf_append(&tx, d + run, i - run) != PGW_OK ||
 			    cmn_buf_append(&tx, rep.data ? rep.data : "", rep.len) != PGW_OK) {
 				ok = false;
 				break;
 			}
 			cmn_buf_reset(&rep);
-			i += total;
+			i += replaced;
 			run = i;
+			c->fe.left = total - replaced;
 			continue;
 		}
 		c->fe.left = total;

@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			uint8_t type = fe_types[data[i] % sizeof(fe_types)];
 			size_t n = data[i + 1] % 64;
 			uint8_t m[5 + 64];
-			bool verbatim;
+			size_t replaced;
 
 			i += 2;
 			if (n > size - i)
@@ -68,9 +68,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			i += n;
 			cmn_buf_reset(&out);
 			if (extq_client_message(&names[op & 1 ? 1 : 0], &srv, (op & 0x10) ? 0 : max,
-						m, n + 5, &out, &verbatim) != PGW_OK)
+						m, n + 5, n + 5, &out, &replaced) != PGW_OK)
 				goto done;
-			if (verbatim && out.len)
+			if ((!replaced && out.len) || replaced > n + 5)
 				abort();
 			check_framing(&out);
 			break;

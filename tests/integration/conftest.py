@@ -36,6 +36,12 @@ PGWARDEN = os.path.join(_BIN_DIR, "pgwarden")
 atexit.register(shutil.rmtree, _BIN_DIR, True)
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "abuse: a hostile client, network or etcd (issue 14); scripts/test.sh runs "
+        "these first, as a stage of their own")
+
+
 _slot = itertools.count(int(os.environ.get("PGW_TEST_SLOT", "0")))
 
 

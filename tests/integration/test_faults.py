@@ -6,6 +6,8 @@ import struct
 import subprocess
 import time
 
+import pytest
+
 from conftest import wait_for
 
 TTL = 4
@@ -83,6 +85,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+@pytest.mark.abuse
 def test_proxy_with_etcd_refusing_waits_quietly(cluster):
     """Every etcd member gone (connections refused): the proxy's retries keep a calm pace:
     little CPU and a few log lines, not a spinning thread (issue 14, item 7)."""

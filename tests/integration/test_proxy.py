@@ -474,6 +474,7 @@ def test_pool_boundaries_slow_client_extended_and_copy(cluster):
     s.close()
 
 
+@pytest.mark.abuse
 def test_made_up_database_names_leave_no_pool(cluster):
     """Issue 14 item 2: a pool was made for every database name a client logged in with,
     before PostgreSQL said it does not exist, and never freed (30,000 made-up names: the

@@ -47,9 +47,9 @@ def close_stmt(name):
 
 def exchange(s, *msgs):
     """Sends the messages at once; returns every answer up to the ReadyForQuery of the
-    last Sync as (type, body) pairs, ErrorResponses as (b"E", fields)."""
+    last Sync or Query as (type, body) pairs, ErrorResponses as (b"E", fields)."""
     s.sendall(b"".join(t + struct.pack("!I", len(b) + 4) + b for t, b in msgs))
-    syncs = sum(1 for t, _ in msgs if t == b"S")
+    syncs = sum(1 for t, _ in msgs if t in (b"S", b"Q"))
     out = []
     while syncs:
         t, body = pgwire.read_msg(s)
@@ -287,6 +287,7 @@ def proxy_rss_kb(cluster):
         return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
+@pytest.mark.abuse
 def test_statement_memory_is_bounded(cluster):
     """Issue 14 item 4: one client could pin 400 MB with large named statements (400 of
     1 MB). Now a client's statements are bounded (max_client_statement_memory, then
@@ -331,3 +332,77 @@ def test_statement_memory_is_bounded(cluster):
     assert rows(exchange(a, bind("a0"), EXECUTE, SYNC)) == [("1",)]
     a.close()
     assert proxy_rss_kb(cluster) - rss0 < 64 * 1024
+
+
+def proxy_peak_rss_kb(cluster):
+    with open("/proc/%d/status" % cluster.proxy_pid()) as f:
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+@pytest.mark.abuse
+def test_large_messages_pass_as_they_arrive(cluster):
+    """Issue 14 item 4: a Bind (or a Query, when the server holds prepared statements)
+    was held whole, up to max_packet_size (then 256 MB) per client. Now a Bind's names
+    are renamed as they arrive and the rest passes on, and so does a Query too long to
+    hold; max_packet_size (4 MB by default) bounds only what the proxy keeps whole (a
+    Parse), with a clear error past it."""
+    # A fresh process: its peak memory is this test's (under AddressSanitizer, with no
+    # quarantine of freed memory, which would count as memory in use).
+    asan = cluster.env["ASAN_OPTIONS"]
+    cluster.env["ASAN_OPTIONS"] = asan + ":quarantine_size_mb=0"
+    try:
+        cluster.restart_proxy()
+    finally:
+        cluster.env["ASAN_OPTIONS"] = asan
+    peak0 = proxy_peak_rss_kb(cluster)
+    size = 40 << 20
+    s = raw_client(cluster)
+    assert not sqlstates(exchange(s, parse("len", "SELECT length($1::text)"), SYNC))
+    # In one transaction, so the server that holds "len" also runs the long Query.
+    answers = exchange(s, (b"Q", b"BEGIN\0"), bind("len", "x" * size), EXECUTE, SYNC)
+    assert not sqlstates(answers) and rows(answers) == [(str(size),)], sqlstates(answers)
+    answers = exchange(s, (b"Q", b"SELECT length('" + b"y" * size + b"')\0"),
+                       (b"Q", b"COMMIT\0"))
+    assert not sqlstates(answers) and rows(answers) == [(str(size),)], sqlstates(answers)
+    # The statement still runs (the long Query may have dropped it: the server that ran
+    # it is not reused for it).
+    assert rows(exchange(s, bind("len", "abc"), EXECUTE, SYNC)) == [("3",)]
+    grown = proxy_peak_rss_kb(cluster) - peak0
+    assert grown < 16 * 1024, "the proxy's peak memory grew by %d kB" % grown
+    # A Parse is kept whole: past max_packet_size the client is told why, at the
+    # message's length.
+    t, body = parse("huge", "SELECT '%s'" % ("z" * (5 << 20)))
+    s.sendall(t + struct.pack("!I", len(body) + 4) + body[:1000])
+    t, body = pgwire.read_msg(s)
+    assert t == b"E", t
+    err = pgwire.error_fields(body)
+    assert err["C"] == "54000" and "max_packet_size" in err["M"], err
+    s.close()
+
+
+def test_statement_dropped_behind_the_proxys_back_is_prepared_again(cluster):
+    """Issue 14 item 9: a client's SQL that drops the statements the proxy prepared on a
+    shared server (here a function's dynamic DEALLOCATE ALL, which the proxy cannot see
+    in the query text) left every other client's statement failing with 26000 on that
+    server for as long as it lived. Now the proxy notices the 26000, prepares the
+    statement again at its next use and closes that server after the transaction."""
+    cluster.restart_proxy("default_pool_size = 1\n")  # one server, shared by both
+    leader = cluster.leader()
+    with cluster.connect(leader) as conn, conn.cursor() as cur:
+        cur.execute("CREATE OR REPLACE FUNCTION drop_them() RETURNS int LANGUAGE plpgsql "
+                    "AS $$ BEGIN EXECUTE 'DEALLOCATE ALL'; RETURN 1; END $$")
+    a = raw_client(cluster)
+    assert types(exchange(a, parse("q", "SELECT $1::int * 2"), SYNC)) == "1Z"
+    assert rows(exchange(a, bind("q", "21"), EXECUTE, SYNC)) == [("42",)]
+    b = psycopg2.connect(cluster.proxy_dsn())
+    b.autocommit = True
+    with b.cursor() as cur:
+        cur.execute("SELECT drop_them()")
+    b.close()
+    # At most one failure (the Bind that finds the statement gone), then it runs again.
+    first = exchange(a, bind("q", "1"), EXECUTE, SYNC)
+    assert sqlstates(first) in ([], ["26000"]), first
+    for i in range(3):
+        assert rows(exchange(a, bind("q", str(i)), EXECUTE, SYNC)) == [(str(2 * i),)]
+    a.close()
+    assert "a prepared statement of the proxy's is gone" in cluster.proxy_log()

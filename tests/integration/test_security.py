@@ -152,6 +152,7 @@ class FakeServer(threading.Thread):
         self.sock.close()
 
 
+@pytest.mark.abuse
 def test_proxy_never_shows_a_password_to_a_server_etcd_points_at(shared_cluster):
     """A leader record in etcd can point the proxy at any address: the proxy answers
     only SCRAM there (it sent the plain password to a server asking for cleartext)."""
@@ -256,6 +257,7 @@ def test_failed_logins_logged_once_a_line(shared_cluster):
     assert not [ln for ln in c.proxy_log().splitlines() if ln.startswith("FORGED")]
 
 
+@pytest.mark.abuse
 def test_silent_connections_do_not_lock_clients_out(cluster):
     """Connections that never log in (300 from one address, with 256 open files) must
     not lock others out: they made accept() fail for everyone (1,100 idle connections
@@ -304,6 +306,7 @@ def test_silent_connections_do_not_lock_clients_out(cluster):
 
 
 @pytest.mark.parametrize("server", ["rest-api", "status-page"])
+@pytest.mark.abuse
 def test_slow_http_clients_do_not_stop_health_checks(shared_cluster, server):
     """Connections that trickle a header line every second (220 from one address) took
     every REST API thread (/health failed, and a failover race skipped the member) or

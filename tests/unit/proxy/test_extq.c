@@ -33,13 +33,13 @@ static bool feed(struct extq_names *names, struct extq_server *srv, int max, uin
 		 const void *body, size_t n, struct cmn_buf *out)
 {
 	uint8_t m[256];
-	bool verbatim;
+	size_t replaced, len;
 
 	cmn_buf_reset(out);
 	assert_true(n + 5 <= sizeof(m));
-	assert_int_equal(
-	    extq_client_message(names, srv, max, m, msg(m, type, body, n), out, &verbatim), PGW_OK);
-	return verbatim;
+	len = msg(m, type, body, n);
+	assert_int_equal(extq_client_message(names, srv, max, m, len, len, out, &replaced), PGW_OK);
+	return replaced == 0;
 }
 
 #define LIT(s) s, sizeof(s) - 1
