@@ -36,6 +36,8 @@ static void check_framing(const struct cmn_buf *b)
 	}
 }
 
+static const uint8_t zeros[4096];
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct extq_names names[2] = {{0}, {0}};
@@ -67,11 +69,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			memcpy(m + 5, data + i, n);
 			i += n;
 			cmn_buf_reset(&out);
+			/* Sometimes only the first part has arrived (passed on as it arrives). */
+			size_t total = n + 5 + ((op & 0x20) ? 1 + (op >> 6) * 1000 : 0);
+
+			m[1] = (uint8_t)((total - 1) >> 24);
+			m[2] = (uint8_t)((total - 1) >> 16);
+			m[3] = (uint8_t)((total - 1) >> 8);
+			m[4] = (uint8_t)(total - 1);
 			if (extq_client_message(&names[op & 1 ? 1 : 0], &srv, (op & 0x10) ? 0 : max,
-						m, n + 5, n + 5, &out, &replaced) != PGW_OK)
+						m, n + 5, total, &out, &replaced) != PGW_OK)
 				goto done;
-			if ((!replaced && out.len) || replaced > n + 5)
+			if ((!replaced && out.len) || replaced > n + 5 ||
+			    (replaced && replaced < total && m[0] != 'B'))
 				abort();
+			/* What was replaced, then the rest of the message as it is: framed. */
+			if (replaced &&
+			    (cmn_buf_append(&out, m + replaced, n + 5 - replaced) != PGW_OK ||
+			     cmn_buf_append(&out, zeros, total - n - 5) != PGW_OK))
+				goto done;
 			check_framing(&out);
 			break;
 		}
