@@ -45,6 +45,7 @@ void api_state_destroy(struct api_state *st)
 	free(st->cluster_json);
 	free(st->history_json);
 	free(st->config_json);
+	free(st->metrics_text);
 	pthread_mutex_destroy(&st->lock);
 }
 
@@ -88,6 +89,7 @@ enum check {
 	CHECK_CLUSTER,
 	CHECK_HISTORY,
 	CHECK_CONFIG,
+	CHECK_METRICS,
 };
 
 static const char *const mutating[] = {"/switchover",	"/failover", "/restart",
@@ -155,6 +157,7 @@ static const struct {
     {"/cluster", CHECK_CLUSTER},
     {"/history", CHECK_HISTORY},
     {"/config", CHECK_CONFIG},
+    {"/metrics", CHECK_METRICS},
 };
 
 /* Parses ?lag= as bytes (plain number, or with kB/MB/GB). -1 when bad. */
@@ -256,6 +259,16 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 	default:
 		code = 200;
 		break;
+	}
+	if (routes[route].check == CHECK_METRICS) {
+		body = strdup(st->metrics_text ? st->metrics_text : "");
+		pthread_mutex_unlock(&st->lock);
+		if (!body)
+			return MHD_NO;
+		ret = cmn_httpd_reply(conn, 200, "text/plain; version=0.0.4; charset=utf-8", body,
+				      strlen(body), NULL, NULL);
+		free(body);
+		return ret;
 	}
 	const char *doc = routes[route].check == CHECK_CLUSTER	 ? st->cluster_json
 			  : routes[route].check == CHECK_HISTORY ? st->history_json

@@ -6,7 +6,8 @@
  * Patroni-compatible health endpoints: GET / /primary /master /leader /read-write
  * (200 on the leader), /replica (200 on a running replica not tagged
  * noloadbalance, ?lag=bytes), /read-only, /health, /liveness, /readiness;
- * documents: /status (alias /patroni), /cluster, /history, /config.
+ * documents: /status (alias /patroni), /cluster, /history, /config; /metrics
+ * (Prometheus text format, Patroni's metric names: agent/metrics.h).
  * Mutating endpoints (basic auth from [api] username/password, 401 without):
  * POST /switchover /failover /restart /reinitialize /reload, PATCH /config.
  */
@@ -25,6 +26,7 @@ struct api_state {
 	char *cluster_json; /* owned */
 	char *history_json; /* owned */
 	char *config_json;  /* owned: the dynamic configuration (GET /config) */
+	char *metrics_text; /* owned: GET /metrics (Prometheus text format) */
 	bool pg_running;    /* postmaster up and accepting */
 	bool is_leader;	    /* primary and holder of the leader key */
 	bool is_replica;    /* running in recovery */

@@ -44,6 +44,7 @@ void etcd_trouble(struct agent *a, const char *what, int rc)
 {
 	int64_t now = cmn_now_ms();
 
+	a->counters.etcd_errors++;
 	if (now - a->last_etcd_error_log_ms >= AGENT_ETCD_ERROR_LOG_MS) {
 		log_warning("etcd: %s failed: %s (endpoint %s)", what, pgw_strerror(rc),
 			    etcd_client_endpoint(a->etcd));
@@ -56,6 +57,18 @@ void etcd_trouble(struct agent *a, const char *what, int rc)
  * half of it has run out (member keys tolerate that; it halves the keepalives).
  * force: renew now (before taking the leader key).
  */
+/* A renewal (keepalive or grant) sent at sent_us came back: ok or not. */
+static void renewal_done(struct agent *a, int64_t sent_us, bool ok)
+{
+	if (!ok) {
+		a->counters.renewals_failed++;
+		return;
+	}
+	a->counters.renewals_ok++;
+	a->counters.renewal_seconds_last = (double)(cmn_now_us() - sent_us) / 1e6;
+	a->counters.renewal_seconds_sum += a->counters.renewal_seconds_last;
+}
+
 bool lease_maintain(struct agent *a, bool force)
 {
 	int64_t sent = cmn_now_ms();
@@ -104,7 +117,10 @@ bool lease_maintain(struct agent *a, bool force)
 	}
 	a->last_renew_try_ms = sent;
 	if (a->lease_id) {
+		int64_t sent_us = cmn_now_us();
+
 		rc = etcd_lease_keepalive(a->etcd, a->lease_id, &ttl);
+		renewal_done(a, sent_us, rc == PGW_OK && ttl > 0);
 		if (rc == PGW_OK && ttl > 0) {
 			a->lease_deadline_ms = sent + (int64_t)ttl * 1000;
 			a->last_renew_ok_ms = sent;
@@ -120,7 +136,10 @@ bool lease_maintain(struct agent *a, bool force)
 		a->lease_deadline_ms = 0;
 	}
 	sent = cmn_now_ms();
+	int64_t sent_us = cmn_now_us();
+
 	rc = etcd_lease_grant(a->etcd, a->cfg.ttl_ms / 1000, &a->lease_id, &ttl);
+	renewal_done(a, sent_us, rc == PGW_OK);
 	if (rc != PGW_OK) {
 		a->lease_id = 0;
 		etcd_trouble(a, "lease grant", rc);

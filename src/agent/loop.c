@@ -304,6 +304,7 @@ static void run_once(struct agent *a)
 {
 	struct ha_decision d;
 	int code;
+	int64_t started_us = cmn_now_us();
 
 	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
 	if (!(a->dcs_ok && a->cluster.paused) && pgctl_maybe_primary(&a->probe) &&
@@ -387,6 +388,7 @@ static void run_once(struct agent *a)
 		if (d.action != a->last_action || strcmp(d.reason, a->last_reason) != 0)
 			log_info("%s: %s", ha_action_name(d.action), d.reason);
 		a->last_action = d.action;
+		a->counters.decisions[d.action]++;
 		snprintf(a->last_reason, sizeof(a->last_reason), "%s", d.reason);
 		execute(a, &d);
 		if (d.action != HA_WAIT && d.action != HA_KEEP_LEADER)
@@ -394,6 +396,9 @@ static void run_once(struct agent *a)
 	}
 	update_fence(a);
 	publish_member(a);
+	a->counters.loops++;
+	a->counters.loop_seconds_last = (double)(cmn_now_us() - started_us) / 1e6;
+	a->counters.loop_seconds_sum += a->counters.loop_seconds_last;
 	publish_api(a);
 }
 

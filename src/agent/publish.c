@@ -16,6 +16,8 @@
 #include "cluster/switchover.h"
 #include "agent/fence.h"
 #include "agent/ha.h"
+#include "agent/metrics.h"
+#include "common/doc.h"
 #include "agent/syncrep.h"
 #include "node/pgconf.h"
 #include "node/pgctl.h"
@@ -252,6 +254,97 @@ static char *render_cluster(struct agent *a)
 	return s;
 }
 
+/* Leader: each replica's lag as pg_stat_replication says (into a->standbys). */
+static void read_replica_lag(struct agent *a)
+{
+	char *rows, *save = NULL, *line;
+
+	a->n_standbys = 0;
+	rows = pgctl_query_value(
+	    &a->pg, "SELECT coalesce(string_agg(application_name || ' ' || state || ' ' ||"
+		    " coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::bigint"
+		    " || ' ' || coalesce(extract(epoch FROM replay_lag), 0), E'\\n'), '')"
+		    " FROM pg_stat_replication");
+	for (line = rows ? strtok_r(rows, "\n", &save) : NULL;
+	     line && a->n_standbys < DCS_MAX_MEMBERS; line = strtok_r(NULL, "\n", &save)) {
+		struct metrics_standby *sb = &a->standbys[a->n_standbys];
+		long long bytes;
+
+		if (sscanf(line, "%63s %15s %lld %lf", sb->name, sb->state, &bytes,
+			   &sb->lag_seconds) != 4)
+			continue;
+		sb->lag_bytes = bytes > 0 ? (uint64_t)bytes : 0;
+		a->n_standbys++;
+	}
+	free(rows);
+}
+
+/* A member name in a "a,b" list. */
+static bool in_sync_set(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *s = list; *s;) {
+		const char *comma = strchr(s, ',');
+		size_t len = comma ? (size_t)(comma - s) : strlen(s);
+
+		if (len == n && strncmp(s, name, n) == 0)
+			return true;
+		s += len + (comma ? 1 : 0);
+	}
+	return false;
+}
+
+/* GET /metrics as of this loop (heap text, NULL when out of memory). */
+static char *render_metrics(struct agent *a, bool leader)
+{
+	const struct pgctl_probe *p = &a->probe;
+
+	if (leader)
+		read_replica_lag(a);
+	int64_t last =
+	    a->last_renew_ok_ms > a->last_full_read_ms ? a->last_renew_ok_ms : a->last_full_read_ms;
+	struct metrics_view v = {
+	    .scope = a->cfg.cluster_name,
+	    .name = a->cfg.member_name,
+	    .version = PGW_VERSION,
+	    .pg_running = p->accepting,
+	    .primary = leader,
+	    .replica = p->accepting && p->in_recovery,
+	    .sync_standby = a->dcs_ok && a->cluster.has_sync && p->in_recovery &&
+			    in_sync_set(a->cluster.sync_standby, a->cfg.member_name),
+	    .streaming = p->streaming,
+	    .archive_recovery =
+		p->accepting && p->in_recovery && !p->streaming && backup_enabled(&a->cfg),
+	    .xlog_paused = p->replay_paused,
+	    .cluster_unlocked = a->dcs_ok && !a->cluster.has_leader,
+	    .pending_restart = p->accepting && p->pending_restart,
+	    .paused = a->dcs_ok && a->cluster.paused,
+	    .fence_armed = a->fence_armed,
+	    .dcs_ok = a->dcs_ok,
+	    .postmaster_start_time = p->accepting ? p->start_time : 0,
+	    .xlog_location = p->lsn,
+	    .received_location = p->receive_lsn,
+	    .replayed_location = p->replay_lsn,
+	    .replayed_timestamp = p->replayed_at,
+	    .server_version = p->server_version,
+	    .timeline = p->timeline,
+	    .dcs_last_seen =
+		last > 0 ? (double)(cmn_wall_ms() - (cmn_now_ms() - last)) / 1000.0 : 0,
+	    .counters = &a->counters,
+	    .standbys = a->standbys,
+	    .n_standbys = leader ? a->n_standbys : 0,
+	};
+	struct doc d = {0};
+
+	metrics_render(&d, &v);
+	if (d.failed) {
+		cmn_buf_free(&d.b);
+		return NULL;
+	}
+	return d.b.data;
+}
+
 void publish_api(struct agent *a)
 {
 	char *status = render_status(a);
@@ -259,9 +352,14 @@ void publish_api(struct agent *a)
 	char *history = a->dcs_ok ? strdup(a->cluster.history ? a->cluster.history : "[]") : NULL;
 	char *config = a->dcs_ok ? strdup(a->cluster.config ? a->cluster.config : "{}") : NULL;
 	const struct pgctl_probe *p = &a->probe;
+	char *metrics = render_metrics(a, holds_leader(a) && p->accepting && !p->in_recovery);
 
 	pthread_mutex_lock(&a->api.lock);
 	api_state_set_docs(&a->api, status, cluster, history);
+	if (metrics) {
+		free(a->api.metrics_text);
+		a->api.metrics_text = metrics;
+	}
 	if (config) {
 		free(a->api.config_json);
 		a->api.config_json = config;

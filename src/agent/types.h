@@ -8,6 +8,7 @@
 
 #include "agent/api.h"
 #include "agent/ha.h"
+#include "agent/metrics.h"
 #include "cluster/dcs.h"
 #include "cluster/follow.h"
 #include "node/agentcfg.h"
@@ -118,6 +119,10 @@ struct agent {
 
 	enum ha_action last_action;
 	char last_reason[256];
+
+	struct agent_counters counters;			  /* for GET /metrics */
+	struct metrics_standby standbys[DCS_MAX_MEMBERS]; /* leader: its replicas' lag */
+	size_t n_standbys;
 
 	/*
 	 * Shutting down as the leader (SIGTERM, SIGINT): the role goes to a replica

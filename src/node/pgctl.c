@@ -230,7 +230,9 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	       " current_setting('server_version_num')::int,"
 	       " extract(epoch from pg_postmaster_start_time())::bigint,"
 	       " (SELECT timeline_id FROM pg_control_checkpoint()),"
-	       " (SELECT count(*) FROM pg_settings WHERE pending_restart)"
+	       " (SELECT count(*) FROM pg_settings WHERE pending_restart),"
+	       " CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,"
+	       " extract(epoch from pg_last_xact_replay_timestamp())"
 	       " FROM (SELECT 1) AS one LEFT JOIN pg_stat_wal_receiver r ON true");
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
 		log_debug("probe query failed: %s", PQerrorMessage(c));
@@ -258,6 +260,8 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 		    !PQgetisnull(r, 0, 6) && strcmp(PQgetvalue(r, 0, 6), "streaming") == 0;
 		if (!PQgetisnull(r, 0, 7))
 			snprintf(out->upstream, sizeof(out->upstream), "%s", PQgetvalue(r, 0, 7));
+		out->replay_paused = strcmp(PQgetvalue(r, 0, 12), "t") == 0;
+		out->replayed_at = PQgetisnull(r, 0, 13) ? 0 : strtod(PQgetvalue(r, 0, 13), NULL);
 	}
 	out->server_version = atoi(PQgetvalue(r, 0, 8));
 	out->start_time = atoll(PQgetvalue(r, 0, 9));

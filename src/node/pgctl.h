@@ -53,6 +53,8 @@ struct pgctl_probe {
 	int server_version;
 	int64_t start_time;   /* postmaster start, unix seconds */
 	bool pending_restart; /* a changed parameter waits for a restart */
+	bool replay_paused;   /* replica: pg_is_wal_replay_paused() */
+	double replayed_at;   /* replica: unix seconds of the last replayed commit (0: none) */
 };
 
 struct pgctl {

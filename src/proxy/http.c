@@ -8,7 +8,7 @@
  */
 #include "proxy/http.h"
 #include "common/httpd.h"
-#include "proxy/doc.h"
+#include "common/doc.h"
 #include "proxy/stats.h"
 #include "common/httpguard.h"
 #include "common/log.h"

@@ -327,9 +327,10 @@ void orphan_input(struct proxy_client *c)
 			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "invalid message length");
 			break;
 		}
-		/* Too long to hold (and so no COMMIT or ROLLBACK): answered from its type,
-		 * skipped as it arrives. */
-		bool skim = (int64_t)total > px->cfg.max_packet_size && type != PGP_FE_COPY_DATA;
+		/* Too long to hold, or to wait for (reading pauses past BACKLOG_LIMIT), and so
+		 * no COMMIT or ROLLBACK: answered from its type, skipped as it arrives. */
+		bool skim = ((int64_t)total > px->cfg.max_packet_size || total > BACKLOG_LIMIT) &&
+			    type != PGP_FE_COPY_DATA;
 		size_t have = n < total ? n : total;
 
 		if (n < total && !skim) {

@@ -487,6 +487,10 @@ void on_server(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
  * Parse passes as it arrives (assumed to drop them), anything else closes the
  * client with the reason and 0 is returned.
  */
+/* The portal and statement names of a Bind the proxy looks for (PostgreSQL's names are
+ * short: this bounds the search, run again at each read, for a client that trickles). */
+#define BIND_HEAD_MAX 65536
+
 static size_t bytes_needed(struct proxy_client *c, const struct proxy_server *s, int max_stmts,
 			   const uint8_t *m, size_t avail, size_t total)
 {
@@ -499,9 +503,13 @@ static size_t bytes_needed(struct proxy_client *c, const struct proxy_server *s,
 	case PGP_FE_QUERY:
 		return inspect && fits ? total : 5;
 	case PGP_FE_PARSE:
-		if (!max_stmts)
-			return inspect && fits ? total : 5;
-		break;
+		if (max_stmts && !s->pq.skipping && total > 5) {
+			if (avail < 6)
+				return 6; /* its name's first byte: named or not? */
+			if (m[5] != '\0')
+				break; /* a named statement: kept */
+		}
+		return inspect && fits ? total : 5;
 	case PGP_FE_DESCRIBE:
 	case PGP_FE_CLOSE:
 		if (!max_stmts)
@@ -510,13 +518,22 @@ static size_t bytes_needed(struct proxy_client *c, const struct proxy_server *s,
 	case PGP_FE_BIND:
 		if (!max_stmts)
 			return 5;
+		if (total - 1 > PGP_MAX_MESSAGE - EXTQ_NAME_SIZE) {
+			/* Its statement renamed, it could pass PostgreSQL's limit. */
+			client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+				     "a Bind message of %zu bytes is too long", total);
+			return 0;
+		}
 		head = extq_bind_head(m, avail);
 		if (head || avail == total)
 			return head ? head
 				    : total; /* no head in a whole one: the server refuses it */
-		if ((int64_t)avail <= max)
+		if ((int64_t)avail <= max && avail <= 5 + BIND_HEAD_MAX)
 			return avail + 1;
-		break;
+		client_fatal(c, SQLSTATE_PROGRAM_LIMIT_EXCEEDED,
+			     "a Bind message's portal and statement names are longer than %d bytes",
+			     BIND_HEAD_MAX);
+		return 0;
 	default:
 		return 5;
 	}
@@ -703,8 +720,11 @@ void client_forward(struct proxy_client *c)
 			return;
 		}
 		need = bytes_needed(c, s, max_stmts, d + i, avail, total);
-		if (!need || (type == PGP_FE_PARSE && avail >= need &&
-			      !parse_allowed(c, max_stmts, total))) {
+		/* A named Parse (kept, so bounded), with all of it here. */
+		bool kept = type == PGP_FE_PARSE && max_stmts && need == total && total > 5 &&
+			    d[i + 5] != '\0' && !s->pq.skipping;
+
+		if (!need || (kept && avail >= need && !parse_allowed(c, max_stmts, total))) {
 			cmn_buf_free(&tx);
 			cmn_buf_free(&rep);
 			return;

@@ -9,6 +9,7 @@ import psycopg2
 import pytest
 
 import pgwire
+from conftest import wait_for
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
@@ -369,6 +370,22 @@ def test_large_messages_pass_as_they_arrive(cluster):
     assert rows(exchange(s, bind("len", "abc"), EXECUTE, SYNC)) == [("3",)]
     grown = proxy_peak_rss_kb(cluster) - peak0
     assert grown < 16 * 1024, "the proxy's peak memory grew by %d kB" % grown
+    # An unnamed Parse is not kept: any size passes (PostgreSQL runs it).
+    answers = exchange(s, parse("", "SELECT length('%s')" % ("u" * (5 << 20))), bind(""),
+                       EXECUTE, SYNC)
+    assert rows(answers) == [(str(5 << 20),)], sqlstates(answers)
+    # A client whose server was lost while it sat in a transaction gets its answers from
+    # the proxy: a long message is answered too, never left waiting for its end.
+    assert not sqlstates(exchange(s, (b"Q", b"BEGIN\0")))
+    pid = int(rows(exchange(s, (b"Q", b"SELECT pg_backend_pid()\0")))[0][0])
+    cluster.query(cluster.leader(), "SELECT pg_terminate_backend(%d)" % pid)
+    wait_for("its server to be gone", lambda: not cluster.query(
+        cluster.leader(), "SELECT pid FROM pg_stat_activity WHERE pid = %d" % pid), 15)
+    answers = exchange(s, (b"Q", b"SELECT '" + b"v" * (1 << 20) + b"'\0"))
+    # (the server's own 57P01 may come first)
+    assert sqlstates(answers)[-1] in ("08006", "25P02") and answers[-1][0] == b"Z", answers
+    assert not sqlstates(exchange(s, (b"Q", b"ROLLBACK\0")))
+    assert rows(exchange(s, bind("len", "abcd"), EXECUTE, SYNC)) == [("4",)]
     # A Parse is kept whole: past max_packet_size the client is told why, at the
     # message's length.
     t, body = parse("huge", "SELECT '%s'" % ("z" * (5 << 20)))

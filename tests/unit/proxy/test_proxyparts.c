@@ -4,7 +4,7 @@
  * (proxy/admin.c), run against a proxy with no connections.
  */
 #include "proxy/admin.h"
-#include "proxy/doc.h"
+#include "common/doc.h"
 #include "proxy/proxycfg.h"
 #include "proxy/userlist.h"
 

@@ -1,4 +1,4 @@
-#include "proxy/doc.h"
+#include "common/doc.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -3,8 +3,8 @@
  * text from outside (names, hosts, error messages) on its way into HTML or a
  * Prometheus label.
  */
-#ifndef PGW_PROXY_DOC_H
-#define PGW_PROXY_DOC_H
+#ifndef PGW_COMMON_DOC_H
+#define PGW_COMMON_DOC_H
 
 #include "common/util.h"
 
