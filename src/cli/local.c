@@ -375,6 +375,11 @@ static int up_run(void *arg)
 
 	while (cmn_now_ms() < deadline && !(ready = cluster_ready(&l, leader, sizeof(leader))))
 		usleep(300000);
+	/* Ready when it says so: the proxy routes on every port (5001 to each replica). */
+	bool routes = false;
+
+	while (ready && cmn_now_ms() < deadline && !(routes = proxy_routes(&l)))
+		usleep(100000);
 	print_connect(&l);
 	struct cli_session s;
 	struct cli_target t = {.config_path = ini};
@@ -389,6 +394,13 @@ static int up_run(void *arg)
 		fprintf(stderr,
 			"pgwarden: the cluster did not become ready within %d s: see "
 			"%s/node*/agent.log\n",
+			timeout_s, l.dir);
+		return CLI_EXIT_FAILED;
+	}
+	if (!routes) {
+		fprintf(stderr,
+			"pgwarden: the proxy did not route to the leader and every replica within "
+			"%d s: see %s/proxy/proxy.log\n",
 			timeout_s, l.dir);
 		return CLI_EXIT_FAILED;
 	}

@@ -102,6 +102,39 @@ bool cluster_ready(const struct layout *l, char *leader, size_t size)
 	return leaders == 1 && replicas == N_NODES - 1;
 }
 
+/*
+ * The proxy routes on every port: writes to the leader, and the replica port to each
+ * healthy replica (its /metrics says so: pgwarden_proxy_routing_writes and
+ * pgwarden_proxy_replica_healthy).
+ */
+bool proxy_routes(const struct layout *l)
+{
+	char url[128];
+	struct cmn_buf b = {0};
+	long status = 0;
+	int healthy = 0;
+	bool writes = false;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", l->port[LP_HTTP]);
+	if (cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
+	    status == 200 && b.data) {
+		char *save = NULL;
+
+		for (char *line = strtok_r(b.data, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			size_t n = strlen(line);
+
+			if (strcmp(line, "pgwarden_proxy_routing_writes 1") == 0)
+				writes = true;
+			else if (strncmp(line, "pgwarden_proxy_replica_healthy{", 31) == 0 &&
+				 n > 2 && strcmp(line + n - 2, " 1") == 0)
+				healthy++;
+		}
+	}
+	cmn_buf_free(&b);
+	return writes && healthy == N_NODES - 1;
+}
+
 /* etcd answers on every member (on two when they were running already); false after
  * 30 s, said on stderr. */
 bool wait_etcd(const struct layout *l, bool any_started)

@@ -322,6 +322,26 @@ static void cancel_request(struct proxy *p, uint32_t pid, uint32_t key)
 	}
 }
 
+/*
+ * A client of the replica port waiting for a healthy replica (replica_wait_ms):
+ * logged in once there is one, told so past query_wait_timeout. At each tick and
+ * each change of the cluster's view.
+ */
+void client_replica_wait(struct proxy_client *c, int64_t now)
+{
+	struct proxy *px = c->proxy;
+
+	if (pick_replica(px, (char[DCS_NAME_MAX]){0}, DCS_NAME_MAX)) {
+		client_logged_in(c);
+		return;
+	}
+	if (now - c->replica_wait_ms > px->cfg.query_wait_timeout_ms)
+		client_fatal(c, SQLSTATE_CANNOT_CONNECT_NOW,
+			     "no replica is available (healthy and within max_replica_lag) "
+			     "within query_wait_timeout (%d ms)",
+			     px->cfg.query_wait_timeout_ms);
+}
+
 void client_logged_in(struct proxy_client *c)
 {
 	struct proxy *px = c->proxy;
@@ -338,11 +358,19 @@ void client_logged_in(struct proxy_client *c)
 	}
 
 	if (c->port == PROXY_PORT_REPLICA && !pick_replica(c->proxy, member, sizeof(member))) {
+		if (px->cfg.query_wait_timeout_ms > 0) {
+			/* None healthy yet: wait (client_replica_wait), as 6432 waits for a
+			 * primary. */
+			if (!c->replica_wait_ms)
+				c->replica_wait_ms = cmn_now_ms();
+			return;
+		}
 		client_fatal(c, SQLSTATE_CANNOT_CONNECT_NOW,
 			     "no replica is available (healthy and within "
 			     "max_replica_lag)");
 		return;
 	}
+	c->replica_wait_ms = 0;
 	if (c->port == PROXY_PORT_REPLICA && !member[0])
 		port = PROXY_PORT_PRIMARY; /* fallback */
 	bool full;
@@ -633,7 +661,9 @@ void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 			client_close(c, "out of memory");
 			return;
 		}
-		if (c->state == PROXY_CL_LOGIN)
+		if (c->state == PROXY_CL_LOGIN && c->replica_wait_ms)
+			; /* logged in, waiting for a replica: kept for then */
+		else if (c->state == PROXY_CL_LOGIN)
 			client_login_input(c);
 		else if (c->admin)
 			admin_input(c);

@@ -39,6 +39,7 @@ void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt,
 void client_set_state(struct proxy_client *c, enum proxy_cl_state st);
 void client_close(struct proxy_client *c, const char *why);
 void client_logged_in(struct proxy_client *c);
+void client_replica_wait(struct proxy_client *c, int64_t now);
 void on_client(struct cmn_loop *l, struct cmn_io *io, uint32_t events);
 
 /* clientauth.c: client authentication */

@@ -487,6 +487,7 @@ static void close_pool_servers(struct proxy_pool *pool, const char *why)
 void proxy_topology_changed(struct proxy *p)
 {
 	struct proxy_pool *pool;
+	struct proxy_client *c, *ctmp;
 	int64_t now = cmn_now_ms();
 	bool route;
 
@@ -522,6 +523,9 @@ void proxy_topology_changed(struct proxy *p)
 		pool->next_connect_ms = 0; /* not a failure: connect to the new one at once */
 	}
 replicas:
+	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, ctmp)
+	if (c->replica_wait_ms)
+		client_replica_wait(c, now);
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
 		if (pool->port != PROXY_PORT_REPLICA || !pool->member[0])
@@ -572,8 +576,10 @@ void proxy_tick(struct proxy *p)
 	}
 	TAILQ_FOREACH_SAFE(c, &p->login_clients, entry, ctmp)
 	{
-		if (p->cfg.client_login_timeout_ms &&
-		    now - c->connect_ms > p->cfg.client_login_timeout_ms)
+		if (c->replica_wait_ms)
+			client_replica_wait(c, now); /* logged in: query_wait_timeout bounds it */
+		else if (p->cfg.client_login_timeout_ms &&
+			 now - c->connect_ms > p->cfg.client_login_timeout_ms)
 			client_fatal(c, SQLSTATE_PROTOCOL_VIOLATION, "client_login_timeout");
 		else if (p->cfg.client_startup_timeout_ms && !c->user[0] &&
 			 now - c->connect_ms > p->cfg.client_startup_timeout_ms)

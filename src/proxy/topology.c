@@ -64,8 +64,11 @@ static void check_replicas(struct proxy_topo_watch *w, const struct dcs_cluster 
 	for (size_t i = 0; i < t->n_members && i < c->n_members; i++) {
 		const struct dcs_member *m = dcs_find_member(c, t->members[i].name);
 
-		if (!m || t->members[i].is_leader || !m->api_url[0] || m->noloadbalance)
+		if (!m || t->members[i].is_leader || !m->api_url[0] || m->noloadbalance) {
+			/* Not a replica to send reads to (a tag set since is obeyed at once). */
+			t->members[i].replica_ok = false;
 			continue;
+		}
 		snprintf(store[n], sizeof(store[n]), "%s/replica?lag=%lld", m->api_url,
 			 (long long)w->cfg->max_replica_lag);
 		urls[n] = store[n];

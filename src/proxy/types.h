@@ -96,6 +96,9 @@ struct proxy_client {
 	bool in_copy; /* client is sending COPY data */
 	uint32_t cancel_pid, cancel_key;
 	int64_t connect_ms, wait_since_ms;
+	/* Logged in on the replica port while no replica was healthy: waits for one (as a
+	 * client of 6432 waits for a primary), up to query_wait_timeout (0: not waiting). */
+	int64_t replica_wait_ms;
 	int64_t wait_since_us, active_us; /* for the statistics */
 	char txn; /* last ReadyForQuery status seen for this client ('I', 'T', 'E') */
 	bool reading_paused;

@@ -519,3 +519,60 @@ def test_made_up_database_names_leave_no_pool(cluster):
     assert wait_for("a pool freed for pools4", fifth, 15) == "pools4"
     for h in held:
         h.close()
+
+
+def proxy_metric_lines(cluster, prefix):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % (cluster.proxy_port + 3),
+                                timeout=2) as r:
+        return [line for line in r.read().decode().splitlines() if line.startswith(prefix)]
+
+
+def test_replica_port_waits_for_a_healthy_replica(cluster):
+    """Issue 17 item 4: right after `up` the replica port serves (up waits until the
+    proxy routes on every port), and a login to 5001 while no replica is healthy waits
+    for one, as 6432 waits for a primary (up to query_wait_timeout), instead of failing
+    at once."""
+    conn = proxy_conn(cluster, 2)  # the fixture's `up` has just returned
+    assert one(conn, "SELECT pg_is_in_recovery()") is True
+    conn.close()
+    cluster.restart_proxy("query_wait_timeout = 4s\n")
+    leader = cluster.leader()
+    replicas = [i for i in range(cluster.N) if i != leader]
+
+    def tag(i, on):
+        path = os.path.join(cluster.dir, "node%d/node.ini" % (i + 1))
+        text = open(path).read().replace("noloadbalance = on\n", "")
+        with open(path, "w") as f:
+            f.write(text + ("noloadbalance = on\n" if on else ""))
+        cluster.run("reload", "--dir", cluster.dir, "node%d" % (i + 1))
+    for i in replicas:
+        tag(i, True)
+    wait_for("no replica healthy in the proxy's view", lambda: proxy_metric_lines(
+        cluster, "pgwarden_proxy_replica_healthy{") and not [
+        line for line in proxy_metric_lines(cluster, "pgwarden_proxy_replica_healthy{")
+        if line.endswith(" 1")], 20)
+    # None comes: told so after query_wait_timeout, with the reason.
+    with pytest.raises(psycopg2.OperationalError) as exc:
+        proxy_conn(cluster, 2, connect_timeout=20)
+    assert "no replica is available" in str(exc.value) and \
+        "query_wait_timeout" in str(exc.value), exc.value
+    # One comes while a login waits: it gets that replica.
+    got = {}
+
+    def login():
+        try:
+            c = proxy_conn(cluster, 2, connect_timeout=20)
+            got["recovery"] = one(c, "SELECT pg_is_in_recovery()")
+            c.close()
+        except psycopg2.Error as err:
+            got["error"] = str(err)
+    t = threading.Thread(target=login)
+    t.start()
+    wait_for("the login to wait (logged in, no replica yet)", lambda: proxy_metric_lines(
+        cluster, 'pgwarden_proxy_clients{state="login"} 1'), 10)
+    tag(replicas[0], False)
+    t.join(30)
+    assert not t.is_alive()
+    assert got == {"recovery": True}, got
+    tag(replicas[1], False)

@@ -9,6 +9,7 @@ import time
 import psycopg2
 
 from conftest import Writer, wait_for
+from test_metrics import scrape, value as metric
 
 
 def cluster_json(cluster):
@@ -120,6 +121,15 @@ def test_sync_node_count_nosync_and_off(cluster):
     wait_for("the server waits only for %s" % replicas[1],
              lambda: cluster.query(leader, "SHOW synchronous_standby_names")[0][0]
              == 'FIRST 1 ("%s")' % replicas[1], 15)
+    # GET /metrics says so, as Patroni's patroni_sync_standby does.
+    def sync_gauges():
+        out = {}
+        for r in replicas:
+            _, samples = scrape(cluster, int(r[4:]) - 1)
+            out[r] = metric(samples, "patroni_sync_standby", r)
+        return out
+    wait_for("patroni_sync_standby 0 on %s, 1 on %s" % tuple(replicas),
+             lambda: sync_gauges() == {replicas[0]: 0, replicas[1]: 1}, 15)
     # Off: the set is emptied first, then the server stops waiting, then the key goes.
     cluster.run("edit-config", "--dir", cluster.dir, "--set", "synchronous_mode=off", "--force")
     wait_for("no synchronous set", lambda: "synchronous_standbys" not in cluster_json(cluster), 20)
