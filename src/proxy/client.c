@@ -181,6 +181,8 @@ void client_close(struct proxy_client *c, const char *why)
 	}
 	params_free(c->params);
 	free(c->params);
+	params_free(c->startup);
+	free(c->startup);
 	c->params = NULL;
 	free(c->sets);
 	free(c->resets);

@@ -79,7 +79,7 @@ bool client_settings(struct proxy_client *c, const struct pgp_startup *st);
 bool pool_settings_ok(const struct proxy_pool *pool, const char *sets);
 void pool_settings_accepted(struct proxy_pool *pool, const char *sets);
 void server_settings_set(struct proxy_server *s, const char *sets, const char *resets);
-void server_param_status(struct proxy_server *s, const uint8_t *body, size_t len);
+int server_param_status(struct proxy_server *s, const uint8_t *body, size_t len);
 
 /* server.c: servers */
 void server_set_state(struct proxy_server *s, enum proxy_sv_state st);

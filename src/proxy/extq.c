@@ -572,7 +572,8 @@ static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n, boo
 {
 	if (srv->n_held && (!whole || has_word(q, n, "discard") || has_word(q, n, "deallocate")))
 		srv->dirty = true;
-	if (srv->has_settings && (!whole || has_word(q, n, "reset") || has_word(q, n, "discard")))
+	if ((srv->has_settings || srv->watch_reset) &&
+	    (!whole || has_word(q, n, "reset") || has_word(q, n, "discard")))
 		srv->reset_seen = true;
 }
 

@@ -85,6 +85,7 @@ struct extq_server {
 	bool desync;	   /* an answer matched no slot: do not reuse this connection */
 	bool dirty;	   /* DISCARD / DEALLOCATE ran: its statements are unknown */
 	bool has_settings; /* runs with a client's startup settings (set by the pooler) */
+	bool watch_reset;  /* its client gave startup values a RESET must bring back */
 	bool reset_seen;   /* ... and a client query said RESET or DISCARD: they may be gone */
 	struct extq_held *held;
 	size_t n_held, cap_held;

@@ -187,6 +187,14 @@ bool client_settings(struct proxy_client *c, const struct pgp_startup *st)
 	if (rc == PGW_OK && sb.sets.len &&
 	    (!(c->sets = strdup(sb.sets.data)) || !(c->resets = strdup(sb.resets.data))))
 		rc = PGW_ENOMEM;
+	/* Its startup values of the tracked parameters: what a RESET brings back. */
+	for (int k = 0; rc == PGW_OK && c->params && k < PROXY_N_PARAMS; k++) {
+		if (!c->params[k])
+			continue;
+		if ((!c->startup && !(c->startup = calloc(PROXY_N_PARAMS, sizeof(char *)))) ||
+		    !(c->startup[k] = strdup(c->params[k])))
+			rc = PGW_ENOMEM;
+	}
 	cmn_buf_free(&sb.sets);
 	cmn_buf_free(&sb.resets);
 	if (rc == PGW_ENOMEM)
@@ -234,9 +242,17 @@ void server_settings_set(struct proxy_server *s, const char *sets, const char *r
 	s->pq.has_settings = s->sets != NULL;
 }
 
-/* A ParameterStatus from a server: its session, and its client's, have that value. */
-void server_param_status(struct proxy_server *s, const uint8_t *body, size_t len)
+/*
+ * A ParameterStatus from a server: its session, and its client's, have that value.
+ * Except after the client's RESET / DISCARD ALL brought the server's own startup value
+ * back where the client had given one of its own: PostgreSQL would have brought the
+ * client's back, so the client keeps it (set on the server before its next request)
+ * and the index of the parameter is returned, for the client to be told that value
+ * instead; else -1.
+ */
+int server_param_status(struct proxy_server *s, const uint8_t *body, size_t len)
 {
+	struct proxy_client *c = s->client;
 	struct pgp_reader r;
 	const char *name, *value;
 	int k;
@@ -245,8 +261,15 @@ void server_param_status(struct proxy_server *s, const uint8_t *body, size_t len
 	name = pgp_get_str(&r);
 	value = pgp_get_str(&r);
 	if (r.bad || !name || !value || (k = param_index(name)) < 0)
-		return;
+		return -1;
 	server_param_set(s, k, value);
-	if (s->client)
-		client_param_set(s->client, k, value);
+	if (!c)
+		return -1;
+	if (s->pq.reset_seen && c->startup && c->startup[k] && c->pool &&
+	    streq_null(c->pool->defaults[k], value) && strcmp(c->startup[k], value) != 0) {
+		client_param_set(c, k, c->startup[k]);
+		return k;
+	}
+	client_param_set(c, k, value);
+	return -1;
 }

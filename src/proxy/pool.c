@@ -271,6 +271,7 @@ void link_client(struct proxy_client *c, struct proxy_server *s)
 
 	c->server = s;
 	s->client = c;
+	s->pq.watch_reset = c->startup != NULL;
 	s->outstanding = 0;
 	s->ext_open = false;
 	s->syncs_since_execute = 0;

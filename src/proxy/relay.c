@@ -100,7 +100,7 @@ static void own_query_failed(struct proxy_server *s, const uint8_t *body, size_t
  * may go back to its pool once this data is passed on (release, updated).
  */
 static bool track_answer(struct proxy_server *s, struct proxy_client *c, uint8_t type,
-			 const uint8_t *msg, uint32_t len, bool release)
+			 const uint8_t *msg, bool release)
 {
 	switch (type) {
 	case PGP_BE_READY:
@@ -124,9 +124,7 @@ static bool track_answer(struct proxy_server *s, struct proxy_client *c, uint8_t
 			c->in_copy = true;
 		break;
 	case PGP_BE_PARAMETER_STATUS:
-		if (len <= 8192)
-			server_param_status(s, msg + 5, len - 4);
-		break; /* asynchronous: they do not start a new request */
+		break; /* asynchronous: they do not start a new request (server_data reads it) */
 	case PGP_BE_NOTICE:
 	case PGP_BE_NOTIFICATION:
 		break;
@@ -186,6 +184,23 @@ static void statement_error(struct proxy_server *s, uint64_t id, const uint8_t *
 	extq_statement_gone(&s->pq, id);
 }
 
+/* A ParameterStatus of the client's own value of tracked parameter k; false when the
+ * client is gone. */
+static bool tell_param(struct proxy_client *c, int k)
+{
+	struct cmn_buf b = {0};
+	bool ok;
+
+	if (pgp_put_parameter_status(&b, proxy_param_names[k], client_param(c, k)) != PGW_OK) {
+		cmn_buf_free(&b);
+		client_close(c, "out of memory");
+		return false;
+	}
+	ok = to_client(c, (const uint8_t *)b.data, b.len);
+	cmn_buf_free(&b);
+	return ok;
+}
+
 static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 {
 	struct proxy_client *c = s->client;
@@ -237,7 +252,18 @@ static void server_data(struct proxy_server *s, const uint8_t *d, size_t n)
 		}
 		if (v.own_error)
 			own_query_failed(s, n - i >= 1 + (size_t)len ? d + i + 5 : NULL, len - 4);
-		release = track_answer(s, c, type, d + i, len, release);
+		if (type == PGP_BE_PARAMETER_STATUS && len <= 8192) {
+			int k = server_param_status(s, d + i + 5, len - 4);
+
+			if (k >= 0 && c && !v.drop) {
+				/* Its RESET brought back the server's value: it is told its own. */
+				if (!to_client(c, d + start, i - start) || !tell_param(c, k))
+					return;
+				start = i;
+				v.drop = true;
+			}
+		}
+		release = track_answer(s, c, type, d + i, release);
 		if (v.drop) {
 			if (!to_client(c, d + start, i - start))
 				return;
@@ -690,8 +716,9 @@ void client_forward(struct proxy_client *c)
 		return;
 	/* The client's RESET / DISCARD may have undone its startup settings: at the next
 	 * request that starts outside a transaction, they are set again first. */
-	if (s->pq.reset_seen && (c->sets || s->sets) && c->txn == 'I' && s->outstanding == 0 &&
-	    !s->ext_open && !c->in_copy && !c->fe.left && !server_sync_params(s, c))
+	if (s->pq.reset_seen && (c->sets || s->sets || c->startup) && c->txn == 'I' &&
+	    s->outstanding == 0 && !s->ext_open && !c->in_copy && !c->fe.left &&
+	    !server_sync_params(s, c))
 		return;
 	max_stmts = c->pool->transaction_mode ? px->cfg.max_prepared_statements : 0;
 	d = c->in.data + c->in.off;

@@ -511,7 +511,7 @@ void server_login_input(struct proxy_server *s)
 		case PGP_BE_PARAMETER_STATUS: {
 			struct proxy_pool *pool = s->pool;
 
-			server_param_status(s, body, blen);
+			(void)server_param_status(s, body, blen);
 			if (blen == sizeof("in_hot_standby\0on") &&
 			    memcmp(body, "in_hot_standby\0on", blen) == 0)
 				s->in_recovery = true;

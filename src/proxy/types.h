@@ -118,6 +118,9 @@ struct proxy_client {
 	uint8_t orphan_unnamed_end; /* the unnamed statement ends the transaction (kind) */
 	uint8_t orphan_portal_end;  /* the unnamed portal ends the transaction (kind) */
 	char **params;		    /* PROXY_N_PARAMS values that differ from the pool's (lazy) */
+	/* Those it gave at startup (NULL: none), which its RESET / DISCARD ALL brings back,
+	 * as PostgreSQL would on a direct connection. */
+	char **startup;
 	/* Other startup settings ("options" -c/--, search_path, ...) as SQL: "SET n TO
 	 * E'v';..." and "RESET n;..." (NULL: none). */
 	char *sets, *resets;
