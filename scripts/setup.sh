@@ -13,7 +13,7 @@ pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client pgbackrest
       libcurl4-openssl-dev libjson-c-dev libinih-dev libmicrohttpd-dev libpq-dev libssl-dev
       meson ninja-build pkg-config gcc openssl)
 if [ "$with_tests" = 1 ]; then
-    pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 python3-psycopg python3-asyncpg clang libclang-rt-14-dev clang-format iproute2
+    pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 python3-psycopg python3-asyncpg python3-yaml clang libclang-rt-14-dev clang-format iproute2
           procps curl git nftables iptables libnetfilter-queue-dev docker.io debootstrap)
 fi
 
@@ -32,7 +32,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
     mkdir -p /etc/postgresql-common/createcluster.d
     echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/pgwarden.conf
     if [ -d /run/systemd/system ]; then
-        systemctl mask etcd.service >/dev/null 2>&1 || true
+        systemctl mask etcd.service prometheus.service >/dev/null 2>&1 || true
     fi
     export DEBIAN_FRONTEND=noninteractive
     echo "setup: installing ${missing[*]}"
@@ -43,6 +43,29 @@ if [ "${#missing[@]}" -gt 0 ]; then
     fi
     if [ -d /run/systemd/system ]; then
         systemctl stop etcd.service >/dev/null 2>&1 || true
+    fi
+fi
+
+# Debian's Prometheus for the monitoring test (and `pgwarden up --with-prometheus`), without
+# its recommended exporters; its own service (on 9090) is kept from starting.
+if [ "$with_tests" = 1 ] && ! dpkg-query -W -f='${Status}' prometheus 2>/dev/null |
+        grep -q "install ok installed"; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "setup: missing package: prometheus; run this script as root to install it" >&2
+        exit 1
+    fi
+    if [ -d /run/systemd/system ]; then
+        systemctl mask prometheus.service >/dev/null 2>&1 || true
+    fi
+    echo "setup: installing prometheus"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus \
+        >>/tmp/pgwarden-apt.log 2>&1 || {
+        apt-get update -q >>/tmp/pgwarden-apt.log 2>&1
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            prometheus >>/tmp/pgwarden-apt.log 2>&1 || { tail -20 /tmp/pgwarden-apt.log >&2; exit 1; }
+    }
+    if [ -d /run/systemd/system ]; then
+        systemctl stop prometheus.service >/dev/null 2>&1 || true
     fi
 fi
 

@@ -217,6 +217,7 @@ static void do_promote(struct agent *a)
 	a->promote_from_lsn = a->probe.lsn;
 	log_info("promoting (timeline %d, position %llx)", a->probe.timeline,
 		 (unsigned long long)a->probe.lsn);
+	a->counters.promotions++;
 	/* Before the promotion's checkpoint can remove what the old primary did not archive. */
 	(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
 	if (pgctl_signal_promote(&a->pg) == PGW_OK) {

@@ -174,6 +174,11 @@ static void pgwarden_metrics(struct doc *d, const struct metrics_view *v)
 	}
 	counter_u64(d, v, "pgwarden_etcd_errors_total", "counter", c->etcd_errors,
 		    "Requests to etcd that failed.");
+	counter_u64(d, v, "pgwarden_promotions_total", "counter", c->promotions,
+		    "Promotions of this member's PostgreSQL to primary (failover or switchover).");
+	if (v->last_backup_stop > 0)
+		gauge(d, v, "pgwarden_last_backup_timestamp_seconds", (double)v->last_backup_stop,
+		      "When the cluster's last backup completed (absent: none recorded).");
 	family(d, "pgwarden_replication_lag_bytes", "gauge",
 	       "Leader only: bytes of WAL a replica has yet to replay.");
 	for (size_t i = 0; i < v->n_standbys; i++) {

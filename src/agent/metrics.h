@@ -27,6 +27,7 @@ struct agent_counters {
 	uint64_t renewals_ok, renewals_failed;
 	double renewal_seconds_sum, renewal_seconds_last; /* of the successful ones */
 	uint64_t etcd_errors;
+	uint64_t promotions; /* of this member's PostgreSQL (failover or switchover) */
 	uint64_t decisions[HA_SWITCHOVER + 1]; /* by enum ha_action */
 };
 
@@ -57,7 +58,8 @@ struct metrics_view {
 	uint64_t received_location, replayed_location;
 	double replayed_timestamp; /* unix seconds of the last replayed commit (0: none) */
 	int server_version, timeline;
-	double dcs_last_seen; /* unix seconds of the last successful etcd request (0: never) */
+	double dcs_last_seen;	  /* unix seconds of the last successful etcd request (0: never) */
+	int64_t last_backup_stop; /* the last backup's end (unix seconds; 0: none known) */
 	const struct agent_counters *counters;
 	const struct metrics_standby *standbys;
 	size_t n_standbys;

@@ -271,28 +271,19 @@ static void read_replica_lag(struct agent *a)
 		long long bytes;
 
 		if (sscanf(line, "%63s %15s %lld %lf", sb->name, sb->state, &bytes,
-			   &sb->lag_seconds) != 4)
-			continue;
+			   &sb->lag_seconds) != 4 ||
+		    !dcs_find_member(&a->cluster, sb->name))
+			continue; /* a member's walsender only (not pg_basebackup's, ...) */
+		bool seen = false;
+
+		for (size_t i = 0; i < a->n_standbys; i++)
+			seen = seen || strcmp(a->standbys[i].name, sb->name) == 0;
+		if (seen)
+			continue; /* its second walsender: the first one counts */
 		sb->lag_bytes = bytes > 0 ? (uint64_t)bytes : 0;
 		a->n_standbys++;
 	}
 	free(rows);
-}
-
-/* A member name in a "a,b" list. */
-static bool in_sync_set(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (const char *s = list; *s;) {
-		const char *comma = strchr(s, ',');
-		size_t len = comma ? (size_t)(comma - s) : strlen(s);
-
-		if (len == n && strncmp(s, name, n) == 0)
-			return true;
-		s += len + (comma ? 1 : 0);
-	}
-	return false;
 }
 
 /* GET /metrics as of this loop (heap text, NULL when out of memory). */
@@ -312,7 +303,7 @@ static char *render_metrics(struct agent *a, bool leader)
 	    .primary = leader,
 	    .replica = p->accepting && p->in_recovery,
 	    .sync_standby = a->dcs_ok && a->cluster.has_sync && p->in_recovery &&
-			    in_sync_set(a->cluster.sync_standby, a->cfg.member_name),
+			    dcs_sync_has(&a->cluster, a->cfg.member_name),
 	    .streaming = p->streaming,
 	    .archive_recovery =
 		p->accepting && p->in_recovery && !p->streaming && backup_enabled(&a->cfg),
@@ -331,6 +322,7 @@ static char *render_metrics(struct agent *a, bool leader)
 	    .timeline = p->timeline,
 	    .dcs_last_seen =
 		last > 0 ? (double)(cmn_wall_ms() - (cmn_now_ms() - last)) / 1000.0 : 0,
+	    .last_backup_stop = a->dcs_ok ? a->cluster.last_backup_stop : 0,
 	    .counters = &a->counters,
 	    .standbys = a->standbys,
 	    .n_standbys = leader ? a->n_standbys : 0,

@@ -149,11 +149,18 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			int *timeout_s)
 {
 	static const struct option opts[] = {
-	    {"dir", required_argument, NULL, 'd'},     {"etcd-port", required_argument, NULL, 'e'},
-	    {"pg-port", required_argument, NULL, 'p'}, {"api-port", required_argument, NULL, 'a'},
-	    {"memory", required_argument, NULL, 'm'},  {"cluster", required_argument, NULL, 'n'},
-	    {"timeout", required_argument, NULL, 't'}, {"proxy-port", required_argument, NULL, 'x'},
-	    {"etcd-tls", no_argument, NULL, 'T'},      {NULL, 0, NULL, 0},
+	    {"dir", required_argument, NULL, 'd'},
+	    {"etcd-port", required_argument, NULL, 'e'},
+	    {"pg-port", required_argument, NULL, 'p'},
+	    {"api-port", required_argument, NULL, 'a'},
+	    {"memory", required_argument, NULL, 'm'},
+	    {"cluster", required_argument, NULL, 'n'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"proxy-port", required_argument, NULL, 'x'},
+	    {"etcd-tls", no_argument, NULL, 'T'},
+	    {"with-prometheus", no_argument, NULL, 'W'},
+	    {"prometheus-port", required_argument, NULL, 'M'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("PGWARDEN_DIR") ? getenv("PGWARDEN_DIR") : "cluster";
 	bool explicit_dir = getenv("PGWARDEN_DIR") != NULL;
@@ -204,6 +211,20 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		case 'T':
 			l->etcd_tls = true;
 			break;
+		case 'W':
+			l->with_prometheus = true;
+			break;
+		case 'M': {
+			int v = atoi(optarg);
+
+			if (v < 1024 || v > 65000) {
+				fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", optarg);
+				return -1;
+			}
+			l->prometheus_port = v;
+			l->with_prometheus = true;
+			break;
+		}
 		case 'n':
 			snprintf(l->cluster, sizeof(l->cluster), "%s", optarg);
 			break;
@@ -263,7 +284,8 @@ int cli_up_run(int argc, char **argv, cli_up_hook before_agents, void *arg, bool
 	if (parse_common(argc, argv, &job.l, &job.explicit_ports, &job.timeout_s) != 0) {
 		fprintf(stderr, "usage: pgwarden up [--dir DIR] [--etcd-port P] [--pg-port P] "
 				"[--api-port P] [--proxy-port P] [--memory SIZE] [--cluster NAME] "
-				"[--timeout S] [--etcd-tls]\n");
+				"[--timeout S] [--etcd-tls] [--with-prometheus] "
+				"[--prometheus-port P]\n");
 		return CLI_EXIT_USAGE;
 	}
 	if (read_agent_binary(&job.l) != 0)
@@ -314,6 +336,10 @@ static void print_connect(const struct layout *l)
 	printf("REST API:      %s://127.0.0.1:%d/cluster (nodes on :%d-%d)\n", l->api_scheme,
 	       l->port[LP_API], l->port[LP_API], l->port[LP_API] + N_NODES - 1);
 	printf("etcd:          %s\n", eps);
+	if (prometheus_port(l))
+		printf("Prometheus:    http://127.0.0.1:%d/ (alerts: /alerts; Grafana dashboard: "
+		       "deploy/monitoring/grafana-dashboard.json)\n",
+		       prometheus_port(l));
 	printf("Manage:        pgwarden list --dir %s | pgwarden status --dir %s | pgwarden down "
 	       "--dir %s\n\n",
 	       l->dir, l->dir, l->dir);
@@ -365,6 +391,8 @@ static int up_run(void *arg)
 		if (start_agent(&l, i) != 0)
 			return CLI_EXIT_FAILED;
 	if (start_proxy(&l) != 0)
+		return CLI_EXIT_FAILED;
+	if (start_prometheus(&l, l.with_prometheus, l.prometheus_port) != 0)
 		return CLI_EXIT_FAILED;
 	if (!agents_alive(&l))
 		return CLI_EXIT_FAILED;
@@ -434,6 +462,7 @@ static int down_run(void *arg)
 		snprintf(pidf, sizeof(pidf), "%s/proxy/proxy.pid", l.dir);
 		stop_pid("the proxy", running_pid(pidf, " proxy -c "), 45000);
 	}
+	stop_prometheus(&l);
 	/* The replicas first (together), the leader last: no failover while shutting down. */
 	for (int i = 0; i < N_NODES; i++) {
 		if (leader < 0 && is_leader_node(&l, i))

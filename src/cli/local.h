@@ -35,8 +35,10 @@ struct layout {
 	char self[PATH_MAX];
 	char *self_data; /* the binary, read as root, when postgres cannot run it */
 	size_t self_len;
-	bool etcd_tls;	    /* etcd over TLS with client certificates and authentication */
-	char api_scheme[8]; /* https when node1's [api] has a certificate */
+	bool etcd_tls;	      /* etcd over TLS with client certificates and authentication */
+	char api_scheme[8];   /* https when node1's [api] has a certificate */
+	bool with_prometheus; /* up --with-prometheus */
+	int prometheus_port;  /* --prometheus-port (0: the folder's, else 9090) */
 };
 
 /* What a client of --etcd-tls's etcd presents: the CA, its certificate and key. */
@@ -66,6 +68,8 @@ pid_t running_pid(const char *pidfile, const char *expect);
 pid_t postmaster_pid(const struct layout *l, int i);
 int enable_etcd_auth(const struct layout *l);
 int start_proxy(const struct layout *l);
+bool port_in_use(int port);
+int spawn_logged(const char *const *argv, const char *log, const char *pidfile);
 int start_etcd(const struct layout *l, int i, bool *started);
 int start_agent(const struct layout *l, int i);
 bool postgres_can(const struct layout *l, const char *path, int mode);
@@ -76,6 +80,11 @@ int agent_binary(struct layout *l);
 void drop_foreign_identity(void);
 void stop_nodes(const struct layout *l, const int *idx, size_t n);
 void stop_pid(const char *what, pid_t pid, int timeout_ms);
+
+/* localmon.c: Prometheus (up --with-prometheus) */
+int start_prometheus(const struct layout *l, bool asked, int port);
+int prometheus_port(const struct layout *l); /* running: its port, else 0 */
+void stop_prometheus(const struct layout *l);
 
 /* localready.c: readiness */
 bool cluster_ready(const struct layout *l, char *leader, size_t size);

@@ -29,9 +29,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int spawn_logged(const char *const *argv, const char *log, const char *pidfile);
-
-static bool port_in_use(int port)
+bool port_in_use(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -145,7 +143,7 @@ int start_proxy(const struct layout *l)
 	return 0;
 }
 
-static int spawn_logged(const char *const *argv, const char *log, const char *pidfile)
+int spawn_logged(const char *const *argv, const char *log, const char *pidfile)
 {
 	struct cmn_proc_opts o = {
 	    .argv = argv,

@@ -257,7 +257,13 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 					 json_object_get_string(v));
 			json_object_put(o);
 		} else if (strcmp(name, DCS_KEY_LAST_BACKUP) == 0) {
+			json_object *o = json_tokener_parse(kv->value), *v;
+
 			out->has_last_backup = true;
+			if (o && json_object_object_get_ex(o, "stop", &v) &&
+			    json_object_is_type(v, json_type_int))
+				out->last_backup_stop = json_object_get_int64(v);
+			json_object_put(o);
 		} else if (strcmp(name, DCS_KEY_HISTORY) == 0) {
 			free(out->history);
 			out->history = dup_value(kv);

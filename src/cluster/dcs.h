@@ -51,7 +51,8 @@ struct dcs_member {
 struct dcs_cluster {
 	int64_t revision;
 	bool has_initialize;
-	bool has_last_backup; /* a backup is in the repository: replicas may restore it */
+	bool has_last_backup;	  /* a backup is in the repository: replicas may restore it */
+	int64_t last_backup_stop; /* ... which completed then (unix seconds; 0: not said) */
 	char sysid[32];
 	bool has_leader;
 	char leader[DCS_NAME_MAX];

@@ -211,7 +211,7 @@ static const char *accept_refusal(struct proxy *p, const char *addr)
 	struct proxy_client *c;
 
 	TAILQ_FOREACH(c, &p->login_clients, entry)
-	same += strcmp(c->addr, addr) == 0;
+	same += strcmp(c->addr, addr) == 0 && !c->replica_wait_ms; /* those are logged in */
 	if (same < p->cfg.max_logins_per_address)
 		return NULL;
 	snprintf(why, sizeof(why),
@@ -333,8 +333,10 @@ void client_replica_wait(struct proxy_client *c, int64_t now)
 {
 	struct proxy *px = c->proxy;
 
-	if (pick_replica(px, (char[DCS_NAME_MAX]){0}, DCS_NAME_MAX)) {
+	if (replica_available(px)) {
 		client_logged_in(c);
+		if (c->state != PROXY_CL_DEAD && c->state != PROXY_CL_LOGIN && buf_used(&c->in))
+			client_request(c); /* what it sent meanwhile */
 		return;
 	}
 	if (now - c->replica_wait_ms > px->cfg.query_wait_timeout_ms)
@@ -372,6 +374,8 @@ void client_logged_in(struct proxy_client *c)
 			     "max_replica_lag)");
 		return;
 	}
+	int64_t waited_since = c->replica_wait_ms;
+
 	c->replica_wait_ms = 0;
 	if (c->port == PROXY_PORT_REPLICA && !member[0])
 		port = PROXY_PORT_PRIMARY; /* fallback */
@@ -413,7 +417,7 @@ void client_logged_in(struct proxy_client *c)
 	}
 	/* Session ports get their server now; a new pool first needs a server's welcome. */
 	c->state = PROXY_CL_WAITING;
-	c->wait_since_ms = cmn_now_ms();
+	c->wait_since_ms = waited_since ? waited_since : cmn_now_ms(); /* one wait in all */
 	c->wait_since_us = cmn_now_us();
 	TAILQ_INSERT_TAIL(&c->pool->waiting, c, entry);
 	pool_dispatch(c->pool);
@@ -543,7 +547,7 @@ static void client_startup(struct proxy_client *c, const uint8_t *pkt, size_t le
  */
 static void client_login_input(struct proxy_client *c)
 {
-	while (c->state == PROXY_CL_LOGIN && buf_used(&c->in)) {
+	while (c->state == PROXY_CL_LOGIN && !c->replica_wait_ms && buf_used(&c->in)) {
 		const uint8_t *d = c->in.data + c->in.off;
 		size_t n = buf_used(&c->in), total;
 		uint8_t *pkt;

@@ -67,6 +67,7 @@ void link_client(struct proxy_client *c, struct proxy_server *s);
 void pool_dispatch(struct proxy_pool *pool);
 void client_request(struct proxy_client *c);
 bool pick_replica(struct proxy *p, char *member, size_t size);
+bool replica_available(const struct proxy *p);
 
 /* params.c: session parameters and startup settings */
 int param_index(const char *name);

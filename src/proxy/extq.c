@@ -566,6 +566,29 @@ static bool has_word(const uint8_t *d, size_t n, const char *word)
 	return false;
 }
 
+static bool word_char(uint8_t ch)
+{
+	return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z' ? true
+							: (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+/* Case-insensitive search for word in d[0..n) as a word of its own (not "presets"). */
+static bool has_whole_word(const uint8_t *d, size_t n, const char *word)
+{
+	size_t w = strlen(word);
+
+	for (size_t i = 0; i + w <= n; i++) {
+		size_t k = 0;
+
+		while (k < w && (d[i + k] | 0x20) == (uint8_t)word[k])
+			k++;
+		if (k == w && (i == 0 || !word_char(d[i - 1])) &&
+		    (i + w == n || !word_char(d[i + w])))
+			return true;
+	}
+	return false;
+}
+
 /* A query that may drop the server's statements behind the proxy's back; whole false
  * when only part of it is known (passed on as it arrives): then it is assumed to. */
 static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n, bool whole)
@@ -573,7 +596,7 @@ static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n, boo
 	if (srv->n_held && (!whole || has_word(q, n, "discard") || has_word(q, n, "deallocate")))
 		srv->dirty = true;
 	if ((srv->has_settings || srv->watch_reset) &&
-	    (!whole || has_word(q, n, "reset") || has_word(q, n, "discard")))
+	    (!whole || has_whole_word(q, n, "reset") || has_whole_word(q, n, "discard")))
 		srv->reset_seen = true;
 }
 

@@ -265,7 +265,11 @@ int server_param_status(struct proxy_server *s, const uint8_t *body, size_t len)
 	server_param_set(s, k, value);
 	if (!c)
 		return -1;
+	/* Not the encoding's two: a client must never decode with a value the server does
+	 * not use yet (it is set again only before the next request). */
 	if (s->pq.reset_seen && c->startup && c->startup[k] && c->pool &&
+	    strcmp(proxy_param_names[k], "client_encoding") != 0 &&
+	    strcmp(proxy_param_names[k], "standard_conforming_strings") != 0 &&
 	    streq_null(c->pool->defaults[k], value) && strcmp(c->startup[k], value) != 0) {
 		client_param_set(c, k, c->startup[k]);
 		return k;

@@ -392,6 +392,15 @@ void client_request(struct proxy_client *c)
 	}
 }
 
+/* A replica (or the fallback primary) would be picked now; nothing changes. */
+bool replica_available(const struct proxy *p)
+{
+	for (size_t i = 0; i < p->topo.n_members; i++)
+		if (p->topo.members[i].replica_ok && !p->topo.members[i].is_leader)
+			return true;
+	return p->cfg.replica_fallback_primary;
+}
+
 /* Picks the replica for a new session on the replica port ("" = the primary). */
 bool pick_replica(struct proxy *p, char *member, size_t size)
 {

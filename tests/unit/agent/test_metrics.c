@@ -56,7 +56,8 @@ static void assert_sample(const char *text, const char *series, const char *valu
 
 static void test_leader(void **state)
 {
-	struct agent_counters c = {.loops = 7, .renewals_ok = 5, .renewals_failed = 1};
+	struct agent_counters c = {
+	    .loops = 7, .renewals_ok = 5, .renewals_failed = 1, .promotions = 2};
 	struct metrics_standby sb[2] = {{.name = "node2", .state = "streaming", .lag_bytes = 42},
 					{.name = "node3", .state = "catchup", .lag_seconds = 1.5}};
 	struct metrics_view v = {.scope = "demo",
@@ -88,6 +89,7 @@ static void test_leader(void **state)
 	assert_sample(t, "patroni_postgres_server_version{scope=\"demo\",name=\"node1\"}",
 		      "150010");
 	assert_sample(t, "pgwarden_ha_loop_seconds_count{scope=\"demo\",name=\"node1\"}", "7");
+	assert_sample(t, "pgwarden_promotions_total{scope=\"demo\",name=\"node1\"}", "2");
 	assert_sample(
 	    t, "pgwarden_lease_renewals_total{scope=\"demo\",name=\"node1\",result=\"ok\"}", "5");
 	assert_sample(
