@@ -74,7 +74,11 @@ class Cluster:
         # one run are torn down before the next one starts).
         slot %= 75
         self.dir = os.path.join(base_dir, "cluster")
-        self.etcd_port = 10000 + slot * 300
+        # etcd member i listens on etcd_port + 100 * i (and + 1 for peers): 50 slots
+        # interleave in 300 ports, so 75 stay within 10000-10600, clear of the others'
+        # ranges (slot * 300 reached 20000 from slot 34 on: a PostgreSQL port of another
+        # live cluster).
+        self.etcd_port = 10000 + (slot // 50) * 300 + (slot % 50) * 2
         self.pg_port = 20000 + slot * 10
         self.api_port = 21000 + slot * 10
         self.proxy_port = 23000 + slot * 10  # pooled; +1 primary, +2 replica, +3 status
