@@ -506,6 +506,254 @@ static void show_lists(struct proxy *p, struct result *r)
 	finish(r, "SHOW");
 }
 
+/* Server and client connections of a user (every pool of it). */
+static void user_counts(const struct proxy *p, const char *user, uint64_t *servers,
+			uint64_t *clients)
+{
+	const struct proxy_pool *pool;
+
+	*servers = *clients = 0;
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		if (strcmp(pool->user, user) != 0)
+			continue;
+		*servers += (uint64_t)pool->n_servers;
+		*clients += (uint64_t)(proxy_count_clients(&pool->active_clients) +
+				       proxy_count_clients(&pool->idle_clients) +
+				       proxy_count_clients(&pool->waiting));
+	}
+}
+
+/* SHOW USERS: PgBouncer's columns; no per-user overrides here (NULL), no per-user caps
+ * (0). */
+static void show_users(struct proxy *p, struct result *r)
+{
+	cols(r, "siisiiii", "name", "pool_size", "reserve_pool_size", "pool_mode",
+	     "max_user_connections", "current_connections", "max_user_client_connections",
+	     "current_client_connections");
+	for (size_t i = 0; i < p->users.n; i++) {
+		char v[2][32];
+		uint64_t servers, clients;
+
+		user_counts(p, p->users.users[i].name, &servers, &clients);
+		const char *vals[8] = {
+		    p->users.users[i].name, NULL, NULL, NULL, "0", num(v[0], 32, servers), "0",
+		    num(v[1], 32, clients)};
+
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+/* SHOW TOTALS: SHOW STATS summed over every pool, a (name, value) row each. */
+static void show_totals(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	struct proxy_stats s = {0};
+	double secs = (double)(cmn_now_ms() - p->started_ms) / 1000.0;
+
+	if (secs < 1)
+		secs = 1;
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		s.server_assignments += pool->stats.server_assignments;
+		s.xact_count += pool->stats.xact_count;
+		s.query_count += pool->stats.query_count;
+		s.bytes_received += pool->stats.bytes_received;
+		s.bytes_sent += pool->stats.bytes_sent;
+		s.xact_time_us += pool->stats.xact_time_us;
+		s.query_time_us += pool->stats.query_time_us;
+		s.wait_time_us += pool->stats.wait_time_us;
+	}
+	const struct {
+		const char *name;
+		uint64_t v;
+	} items[] = {
+	    {"total_server_assignment_count", s.server_assignments},
+	    {"total_xact_count", s.xact_count},
+	    {"total_query_count", s.query_count},
+	    {"total_received", s.bytes_received},
+	    {"total_sent", s.bytes_sent},
+	    {"total_xact_time", s.xact_time_us},
+	    {"total_query_time", s.query_time_us},
+	    {"total_wait_time", s.wait_time_us},
+	    {"total_client_parse_count", 0},
+	    {"total_server_parse_count", 0},
+	    {"total_bind_count", 0},
+	    {"avg_server_assignment_count", (uint64_t)((double)s.server_assignments / secs)},
+	    {"avg_xact_count", (uint64_t)((double)s.xact_count / secs)},
+	    {"avg_query_count", (uint64_t)((double)s.query_count / secs)},
+	    {"avg_recv", (uint64_t)((double)s.bytes_received / secs)},
+	    {"avg_sent", (uint64_t)((double)s.bytes_sent / secs)},
+	    {"avg_xact_time", s.xact_count ? s.xact_time_us / s.xact_count : 0},
+	    {"avg_query_time", s.query_count ? s.query_time_us / s.query_count : 0},
+	    {"avg_wait_time", s.xact_count ? s.wait_time_us / s.xact_count : 0},
+	    {"avg_client_parse_count", 0},
+	    {"avg_server_parse_count", 0},
+	    {"avg_bind_count", 0},
+	};
+
+	cols(r, "si", "name", "value");
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+		char v[32];
+		const char *vals[2] = {items[i].name, num(v, 32, items[i].v)};
+
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+/* SHOW MEM: PgBouncer lists its slab caches; here, the objects of each kind alive and
+ * the memory their structures and the kept statement texts take. */
+static void show_mem(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	uint64_t clients = proxy_count_clients(&p->login_clients), servers = 0, pools = 0;
+
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		pools++;
+		servers += (uint64_t)pool->n_servers;
+		clients += (uint64_t)(proxy_count_clients(&pool->active_clients) +
+				      proxy_count_clients(&pool->idle_clients) +
+				      proxy_count_clients(&pool->waiting));
+	}
+	const struct {
+		const char *name;
+		uint64_t size, used;
+	} items[] = {
+	    {"client_cache", sizeof(struct proxy_client), clients},
+	    {"server_cache", sizeof(struct proxy_server), servers},
+	    {"pool_cache", sizeof(struct proxy_pool), pools},
+	    {"user_cache", sizeof(struct proxy_user), p->users.n},
+	    {"server_prepared_statement_cache", 1, extq_stmt_bytes()},
+	};
+
+	cols(r, "siiii", "name", "size", "used", "free", "memtotal");
+	for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
+		char v[3][32];
+		const char *vals[5] = {items[i].name, num(v[0], 32, items[i].size),
+				       num(v[1], 32, items[i].used), "0",
+				       num(v[2], 32, items[i].size * items[i].used)};
+
+		row(r, vals);
+	}
+	finish(r, "SHOW");
+}
+
+/* SHOW STATE: active, paused, suspended (never: no online restart here). */
+static void show_state(struct proxy *p, struct result *r)
+{
+	const char *rows[3][2] = {{"active", p->paused ? "no" : "yes"},
+				  {"paused", p->paused ? "yes" : "no"},
+				  {"suspended", "no"}};
+
+	cols(r, "ss", "key", "value");
+	for (size_t i = 0; i < 3; i++)
+		row(r, rows[i]);
+	finish(r, "SHOW");
+}
+
+/* SHOW FDS: the listening sockets, then every client's and server's, with the fd of
+ * its partner (no online restart here: the fds are not passed). */
+static void show_fds(struct proxy *p, struct result *r)
+{
+	struct proxy_pool *pool;
+	struct proxy_client *c;
+	struct proxy_server *s;
+	char v[4][32];
+
+	cols(r, "issssiii", "fd", "task", "user", "database", "addr", "port", "cancel", "link");
+	for (int k = 0; k < PROXY_PORT_COUNT; k++) {
+		if (p->listeners[k].fd < 0)
+			continue;
+		const char *vals[8] = {
+		    num(v[0], 32, (uint64_t)p->listeners[k].fd),
+		    "pooler",
+		    NULL,
+		    NULL,
+		    p->cfg.listen_host,
+		    num(v[1], 32,
+			(uint64_t)(k == PROXY_PORT_POOLED    ? p->cfg.pooled_port
+				   : k == PROXY_PORT_PRIMARY ? p->cfg.primary_port
+							     : p->cfg.replica_port)),
+		    NULL,
+		    NULL};
+
+		row(r, vals);
+	}
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		struct proxy_client_list *cl[] = {&pool->active_clients, &pool->idle_clients,
+						  &pool->waiting};
+		struct proxy_server_list *sl[] = {&pool->active, &pool->idle, &pool->login,
+						  &pool->resetting};
+
+		for (size_t k = 0; k < 3; k++)
+			TAILQ_FOREACH(c, cl[k], entry)
+			{
+				const char *vals[8] = {
+				    num(v[0], 32, (uint64_t)c->io.fd),
+				    "client",
+				    c->user,
+				    pool->database,
+				    c->addr,
+				    "0",
+				    num(v[1], 32, c->cancel_key),
+				    c->server ? num(v[2], 32, (uint64_t)c->server->io.fd) : NULL};
+
+				row(r, vals);
+			}
+		for (size_t k = 0; k < 4; k++)
+			TAILQ_FOREACH(s, sl[k], entry)
+			{
+				const char *vals[8] = {
+				    num(v[0], 32, (uint64_t)s->io.fd),
+				    "server",
+				    pool->user,
+				    pool->database,
+				    s->host,
+				    num(v[1], 32, (uint64_t)s->port),
+				    num(v[2], 32, s->be_key),
+				    s->client ? num(v[3], 32, (uint64_t)s->client->io.fd) : NULL};
+
+				row(r, vals);
+			}
+	}
+	finish(r, "SHOW");
+}
+
+/* Commands of PgBouncer's with nothing to show here: the columns, no rows. */
+static void show_empty(struct result *r, const char *what)
+{
+	if (strcmp(what, "peers") == 0)
+		cols(r, "ssii", "peer_id", "host", "port", "pool_size");
+	else if (strcmp(what, "peer_pools") == 0)
+		cols(r, "siiii", "database", "cl_active_cancel_req", "cl_waiting_cancel_req",
+		     "sv_active_cancel", "sv_login");
+	else if (strcmp(what, "dns_hosts") == 0)
+		cols(r, "sis", "hostname", "ttl", "addrs");
+	else
+		cols(r, "sii", "zonename", "serial", "count");
+	finish(r, "SHOW");
+}
+
+static const char console_usage[] =
+    "Console usage\n"
+    "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
+    "SHOW PEERS|PEER_POOLS\n"
+    "SHOW FDS|LISTS|MEM|STATE\n"
+    "SHOW DNS_HOSTS|DNS_ZONES\n"
+    "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
+    "PAUSE\nRESUME\nRELOAD\nSHUTDOWN";
+
+static void show_help(struct result *r)
+{
+	if (r->rc == PGW_OK)
+		r->rc = pgp_put_notice(r->out, "NOTICE", "00000", console_usage);
+	finish(r, "SHOW");
+}
+
 static void show_version(struct result *r)
 {
 	const char *vals[1] = {"PgBouncer 1.21.0 compatible (pgwarden " PGW_VERSION ")"};
@@ -574,11 +822,24 @@ int proxy_admin_query(struct proxy *p, const struct proxy_admin_ops *ops,
 			show_lists(p, &r);
 		else if (strcmp(w[1], "version") == 0)
 			show_version(&r);
+		else if (strcmp(w[1], "users") == 0)
+			show_users(p, &r);
+		else if (strcmp(w[1], "totals") == 0)
+			show_totals(p, &r);
+		else if (strcmp(w[1], "mem") == 0)
+			show_mem(p, &r);
+		else if (strcmp(w[1], "state") == 0)
+			show_state(p, &r);
+		else if (strcmp(w[1], "fds") == 0)
+			show_fds(p, &r);
+		else if (strcmp(w[1], "help") == 0)
+			show_help(&r);
+		else if (strcmp(w[1], "peers") == 0 || strcmp(w[1], "peer_pools") == 0 ||
+			 strcmp(w[1], "dns_hosts") == 0 || strcmp(w[1], "dns_zones") == 0)
+			show_empty(&r, w[1]);
 		else
 			r.rc = pgp_put_error(out, "ERROR", SQLSTATE_UNDEFINED_OBJECT,
-					     "unknown SHOW subcommand",
-					     "try SHOW POOLS, STATS, CLIENTS, SERVERS, DATABASES, "
-					     "CONFIG, LISTS or VERSION");
+					     "unknown SHOW subcommand", "see SHOW HELP");
 	} else if (n == 1 && (strcmp(w[0], "pause") == 0 || strcmp(w[0], "resume") == 0 ||
 			      strcmp(w[0], "reload") == 0 || strcmp(w[0], "shutdown") == 0)) {
 		if (!may_act) {
@@ -611,9 +872,7 @@ int proxy_admin_query(struct proxy *p, const struct proxy_admin_ops *ops,
 		finish(&r, tag);
 	} else {
 		r.rc = pgp_put_error(out, "ERROR", SQLSTATE_SYNTAX_ERROR,
-				     "unknown admin console command",
-				     "SHOW POOLS|STATS|CLIENTS|SERVERS|DATABASES|CONFIG|LISTS|"
-				     "VERSION, PAUSE, RESUME, RELOAD, SHUTDOWN");
+				     "unknown admin console command", "see SHOW HELP");
 	}
 	if (r.rc == PGW_OK)
 		r.rc = pgp_put_ready(out, 'I');

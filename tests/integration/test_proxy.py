@@ -576,3 +576,54 @@ def test_replica_port_waits_for_a_healthy_replica(cluster):
     assert not t.is_alive()
     assert got == {"recovery": True}, got
     tag(replicas[1], False)
+
+
+def test_admin_console_has_every_show_of_pgbouncer(shared_cluster):
+    """Issue 17 item 3: every SHOW of PgBouncer's admin console, with its column names
+    and order, so tools written for PgBouncer (pgbouncer_exporter, ...) read it."""
+    cluster = shared_cluster
+    conn = proxy_conn(cluster)
+    assert one(conn, "SELECT 1") == 1  # a pool, a user with a connection
+    expect = {
+        "SHOW USERS": ["name", "pool_size", "reserve_pool_size", "pool_mode",
+                       "max_user_connections", "current_connections",
+                       "max_user_client_connections", "current_client_connections"],
+        "SHOW TOTALS": ["name", "value"],
+        "SHOW MEM": ["name", "size", "used", "free", "memtotal"],
+        "SHOW STATE": ["key", "value"],
+        "SHOW FDS": ["fd", "task", "user", "database", "addr", "port", "cancel", "link"],
+        "SHOW PEERS": ["peer_id", "host", "port", "pool_size"],
+        "SHOW PEER_POOLS": ["database", "cl_active_cancel_req", "cl_waiting_cancel_req",
+                            "sv_active_cancel", "sv_login"],
+        "SHOW DNS_HOSTS": ["hostname", "ttl", "addrs"],
+        "SHOW DNS_ZONES": ["zonename", "serial", "count"],
+        "SHOW DATABASES": ["name", "host", "port", "database", "force_user", "pool_size",
+                           "min_pool_size", "reserve_pool_size", "server_lifetime",
+                           "pool_mode", "load_balance_hosts", "max_connections",
+                           "current_connections", "max_client_connections",
+                           "current_client_connections", "paused", "disabled"],
+    }
+    results = {}
+    for sql, columns in expect.items():
+        cols, rows = admin(cluster, sql)
+        assert cols == columns, (sql, cols)
+        results[sql] = rows
+    users = {r[0]: r for r in results["SHOW USERS"]}
+    assert users["postgres"][7] >= 1, users  # this test's connection
+    totals = dict(results["SHOW TOTALS"])
+    assert totals["total_query_count"] >= 1 and "avg_wait_time" in totals, totals
+    assert dict(results["SHOW STATE"]) == {"active": "yes", "paused": "no",
+                                           "suspended": "no"}
+    tasks = [r[1] for r in results["SHOW FDS"]]
+    assert tasks.count("pooler") == 3 and "client" in tasks, tasks
+    mem = {r[0]: r for r in results["SHOW MEM"]}
+    assert mem["client_cache"][2] >= 1, mem
+    assert not results["SHOW PEERS"]
+    conn.close()
+    # SHOW HELP: a notice with the usage, as PgBouncer's.
+    admin_conn = psycopg2.connect(cluster.proxy_dsn(dbname="pgbouncer"))
+    admin_conn.autocommit = True
+    with admin_conn.cursor() as cur:
+        cur.execute("SHOW HELP")
+    assert any("SHOW HELP|CONFIG" in n for n in admin_conn.notices), admin_conn.notices
+    admin_conn.close()
