@@ -145,6 +145,18 @@ static int use_cluster_dir(struct layout *l, const char *dir, bool explicit_dir)
 	return 0;
 }
 
+/* A port given on the command line (1024..65000), or 0, said on stderr. */
+static int port_arg(const char *arg)
+{
+	int v = atoi(arg);
+
+	if (v < 1024 || v > 65000) {
+		fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", arg);
+		return 0;
+	}
+	return v;
+}
+
 static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_ports,
 			int *timeout_s)
 {
@@ -182,23 +194,19 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 		case 'e':
 		case 'p':
 		case 'a': {
-			int v = atoi(optarg);
+			int v = port_arg(optarg);
 
-			if (v < 1024 || v > 65000) {
-				fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", optarg);
+			if (!v)
 				return -1;
-			}
 			l->port[c == 'e' ? LP_ETCD : c == 'p' ? LP_PG : LP_API] = v;
 			*explicit_ports = true;
 			break;
 		}
 		case 'x': {
-			int v = atoi(optarg);
+			int v = port_arg(optarg);
 
-			if (v < 1024 || v > 65000) {
-				fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", optarg);
+			if (!v)
 				return -1;
-			}
 			/* BASE: pooled, BASE+1 primary, BASE+2 replica, BASE+3 status page. */
 			for (int k = LP_POOLED; k <= LP_HTTP; k++)
 				l->port[k] = v + k - LP_POOLED;
@@ -215,12 +223,10 @@ static int parse_common(int argc, char **argv, struct layout *l, bool *explicit_
 			l->with_prometheus = true;
 			break;
 		case 'M': {
-			int v = atoi(optarg);
+			int v = port_arg(optarg);
 
-			if (v < 1024 || v > 65000) {
-				fprintf(stderr, "pgwarden: bad port '%s' (1024..65000)\n", optarg);
+			if (!v)
 				return -1;
-			}
 			l->prometheus_port = v;
 			l->with_prometheus = true;
 			break;

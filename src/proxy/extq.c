@@ -550,30 +550,14 @@ static int ensure(struct extq_server *srv, struct extq_stmt *stmt, int max_stmts
 	return push(srv, 'P', EXTQ_DROP, 0, stmt->id);
 }
 
-/* Case-insensitive search for word in d[0..n). */
-static bool has_word(const uint8_t *d, size_t n, const char *word)
-{
-	size_t w = strlen(word);
-
-	for (size_t i = 0; i + w <= n; i++) {
-		size_t k = 0;
-
-		while (k < w && (d[i + k] | 0x20) == (uint8_t)word[k])
-			k++;
-		if (k == w)
-			return true;
-	}
-	return false;
-}
-
 static bool word_char(uint8_t ch)
 {
-	return (ch | 0x20) >= 'a' && (ch | 0x20) <= 'z' ? true
-							: (ch >= '0' && ch <= '9') || ch == '_';
+	return ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
 }
 
-/* Case-insensitive search for word in d[0..n) as a word of its own (not "presets"). */
-static bool has_whole_word(const uint8_t *d, size_t n, const char *word)
+/* Case-insensitive search for word in d[0..n); whole: as a word of its own (not in
+ * "presets"). */
+static bool has_word(const uint8_t *d, size_t n, const char *word, bool whole)
 {
 	size_t w = strlen(word);
 
@@ -582,8 +566,8 @@ static bool has_whole_word(const uint8_t *d, size_t n, const char *word)
 
 		while (k < w && (d[i + k] | 0x20) == (uint8_t)word[k])
 			k++;
-		if (k == w && (i == 0 || !word_char(d[i - 1])) &&
-		    (i + w == n || !word_char(d[i + w])))
+		if (k == w && (!whole || ((i == 0 || !word_char(d[i - 1])) &&
+					  (i + w == n || !word_char(d[i + w])))))
 			return true;
 	}
 	return false;
@@ -593,10 +577,11 @@ static bool has_whole_word(const uint8_t *d, size_t n, const char *word)
  * when only part of it is known (passed on as it arrives): then it is assumed to. */
 static void check_dirty(struct extq_server *srv, const uint8_t *q, size_t n, bool whole)
 {
-	if (srv->n_held && (!whole || has_word(q, n, "discard") || has_word(q, n, "deallocate")))
+	if (srv->n_held &&
+	    (!whole || has_word(q, n, "discard", false) || has_word(q, n, "deallocate", false)))
 		srv->dirty = true;
 	if ((srv->has_settings || srv->watch_reset) &&
-	    (!whole || has_whole_word(q, n, "reset") || has_whole_word(q, n, "discard")))
+	    (!whole || has_word(q, n, "reset", true) || has_word(q, n, "discard", true)))
 		srv->reset_seen = true;
 }
 
