@@ -18,6 +18,7 @@
 #include "alerts_yml.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,10 +43,20 @@ static int saved_port(const struct layout *l)
 
 	prom_path(l, path, sizeof(path), "port");
 	text = cmn_read_file(path, NULL);
-	if (text)
-		port = atoi(text);
+	if (text) {
+		char *end;
+		long v = strtol(text, &end, 10);
+
+		while (*end == '\n' || *end == ' ')
+			end++;
+		if (end != text && !*end && v >= 1024 && v <= 65000)
+			port = (int)v;
+		else
+			fprintf(stderr, "pgwarden: %s is not a port: Prometheus left alone\n",
+				path);
+	}
 	free(text);
-	return port > 0 && port < 65536 ? port : 0;
+	return port;
 }
 
 static int write_text(const char *path, const char *text)
@@ -61,8 +72,19 @@ static int write_config(const struct layout *l)
 {
 	char path[PATH_MAX + 32];
 	struct cmn_buf b = {0};
+	char cluster[2 * sizeof(l->cluster)];
+	size_t n = 0;
 	int rc;
 
+	/* The cluster's name in a double-quoted YAML string. */
+	for (const char *ch = l->cluster; *ch && n + 2 < sizeof(cluster); ch++) {
+		if ((unsigned char)*ch < 0x20)
+			continue;
+		if (*ch == '"' || *ch == '\\')
+			cluster[n++] = '\\';
+		cluster[n++] = *ch;
+	}
+	cluster[n] = '\0';
 	(void)cmn_buf_printf(&b,
 			     "# Written by pgwarden up --with-prometheus (each run): edit "
 			     "deploy/monitoring/ instead.\n"
@@ -71,7 +93,7 @@ static int write_config(const struct layout *l)
 			     "rule_files:\n  - alerts.yml\n"
 			     "scrape_configs:\n"
 			     "  - job_name: pgwarden-agent\n    scheme: %s\n",
-			     PROMETHEUS_INTERVAL, PROMETHEUS_INTERVAL, l->cluster, l->api_scheme);
+			     PROMETHEUS_INTERVAL, PROMETHEUS_INTERVAL, cluster, l->api_scheme);
 	if (strcmp(l->api_scheme, "https") == 0) /* a local cluster's own certificates */
 		(void)cmn_buf_printf(&b, "    tls_config:\n      insecure_skip_verify: true\n");
 	(void)cmn_buf_printf(&b, "    static_configs:\n      - targets: [");
@@ -108,8 +130,20 @@ int start_prometheus(const struct layout *l, bool asked, int port)
 	if (!port)
 		port = saved ? saved : 9090;
 	prom_path(l, pidf, sizeof(pidf), "prometheus.pid");
-	if (running_pid(pidf, PROMETHEUS_EXPECT))
+	pid_t running = running_pid(pidf, PROMETHEUS_EXPECT);
+
+	if (running) {
+		/* Running already: the configuration and rules as this binary has them. */
+		if (write_config(l) == 0)
+			(void)kill(running, SIGHUP);
+		if (port != saved)
+			fprintf(
+			    stderr,
+			    "pgwarden: Prometheus already runs on port %d: stop it (pgwarden down) "
+			    "to move it\n",
+			    saved);
 		return 0;
+	}
 	if (stat(PROMETHEUS_BIN, &st) != 0) {
 		fprintf(stderr,
 			"pgwarden: --with-prometheus needs Debian's Prometheus (%s): apt "
@@ -118,10 +152,12 @@ int start_prometheus(const struct layout *l, bool asked, int port)
 		return -1;
 	}
 	if (port_in_use(port)) {
-		fprintf(stderr,
-			"pgwarden: port %d (Prometheus) is already in use by another program: stop "
-			"it or choose another with --prometheus-port\n",
-			port);
+		fprintf(
+		    stderr,
+		    "pgwarden: port %d (Prometheus) is already in use by another program (Debian's "
+		    "prometheus service? systemctl disable --now prometheus): stop it or choose "
+		    "another with --prometheus-port\n",
+		    port);
 		return -1;
 	}
 	prom_path(l, dir, sizeof(dir), "");

@@ -682,6 +682,19 @@ static void show_fds(struct proxy *p, struct result *r)
 
 		row(r, vals);
 	}
+	TAILQ_FOREACH(c, &p->login_clients, entry)
+	{
+		const char *vals[8] = {num(v[0], 32, (uint64_t)c->io.fd),
+				       "client",
+				       c->user,
+				       c->database,
+				       c->addr,
+				       "0",
+				       NULL,
+				       NULL};
+
+		row(r, vals);
+	}
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
 		struct proxy_client_list *cl[] = {&pool->active_clients, &pool->idle_clients,
@@ -727,7 +740,7 @@ static void show_fds(struct proxy *p, struct result *r)
 static void show_empty(struct result *r, const char *what)
 {
 	if (strcmp(what, "peers") == 0)
-		cols(r, "ssii", "peer_id", "host", "port", "pool_size");
+		cols(r, "isii", "peer_id", "host", "port", "pool_size");
 	else if (strcmp(what, "peer_pools") == 0)
 		cols(r, "siiii", "database", "cl_active_cancel_req", "cl_waiting_cancel_req",
 		     "sv_active_cancel", "sv_login");
@@ -830,6 +843,10 @@ int proxy_admin_query(struct proxy *p, const struct proxy_admin_ops *ops,
 			show_mem(p, &r);
 		else if (strcmp(w[1], "state") == 0)
 			show_state(p, &r);
+		else if (strcmp(w[1], "fds") == 0 && !may_act)
+			/* Cancel keys: anyone with them could cancel others' queries. */
+			r.rc = pgp_put_error(out, "ERROR", SQLSTATE_INSUFFICIENT_PRIVILEGE,
+					     "admin access needed (admin_users)", NULL);
 		else if (strcmp(w[1], "fds") == 0)
 			show_fds(p, &r);
 		else if (strcmp(w[1], "help") == 0)
