@@ -88,7 +88,7 @@ void stop_prometheus(const struct layout *l);
 
 /* localready.c: readiness */
 bool cluster_ready(const struct layout *l, char *leader, size_t size);
-bool proxy_routes(const struct layout *l);
+bool proxy_routes(const struct layout *l, char *why, size_t size);
 bool wait_etcd(const struct layout *l, bool any_started);
 bool agents_alive(const struct layout *l);
 bool is_leader_node(const struct layout *l, int i);

@@ -107,19 +107,20 @@ bool cluster_ready(const struct layout *l, char *leader, size_t size)
  * healthy replica (its /metrics says so: pgwarden_proxy_routing_writes and
  * pgwarden_proxy_replica_healthy).
  */
-bool proxy_routes(const struct layout *l)
+bool proxy_routes(const struct layout *l, char *why, size_t size)
 {
 	char url[128];
 	struct cmn_buf b = {0};
 	long status = 0;
 	int healthy = 0;
-	bool writes = false;
+	bool writes = false, answered = false;
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", l->port[LP_HTTP]);
 	if (cmn_http_request("GET", url, NULL, NULL, 1000, &b, &status) == PGW_OK &&
 	    status == 200 && b.data) {
 		char *save = NULL;
 
+		answered = true;
 		for (char *line = strtok_r(b.data, "\n", &save); line;
 		     line = strtok_r(NULL, "\n", &save)) {
 			size_t n = strlen(line);
@@ -132,6 +133,11 @@ bool proxy_routes(const struct layout *l)
 		}
 	}
 	cmn_buf_free(&b);
+	if (!answered)
+		snprintf(why, size, "its /metrics (%s) did not answer", url);
+	else
+		snprintf(why, size, "routing writes: %s, healthy replicas: %d of %d",
+			 writes ? "yes" : "no", healthy, N_NODES - 1);
 	return writes && healthy == N_NODES - 1;
 }
 
