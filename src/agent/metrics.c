@@ -34,9 +34,9 @@ static void gauge(struct doc *d, const struct metrics_view *v, const char *name,
 }
 
 static void counter_u64(struct doc *d, const struct metrics_view *v, const char *name,
-			const char *type, uint64_t value, const char *help)
+			uint64_t value, const char *help)
 {
-	family(d, name, type, help);
+	family(d, name, "counter", help);
 	open_sample(d, v, name);
 	doc_printf(d, "} %" PRIu64 "\n", value);
 }
@@ -84,7 +84,7 @@ static void patroni_metrics(struct doc *d, const struct metrics_view *v)
 	      "Value is 1 if this node is the leader, 0 otherwise.");
 	gauge(d, v, "patroni_master", v->primary,
 	      "Value is 1 if this node is the leader, 0 otherwise (older name).");
-	counter_u64(d, v, "patroni_xlog_location", "counter", v->primary ? v->xlog_location : 0,
+	counter_u64(d, v, "patroni_xlog_location", v->primary ? v->xlog_location : 0,
 		    "Current location of the Postgres transaction log, 0 if this node is not "
 		    "the leader.");
 	gauge(d, v, "patroni_standby_leader", 0,
@@ -95,12 +95,10 @@ static void patroni_metrics(struct doc *d, const struct metrics_view *v)
 	      "Value is 1 if this node is a sync standby, 0 otherwise.");
 	gauge(d, v, "patroni_quorum_standby", 0,
 	      "Value is 1 if this node is a quorum standby, 0 otherwise.");
-	counter_u64(d, v, "patroni_xlog_received_location", "counter",
-		    v->replica ? v->received_location : 0,
+	counter_u64(d, v, "patroni_xlog_received_location", v->replica ? v->received_location : 0,
 		    "Current location of the received Postgres transaction log, 0 if this node "
 		    "is not a replica.");
-	counter_u64(d, v, "patroni_xlog_replayed_location", "counter",
-		    v->replica ? v->replayed_location : 0,
+	counter_u64(d, v, "patroni_xlog_replayed_location", v->replica ? v->replayed_location : 0,
 		    "Current location of the replayed Postgres transaction log, 0 if this node "
 		    "is not a replica.");
 	gauge(d, v, "patroni_xlog_replayed_timestamp", v->replica ? v->replayed_timestamp : 0,
@@ -117,7 +115,7 @@ static void patroni_metrics(struct doc *d, const struct metrics_view *v)
 	      "Value is 1 if the cluster is unlocked, 0 if locked.");
 	gauge(d, v, "patroni_failsafe_mode_is_active", 0,
 	      "Value is 1 if failsafe mode is active, 0 if inactive.");
-	counter_u64(d, v, "patroni_postgres_timeline", "counter",
+	counter_u64(d, v, "patroni_postgres_timeline",
 		    v->pg_running ? (uint64_t)(v->timeline > 0 ? v->timeline : 0) : 0,
 		    "Postgres timeline of this node (if running), 0 otherwise.");
 	gauge(d, v, "patroni_dcs_last_seen", v->dcs_last_seen,
@@ -172,9 +170,9 @@ static void pgwarden_metrics(struct doc *d, const struct metrics_view *v)
 		open_sample(d, v, "pgwarden_ha_decisions_total");
 		doc_printf(d, ",action=\"%s\"} %" PRIu64 "\n", action, c->decisions[k]);
 	}
-	counter_u64(d, v, "pgwarden_etcd_errors_total", "counter", c->etcd_errors,
+	counter_u64(d, v, "pgwarden_etcd_errors_total", c->etcd_errors,
 		    "Requests to etcd that failed.");
-	counter_u64(d, v, "pgwarden_promotions_total", "counter", c->promotions,
+	counter_u64(d, v, "pgwarden_promotions_total", c->promotions,
 		    "Promotions of this member's PostgreSQL to primary (failover or switchover).");
 	if (v->last_backup_stop > 0)
 		gauge(d, v, "pgwarden_last_backup_timestamp_seconds", (double)v->last_backup_stop,

@@ -86,6 +86,13 @@ static void pool_db_name(const struct proxy_pool *pool, char *out, size_t size)
 		snprintf(out, size, "%s@%s", pool->database, pool->member);
 }
 
+/* Clients of a pool: linked, idle and waiting. */
+static int pool_clients(const struct proxy_pool *pool)
+{
+	return proxy_count_clients(&pool->active_clients) +
+	       proxy_count_clients(&pool->idle_clients) + proxy_count_clients(&pool->waiting);
+}
+
 static void show_pools(struct proxy *p, struct result *r)
 {
 	struct proxy_view view;
@@ -406,10 +413,7 @@ static void show_databases(struct proxy *p, struct result *r)
 		vals[11] = "0";
 		vals[12] = num(v[12], 64, (uint64_t)pool->n_servers);
 		vals[13] = num(v[13], 64, (uint64_t)p->cfg.max_client_conn);
-		vals[14] = num(v[14], 64,
-			       (uint64_t)(proxy_count_clients(&pool->active_clients) +
-					  proxy_count_clients(&pool->idle_clients) +
-					  proxy_count_clients(&pool->waiting)));
+		vals[14] = num(v[14], 64, (uint64_t)(pool_clients(pool)));
 		vals[15] = p->paused ? "1" : "0";
 		vals[16] = "0";
 		row(r, vals);
@@ -470,9 +474,7 @@ static void show_lists(struct proxy *p, struct result *r)
 
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
-		used_clients += proxy_count_clients(&pool->active_clients) +
-				proxy_count_clients(&pool->idle_clients) +
-				proxy_count_clients(&pool->waiting);
+		used_clients += pool_clients(pool);
 		used_servers += proxy_count_servers(&pool->active) +
 				proxy_count_servers(&pool->login) +
 				proxy_count_servers(&pool->resetting);
@@ -518,9 +520,7 @@ static void user_counts(const struct proxy *p, const char *user, uint64_t *serve
 		if (strcmp(pool->user, user) != 0)
 			continue;
 		*servers += (uint64_t)pool->n_servers;
-		*clients += (uint64_t)(proxy_count_clients(&pool->active_clients) +
-				       proxy_count_clients(&pool->idle_clients) +
-				       proxy_count_clients(&pool->waiting));
+		*clients += (uint64_t)(pool_clients(pool));
 	}
 }
 
@@ -614,9 +614,7 @@ static void show_mem(struct proxy *p, struct result *r)
 	{
 		pools++;
 		servers += (uint64_t)pool->n_servers;
-		clients += (uint64_t)(proxy_count_clients(&pool->active_clients) +
-				      proxy_count_clients(&pool->idle_clients) +
-				      proxy_count_clients(&pool->waiting));
+		clients += (uint64_t)(pool_clients(pool));
 	}
 	const struct {
 		const char *name;
