@@ -205,6 +205,52 @@ static void do_rewind(struct agent *a, const char *source)
 	a->job.upstream_port = src->port;
 }
 
+bool switchover_may_promote_us(const struct agent *a)
+{
+	return a->dcs_ok && a->cluster.has_switchover && a->probe.in_recovery &&
+	       (!a->cluster.switchover_candidate[0] ||
+		strcmp(a->cluster.switchover_candidate, a->cfg.member_name) == 0);
+}
+
+/*
+ * A planned promotion need not ask the archive anything. With restore_command set, a
+ * replica whose primary stopped runs it for the next segment and timeline (each a
+ * pgbackrest process it waits for, and the promote signal is noticed only after the one
+ * it is in); the promotion runs it for the next timeline's history file (to choose a
+ * timeline no other member used) and the parents' ones. When a switchover may promote
+ * this replica and the agent looked for that history file itself since the request came
+ * (backup_history_tick) and found none, PostgreSQL runs with restore_command '' until
+ * the promotion: it then finds no history file in pg_wal either and takes the same
+ * timeline, a few hundred ms sooner. Nothing but the leader key's holder can promote
+ * meanwhile, and the leader key is held until the switchover.
+ */
+static bool planned_promotion_without_archive(const struct agent *a)
+{
+	return backup_enabled(&a->cfg) && switchover_may_promote_us(a) &&
+	       (a->archive_lookups_off ||
+		backup_next_timeline_free(&a->backup, a->probe.timeline + 1,
+					  BACKUP_HISTORY_LOOK_MS));
+}
+
+void switchover_archive_lookups(struct agent *a)
+{
+	bool want = backup_enabled(&a->cfg) && switchover_may_promote_us(a);
+
+	if (a->job.kind != JOB_NONE || !a->probe.accepting || !a->probe.in_recovery)
+		return;
+	if (!a->archive_lookups_off && want && planned_promotion_without_archive(a)) {
+		a->archive_lookups_off = true;
+		if (rewrite_conf_and_reload(a) == PGW_OK)
+			log_info("switchover: restore_command off until the promotion (timeline "
+				 "%d is not in the archive)",
+				 a->probe.timeline + 1);
+	} else if (a->archive_lookups_off && !want) {
+		a->archive_lookups_off = false;
+		if (rewrite_conf_and_reload(a) == PGW_OK)
+			log_info("switchover request gone: restore_command back");
+	}
+}
+
 /*
  * Promotion: the promote file and SIGUSR1, as pg_ctl promote does, without its process
  * start on the hand-over's path; the job (no process: pid 0) ends when the probe sees
@@ -215,8 +261,16 @@ static void do_promote(struct agent *a)
 {
 	a->promote_from_timeline = a->probe.timeline;
 	a->promote_from_lsn = a->probe.lsn;
-	log_info("promoting (timeline %d, position %llx)", a->probe.timeline,
-		 (unsigned long long)a->probe.lsn);
+	if (planned_promotion_without_archive(a)) {
+		/* No upstream either: no stream to start again before the signal is seen. */
+		a->archive_lookups_off = true;
+		a->configured_upstream[0] = '\0';
+		if (rewrite_conf_and_reload(a) != PGW_OK)
+			a->archive_lookups_off = false;
+	}
+	log_info("promoting (timeline %d, position %llx%s)", a->probe.timeline,
+		 (unsigned long long)a->probe.lsn,
+		 a->archive_lookups_off ? ", without archive lookups" : "");
 	a->counters.promotions++;
 	/* Before the promotion's checkpoint can remove what the old primary did not archive. */
 	(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);

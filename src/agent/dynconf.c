@@ -66,7 +66,11 @@ int rewrite_conf_and_reload(struct agent *a)
 		up.host = host;
 		up.port = port;
 	}
-	if (pgconf_write_conf(&a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL) != PGW_OK)
+	if ((a->archive_lookups_off
+		 ? pgconf_write_conf_without_archive(
+		       &a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL)
+		 : pgconf_write_conf(&a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL)) !=
+	    PGW_OK)
 		return PGW_ERR;
 	if (!a->probe.postmaster_pid)
 		return PGW_OK;

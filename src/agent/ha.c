@@ -210,6 +210,11 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 			    c->leader);
 			return;
 		}
+		if (l->checkpoint_pending) {
+			set(d, HA_WAIT, NULL,
+			    "leader %s has not checkpointed since its promotion yet", c->leader);
+			return;
+		}
 		/* Only a primary's clean stop ends its WAL at its checkpoint; a standby's may
 		 * hold WAL past its last restartpoint. */
 		if (in->cd_valid && ltl > 0 && local_timeline(in) != ltl && in->fork_lsn &&

@@ -92,6 +92,7 @@ int write_standby_config(struct agent *a, const char *host, int port)
 	/* Ignored by a standby; what a promoted one starts with (strict: no write yet). */
 	snprintf(a->cfg.synchronous_standby_names, sizeof(a->cfg.synchronous_standby_names), "%s",
 		 a->sync_mode && a->sync_strict ? "*" : "");
+	a->archive_lookups_off = false;
 	if (pgconf_write_conf(&a->cfg, &up) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, true) != PGW_OK)
 		return PGW_ERR;
@@ -105,6 +106,7 @@ int write_standby_config(struct agent *a, const char *host, int port)
 
 int write_primary_config(struct agent *a)
 {
+	a->archive_lookups_off = false;
 	if (pgconf_write_conf(&a->cfg, NULL) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, false) != PGW_OK)
 		return PGW_ERR;
@@ -211,18 +213,31 @@ void job_finished(struct agent *a, int code)
 		}
 		start_standby(a, j.upstream_host, j.upstream_port);
 		return;
-	case JOB_PROMOTE:
+	case JOB_PROMOTE: {
+		bool lookups_were_off = a->archive_lookups_off;
+
 		if (code != 0) {
 			log_error("promotion failed (exit %d)", code);
+			if (lookups_were_off) { /* a replica's configuration again */
+				a->configured_upstream[0] = '?';
+				a->configured_upstream[1] = '\0';
+			}
 			return;
 		}
 		if (write_primary_config(a) != PGW_OK)
 			log_error("cannot rewrite the configuration after promotion");
+		else if (lookups_were_off && pgctl_reload(&a->pg) != PGW_OK)
+			log_warning("restore_command is back in postgresql.conf: it applies at "
+				    "the next reload or start");
 		(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
 		a->after_promote = true;
 		/* Slots before the others connect: a missing slot makes them retry later. */
 		manage_slots(a);
+		/* The proxies route to us from now on; the others wait for the checkpoint
+		 * (keep_leader) before they rewind against us. */
+		publish_member(a);
 		return;
+	}
 	case JOB_START:
 		if (a->req_waits_job) {
 			if (code == 0)

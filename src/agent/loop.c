@@ -331,6 +331,10 @@ static void run_once(struct agent *a)
 		backup_tick(&a->backup, &a->cfg,
 			    holds_leader(a) && a->probe.accepting && !a->probe.in_recovery,
 			    pgctl_env(&a->pg), log);
+		backup_history_tick(&a->backup, &a->cfg, a->probe.timeline + 1,
+				    switchover_may_promote_us(a) && a->probe.timeline > 0,
+				    pgctl_env(&a->pg), log);
+		switchover_archive_lookups(a);
 	}
 	if (reload_requested) {
 		char err[600];
@@ -782,8 +786,10 @@ static void run_loop(struct agent *a)
 		int64_t started = cmn_now_ms(), until = started + a->cfg.loop_wait_ms;
 
 		run_once(a);
-		if (a->job.kind != JOB_NONE || a->bootstrapping)
-			until = started + 100;
+		if (a->job.kind == JOB_PROMOTE && !a->job.pid)
+			until = started + AGENT_PROMOTE_POLL_MS; /* the clients wait for it */
+		else if (a->job.kind != JOB_NONE || a->bootstrapping || a->backup.history_pid)
+			until = started + AGENT_JOB_POLL_MS;
 		else if (a->so_waiting && a->last_action == HA_SWITCHOVER &&
 			 a->so_started_ms + a->cfg.switchover_proxy_wait_ms < until)
 			/* Waiting for the proxies: their reports wake us; else the bound. */

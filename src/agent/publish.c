@@ -108,6 +108,7 @@ static void fill_member(const struct agent *a, struct dcs_member *m)
 	    a->probe.timeline ? a->probe.timeline : (a->cd_valid ? a->cd.checkpoint_tli : 0);
 	snprintf(m->tags_json, sizeof(m->tags_json), "%s", tags ? tags : "{}");
 	m->pending_restart = a->probe.accepting && a->probe.pending_restart;
+	m->checkpoint_pending = a->after_promote;
 	if (backup_remote(&a->cfg)) {
 		snprintf(m->pgbackrest.host, sizeof(m->pgbackrest.host), "%s",
 			 a->cfg.tls_connect_host);

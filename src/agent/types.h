@@ -87,6 +87,7 @@ struct agent {
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	bool after_promote;
+	bool archive_lookups_off; /* restore_command '' for a planned promotion (actions.c) */
 
 	char *published_member;
 	int64_t published_lease;

@@ -118,6 +118,7 @@ int dcs_member_from_json(const char *name, const char *json, size_t len, struct 
 	if (json_object_object_get_ex(o, "lsn", &v))
 		out->lsn = (uint64_t)json_object_get_int64(v);
 	out->pending_restart = get_bool(o, "pending_restart");
+	out->checkpoint_pending = get_bool(o, "checkpoint_pending");
 	if (json_object_object_get_ex(o, "pgbackrest", &v) &&
 	    json_object_is_type(v, json_type_object)) {
 		json_object *p;
@@ -164,6 +165,8 @@ char *dcs_member_to_json(const struct dcs_member *m)
 		json_object_object_add(o, "lsn", json_object_new_int64((int64_t)m->lsn));
 	if (m->pending_restart)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));
+	if (m->checkpoint_pending)
+		json_object_object_add(o, "checkpoint_pending", json_object_new_boolean(true));
 	if (m->pgbackrest.port) {
 		json_object *b = json_object_new_object();
 

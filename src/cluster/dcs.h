@@ -35,6 +35,9 @@ struct dcs_member {
 	uint64_t lsn; /* as last published (may be stale; ask the REST API for live) */
 	bool nofailover, noloadbalance, nosync, clonefrom;
 	bool pending_restart; /* a parameter change waits for a restart */
+	/* A leader promoted moments ago, before its first checkpoint: its pg_control still
+	 * names the old timeline, so pg_rewind against it would find nothing to do. */
+	bool checkpoint_pending;
 	char tags_json[512];
 	int64_t lease;
 	/* With a repository host: where it reaches this member's data (TLS server). */

@@ -1,4 +1,5 @@
 #include "node/backup.h"
+#include "node/defaults.h"
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/timeutil.h"
@@ -481,9 +482,67 @@ int backup_requeue_timeline(const struct agent_config *cfg, int old_tl)
 	return n;
 }
 
+/* archive-get's exit code when the file is not in the archive (its errors have others). */
+#define ARCHIVE_GET_NOT_FOUND 1
+
+void backup_history_tick(struct backup_state *st, const struct agent_config *cfg, int next_tl,
+			 bool wanted, const char *const *env, const char *log_path)
+{
+	char store[6][4200], name[32], out[4200];
+	const char *argv[7], *extra[3];
+	int code;
+
+	if (st->history_pid) {
+		if (cmn_proc_poll(st->history_pid, &code) == 0)
+			return;
+		st->history_pid = 0;
+		st->history_found = code == 0 ? 1 : code == ARCHIVE_GET_NOT_FOUND ? 0 : -1;
+		snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
+		unlink(out);
+		log_info("timeline %d %s", st->history_tl,
+			 st->history_found == 1	  ? "is in the archive already"
+			 : st->history_found == 0 ? "is not in the archive: a planned promotion "
+						    "can skip its archive lookups"
+						  : "could not be looked up in the archive");
+		return;
+	}
+	/* One look per request: a result is used only while it is fresh. */
+	if (!wanted || !backup_enabled(cfg) || next_tl < 2 ||
+	    (st->history_tl == next_tl &&
+	     cmn_now_ms() - st->history_at_ms < BACKUP_HISTORY_LOOK_MS))
+		return;
+	snprintf(name, sizeof(name), "%08X.history", (unsigned)next_tl);
+	snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
+	extra[0] = name;
+	extra[1] = out;
+	extra[2] = NULL;
+	backup_argv(cfg, "archive-get", extra, store, argv, 7);
+	struct cmn_proc_opts o = {.argv = argv, .env_extra = env, .log_path = log_path};
+
+	st->history_tl = next_tl;
+	st->history_found = -1;
+	st->history_at_ms = cmn_now_ms();
+	if (cmn_proc_spawn(&o, &st->history_pid) != PGW_OK) {
+		st->history_pid = 0;
+		log_warning("cannot run %s archive-get: %s", argv[0], strerror(errno));
+	}
+}
+
+bool backup_next_timeline_free(const struct backup_state *st, int next_tl, int64_t max_age_ms)
+{
+	return !st->history_pid && st->history_tl == next_tl && st->history_found == 0 &&
+	       cmn_now_ms() - st->history_at_ms <= max_age_ms;
+}
+
 void backup_stop(struct backup_state *st)
 {
 	int code;
+
+	if (st->history_pid) {
+		kill(st->history_pid, SIGTERM);
+		cmn_proc_stop(st->history_pid, &code);
+		st->history_pid = 0;
+	}
 
 	/* The scheduled backup's group: the CLI and its pgbackrest. The next leader's
 	 * schedule finds the backup still due and takes it. */

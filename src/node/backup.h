@@ -27,6 +27,10 @@ struct backup_state {
 	bool replicas_ready;	 /* set by the caller: every other member streams */
 	pid_t server_pid;	 /* `pgbackrest server` (TLS), with a repository host */
 	int64_t server_next_ms;	 /* its next start after it stopped */
+	pid_t history_pid;	 /* archive-get of the next timeline's history file */
+	int history_tl;		 /* ... that timeline */
+	int history_found;	 /* its result: 1 there, 0 not there, -1 running or unknown */
+	int64_t history_at_ms;	 /* when that look started */
 };
 
 /* Backups and WAL archiving are on when [backup] repo_path is set. */
@@ -110,6 +114,21 @@ bool backup_replicas_ready(const struct dcs_cluster *c);
  */
 bool backup_apply_dynamic(struct agent_config *cfg, const struct cmn_kvlist *dyn,
 			  const struct cmn_kvlist *node);
+/*
+ * Before a planned promotion (a switchover request this replica may serve, wanted):
+ * looks once in the archive, in the background, for the history file of timeline
+ * next_tl (pgbackrest archive-get), so that the promotion itself need not (see
+ * backup_next_timeline_free). Its output goes to log_path.
+ */
+void backup_history_tick(struct backup_state *st, const struct agent_config *cfg, int next_tl,
+			 bool wanted, const char *const *env, const char *log_path);
+/*
+ * true when a look of backup_history_tick that started at most max_age_ms ago found no
+ * history file of timeline next_tl in the archive: PostgreSQL's promotion would find none
+ * either and take next_tl, so it can run without restore_command (whose archive lookups
+ * cost a few hundred ms on a loaded host: the promotion waits for each one).
+ */
+bool backup_next_timeline_free(const struct backup_state *st, int next_tl, int64_t max_age_ms);
 /* Stops what backup_tick started (the agent is exiting). */
 void backup_stop(struct backup_state *st);
 

@@ -63,5 +63,12 @@
 #define AGENT_API_ETCD_TIMEOUT_MS    3000
 #define AGENT_API_SWITCHOVER_WAIT_MS 60000
 #define AGENT_API_REQUEST_TIMEOUT_MS 150000
+/* How often the loop looks at a job that runs, and at a signalled promotion (the
+ * proxies hold the clients of the primary until it is seen to be over). */
+#define AGENT_JOB_POLL_MS     100
+#define AGENT_PROMOTE_POLL_MS 20
+/* A replica that a switchover may promote looks for the next timeline's history file in
+ * the archive at most this often; the promotion trusts a look this recent. */
+#define BACKUP_HISTORY_LOOK_MS 10000
 
 #endif

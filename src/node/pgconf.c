@@ -253,7 +253,8 @@ void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size)
 	free(text);
 }
 
-int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up)
+static int write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up,
+		      bool archive_lookups)
 {
 	struct cmn_kvlist params;
 	struct cmn_buf b = {0};
@@ -261,8 +262,12 @@ int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstre
 	int rc;
 
 	rc = pgconf_parameters(cfg, &params);
-	if (rc != PGW_OK)
+	if (rc == PGW_OK && !archive_lookups)
+		rc = cmn_kvlist_set(&params, "restore_command", "", "pgwarden (promotion)");
+	if (rc != PGW_OK) {
+		cmn_kvlist_free(&params);
 		return rc;
+	}
 	cmn_buf_printf(&b,
 		       "# Written by pgwarden for member %s: edits here are overwritten.\n"
 		       "# Set parameters in the [parameters] section of the node "
@@ -302,6 +307,17 @@ int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstre
 		rc = write_in_data(cfg, "postgresql.auto.conf",
 				   "# Managed by pgwarden: use [parameters] instead.\n");
 	return rc;
+}
+
+int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up)
+{
+	return write_conf(cfg, up, true);
+}
+
+int pgconf_write_conf_without_archive(const struct agent_config *cfg,
+				      const struct pgconf_upstream *up)
+{
+	return write_conf(cfg, up, false);
 }
 
 int pgconf_write_hba(const struct agent_config *cfg)

@@ -35,6 +35,14 @@ int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t er
 void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size);
 /* Writes postgresql.conf; up is NULL for a primary. */
 int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up) PGW_WUR;
+/*
+ * The same with restore_command '': what a replica runs with from the moment a
+ * switchover may promote it and the archive is known to hold no history file of the
+ * next timeline (see actions.c), so that neither the end of the old primary's stream nor
+ * the promotion waits for archive lookups.
+ */
+int pgconf_write_conf_without_archive(const struct agent_config *cfg,
+				      const struct pgconf_upstream *up) PGW_WUR;
 int pgconf_write_hba(const struct agent_config *cfg) PGW_WUR;
 int pgconf_write_pgpass(const struct agent_config *cfg) PGW_WUR;
 int pgconf_set_standby_signal(const struct agent_config *cfg, bool on) PGW_WUR;
