@@ -267,6 +267,11 @@ static void do_promote(struct agent *a)
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			a->archive_lookups_off = false;
+	} else if (a->archive_lookups_off) {
+		/* The request went away just now: promoted as any other time. */
+		a->archive_lookups_off = false;
+		if (rewrite_conf_and_reload(a) != PGW_OK)
+			log_warning("cannot put restore_command back before the promotion");
 	}
 	log_info("promoting (timeline %d, position %llx%s)", a->probe.timeline,
 		 (unsigned long long)a->probe.lsn,

@@ -82,6 +82,60 @@ def test_archiving_on_every_member_across_switchover_and_failover(cluster):
     wait_for("%s in the archive" % seg3, lambda: seg3 in archived(cluster), 60)
 
 
+def promotion_line(cluster, i, tl):
+    """Member i's log line of its promotion from timeline tl."""
+    return next((line for line in cluster.log(i).splitlines()
+                 if "promoting (timeline %d," % tl in line), None)
+
+
+def test_planned_promotion_asks_the_archive_only_when_it_must(cluster):
+    """A switchover's candidate looks for the next timeline's history file in the archive
+    itself: when it is not there, PostgreSQL runs without restore_command until the
+    promotion (faster, same timeline chosen); when it is (another member used that
+    timeline number once), the promotion asks the archive as PostgreSQL always does and
+    takes the next free timeline."""
+    leader = cluster.leader()
+    wait_for("the stanza", lambda: pgbackrest(cluster, leader, "info").returncode == 0 and
+             "wal archive min/max" in pgbackrest(cluster, leader, "info").stdout, 60)
+    tl = cluster.timeline(leader)
+    cand = (leader + 1) % cluster.N
+    cluster.run("switchover", "--dir", cluster.dir, "--candidate", "node%d" % (cand + 1),
+                "--force")
+    wait_for("node%d to lead" % (cand + 1), lambda: cluster.leader() == cand, 60)
+    assert cluster.timeline(cand) == tl + 1
+    line = promotion_line(cluster, cand, tl)
+    assert line and "without archive lookups" in line, cluster.log(cand)[-3000:]
+    assert "timeline %d is not in the archive" % (tl + 1) in cluster.log(cand)
+    # The primary's configuration came back with the promotion; the others kept theirs.
+    for i in range(cluster.N):
+        if cluster.postmaster_pid(i):
+            wait_for("node%d's restore_command" % (i + 1), lambda i=i: "archive-get %f" in
+                     cluster.query(i, "SHOW restore_command")[0][0], 20)
+    wait_for("%08X.history in the archive" % (tl + 1),
+             lambda: "%08X.history" % (tl + 1) in archived(cluster), 30)
+
+    # Timeline tl+2 taken in the archive (as by a member that promoted and vanished).
+    cluster.wait_healthy()
+    taken = os.path.join(cluster.dir, "taken", "pg_wal", "%08X.history" % (tl + 2))
+    os.makedirs(os.path.dirname(taken))
+    with open(taken, "w") as f:
+        f.write("%d\t0/3000000\tno recovery target specified\n" % tl +
+                "%d\t0/4000000\tno recovery target specified\n" % (tl + 1))
+    subprocess.run(["chown", "-R", "postgres", os.path.dirname(os.path.dirname(taken))],
+                   check=True)
+    push = pgbackrest(cluster, cand, "archive-push", taken)
+    assert push.returncode == 0, push.stdout + push.stderr
+    assert "%08X.history" % (tl + 2) in archived(cluster)
+    nxt = (cand + 1) % cluster.N
+    cluster.run("switchover", "--dir", cluster.dir, "--candidate", "node%d" % (nxt + 1),
+                "--force")
+    wait_for("node%d to lead" % (nxt + 1), lambda: cluster.leader() == nxt, 60)
+    assert cluster.timeline(nxt) == tl + 3
+    line = promotion_line(cluster, nxt, tl + 1)
+    assert line and "without archive lookups" not in line, cluster.log(nxt)[-3000:]
+    assert "timeline %d is in the archive already" % (tl + 2) in cluster.log(nxt)
+
+
 def test_reference_stack_pg_basebackup_works_on_a_member(cluster, tmp_path):
     """reference-stack.md: pg_basebackup -h localhost -U postgres -D /tmp/backup -Ft -z -Xs -P,
     run on a member (here: the leader's port, and a replica's)."""

@@ -89,6 +89,9 @@ def test_sigterm_to_the_leader_under_load_pauses_without_errors(cluster):
     assert "handing the leader role over to node%d first" % (new + 1) in log, log[-3000:]
     assert "1 proxy asked to drain" in log and "1 proxy drained after" in log
     assert took, log[-3000:]
+    # The candidate knew the next timeline was free: no archive lookups on the way.
+    assert "timeline %d is not in the archive" % (tl + 1) in cluster.log(new)
+    assert "without archive lookups" in cluster.log(new), cluster.log(new)[-3000:]
     assert cluster.postmaster_pid(old) is None
     assert cluster.timeline(new) == tl + 1
     # The REST API answered all along, the loop alive.
@@ -194,6 +197,10 @@ def test_hand_over_out_of_time_stops_as_before(cluster):
     assert_stopped_as_before(cluster, old, tl)
     cluster.up()
     cluster.wait_healthy()
+    # A candidate that went without restore_command for the request has it back.
+    for i in range(cluster.N):
+        wait_for("node%d's restore_command" % (i + 1), lambda i=i: "archive-get %f" in
+                 cluster.query(i, "SHOW restore_command")[0][0], 20)
 
 
 def test_paused_leader_stops_without_hand_over(cluster):

@@ -354,6 +354,23 @@ static void test_stopped_crashed_former_primary_rewind(void **state)
 	assert_action(f, HA_REWIND, "node2");
 }
 
+/* A leader that promoted moments ago still names its old timeline in pg_control until
+ * its first checkpoint: pg_rewind against it would find nothing to do. Wait for it. */
+static void test_stopped_waits_for_the_leaders_checkpoint(void **state)
+{
+	struct fx *f = *state;
+
+	set_leader(f, "node2", 1);
+	find(f, "node2")->checkpoint_pending = true;
+	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
+	assert_action(f, HA_WAIT, "");
+	pg_stopped(f, PGCTL_CD_SHUT_DOWN, 1);
+	assert_action(f, HA_WAIT, "");
+	find(f, "node2")->checkpoint_pending = false;
+	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
+	assert_action(f, HA_REWIND, "node2");
+}
+
 /* Holding the key on an old or expiring lease: never start a primary. */
 static void test_stopped_holding_key_unsure_lease_waits(void **state)
 {
@@ -1027,6 +1044,7 @@ int main(void)
 	    T(test_replica_old_timeline_does_not_race),
 	    T(test_switchover_rules),
 	    T(test_clean_stop_before_fork_needs_no_rewind),
+	    T(test_stopped_waits_for_the_leaders_checkpoint),
 	    T(test_stopped_holding_key_unsure_lease_waits),
 	    T(test_replica_no_leader_nofailover),
 	    T(test_replica_no_leader_lagging),
