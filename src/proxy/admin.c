@@ -49,6 +49,18 @@ static void cols(struct result *r, const char *spec, ...)
 		r->rc = pgp_put_row_description(r->out, r->n, names, oids);
 }
 
+/* The same with the names in an array (at least strlen(spec) of them). */
+static void cols_list(struct result *r, const char *spec, const char *const *names)
+{
+	uint32_t oids[MAX_COLS];
+
+	r->n = strlen(spec);
+	for (size_t i = 0; i < r->n && i < MAX_COLS; i++)
+		oids[i] = spec[i] == 'i' ? OID_INT8 : OID_TEXT;
+	if (r->rc == PGW_OK)
+		r->rc = pgp_put_row_description(r->out, r->n, names, oids);
+}
+
 /* A row: n values, each a string or NULL; format with row_printf-like helpers below. */
 static void row(struct result *r, const char *const *values)
 {
@@ -241,11 +253,28 @@ static void fmt_time(int64_t wall_ms, char *out, size_t size)
 	strftime(out, size, "%Y-%m-%d %H:%M:%S UTC", &tm);
 }
 
-static void client_row(struct proxy *p, struct result *r, const struct proxy_client *c,
-		       const char *state)
+/*
+ * SHOW SOCKETS' seven columns after SHOW CLIENTS' ones, from a connection's buffers:
+ * what was received (recv_pos) and parsed (pkt_pos) of its input, what waits to be sent.
+ */
+#define SOCKET_COLS 7
+static void socket_cols(char v[][64], const char **vals, const struct proxy_buf *in,
+			const struct proxy_buf *out)
 {
-	char v[21][64], db[140] = "", ct[40], rt[40];
-	const char *vals[21];
+	vals[0] = num(v[0], 64, in->len);
+	vals[1] = num(v[1], 64, in->off);
+	vals[2] = "0";
+	vals[3] = num(v[3], 64, out->off);
+	vals[4] = num(v[4], 64, out->len - out->off);
+	vals[5] = num(v[5], 64, in->len - in->off);
+	vals[6] = vals[4];
+}
+
+static void client_row(struct proxy *p, struct result *r, const struct proxy_client *c,
+		       const char *state, bool sockets)
+{
+	char v[21 + SOCKET_COLS][64], db[140] = "", ct[40], rt[40];
+	const char *vals[21 + SOCKET_COLS];
 	int64_t now = cmn_now_ms(), wall = cmn_wall_ms();
 
 	if (c->pool)
@@ -283,43 +312,62 @@ static void client_row(struct proxy *p, struct result *r, const struct proxy_cli
 	vals[18] = c->app_name;
 	vals[19] = "0";
 	vals[20] = num(v[20], 64, c->id);
+	if (sockets)
+		socket_cols(v + 21, vals + 21, &c->in, &c->out);
 	row(r, vals);
 }
 
-static void client_cols(struct result *r)
+static void client_cols(struct result *r, bool sockets)
 {
-	cols(r, "ssssssisissiiississii", "type", "user", "database", "replication", "state", "addr",
-	     "port", "local_addr", "local_port", "connect_time", "request_time", "wait", "wait_us",
-	     "close_needed", "ptr", "link", "remote_pid", "tls", "application_name",
-	     "prepared_statements", "id");
+	static const char *const names[] = {
+	    "type",	    "user",	  "database",	"replication",	    "state",
+	    "addr",	    "port",	  "local_addr", "local_port",	    "connect_time",
+	    "request_time", "wait",	  "wait_us",	"close_needed",	    "ptr",
+	    "link",	    "remote_pid", "tls",	"application_name", "prepared_statements",
+	    "id",	    "recv_pos",	  "pkt_pos",	"pkt_remain",	    "send_pos",
+	    "send_remain",  "pkt_avail",  "send_avail"};
+
+	cols_list(r, sockets ? "ssssssisissiiississiiiiiiiii" : "ssssssisissiiississii", names);
 }
 
-static void show_clients(struct proxy *p, struct result *r)
+/* The clients' rows (SHOW CLIENTS; with the buffers, SHOW SOCKETS; only those with a
+ * server linked, SHOW ACTIVE_SOCKETS). */
+static void clients_rows(struct proxy *p, struct result *r, bool sockets, bool only_active)
 {
 	struct proxy_pool *pool;
 	const struct proxy_client *c;
 
-	client_cols(r);
-	TAILQ_FOREACH(c, &p->login_clients, entry)
-	client_row(p, r, c, "login");
+	if (!only_active) {
+		TAILQ_FOREACH(c, &p->login_clients, entry)
+		client_row(p, r, c, "login", sockets);
+	}
 	TAILQ_FOREACH(c, &p->admin_clients, entry)
-	client_row(p, r, c, "active");
+	client_row(p, r, c, "active", sockets);
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
 		TAILQ_FOREACH(c, &pool->active_clients, entry)
-		client_row(p, r, c, "active");
+		client_row(p, r, c, "active", sockets);
+		if (only_active)
+			continue;
 		TAILQ_FOREACH(c, &pool->idle_clients, entry)
-		client_row(p, r, c, "active");
+		client_row(p, r, c, "active", sockets);
 		TAILQ_FOREACH(c, &pool->waiting, entry)
-		client_row(p, r, c, "waiting");
+		client_row(p, r, c, "waiting", sockets);
 	}
+}
+
+static void show_clients(struct proxy *p, struct result *r)
+{
+	client_cols(r, false);
+	clients_rows(p, r, false, false);
 	finish(r, "SHOW");
 }
 
-static void server_row(struct result *r, const struct proxy_server *s, const char *state)
+static void server_row(struct result *r, const struct proxy_server *s, const char *state,
+		       bool sockets)
 {
-	char v[21][64], db[140], ct[40], rt[40];
-	const char *vals[21];
+	char v[21 + SOCKET_COLS][64], db[140], ct[40], rt[40];
+	const char *vals[21 + SOCKET_COLS];
 	int64_t now = cmn_now_ms(), wall = cmn_wall_ms();
 
 	pool_db_name(s->pool, db, sizeof(db));
@@ -351,26 +399,44 @@ static void server_row(struct result *r, const struct proxy_server *s, const cha
 	vals[18] = "pgwarden";
 	vals[19] = "0";
 	vals[20] = num(v[20], 64, s->id);
+	if (sockets)
+		socket_cols(v + 21, vals + 21, &s->in, &s->out);
 	row(r, vals);
 }
 
-static void show_servers(struct proxy *p, struct result *r)
+static void servers_rows(struct proxy *p, struct result *r, bool sockets, bool only_active)
 {
 	struct proxy_pool *pool;
 	const struct proxy_server *s;
 
-	client_cols(r);
 	TAILQ_FOREACH(pool, &p->pools, entry)
 	{
 		TAILQ_FOREACH(s, &pool->active, entry)
-		server_row(r, s, "active");
+		server_row(r, s, "active", sockets);
+		if (only_active)
+			continue;
 		TAILQ_FOREACH(s, &pool->idle, entry)
-		server_row(r, s, "idle");
+		server_row(r, s, "idle", sockets);
 		TAILQ_FOREACH(s, &pool->resetting, entry)
-		server_row(r, s, "used");
+		server_row(r, s, "used", sockets);
 		TAILQ_FOREACH(s, &pool->login, entry)
-		server_row(r, s, "login");
+		server_row(r, s, "login", sockets);
 	}
+}
+
+static void show_servers(struct proxy *p, struct result *r)
+{
+	client_cols(r, false);
+	servers_rows(p, r, false, false);
+	finish(r, "SHOW");
+}
+
+/* SHOW SOCKETS / ACTIVE_SOCKETS: clients and servers with their buffers. */
+static void show_sockets(struct proxy *p, struct result *r, bool only_active)
+{
+	client_cols(r, true);
+	clients_rows(p, r, true, only_active);
+	servers_rows(p, r, true, only_active);
 	finish(r, "SHOW");
 }
 
@@ -753,7 +819,7 @@ static const char console_usage[] =
     "Console usage\n"
     "SHOW HELP|CONFIG|DATABASES|POOLS|CLIENTS|SERVERS|USERS|VERSION\n"
     "SHOW PEERS|PEER_POOLS\n"
-    "SHOW FDS|LISTS|MEM|STATE\n"
+    "SHOW FDS|SOCKETS|ACTIVE_SOCKETS|LISTS|MEM|STATE\n"
     "SHOW DNS_HOSTS|DNS_ZONES\n"
     "SHOW STATS|STATS_TOTALS|STATS_AVERAGES|TOTALS\n"
     "PAUSE\nRESUME\nRELOAD\nSHUTDOWN";
@@ -825,6 +891,10 @@ int proxy_admin_query(struct proxy *p, const struct proxy_admin_ops *ops,
 			show_clients(p, &r);
 		else if (strcmp(w[1], "servers") == 0)
 			show_servers(p, &r);
+		else if (strcmp(w[1], "sockets") == 0)
+			show_sockets(p, &r, false);
+		else if (strcmp(w[1], "active_sockets") == 0)
+			show_sockets(p, &r, true);
 		else if (strcmp(w[1], "databases") == 0)
 			show_databases(p, &r);
 		else if (strcmp(w[1], "config") == 0)

@@ -578,6 +578,13 @@ def test_replica_port_waits_for_a_healthy_replica(cluster):
     tag(replicas[1], False)
 
 
+SOCKET_COLUMNS = ["type", "user", "database", "replication", "state", "addr", "port",
+                  "local_addr", "local_port", "connect_time", "request_time", "wait",
+                  "wait_us", "close_needed", "ptr", "link", "remote_pid", "tls",
+                  "application_name", "prepared_statements", "id", "recv_pos", "pkt_pos",
+                  "pkt_remain", "send_pos", "send_remain", "pkt_avail", "send_avail"]
+
+
 def test_admin_console_has_every_show_of_pgbouncer(shared_cluster):
     """Issue 17 item 3: every SHOW of PgBouncer's admin console, with its column names
     and order, so tools written for PgBouncer (pgbouncer_exporter, ...) read it."""
@@ -592,6 +599,8 @@ def test_admin_console_has_every_show_of_pgbouncer(shared_cluster):
         "SHOW MEM": ["name", "size", "used", "free", "memtotal"],
         "SHOW STATE": ["key", "value"],
         "SHOW FDS": ["fd", "task", "user", "database", "addr", "port", "cancel", "link"],
+        "SHOW SOCKETS": SOCKET_COLUMNS,
+        "SHOW ACTIVE_SOCKETS": SOCKET_COLUMNS,
         "SHOW PEERS": ["peer_id", "host", "port", "pool_size"],
         "SHOW PEER_POOLS": ["database", "cl_active_cancel_req", "cl_waiting_cancel_req",
                             "sv_active_cancel", "sv_login"],
@@ -616,6 +625,16 @@ def test_admin_console_has_every_show_of_pgbouncer(shared_cluster):
                                            "suspended": "no"}
     tasks = [r[1] for r in results["SHOW FDS"]]
     assert tasks.count("pooler") == 3 and "client" in tasks, tasks
+    # Every client and server of SHOW CLIENTS / SERVERS, with its buffers; the admin
+    # connection asking is the active one.
+    socks = results["SHOW SOCKETS"]
+    assert sorted(r[0] for r in socks).count("S") >= 1 and any(
+        r[0] == "C" and r[2] == "pgbouncer" for r in socks), socks
+    assert all(r[21] >= r[22] >= 0 and r[24] >= 0 for r in socks), socks
+    active = results["SHOW ACTIVE_SOCKETS"]
+    assert active and all(r[4] == "active" for r in active), active
+    # (each admin() call is a new admin connection: compare the servers)
+    assert {r[14] for r in active if r[0] == "S"} <= {r[14] for r in socks if r[0] == "S"}
     mem = {r[0]: r for r in results["SHOW MEM"]}
     assert mem["client_cache"][2] >= 1, mem
     assert not results["SHOW PEERS"]
