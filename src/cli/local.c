@@ -556,6 +556,17 @@ static int status_run(void *arg)
 		running += pid != 0;
 		total++;
 	}
+	{
+		pid_t pid;
+		int port;
+
+		if (prometheus_state(&l, &pid, &port)) {
+			printf("%-22s %-10s %-8d 127.0.0.1:%d\n", "prometheus",
+			       pid ? "running" : "stopped", (int)pid, port);
+			running += pid != 0;
+			total++;
+		}
+	}
 	printf("%d of %d processes running\n", running, total);
 	return running == total ? CLI_EXIT_OK : (running == 0 ? 3 : CLI_EXIT_FAILED);
 }

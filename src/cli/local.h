@@ -84,6 +84,8 @@ void stop_pid(const char *what, pid_t pid, int timeout_ms);
 /* localmon.c: Prometheus (up --with-prometheus) */
 int start_prometheus(const struct layout *l, bool asked, int port);
 int prometheus_port(const struct layout *l); /* running: its port, else 0 */
+/* The folder has a Prometheus (an earlier --with-prometheus): its pid (0: stopped), port. */
+bool prometheus_state(const struct layout *l, pid_t *pid, int *port);
 void stop_prometheus(const struct layout *l);
 
 /* localready.c: readiness */

@@ -190,6 +190,19 @@ int prometheus_port(const struct layout *l)
 	return running_pid(pidf, PROMETHEUS_EXPECT) ? saved_port(l) : 0;
 }
 
+bool prometheus_state(const struct layout *l, pid_t *pid, int *port)
+{
+	char path[PATH_MAX + 32];
+
+	prom_path(l, path, sizeof(path), "port");
+	if (access(path, F_OK) != 0)
+		return false;
+	prom_path(l, path, sizeof(path), "prometheus.pid");
+	*pid = running_pid(path, PROMETHEUS_EXPECT);
+	*port = saved_port(l);
+	return true;
+}
+
 void stop_prometheus(const struct layout *l)
 {
 	char pidf[PATH_MAX + 32];

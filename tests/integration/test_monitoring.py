@@ -5,6 +5,7 @@ dashboard's return data); promtool accepts the agents' and the proxy's /metrics;
 leader's host killed, "no leader" and "failover" fire, then resolve."""
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.parse
@@ -62,6 +63,10 @@ def test_prometheus_dashboard_and_alerts(cluster_factory):
     out = c.up(extra=("--with-prometheus", "--prometheus-port", str(port))).stdout
     assert "Prometheus:    http://127.0.0.1:%d/" % port in out, out
     leader = c.wait_healthy()
+    status = c.run("status", "--dir", c.dir).stdout
+    assert re.search(r"^prometheus +running +\d+ +127\.0\.0\.1:%d$" % port, status,
+                     re.M), status
+    assert "11 of 11 processes running" in status, status
     for i in range(c.N):
         promtool_metrics("http://127.0.0.1:%d/metrics" % (c.api_port + i))
     promtool_metrics("http://127.0.0.1:%d/metrics" % (c.proxy_port + 3))
