@@ -85,6 +85,8 @@ int server_param_status(struct proxy_server *s, const uint8_t *body, size_t len)
 /* server.c: servers */
 void server_set_state(struct proxy_server *s, enum proxy_sv_state st);
 void server_connect(struct proxy_pool *pool);
+/* A server connection to host:port for the pool; warm: see proxy_warm_candidate. */
+void server_connect_to(struct proxy_pool *pool, const char *host, int port, bool warm);
 void cancel_done(struct proxy_cancel *k);
 void send_cancel(struct proxy_server *s);
 void server_close(struct proxy_server *s, const char *why);
@@ -120,6 +122,16 @@ void proxy_apply_pool_sizes(struct proxy *p);
 /* Planned switchover: while held, requests for the primary's pools wait (up to
  * query_wait_timeout) instead of getting a server; running ones finish. */
 void proxy_hold_primary(struct proxy *p, bool hold);
+/*
+ * Planned switchover to a named candidate: while the clients are held, each transaction
+ * pool of the primary logs in to the candidate (a hot standby) as many server
+ * connections as it has to the old primary, and keeps them aside. When the candidate runs
+ * as primary, proxy_adopt_warm(p, its host, port) makes them the pools' idle servers, so
+ * the held clients do not wait for new logins; proxy_adopt_warm(p, NULL, 0) (or another
+ * address) closes them.
+ */
+void proxy_warm_candidate(struct proxy *p, const char *host, int port);
+void proxy_adopt_warm(struct proxy *p, const char *host, int port);
 /* Servers of the primary's pools with a request or transaction in flight. */
 int proxy_primary_busy(struct proxy *p);
 /* PAUSE / RESUME: no client gets a server while paused. */

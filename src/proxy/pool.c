@@ -36,7 +36,8 @@ static bool pool_unused(const struct proxy_pool *pool)
 	return pool->n_servers == 0 && TAILQ_EMPTY(&pool->idle_clients) &&
 	       TAILQ_EMPTY(&pool->waiting) && TAILQ_EMPTY(&pool->active_clients) &&
 	       TAILQ_EMPTY(&pool->login) && TAILQ_EMPTY(&pool->idle) &&
-	       TAILQ_EMPTY(&pool->active) && TAILQ_EMPTY(&pool->resetting);
+	       TAILQ_EMPTY(&pool->active) && TAILQ_EMPTY(&pool->resetting) &&
+	       TAILQ_EMPTY(&pool->warm);
 }
 
 static void pool_doom(struct proxy_pool *pool)
@@ -131,6 +132,7 @@ struct proxy_pool *pool_get(struct proxy *p, enum proxy_port port, const char *d
 	TAILQ_INIT(&pool->idle);
 	TAILQ_INIT(&pool->active);
 	TAILQ_INIT(&pool->resetting);
+	TAILQ_INIT(&pool->warm);
 	TAILQ_INSERT_TAIL(&p->pools, pool, entry);
 	return pool;
 }
@@ -483,15 +485,90 @@ void proxy_pause(struct proxy *p, bool pause)
 	pool_dispatch(pool);
 }
 
-static void close_pool_servers(struct proxy_pool *pool, const char *why)
+/* Closes the pool's servers; keep_warm: not those kept for a switchover's candidate. */
+static void close_pool_servers(struct proxy_pool *pool, const char *why, bool keep_warm)
 {
 	struct proxy_server *s, *tmp;
 	struct proxy_server_list *lists[] = {&pool->idle, &pool->login, &pool->active,
-					     &pool->resetting};
+					     &pool->resetting, &pool->warm};
 
 	for (size_t k = 0; k < sizeof(lists) / sizeof(lists[0]); k++)
 		TAILQ_FOREACH_SAFE(s, lists[k], entry, tmp)
-	server_close(s, why);
+	if (!(keep_warm && s->warm))
+		server_close(s, why);
+}
+
+void proxy_warm_candidate(struct proxy *p, const char *host, int port)
+{
+	struct proxy_pool *pool;
+	int opened = 0;
+
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		const struct proxy_server *s;
+		int want = 0, have = 0;
+
+		if (!pool->transaction_mode || !pool_to_primary(pool) || !pool->welcome_ok)
+			continue;
+		TAILQ_FOREACH(s, &pool->active, entry)
+		want++;
+		TAILQ_FOREACH(s, &pool->idle, entry)
+		want++;
+		TAILQ_FOREACH(s, &pool->login, entry)
+		have += s->warm;
+		TAILQ_FOREACH(s, &pool->warm, entry)
+		have++;
+		if (want > pool->pool_size)
+			want = pool->pool_size;
+		for (; have < want; have++, opened++)
+			server_connect_to(pool, host, port, true);
+	}
+	if (opened)
+		log_info("switchover: %d server connection(s) to %s:%d opened ahead of its "
+			 "promotion",
+			 opened, host, port);
+}
+
+void proxy_adopt_warm(struct proxy *p, const char *host, int port)
+{
+	struct proxy_pool *pool;
+	int adopted = 0, closed = 0;
+
+	TAILQ_FOREACH(pool, &p->pools, entry)
+	{
+		struct proxy_server *s, *tmp;
+		struct proxy_server_list *lists[] = {&pool->warm, &pool->login};
+
+		for (size_t k = 0; k < 2; k++)
+			TAILQ_FOREACH_SAFE(s, lists[k], entry, tmp)
+			{
+				if (!s->warm)
+					continue;
+				if (!host || strcmp(s->host, host) != 0 || s->port != port) {
+					server_close(s, "the switchover went elsewhere");
+					closed++;
+					continue;
+				}
+				if (s->state != PROXY_SV_WARM) {
+					/* Still logging in: its startup saw a standby. */
+					server_close(s, "not logged in before the promotion");
+					closed++;
+					continue;
+				}
+				/* The pool's own from now on: a session that began on the standby
+				 * runs read-write transactions once the promotion is over. */
+				s->warm = false;
+				s->generation = pool->generation;
+				s->in_recovery = false;
+				server_set_state(s, PROXY_SV_IDLE);
+				s->idle_since_ms = cmn_now_ms();
+				adopted++;
+			}
+	}
+	if (adopted || closed)
+		log_info("switchover: %d server connection(s) opened ahead taken into the pools, "
+			 "%d closed",
+			 adopted, closed);
 }
 
 void proxy_topology_changed(struct proxy *p)
@@ -529,7 +606,7 @@ void proxy_topology_changed(struct proxy *p)
 			continue;
 		pool->generation = p->leader_generation;
 		/* Never a write to a member without the leader key: close them now. */
-		close_pool_servers(pool, "the leader changed");
+		close_pool_servers(pool, "the leader changed", true);
 		pool->next_connect_ms = 0; /* not a failure: connect to the new one at once */
 	}
 replicas:
@@ -550,7 +627,7 @@ replicas:
 			char why[160];
 
 			pool->generation++;
-			close_pool_servers(pool, "the member is no longer a replica");
+			close_pool_servers(pool, "the member is no longer a replica", false);
 			snprintf(why, sizeof(why), "%s is no longer a replica: connect again",
 				 pool->member);
 			pool_fail_waiting(pool, SQLSTATE_CANNOT_CONNECT_NOW, why);
@@ -618,7 +695,9 @@ void proxy_tick(struct proxy *p)
 		}
 		TAILQ_FOREACH_SAFE(s, &pool->login, entry, stmp)
 		{
-			if (now - s->connect_ms > p->cfg.server_connect_timeout_ms) {
+			if (now - s->connect_ms > p->cfg.server_connect_timeout_ms && s->warm) {
+				server_close(s, "connecting ahead of a promotion timed out");
+			} else if (now - s->connect_ms > p->cfg.server_connect_timeout_ms) {
 				snprintf(pool->last_error, sizeof(pool->last_error),
 					 "connecting to %s:%d timed out", s->host, s->port);
 				server_close(s, pool->last_error);
@@ -679,7 +758,7 @@ void proxy_close_all(struct proxy *p)
 		for (size_t k = 0; k < 3; k++)
 			TAILQ_FOREACH_SAFE(c, lists[k], entry, tmp)
 		client_fatal(c, SQLSTATE_ADMIN_SHUTDOWN, "the proxy is shutting down");
-		close_pool_servers(pool, "shutting down");
+		close_pool_servers(pool, "shutting down", false);
 	}
 	while (!TAILQ_EMPTY(&p->cancels))
 		cancel_done(TAILQ_FIRST(&p->cancels));

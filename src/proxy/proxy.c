@@ -195,8 +195,13 @@ static bool switchover_due(const struct proxy *p)
 	       strcmp(t->switchover_candidate, t->leader) != 0;
 }
 
-static void switchover_release(struct proxy *p, const char *why)
+/* promoted: the new leader runs as primary at p->leader_host (the pools' target). */
+static void switchover_release(struct proxy *p, const char *why, bool promoted)
 {
+	if (promoted)
+		proxy_adopt_warm(p, p->leader_host, p->leader_port);
+	else
+		proxy_adopt_warm(p, NULL, 0);
 	so.holding = false;
 	proxy_hold_primary(p, false);
 	/* Our key says drained only while we hold. */
@@ -224,6 +229,11 @@ static void switchover_step(struct proxy *p)
 			 t->leader,
 			 t->switchover_candidate[0] ? t->switchover_candidate : "a replica",
 			 proxy_primary_busy(p), p->cfg.switchover_drain_timeout_ms);
+		for (size_t i = 0; i < t->n_members; i++)
+			if (t->switchover_candidate[0] &&
+			    strcmp(t->members[i].name, t->switchover_candidate) == 0 &&
+			    t->members[i].host[0] && !t->members[i].is_leader)
+				proxy_warm_candidate(p, t->members[i].host, t->members[i].port);
 	}
 	if (!so.reported) {
 		int busy = proxy_primary_busy(p);
@@ -245,14 +255,14 @@ static void switchover_step(struct proxy *p)
 
 		snprintf(why, sizeof(why), "%s runs as primary after %lld ms", t->leader,
 			 (long long)(now - so.since_ms));
-		switchover_release(p, why);
+		switchover_release(p, why, true);
 	} else if (t->has_leader && strcmp(t->leader, so.old_leader) == 0 &&
 		   !(t->switchover_pending && t->switchover_revision == so.handled)) {
-		switchover_release(p, "cancelled (the request went away, same leader)");
+		switchover_release(p, "cancelled (the request went away, same leader)", false);
 	} else if (now - so.since_ms >= p->cfg.switchover_hold_timeout_ms) {
 		log_warning("switchover: no new primary after %d ms (switchover_hold_timeout)",
 			    p->cfg.switchover_hold_timeout_ms);
-		switchover_release(p, "hold given up");
+		switchover_release(p, "hold given up", false);
 	}
 }
 

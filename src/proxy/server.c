@@ -42,6 +42,8 @@ static struct proxy_server_list *server_list(struct proxy_server *s)
 		return &s->pool->active;
 	case PROXY_SV_RESET:
 		return &s->pool->resetting;
+	case PROXY_SV_WARM:
+		return &s->pool->warm;
 	case PROXY_SV_DEAD:
 		break;
 	}
@@ -61,6 +63,16 @@ void server_set_state(struct proxy_server *s, enum proxy_sv_state st)
 
 void server_connect(struct proxy_pool *pool)
 {
+	char host[256];
+	int port = 0;
+
+	host[0] = '\0';
+	(void)pool_target(pool, host, sizeof(host), &port);
+	server_connect_to(pool, host, port, false);
+}
+
+void server_connect_to(struct proxy_pool *pool, const char *host, int port, bool warm)
+{
 	struct proxy *px = pool->proxy;
 
 	struct proxy_server *s;
@@ -79,13 +91,16 @@ void server_connect(struct proxy_pool *pool)
 	s->generation = pool->generation;
 	s->connect_ms = cmn_now_ms();
 	s->state = PROXY_SV_LOGIN;
+	s->warm = warm;
 	TAILQ_INSERT_TAIL(&pool->login, s, entry);
 	pool->n_servers++;
 	px->n_servers++;
-	if (!pool_target(pool, s->host, sizeof(s->host), &s->port)) {
+	if (!host[0]) {
 		server_close(s, "no server to connect to");
 		return;
 	}
+	snprintf(s->host, sizeof(s->host), "%s", host);
+	s->port = port;
 	snprintf(portstr, sizeof(portstr), "%d", s->port);
 	if (getaddrinfo(s->host, portstr, &hints, &ai) != 0 || !ai) {
 		snprintf(pool->last_error, sizeof(pool->last_error), "cannot resolve %s", s->host);
@@ -238,7 +253,7 @@ void server_close(struct proxy_server *s, const char *why)
 	}
 	SSL_free(s->ssl);
 	s->ssl = NULL;
-	if (s->state == PROXY_SV_LOGIN)
+	if (s->state == PROXY_SV_LOGIN && !s->warm)
 		pool->next_connect_ms = cmn_now_ms() + SERVER_RETRY_MS;
 	server_set_state(s, PROXY_SV_DEAD);
 	pool->n_servers--;
@@ -328,6 +343,17 @@ static void server_login_done(struct proxy_server *s)
 {
 	struct proxy_pool *pool = s->pool;
 
+	if (s->warm) {
+		/* A candidate's: kept aside until it runs as primary (proxy_adopt_warm). */
+		free(s->scram);
+		s->scram = NULL;
+		buf_free(&s->in);
+		server_set_state(s, PROXY_SV_WARM);
+		s->txn = 'I';
+		log_debug("S-%llu: logged in to %s:%d ahead of its promotion",
+			  (unsigned long long)s->id, s->host, s->port);
+		return;
+	}
 	if (s->in_recovery && pool_to_primary(pool)) {
 		/* The new leader holds the key but its promotion is still running: a write
 		 * would fail (25006). Try again shortly; the clients wait meanwhile. */
@@ -359,6 +385,10 @@ static void server_login_error(struct proxy_server *s, const uint8_t *body, size
 	struct proxy_pool *pool = s->pool;
 	char msg[300];
 
+	if (s->warm) { /* only ahead of time: the pool's clients are not concerned */
+		server_close(s, "login to the switchover's candidate failed");
+		return;
+	}
 	if (pgp_parse_error(body, len, &f) != PGW_OK || !f.message)
 		snprintf(msg, sizeof(msg), "server login failed");
 	else
@@ -493,14 +523,17 @@ void server_login_input(struct proxy_server *s)
 		case PGP_BE_AUTH:
 			rc = server_auth(s, body, blen);
 			if (rc == PGW_EAUTH) {
+				bool warm = s->warm;
+
 				snprintf(s->pool->last_error, sizeof(s->pool->last_error),
 					 "no password for user %s in the auth file to log in to "
 					 "the server",
 					 s->pool->user);
 				server_close(s, s->pool->last_error);
-				pool_fail_waiting(s->pool,
-						  SQLSTATE_INVALID_AUTHORIZATION_SPECIFICATION,
-						  s->pool->last_error);
+				if (!warm)
+					pool_fail_waiting(
+					    s->pool, SQLSTATE_INVALID_AUTHORIZATION_SPECIFICATION,
+					    s->pool->last_error);
 				return;
 			}
 			if (rc != PGW_OK) {
@@ -515,7 +548,7 @@ void server_login_input(struct proxy_server *s)
 			if (blen == sizeof("in_hot_standby\0on") &&
 			    memcmp(body, "in_hot_standby\0on", blen) == 0)
 				s->in_recovery = true;
-			if (!pool->welcome_ok) {
+			if (!pool->welcome_ok && !s->warm) {
 				uint8_t *grown = realloc(pool->welcome, pool->welcome_len + total);
 
 				if (grown) {

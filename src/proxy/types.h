@@ -57,6 +57,7 @@ enum proxy_sv_state {
 	PROXY_SV_IDLE,
 	PROXY_SV_ACTIVE,
 	PROXY_SV_RESET,
+	PROXY_SV_WARM, /* logged in to a switchover's candidate, kept for its promotion */
 	PROXY_SV_DEAD,
 };
 
@@ -155,6 +156,7 @@ struct proxy_server {
 	bool reading_paused;
 	bool auth_started;     /* startup packet sent */
 	bool in_recovery;      /* reported in_hot_standby = on at login */
+	bool warm;	       /* opened to a switchover's candidate ahead of its promotion */
 	SSL *ssl;	       /* TLS with the server (NULL: clear text) */
 	int tls_state;	       /* 0 none, 1 SSLRequest sent, 2 handshaking */
 	bool close_after;      /* close when it would return to the pool */
@@ -185,7 +187,8 @@ struct proxy_pool {
 	uint64_t generation; /* bumped when the pool's target changes: old servers close */
 	struct proxy_client_list idle_clients, waiting, active_clients;
 	struct proxy_server_list login, idle, active, resetting;
-	int n_servers; /* every state */
+	struct proxy_server_list warm; /* PROXY_SV_WARM (see proxy_warm_candidate) */
+	int n_servers;		       /* every state */
 	/* the welcome: ParameterStatus messages from the first server login */
 	uint8_t *welcome;
 	size_t welcome_len;
