@@ -7,6 +7,7 @@ before it stops PostgreSQL. One cluster serves every test of this file (in order
 keep the file quick.
 """
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -136,6 +137,14 @@ def test_switchover_under_load_pauses_without_errors(cl):
     proxy_log = cl.proxy_log()
     assert "primary pools drained" in proxy_log
     assert "runs as primary" in proxy_log
+    # Logged in to the candidate while the clients were held, taken into the pools at the
+    # promotion: the released clients did not wait for new logins.
+    ahead = re.search(r"switchover: (\d+) server connection\(s\) to 127\.0\.0\.1:%d opened "
+                      r"ahead of its promotion" % (cl.pg_port + cand), proxy_log)
+    taken = re.search(r"switchover: (\d+) server connection\(s\) opened ahead taken into the "
+                      r"pools, (\d+) closed", proxy_log)
+    assert ahead and taken and int(ahead.group(1)) >= 1, proxy_log[-3000:]
+    assert int(taken.group(1)) >= 1, taken.group(0)
     log = cl.log(old).split("switchover requested")[-1]
     assert "1 proxy asked to drain" in log and "1 proxy drained after" in log, log
     final = {r[0] for r in cl.query(cand, "SELECT id FROM t")}
