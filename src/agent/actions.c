@@ -207,9 +207,20 @@ static void do_rewind(struct agent *a, const char *source)
 
 bool switchover_may_promote_us(const struct agent *a)
 {
+	/* Named (the CLI's --candidate, the agent's SIGTERM hand-over), due, acted on. */
 	return a->dcs_ok && a->cluster.has_switchover && a->probe.in_recovery &&
-	       (!a->cluster.switchover_candidate[0] ||
-		strcmp(a->cluster.switchover_candidate, a->cfg.member_name) == 0);
+	       !a->cluster.paused && cmn_wall_ms() / 1000 >= a->cluster.switchover_at &&
+	       strcmp(a->cluster.switchover_candidate, a->cfg.member_name) == 0;
+}
+
+int switchover_next_timeline(const struct agent *a)
+{
+	int tl = a->probe.timeline;
+
+	/* pg_control can lag the timeline replayed; the leader's is where we stream. */
+	if (a->cluster.leader_timeline > tl)
+		tl = a->cluster.leader_timeline;
+	return tl > 0 ? tl + 1 : 0;
 }
 
 /*
@@ -217,38 +228,41 @@ bool switchover_may_promote_us(const struct agent *a)
  * replica whose primary stopped runs it for the next segment and timeline (each a
  * pgbackrest process it waits for, and the promote signal is noticed only after the one
  * it is in); the promotion runs it for the next timeline's history file (to choose a
- * timeline no other member used) and the parents' ones. When a switchover may promote
- * this replica and the agent looked for that history file itself since the request came
- * (backup_history_tick) and found none, PostgreSQL runs with restore_command '' until
- * the promotion: it then finds no history file in pg_wal either and takes the same
- * timeline, a few hundred ms sooner. Nothing but the leader key's holder can promote
- * meanwhile, and the leader key is held until the switchover.
+ * timeline no other member used) and the parents' ones. When a switchover names this
+ * replica and the agent looked for that history file itself (backup_history_tick, again
+ * every BACKUP_HISTORY_LOOK_MS while the request stands) and found it neither in the
+ * archive nor in pg_wal, PostgreSQL runs with restore_command '' until the promotion: it
+ * takes the same timeline, a few hundred ms sooner. Nothing but the leader key's holder
+ * can promote meanwhile, and the leader key is held until the switchover.
  */
 static bool planned_promotion_without_archive(const struct agent *a)
 {
-	return backup_enabled(&a->cfg) && switchover_may_promote_us(a) &&
-	       (a->archive_lookups_off ||
-		backup_next_timeline_free(&a->backup, a->probe.timeline + 1,
-					  BACKUP_HISTORY_LOOK_MS));
+	char local[4200];
+	int next = switchover_next_timeline(a);
+
+	if (!backup_enabled(&a->cfg) || !switchover_may_promote_us(a) || !next ||
+	    !backup_next_timeline_free(&a->backup, next, 2 * BACKUP_HISTORY_LOOK_MS))
+		return false;
+	snprintf(local, sizeof(local), "%s/pg_wal/%08X.history", a->cfg.data_dir, (unsigned)next);
+	return access(local, F_OK) != 0;
 }
 
 void switchover_archive_lookups(struct agent *a)
 {
-	bool want = backup_enabled(&a->cfg) && switchover_may_promote_us(a);
+	bool off = planned_promotion_without_archive(a);
 
-	if (a->job.kind != JOB_NONE || !a->probe.accepting || !a->probe.in_recovery)
+	if (a->job.kind != JOB_NONE || !a->probe.accepting || off == a->archive_lookups_off)
 		return;
-	if (!a->archive_lookups_off && want && planned_promotion_without_archive(a)) {
-		a->archive_lookups_off = true;
-		if (rewrite_conf_and_reload(a) == PGW_OK)
-			log_info("switchover: restore_command off until the promotion (timeline "
-				 "%d is not in the archive)",
-				 a->probe.timeline + 1);
-	} else if (a->archive_lookups_off && !want) {
-		a->archive_lookups_off = false;
-		if (rewrite_conf_and_reload(a) == PGW_OK)
-			log_info("switchover request gone: restore_command back");
-	}
+	a->archive_lookups_off = off;
+	if (rewrite_conf_and_reload(a) != PGW_OK)
+		return;
+	if (off)
+		log_info("switchover: restore_command off until the promotion (timeline %d is not "
+			 "in the archive)",
+			 switchover_next_timeline(a));
+	else
+		log_info("restore_command back (the switchover request is gone, or the archive "
+			 "could not say)");
 }
 
 /*
@@ -267,12 +281,16 @@ static void do_promote(struct agent *a)
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			a->archive_lookups_off = false;
-	} else if (a->archive_lookups_off) {
-		/* The request went away just now: promoted as any other time. */
+	} else if (backup_enabled(&a->cfg) && (a->archive_lookups_off || !a->conf_written)) {
+		/* restore_command back first (or a file of an earlier agent that this one has
+		 * not written yet): the promotion follows at the next loop, after the reload. */
 		a->archive_lookups_off = false;
 		if (rewrite_conf_and_reload(a) != PGW_OK)
-			log_warning("cannot put restore_command back before the promotion");
+			log_warning("cannot write postgresql.conf before the promotion");
+		a->promote_after_reload = true;
+		return;
 	}
+	a->promote_after_reload = false;
 	log_info("promoting (timeline %d, position %llx%s)", a->probe.timeline,
 		 (unsigned long long)a->probe.lsn,
 		 a->archive_lookups_off ? ", without archive lookups" : "");

@@ -72,6 +72,7 @@ int rewrite_conf_and_reload(struct agent *a)
 		 : pgconf_write_conf(&a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL)) !=
 	    PGW_OK)
 		return PGW_ERR;
+	a->conf_written = true;
 	if (!a->probe.postmaster_pid)
 		return PGW_OK;
 	return pgctl_reload(&a->pg);

@@ -96,6 +96,7 @@ int write_standby_config(struct agent *a, const char *host, int port)
 	if (pgconf_write_conf(&a->cfg, &up) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, true) != PGW_OK)
 		return PGW_ERR;
+	a->conf_written = true;
 	if (up.host)
 		snprintf(a->configured_upstream, sizeof(a->configured_upstream), "%s:%d", host,
 			 port);
@@ -110,6 +111,7 @@ int write_primary_config(struct agent *a)
 	if (pgconf_write_conf(&a->cfg, NULL) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, false) != PGW_OK)
 		return PGW_ERR;
+	a->conf_written = true;
 	a->configured_upstream[0] = '\0';
 	return PGW_OK;
 }
@@ -224,18 +226,19 @@ void job_finished(struct agent *a, int code)
 			}
 			return;
 		}
+		/* First: the proxies route to us from now on (the files below cost an fsync
+		 * each); the others wait for the checkpoint (keep_leader) before they rewind
+		 * against us. */
+		a->after_promote = true;
+		publish_member(a);
 		if (write_primary_config(a) != PGW_OK)
 			log_error("cannot rewrite the configuration after promotion");
 		else if (lookups_were_off && pgctl_reload(&a->pg) != PGW_OK)
 			log_warning("restore_command is back in postgresql.conf: it applies at "
 				    "the next reload or start");
 		(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
-		a->after_promote = true;
 		/* Slots before the others connect: a missing slot makes them retry later. */
 		manage_slots(a);
-		/* The proxies route to us from now on; the others wait for the checkpoint
-		 * (keep_leader) before they rewind against us. */
-		publish_member(a);
 		return;
 	}
 	case JOB_START:

@@ -331,8 +331,8 @@ static void run_once(struct agent *a)
 		backup_tick(&a->backup, &a->cfg,
 			    holds_leader(a) && a->probe.accepting && !a->probe.in_recovery,
 			    pgctl_env(&a->pg), log);
-		backup_history_tick(&a->backup, &a->cfg, a->probe.timeline + 1,
-				    switchover_may_promote_us(a) && a->probe.timeline > 0,
+		backup_history_tick(&a->backup, &a->cfg, switchover_next_timeline(a),
+				    switchover_may_promote_us(a) && switchover_next_timeline(a) > 0,
 				    pgctl_env(&a->pg), log);
 		switchover_archive_lookups(a);
 	}
@@ -786,7 +786,7 @@ static void run_loop(struct agent *a)
 		int64_t started = cmn_now_ms(), until = started + a->cfg.loop_wait_ms;
 
 		run_once(a);
-		if (a->job.kind == JOB_PROMOTE && !a->job.pid)
+		if ((a->job.kind == JOB_PROMOTE && !a->job.pid) || a->promote_after_reload)
 			until = started + AGENT_PROMOTE_POLL_MS; /* the clients wait for it */
 		else if (a->job.kind != JOB_NONE || a->bootstrapping || a->backup.history_pid)
 			until = started + AGENT_JOB_POLL_MS;

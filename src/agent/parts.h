@@ -36,6 +36,8 @@ void publish_member(struct agent *a);
 bool holds_leader(const struct agent *a);
 /* A switchover request that this replica may serve is in etcd (see do_promote). */
 bool switchover_may_promote_us(const struct agent *a);
+/* The timeline a promotion of this replica would take (0: not known). */
+int switchover_next_timeline(const struct agent *a);
 /* Once per loop: restore_command off while such a request stands, and back after. */
 void switchover_archive_lookups(struct agent *a);
 void publish_api(struct agent *a);

@@ -87,7 +87,9 @@ struct agent {
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	bool after_promote;
-	bool archive_lookups_off; /* restore_command '' for a planned promotion (actions.c) */
+	bool archive_lookups_off;  /* restore_command '' for a planned promotion (actions.c) */
+	bool conf_written;	   /* this agent wrote postgresql.conf (not only an earlier one) */
+	bool promote_after_reload; /* a promotion waits one short loop for its reload */
 
 	char *published_member;
 	int64_t published_lease;

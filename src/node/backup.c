@@ -495,15 +495,20 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 	if (st->history_pid) {
 		if (cmn_proc_poll(st->history_pid, &code) == 0)
 			return;
+		int found = code == 0 ? 1 : code == ARCHIVE_GET_NOT_FOUND ? 0 : -1;
+
 		st->history_pid = 0;
-		st->history_found = code == 0 ? 1 : code == ARCHIVE_GET_NOT_FOUND ? 0 : -1;
 		snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
 		unlink(out);
-		log_info("timeline %d %s", st->history_tl,
-			 st->history_found == 1	  ? "is in the archive already"
-			 : st->history_found == 0 ? "is not in the archive: a planned promotion "
-						    "can skip its archive lookups"
-						  : "could not be looked up in the archive");
+		if (st->history_done_tl != st->history_tl || st->history_done_found != found)
+			log_info("timeline %d %s", st->history_tl,
+				 found == 1   ? "is in the archive already"
+				 : found == 0 ? "is not in the archive: a planned promotion can "
+						"skip its archive lookups"
+					      : "could not be looked up in the archive");
+		st->history_done_tl = st->history_tl;
+		st->history_done_found = found;
+		st->history_done_at_ms = st->history_at_ms;
 		return;
 	}
 	/* One look per request: a result is used only while it is fresh. */
@@ -520,7 +525,6 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 	struct cmn_proc_opts o = {.argv = argv, .env_extra = env, .log_path = log_path};
 
 	st->history_tl = next_tl;
-	st->history_found = -1;
 	st->history_at_ms = cmn_now_ms();
 	if (cmn_proc_spawn(&o, &st->history_pid) != PGW_OK) {
 		st->history_pid = 0;
@@ -530,8 +534,8 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 
 bool backup_next_timeline_free(const struct backup_state *st, int next_tl, int64_t max_age_ms)
 {
-	return !st->history_pid && st->history_tl == next_tl && st->history_found == 0 &&
-	       cmn_now_ms() - st->history_at_ms <= max_age_ms;
+	return st->history_done_tl == next_tl && st->history_done_found == 0 &&
+	       cmn_now_ms() - st->history_done_at_ms <= max_age_ms;
 }
 
 void backup_stop(struct backup_state *st)

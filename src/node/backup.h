@@ -29,8 +29,12 @@ struct backup_state {
 	int64_t server_next_ms;	 /* its next start after it stopped */
 	pid_t history_pid;	 /* archive-get of the next timeline's history file */
 	int history_tl;		 /* ... that timeline */
-	int history_found;	 /* its result: 1 there, 0 not there, -1 running or unknown */
 	int64_t history_at_ms;	 /* when that look started */
+	/* The last look that finished: its timeline, result (1 there, 0 not there, -1
+	 * unknown) and start. */
+	int history_done_tl;
+	int history_done_found;
+	int64_t history_done_at_ms;
 };
 
 /* Backups and WAL archiving are on when [backup] repo_path is set. */
@@ -123,10 +127,10 @@ bool backup_apply_dynamic(struct agent_config *cfg, const struct cmn_kvlist *dyn
 void backup_history_tick(struct backup_state *st, const struct agent_config *cfg, int next_tl,
 			 bool wanted, const char *const *env, const char *log_path);
 /*
- * true when a look of backup_history_tick that started at most max_age_ms ago found no
- * history file of timeline next_tl in the archive: PostgreSQL's promotion would find none
- * either and take next_tl, so it can run without restore_command (whose archive lookups
- * cost a few hundred ms on a loaded host: the promotion waits for each one).
+ * true when the last finished look of backup_history_tick, started at most max_age_ms
+ * ago, found no history file of timeline next_tl in the archive: PostgreSQL's promotion
+ * would find none either and take next_tl, so it can run without restore_command (whose
+ * archive lookups cost a few hundred ms on a loaded host: the promotion waits for each).
  */
 bool backup_next_timeline_free(const struct backup_state *st, int next_tl, int64_t max_age_ms);
 /* Stops what backup_tick started (the agent is exiting). */

@@ -371,9 +371,12 @@ static void server_tls_step(struct proxy_server *s)
 					 "the server at %s:%d does not support TLS "
 					 "(server_tls_sslmode %s)",
 					 s->host, s->port, mode);
+				bool warm = s->warm; /* ahead of a promotion: nobody waits on it */
+
 				server_close(s, s->pool->last_error);
-				pool_fail_waiting(s->pool, SQLSTATE_CONNECTION_FAILURE,
-						  s->pool->last_error);
+				if (!warm)
+					pool_fail_waiting(s->pool, SQLSTATE_CONNECTION_FAILURE,
+							  s->pool->last_error);
 				return;
 			}
 			s->tls_state = 0;
@@ -417,8 +420,10 @@ static void server_tls_step(struct proxy_server *s)
 	}
 	snprintf(s->pool->last_error, sizeof(s->pool->last_error),
 		 "TLS handshake with %s:%d failed: %s", s->host, s->port, proxy_tls_error());
+	bool warm = s->warm;
+
 	server_close(s, s->pool->last_error);
-	if (required)
+	if (required && !warm)
 		pool_fail_waiting(s->pool, SQLSTATE_CONNECTION_FAILURE, s->pool->last_error);
 }
 
