@@ -254,8 +254,12 @@ void switchover_archive_lookups(struct agent *a)
 	if (a->job.kind != JOB_NONE || !a->probe.accepting || off == a->archive_lookups_off)
 		return;
 	a->archive_lookups_off = off;
-	if (rewrite_conf_and_reload(a) != PGW_OK)
+	if (rewrite_conf_and_reload(a) != PGW_OK) {
+		a->archive_lookups_off = !off; /* as the file still is: tried again next loop */
+		log_warning("cannot rewrite postgresql.conf (restore_command %s)",
+			    off ? "off for the switchover" : "back");
 		return;
+	}
 	if (off)
 		log_info("switchover: restore_command off until the promotion (timeline %d is not "
 			 "in the archive)",
@@ -281,16 +285,17 @@ static void do_promote(struct agent *a)
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			a->archive_lookups_off = false;
-	} else if (backup_enabled(&a->cfg) && (a->archive_lookups_off || !a->conf_written)) {
-		/* restore_command back first (or a file of an earlier agent that this one has
-		 * not written yet): the promotion follows at the next loop, after the reload. */
+	} else if (backup_enabled(&a->cfg) && !a->promote_reloaded &&
+		   (a->archive_lookups_off || !a->conf_written)) {
+		/* restore_command back first (or a file of an earlier agent without it): the
+		 * promotion follows at the next loop (once: whatever the write did), after the
+		 * reload. */
 		a->archive_lookups_off = false;
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			log_warning("cannot write postgresql.conf before the promotion");
 		a->promote_after_reload = true;
 		return;
 	}
-	a->promote_after_reload = false;
 	log_info("promoting (timeline %d, position %llx%s)", a->probe.timeline,
 		 (unsigned long long)a->probe.lsn,
 		 a->archive_lookups_off ? ", without archive lookups" : "");

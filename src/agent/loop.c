@@ -306,6 +306,10 @@ static void run_once(struct agent *a)
 	int code;
 	int64_t started_us = cmn_now_us();
 
+	/* A promotion that waited for its reload goes ahead this time (do_promote). */
+	a->promote_reloaded = a->promote_after_reload;
+	a->promote_after_reload = false;
+
 	/* Before any I/O: a primary past its lease deadline stops now (SIGSTOP, stalls). */
 	if (!(a->dcs_ok && a->cluster.paused) && pgctl_maybe_primary(&a->probe) &&
 	    a->lease_deadline_ms &&
@@ -723,6 +727,9 @@ static int init_state(struct agent *a, const char *path)
 	a->backup.config_path = path;
 	dcs_cache_init(&a->cache);
 	a->configured_upstream[0] = '?';
+	/* An earlier agent's postgresql.conf without restore_command (stopped in the middle
+	 * of a switchover) is written again before any promotion (do_promote). */
+	a->conf_written = !pgconf_restore_command_off(&a->cfg);
 	a->dyn_revision = -1;
 	a->sync_count = 1;
 	a->node_ttl_ms = a->cfg.ttl_ms;

@@ -90,6 +90,7 @@ struct agent {
 	bool archive_lookups_off;  /* restore_command '' for a planned promotion (actions.c) */
 	bool conf_written;	   /* this agent wrote postgresql.conf (not only an earlier one) */
 	bool promote_after_reload; /* a promotion waits one short loop for its reload */
+	bool promote_reloaded;	   /* ... and this loop is that one (run_once) */
 
 	char *published_member;
 	int64_t published_lease;

@@ -508,7 +508,7 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 					      : "could not be looked up in the archive");
 		st->history_done_tl = st->history_tl;
 		st->history_done_found = found;
-		st->history_done_at_ms = st->history_at_ms;
+		st->history_done_at_ms = cmn_now_ms(); /* the archive as it was just now */
 		return;
 	}
 	/* One look per request: a result is used only while it is fresh. */

@@ -320,6 +320,19 @@ int pgconf_write_conf_without_archive(const struct agent_config *cfg,
 	return write_conf(cfg, up, false);
 }
 
+bool pgconf_restore_command_off(const struct agent_config *cfg)
+{
+	char path[4200];
+	char *text;
+	bool off;
+
+	snprintf(path, sizeof(path), "%s/postgresql.conf", cfg->data_dir);
+	text = cmn_read_file(path, NULL);
+	off = text && strstr(text, "\nrestore_command = ''\n");
+	free(text);
+	return off;
+}
+
 int pgconf_write_hba(const struct agent_config *cfg)
 {
 	struct cmn_buf b = {0};

@@ -43,6 +43,8 @@ int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstre
  */
 int pgconf_write_conf_without_archive(const struct agent_config *cfg,
 				      const struct pgconf_upstream *up) PGW_WUR;
+/* postgresql.conf (as written by an agent) has restore_command ''. */
+bool pgconf_restore_command_off(const struct agent_config *cfg);
 int pgconf_write_hba(const struct agent_config *cfg) PGW_WUR;
 int pgconf_write_pgpass(const struct agent_config *cfg) PGW_WUR;
 int pgconf_set_standby_signal(const struct agent_config *cfg, bool on) PGW_WUR;
