@@ -492,13 +492,13 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 	const char *argv[7], *extra[3];
 	int code;
 
+	snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
 	if (st->history_pid) {
 		if (cmn_proc_poll(st->history_pid, &code) == 0)
 			return;
 		int found = code == 0 ? 1 : code == ARCHIVE_GET_NOT_FOUND ? 0 : -1;
 
 		st->history_pid = 0;
-		snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
 		unlink(out);
 		if (st->history_done_tl != st->history_tl || st->history_done_found != found)
 			log_info("timeline %d %s", st->history_tl,
@@ -511,13 +511,12 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 		st->history_done_at_ms = cmn_now_ms(); /* the archive as it was just now */
 		return;
 	}
-	/* One look per request: a result is used only while it is fresh. */
+	/* Again every BACKUP_HISTORY_LOOK_MS while wanted: a result is trusted while fresh. */
 	if (!wanted || !backup_enabled(cfg) || next_tl < 2 ||
 	    (st->history_tl == next_tl &&
 	     cmn_now_ms() - st->history_at_ms < BACKUP_HISTORY_LOOK_MS))
 		return;
 	snprintf(name, sizeof(name), "%08X.history", (unsigned)next_tl);
-	snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
 	extra[0] = name;
 	extra[1] = out;
 	extra[2] = NULL;

@@ -120,7 +120,8 @@ bool backup_apply_dynamic(struct agent_config *cfg, const struct cmn_kvlist *dyn
 			  const struct cmn_kvlist *node);
 /*
  * Before a planned promotion (a switchover request this replica may serve, wanted):
- * looks once in the archive, in the background, for the history file of timeline
+ * looks in the archive (in the background, every BACKUP_HISTORY_LOOK_MS while wanted) for
+ * the history file of timeline
  * next_tl (pgbackrest archive-get), so that the promotion itself need not (see
  * backup_next_timeline_free). Its output goes to log_path.
  */

@@ -68,7 +68,7 @@
 #define AGENT_JOB_POLL_MS     100
 #define AGENT_PROMOTE_POLL_MS 20
 /* A replica that a switchover may promote looks for the next timeline's history file in
- * the archive at most this often; the promotion trusts a look this recent. */
+ * the archive this often; the promotion trusts a look that ended twice this long ago. */
 #define BACKUP_HISTORY_LOOK_MS 10000
 
 #endif

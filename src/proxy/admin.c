@@ -31,25 +31,7 @@ struct result {
 	int rc;
 };
 
-static void cols(struct result *r, const char *spec, ...)
-{
-	/* spec: one letter per column, 's' text or 'i' int8; names follow as varargs. */
-	const char *names[MAX_COLS];
-	uint32_t oids[MAX_COLS];
-	va_list ap;
-
-	r->n = strlen(spec);
-	va_start(ap, spec);
-	for (size_t i = 0; i < r->n && i < MAX_COLS; i++) {
-		names[i] = va_arg(ap, const char *);
-		oids[i] = spec[i] == 'i' ? OID_INT8 : OID_TEXT;
-	}
-	va_end(ap);
-	if (r->rc == PGW_OK)
-		r->rc = pgp_put_row_description(r->out, r->n, names, oids);
-}
-
-/* The same with the names in an array (at least strlen(spec) of them). */
+/* spec: one letter per column, 's' text or 'i' int8; names: at least strlen(spec). */
 static void cols_list(struct result *r, const char *spec, const char *const *names)
 {
 	uint32_t oids[MAX_COLS];
@@ -59,6 +41,19 @@ static void cols_list(struct result *r, const char *spec, const char *const *nam
 		oids[i] = spec[i] == 'i' ? OID_INT8 : OID_TEXT;
 	if (r->rc == PGW_OK)
 		r->rc = pgp_put_row_description(r->out, r->n, names, oids);
+}
+
+/* The same with the names as varargs. */
+static void cols(struct result *r, const char *spec, ...)
+{
+	const char *names[MAX_COLS];
+	va_list ap;
+
+	va_start(ap, spec);
+	for (size_t i = 0; i < strlen(spec) && i < MAX_COLS; i++)
+		names[i] = va_arg(ap, const char *);
+	va_end(ap);
+	cols_list(r, spec, names);
 }
 
 /* A row: n values, each a string or NULL; format with row_printf-like helpers below. */

@@ -695,13 +695,15 @@ void proxy_tick(struct proxy *p)
 		}
 		TAILQ_FOREACH_SAFE(s, &pool->login, entry, stmp)
 		{
-			if (now - s->connect_ms > p->cfg.server_connect_timeout_ms && s->warm) {
+			if (now - s->connect_ms <= p->cfg.server_connect_timeout_ms)
+				continue;
+			if (s->warm) { /* ahead of a promotion: not the pool's error */
 				server_close(s, "connecting ahead of a promotion timed out");
-			} else if (now - s->connect_ms > p->cfg.server_connect_timeout_ms) {
-				snprintf(pool->last_error, sizeof(pool->last_error),
-					 "connecting to %s:%d timed out", s->host, s->port);
-				server_close(s, pool->last_error);
+				continue;
 			}
+			snprintf(pool->last_error, sizeof(pool->last_error),
+				 "connecting to %s:%d timed out", s->host, s->port);
+			server_close(s, pool->last_error);
 		}
 		TAILQ_FOREACH_SAFE(s, &pool->idle, entry, stmp)
 		{
