@@ -208,11 +208,13 @@ static void decide_stopped(const struct ha_input *in, struct ha_decision *d)
 		if (!l || !l->host[0]) {
 			set(d, HA_WAIT, NULL, "leader %s has not published its address yet",
 			    c->leader);
+			d->wait_leader_record = true;
 			return;
 		}
 		if (l->checkpoint_pending) {
 			set(d, HA_WAIT, NULL,
 			    "leader %s has not checkpointed since its promotion yet", c->leader);
+			d->wait_leader_record = true;
 			return;
 		}
 		/* Only a primary's clean stop ends its WAL at its checkpoint; a standby's may

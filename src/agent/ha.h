@@ -61,6 +61,7 @@ struct ha_decision {
 	enum ha_action action;
 	char member[DCS_NAME_MAX]; /* source / upstream / new leader, when the action has one */
 	char reason[256];
+	bool wait_leader_record; /* HA_WAIT until the leader's member record changes */
 };
 
 /* What the agent learned from a peer's REST API during the race. */

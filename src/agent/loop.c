@@ -126,8 +126,10 @@ static void agent_sleep(struct agent *a, int64_t until_ms)
  * The follower's callback (its thread). Wakes the loop at once after a full read,
  * and for the leader key, a switchover request, the proxies' drain reports (the
  * leader waits for those while it hands over) and the initialize key (the others
- * clone as soon as the bootstrap recorded the system); and, while this member has no
- * data yet, the members' records (it clones as soon as the leader's says it runs).
+ * clone as soon as the bootstrap recorded the system); and the members' records
+ * while this member has no data yet (it clones as soon as the leader's says it
+ * runs) or waits on the leader's record (a stopped former primary rewinds as soon
+ * as the new leader's checkpoint after its promotion is done).
  */
 static void on_cluster_change(void *arg, const struct etcd_event *ev, size_t n)
 {
@@ -144,7 +146,7 @@ static void on_cluster_change(void *arg, const struct etcd_event *ev, size_t n)
 		    strcmp(key, a->wake_keys.failover) == 0 ||
 		    strcmp(key, a->wake_keys.initialize) == 0 ||
 		    strncmp(key, a->wake_keys.proxies, strlen(a->wake_keys.proxies)) == 0 ||
-		    (atomic_load(&a->no_data) &&
+		    (atomic_load(&a->wake_on_members) &&
 		     strncmp(key, a->wake_keys.members, strlen(a->wake_keys.members)) == 0)) {
 			agent_wake(a);
 			return;
@@ -187,7 +189,7 @@ static void observe(struct agent *a)
 	} else if (a->probe.accepting || !a->probe.data_valid) {
 		a->replica_timeline = 0;
 	}
-	atomic_store(&a->no_data, !a->probe.data_valid);
+	atomic_store(&a->wake_on_members, !a->probe.data_valid);
 	a->cd_valid = false;
 	if (a->probe.data_valid && !a->probe.postmaster_pid && a->job.kind == JOB_NONE)
 		a->cd_valid = pgctl_controldata(&a->pg, &a->cd) == PGW_OK;
@@ -392,6 +394,7 @@ static void run_once(struct agent *a)
 		snprintf(in.configured_upstream, sizeof(in.configured_upstream), "%s",
 			 a->configured_upstream);
 		ha_decide(&in, &d);
+		atomic_store(&a->wake_on_members, !a->probe.data_valid || d.wait_leader_record);
 		handover_filter(a, &d);
 		if (d.action != a->last_action || strcmp(d.reason, a->last_reason) != 0)
 			log_info("%s: %s", ha_action_name(d.action), d.reason);

@@ -152,7 +152,9 @@ struct agent {
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake_cond;
 	bool woken;
-	atomic_bool no_data; /* no data directory yet: a member's record wakes the loop */
+	/* A member's record wakes the loop: no data directory yet, or waiting on the
+	 * leader's record (its address, its checkpoint after a promotion). */
+	atomic_bool wake_on_members;
 };
 
 enum req_kind { REQ_RESTART, REQ_RELOAD, REQ_REINIT };

@@ -364,11 +364,13 @@ static void test_stopped_waits_for_the_leaders_checkpoint(void **state)
 	find(f, "node2")->checkpoint_pending = true;
 	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
 	assert_action(f, HA_WAIT, "");
+	assert_true(f->d.wait_leader_record); /* the record's change wakes the loop */
 	pg_stopped(f, PGCTL_CD_SHUT_DOWN, 1);
 	assert_action(f, HA_WAIT, "");
 	find(f, "node2")->checkpoint_pending = false;
 	pg_stopped(f, PGCTL_CD_IN_PRODUCTION, 1);
 	assert_action(f, HA_REWIND, "node2");
+	assert_false(f->d.wait_leader_record);
 }
 
 /* Holding the key on an old or expiring lease: never start a primary. */
