@@ -251,7 +251,9 @@ void switchover_archive_lookups(struct agent *a)
 {
 	bool off = planned_promotion_without_archive(a);
 
-	if (a->job.kind != JOB_NONE || !a->probe.accepting || off == a->archive_lookups_off)
+	/* A promotion on its way, after the reload it asked for: as do_promote wrote it. */
+	if (a->job.kind != JOB_NONE || !a->probe.accepting || off == a->archive_lookups_off ||
+	    a->promote_reloaded)
 		return;
 	a->archive_lookups_off = off;
 	if (rewrite_conf_and_reload(a) != PGW_OK) {
@@ -285,6 +287,20 @@ static void do_promote(struct agent *a)
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			a->archive_lookups_off = false;
+	} else if (backup_remote(&a->cfg) && !a->promote_reloaded && !a->archive_lookups_off &&
+		   !cmn_tcp_answers(a->cfg.repo_host, a->cfg.repo_port, BACKUP_REPO_ANSWER_MS)) {
+		/* The repository host is down (on the old leader's lost host, say): PostgreSQL
+		 * could not ask it for the next timeline either, only wait for each try. The
+		 * promotion follows the reload, at the next loop. */
+		log_warning("the repository host %s:%d does not answer: promoting without "
+			    "archive lookups",
+			    a->cfg.repo_host, a->cfg.repo_port);
+		a->archive_lookups_off = true;
+		a->configured_upstream[0] = '\0';
+		if (rewrite_conf_and_reload(a) != PGW_OK)
+			a->archive_lookups_off = false;
+		a->promote_after_reload = true;
+		return;
 	} else if (backup_enabled(&a->cfg) && !a->promote_reloaded &&
 		   (a->archive_lookups_off || !a->conf_written)) {
 		/* restore_command back first (or a file of an earlier agent without it): the
@@ -526,6 +542,19 @@ int stop_postgres(struct agent *a, const char *mode)
 
 	pgctl_log_path(&a->pg, log, sizeof(log));
 	o.log_path = log;
+	if (strcmp(mode, "immediate") != 0 && backup_remote(&a->cfg) && a->probe.accepting &&
+	    !a->probe.in_recovery && !a->archiving_off &&
+	    !cmn_tcp_answers(a->cfg.repo_host, a->cfg.repo_port, BACKUP_REPO_ANSWER_MS)) {
+		/* Its archiver would retry each ready segment first (the push in flight ends
+		 * within its io-timeout). */
+		log_warning("the repository host %s:%d does not answer: archiving off for the stop "
+			    "(the ready segments are pushed after the next start as primary, or "
+			    "by the next leader)",
+			    a->cfg.repo_host, a->cfg.repo_port);
+		a->archiving_off = true;
+		if (rewrite_conf_and_reload(a) != PGW_OK)
+			log_warning("cannot rewrite postgresql.conf (archive_command off)");
+	}
 	snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", a->cfg.data_dir);
 	running = access(pidfile, F_OK) == 0;
 	pm_pid = running ? a->probe.postmaster_pid : 0;

@@ -66,11 +66,9 @@ int rewrite_conf_and_reload(struct agent *a)
 		up.host = host;
 		up.port = port;
 	}
-	if ((a->archive_lookups_off
-		 ? pgconf_write_conf_without_archive(
-		       &a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL)
-		 : pgconf_write_conf(&a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL)) !=
-	    PGW_OK)
+	if (pgconf_write_conf_without(&a->cfg, pgconf_has_standby_signal(&a->cfg) ? &up : NULL,
+				      (a->archive_lookups_off ? PGCONF_NO_ARCHIVE_LOOKUPS : 0) |
+					  (a->archiving_off ? PGCONF_NO_ARCHIVING : 0)) != PGW_OK)
 		return PGW_ERR;
 	a->conf_written = true;
 	if (!a->probe.postmaster_pid)

@@ -93,6 +93,7 @@ int write_standby_config(struct agent *a, const char *host, int port)
 	snprintf(a->cfg.synchronous_standby_names, sizeof(a->cfg.synchronous_standby_names), "%s",
 		 a->sync_mode && a->sync_strict ? "*" : "");
 	a->archive_lookups_off = false;
+	a->archiving_off = false;
 	if (pgconf_write_conf(&a->cfg, &up) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, true) != PGW_OK)
 		return PGW_ERR;
@@ -108,6 +109,7 @@ int write_standby_config(struct agent *a, const char *host, int port)
 int write_primary_config(struct agent *a)
 {
 	a->archive_lookups_off = false;
+	a->archiving_off = false;
 	if (pgconf_write_conf(&a->cfg, NULL) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, false) != PGW_OK)
 		return PGW_ERR;

@@ -87,7 +87,8 @@ struct agent {
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	bool after_promote;
-	bool archive_lookups_off;  /* restore_command '' for a planned promotion (actions.c) */
+	bool archive_lookups_off;  /* restore_command '' for a promotion (actions.c) */
+	bool archiving_off;	   /* archive_command '' for a stop (stop_postgres) */
 	bool conf_written;	   /* this agent wrote postgresql.conf (not only an earlier one) */
 	bool promote_after_reload; /* a promotion waits one short loop for its reload */
 	bool promote_reloaded;	   /* ... and this loop is that one (run_once) */

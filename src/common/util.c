@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <netdb.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -490,4 +491,35 @@ int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const
 	}
 	freeaddrinfo(ai);
 	return fd;
+}
+
+bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *ai = NULL;
+	char portstr[16];
+	bool ok = false;
+
+	snprintf(portstr, sizeof(portstr), "%d", port);
+	if (getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai)
+		return false;
+	for (struct addrinfo *p = ai; p && !ok; p = p->ai_next) {
+		int fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (fd < 0)
+			continue;
+		if (connect(fd, p->ai_addr, p->ai_addrlen) == 0)
+			ok = true;
+		else if (errno == EINPROGRESS && poll(&pfd, 1, timeout_ms) == 1 &&
+			 getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
+			ok = true;
+		close(fd);
+	}
+	freeaddrinfo(ai);
+	return ok;
 }

@@ -45,6 +45,11 @@ int cmn_self_exe(char *out, size_t size);
  * it cannot.
  */
 int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const char *what);
+/*
+ * Whether host:port accepts a TCP connection within timeout_ms (each address the name
+ * resolves to; the resolution itself is not bounded). The connection is closed at once.
+ */
+bool cmn_tcp_answers(const char *host, int port, int timeout_ms);
 
 int cmn_split_hostport(const char *s, char *host, size_t host_size, int *port) PGW_WUR;
 /*

@@ -190,9 +190,9 @@ int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 	if (!backup_enabled(cfg))
 		return PGW_OK;
 	sh_prefix(cfg, &push);
-	cmn_buf_printf(&push, " archive-push %%p");
+	cmn_buf_printf(&push, " " BACKUP_ARCHIVE_PUSH_IO_TIMEOUT " archive-push %%p");
 	sh_prefix(cfg, &get);
-	cmn_buf_printf(&get, " archive-get %%f \"%%p\"");
+	cmn_buf_printf(&get, " " BACKUP_ARCHIVE_GET_IO_TIMEOUT " archive-get %%f \"%%p\"");
 	if (!push.data || !get.data) {
 		cmn_buf_free(&push);
 		cmn_buf_free(&get);
@@ -488,8 +488,8 @@ int backup_requeue_timeline(const struct agent_config *cfg, int old_tl)
 void backup_history_tick(struct backup_state *st, const struct agent_config *cfg, int next_tl,
 			 bool wanted, const char *const *env, const char *log_path)
 {
-	char store[6][4200], name[32], out[4200];
-	const char *argv[7], *extra[3];
+	char store[7][4200], name[32], out[4200];
+	const char *argv[8], *extra[4];
 	int code;
 
 	snprintf(out, sizeof(out), "%s/pgbackrest/next-timeline.history", cfg->node_dir);
@@ -517,10 +517,11 @@ void backup_history_tick(struct backup_state *st, const struct agent_config *cfg
 	     cmn_now_ms() - st->history_at_ms < BACKUP_HISTORY_LOOK_MS))
 		return;
 	snprintf(name, sizeof(name), "%08X.history", (unsigned)next_tl);
-	extra[0] = name;
-	extra[1] = out;
-	extra[2] = NULL;
-	backup_argv(cfg, "archive-get", extra, store, argv, 7);
+	extra[0] = BACKUP_ARCHIVE_GET_IO_TIMEOUT;
+	extra[1] = name;
+	extra[2] = out;
+	extra[3] = NULL;
+	backup_argv(cfg, "archive-get", extra, store, argv, 8);
 	struct cmn_proc_opts o = {.argv = argv, .env_extra = env, .log_path = log_path};
 
 	st->history_tl = next_tl;

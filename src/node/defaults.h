@@ -70,5 +70,19 @@
 /* A replica that a switchover may promote looks for the next timeline's history file in
  * the archive this often; the promotion trusts a look that ended twice this long ago. */
 #define BACKUP_HISTORY_LOOK_MS 10000
+/*
+ * The members' archive-get (restore_command, the look above) gives up on a repository
+ * host that makes no progress for this long (pgBackRest's io-timeout, 60 s by default;
+ * a host it cannot resolve or reach costs it about twice that): PostgreSQL waits for the
+ * one in flight before it sees a promotion, and takes a failure as "not in the archive"
+ * (it streams, or asks again 5 s later). A restore's recovery keeps pgBackRest's default.
+ */
+#define BACKUP_ARCHIVE_GET_IO_TIMEOUT "--io-timeout=2"
+/* The same for archive_command: longer, as the repository host syncs each segment before
+ * it answers; a push that fails is tried again (a primary stopping waits for it). */
+#define BACKUP_ARCHIVE_PUSH_IO_TIMEOUT "--io-timeout=5"
+/* Before a failover's promotion: the repository host must accept a connection this soon,
+ * or the promotion runs without archive lookups. */
+#define BACKUP_REPO_ANSWER_MS 500
 
 #endif

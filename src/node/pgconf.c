@@ -254,7 +254,7 @@ void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size)
 }
 
 static int write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up,
-		      bool archive_lookups)
+		      unsigned without)
 {
 	struct cmn_kvlist params;
 	struct cmn_buf b = {0};
@@ -262,8 +262,11 @@ static int write_conf(const struct agent_config *cfg, const struct pgconf_upstre
 	int rc;
 
 	rc = pgconf_parameters(cfg, &params);
-	if (rc == PGW_OK && !archive_lookups)
+	if (rc == PGW_OK && (without & PGCONF_NO_ARCHIVE_LOOKUPS))
 		rc = cmn_kvlist_set(&params, "restore_command", "", "pgwarden (promotion)");
+	if (rc == PGW_OK && (without & PGCONF_NO_ARCHIVING))
+		rc = cmn_kvlist_set(&params, "archive_command", "",
+				    "pgwarden (a stop without the repository host)");
 	if (rc != PGW_OK) {
 		cmn_kvlist_free(&params);
 		return rc;
@@ -311,13 +314,13 @@ static int write_conf(const struct agent_config *cfg, const struct pgconf_upstre
 
 int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up)
 {
-	return write_conf(cfg, up, true);
+	return write_conf(cfg, up, 0);
 }
 
-int pgconf_write_conf_without_archive(const struct agent_config *cfg,
-				      const struct pgconf_upstream *up)
+int pgconf_write_conf_without(const struct agent_config *cfg, const struct pgconf_upstream *up,
+			      unsigned flags)
 {
-	return write_conf(cfg, up, false);
+	return write_conf(cfg, up, flags);
 }
 
 bool pgconf_restore_command_off(const struct agent_config *cfg)

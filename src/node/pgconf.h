@@ -33,16 +33,27 @@ int pgconf_check_parameters(const struct agent_config *cfg, char *err, size_t er
 
 /* synchronous_standby_names as the agent last wrote it in postgresql.conf ("" if none). */
 void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size);
+/*
+ * What a postgresql.conf may leave out for a while (pgconf_write_conf_without):
+ * - PGCONF_NO_ARCHIVE_LOOKUPS: restore_command '', what a replica runs with from the
+ *   moment a switchover may promote it and the archive is known to hold no history file
+ *   of the next timeline, or a failover's promotion with the repository host down (see
+ *   actions.c): neither the end of the old primary's stream nor the promotion waits for
+ *   archive lookups;
+ * - PGCONF_NO_ARCHIVING: archive_command '', a primary's while it stops with the
+ *   repository host down: its archiver would retry each segment before it lets
+ *   PostgreSQL stop. The segments stay ready, pushed at its next start as primary, or
+ *   by the next leader (backup_requeue_timeline).
+ */
+enum {
+	PGCONF_NO_ARCHIVE_LOOKUPS = 1 << 0,
+	PGCONF_NO_ARCHIVING = 1 << 1,
+};
 /* Writes postgresql.conf; up is NULL for a primary. */
 int pgconf_write_conf(const struct agent_config *cfg, const struct pgconf_upstream *up) PGW_WUR;
-/*
- * The same with restore_command '': what a replica runs with from the moment a
- * switchover may promote it and the archive is known to hold no history file of the
- * next timeline (see actions.c), so that neither the end of the old primary's stream nor
- * the promotion waits for archive lookups.
- */
-int pgconf_write_conf_without_archive(const struct agent_config *cfg,
-				      const struct pgconf_upstream *up) PGW_WUR;
+/* The same without what flags say (PGCONF_NO_*). */
+int pgconf_write_conf_without(const struct agent_config *cfg, const struct pgconf_upstream *up,
+			      unsigned flags) PGW_WUR;
 /* postgresql.conf (as written by an agent) has restore_command ''. */
 bool pgconf_restore_command_off(const struct agent_config *cfg);
 int pgconf_write_hba(const struct agent_config *cfg) PGW_WUR;

@@ -167,9 +167,28 @@ def test_repository_host_over_tls(cluster_factory):
     assert server.returncode == 0, server_log()[-3000:]
     assert "stopping" in server_log()
 
+    # The repository host down (in a swarm, on the old leader's lost host, say): the
+    # failover does not wait on pgBackRest trying to reach it (two minutes per fetch
+    # with its defaults).
+    leader = c.wait_healthy(timeout=120)
+    before = [len(c.log(i)) for i in range(c.N)]
+    c.kill_host(leader)
+    new = wait_for("a new leader without the repository host", lambda: next(
+        (i for i in range(c.N) if i != leader and c.writable(i)), None), 60)
+    text = c.log(new)[before[new]:]
+    assert "the repository host 127.0.0.1:%d does not answer" % repo_port in text, text[-3000:]
+    assert "without archive lookups" in text, text[-3000:]
+    wait_for("restore_command back, bounded", lambda: "--io-timeout=2 archive-get %f" in
+             c.query(new, "SHOW restore_command")[0][0], 30)
+
+    # ... and the primary stops without its archiver trying the repository host first.
+    c.down()
+    text = c.log(new)[before[new]:]
+    assert "does not answer: archiving off for the stop" in text, text[-3000:]
+    assert "-m fast) failed" not in text, text[-3000:]
+
     # Every database host lost: a new cluster from the repository's folder alone (a file
     # that names it, no member's configuration, no TLS, nothing running).
-    c.down()
     alone = os.path.join(base, "alone.ini")
     with open(alone, "w") as f:
         f.write("[cluster]\nname = demo\n\n[backup]\nrepo_path = %s\nwork_dir = %s\n" % (

@@ -540,12 +540,12 @@ static void test_backup_parameters(void **state)
 	/* The node folder has a quote: the shell sees one word per option. */
 	snprintf(want, sizeof(want),
 		 "'/usr/bin/pgbackrest' '--config=%s/it'\\''s/pgbackrest/pgbackrest.conf' "
-		 "'--stanza=demo' archive-push %%p",
+		 "'--stanza=demo' --io-timeout=5 archive-push %%p",
 		 f->root);
 	assert_string_equal(param(&p, "archive_command"), want);
 	snprintf(want, sizeof(want),
 		 "'/usr/bin/pgbackrest' '--config=%s/it'\\''s/pgbackrest/pgbackrest.conf' "
-		 "'--stanza=demo' archive-get %%f \"%%p\"",
+		 "'--stanza=demo' --io-timeout=2 archive-get %%f \"%%p\"",
 		 f->root);
 	assert_string_equal(param(&p, "restore_command"), want);
 	cmn_kvlist_free(&p);
