@@ -495,9 +495,8 @@ int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const
 
 bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
 {
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICSERV};
+	struct addrinfo hints = {
+	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	char portstr[16];
 	bool ok = false;
