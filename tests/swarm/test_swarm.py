@@ -287,7 +287,9 @@ def test_rolling_update_without_client_errors(sw):
     try:
         for member in ("node1", "node2", "node3"):
             t0 = time.monotonic()
-            sw.docker("service update --force --detach %s_%s >/dev/null" % (STACK, member))
+            # (a 2 s monitor, not the stack's 10 s: docker says "completed" sooner)
+            sw.docker("service update --force --detach --update-monitor 2s %s_%s >/dev/null"
+                      % (STACK, member))
             helpers.wait_for("%s's new task" % member, lambda: sw.docker(
                 "service inspect -f '{{.UpdateStatus.State}}' %s_%s" % (STACK, member)
             ).strip() == "completed", 240, interval=2)
@@ -309,7 +311,8 @@ def test_rolling_update_without_client_errors(sw):
     # transactions and reconnects
     wl = sw.start_workload(client_node, POOLED, 8, name="rollproxy")
     try:
-        sw.docker("service update --force --detach %s_proxy >/dev/null" % STACK)
+        sw.docker("service update --force --detach --update-monitor 2s --update-delay 1s "
+                  "%s_proxy >/dev/null" % STACK)
         helpers.wait_for("the proxies' update", lambda: sw.docker(
             "service inspect -f '{{.UpdateStatus.State}}' %s_proxy" % STACK).strip() ==
             "completed", 300, interval=2)
