@@ -416,6 +416,9 @@ static void servers_rows(struct proxy *p, struct result *r, bool sockets, bool o
 		server_row(r, s, "used", sockets);
 		TAILQ_FOREACH(s, &pool->login, entry)
 		server_row(r, s, "login", sockets);
+		/* Logged in (or logging in) ahead, to a switchover's candidate. */
+		TAILQ_FOREACH(s, &pool->warm, entry)
+		server_row(r, s, "warm", sockets);
 	}
 }
 
@@ -759,7 +762,7 @@ static void show_fds(struct proxy *p, struct result *r)
 		struct proxy_client_list *cl[] = {&pool->active_clients, &pool->idle_clients,
 						  &pool->waiting};
 		struct proxy_server_list *sl[] = {&pool->active, &pool->idle, &pool->login,
-						  &pool->resetting};
+						  &pool->resetting, &pool->warm};
 
 		for (size_t k = 0; k < 3; k++)
 			TAILQ_FOREACH(c, cl[k], entry)
@@ -776,7 +779,7 @@ static void show_fds(struct proxy *p, struct result *r)
 
 				row(r, vals);
 			}
-		for (size_t k = 0; k < 4; k++)
+		for (size_t k = 0; k < sizeof(sl) / sizeof(sl[0]); k++)
 			TAILQ_FOREACH(s, sl[k], entry)
 			{
 				const char *vals[8] = {

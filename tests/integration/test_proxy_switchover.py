@@ -154,6 +154,46 @@ def test_switchover_under_load_pauses_without_errors(cl):
     assert worst < 10, "a client waited %.1f s" % worst
 
 
+def test_warm_connections_shown_while_a_transaction_holds_the_drain(cl):
+    """While a transaction in flight holds the drain, the admin console lists the server
+    connections logged in ahead to the candidate (state warm)."""
+    old = cl.leader()
+    cand = (old + 1) % cl.N
+    txn = psycopg2.connect(cl.proxy_dsn())
+    with txn.cursor() as cur:  # BEGIN: the transaction holds a server of the pool
+        cur.execute("INSERT INTO t (id) VALUES (90000001)")
+    done = {}
+    worker = threading.Thread(target=lambda: done.update(out=cl.run(
+        "switchover", "--dir", cl.dir, "--candidate", "node%d" % (cand + 1), "--force",
+        check=False)), daemon=True)
+    worker.start()
+    admin = psycopg2.connect(cl.proxy_dsn(dbname="pgbouncer"))
+    admin.autocommit = True
+    try:
+        def warm():
+            with admin.cursor() as cur:
+                cur.execute("SHOW SERVERS")
+                cols = [d[0] for d in cur.description]
+                return [r for r in (dict(zip(cols, row)) for row in cur.fetchall())
+                        if r["state"] == "warm"] or None
+        rows = wait_for("a warm server connection in SHOW SERVERS", warm, 20, interval=0.1)
+        assert all(r["port"] == cl.pg_port + cand for r in rows), rows
+        with admin.cursor() as cur:
+            cur.execute("SHOW FDS")
+            fds = cur.fetchall()
+        assert sum(1 for r in fds if r[1] == "server" and r[5] == cl.pg_port + cand) >= 1, fds
+    finally:
+        admin.close()
+        txn.commit()  # the drain ends: the switchover goes on
+        txn.close()
+        worker.join(timeout=60)
+    assert not worker.is_alive()
+    out = done["out"]
+    assert out.returncode == 0 and "Successfully switched over" in out.stdout, out.stdout
+    assert cl.wait_healthy() == cand
+    assert cl.query(cand, "SELECT count(*) FROM t WHERE id = 90000001")[0][0] == 1
+
+
 def test_sessions_on_5000_and_5001_end_cleanly_and_reconnect(cl):
     old = cl.leader()
     wait_for("the replicas healthy for 5001",
