@@ -287,9 +287,10 @@ def test_rolling_update_without_client_errors(sw):
     try:
         for member in ("node1", "node2", "node3"):
             t0 = time.monotonic()
-            # (a 2 s monitor, not the stack's 10 s: docker says "completed" sooner)
-            sw.docker("service update --force --detach --update-monitor 2s %s_%s >/dev/null"
-                      % (STACK, member))
+            # (a 2 s monitor and no delay, not the stack's 10 s and 5 s: docker says
+            # "completed" sooner)
+            sw.docker("service update --force --detach --update-monitor 2s --update-delay 0s "
+                      "%s_%s >/dev/null" % (STACK, member))
             helpers.wait_for("%s's new task" % member, lambda: sw.docker(
                 "service inspect -f '{{.UpdateStatus.State}}' %s_%s" % (STACK, member)
             ).strip() == "completed", 240, interval=2)
@@ -328,9 +329,20 @@ def test_rolling_update_without_client_errors(sw):
 
 
 def test_host_loss_of_the_leader(sw):
+    """The leader's host is lost, with the repository host (the backup service) on it:
+    the promotion does not wait on pgBackRest trying to reach the repository."""
+    c = sw.healthy()
+    backup_node = sw.find_container(STACK, "backup")[0]
+    on_it = next(m["member"] for m in c["members"] if sw.node_of_member(m["member"]) ==
+                 backup_node)
+    if c["leader"] != on_it:
+        sw.pgwarden(on_it, "switchover --candidate %s --force" % on_it)
+        helpers.wait_for("the switchover to " + on_it, lambda: (
+            sw.healthy() or {}).get("leader") == on_it, 120, interval=2)
     c = sw.healthy()
     leader = c["leader"]
     victim = sw.node_of_member(leader)
+    assert victim == backup_node
     client_node = next(n for n in sw.nodes if n != victim and sw.running(n))
     wl = sw.start_workload(client_node, POOLED, 8, name="hostloss")
     try:
@@ -343,6 +355,10 @@ def test_host_loss_of_the_leader(sw):
             lambda cl: cl and cl.get("leader") not in ("", leader) and cl["leader"])(
                 sw.cluster()), 120, interval=1)
         log("new leader: %s" % new)
+        node, cid = sw.member_container(new)
+        promoted = sw.exec(node, "docker logs %s 2>&1 | grep -a 'does not answer: promoting "
+                           "without archive lookups' || true" % cid)
+        assert "without archive lookups" in promoted, "the promotion asked the archive"
         after = sw.workload_commits(wl)
         helpers.wait_for("commits on the new leader", lambda: sw.workload_commits(wl) >
                          after + 100, 120, interval=1)
