@@ -13,7 +13,7 @@ pkgs=(postgresql-15 postgresql-client-15 etcd-server etcd-client pgbackrest
       libcurl4-openssl-dev libjson-c-dev libinih-dev libmicrohttpd-dev libpq-dev libssl-dev
       meson ninja-build pkg-config gcc openssl)
 if [ "$with_tests" = 1 ]; then
-    pkgs+=(libcmocka-dev python3-pytest python3-psycopg2 python3-psycopg python3-asyncpg python3-yaml clang libclang-rt-14-dev clang-format iproute2
+    pkgs+=(libcmocka-dev python3-pytest python3-pytest-xdist python3-psycopg2 python3-psycopg python3-asyncpg python3-yaml clang libclang-rt-14-dev clang-format iproute2
           procps curl git nftables iptables libnetfilter-queue-dev docker.io debootstrap)
 fi
 

@@ -62,10 +62,13 @@ rc=0
 timeout 600 /usr/bin/python3 -m pytest -v -p no:cacheprovider -m abuse tests/integration "$@" ||
     rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 5 ] || exit "$rc"
+# Two workers (pytest-xdist), each test file on one of them: most of a test's time is
+# spent waiting (a cluster forming, a failover, a lease), and each worker's clusters get
+# ports of their own (conftest.py). PGW_TEST_WORKERS=1 runs them one after the other.
 echo "== integration tests"
 rc=0
 timeout 2100 /usr/bin/python3 -m pytest -v -p no:cacheprovider --durations=15 -m "not abuse" \
-    tests/integration "$@" || rc=$?
+    -n "${PGW_TEST_WORKERS:-2}" --dist loadfile tests/integration "$@" || rc=$?
 [ "$rc" = 0 ] || [ "$rc" = 5 ] || exit "$rc"
 
 echo "== fuzz (libFuzzer, ${PGW_FUZZ_SECONDS:-20} s per target, three times that for pgproto and extq), beside the chaos suite"

@@ -42,7 +42,15 @@ def pytest_configure(config):
         "these first, as a stage of their own")
 
 
-_slot = itertools.count(int(os.environ.get("PGW_TEST_SLOT", "0")))
+# Port slots. Under pytest-xdist (scripts/test.sh runs these tests on two workers),
+# worker i of n takes the slots i, i + n, i + 2n, ... (wrapping at a multiple of n): two
+# live clusters never share a port. PGW_TEST_SLOT moves a run of its own (another one
+# beside it, by hand).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+SLOTS = 75 - 75 % _WORKERS
+_slot = (int(os.environ.get("PGW_TEST_SLOT", "0")) + _WORKER + _WORKERS * k
+         for k in itertools.count())
 
 
 # Polls a condition until it returns a result; fails the test (AssertionError) after the
@@ -70,9 +78,10 @@ class Cluster:
     N = 3
 
     def __init__(self, base_dir, slot):
-        # Ports stay below the ephemeral range (32768+): slots wrap after 75 (clusters of
-        # one run are torn down before the next one starts).
-        slot %= 75
+        # Ports stay below the ephemeral range (32768+): slots wrap after 75 (or the
+        # multiple of the workers below it; a worker's clusters are torn down before its
+        # next one starts).
+        slot %= SLOTS
         self.dir = os.path.join(base_dir, "cluster")
         # etcd member i listens on etcd_port + 100 * i (and + 1 for peers): 50 slots
         # interleave in 300 ports, so 75 stay within 10000-10600, clear of the others'
