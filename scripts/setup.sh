@@ -69,6 +69,19 @@ if [ "$with_tests" = 1 ] && ! dpkg-query -W -f='${Status}' prometheus 2>/dev/nul
     fi
 fi
 
+# node-postgres (npm's pg, pinned by tests/drivers/node/package-lock.json) for the driver
+# tests: from npm's registry, with Debian's Node.js when the machine has none.
+if [ "$with_tests" = 1 ] && [ ! -f tests/drivers/node/node_modules/pg/package.json ]; then
+    if ! command -v npm >/dev/null; then
+        echo "setup: installing nodejs npm"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm \
+            >>/tmp/pgwarden-apt.log 2>&1 || { tail -20 /tmp/pgwarden-apt.log >&2; exit 1; }
+    fi
+    echo "setup: npm ci in tests/drivers/node (node-postgres)"
+    npm ci --prefix tests/drivers/node --no-audit --no-fund >/tmp/pgwarden-npm.log 2>&1 || {
+        tail -20 /tmp/pgwarden-npm.log >&2; exit 1; }
+fi
+
 # A Debian cluster 15/main left over from an earlier install must not start at boot on 5432.
 if [ "$(id -u)" = 0 ] && [ -f /etc/postgresql/15/main/start.conf ] &&
    command -v pg_lsclusters >/dev/null && pg_lsclusters 15 main 2>/dev/null | grep -q down; then

@@ -1,9 +1,14 @@
 """Drivers as applications use them, through 6432 with fewer server connections than
 client connections (issue 17): a client's startup settings survive its own RESET ALL /
 DISCARD ALL, as they would on a direct connection, and the ParameterStatus messages it
-gets say so. asyncpg's pool runs RESET ALL each time a connection goes back to it."""
+gets say so. asyncpg's pool runs RESET ALL each time a connection goes back to it;
+node-postgres (tests/drivers/node, installed by scripts/setup.sh --test) runs the same
+checks from Node.js."""
 import asyncio
+import json
+import os
 import re
+import subprocess
 
 import asyncpg
 import psycopg
@@ -62,3 +67,17 @@ def test_psycopg3_reset_all_and_discard_all(cluster):
     finally:
         for conn in conns:
             conn.close()
+
+
+def test_node_postgres_pool_keeps_its_startup_settings(cluster):
+    """node-postgres (npm's pg) with a pool of 4 on a proxy pool of 2: after RESET ALL or
+    DISCARD ALL its connections have their startup TimeZone and application_name."""
+    cluster.restart_proxy("default_pool_size = 2\n")
+    script = os.path.join(os.path.dirname(__file__), "..", "drivers", "node", "reset.js")
+    proc = subprocess.run(["node", script, str(cluster.proxy_port),
+                           superuser_password(cluster)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout)
+    assert len(seen) == 20
+    assert {tuple(s) for s in seen} == {("Asia/Tokyo", "nodeapp")}, seen
