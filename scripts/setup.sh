@@ -69,6 +69,22 @@ if [ "$with_tests" = 1 ] && ! dpkg-query -W -f='${Status}' prometheus 2>/dev/nul
     fi
 fi
 
+# pgJDBC and a JDK (Java's single-file launcher compiles tests/drivers/jdbc/Reset.java)
+# for the driver tests, without the JDK's recommended fonts.
+if [ "$with_tests" = 1 ]; then
+    jdk_missing=()
+    for p in default-jdk-headless libpostgresql-jdbc-java; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            jdk_missing+=("$p")
+    done
+    if [ "${#jdk_missing[@]}" -gt 0 ]; then
+        echo "setup: installing ${jdk_missing[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            "${jdk_missing[@]}" >>/tmp/pgwarden-apt.log 2>&1 || {
+            tail -20 /tmp/pgwarden-apt.log >&2; exit 1; }
+    fi
+fi
+
 # node-postgres (npm's pg, pinned by tests/drivers/node/package-lock.json) for the driver
 # tests: from npm's registry, with Debian's Node.js when the machine has none.
 if [ "$with_tests" = 1 ] && [ ! -f tests/drivers/node/node_modules/pg/package.json ]; then

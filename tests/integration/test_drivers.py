@@ -81,3 +81,17 @@ def test_node_postgres_pool_keeps_its_startup_settings(cluster):
     seen = json.loads(proc.stdout)
     assert len(seen) == 20
     assert {tuple(s) for s in seen} == {("Asia/Tokyo", "nodeapp")}, seen
+
+
+def test_jdbc_keeps_its_startup_settings(cluster):
+    """pgJDBC (4 connections on a proxy pool of 2, its statements server-side prepared from
+    their fifth use): after RESET ALL, the TimeZone it gave at startup (the JVM's) and its
+    ApplicationName."""
+    cluster.restart_proxy("default_pool_size = 2\n")
+    source = os.path.join(os.path.dirname(__file__), "..", "drivers", "jdbc", "Reset.java")
+    proc = subprocess.run(["java", "-Duser.timezone=Asia/Tokyo", "-cp",
+                           "/usr/share/java/postgresql.jar", source, str(cluster.proxy_port),
+                           superuser_password(cluster)], capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stdout.split() == ["32", "Asia/Tokyo|jdbcapp"], proc.stdout
