@@ -610,6 +610,12 @@ int stop_postgres(struct agent *a, const char *mode)
 		log_warning("stopping PostgreSQL (-m %s) failed with %d after %lld ms (see the "
 			    "PostgreSQL log)",
 			    mode, code, (long long)(cmn_now_ms() - started));
+	if (code != 0 && a->archiving_off && access(pidfile, F_OK) == 0) {
+		/* Still running (the caller may keep it so): archiving back. */
+		a->archiving_off = false;
+		if (rewrite_conf_and_reload(a) != PGW_OK)
+			log_warning("cannot rewrite postgresql.conf (archive_command back)");
+	}
 	return code;
 }
 

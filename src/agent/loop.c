@@ -142,6 +142,8 @@ static void on_cluster_change(void *arg, const struct etcd_event *ev, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		const char *key = ev[i].kv.key;
 
+		if (strncmp(key, a->wake_keys.members, strlen(a->wake_keys.members)) == 0)
+			atomic_store(&a->members_changed, true);
 		if (strcmp(key, a->wake_keys.leader) == 0 ||
 		    strcmp(key, a->wake_keys.failover) == 0 ||
 		    strcmp(key, a->wake_keys.initialize) == 0 ||
@@ -189,7 +191,8 @@ static void observe(struct agent *a)
 	} else if (a->probe.accepting || !a->probe.data_valid) {
 		a->replica_timeline = 0;
 	}
-	atomic_store(&a->wake_on_members, !a->probe.data_valid);
+	if (!a->probe.data_valid) /* cleared only by a decision (below) */
+		atomic_store(&a->wake_on_members, true);
 	a->cd_valid = false;
 	if (a->probe.data_valid && !a->probe.postmaster_pid && a->job.kind == JOB_NONE)
 		a->cd_valid = pgctl_controldata(&a->pg, &a->cd) == PGW_OK;
@@ -323,6 +326,7 @@ static void run_once(struct agent *a)
 				  "the leader lease may have expired while the agent was stalled");
 	}
 	(void)lease_maintain(a, false);
+	atomic_store(&a->members_changed, false);
 	read_cluster(a);
 	if (a->job.kind != JOB_NONE && a->job.pid && cmn_proc_poll(a->job.pid, &code) == 1)
 		job_finished(a, code);
@@ -395,6 +399,9 @@ static void run_once(struct agent *a)
 			 a->configured_upstream);
 		ha_decide(&in, &d);
 		atomic_store(&a->wake_on_members, !a->probe.data_valid || d.wait_leader_record);
+		/* A record that changed since the read, before the flag was set: look again. */
+		if (d.wait_leader_record && atomic_load(&a->members_changed))
+			agent_wake(a);
 		handover_filter(a, &d);
 		if (d.action != a->last_action || strcmp(d.reason, a->last_reason) != 0)
 			log_info("%s: %s", ha_action_name(d.action), d.reason);

@@ -156,6 +156,7 @@ struct agent {
 	/* A member's record wakes the loop: no data directory yet, or waiting on the
 	 * leader's record (its address, its checkpoint after a promotion). */
 	atomic_bool wake_on_members;
+	atomic_bool members_changed; /* a member's record changed since the loop read etcd */
 };
 
 enum req_kind { REQ_RESTART, REQ_RELOAD, REQ_REINIT };

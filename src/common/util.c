@@ -1,5 +1,6 @@
 #include "common/util.h"
 #include "common/log.h"
+#include "common/timeutil.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -9,12 +10,14 @@
 #include <ftw.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 int cmn_buf_append(struct cmn_buf *b, const void *data, size_t len)
@@ -493,32 +496,126 @@ int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const
 	return fd;
 }
 
-bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
+/* Resolves host and connects to each address until one accepts, within timeout_ms. */
+static bool tcp_connects(const char *host, int port, int timeout_ms)
 {
 	struct addrinfo hints = {
 	    .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *ai = NULL;
 	char portstr[16];
+	int64_t deadline = cmn_now_ms() + timeout_ms;
 	bool ok = false;
 
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	if (getaddrinfo(host, portstr, &hints, &ai) != 0 || !ai)
 		return false;
-	for (struct addrinfo *p = ai; p && !ok; p = p->ai_next) {
+	for (struct addrinfo *p = ai; p && !ok && cmn_now_ms() < deadline; p = p->ai_next) {
 		int fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-		int err = 0;
+		int err = 0, rc;
 		socklen_t len = sizeof(err);
 
 		if (fd < 0)
 			continue;
-		if (connect(fd, p->ai_addr, p->ai_addrlen) == 0)
+		if (connect(fd, p->ai_addr, p->ai_addrlen) == 0) {
 			ok = true;
-		else if (errno == EINPROGRESS && poll(&pfd, 1, timeout_ms) == 1 &&
-			 getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)
-			ok = true;
+		} else if (errno == EINPROGRESS) {
+			struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+
+			do {
+				int64_t left = deadline - cmn_now_ms();
+
+				rc = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+			} while (rc < 0 && errno == EINTR);
+			ok = rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 &&
+			     err == 0;
+		}
 		close(fd);
 	}
 	freeaddrinfo(ai);
+	return ok;
+}
+
+/* A probe shared by the caller and its thread: the last one to let go frees it. */
+struct tcp_probe {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cond;
+	int refs;
+	bool done, ok;
+	int port, timeout_ms;
+	char host[];
+};
+
+static void probe_release(struct tcp_probe *t)
+{
+	bool last;
+
+	pthread_mutex_lock(&t->lock);
+	last = --t->refs == 0;
+	pthread_mutex_unlock(&t->lock);
+	if (last) {
+		pthread_cond_destroy(&t->done_cond);
+		pthread_mutex_destroy(&t->lock);
+		free(t);
+	}
+}
+
+static void *probe_run(void *arg)
+{
+	struct tcp_probe *t = arg;
+	bool ok = tcp_connects(t->host, t->port, t->timeout_ms);
+
+	pthread_mutex_lock(&t->lock);
+	t->ok = ok;
+	t->done = true;
+	pthread_cond_signal(&t->done_cond);
+	pthread_mutex_unlock(&t->lock);
+	probe_release(t);
+	return NULL;
+}
+
+bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
+{
+	size_t n = strlen(host) + 1;
+	struct tcp_probe *t = calloc(1, sizeof(*t) + n);
+	pthread_condattr_t ca;
+	pthread_attr_t attr;
+	pthread_t th;
+	struct timespec ts;
+	bool ok;
+
+	if (!t)
+		return tcp_connects(host, port, timeout_ms);
+	memcpy(t->host, host, n);
+	t->port = port;
+	t->timeout_ms = timeout_ms;
+	t->refs = 2;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->done_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&th, &attr, probe_run, t) != 0) {
+		pthread_attr_destroy(&attr);
+		t->refs = 1;
+		probe_release(t);
+		return tcp_connects(host, port, timeout_ms);
+	}
+	pthread_attr_destroy(&attr);
+	/* The name's resolution has no timeout of its own: the wait has. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&t->lock);
+	while (!t->done && pthread_cond_timedwait(&t->done_cond, &t->lock, &ts) == 0)
+		;
+	ok = t->done && t->ok;
+	pthread_mutex_unlock(&t->lock);
+	probe_release(t);
 	return ok;
 }

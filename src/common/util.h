@@ -46,8 +46,9 @@ int cmn_self_exe(char *out, size_t size);
  */
 int cmn_tcp_listen(const char *host, int port, int backlog, bool nonblock, const char *what);
 /*
- * Whether host:port accepts a TCP connection within timeout_ms (each address the name
- * resolves to; the resolution itself is not bounded). The connection is closed at once.
+ * Whether host:port accepts a TCP connection within timeout_ms, the name's resolution
+ * included (each address it resolves to, in a thread of its own that is left to end by
+ * itself when the time is up). The connection is closed at once.
  */
 bool cmn_tcp_answers(const char *host, int port, int timeout_ms);
 

@@ -81,8 +81,9 @@
 /* The same for archive_command: longer, as the repository host syncs each segment before
  * it answers; a push that fails is tried again (a primary stopping waits for it). */
 #define BACKUP_ARCHIVE_PUSH_IO_TIMEOUT "--io-timeout=5"
-/* Before a failover's promotion: the repository host must accept a connection this soon,
- * or the promotion runs without archive lookups. */
-#define BACKUP_REPO_ANSWER_MS 500
+/* Before a promotion (and a primary's stop): the repository host must accept a
+ * connection this soon (a lost SYN is sent again after 1 s), or the promotion runs without
+ * archive lookups (the stop without archiving). */
+#define BACKUP_REPO_ANSWER_MS 1200
 
 #endif

@@ -416,7 +416,7 @@ static void servers_rows(struct proxy *p, struct result *r, bool sockets, bool o
 		server_row(r, s, "used", sockets);
 		TAILQ_FOREACH(s, &pool->login, entry)
 		server_row(r, s, "login", sockets);
-		/* Logged in (or logging in) ahead, to a switchover's candidate. */
+		/* Logged in ahead to a switchover's candidate (those logging in: login). */
 		TAILQ_FOREACH(s, &pool->warm, entry)
 		server_row(r, s, "warm", sockets);
 	}

@@ -4,7 +4,13 @@
  */
 #include "common/base64.h"
 #include "common/httpd.h"
+#include "common/timeutil.h"
 #include "common/util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -107,6 +113,28 @@ static void test_constant_time_compare(void **state)
 	assert_false(cmn_const_eq("x", ""));
 }
 
+/* A listener answers; a closed port and a name that does not resolve do not, in time. */
+static void test_tcp_answers(void **state)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+	int fd = cmn_tcp_listen("127.0.0.1", 0, 4, false, "test");
+	int port;
+	int64_t t0;
+
+	(void)state;
+	assert_true(fd >= 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	assert_true(cmn_tcp_answers("127.0.0.1", port, 1000));
+	assert_true(cmn_tcp_answers("localhost", port, 1000));
+	close(fd);
+	t0 = cmn_now_ms();
+	assert_false(cmn_tcp_answers("127.0.0.1", port, 1000));
+	assert_false(cmn_tcp_answers("no-such-host.invalid", port, 300));
+	assert_true(cmn_now_ms() - t0 < 2000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -114,6 +142,7 @@ int main(void)
 	    cmocka_unit_test(test_base64_refuses_what_it_must),
 	    cmocka_unit_test(test_name_lists),
 	    cmocka_unit_test(test_constant_time_compare),
+	    cmocka_unit_test(test_tcp_answers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
