@@ -525,6 +525,19 @@ static void keep_leader(struct agent *a)
  * look every 20 ms. PostgreSQL removes postmaster.pid last, once it is down: that is what
  * both wait for. Returns 0 when it is down, pg_ctl's exit code or -1 otherwise.
  */
+/*
+ * A stop that failed, PostgreSQL still running: archiving back (a caller that gives up
+ * on stopping it keeps it running; one that stops it at once next costs a reload).
+ */
+static void archiving_back_if_running(struct agent *a, const char *pidfile)
+{
+	if (!a->archiving_off || access(pidfile, F_OK) != 0)
+		return;
+	a->archiving_off = false;
+	if (rewrite_conf_and_reload(a) != PGW_OK)
+		log_warning("cannot rewrite postgresql.conf (archive_command back)");
+}
+
 int stop_postgres(struct agent *a, const char *mode)
 {
 	char log[4200];
@@ -563,6 +576,7 @@ int stop_postgres(struct agent *a, const char *mode)
 		kill_at = started + AGENT_PG_STOP_TIMEOUT_S * 1000LL; /* pg_ctl's -t */
 	else if (cmn_proc_spawn(&o, &pid) != PGW_OK) {
 		log_error("cannot run pg_ctl stop -m %s", mode);
+		archiving_back_if_running(a, pidfile);
 		return -1;
 	}
 	for (;;) {
@@ -610,12 +624,8 @@ int stop_postgres(struct agent *a, const char *mode)
 		log_warning("stopping PostgreSQL (-m %s) failed with %d after %lld ms (see the "
 			    "PostgreSQL log)",
 			    mode, code, (long long)(cmn_now_ms() - started));
-	if (code != 0 && a->archiving_off && access(pidfile, F_OK) == 0) {
-		/* Still running (the caller may keep it so): archiving back. */
-		a->archiving_off = false;
-		if (rewrite_conf_and_reload(a) != PGW_OK)
-			log_warning("cannot rewrite postgresql.conf (archive_command back)");
-	}
+	if (code != 0)
+		archiving_back_if_running(a, pidfile);
 	return code;
 }
 

@@ -398,9 +398,11 @@ static void run_once(struct agent *a)
 		snprintf(in.configured_upstream, sizeof(in.configured_upstream), "%s",
 			 a->configured_upstream);
 		ha_decide(&in, &d);
-		atomic_store(&a->wake_on_members, !a->probe.data_valid || d.wait_leader_record);
+		bool wake = !a->probe.data_valid || d.wait_leader_record;
+
+		atomic_store(&a->wake_on_members, wake);
 		/* A record that changed since the read, before the flag was set: look again. */
-		if (d.wait_leader_record && atomic_load(&a->members_changed))
+		if (wake && atomic_load(&a->members_changed))
 			agent_wake(a);
 		handover_filter(a, &d);
 		if (d.action != a->last_action || strcmp(d.reason, a->last_reason) != 0)

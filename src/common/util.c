@@ -583,15 +583,15 @@ bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
 	struct timespec ts;
 	bool ok;
 
-	if (!t)
-		return tcp_connects(host, port, timeout_ms);
+	if (!t) /* (the name's resolution would not be bounded: not answering) */
+		return false;
 	memcpy(t->host, host, n);
 	t->port = port;
 	t->timeout_ms = timeout_ms;
 	t->refs = 2;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	(void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* cannot fail on Linux */
 	pthread_cond_init(&t->done_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_attr_init(&attr);
@@ -600,7 +600,7 @@ bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
 		pthread_attr_destroy(&attr);
 		t->refs = 1;
 		probe_release(t);
-		return tcp_connects(host, port, timeout_ms);
+		return false;
 	}
 	pthread_attr_destroy(&attr);
 	/* The name's resolution has no timeout of its own: the wait has. */
