@@ -42,8 +42,9 @@ void pgconf_read_ssn(const struct agent_config *cfg, char *out, size_t size);
  *   archive lookups;
  * - PGCONF_NO_ARCHIVING: archive_command '', a primary's while it stops with the
  *   repository host down: its archiver would retry each segment before it lets
- *   PostgreSQL stop. The segments stay ready, pushed at its next start as primary, or
- *   by the next leader (backup_requeue_timeline).
+ *   PostgreSQL stop. The segments stay ready, pushed at its next start as primary; the
+ *   next leader queues again those of the old timeline still in its own pg_wal
+ *   (backup_requeue_timeline).
  */
 enum {
 	PGCONF_NO_ARCHIVE_LOOKUPS = 1 << 0,
