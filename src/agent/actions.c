@@ -271,6 +271,13 @@ void switchover_archive_lookups(struct agent *a)
 			 "could not say)");
 }
 
+/* A repository host (pgBackRest's TLS server) is configured and does not answer now. */
+static bool repo_host_down(const struct agent *a)
+{
+	return backup_remote(&a->cfg) &&
+	       !cmn_tcp_answers(a->cfg.repo_host, a->cfg.repo_port, BACKUP_REPO_ANSWER_MS);
+}
+
 /*
  * Promotion: the promote file and SIGUSR1, as pg_ctl promote does, without its process
  * start on the hand-over's path; the job (no process: pid 0) ends when the probe sees
@@ -287,8 +294,7 @@ static void do_promote(struct agent *a)
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			a->archive_lookups_off = false;
-	} else if (backup_remote(&a->cfg) && !a->promote_reloaded && !a->archive_lookups_off &&
-		   !cmn_tcp_answers(a->cfg.repo_host, a->cfg.repo_port, BACKUP_REPO_ANSWER_MS)) {
+	} else if (!a->promote_reloaded && !a->archive_lookups_off && repo_host_down(a)) {
 		/* The repository host is down (on the old leader's lost host, say): PostgreSQL
 		 * could not ask it for the next timeline either, only wait for each try. The
 		 * promotion follows the reload, at the next loop. */
@@ -516,16 +522,6 @@ static void keep_leader(struct agent *a)
 }
 
 /*
- * Stops PostgreSQL (mode as pg_ctl stop -m), our lease kept meanwhile: while we lead, the
- * lease is renewed every loop_wait and the fence moved with it, so a long shutdown
- * checkpoint is not cut short by our own fence, and the REST API still sees a live loop.
- * If etcd stops answering, the fence stops PostgreSQL before the lease can expire, as in
- * the loop. The postmaster is signalled directly (pg_ctl only when that cannot be done):
- * a hand-over waits on this, and pg_ctl costs its start and looks only every 100 ms; we
- * look every 20 ms. PostgreSQL removes postmaster.pid last, once it is down: that is what
- * both wait for. Returns 0 when it is down, pg_ctl's exit code or -1 otherwise.
- */
-/*
  * A stop that failed, PostgreSQL still running: archiving back (a caller that gives up
  * on stopping it keeps it running; one that stops it at once next costs a reload).
  */
@@ -538,6 +534,16 @@ static void archiving_back_if_running(struct agent *a, const char *pidfile)
 		log_warning("cannot rewrite postgresql.conf (archive_command back)");
 }
 
+/*
+ * Stops PostgreSQL (mode as pg_ctl stop -m), our lease kept meanwhile: while we lead, the
+ * lease is renewed every loop_wait and the fence moved with it, so a long shutdown
+ * checkpoint is not cut short by our own fence, and the REST API still sees a live loop.
+ * If etcd stops answering, the fence stops PostgreSQL before the lease can expire, as in
+ * the loop. The postmaster is signalled directly (pg_ctl only when that cannot be done):
+ * a hand-over waits on this, and pg_ctl costs its start and looks only every 100 ms; we
+ * look every 20 ms. PostgreSQL removes postmaster.pid last, once it is down: that is what
+ * both wait for. Returns 0 when it is down, pg_ctl's exit code or -1 otherwise.
+ */
 int stop_postgres(struct agent *a, const char *mode)
 {
 	char log[4200];
@@ -555,9 +561,8 @@ int stop_postgres(struct agent *a, const char *mode)
 
 	pgctl_log_path(&a->pg, log, sizeof(log));
 	o.log_path = log;
-	if (strcmp(mode, "immediate") != 0 && backup_remote(&a->cfg) && a->probe.accepting &&
-	    !a->probe.in_recovery && !a->archiving_off &&
-	    !cmn_tcp_answers(a->cfg.repo_host, a->cfg.repo_port, BACKUP_REPO_ANSWER_MS)) {
+	if (strcmp(mode, "immediate") != 0 && a->probe.accepting && !a->probe.in_recovery &&
+	    !a->archiving_off && repo_host_down(a)) {
 		/* Its archiver would retry each ready segment first (the push in flight ends
 		 * within its io-timeout). */
 		log_warning("the repository host %s:%d does not answer: archiving off for the stop "

@@ -108,14 +108,8 @@ static void agent_sleep(struct agent *a, int64_t until_ms)
 		if (left <= 0)
 			break;
 		if (left > 200)
-			left = 200;		     /* re-check the shutdown flag */
-		clock_gettime(CLOCK_MONOTONIC, &ts); /* wake_cond waits on this clock */
-		ts.tv_sec += left / 1000;
-		ts.tv_nsec += (left % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
+			left = 200;			     /* re-check the shutdown flag */
+		cmn_deadline_ts(CLOCK_MONOTONIC, left, &ts); /* wake_cond's clock */
 		pthread_cond_timedwait(&a->wake_cond, &a->wake_lock, &ts);
 	}
 	a->woken = false;
@@ -141,15 +135,15 @@ static void on_cluster_change(void *arg, const struct etcd_event *ev, size_t n)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const char *key = ev[i].kv.key;
+		bool member = strncmp(key, a->wake_keys.members, strlen(a->wake_keys.members)) == 0;
 
-		if (strncmp(key, a->wake_keys.members, strlen(a->wake_keys.members)) == 0)
+		if (member)
 			atomic_store(&a->members_changed, true);
 		if (strcmp(key, a->wake_keys.leader) == 0 ||
 		    strcmp(key, a->wake_keys.failover) == 0 ||
 		    strcmp(key, a->wake_keys.initialize) == 0 ||
 		    strncmp(key, a->wake_keys.proxies, strlen(a->wake_keys.proxies)) == 0 ||
-		    (atomic_load(&a->wake_on_members) &&
-		     strncmp(key, a->wake_keys.members, strlen(a->wake_keys.members)) == 0)) {
+		    (member && atomic_load(&a->wake_on_members))) {
 			agent_wake(a);
 			return;
 		}

@@ -54,12 +54,7 @@ static void *watchdog(void *arg)
 			    "HTTP: closed %d connection(s) whose request did not arrive within "
 			    "%d ms",
 			    cut, g->deadline_ms);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		cmn_deadline_ts(CLOCK_REALTIME, 250, &ts);
 		pthread_cond_timedwait(&g->wake, &g->lock, &ts);
 	}
 	pthread_mutex_unlock(&g->lock);

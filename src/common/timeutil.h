@@ -26,4 +26,17 @@ static inline int64_t cmn_wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* *ts = the time on clock (CLOCK_MONOTONIC, CLOCK_REALTIME) ms from now: a deadline
+ * for pthread_cond_timedwait on a condition variable of that clock. */
+static inline void cmn_deadline_ts(clockid_t clock, int64_t ms, struct timespec *ts)
+{
+	clock_gettime(clock, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 #endif

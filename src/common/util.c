@@ -604,13 +604,7 @@ bool cmn_tcp_answers(const char *host, int port, int timeout_ms)
 	}
 	pthread_attr_destroy(&attr);
 	/* The name's resolution has no timeout of its own: the wait has. */
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	cmn_deadline_ts(CLOCK_MONOTONIC, timeout_ms, &ts);
 	pthread_mutex_lock(&t->lock);
 	while (!t->done && pthread_cond_timedwait(&t->done_cond, &t->lock, &ts) == 0)
 		;

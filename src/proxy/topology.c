@@ -184,12 +184,7 @@ static void publish_and_wait(struct proxy_topo_watch *w, struct proxy_topology *
 	if (!w->changed && !w->stop) {
 		struct timespec ts;
 
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += TOPO_POLL_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		cmn_deadline_ts(CLOCK_MONOTONIC, TOPO_POLL_MS, &ts);
 		pthread_cond_timedwait(&w->cond, &w->lock, &ts);
 	}
 	pthread_mutex_unlock(&w->lock);
@@ -264,13 +259,7 @@ static void presence_sleep(struct proxy_topo_watch *w, int ms, bool backoff)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	cmn_deadline_ts(CLOCK_MONOTONIC, ms, &ts);
 	pthread_mutex_lock(&w->lock);
 	if (!w->stop && (backoff || w->drain_wanted == w->drain_written))
 		pthread_cond_timedwait(&w->pcond, &w->lock, &ts);

@@ -44,8 +44,8 @@ def pytest_configure(config):
 
 # Port slots. Under pytest-xdist (scripts/test.sh runs these tests on two workers),
 # worker i of n takes the slots i, i + n, i + 2n, ... (wrapping at a multiple of n): two
-# live clusters never share a port. PGW_TEST_SLOT moves a run of its own (another one
-# beside it, by hand).
+# live clusters never share a port. PGW_TEST_SLOT shifts the first slot (every run still
+# goes round all of them).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
 SLOTS = 75 - 75 % _WORKERS
