@@ -13,10 +13,9 @@
 /* Why member m cannot take over (NULL: it can). */
 static const char *unfit_candidate(const struct switchover_policy *pol,
 				   const struct dcs_cluster *cl, const struct dcs_member *m,
-				   char *why, size_t size)
+				   bool leader_down, char *why, size_t size)
 {
 	struct member_status st;
-	bool no_leader = !cl->has_leader;
 
 	if (m->nofailover) {
 		snprintf(why, size, "%s is tagged nofailover", m->name);
@@ -31,9 +30,10 @@ static const char *unfit_candidate(const struct switchover_policy *pol,
 		snprintf(why, size, "%s does not answer on its REST API (%s)", m->name, m->api_url);
 		return why;
 	}
-	/* Without a leader nobody streams: a running replica will do. */
-	if (strcmp(st.role, "replica") != 0 || (strcmp(st.state, "streaming") != 0 &&
-						!(no_leader && strcmp(st.state, "running") == 0))) {
+	/* Without a running leader nobody streams: a running replica will do. */
+	if (strcmp(st.role, "replica") != 0 ||
+	    (strcmp(st.state, "streaming") != 0 &&
+	     !(leader_down && strcmp(st.state, "running") == 0))) {
 		snprintf(why, size, "%s is not a healthy replica (role %s, state %s)", m->name,
 			 st.role, st.state);
 		return why;
@@ -46,11 +46,30 @@ static const char *unfit_candidate(const struct switchover_policy *pol,
 	return NULL;
 }
 
+/*
+ * Whether the cluster has no running primary: no leader key, or (for a failover, which is
+ * asked for when the leader is lost) a leader key whose holder does not answer as a primary
+ * on its REST API: its key outlives it by up to ttl and its replicas stopped streaming.
+ */
+static bool leader_is_down(const struct dcs_cluster *cl, bool failover)
+{
+	const struct dcs_member *m;
+	struct member_status st;
+
+	if (!cl->has_leader)
+		return true;
+	if (!failover)
+		return false;
+	m = dcs_find_member(cl, cl->leader);
+	return !m || !member_fetch_status(m, &st) || strcmp(st.role, "primary") != 0;
+}
+
 const char *switchover_refusal(const struct switchover_policy *pol, const struct dcs_cluster *cl,
 			       const char *leader, const char *candidate, bool failover, char *why,
 			       size_t why_size, bool *bad_request)
 {
 	char tmp[300];
+	bool leader_down;
 
 	*bad_request = false;
 	if (cl->paused) {
@@ -82,6 +101,7 @@ const char *switchover_refusal(const struct switchover_policy *pol, const struct
 			 cl->switchover_candidate[0] ? cl->switchover_candidate : "any replica");
 		return why;
 	}
+	leader_down = leader_is_down(cl, failover);
 	if (candidate) {
 		const struct dcs_member *m = dcs_find_member(cl, candidate);
 
@@ -96,7 +116,7 @@ const char *switchover_refusal(const struct switchover_policy *pol, const struct
 			snprintf(why, why_size, "%s is already the leader", candidate);
 			return why;
 		}
-		if (unfit_candidate(pol, cl, m, tmp, sizeof(tmp))) {
+		if (unfit_candidate(pol, cl, m, leader_down, tmp, sizeof(tmp))) {
 			snprintf(why, why_size, "cannot %s to %s: %s",
 				 failover ? "fail over" : "switch over", candidate, tmp);
 			return why;
@@ -105,7 +125,7 @@ const char *switchover_refusal(const struct switchover_policy *pol, const struct
 	}
 	for (size_t i = 0; i < cl->n_members; i++)
 		if (strcmp(cl->members[i].name, cl->leader) != 0 &&
-		    !unfit_candidate(pol, cl, &cl->members[i], tmp, sizeof(tmp)))
+		    !unfit_candidate(pol, cl, &cl->members[i], leader_down, tmp, sizeof(tmp)))
 			return NULL;
 	snprintf(why, why_size, "no healthy replica to switch over to");
 	return why;

@@ -275,7 +275,7 @@ void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 			continue;
 		}
 		c->proxy = p;
-		(void)set_nonblock_nodelay(fd);
+		(void)sock_setup(fd, &p->cfg);
 		c->io.fd = -1;
 		c->id = ++p->next_id;
 		c->port = port;

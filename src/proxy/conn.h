@@ -27,7 +27,8 @@ ssize_t sock_send(int fd, SSL *ssl, const void *d, size_t n);
 ssize_t sock_recv(int fd, SSL *ssl, void *d, size_t n);
 bool send_or_queue(struct cmn_loop *loop, struct cmn_io *io, SSL *ssl, struct proxy_buf *out,
 		   const uint8_t *d, size_t n);
-int set_nonblock_nodelay(int fd);
+/* Non-blocking, TCP_NODELAY and the configured keepalive (cfg NULL: none). */
+int sock_setup(int fd, const struct proxy_config *cfg);
 void pause_reading(struct cmn_loop *loop, struct cmn_io *io, bool *paused, bool pause);
 bool flush_out(struct cmn_loop *loop, struct cmn_io *io, SSL *ssl, struct proxy_buf *out);
 

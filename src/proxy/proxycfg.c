@@ -80,6 +80,20 @@ static const struct cmn_cfg_key keys[] = {
      false, 100, SEC(3600), "bound on connecting and logging in to a server"},
     {"proxy", "idle_transaction_timeout", CMN_CFG_DURATION, OFF(idle_transaction_timeout_ms), "0",
      false, 0, SEC(86400), "a client idle inside a transaction is closed after this (0: never)"},
+    {"proxy", "tcp_keepalive", CMN_CFG_BOOL, OFF(tcp_keepalive), "on", false, 0, 0,
+     "TCP keepalive on client and server connections: a silent connection whose peer went "
+     "away (host cut off, or its reset lost) is dropped after tcp_keepidle + tcp_keepcnt * "
+     "tcp_keepintvl"},
+    {"proxy", "tcp_keepidle", CMN_CFG_DURATION, OFF(tcp_keepidle_ms), "15s", false, SEC(1),
+     SEC(86400), "a connection silent this long gets its first keepalive probe"},
+    {"proxy", "tcp_keepintvl", CMN_CFG_DURATION, OFF(tcp_keepintvl_ms), "5s", false, SEC(1),
+     SEC(86400), "between two unanswered probes"},
+    {"proxy", "tcp_keepcnt", CMN_CFG_INT, OFF(tcp_keepcnt), "3", false, 1, 127,
+     "unanswered probes before the connection is dropped"},
+    {"proxy", "tcp_user_timeout", CMN_CFG_DURATION, OFF(tcp_user_timeout_ms), "0", false, 0,
+     SEC(86400),
+     "sent data unacknowledged this long drops the connection (TCP_USER_TIMEOUT; 0: the "
+     "kernel's retries, about 15 minutes)"},
     {"proxy", "max_packet_size", CMN_CFG_SIZE, OFF(max_packet_size), "4MB", false, 1024, INT32_MAX,
      "largest client message the proxy holds whole (Query, Bind and COPY data pass "
      "as they arrive, up to 1GB)"},

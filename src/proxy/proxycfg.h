@@ -47,6 +47,12 @@ struct proxy_config {
 	int server_idle_timeout_ms;
 	int server_connect_timeout_ms;
 	int idle_transaction_timeout_ms;
+	/* TCP keepalive on client and server sockets (PgBouncer's tcp_* settings) */
+	bool tcp_keepalive;
+	int tcp_keepidle_ms;
+	int tcp_keepintvl_ms;
+	int tcp_keepcnt;
+	int tcp_user_timeout_ms; /* 0: the kernel's */
 	int64_t max_packet_size;
 	int max_prepared_statements;	     /* per pooled server connection (0: not tracked) */
 	int64_t max_client_statement_memory; /* bytes of statements one client may name */

@@ -108,7 +108,7 @@ void server_connect_to(struct proxy_pool *pool, const char *host, int port, bool
 		return;
 	}
 	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0 || set_nonblock_nodelay(fd) != 0 ||
+	if (fd < 0 || sock_setup(fd, &px->cfg) != 0 ||
 	    (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS)) {
 		snprintf(pool->last_error, sizeof(pool->last_error), "cannot connect to %s:%d: %s",
 			 s->host, s->port, strerror(errno));

@@ -4,8 +4,10 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 
+import psycopg2
 import pytest
 
 from conftest import wait_for
@@ -154,3 +156,54 @@ def test_client_gone_mid_transaction_releases_its_locks(cluster):
         cur.execute("SET lock_timeout = '2s'")
         cur.execute("SELECT id FROM vanish FOR UPDATE")
         assert cur.fetchall() == [(1,)]
+
+
+def test_server_gone_silent_behind_the_proxy_is_dropped_by_keepalive(cluster):
+    """A server connection whose peer vanished without a FIN or reset reaching the proxy
+    (its host lost the network; or the backend died and its one reset was lost, as in the
+    chaos suite's packet-loss fault) is found by the proxy's TCP keepalive, and its client
+    gets 08006 instead of waiting for good."""
+    cluster.restart_proxy("tcp_keepidle = 1s\ntcp_keepintvl = 1s\ntcp_keepcnt = 2\n")
+    leader = cluster.wait_healthy()
+    conn = psycopg2.connect(cluster.proxy_dsn())
+    conn.autocommit = True
+    outcome = {}
+
+    def sleeper():
+        t0 = time.monotonic()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_sleep(60)")
+            outcome["ok"] = True
+        except psycopg2.Error as exc:
+            outcome["pgcode"], outcome["error"] = exc.pgcode, str(exc)
+        outcome["seconds"] = time.monotonic() - t0
+    thread = threading.Thread(target=sleeper, daemon=True)
+    thread.start()
+
+    def server_port():
+        rows = cluster.query(leader, "SELECT client_port FROM pg_stat_activity "
+                             "WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'")
+        return rows[0][0] if rows else None
+    port = wait_for("the query running behind the proxy", server_port, 10)
+
+    def proxy_send_queue():
+        out = subprocess.run(["ss", "-Htn", "( sport = :%d )" % port], check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+        return [int(f[2]) for f in map(str.split, out.splitlines())]
+    # The query acknowledged: with nothing to retransmit, only a keepalive can find out
+    # (unacknowledged data is tcp_user_timeout's case).
+    wait_for("the proxy's query acknowledged", lambda: proxy_send_queue() == [0], 10)
+    rule = ["INPUT", "-i", "lo", "-p", "tcp", "-m", "multiport", "--ports", str(port),
+            "-j", "DROP"]
+    subprocess.run(["iptables", "-I"] + rule, check=True, timeout=30)
+    try:
+        # 1 s idle, then 2 probes 1 s apart unanswered: about 3 s, far less than the query.
+        thread.join(20)
+        assert not thread.is_alive(), "the client still waits 20 s after its server went silent"
+    finally:
+        subprocess.run(["iptables", "-D"] + rule, check=True, timeout=30)
+        conn.close()
+    assert outcome.get("pgcode") == "08006", outcome
+    assert outcome["seconds"] < 15, outcome
+    assert "server connection lost" in cluster.proxy_log()
