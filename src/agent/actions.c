@@ -301,6 +301,7 @@ static void do_promote(struct agent *a)
 		log_warning("the repository host %s:%d does not answer: promoting without "
 			    "archive lookups",
 			    a->cfg.repo_host, a->cfg.repo_port);
+		backup_repo_down(&a->cfg, true); /* at once, even in the fetch's next try */
 		a->archive_lookups_off = true;
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK)

@@ -222,6 +222,8 @@ void job_finished(struct agent *a, int code)
 
 		if (code != 0) {
 			log_error("promotion failed (exit %d)", code);
+			if (backup_remote(&a->cfg))
+				backup_repo_down(&a->cfg, false);
 			if (lookups_were_off) { /* a replica's configuration again */
 				a->configured_upstream[0] = '?';
 				a->configured_upstream[1] = '\0';
@@ -239,6 +241,8 @@ void job_finished(struct agent *a, int code)
 			log_warning("restore_command is back in postgresql.conf: it applies at "
 				    "the next reload or start");
 		(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
+		if (backup_remote(&a->cfg))
+			backup_repo_down(&a->cfg, false);
 		/* Slots before the others connect: a missing slot makes them retry later. */
 		manage_slots(a);
 		return;

@@ -736,6 +736,8 @@ static int init_state(struct agent *a, const char *path)
 	/* An earlier agent's postgresql.conf without restore_command (stopped in the middle
 	 * of a switchover) is written again before any promotion (do_promote). */
 	a->conf_written = !pgconf_restore_command_off(&a->cfg);
+	if (backup_remote(&a->cfg)) /* an earlier agent's, left by a stop mid-promotion */
+		backup_repo_down(&a->cfg, false);
 	a->dyn_revision = -1;
 	a->sync_count = 1;
 	a->node_ttl_ms = a->cfg.ttl_ms;

@@ -182,6 +182,27 @@ static void sh_prefix(const struct agent_config *cfg, struct cmn_buf *b)
 	sh_quote(b, opt);
 }
 
+void backup_repo_down_path(const struct agent_config *cfg, char *out, size_t size)
+{
+	snprintf(out, size, "%s/pgbackrest/repo-down", cfg->node_dir);
+}
+
+void backup_repo_down(const struct agent_config *cfg, bool down)
+{
+	char flag[4200];
+	FILE *f;
+
+	backup_repo_down_path(cfg, flag, sizeof(flag));
+	if (!down) {
+		if (unlink(flag) != 0 && errno != ENOENT)
+			log_warning("cannot remove %s: %s", flag, strerror(errno));
+		return;
+	}
+	f = fopen(flag, "w");
+	if (!f || fclose(f) != 0)
+		log_warning("cannot create %s: %s", flag, strerror(errno));
+}
+
 int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 {
 	struct cmn_buf push = {0}, get = {0};
@@ -191,6 +212,17 @@ int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 		return PGW_OK;
 	sh_prefix(cfg, &push);
 	cmn_buf_printf(&push, " " BACKUP_ARCHIVE_PUSH_IO_TIMEOUT " archive-push %%p");
+	if (backup_remote(cfg)) {
+		/* Not while the agent found the repository host down (backup_repo_down):
+		 * PostgreSQL re-reads restore_command only while it waits for WAL, not on a
+		 * promotion's path. */
+		char flag[4200];
+
+		backup_repo_down_path(cfg, flag, sizeof(flag));
+		cmn_buf_printf(&get, "[ ! -e ");
+		sh_quote(&get, flag);
+		cmn_buf_printf(&get, " ] && ");
+	}
 	sh_prefix(cfg, &get);
 	cmn_buf_printf(&get, " " BACKUP_ARCHIVE_GET_IO_TIMEOUT " archive-get %%f \"%%p\"");
 	if (!push.data || !get.data) {

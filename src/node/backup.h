@@ -62,6 +62,13 @@ char *backup_config_text(const struct agent_config *cfg);
  * archives nothing until it is promoted, and pgBackRest refuses 'always'.
  */
 int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out);
+/*
+ * A flag file in the node folder: while it exists, the members' restore_command (with a
+ * repository host) fails at once, as "not in the archive", instead of waiting on a host
+ * the agent found down.
+ */
+void backup_repo_down_path(const struct agent_config *cfg, char *out, size_t size);
+void backup_repo_down(const struct agent_config *cfg, bool down);
 
 /*
  * argv of "pgbackrest --config=... --stanza=... <command> [extra...]" in caller storage:
