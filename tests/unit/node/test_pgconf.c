@@ -549,6 +549,21 @@ static void test_backup_parameters(void **state)
 		 f->root);
 	assert_string_equal(param(&p, "restore_command"), want);
 	cmn_kvlist_free(&p);
+
+	/* With a repository host, the fetch first looks for the agent's "host down" flag
+	 * (PostgreSQL does not re-read restore_command on a promotion's path). */
+	static char host[] = "repo.example";
+
+	f->cfg.backup_repo_host = host;
+	assert_int_equal(pgconf_parameters(&f->cfg, &p), PGW_OK);
+	snprintf(want, sizeof(want),
+		 "[ ! -e '%s/it'\\''s/pgbackrest/repo-down' ] && '/usr/bin/pgbackrest' "
+		 "'--config=%s/it'\\''s/pgbackrest/pgbackrest.conf' '--stanza=demo' --io-timeout=2 "
+		 "archive-get %%f \"%%p\"",
+		 f->root, f->root);
+	assert_string_equal(param(&p, "restore_command"), want);
+	f->cfg.backup_repo_host = NULL;
+	cmn_kvlist_free(&p);
 	cmn_kvlist_free(&f->cfg.dyn_parameters);
 
 	/* ... nor can the node's [parameters]: refused with the line. */
