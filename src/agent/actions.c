@@ -720,19 +720,6 @@ static void do_switchover(struct agent *a, const char *candidate)
 	}
 	a->so_waiting = false;
 	pgctl_close(&a->pg);
-	/*
-	 * Archiving off for the stop: with an archive_command, PostgreSQL's shutdown switches
-	 * to a new segment and waits for its archiver to push it (and any other ready one), on
-	 * the hand-over's path. The candidate has every segment of ours: once promoted it
-	 * pushes them again (backup_requeue_timeline) and our last one as its .partial, as
-	 * after a failover; a stop that fails turns archiving back on (stop_postgres).
-	 */
-	if (backup_enabled(&a->cfg) && !a->archiving_off) {
-		a->archiving_off = true;
-		if (rewrite_conf_and_reload(a) != PGW_OK)
-			log_warning("cannot rewrite postgresql.conf (archive_command off for the "
-				    "stop)");
-	}
 	if (stop_postgres(a, "fast") != 0) {
 		log_error("switchover: PostgreSQL did not stop cleanly; stopping it at once");
 		if (stop_postgres(a, "immediate") != 0) {
