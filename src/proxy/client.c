@@ -74,6 +74,11 @@ void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt,
 	va_end(ap);
 	if (strncmp(sqlstate, "28", 2) == 0) /* 28000, 28P01: authentication */
 		log_failed_login(c, msg);
+	/* The charts' errors: a server lost, a timeout, a refusal. */
+	if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
+	    strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0 ||
+	    strcmp(sqlstate, SQLSTATE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT) == 0)
+		c->proxy->rings.errors++;
 	if (pgp_put_error(&b, "FATAL", sqlstate, msg, NULL) == PGW_OK && c->io.fd >= 0) {
 		uint8_t sink[4096];
 
@@ -289,6 +294,7 @@ void proxy_accept(struct cmn_loop *l, struct cmn_io *io, uint32_t events)
 
 		if (why) {
 			refuse_at_once(fd, why);
+			p->rings.errors++;
 			free(c);
 			continue;
 		}

@@ -271,6 +271,12 @@ static const char page_head[] =
 			"th{background:#f3f3f3;font-weight:600}td.n{text-align:right;"
 			"font-variant-numeric:tabular-nums}\n"
 			".ok{color:#086d1b}.bad{color:#c00;font-weight:bold}.muted{color:#777}\n"
+			".charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,"
+			"1fr));"
+			"gap:1em;max-width:1300px}\n"
+			".chart{margin:0}.chart svg{width:100%;height:120px;display:block}\n"
+			".chart figcaption{font-size:.9em;margin-bottom:.2em}\n"
+			".axis{display:flex;justify-content:space-between;font-size:.8em}\n"
 			"</style>\n";
 
 static void put_duration(struct doc *d, double secs)
@@ -361,8 +367,14 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 		doc_printf(d, "<p class=\"muted\">no member known (etcd not read yet?)</p>\n");
 		return;
 	}
-	doc_printf(d, "<table>\n<tr><th>member</th><th>address</th><th>role</th>"
-		      "<th>replica healthy</th></tr>\n");
+	uint64_t leader_lsn = 0;
+
+	for (size_t i = 0; i < t->n_members; i++)
+		if (t->members[i].is_leader)
+			leader_lsn = t->members[i].lsn;
+	doc_printf(d, "<table id=\"members\">\n<tr><th>member</th><th>address</th><th>role</th>"
+		      "<th>state</th><th>TL</th><th>lag (bytes)</th><th>replica healthy</th>"
+		      "</tr>\n");
 	for (size_t i = 0; i < t->n_members; i++) {
 		const struct proxy_member *m = &t->members[i];
 
@@ -370,8 +382,16 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 		doc_html(d, m->name);
 		doc_printf(d, "</td><td>");
 		doc_html(d, m->host);
-		doc_printf(d, ":%d</td><td>%s</td>", m->port,
+		doc_printf(d, ":%d</td><td>%s</td><td>", m->port,
 			   m->is_leader ? "<b>leader</b>" : "replica");
+		doc_html(d, m->state[0] ? m->state : "?");
+		doc_printf(d, "</td><td class=\"n\">%d</td>", m->timeline);
+		/* From the positions the members last published (about every loop_wait). */
+		if (m->is_leader || !leader_lsn || !m->lsn)
+			doc_printf(d, "<td class=\"n muted\">-</td>");
+		else
+			doc_printf(d, "<td class=\"n\">%" PRIu64 "</td>",
+				   m->lsn >= leader_lsn ? 0 : leader_lsn - m->lsn);
 		if (m->is_leader)
 			doc_printf(d, "<td class=\"muted\">-</td></tr>\n");
 		else
@@ -425,6 +445,156 @@ static void render_pools(struct doc *d, const struct proxy_view *v)
 	doc_printf(d, "</table>\n");
 }
 
+/* ---- the charts: the last 15 minutes from the rings (plain SVG, no script) ---- */
+
+#define CHART_W 600
+#define CHART_H 120
+
+struct chart_series {
+	const char *name;
+	const char *color;
+	double (*get)(const struct proxy_sample *s);
+};
+
+static double get_xacts(const struct proxy_sample *s)
+{
+	return s->xacts_s;
+}
+static double get_queries(const struct proxy_sample *s)
+{
+	return s->queries_s;
+}
+static double get_avg(const struct proxy_sample *s)
+{
+	return s->avg_xact_ms;
+}
+static double get_p99(const struct proxy_sample *s)
+{
+	return s->p99_xact_ms;
+}
+static double get_waiting(const struct proxy_sample *s)
+{
+	return s->waiting;
+}
+static double get_errors(const struct proxy_sample *s)
+{
+	return s->errors_s;
+}
+
+static double chart_x(int64_t wall_now, int64_t wall)
+{
+	double x = CHART_W * (1.0 - (double)(wall_now - wall) / (double)RINGS_WINDOW_MS);
+
+	return x < 0 ? 0 : x > CHART_W ? CHART_W : x;
+}
+
+/* One chart: its series as polylines, a dashed red line where the leader changed. The
+ * figure carries the last values (data-last) for tools and tests. */
+static void chart(struct doc *d, const struct proxy_rings *r, int64_t wall_now, const char *id,
+		  const char *title, const char *unit, const struct chart_series *ser, size_t n_ser)
+{
+	const struct proxy_sample *last = r->n ? rings_at(r, r->n - 1) : NULL;
+	double top = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		for (size_t k = 0; k < n_ser; k++) {
+			double v = ser[k].get(rings_at(r, i));
+
+			if (v > top)
+				top = v;
+		}
+	top = top < 1 ? 1 : top * 1.1;
+	doc_printf(d, "<figure class=\"chart\" id=\"chart-%s\" data-last=\"", id);
+	for (size_t k = 0; k < n_ser; k++)
+		doc_printf(d, "%s%s=%.3f", k ? " " : "", ser[k].name,
+			   last ? ser[k].get(last) : 0.0);
+	doc_printf(d, "\"><figcaption>%s", title);
+	for (size_t k = 0; k < n_ser; k++)
+		doc_printf(d, " &middot; <span style=\"color:%s\">%s <b>%.*f</b></span>",
+			   ser[k].color, ser[k].name, last && ser[k].get(last) < 10 ? 2 : 0,
+			   last ? ser[k].get(last) : 0.0);
+	doc_printf(d, " <span class=\"muted\">(%s, top of the chart %.*f)</span></figcaption>\n",
+		   unit, top < 10 ? 2 : 0, top);
+	doc_printf(d,
+		   "<svg viewBox=\"0 0 %d %d\" preserveAspectRatio=\"none\" role=\"img\" "
+		   "aria-label=\"%s, last 15 minutes\">\n"
+		   "<rect width=\"%d\" height=\"%d\" fill=\"#fafafa\" stroke=\"#ddd\"/>\n",
+		   CHART_W, CHART_H, title, CHART_W, CHART_H);
+	for (int g = 1; g < 3; g++)
+		doc_printf(d,
+			   "<line x1=\"0\" x2=\"%d\" y1=\"%d\" y2=\"%d\" stroke=\"#eee\" "
+			   "vector-effect=\"non-scaling-stroke\"/>\n",
+			   CHART_W, CHART_H * g / 3, CHART_H * g / 3);
+	for (size_t i = 0; i < r->n; i++) {
+		const struct proxy_sample *s = rings_at(r, i);
+
+		if (s->leader_changed)
+			doc_printf(d,
+				   "<line class=\"leader-change\" x1=\"%.1f\" x2=\"%.1f\" y1=\"0\" "
+				   "y2=\"%d\" stroke=\"#c00\" stroke-dasharray=\"4,3\" "
+				   "vector-effect=\"non-scaling-stroke\"/>\n",
+				   chart_x(wall_now, s->wall_ms), chart_x(wall_now, s->wall_ms),
+				   CHART_H);
+	}
+	for (size_t k = 0; k < n_ser && r->n; k++) {
+		doc_printf(d,
+			   "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" "
+			   "vector-effect=\"non-scaling-stroke\" points=\"",
+			   ser[k].color);
+		for (size_t i = 0; i < r->n; i++) {
+			const struct proxy_sample *s = rings_at(r, i);
+
+			doc_printf(d, "%s%.1f,%.1f", i ? " " : "", chart_x(wall_now, s->wall_ms),
+				   CHART_H - 4 - (CHART_H - 8) * ser[k].get(s) / top);
+		}
+		doc_printf(d, "\"/>\n");
+	}
+	doc_printf(d, "</svg><div class=\"axis muted\"><span>15 min ago</span><span>now</span>"
+		      "</div></figure>\n");
+}
+
+static void render_charts(struct doc *d, const struct proxy_view *v)
+{
+	const struct proxy_rings *r = &v->p->rings;
+	int64_t wall_now = cmn_wall_ms();
+	static const struct chart_series rate[] = {{"transactions/s", "#1f5fbf", get_xacts},
+						   {"queries/s", "#7a9c2a", get_queries}};
+	static const struct chart_series times[] = {{"avg", "#1f5fbf", get_avg},
+						    {"p99", "#b35c00", get_p99}};
+	static const struct chart_series waiting[] = {{"waiting", "#6a3d9a", get_waiting}};
+	static const struct chart_series errors[] = {{"errors/s", "#c00", get_errors}};
+
+	doc_printf(d, "<h2>Last 15 minutes</h2>\n");
+	if (!r->n) {
+		doc_printf(d, "<p class=\"muted\">no sample yet: one every %d s</p>\n",
+			   RINGS_STEP_MS / 1000);
+		return;
+	}
+	uint64_t xacts = 0, queries = 0, errs = 0, changes = 0;
+
+	for (size_t i = 0; i < r->n; i++) {
+		xacts += rings_at(r, i)->xacts;
+		queries += rings_at(r, i)->queries;
+		errs += rings_at(r, i)->errors;
+		changes += rings_at(r, i)->leader_changed;
+	}
+	/* The window's totals, for tools and tests. */
+	doc_printf(d,
+		   "<p class=\"muted\" id=\"window\" data-samples=\"%zu\" data-xacts=\"%" PRIu64
+		   "\" data-queries=\"%" PRIu64 "\" data-errors=\"%" PRIu64
+		   "\" data-leader-changes=\"%" PRIu64 "\">one sample every %d s: %" PRIu64
+		   " transactions, %" PRIu64 " errors, %" PRIu64
+		   " leader change(s) in the window; a dashed red line marks a leader change</p>\n"
+		   "<div class=\"charts\">\n",
+		   r->n, xacts, queries, errs, changes, RINGS_STEP_MS / 1000, xacts, errs, changes);
+	chart(d, r, wall_now, "rate", "Throughput", "per second", rate, 2);
+	chart(d, r, wall_now, "xact-time", "Transaction time", "ms", times, 2);
+	chart(d, r, wall_now, "waiting", "Clients waiting for a server", "clients", waiting, 1);
+	chart(d, r, wall_now, "errors", "Errors sent to clients (server lost, timeouts, refusals)",
+	      "per second", errors, 1);
+	doc_printf(d, "</div>\n");
+}
+
 static void render_html(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy *p = v->p;
@@ -443,6 +613,7 @@ static void render_html(struct doc *d, const struct proxy_view *v)
 	doc_printf(d, "</h1>\n");
 	render_overview(d, v);
 	render_members(d, v);
+	render_charts(d, v);
 	render_pools(d, v);
 	doc_printf(
 	    d,

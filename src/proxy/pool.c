@@ -11,6 +11,7 @@
 #include "proxy/admin.h"
 #include "proxy/authq.h"
 #include "proxy/defaults.h"
+#include "proxy/stats.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -595,6 +596,11 @@ void proxy_topology_changed(struct proxy *p)
 			    p->topo.leader, (long long)(now - p->topo.confirmed_ms));
 	else
 		log_warning("no leader: writes wait");
+	if (route) {
+		if (p->last_leader[0] && strcmp(p->last_leader, p->topo.leader) != 0)
+			p->leader_switches++;
+		snprintf(p->last_leader, sizeof(p->last_leader), "%s", p->topo.leader);
+	}
 	p->routing_writes = route;
 	snprintf(p->leader_host, sizeof(p->leader_host), "%s", route ? p->topo.leader_host : "");
 	p->leader_port = route ? p->topo.leader_port : 0;
@@ -653,6 +659,13 @@ void proxy_tick(struct proxy *p)
 	}
 	if (p->routing_writes && now - p->topo.confirmed_ms > p->cfg.ttl_ms)
 		proxy_topology_changed(p);
+	if (rings_due(&p->rings, now)) {
+		int waiting = 0;
+
+		TAILQ_FOREACH(pool, &p->pools, entry)
+		waiting += proxy_count_clients(&pool->waiting);
+		(void)rings_tick(&p->rings, now, cmn_wall_ms(), waiting, p->leader_switches);
+	}
 	pause_check(p); /* servers closed rather than released */
 	struct proxy_cancel *k, *ktmp;
 

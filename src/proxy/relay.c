@@ -626,6 +626,7 @@ static bool track_message(struct proxy_client *c, struct proxy_server *s, uint8_
 	case PGP_FE_QUERY:
 		s->outstanding++;
 		c->pool->stats.query_count++;
+		c->proxy->rings.queries++;
 		/* If the server is lost while it runs, is the transaction over anyway? */
 		c->ending =
 		    c->txn != 'I' && whole && ends_transaction((const char *)msg + 5, total - 5);
@@ -642,6 +643,7 @@ static bool track_message(struct proxy_client *c, struct proxy_server *s, uint8_
 		break;
 	case PGP_FE_EXECUTE:
 		c->pool->stats.query_count++;
+		c->proxy->rings.queries++;
 		s->syncs_since_execute = 0;
 		s->ext_open = true;
 		break;

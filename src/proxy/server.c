@@ -298,8 +298,11 @@ void server_release(struct proxy_server *s)
 		s->client = NULL;
 		if (c->state == PROXY_CL_ACTIVE)
 			client_set_state(c, PROXY_CL_IDLE);
+		uint64_t us = (uint64_t)(cmn_now_us() - c->active_us);
+
 		pool->stats.xact_count++;
-		pool->stats.xact_time_us += (uint64_t)(cmn_now_us() - c->active_us);
+		pool->stats.xact_time_us += us;
+		rings_xact(&px->rings, us);
 	}
 	if (s->close_after || s->generation != pool->generation) {
 		server_close(s, "its target changed");

@@ -150,6 +150,10 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 		snprintf(pm->name, sizeof(pm->name), "%s", m->name);
 		snprintf(pm->host, sizeof(pm->host), "%s", m->host);
 		pm->port = m->port;
+		snprintf(pm->role, sizeof(pm->role), "%s", m->role);
+		snprintf(pm->state, sizeof(pm->state), "%s", m->state);
+		pm->timeline = m->timeline;
+		pm->lsn = m->lsn;
 		pm->is_leader = cl->has_leader && strcmp(cl->leader, m->name) == 0;
 		pm->replica_ok = prev_ok;
 		if (pm->is_leader && m->host[0]) {

@@ -30,6 +30,11 @@ struct proxy_member {
 	int port;
 	bool is_leader;
 	bool replica_ok; /* running replica within max_replica_lag, not noloadbalance */
+	/* As its member key last said (the status page) */
+	char role[16];
+	char state[32];
+	int timeline;
+	uint64_t lsn;
 };
 
 struct proxy_topology {

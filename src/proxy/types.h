@@ -21,6 +21,7 @@
 #include "pgproto/scram.h"
 #include "proxy/extq.h"
 #include "proxy/proxycfg.h"
+#include "proxy/rings.h"
 #include "proxy/tls.h"
 #include "proxy/topology.h"
 #include "proxy/userlist.h"
@@ -254,6 +255,11 @@ struct proxy {
 	int pause_waiters; /* admin clients whose PAUSE waits for transactions in flight */
 	bool shutting_down;
 	uint64_t leader_changes;
+	/* Writes routed to another leader than the last one (the charts' marks; not the
+	 * first routing, nor a spell without a leader) */
+	uint64_t leader_switches;
+	char last_leader[DCS_NAME_MAX];
+	struct proxy_rings rings; /* the status page's charts */
 	int64_t started_ms;
 	int64_t drain_deadline_ms;	/* SIGTERM: stop by then at the latest */
 	int64_t accept_paused_until_ms; /* out of file descriptors: accept again then */

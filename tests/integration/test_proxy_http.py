@@ -220,3 +220,56 @@ def test_metrics(cluster):
     assert code == 405 and "GET" in headers["Allow"]
     error_reason(body)
     assert get(cluster, "/", method="DELETE")[0] == 405
+
+
+def test_status_page_members_and_charts(cluster):
+    """The status page's members (state, timeline, lag) and its 15-minute charts: the
+    transactions run through 6432 are counted in the window, and a switchover shows as a
+    leader-change mark."""
+    password = secrets.token_hex(12)
+    restart_proxy(cluster, "http_username = admin\nhttp_password = %s\n" % password)
+    auth = ("admin", password)
+    wait_for("the proxy's HTTP port", lambda: get(cluster, "/metrics")[0] == 200, 20)
+
+    def window(body):
+        m = re.search(r'id="window" data-samples="(\d+)" data-xacts="(\d+)" '
+                      r'data-queries="(\d+)" data-errors="(\d+)" data-leader-changes="(\d+)"',
+                      body)
+        return tuple(map(int, m.groups())) if m else None
+
+    def page():
+        code, _, body = get(cluster, "/", auth=auth)
+        assert code == 200, body
+        return body
+    # The first sample closes 5 s after the proxy started; then 200 transactions.
+    wait_for("a first sample", lambda: window(page()), 15)
+    run_queries(cluster, 200)
+
+    def counted():
+        w = window(page())
+        return w if w and w[1] >= 200 else None
+    samples, xacts, queries, errors, changes = wait_for("the transactions in the window",
+                                                        counted, 15)
+    assert 200 <= xacts < 230 and 200 <= queries < 230, (xacts, queries)
+    assert errors == 0 and changes == 0
+    body = page()
+    for chart in ("rate", "xact-time", "waiting", "errors"):
+        assert 'id="chart-%s"' % chart in body
+    assert body.count("<polyline") == 6  # two series on two charts, one on two
+    assert 'class="leader-change"' not in body
+    last_p99 = re.search(r'id="chart-xact-time" data-last="avg=([\d.]+) p99=([\d.]+)"', body)
+    assert last_p99, body
+    # Members: role, state, timeline, lag as published.
+    leader = cluster.leader()
+    rows = re.findall(r"<tr><td>(node\d)</td><td>[^<]*</td><td>(?:<b>)?(leader|replica)"
+                      r"(?:</b>)?</td><td>([^<]*)</td><td class=\"n\">(\d+)</td>", body)
+    assert sorted(r[0] for r in rows) == ["node1", "node2", "node3"], body
+    for name, role, state, tl in rows:
+        assert role == ("leader" if name == "node%d" % (leader + 1) else "replica")
+        assert state in ("running", "streaming") and int(tl) == cluster.timeline(leader)
+
+    # A switchover: the next sample carries the leader change.
+    cluster.run("switchover", "--dir", cluster.dir, "--force")
+    marked = wait_for("a leader-change mark", lambda: (lambda b: b if
+                      'class="leader-change"' in b else None)(page()), 20)
+    assert window(marked)[4] == 1

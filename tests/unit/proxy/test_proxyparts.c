@@ -6,6 +6,7 @@
 #include "proxy/admin.h"
 #include "common/doc.h"
 #include "proxy/proxycfg.h"
+#include "proxy/rings.h"
 #include "proxy/userlist.h"
 
 #include <setjmp.h>
@@ -32,6 +33,57 @@ static char *write_temp(const char *text)
 	fputs(text, f);
 	fclose(f);
 	return path;
+}
+
+/* The charts' rings: buckets within 25 %, the p99, one sample per 5 s, 15 minutes kept. */
+static void test_rings(void **state)
+{
+	static struct proxy_rings r;
+	uint32_t hist[RINGS_BUCKETS] = {0};
+
+	(void)state;
+	/* Every value lies in its bucket, whose upper bound is at most 25 % above it. */
+	for (uint64_t us = 1; us < 100000000; us = us * 3 / 2 + 1) {
+		int b = rings_bucket(us);
+
+		assert_true(b >= 0 && b < RINGS_BUCKETS);
+		assert_true(rings_bucket_upper_ms(b) * 1000.0 > (double)us);
+		assert_true(rings_bucket_upper_ms(b) * 1000.0 <= (double)us * 1.25 + 1);
+		assert_true(b == 0 || rings_bucket_upper_ms(b - 1) * 1000.0 <= (double)us);
+	}
+	assert_int_equal(rings_bucket(UINT64_MAX), RINGS_BUCKETS - 1);
+	/* 98 transactions of 1 ms, 2 of 100 ms: the p99 is in the 100 ms bucket. */
+	assert_true(rings_quantile_ms(hist, 0.99) == 0);
+	hist[rings_bucket(1000)] = 98;
+	hist[rings_bucket(100000)] = 2;
+	assert_true(rings_quantile_ms(hist, 0.99) >= 100 && rings_quantile_ms(hist, 0.99) <= 125);
+	assert_true(rings_quantile_ms(hist, 0.5) >= 1 && rings_quantile_ms(hist, 0.5) <= 1.25);
+
+	/* The first tick starts the interval; a sample only after 5 s. */
+	assert_false(rings_tick(&r, 1000, 50000, 0, 7));
+	for (int i = 0; i < 100; i++)
+		rings_xact(&r, i < 99 ? 2000 : 50000);
+	r.queries = 300;
+	r.errors = 5;
+	assert_false(rings_tick(&r, 5999, 54999, 0, 7));
+	assert_true(rings_due(&r, 6000));
+	assert_true(rings_tick(&r, 6000, 55000, 3, 8));
+	assert_int_equal(r.n, 1);
+	const struct proxy_sample *s = rings_at(&r, 0);
+
+	assert_true(s->xacts_s == 20 && s->queries_s == 60 && s->errors_s == 1);
+	assert_true(s->avg_xact_ms > 2.47 && s->avg_xact_ms < 2.49);
+	assert_true(s->p99_xact_ms >= 2 && s->p99_xact_ms <= 2.5);
+	assert_int_equal(s->waiting, 3);
+	assert_true(s->leader_changed);
+	assert_int_equal((int)s->wall_ms, 55000);
+	/* The interval starts empty again; a full ring keeps the last 180, oldest first. */
+	for (int i = 1; i <= RINGS_SAMPLES + 10; i++)
+		assert_true(rings_tick(&r, 6000 + i * RINGS_STEP_MS, 55000 + i, i, 8));
+	assert_int_equal(r.n, RINGS_SAMPLES);
+	assert_int_equal(rings_at(&r, 0)->waiting, 11);
+	assert_int_equal(rings_at(&r, RINGS_SAMPLES - 1)->waiting, RINGS_SAMPLES + 10);
+	assert_true(rings_at(&r, 0)->xacts_s == 0 && !rings_at(&r, 0)->leader_changed);
 }
 
 static void test_auth_file(void **state)
@@ -238,6 +290,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_auth_file),
+	    cmocka_unit_test(test_rings),
 	    cmocka_unit_test(test_proxy_configuration),
 	    cmocka_unit_test(test_escaping_for_html_and_labels),
 	    cmocka_unit_test(test_admin_console_commands),
