@@ -256,6 +256,8 @@ void switchover_archive_lookups(struct agent *a)
 	    a->promote_reloaded)
 		return;
 	a->archive_lookups_off = off;
+	if (!off) /* a promotion's flag, if it did not happen */
+		backup_repo_down(&a->cfg, false);
 	if (rewrite_conf_and_reload(a) != PGW_OK) {
 		a->archive_lookups_off = !off; /* as the file still is: tried again next loop */
 		log_warning("cannot rewrite postgresql.conf (restore_command %s)",
@@ -288,6 +290,13 @@ static void do_promote(struct agent *a)
 {
 	a->promote_from_timeline = a->probe.timeline;
 	a->promote_from_lsn = a->probe.lsn;
+	if (!a->cluster.has_switchover)
+		snprintf(a->promote_reason, sizeof(a->promote_reason), "failover");
+	else if (a->cluster.switchover_leader[0])
+		snprintf(a->promote_reason, sizeof(a->promote_reason), "switchover from %s",
+			 a->cluster.switchover_leader);
+	else
+		snprintf(a->promote_reason, sizeof(a->promote_reason), "manual failover");
 	if (planned_promotion_without_archive(a)) {
 		/* No upstream either: no stream to start again before the signal is seen. */
 		a->archive_lookups_off = true;
@@ -304,8 +313,10 @@ static void do_promote(struct agent *a)
 		backup_repo_down(&a->cfg, true); /* at once, even in the fetch's next try */
 		a->archive_lookups_off = true;
 		a->configured_upstream[0] = '\0';
-		if (rewrite_conf_and_reload(a) != PGW_OK)
+		if (rewrite_conf_and_reload(a) != PGW_OK) {
 			a->archive_lookups_off = false;
+			backup_repo_down(&a->cfg, false);
+		}
 		a->promote_after_reload = true;
 		return;
 	} else if (backup_enabled(&a->cfg) && !a->promote_reloaded &&
@@ -314,6 +325,7 @@ static void do_promote(struct agent *a)
 		 * promotion follows at the next loop (once: whatever the write did), after the
 		 * reload. */
 		a->archive_lookups_off = false;
+		backup_repo_down(&a->cfg, false);
 		if (rewrite_conf_and_reload(a) != PGW_OK)
 			log_warning("cannot write postgresql.conf before the promotion");
 		a->promote_after_reload = true;
@@ -491,7 +503,8 @@ static void keep_leader(struct agent *a)
 		if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
 			log_warning("CHECKPOINT after promotion failed");
 		if (dcs_append_history(&a->dcs, a->cluster.history, a->promote_from_timeline,
-				       a->promote_from_lsn, "promoted",
+				       a->promote_from_lsn,
+				       a->promote_reason[0] ? a->promote_reason : "promoted",
 				       a->cfg.member_name) != PGW_OK)
 			log_warning("could not record the timeline switch in history");
 		a->after_promote = false;

@@ -94,6 +94,7 @@ int write_standby_config(struct agent *a, const char *host, int port)
 		 a->sync_mode && a->sync_strict ? "*" : "");
 	a->archive_lookups_off = false;
 	a->archiving_off = false;
+	backup_repo_down(&a->cfg, false); /* a promotion's, if it did not happen */
 	if (pgconf_write_conf(&a->cfg, &up) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, true) != PGW_OK)
 		return PGW_ERR;
@@ -110,6 +111,7 @@ int write_primary_config(struct agent *a)
 {
 	a->archive_lookups_off = false;
 	a->archiving_off = false;
+	backup_repo_down(&a->cfg, false);
 	if (pgconf_write_conf(&a->cfg, NULL) != PGW_OK || pgconf_write_hba(&a->cfg) != PGW_OK ||
 	    pgconf_set_standby_signal(&a->cfg, false) != PGW_OK)
 		return PGW_ERR;

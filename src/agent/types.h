@@ -86,6 +86,7 @@ struct agent {
 	bool so_waiting;
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
+	char promote_reason[DCS_NAME_MAX + 32]; /* recorded in the history key */
 	bool after_promote;
 	bool archive_lookups_off;  /* restore_command '' for a promotion (actions.c) */
 	bool archiving_off;	   /* archive_command '' for a stop (stop_postgres) */

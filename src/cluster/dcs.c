@@ -914,6 +914,38 @@ uint64_t dcs_history_switch_lsn(const char *history, int tli)
 	return lsn;
 }
 
+static void copy_string(char *dst, size_t size, json_object *o)
+{
+	snprintf(dst, size, "%s",
+		 o && json_object_is_type(o, json_type_string) ? json_object_get_string(o) : "");
+}
+
+size_t dcs_history_last(const char *history, struct dcs_history_entry *out, size_t max)
+{
+	json_object *list = history ? json_tokener_parse(history) : NULL;
+	size_t n = 0;
+
+	if (list && json_object_is_type(list, json_type_array)) {
+		for (size_t i = json_object_array_length(list); i > 0 && n < max; i--) {
+			json_object *e = json_object_array_get_idx(list, i - 1);
+			struct dcs_history_entry *h = &out[n];
+
+			if (!json_object_is_type(e, json_type_array) ||
+			    json_object_array_length(e) < 2)
+				continue;
+			memset(h, 0, sizeof(*h));
+			h->timeline = json_object_get_int(json_object_array_get_idx(e, 0));
+			h->lsn = (uint64_t)json_object_get_int64(json_object_array_get_idx(e, 1));
+			copy_string(h->reason, sizeof(h->reason), json_object_array_get_idx(e, 2));
+			copy_string(h->time, sizeof(h->time), json_object_array_get_idx(e, 3));
+			copy_string(h->leader, sizeof(h->leader), json_object_array_get_idx(e, 4));
+			n++;
+		}
+	}
+	json_object_put(list);
+	return n;
+}
+
 int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,
 		       const char *reason, const char *leader)
 {

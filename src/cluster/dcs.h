@@ -201,6 +201,16 @@ int dcs_clear_switchover(struct dcs *d) PGW_WUR;
 int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok) PGW_WUR;
 /* Where timeline tli ended, from the history JSON (0 when not recorded). */
 uint64_t dcs_history_switch_lsn(const char *history, int tli);
+/* One entry of the history key: [old timeline, switch lsn, reason, time, new leader]. */
+struct dcs_history_entry {
+	int timeline; /* the timeline that ended */
+	uint64_t lsn; /* where it ended */
+	char reason[160];
+	char time[32]; /* UTC, as recorded (ISO 8601) */
+	char leader[DCS_NAME_MAX];
+};
+/* The last (at most max) entries of the history JSON, newest first; 0 when none or bad. */
+size_t dcs_history_last(const char *history, struct dcs_history_entry *out, size_t max);
 /* Appends [old timeline, switch lsn, reason, time, new leader] to history. */
 int dcs_append_history(struct dcs *d, const char *current_history, int timeline, uint64_t lsn,
 		       const char *reason, const char *leader) PGW_WUR;

@@ -192,6 +192,8 @@ void backup_repo_down(const struct agent_config *cfg, bool down)
 	char flag[4200];
 	FILE *f;
 
+	if (!backup_remote(cfg))
+		return; /* only a repository host's restore_command looks for it */
 	backup_repo_down_path(cfg, flag, sizeof(flag));
 	if (!down) {
 		if (unlink(flag) != 0 && errno != ENOENT)

@@ -68,6 +68,7 @@ int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
  * the agent found down.
  */
 void backup_repo_down_path(const struct agent_config *cfg, char *out, size_t size);
+/* Creates or removes it (nothing without a repository host). */
 void backup_repo_down(const struct agent_config *cfg, bool down);
 
 /*

@@ -74,10 +74,13 @@ void client_fatal(struct proxy_client *c, const char *sqlstate, const char *fmt,
 	va_end(ap);
 	if (strncmp(sqlstate, "28", 2) == 0) /* 28000, 28P01: authentication */
 		log_failed_login(c, msg);
-	/* The charts' errors: a server lost, a timeout, a refusal. */
-	if (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
+	/* The charts' errors: a server lost or not reached, a timeout, a refusal (not a
+	 * client's own protocol errors nor its failed logins). */
+	if ((strncmp(sqlstate, "08", 2) == 0 && strcmp(sqlstate, "08P01") != 0) ||
+	    strcmp(sqlstate, SQLSTATE_TOO_MANY_CONNECTIONS) == 0 ||
 	    strcmp(sqlstate, SQLSTATE_QUERY_CANCELED) == 0 ||
-	    strcmp(sqlstate, SQLSTATE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT) == 0)
+	    strcmp(sqlstate, SQLSTATE_IDLE_IN_TRANSACTION_SESSION_TIMEOUT) == 0 ||
+	    strcmp(sqlstate, "57P03") == 0)
 		c->proxy->rings.errors++;
 	if (pgp_put_error(&b, "FATAL", sqlstate, msg, NULL) == PGW_OK && c->io.fd >= 0) {
 		uint8_t sink[4096];

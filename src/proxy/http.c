@@ -401,6 +401,36 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 	doc_printf(d, "</table>\n");
 }
 
+static void render_history(struct doc *d, const struct proxy_view *v)
+{
+	const struct proxy_topology *t = &v->p->topo;
+
+	doc_printf(d, "<h2>Leader changes</h2>\n");
+	if (!t->n_history) {
+		doc_printf(d, "<p class=\"muted\">none recorded since the cluster formed</p>\n");
+		return;
+	}
+	doc_printf(d, "<table id=\"history\">\n<tr><th>when (UTC)</th><th>new leader</th>"
+		      "<th>new timeline</th><th>the old one ended at</th><th>reason</th></tr>\n");
+	for (size_t i = 0; i < t->n_history; i++) {
+		const struct dcs_history_entry *h = &t->history[i];
+		bool bootstrap = strcmp(h->reason, "bootstrap") == 0;
+
+		doc_printf(d, "<tr><td>");
+		doc_html(d, h->time);
+		doc_printf(d, "</td><td>");
+		doc_html(d, h->leader[0] ? h->leader : "?");
+		if (bootstrap)
+			doc_printf(d, "</td><td class=\"n\">%d</td><td>-</td><td>", h->timeline);
+		else
+			doc_printf(d, "</td><td class=\"n\">%d</td><td>%X/%X</td><td>",
+				   h->timeline + 1, (unsigned)(h->lsn >> 32), (unsigned)h->lsn);
+		doc_html(d, h->reason);
+		doc_printf(d, "</td></tr>\n");
+	}
+	doc_printf(d, "</table>\n");
+}
+
 static void render_pools(struct doc *d, const struct proxy_view *v)
 {
 	doc_printf(d, "<h2>Pools</h2>\n");
@@ -613,6 +643,7 @@ static void render_html(struct doc *d, const struct proxy_view *v)
 	doc_printf(d, "</h1>\n");
 	render_overview(d, v);
 	render_members(d, v);
+	render_history(d, v);
 	render_charts(d, v);
 	render_pools(d, v);
 	doc_printf(

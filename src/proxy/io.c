@@ -142,16 +142,18 @@ int sock_setup(int fd, const struct proxy_config *cfg)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (cfg && cfg->tcp_keepalive) {
 		int idle = cfg->tcp_keepidle_ms / 1000, intvl = cfg->tcp_keepintvl_ms / 1000;
-		unsigned int user_timeout = (unsigned int)cfg->tcp_user_timeout_ms;
 
 		(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
 		(void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cfg->tcp_keepcnt,
 				 sizeof(cfg->tcp_keepcnt));
-		if (user_timeout)
-			(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
-					 sizeof(user_timeout));
+	}
+	if (cfg && cfg->tcp_user_timeout_ms) {
+		unsigned int user_timeout = (unsigned int)cfg->tcp_user_timeout_ms;
+
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout,
+				 sizeof(user_timeout));
 	}
 	return 0;
 }

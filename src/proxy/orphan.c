@@ -82,7 +82,8 @@ void client_lost_server(struct proxy_client *c, struct proxy_server *s, const ch
 		 units || tail ? "the outcome of the command in flight is unknown"
 			       : "the transaction is rolled back");
 	log_info("C-%llu: %s", (unsigned long long)c->id, msg);
-	c->proxy->rings.errors++;
+	if (units || tail || status == 'E') /* told now, or at its next command */
+		c->proxy->rings.errors++;
 	for (int u = 0; u < units && rc == PGW_OK; u++) {
 		rc = pgp_put_error(&b, "ERROR", SQLSTATE_CONNECTION_FAILURE, msg, NULL);
 		if (rc == PGW_OK)

@@ -85,15 +85,16 @@ static const struct cmn_cfg_key keys[] = {
      "away (host cut off, or its reset lost) is dropped after tcp_keepidle + tcp_keepcnt * "
      "tcp_keepintvl"},
     {"proxy", "tcp_keepidle", CMN_CFG_DURATION, OFF(tcp_keepidle_ms), "15s", false, SEC(1),
-     SEC(86400), "a connection silent this long gets its first keepalive probe"},
+     SEC(32767), "a connection silent this long gets its first keepalive probe"},
     {"proxy", "tcp_keepintvl", CMN_CFG_DURATION, OFF(tcp_keepintvl_ms), "5s", false, SEC(1),
-     SEC(86400), "between two unanswered probes"},
+     SEC(32767), "between two unanswered probes"},
     {"proxy", "tcp_keepcnt", CMN_CFG_INT, OFF(tcp_keepcnt), "3", false, 1, 127,
      "unanswered probes before the connection is dropped"},
     {"proxy", "tcp_user_timeout", CMN_CFG_DURATION, OFF(tcp_user_timeout_ms), "0", false, 0,
      SEC(86400),
      "sent data unacknowledged this long drops the connection (TCP_USER_TIMEOUT; 0: the "
-     "kernel's retries, about 15 minutes)"},
+     "kernel's retries, about 15 minutes; a bare number is seconds, unlike PgBouncer's "
+     "milliseconds: write 500ms)"},
     {"proxy", "max_packet_size", CMN_CFG_SIZE, OFF(max_packet_size), "4MB", false, 1024, INT32_MAX,
      "largest client message the proxy holds whole (Query, Bind and COPY data pass "
      "as they arrive, up to 1GB)"},

@@ -138,6 +138,8 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 		 cl->has_switchover ? cl->switchover_candidate : "");
 	t->switchover_drain = cl->has_switchover && cl->switchover_drain;
 	t->leader_primary = false;
+	memset(t->history, 0, sizeof(t->history));
+	t->n_history = dcs_history_last(cl->history, t->history, TOPO_HISTORY);
 	for (size_t i = 0; i < cl->n_members && i < DCS_MAX_MEMBERS; i++) {
 		const struct dcs_member *m = &cl->members[i];
 		struct proxy_member *pm = &t->members[t->n_members++];
@@ -166,8 +168,21 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 	}
 }
 
-/* Publishes t when it differs from the last snapshot (the loop is woken), then sleeps
- * until the watch sees something, or for 250 ms. */
+/* Whether a and b differ in more than the members' positions (which change with every
+ * member key's refresh and are only shown: the loop reads them at its next look). */
+static bool differs_beyond_positions(const struct proxy_topology *a, const struct proxy_topology *b)
+{
+	static __thread struct proxy_topology x, y;
+
+	x = *a;
+	y = *b;
+	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++)
+		x.members[i].lsn = y.members[i].lsn = 0;
+	return memcmp(&x, &y, sizeof(x)) != 0;
+}
+
+/* Publishes t when it differs from the last snapshot (the loop is woken unless only the
+ * positions changed), then sleeps until the watch sees something, or for 250 ms. */
 static void publish_and_wait(struct proxy_topo_watch *w, struct proxy_topology *t)
 {
 	bool publish;
@@ -175,11 +190,11 @@ static void publish_and_wait(struct proxy_topo_watch *w, struct proxy_topology *
 	pthread_mutex_lock(&w->lock);
 	t->registered = w->registered;
 	t->drained_reported = w->registered && w->drain_written > 0 ? w->drain_written : 0;
-	publish = memcmp(t, &w->snap, sizeof(*t)) != 0;
-	if (publish) {
+	t->version = w->snap.version;
+	publish = differs_beyond_positions(t, &w->snap);
+	if (publish)
 		t->version = w->snap.version + 1;
-		w->snap = *t;
-	}
+	w->snap = *t;
 	pthread_mutex_unlock(&w->lock);
 	/* Wake the loop before sleeping: a change reaches it at once. */
 	if (publish)

@@ -24,6 +24,8 @@
 
 struct cmn_loop;
 
+#define TOPO_HISTORY 5
+
 struct proxy_member {
 	char name[DCS_NAME_MAX];
 	char host[256];
@@ -55,6 +57,9 @@ struct proxy_topology {
 	bool registered;	  /* our proxies/<name> key is on a live lease */
 	int64_t drained_reported; /* the revision our key says drained (0: none) */
 	struct proxy_member members[DCS_MAX_MEMBERS];
+	/* The last leader changes, from the history key, newest first (the status page) */
+	struct dcs_history_entry history[TOPO_HISTORY];
+	size_t n_history;
 	size_t n_members;
 	char etcd_error[200];
 };

@@ -268,8 +268,20 @@ def test_status_page_members_and_charts(cluster):
         assert role == ("leader" if name == "node%d" % (leader + 1) else "replica")
         assert state in ("running", "streaming") and int(tl) == cluster.timeline(leader)
 
-    # A switchover: the next sample carries the leader change.
+    assert re.search(r'<td>node\d</td><td class="n">1</td><td>-</td><td>bootstrap</td>', body)
+    tl = cluster.timeline(leader)
+
+    # A switchover: the next sample carries the leader change, the history its reason.
+    old = "node%d" % (leader + 1)
     cluster.run("switchover", "--dir", cluster.dir, "--force")
-    marked = wait_for("a leader-change mark", lambda: (lambda b: b if
-                      'class="leader-change"' in b else None)(page()), 20)
+    new = "node%d" % (cluster.wait_healthy() + 1)
+    marked = wait_for("a leader-change mark and the history", lambda: (lambda b: b if
+                      'class="leader-change"' in b and "switchover from" in b else None)(
+                          page()), 20)
     assert window(marked)[4] == 1
+    row = re.search(r'<table id="history">\n<tr>.*?</tr>\n<tr><td>([^<]+)</td><td>([^<]+)'
+                    r'</td><td class="n">(\d+)</td><td>[0-9A-F]+/[0-9A-F]+</td><td>([^<]+)</td>',
+                    marked)
+    assert row, marked
+    assert row.group(2) == new and row.group(4) == "switchover from %s" % old
+    assert int(row.group(3)) == tl + 1 == cluster.timeline(int(new[4:]) - 1)

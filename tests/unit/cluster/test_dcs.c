@@ -236,6 +236,35 @@ static void test_cache_follows_events_in_order(void **state)
 	dcs_cache_destroy(&cache);
 }
 
+/* The history key's last entries, newest first; malformed entries and text skipped. */
+static void test_history_last(void **state)
+{
+	struct dcs_history_entry h[3];
+
+	(void)state;
+	assert_int_equal(dcs_history_last(NULL, h, 3), 0);
+	assert_int_equal(dcs_history_last("not json", h, 3), 0);
+	assert_int_equal(dcs_history_last("{\"a\": 1}", h, 3), 0);
+	const char *text =
+	    "[[1, 100, \"switchover\", \"2026-12-07T10:00:00Z\", \"node2\"], \"junk\", [7],"
+	    " [2, 200, \"failover: node2 lost\", \"2026-12-07T11:00:00Z\", \"node3\"],"
+	    " [3, 50331648, \"x<y\", \"2026-12-07T12:00:00Z\"],"
+	    " [4, 400, \"switchover\", \"2026-12-07T13:00:00Z\", \"node1\"]]";
+
+	assert_int_equal(dcs_history_last(text, h, 3), 3);
+	assert_int_equal(h[0].timeline, 4);
+	assert_string_equal(h[0].leader, "node1");
+	assert_int_equal(h[1].timeline, 3);
+	assert_int_equal((int)h[1].lsn, 50331648);
+	assert_string_equal(h[1].reason, "x<y");
+	assert_string_equal(h[1].leader, ""); /* an entry without its new leader */
+	assert_int_equal(h[2].timeline, 2);
+	assert_string_equal(h[2].reason, "failover: node2 lost");
+	assert_string_equal(h[2].time, "2026-12-07T11:00:00Z");
+	assert_int_equal(dcs_history_last(text, h, 1), 1);
+	assert_int_equal(h[0].timeline, 4);
+}
+
 static void test_member_json_round_trip(void **state)
 {
 	struct dcs_member m, back;
@@ -272,6 +301,7 @@ int main(void)
 	    cmocka_unit_test(test_members_outside_allowed_networks),
 	    cmocka_unit_test(test_cache_follows_events_in_order),
 	    cmocka_unit_test(test_member_json_round_trip),
+	    cmocka_unit_test(test_history_last),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
