@@ -70,10 +70,11 @@ if [ "$with_tests" = 1 ] && ! dpkg-query -W -f='${Status}' prometheus 2>/dev/nul
 fi
 
 # pgJDBC and a JDK (Java's single-file launcher compiles tests/drivers/jdbc/Reset.java)
-# for the driver tests, without the JDK's recommended fonts.
+# for the driver tests, and chromium (headless) for the status page's test, without
+# their recommended packages.
 if [ "$with_tests" = 1 ]; then
     jdk_missing=()
-    for p in default-jdk-headless libpostgresql-jdbc-java; do
+    for p in default-jdk-headless libpostgresql-jdbc-java chromium; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
             jdk_missing+=("$p")
     done

@@ -367,11 +367,6 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 		doc_printf(d, "<p class=\"muted\">no member known (etcd not read yet?)</p>\n");
 		return;
 	}
-	uint64_t leader_lsn = 0;
-
-	for (size_t i = 0; i < t->n_members; i++)
-		if (t->members[i].is_leader)
-			leader_lsn = t->members[i].lsn;
 	doc_printf(d, "<table id=\"members\">\n<tr><th>member</th><th>address</th><th>role</th>"
 		      "<th>state</th><th>TL</th><th>lag (bytes)</th><th>replica healthy</th>"
 		      "</tr>\n");
@@ -386,12 +381,11 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 			   m->is_leader ? "<b>leader</b>" : "replica");
 		doc_html(d, m->state[0] ? m->state : "?");
 		doc_printf(d, "</td><td class=\"n\">%d</td>", m->timeline);
-		/* From the positions the members last published (about every loop_wait). */
-		if (m->is_leader || !leader_lsn || !m->lsn)
+		/* As the replica's health check answered it (once a second). */
+		if (m->is_leader || m->lag < 0)
 			doc_printf(d, "<td class=\"n muted\">-</td>");
 		else
-			doc_printf(d, "<td class=\"n\">%" PRIu64 "</td>",
-				   m->lsn >= leader_lsn ? 0 : leader_lsn - m->lsn);
+			doc_printf(d, "<td class=\"n\">%" PRId64 "</td>", m->lag);
 		if (m->is_leader)
 			doc_printf(d, "<td class=\"muted\">-</td></tr>\n");
 		else

@@ -160,7 +160,7 @@ static void http_publish(struct proxy *p, bool only_if_changed)
 	t.version = 0;
 	t.confirmed_ms = 0;
 	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++)
-		t.members[i].lsn = 0; /* the positions: at the next once-a-second render */
+		t.members[i].lag = 0; /* the replicas' lag: at the next once-a-second render */
 	if (only_if_changed && p->routing_writes == http_routing &&
 	    memcmp(&t, &http_topo, sizeof(t)) == 0)
 		return;

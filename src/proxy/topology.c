@@ -1,4 +1,5 @@
 #include "proxy/topology.h"
+#include "cluster/member.h"
 #include "proxy/defaults.h"
 #include "cluster/follow.h"
 #include "common/evloop.h"
@@ -67,6 +68,7 @@ static void check_replicas(struct proxy_topo_watch *w, const struct dcs_cluster 
 		if (!m || t->members[i].is_leader || !m->api_url[0] || m->noloadbalance) {
 			/* Not a replica to send reads to (a tag set since is obeyed at once). */
 			t->members[i].replica_ok = false;
+			t->members[i].lag = -1;
 			continue;
 		}
 		snprintf(store[n], sizeof(store[n]), "%s/replica?lag=%lld", m->api_url,
@@ -76,7 +78,15 @@ static void check_replicas(struct proxy_topo_watch *w, const struct dcs_cluster 
 	}
 	cmn_http_get_many(urls, n, 800, bodies, status);
 	for (size_t k = 0; k < n; k++) {
+		struct member_status st;
+
 		t->members[idx[k]].replica_ok = status[k] == 200;
+		/* The body is the member's status document, its lag in it. */
+		t->members[idx[k]].lag = (status[k] == 200 || status[k] == 503) && bodies[k].data &&
+						 member_parse_status(bodies[k].data, &st) &&
+						 st.lag >= 0
+					     ? st.lag
+					     : -1;
 		cmn_buf_free(&bodies[k]);
 	}
 }
@@ -144,10 +154,13 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 		const struct dcs_member *m = &cl->members[i];
 		struct proxy_member *pm = &t->members[t->n_members++];
 		bool prev_ok = false;
+		int64_t prev_lag = -1;
 
 		for (size_t j = 0; j < w->snap.n_members; j++)
-			if (strcmp(w->snap.members[j].name, m->name) == 0)
+			if (strcmp(w->snap.members[j].name, m->name) == 0) {
 				prev_ok = w->snap.members[j].replica_ok;
+				prev_lag = w->snap.members[j].lag;
+			}
 		memset(pm, 0, sizeof(*pm));
 		snprintf(pm->name, sizeof(pm->name), "%s", m->name);
 		snprintf(pm->host, sizeof(pm->host), "%s", m->host);
@@ -155,7 +168,7 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 		snprintf(pm->role, sizeof(pm->role), "%s", m->role);
 		snprintf(pm->state, sizeof(pm->state), "%s", m->state);
 		pm->timeline = m->timeline;
-		pm->lsn = m->lsn;
+		pm->lag = prev_lag;
 		pm->is_leader = cl->has_leader && strcmp(cl->leader, m->name) == 0;
 		pm->replica_ok = prev_ok;
 		if (pm->is_leader && m->host[0]) {
@@ -168,8 +181,8 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 	}
 }
 
-/* Whether a and b differ in more than the members' positions (which change with every
- * member key's refresh and are only shown: the loop reads them at its next look). */
+/* Whether a and b differ in more than the replicas' lag (which changes with every health
+ * check and is only shown: the loop reads it at its next look). */
 static bool differs_beyond_positions(const struct proxy_topology *a, const struct proxy_topology *b)
 {
 	static __thread struct proxy_topology x, y;
@@ -177,7 +190,7 @@ static bool differs_beyond_positions(const struct proxy_topology *a, const struc
 	x = *a;
 	y = *b;
 	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++)
-		x.members[i].lsn = y.members[i].lsn = 0;
+		x.members[i].lag = y.members[i].lag = 0;
 	return memcmp(&x, &y, sizeof(x)) != 0;
 }
 

@@ -32,11 +32,12 @@ struct proxy_member {
 	int port;
 	bool is_leader;
 	bool replica_ok; /* running replica within max_replica_lag, not noloadbalance */
-	/* As its member key last said (the status page) */
+	/* As its member key last said, and its lag (bytes) as its REST API's health check
+	 * last said (-1: unknown): the status page */
 	char role[16];
 	char state[32];
 	int timeline;
-	uint64_t lsn;
+	int64_t lag;
 };
 
 struct proxy_topology {

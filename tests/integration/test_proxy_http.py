@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -222,13 +223,34 @@ def test_metrics(cluster):
     assert get(cluster, "/", method="DELETE")[0] == 405
 
 
-def test_status_page_members_and_charts(cluster):
-    """The status page's members (state, timeline, lag) and its 15-minute charts: the
-    transactions run through 6432 are counted in the window, and a switchover shows as a
-    leader-change mark."""
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.environ.get("PGW_ARTIFACTS", "/tmp/pgw-artifacts")
+
+
+def browser(url, *args):
+    """Chromium headless on url (basic auth in it): what it prints (--dump-dom: the DOM
+    after rendering)."""
+    home = os.path.join(ARTIFACTS, "chromium-home")
+    os.makedirs(home, exist_ok=True)
+    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
+                           "--no-first-run", "--disable-dev-shm-usage",
+                           "--user-data-dir=" + home, *args, url],
+                          capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, HOME=home))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_status_page_in_a_browser(cluster):
+    """The status page as a real browser (Chromium headless) renders it: members with
+    state, timeline and lag; the 15-minute charts as SVG, counting the transactions run
+    through 6432 as the admin console does; a switchover as a leader-change mark and a
+    history row with its reason; a screenshot kept; with etcd down the page says so and
+    the charts keep their history."""
     password = secrets.token_hex(12)
     restart_proxy(cluster, "http_username = admin\nhttp_password = %s\n" % password)
     auth = ("admin", password)
+    url = "http://admin:%s@127.0.0.1:%d/" % (password, cluster.proxy_port + 3)
     wait_for("the proxy's HTTP port", lambda: get(cluster, "/metrics")[0] == 200, 20)
 
     def window(body):
@@ -248,28 +270,44 @@ def test_status_page_members_and_charts(cluster):
     def counted():
         w = window(page())
         return w if w and w[1] >= 200 else None
-    samples, xacts, queries, errors, changes = wait_for("the transactions in the window",
-                                                        counted, 15)
+    _, xacts, queries, errors, changes = wait_for("the transactions in the window", counted,
+                                                  15)
     assert 200 <= xacts < 230 and 200 <= queries < 230, (xacts, queries)
     assert errors == 0 and changes == 0
-    body = page()
-    for chart in ("rate", "xact-time", "waiting", "errors"):
-        assert 'id="chart-%s"' % chart in body
-    assert body.count("<polyline") == 6  # two series on two charts, one on two
-    assert 'class="leader-change"' not in body
-    last_p99 = re.search(r'id="chart-xact-time" data-last="avg=([\d.]+) p99=([\d.]+)"', body)
-    assert last_p99, body
-    # Members: role, state, timeline, lag as published.
-    leader = cluster.leader()
-    rows = re.findall(r"<tr><td>(node\d)</td><td>[^<]*</td><td>(?:<b>)?(leader|replica)"
-                      r"(?:</b>)?</td><td>([^<]*)</td><td class=\"n\">(\d+)</td>", body)
-    assert sorted(r[0] for r in rows) == ["node1", "node2", "node3"], body
-    for name, role, state, tl in rows:
-        assert role == ("leader" if name == "node%d" % (leader + 1) else "replica")
-        assert state in ("running", "streaming") and int(tl) == cluster.timeline(leader)
 
-    assert re.search(r'<td>node\d</td><td class="n">1</td><td>-</td><td>bootstrap</td>', body)
+    dom = browser(url, "--dump-dom")
+    for chart in ("rate", "xact-time", "waiting", "errors"):
+        assert 'id="chart-%s"' % chart in dom
+    assert "<svg" in dom and dom.count("<polyline") == 6, dom[:3000]  # 2 + 2 + 1 + 1
+    assert 'class="leader-change"' not in dom
+    assert re.search(r'id="chart-xact-time" data-last="avg=[\d.]+ p99=[\d.]+"', dom), dom
+    # Members: role, state, timeline, lag as published; the bootstrap in the history.
+    leader = cluster.leader()
     tl = cluster.timeline(leader)
+    rows = re.findall(r"<tr><td>(node\d)</td><td>[^<]*</td><td>(?:<b>)?(leader|replica)"
+                      r"(?:</b>)?</td><td>([^<]*)</td><td class=\"n\">(\d+)</td>"
+                      r"<td class=\"n[^\"]*\">([^<]*)</td>", dom)
+    assert sorted(r[0] for r in rows) == ["node1", "node2", "node3"], dom
+    for name, role, state, member_tl, lag in rows:
+        is_leader = name == "node%d" % (leader + 1)
+        assert role == ("leader" if is_leader else "replica")
+        assert state in ("running", "streaming") and int(member_tl) == tl
+        assert lag == "-" if is_leader else int(lag) >= 0, (name, lag)
+    assert re.search(r'<td>node\d</td><td class="n">1</td><td>-</td><td>bootstrap</td>', dom)
+    # The pool's transactions and queries as the admin console counts them.
+    row = re.search(r"<tr><td>postgres</td><td>postgres</td><td>transaction</td>"
+                    r"(?:<td class=\"n[^\"]*\">[^<]*</td>){7}<td class=\"n\">(\d+)</td>"
+                    r"<td class=\"n\">(\d+)</td>", dom)
+    assert row, dom
+    conn = psycopg2.connect(cluster.proxy_dsn(dbname="pgbouncer"))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SHOW STATS")
+        cols = [c[0] for c in cur.description]
+        stats = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+    conn.close()
+    assert int(row.group(1)) == stats["postgres"]["total_xact_count"]
+    assert int(row.group(2)) == stats["postgres"]["total_query_count"]
 
     # A switchover: the next sample carries the leader change, the history its reason.
     old = "node%d" % (leader + 1)
@@ -285,3 +323,27 @@ def test_status_page_members_and_charts(cluster):
     assert row, marked
     assert row.group(2) == new and row.group(4) == "switchover from %s" % old
     assert int(row.group(3)) == tl + 1 == cluster.timeline(int(new[4:]) - 1)
+
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    shot = os.path.join(ARTIFACTS, "status-page.png")
+    if os.path.exists(shot):
+        os.unlink(shot)
+    browser(url, "--screenshot=" + shot, "--window-size=1280,1800", "--hide-scrollbars")
+    with open(shot, "rb") as f:
+        png = f.read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000, len(png)
+    print("status page screenshot: %s" % shot)
+
+    # etcd down: after ttl the page says writes are not routed and etcd is unreachable;
+    # the charts still hold their samples.
+    for i in range(cluster.N):
+        cluster.kill(cluster.etcd_pid(i))
+    try:
+        def degraded():
+            d = browser(url, "--dump-dom")
+            return d if "unreachable" in d and "not routed" in d else None
+        dom = wait_for("the page to say etcd is down", degraded, 40)
+        assert re.search(r'data-samples="[1-9]', dom) and dom.count("<polyline") == 6
+    finally:
+        cluster.up()
+    wait_for("writes routed again", lambda: "routed to" in page(), 60)
