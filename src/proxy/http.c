@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,35 +475,16 @@ static void render_pools(struct doc *d, const struct proxy_view *v)
 #define CHART_W 600
 #define CHART_H 120
 
+/* A series: a double of struct proxy_sample, by its offset. */
 struct chart_series {
 	const char *name;
 	const char *color;
-	double (*get)(const struct proxy_sample *s);
+	size_t off;
 };
 
-static double get_xacts(const struct proxy_sample *s)
+static double series_at(const struct chart_series *ser, const struct proxy_sample *s)
 {
-	return s->xacts_s;
-}
-static double get_queries(const struct proxy_sample *s)
-{
-	return s->queries_s;
-}
-static double get_avg(const struct proxy_sample *s)
-{
-	return s->avg_xact_ms;
-}
-static double get_p99(const struct proxy_sample *s)
-{
-	return s->p99_xact_ms;
-}
-static double get_waiting(const struct proxy_sample *s)
-{
-	return s->waiting;
-}
-static double get_errors(const struct proxy_sample *s)
-{
-	return s->errors_s;
+	return *(const double *)((const char *)s + ser->off);
 }
 
 static double chart_x(int64_t wall_now, int64_t wall)
@@ -522,7 +504,7 @@ static void chart(struct doc *d, const struct proxy_rings *r, int64_t wall_now, 
 
 	for (size_t i = 0; i < r->n; i++)
 		for (size_t k = 0; k < n_ser; k++) {
-			double v = ser[k].get(rings_at(r, i));
+			double v = series_at(&ser[k], rings_at(r, i));
 
 			if (v > top)
 				top = v;
@@ -531,12 +513,12 @@ static void chart(struct doc *d, const struct proxy_rings *r, int64_t wall_now, 
 	doc_printf(d, "<figure class=\"chart\" id=\"chart-%s\" data-last=\"", id);
 	for (size_t k = 0; k < n_ser; k++)
 		doc_printf(d, "%s%s=%.3f", k ? " " : "", ser[k].name,
-			   last ? ser[k].get(last) : 0.0);
+			   last ? series_at(&ser[k], last) : 0.0);
 	doc_printf(d, "\"><figcaption>%s", title);
 	for (size_t k = 0; k < n_ser; k++)
 		doc_printf(d, " &middot; <span style=\"color:%s\">%s <b>%.*f</b></span>",
-			   ser[k].color, ser[k].name, last && ser[k].get(last) < 10 ? 2 : 0,
-			   last ? ser[k].get(last) : 0.0);
+			   ser[k].color, ser[k].name, last && series_at(&ser[k], last) < 10 ? 2 : 0,
+			   last ? series_at(&ser[k], last) : 0.0);
 	doc_printf(d, " <span class=\"muted\">(%s, top of the chart %.*f)</span></figcaption>\n",
 		   unit, top < 10 ? 2 : 0, top);
 	doc_printf(d,
@@ -569,7 +551,7 @@ static void chart(struct doc *d, const struct proxy_rings *r, int64_t wall_now, 
 			const struct proxy_sample *s = rings_at(r, i);
 
 			doc_printf(d, "%s%.1f,%.1f", i ? " " : "", chart_x(wall_now, s->wall_ms),
-				   CHART_H - 4 - (CHART_H - 8) * ser[k].get(s) / top);
+				   CHART_H - 4 - (CHART_H - 8) * series_at(&ser[k], s) / top);
 		}
 		doc_printf(d, "\"/>\n");
 	}
@@ -581,12 +563,14 @@ static void render_charts(struct doc *d, const struct proxy_view *v)
 {
 	const struct proxy_rings *r = &v->p->rings;
 	int64_t wall_now = cmn_wall_ms();
-	static const struct chart_series rate[] = {{"transactions/s", "#1f5fbf", get_xacts},
-						   {"queries/s", "#7a9c2a", get_queries}};
-	static const struct chart_series times[] = {{"avg", "#1f5fbf", get_avg},
-						    {"p99", "#b35c00", get_p99}};
-	static const struct chart_series waiting[] = {{"waiting", "#6a3d9a", get_waiting}};
-	static const struct chart_series errors[] = {{"errors/s", "#c00", get_errors}};
+#define SAMPLE(f) offsetof(struct proxy_sample, f)
+	static const struct chart_series rate[] = {{"transactions/s", "#1f5fbf", SAMPLE(xacts_s)},
+						   {"queries/s", "#7a9c2a", SAMPLE(queries_s)}};
+	static const struct chart_series times[] = {{"avg", "#1f5fbf", SAMPLE(avg_xact_ms)},
+						    {"p99", "#b35c00", SAMPLE(p99_xact_ms)}};
+	static const struct chart_series waiting[] = {{"waiting", "#6a3d9a", SAMPLE(waiting)}};
+	static const struct chart_series errors[] = {{"errors/s", "#c00", SAMPLE(errors_s)}};
+#undef SAMPLE
 
 	doc_printf(d, "<h2>Last 15 minutes</h2>\n");
 	if (!r->n) {

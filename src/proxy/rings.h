@@ -24,7 +24,7 @@ struct proxy_sample {
 	double queries_s; /* queries per second */
 	double avg_xact_ms;
 	double p99_xact_ms; /* the upper bound of the bucket holding the 99th percentile */
-	int waiting;	    /* clients waiting for a server at the end of the interval */
+	double waiting;	    /* clients waiting for a server at the end of the interval */
 	double errors_s;    /* errors sent to clients: server lost, timeouts, refusals */
 	bool leader_changed;
 	uint64_t xacts, queries, errors; /* the interval's counts */
