@@ -502,6 +502,14 @@ static void keep_leader(struct agent *a)
 		/* So that pg_rewind against us sees the new timeline in pg_control. */
 		if (pgctl_exec(&a->pg, "CHECKPOINT") != PGW_OK)
 			log_warning("CHECKPOINT after promotion failed");
+		/* The segment the timeline switch fell in, archived now and not at the next
+		 * archive_timeout: when an earlier switch fell in it too, a replica made from
+		 * an older backup cannot stream the older timeline's part of it (the walsender
+		 * reads it from the next timeline's file, which here is only a .partial) and
+		 * can only take the segment from the archive. */
+		if (backup_enabled(&a->cfg) &&
+		    pgctl_exec(&a->pg, "SELECT pg_switch_wal()") != PGW_OK)
+			log_warning("could not switch to a new WAL segment after promotion");
 		if (dcs_append_history(&a->dcs, a->cluster.history, a->promote_from_timeline,
 				       a->promote_from_lsn,
 				       a->promote_reason[0] ? a->promote_reason : "promoted",

@@ -3,6 +3,7 @@
 #include "common/proc.h"
 #include "common/timeutil.h"
 #include "common/util.h"
+#include "node/pgctl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -109,7 +110,7 @@ static bool standby_signal(const char *data_dir)
 
 int agent_fence_main(int argc, char **argv)
 {
-	char path[PATH_MAX], pidfile[PATH_MAX];
+	char path[PATH_MAX];
 	int fd;
 
 	if (argc != 3) {
@@ -118,7 +119,6 @@ int agent_fence_main(int argc, char **argv)
 	}
 	cmn_log_set_ident("fence");
 	fence_path(argv[1], path, sizeof(path));
-	snprintf(pidfile, sizeof(pidfile), "%s/postmaster.pid", argv[2]);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0)
 		return 0; /* another fence process guards this node */
@@ -130,9 +130,9 @@ int agent_fence_main(int argc, char **argv)
 		if (deadline <= 0 || stat(path, &st) != 0)
 			return 0; /* disarmed */
 		if (cmn_now_ms() >= deadline) {
-			pid_t pm = cmn_read_pidfile(pidfile);
+			pid_t pm = pgctl_live_postmaster(argv[2]);
 
-			if (pm && cmn_pid_alive(pm) && !standby_signal(argv[2])) {
+			if (pm && !standby_signal(argv[2])) {
 				log_warning(
 				    "the agent did not renew the leader lease in time: stopping "
 				    "PostgreSQL (pid %d) so that it takes no more writes",

@@ -59,6 +59,9 @@ int job_spawn(struct agent *a, enum job_kind kind, const char *const *argv)
 	};
 	pid_t pid;
 
+	if ((kind == JOB_START || kind == JOB_REWIND) &&
+	    pgctl_remove_stale_pidfile(a->cfg.data_dir) != PGW_OK)
+		log_warning("postmaster.pid names a postgres still working in %s", a->cfg.data_dir);
 	pgctl_log_path(&a->pg, log, sizeof(log));
 	o.log_path = log;
 	if (cmn_proc_spawn(&o, &pid) != PGW_OK)

@@ -7,7 +7,9 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -209,9 +211,7 @@ void pgctl_probe(struct pgctl *p, struct pgctl_probe *out)
 	}
 	snprintf(path, sizeof(path), "%s/standby.signal", p->cfg->data_dir);
 	out->standby_signal = stat(path, &st) == 0;
-	out->postmaster_pid = read_postmaster_pid(p->cfg->data_dir);
-	if (out->postmaster_pid && !cmn_pid_alive(out->postmaster_pid))
-		out->postmaster_pid = 0;
+	out->postmaster_pid = pgctl_live_postmaster(p->cfg->data_dir);
 	if (!out->postmaster_pid) {
 		pgctl_close(p);
 		return;
@@ -611,31 +611,86 @@ const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port
 }
 
 /*
- * The postmaster named in postmaster.pid, if that process is a postgres (a stale pid
- * file in a container may name anything, the agent included); 0 otherwise.
+ * Whether pid is a postgres process working in the data directory real_dir (the
+ * postmaster and its children chdir there). A process whose working directory we may
+ * not read counts as one, so that doubt never removes a live server's lock file.
  */
-static pid_t live_postmaster(const char *data_dir)
+static bool postgres_in(pid_t pid, const char *real_dir)
 {
-	pid_t pid = read_postmaster_pid(data_dir);
-	char path[64], comm[32] = "";
+	char path[64], comm[32] = "", cwd[PATH_MAX];
+	ssize_t n;
 	FILE *f;
 
-	if (pid <= 0 || pid == getpid())
-		return 0;
+	if (pid <= 0 || pid == getpid() || !cmn_pid_alive(pid))
+		return false;
 	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
 	f = fopen(path, "r");
 	if (!f)
-		return 0;
+		return false;
 	if (!fgets(comm, sizeof(comm), f))
 		comm[0] = '\0';
 	fclose(f);
 	comm[strcspn(comm, "\n")] = '\0';
-	return strcmp(comm, "postgres") == 0 ? pid : 0;
+	if (strcmp(comm, "postgres") != 0)
+		return false;
+	snprintf(path, sizeof(path), "/proc/%d/cwd", (int)pid);
+	n = readlink(path, cwd, sizeof(cwd) - 1);
+	if (n < 0)
+		return errno != ENOENT; /* gone meanwhile: not alive */
+	cwd[n] = '\0';
+	return !real_dir || strcmp(cwd, real_dir) == 0;
+}
+
+/*
+ * The postmaster named in postmaster.pid, if that process is a postgres working in this
+ * data directory; 0 otherwise. A stale file (a crash, a lost host) may name any process
+ * once PIDs are reused: in a container, where they start from 1 again, the agent itself,
+ * its fence or a pgBackRest it runs.
+ */
+pid_t pgctl_live_postmaster(const char *data_dir)
+{
+	char real[PATH_MAX];
+	pid_t pid = read_postmaster_pid(data_dir);
+
+	return postgres_in(pid, realpath(data_dir, real) ? real : NULL) ? pid : 0;
+}
+
+int pgctl_remove_stale_pidfile(const char *data_dir)
+{
+	char real[PATH_MAX], path[PATH_MAX + 32];
+	pid_t pid = read_postmaster_pid(data_dir);
+	struct dirent *e;
+	DIR *proc;
+
+	if (pid <= 0 || !realpath(data_dir, real))
+		return PGW_OK;
+	/* PostgreSQL's own interlock, the shared memory its backends still hold, is read
+	 * from this file: it goes only when no postgres at all works in the directory. */
+	proc = opendir("/proc");
+	if (!proc)
+		return PGW_ERR;
+	while ((e = readdir(proc)) != NULL) {
+		char *end;
+		long other = strtol(e->d_name, &end, 10);
+
+		if (*end || other <= 0 || !postgres_in((pid_t)other, real))
+			continue;
+		closedir(proc);
+		return PGW_ERR;
+	}
+	closedir(proc);
+	snprintf(path, sizeof(path), "%s/postmaster.pid", real);
+	if (unlink(path) != 0 && errno != ENOENT)
+		return PGW_ERR;
+	log_warning("removed a stale postmaster.pid: pid %d is not a postmaster of %s (a crash "
+		    "left the file; the pid was reused since)",
+		    (int)pid, real);
+	return PGW_OK;
 }
 
 int pgctl_signal_stop(struct pgctl *p, const char *mode)
 {
-	pid_t pid = live_postmaster(p->cfg->data_dir);
+	pid_t pid = pgctl_live_postmaster(p->cfg->data_dir);
 	int sig = strcmp(mode, "smart") == 0	   ? SIGTERM
 		  : strcmp(mode, "immediate") == 0 ? SIGQUIT
 						   : SIGINT;
@@ -647,7 +702,7 @@ int pgctl_signal_stop(struct pgctl *p, const char *mode)
 
 int pgctl_signal_promote(struct pgctl *p)
 {
-	pid_t pid = live_postmaster(p->cfg->data_dir);
+	pid_t pid = pgctl_live_postmaster(p->cfg->data_dir);
 	char path[4200];
 	int fd;
 
@@ -667,7 +722,7 @@ int pgctl_signal_promote(struct pgctl *p)
 
 int pgctl_reload(struct pgctl *p)
 {
-	pid_t pid = read_postmaster_pid(p->cfg->data_dir);
+	pid_t pid = pgctl_live_postmaster(p->cfg->data_dir);
 
 	if (pid <= 0 || kill(pid, SIGHUP) != 0) {
 		log_warning("cannot reload PostgreSQL (postmaster pid %d): %s", (int)pid,

@@ -112,6 +112,17 @@ const char *const *pgctl_argv_rewind(struct pgctl *p, const char *host, int port
 /* Environment entries for those commands (PGPASSFILE, LC_ALL=C). */
 const char *const *pgctl_env(struct pgctl *p);
 
+/*
+ * The postmaster named in DATA_DIR/postmaster.pid if it is a live postgres working in
+ * that directory, 0 otherwise (a stale file may name any reused pid).
+ */
+pid_t pgctl_live_postmaster(const char *data_dir);
+/*
+ * Removes a postmaster.pid that no live postgres in the directory answers for: PostgreSQL
+ * (its postmaster, pg_rewind's single-user run) refuses to start while the pid the file
+ * names is alive, whoever has it now. PGW_ERR (file kept) while any postgres works there.
+ */
+int pgctl_remove_stale_pidfile(const char *data_dir);
 /* Sends SIGHUP to the postmaster. */
 int pgctl_reload(struct pgctl *p) PGW_WUR;
 /* Path of the server log the agent passes to pg_ctl -l. */

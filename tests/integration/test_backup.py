@@ -3,6 +3,7 @@ on every member, what reaches the archive across a switchover and a failover, an
 reference stack's own pg_basebackup command on a member."""
 import json
 import os
+import pwd
 import subprocess
 
 from conftest import PG_BIN, PGWARDEN, wait_for
@@ -397,3 +398,74 @@ def test_reinit_restores_from_the_repository_then_streams(cluster):
         assert not os.path.exists(marker)
     finally:
         os.rename(repo + ".away", repo)
+
+
+def test_leader_lost_right_after_a_switchover_rejoins(cluster):
+    """A switchover, then the new leader's host lost at once. Every promotion ends its WAL
+    segment, so the two timeline switches never share one: when they did, a replica
+    made from an older backup could not stream the oldest timeline's part of that
+    segment (PostgreSQL's walsender reads it from the next timeline's file, which the
+    last leader holds only as a .partial) until archive_timeout. The killed member comes
+    back with a postmaster.pid naming a live process (in a container PIDs start again
+    from 1) and is rewound, not cloned again."""
+    leader = cluster.leader()
+    wait_for("the stanza", lambda: "wal archive min/max" in
+             pgbackrest(cluster, leader, "info").stdout, 60)
+    cluster.run("backup", "--dir", cluster.dir, "--type", "full", "--timeout", "300")
+    cluster.query(leader, "INSERT INTO t (id) SELECT generate_series(1, 1000)")
+    current_segment(cluster, leader)
+    cluster.wait_healthy()
+    cand = (leader + 1) % cluster.N
+    cluster.run("switchover", "--dir", cluster.dir, "--candidate", "node%d" % (cand + 1),
+                "--force")
+    wait_for("node%d to lead" % (cand + 1), lambda: cluster.leader() == cand, 60)
+    cluster.wait_healthy()
+    cluster.query(cand, "INSERT INTO t (id) SELECT generate_series(1001, 2000)")
+    tl = cluster.timeline(cand)
+    cluster.kill_host(cand)
+    new = wait_for("a new leader", lambda: (lambda l: l if l not in (None, cand) else None)(
+        cluster.leader()), 60)
+    history = wait_for("timeline %d's end in the history" % tl, lambda: (
+        lambda h: h[0] == 200 and len(h[1]) >= 3 and h[1][-1][0] == tl and h[1])(
+            cluster.api(new, "/history")), 30)
+    segs = [cluster.query(new, "SELECT pg_walfile_name(%s::pg_lsn)", ("%X/%X" % (
+        h[1] >> 32, h[1] & 0xFFFFFFFF),))[0][0][8:] for h in history[-2:]]
+    assert segs[0] != segs[1], (history, segs)
+    first = "%08X%s" % (tl + 1, segs[1])
+    wait_for(first + " in the archive", lambda: first in archived(cluster), 30)
+    cluster.query(new, "INSERT INTO t (id) VALUES (2001)")
+
+    pidfile = os.path.join(cluster.dir, "node%d/data/postmaster.pid" % (cand + 1))
+    with open(pidfile) as f:
+        lines = f.read().split("\n")
+    pw = pwd.getpwnam("postgres")
+    other = subprocess.Popen(["sleep", "300"], preexec_fn=lambda: (
+        os.setgid(pw.pw_gid), os.setuid(pw.pw_uid)))
+    try:
+        lines[0] = str(other.pid)
+        with open(pidfile, "w") as f:
+            f.write("\n".join(lines))
+        before = len(cluster.log(cand))
+        cluster.up()
+        cluster.wait_healthy(timeout=120)
+    finally:
+        other.kill()
+        other.wait()
+    log = cluster.log(cand)[before:]
+    assert "removed a stale postmaster.pid: pid %d" % other.pid in log, log[-3000:]
+    assert "rewinding finished with exit code 0" in log, log[-3000:]
+    assert "creating replica" not in log, log[-3000:]
+    wait_for("node%d to have every row" % (cand + 1), lambda: cluster.query(
+        cand, "SELECT count(*) FROM t WHERE id <= 2001")[0][0] >= 2001, 60)
+
+    # A replica made from the backup taken before both switches.
+    third = 3 - cand - new
+    pglog = os.path.join(cluster.dir, "node%d/postgresql.log" % (third + 1))
+    before, pg_before = len(cluster.log(third)), os.path.getsize(pglog)
+    cluster.run("reinit", "--dir", cluster.dir, "node%d" % (third + 1), "--force")
+    assert "creating a replica from the repository" in cluster.log(third)[before:]
+    cluster.wait_healthy(timeout=120)
+    assert cluster.query(third, "SELECT count(*) FROM t WHERE id <= 2001")[0][0] >= 2001
+    with open(pglog) as f:
+        f.seek(pg_before)
+        assert "has already been removed" not in f.read()
