@@ -377,6 +377,13 @@ def test_host_loss_of_the_leader(sw):
         victim, "docker info >/dev/null 2>&1", check=False).returncode == 0, 60, interval=1)
     helpers.wait_for("the old leader to rejoin", sw.healthy, 300, interval=3)
     assert sw.healthy()["leader"] == new
+    # rewound, not cloned again (a postmaster.pid naming a pid the restarted container
+    # reused once made pg_rewind fail)
+    node, cid = sw.member_container(leader)
+    rejoin = sw.exec(node, "docker logs %s 2>&1 | grep -a -E 'rewind|stale postmaster|"
+                     "creating replica' || true" % cid)
+    log("host loss: the old leader rejoined: %s" % " | ".join(rejoin.split("\n")[-4:]))
+    assert "creating replica" not in rejoin, rejoin
 
 
 def test_stack_rm_and_deploy_keeps_the_data(sw):
