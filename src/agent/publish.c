@@ -163,6 +163,23 @@ bool holds_leader(const struct agent *a)
 	       !ha_lease_expiring(cmn_now_ms(), a->lease_deadline_ms, CLUSTER_DEMOTE_MARGIN_MS);
 }
 
+/*
+ * A replica's lag in seconds: while it is behind (the leader's last published position,
+ * or WAL received and not replayed yet), the time since the last commit it replayed;
+ * 0 when caught up, or when it replayed no commit since it started.
+ */
+static double replica_lag_seconds(const struct agent *a)
+{
+	const struct pgctl_probe *p = &a->probe;
+	bool behind = (a->dcs_ok && a->cluster.optime > p->lsn) || p->replay_lsn < p->receive_lsn;
+	double ago;
+
+	if (!p->in_recovery || !behind || p->replayed_at <= 0)
+		return 0;
+	ago = (double)cmn_wall_ms() / 1000.0 - p->replayed_at;
+	return ago > 0 ? ago : 0;
+}
+
 static char *render_status(struct agent *a)
 {
 	json_object *o = json_object_new_object(), *x = json_object_new_object();
@@ -199,6 +216,7 @@ static char *render_status(struct agent *a)
 		    o, "lag", json_object_new_int64((int64_t)(a->cluster.optime - p->lsn)));
 	else
 		json_object_object_add(o, "lag", json_object_new_int64(0));
+	json_object_object_add(o, "lag_seconds", json_object_new_double(replica_lag_seconds(a)));
 	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
 	if (p->accepting && p->pending_restart)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));

@@ -16,7 +16,8 @@ struct member_status {
 	char state[32]; /* running, streaming, ... ("" when absent) */
 	int timeline;
 	uint64_t lsn;
-	int64_t lag;
+	int64_t lag;	    /* bytes behind the leader's last published position */
+	double lag_seconds; /* since the last replayed commit, while behind (0: caught up) */
 };
 
 /* Parses a /status body (pure); false when it is not a JSON object. */

@@ -369,7 +369,8 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 		return;
 	}
 	doc_printf(d, "<table id=\"members\">\n<tr><th>member</th><th>address</th><th>role</th>"
-		      "<th>state</th><th>TL</th><th>lag (bytes)</th><th>replica healthy</th>"
+		      "<th>state</th><th>TL</th><th>lag (bytes)</th><th>lag (s)</th>"
+		      "<th>replica healthy</th>"
 		      "</tr>\n");
 	for (size_t i = 0; i < t->n_members; i++) {
 		const struct proxy_member *m = &t->members[i];
@@ -384,9 +385,10 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 		doc_printf(d, "</td><td class=\"n\">%d</td>", m->timeline);
 		/* As the replica's health check answered it (once a second). */
 		if (m->is_leader || m->lag < 0)
-			doc_printf(d, "<td class=\"n muted\">-</td>");
+			doc_printf(d, "<td class=\"n muted\">-</td><td class=\"n muted\">-</td>");
 		else
-			doc_printf(d, "<td class=\"n\">%" PRId64 "</td>", m->lag);
+			doc_printf(d, "<td class=\"n\">%" PRId64 "</td><td class=\"n\">%.1f</td>",
+				   m->lag, m->lag_seconds);
 		if (m->is_leader)
 			doc_printf(d, "<td class=\"muted\">-</td></tr>\n");
 		else

@@ -159,8 +159,10 @@ static void http_publish(struct proxy *p, bool only_if_changed)
 	t = p->topo;
 	t.version = 0;
 	t.confirmed_ms = 0;
-	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++)
-		t.members[i].lag = 0; /* the replicas' lag: at the next once-a-second render */
+	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++) { /* the replicas' lag: at the next render */
+		t.members[i].lag = 0;
+		t.members[i].lag_seconds = 0;
+	}
 	if (only_if_changed && p->routing_writes == http_routing &&
 	    memcmp(&t, &http_topo, sizeof(t)) == 0)
 		return;

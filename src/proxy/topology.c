@@ -69,6 +69,7 @@ static void check_replicas(struct proxy_topo_watch *w, const struct dcs_cluster 
 			/* Not a replica to send reads to (a tag set since is obeyed at once). */
 			t->members[i].replica_ok = false;
 			t->members[i].lag = -1;
+			t->members[i].lag_seconds = 0;
 			continue;
 		}
 		snprintf(store[n], sizeof(store[n]), "%s/replica?lag=%lld", m->api_url,
@@ -82,11 +83,11 @@ static void check_replicas(struct proxy_topo_watch *w, const struct dcs_cluster 
 
 		t->members[idx[k]].replica_ok = status[k] == 200;
 		/* The body is the member's status document, its lag in it. */
-		t->members[idx[k]].lag = (status[k] == 200 || status[k] == 503) && bodies[k].data &&
-						 member_parse_status(bodies[k].data, &st) &&
-						 st.lag >= 0
-					     ? st.lag
-					     : -1;
+		bool parsed = (status[k] == 200 || status[k] == 503) && bodies[k].data &&
+			      member_parse_status(bodies[k].data, &st) && st.lag >= 0;
+
+		t->members[idx[k]].lag = parsed ? st.lag : -1;
+		t->members[idx[k]].lag_seconds = parsed ? st.lag_seconds : 0;
 		cmn_buf_free(&bodies[k]);
 	}
 }
@@ -155,11 +156,13 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 		struct proxy_member *pm = &t->members[t->n_members++];
 		bool prev_ok = false;
 		int64_t prev_lag = -1;
+		double prev_lag_s = 0;
 
 		for (size_t j = 0; j < w->snap.n_members; j++)
 			if (strcmp(w->snap.members[j].name, m->name) == 0) {
 				prev_ok = w->snap.members[j].replica_ok;
 				prev_lag = w->snap.members[j].lag;
+				prev_lag_s = w->snap.members[j].lag_seconds;
 			}
 		memset(pm, 0, sizeof(*pm));
 		snprintf(pm->name, sizeof(pm->name), "%s", m->name);
@@ -169,6 +172,7 @@ static void from_cluster(struct proxy_topo_watch *w, const struct dcs_cluster *c
 		snprintf(pm->state, sizeof(pm->state), "%s", m->state);
 		pm->timeline = m->timeline;
 		pm->lag = prev_lag;
+		pm->lag_seconds = prev_lag_s;
 		pm->is_leader = cl->has_leader && strcmp(cl->leader, m->name) == 0;
 		pm->replica_ok = prev_ok;
 		if (pm->is_leader && m->host[0]) {
@@ -189,8 +193,10 @@ static bool differs_beyond_positions(const struct proxy_topology *a, const struc
 
 	x = *a;
 	y = *b;
-	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++)
+	for (size_t i = 0; i < DCS_MAX_MEMBERS; i++) {
 		x.members[i].lag = y.members[i].lag = 0;
+		x.members[i].lag_seconds = y.members[i].lag_seconds = 0;
+	}
 	return memcmp(&x, &y, sizeof(x)) != 0;
 }
 

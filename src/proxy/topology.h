@@ -32,12 +32,13 @@ struct proxy_member {
 	int port;
 	bool is_leader;
 	bool replica_ok; /* running replica within max_replica_lag, not noloadbalance */
-	/* As its member key last said, and its lag (bytes) as its REST API's health check
-	 * last said (-1: unknown): the status page */
+	/* As its member key last said, and its lag (bytes, -1: unknown; seconds) as its
+	 * REST API's health check last said: the status page */
 	char role[16];
 	char state[32];
 	int timeline;
 	int64_t lag;
+	double lag_seconds;
 };
 
 struct proxy_topology {

@@ -70,6 +70,28 @@ def test_rest_health_endpoints(shared_cluster):
     assert cluster.api(replica, "/replica?lag=1000000000")[0] == 200
 
 
+def test_replica_lag_in_seconds(shared_cluster):
+    """A replica's status document says how far behind it is in seconds: the time since
+    the last commit it replayed while WAL waits to be replayed; 0 once caught up."""
+    cluster = shared_cluster
+    leader = cluster.leader()
+    replica = (leader + 1) % cluster.N
+    cluster.query(leader, "INSERT INTO t (id) VALUES (-1)")
+    wait_for("the row replayed", lambda: cluster.query(
+        replica, "SELECT count(*) FROM t WHERE id = -1")[0][0] == 1, 20)
+    assert cluster.api(replica, "/status")[1]["lag_seconds"] == 0
+    cluster.query(replica, "SELECT pg_wal_replay_pause()")
+    try:
+        cluster.query(leader, "DELETE FROM t WHERE id = -1")
+        lagging = wait_for("a lag of 2 s or more", lambda: (lambda b: b["lag_seconds"] >= 2
+                                                            and b)(
+            cluster.api(replica, "/status")[1]), 20)
+        assert lagging["lag_seconds"] < 30, lagging
+    finally:
+        cluster.query(replica, "SELECT pg_wal_replay_resume()")
+    wait_for("no lag", lambda: cluster.api(replica, "/status")[1]["lag_seconds"] == 0, 20)
+
+
 def test_rest_bad_requests(shared_cluster):
     cluster = shared_cluster
     leader = cluster.leader()

@@ -286,13 +286,15 @@ def test_status_page_in_a_browser(cluster):
     tl = cluster.timeline(leader)
     rows = re.findall(r"<tr><td>(node\d)</td><td>[^<]*</td><td>(?:<b>)?(leader|replica)"
                       r"(?:</b>)?</td><td>([^<]*)</td><td class=\"n\">(\d+)</td>"
-                      r"<td class=\"n[^\"]*\">([^<]*)</td>", dom)
+                      r"<td class=\"n[^\"]*\">([^<]*)</td><td class=\"n[^\"]*\">([^<]*)</td>",
+                      dom)
     assert sorted(r[0] for r in rows) == ["node1", "node2", "node3"], dom
-    for name, role, state, member_tl, lag in rows:
+    for name, role, state, member_tl, lag, lag_s in rows:
         is_leader = name == "node%d" % (leader + 1)
         assert role == ("leader" if is_leader else "replica")
         assert state in ("running", "streaming") and int(member_tl) == tl
         assert lag == "-" if is_leader else int(lag) >= 0, (name, lag)
+        assert lag_s == "-" if is_leader else float(lag_s) >= 0, (name, lag_s)
     assert re.search(r'<td>node\d</td><td class="n">1</td><td>-</td><td>bootstrap</td>', dom)
     # The pool's transactions and queries as the admin console counts them.
     row = re.search(r"<tr><td>postgres</td><td>postgres</td><td>transaction</td>"

@@ -26,17 +26,20 @@ static void test_member_status_document(void **state)
 
 	(void)state;
 	assert_true(member_parse_status("{\"role\": \"replica\", \"state\": \"streaming\", "
-					"\"timeline\": 3, \"lsn\": 50331648, \"lag\": 16}",
+					"\"timeline\": 3, \"lsn\": 50331648, \"lag\": 16, "
+					"\"lag_seconds\": 2.5}",
 					&st));
 	assert_string_equal(st.role, "replica");
 	assert_string_equal(st.state, "streaming");
 	assert_int_equal(st.timeline, 3);
 	assert_int_equal(st.lsn, 50331648);
 	assert_int_equal(st.lag, 16);
+	assert_true(st.lag_seconds == 2.5);
 	/* Absent fields are empty, not stale. */
 	assert_true(member_parse_status("{}", &st));
 	assert_string_equal(st.role, "");
 	assert_int_equal(st.timeline, 0);
+	assert_true(st.lag_seconds == 0);
 	/* Too long a role is cut, never overflows. */
 	assert_true(member_parse_status("{\"role\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", &st));
 	assert_int_equal(strlen(st.role), sizeof(st.role) - 1);
