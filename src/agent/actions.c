@@ -311,6 +311,9 @@ static void do_promote(struct agent *a)
 			    "archive lookups",
 			    a->cfg.repo_host, a->cfg.repo_port);
 		backup_repo_down(&a->cfg, true); /* at once, even in the fetch's next try */
+		if (backup_stop_fetches(&a->cfg) > 0)
+			log_info(
+			    "stopped the archive fetch in flight (the promotion waits for it)");
 		a->archive_lookups_off = true;
 		a->configured_upstream[0] = '\0';
 		if (rewrite_conf_and_reload(a) != PGW_OK) {

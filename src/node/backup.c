@@ -187,6 +187,59 @@ void backup_repo_down_path(const struct agent_config *cfg, char *out, size_t siz
 	snprintf(out, size, "%s/pgbackrest/repo-down", cfg->node_dir);
 }
 
+/* Whether process pid runs pgBackRest with option want and command archive-get. */
+static bool is_fetch_of(pid_t pid, const char *want)
+{
+	char path[64], args[8192];
+	bool config = false, get = false;
+	size_t len;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	len = fread(args, 1, sizeof(args) - 1, f);
+	fclose(f);
+	args[len] = '\0';
+	const char *slash = strrchr(args, '/');
+
+	if (len == 0 || strcmp(slash ? slash + 1 : args, "pgbackrest") != 0)
+		return false;
+	for (size_t at = 0; at < len; at += strlen(args + at) + 1) {
+		config = config || strcmp(args + at, want) == 0;
+		get = get || strcmp(args + at, "archive-get") == 0;
+	}
+	return config && get;
+}
+
+int backup_stop_fetches(const struct agent_config *cfg)
+{
+	char conf[4200], want[4300];
+	struct dirent *e;
+	DIR *proc;
+	int n = 0;
+
+	if (!backup_enabled(cfg))
+		return 0;
+	backup_conf_path(cfg, conf, sizeof(conf));
+	snprintf(want, sizeof(want), "--config=%s", conf);
+	proc = opendir("/proc");
+	if (!proc)
+		return 0;
+	while ((e = readdir(proc)) != NULL) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+
+		if (*end || pid <= 0 || !is_fetch_of((pid_t)pid, want))
+			continue;
+		if (kill((pid_t)pid, SIGTERM) == 0)
+			n++;
+	}
+	closedir(proc);
+	return n;
+}
+
 void backup_repo_down(const struct agent_config *cfg, bool down)
 {
 	char flag[4200];

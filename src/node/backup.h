@@ -70,6 +70,13 @@ int backup_pg_parameters(const struct agent_config *cfg, struct cmn_kvlist *out)
 void backup_repo_down_path(const struct agent_config *cfg, char *out, size_t size);
 /* Creates or removes it (nothing without a repository host). */
 void backup_repo_down(const struct agent_config *cfg, bool down);
+/*
+ * SIGTERM to this node's archive-get processes in flight (PostgreSQL's restore_command):
+ * one that tries a host that is down takes seconds, and a promotion is noticed only after
+ * it. pgBackRest exits 63 on the signal, which PostgreSQL takes as "no such file" (a
+ * restore_command killed by a signal would stop the recovery). Returns how many.
+ */
+int backup_stop_fetches(const struct agent_config *cfg);
 
 /*
  * argv of "pgbackrest --config=... --stanza=... <command> [extra...]" in caller storage:

@@ -170,15 +170,39 @@ def test_repository_host_over_tls(cluster_factory):
     # The repository host down (in a swarm, on the old leader's lost host, say): the
     # failover does not wait on pgBackRest trying to reach it (two minutes per fetch
     # with its defaults).
+    # The host drops packets (as a lost one does): a fetch waits for its timeouts. One is
+    # in flight on each replica, as PostgreSQL's restore_command runs them while the
+    # leader is gone: the promoting agent stops its own at once (pgBackRest exits 63 on
+    # SIGTERM, "not found" to PostgreSQL) instead of the promotion waiting for it.
     leader = c.wait_healthy(timeout=120)
     before = [len(c.log(i)) for i in range(c.N)]
-    c.kill_host(leader)
-    new = wait_for("a new leader without the repository host", lambda: next(
-        (i for i in range(c.N) if i != leader and c.writable(i)), None), 60)
+    drop = ["INPUT", "-p", "tcp", "--dport", str(repo_port), "-j", "DROP"]
+    subprocess.run(["iptables", "-I"] + drop, check=True, timeout=10)
+    fetches = {}
+    try:
+        for i in range(c.N):
+            if i != leader:
+                conf = os.path.join(c.dir, "node%d/pgbackrest/pgbackrest.conf" % (i + 1))
+                fetches[i] = subprocess.Popen(
+                    ["pgbackrest", "--config=" + conf, "--stanza=demo", "archive-get",
+                     "000000010000000000000001", os.path.join(base, "fetched%d" % i)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    preexec_fn=lambda: (os.setgid(pg.pw_gid), os.setuid(pg.pw_uid)))
+        c.kill_host(leader)
+        new = wait_for("a new leader without the repository host", lambda: next(
+            (i for i in range(c.N) if i != leader and c.writable(i)), None), 60)
+        assert fetches[new].wait(timeout=10) == 63
+        assert all(p.poll() is None for i, p in fetches.items() if i != new)
+    finally:
+        subprocess.run(["iptables", "-D"] + drop, timeout=10)
+        for p in fetches.values():
+            p.kill()
+            p.wait()
     text = c.log(new)[before[new]:]
     assert "the repository host 127.0.0.1:%d does not answer" % repo_port in text, text[-3000:]
     assert re.search(r"promoting \(timeline \d+, position \w+, without archive lookups\)",
                      text), text[-3000:]
+    assert "stopped the archive fetch in flight" in text, text[-3000:]
     wait_for("restore_command back, bounded", lambda: "--io-timeout=2 archive-get %f" in
              c.query(new, "SHOW restore_command")[0][0], 30)
 
