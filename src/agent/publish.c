@@ -165,19 +165,32 @@ bool holds_leader(const struct agent *a)
 
 /*
  * A replica's lag in seconds: while it is behind (the leader's last published position,
- * or WAL received and not replayed yet), the time since the last commit it replayed;
- * 0 when caught up, or when it replayed no commit since it started.
+ * or WAL received and not replayed yet), the time since it last was caught up or last
+ * replayed a commit, whichever is later (after an idle hour, WAL that holds no commit is
+ * not an hour behind); 0 when caught up. NULL (JSON null) when it cannot tell: etcd
+ * unreachable with nothing streamed, or behind since it started with no commit replayed.
  */
-static double replica_lag_seconds(const struct agent *a)
+static json_object *replica_lag_seconds(struct agent *a)
 {
 	const struct pgctl_probe *p = &a->probe;
-	bool behind = (a->dcs_ok && a->cluster.optime > p->lsn) || p->replay_lsn < p->receive_lsn;
-	double ago;
+	double now = (double)cmn_wall_ms() / 1000.0, since;
+	bool behind;
 
-	if (!p->in_recovery || !behind || p->replayed_at <= 0)
-		return 0;
-	ago = (double)cmn_wall_ms() / 1000.0 - p->replayed_at;
-	return ago > 0 ? ago : 0;
+	if (!p->in_recovery) {
+		a->caught_up_at = 0;
+		return json_object_new_double(0);
+	}
+	if (!a->dcs_ok && !p->receive_lsn)
+		return NULL;
+	behind = (a->dcs_ok && a->cluster.optime > p->lsn) || p->replay_lsn < p->receive_lsn;
+	if (!behind) {
+		a->caught_up_at = now;
+		return json_object_new_double(0);
+	}
+	since = p->replayed_at > a->caught_up_at ? p->replayed_at : a->caught_up_at;
+	if (since <= 0)
+		return NULL;
+	return json_object_new_double(now > since ? now - since : 0);
 }
 
 static char *render_status(struct agent *a)
@@ -216,7 +229,7 @@ static char *render_status(struct agent *a)
 		    o, "lag", json_object_new_int64((int64_t)(a->cluster.optime - p->lsn)));
 	else
 		json_object_object_add(o, "lag", json_object_new_int64(0));
-	json_object_object_add(o, "lag_seconds", json_object_new_double(replica_lag_seconds(a)));
+	json_object_object_add(o, "lag_seconds", replica_lag_seconds(a));
 	json_object_object_add(o, "dcs_ok", json_object_new_boolean(a->dcs_ok));
 	if (p->accepting && p->pending_restart)
 		json_object_object_add(o, "pending_restart", json_object_new_boolean(true));

@@ -77,7 +77,8 @@ struct agent {
 	int64_t primary_down_since_ms;
 	int64_t race_wait_since_ms; /* racing waits for a member that does not answer (0: no) */
 	int64_t not_streaming_since_ms;
-	int replica_timeline;	    /* newest timeline our replica has received */
+	double caught_up_at;  /* replica: unix seconds it was last seen caught up (0: not yet) */
+	int replica_timeline; /* newest timeline our replica has received */
 	int64_t switchover_seen_ms; /* a switchover request is pending since (0: none) */
 	/* The switchover this leader is carrying out: the failover key's mod_revision
 	 * (0: none), since when, and whether it is waiting for the proxies to drain. */

@@ -26,7 +26,7 @@ bool member_parse_status(const char *body, struct member_status *out)
 	if (json_object_object_get_ex(o, "lag", &v))
 		out->lag = json_object_get_int64(v);
 	if (json_object_object_get_ex(o, "lag_seconds", &v))
-		out->lag_seconds = json_object_get_double(v);
+		out->lag_seconds = v ? json_object_get_double(v) : -1; /* null: unknown */
 	json_object_put(o);
 	return true;
 }

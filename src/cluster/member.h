@@ -17,7 +17,7 @@ struct member_status {
 	int timeline;
 	uint64_t lsn;
 	int64_t lag;	    /* bytes behind the leader's last published position */
-	double lag_seconds; /* since the last replayed commit, while behind (0: caught up) */
+	double lag_seconds; /* while behind (0: caught up, -1: the member cannot tell) */
 };
 
 /* Parses a /status body (pure); false when it is not a JSON object. */

@@ -655,17 +655,37 @@ pid_t pgctl_live_postmaster(const char *data_dir)
 	return postgres_in(pid, realpath(data_dir, real) ? real : NULL) ? pid : 0;
 }
 
+/* The first bytes of path (its pid line and more), "" when it cannot be read. */
+static void read_head(const char *path, char *out, size_t size)
+{
+	FILE *f = fopen(path, "r");
+	size_t n = 0;
+
+	if (f) {
+		n = fread(out, 1, size - 1, f);
+		fclose(f);
+	}
+	out[n] = '\0';
+}
+
 int pgctl_remove_stale_pidfile(const char *data_dir)
 {
-	char real[PATH_MAX], path[PATH_MAX + 32];
-	pid_t pid = read_postmaster_pid(data_dir);
+	char real[PATH_MAX], path[PATH_MAX + 32], before[256], after[256];
 	struct dirent *e;
+	struct stat st;
 	DIR *proc;
 
-	if (pid <= 0 || !realpath(data_dir, real))
+	/* Whatever it holds: a postmaster's pid, a single-user backend's negated one (a
+	 * host lost during pg_rewind's crash recovery), nothing (a crash while writing). */
+	if (!realpath(data_dir, real))
 		return PGW_OK;
+	snprintf(path, sizeof(path), "%s/postmaster.pid", real);
+	if (lstat(path, &st) != 0)
+		return PGW_OK;
+	read_head(path, before, sizeof(before));
 	/* PostgreSQL's own interlock, the shared memory its backends still hold, is read
-	 * from this file: it goes only when no postgres at all works in the directory. */
+	 * from this file: it goes only when no postgres at all works in the directory. A
+	 * postmaster creating it is in the directory already. */
 	proc = opendir("/proc");
 	if (!proc)
 		return PGW_ERR;
@@ -679,12 +699,16 @@ int pgctl_remove_stale_pidfile(const char *data_dir)
 		return PGW_ERR;
 	}
 	closedir(proc);
-	snprintf(path, sizeof(path), "%s/postmaster.pid", real);
+	/* Not rewritten meanwhile (a server that started during the scan). */
+	read_head(path, after, sizeof(after));
+	if (strcmp(before, after) != 0)
+		return PGW_ERR;
 	if (unlink(path) != 0 && errno != ENOENT)
 		return PGW_ERR;
-	log_warning("removed a stale postmaster.pid: pid %d is not a postmaster of %s (a crash "
-		    "left the file; the pid was reused since)",
-		    (int)pid, real);
+	before[strcspn(before, "\n")] = '\0';
+	log_warning("removed a stale postmaster.pid (pid '%s'): no postgres works in %s (a crash "
+		    "left the file; its pid may have been reused since)",
+		    before, real);
 	return PGW_OK;
 }
 
@@ -724,7 +748,11 @@ int pgctl_reload(struct pgctl *p)
 {
 	pid_t pid = pgctl_live_postmaster(p->cfg->data_dir);
 
-	if (pid <= 0 || kill(pid, SIGHUP) != 0) {
+	if (pid <= 0) {
+		log_warning("cannot reload PostgreSQL: no postmaster runs");
+		return PGW_ERR;
+	}
+	if (kill(pid, SIGHUP) != 0) {
 		log_warning("cannot reload PostgreSQL (postmaster pid %d): %s", (int)pid,
 			    strerror(errno));
 		return PGW_ERR;

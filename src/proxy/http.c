@@ -386,9 +386,13 @@ static void render_members(struct doc *d, const struct proxy_view *v)
 		/* As the replica's health check answered it (once a second). */
 		if (m->is_leader || m->lag < 0)
 			doc_printf(d, "<td class=\"n muted\">-</td><td class=\"n muted\">-</td>");
-		else
+		else if (m->lag_seconds >= 0)
 			doc_printf(d, "<td class=\"n\">%" PRId64 "</td><td class=\"n\">%.1f</td>",
 				   m->lag, m->lag_seconds);
+		else /* the replica cannot tell */
+			doc_printf(d,
+				   "<td class=\"n\">%" PRId64 "</td><td class=\"n muted\">?</td>",
+				   m->lag);
 		if (m->is_leader)
 			doc_printf(d, "<td class=\"muted\">-</td></tr>\n");
 		else

@@ -420,8 +420,12 @@ def test_leader_lost_right_after_a_switchover_rejoins(cluster):
                 "--force")
     wait_for("node%d to lead" % (cand + 1), lambda: cluster.leader() == cand, 60)
     cluster.wait_healthy()
-    cluster.query(cand, "INSERT INTO t (id) SELECT generate_series(1001, 2000)")
     tl = cluster.timeline(cand)
+    # The history entry follows the promotion's checkpoint and segment switch.
+    wait_for("the switchover in the history", lambda: (lambda h: h[0] == 200 and h[1][-1][0]
+                                                       == tl - 1)(cluster.api(cand, "/history")),
+             30)
+    cluster.query(cand, "INSERT INTO t (id) SELECT generate_series(1001, 2000)")
     cluster.kill_host(cand)
     new = wait_for("a new leader", lambda: (lambda l: l if l not in (None, cand) else None)(
         cluster.leader()), 60)
@@ -452,7 +456,7 @@ def test_leader_lost_right_after_a_switchover_rejoins(cluster):
         other.kill()
         other.wait()
     log = cluster.log(cand)[before:]
-    assert "removed a stale postmaster.pid: pid %d" % other.pid in log, log[-3000:]
+    assert "removed a stale postmaster.pid (pid '%d')" % other.pid in log, log[-3000:]
     assert "rewinding finished with exit code 0" in log, log[-3000:]
     assert "creating replica" not in log, log[-3000:]
     wait_for("node%d to have every row" % (cand + 1), lambda: cluster.query(

@@ -79,7 +79,7 @@ def test_replica_lag_in_seconds(shared_cluster):
     cluster.query(leader, "INSERT INTO t (id) VALUES (-1)")
     wait_for("the row replayed", lambda: cluster.query(
         replica, "SELECT count(*) FROM t WHERE id = -1")[0][0] == 1, 20)
-    assert cluster.api(replica, "/status")[1]["lag_seconds"] == 0
+    wait_for("no lag", lambda: cluster.api(replica, "/status")[1]["lag_seconds"] == 0, 20)
     cluster.query(replica, "SELECT pg_wal_replay_pause()")
     try:
         cluster.query(leader, "DELETE FROM t WHERE id = -1")

@@ -20,7 +20,10 @@ import pytest
 import swarmlib
 from swarmlib import STACK, helpers, log
 
-POOLED = "host=pgbouncer port=6432 user=postgres dbname=postgres connect_timeout=2"
+# as the README asks of applications: a proxy's host lost mid-statement ends the
+# connection in seconds (not after TCP's retransmissions, about 15 minutes)
+POOLED = ("host=pgbouncer port=6432 user=postgres dbname=postgres connect_timeout=2 "
+          "tcp_user_timeout=5000 keepalives_idle=5 keepalives_interval=2 keepalives_count=2")
 
 
 @pytest.fixture(scope="module")

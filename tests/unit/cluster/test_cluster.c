@@ -40,6 +40,8 @@ static void test_member_status_document(void **state)
 	assert_string_equal(st.role, "");
 	assert_int_equal(st.timeline, 0);
 	assert_true(st.lag_seconds == 0);
+	assert_true(member_parse_status("{\"lag_seconds\": null}", &st));
+	assert_true(st.lag_seconds == -1);
 	/* Too long a role is cut, never overflows. */
 	assert_true(member_parse_status("{\"role\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", &st));
 	assert_int_equal(strlen(st.role), sizeof(st.role) - 1);
