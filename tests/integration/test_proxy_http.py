@@ -165,6 +165,38 @@ def test_status_page_needs_credentials(cluster):
     assert code == 200 and "routed to %s" % leader in status_body
     assert password not in body
 
+    # A history of 1,000 leader changes (the key grows by one entry at each; here 70 kB
+    # through the watch): the page shows the last five and keeps its size.
+    env = {"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}
+    ep = "--endpoints=http://127.0.0.1:%d" % cluster.etcd_port
+    key = "/service/demo/history"
+    etcdctl = lambda *a: subprocess.run(["etcdctl", ep, *a], capture_output=True,  # noqa
+                                        text=True, timeout=10, env=env, check=True).stdout
+    kept = etcdctl("get", key, "--print-value-only").strip()
+    before = len(wait_for("the bootstrap in the history", lambda: (
+        lambda b: "<td>bootstrap</td>" in b and b)(get(cluster, "/", auth=auth)[2]), 10))
+    long = json.loads(kept) + [
+        [1000 + i, 16777216 * (i + 1), "failover", "2026-12-07T%02d:%02d:%02dZ" % (
+            i // 3600, i // 60 % 60, i % 60), "node%d" % (i % 3 + 1)] for i in range(1000)]
+    try:
+        etcdctl("put", key, json.dumps(long))
+        after = wait_for("the last leader change on the page", lambda: (
+            lambda b: '<td class="n">2000</td><td>3/E8000000</td>' in b and b)(
+                get(cluster, "/", auth=auth)[2]), 10)
+    finally:
+        etcdctl("put", key, kept)
+    table = after.split('<table id="history">')[1].split("</table>")[0]
+    assert table.count("<td>failover</td>") == 5 and "<td>bootstrap</td>" not in table
+    assert '<td class="n">1996</td>' in table and '<td class="n">1995</td>' not in table
+    assert len(after) - before < 2000, (before, len(after))
+    conn = psycopg2.connect(cluster.proxy_dsn())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")  # still routed to the leader
+            assert cur.fetchone()[0] is False
+    finally:
+        conn.close()
+
 
 def test_metrics(cluster):
     leader = "node%d" % (cluster.leader() + 1)
