@@ -63,14 +63,15 @@ export UBSAN_OPTIONS="print_stacktrace=1"
 lowest=(setsid -w bash -c 'echo 19 >/proc/self/autogroup 2>/dev/null || true
     exec ionice -c 2 -n 7 nice -n 19 "$@"' lowest)
 fuzz_pid="" prebuild_pid="" chaos_pid="" engine=""
+swarmlib=(/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
+for f in sys.argv[1:]: getattr(swarmlib, f)()')
 # Whatever ends this script early: nothing it started in the background stays (a
 # variable is cleared once its job was waited for: its pid may be reused since).
 cleanup() {
     local p
     for p in $fuzz_pid $prebuild_pid $chaos_pid; do kill -- "-$p" 2>/dev/null || true; done
     if [ -n "$engine" ] && [ "${PGW_SWARM_KEEP:-}" != 1 ]; then
-        /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
-swarmlib.remove_leftovers(); swarmlib.stop_engine()' || true
+        "${swarmlib[@]}" remove_leftovers stop_engine || true
     fi
 }
 trap cleanup EXIT
@@ -85,10 +86,8 @@ export -f fuzz_all
     fuzz_all' >/tmp/pgwarden-fuzz-all.log 2>&1 &
 fuzz_pid=$!
 engine=1
-/usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
-swarmlib.ensure_engine()'
-"${lowest[@]}" /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
-swarmlib.prebuild()' >/tmp/pgwarden-swarm-prebuild.log 2>&1 &
+"${swarmlib[@]}" ensure_engine
+"${lowest[@]}" "${swarmlib[@]}" prebuild >/tmp/pgwarden-swarm-prebuild.log 2>&1 &
 prebuild_pid=$!
 
 # The abuse suite first (issue 14): hostile clients, a hostile network, a fake leader in
@@ -149,13 +148,8 @@ wait "$chaos_pid" || chaos_rc=$?
 chaos_pid=""
 echo "== chaos suite (its output)"
 cat /tmp/pgwarden-chaos.log
-# Whatever happened (a timeout kills pytest before it cleans up): no test container
-# stays, nor the engine the test started (PGW_SWARM_KEEP=1 keeps them to look at).
-if [ "${PGW_SWARM_KEEP:-}" != 1 ]; then
-    /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/swarm"); import swarmlib
-swarmlib.remove_leftovers(); swarmlib.stop_engine()'
-fi
-engine=""
+# (On exit, whatever happened: a timeout kills pytest before it cleans up, cleanup above
+# removes every test container and stops the engine; PGW_SWARM_KEEP=1 keeps them.)
 [ "$chaos_rc" = 0 ] || exit "$chaos_rc"
 [ "$swarm_rc" = 0 ] || exit "$swarm_rc"
 echo "== all tests passed"

@@ -739,9 +739,8 @@ static int init_state(struct agent *a, const char *path)
 	if (backup_remote(&a->cfg)) /* an earlier agent's, left by a stop mid-promotion */
 		backup_repo_down(&a->cfg, false);
 	/* A crash's (a lost host): pg_ctl stop would signal whatever process has its pid now.
-	 * Kept while any postgres works in the directory (a server we did not start). */
-	if (!pgctl_live_postmaster(a->cfg.data_dir))
-		(void)pgctl_remove_stale_pidfile(a->cfg.data_dir);
+	 * Kept while any postgres works in the directory (a running server among them). */
+	(void)pgctl_remove_stale_pidfile(a->cfg.data_dir);
 	a->dyn_revision = -1;
 	a->sync_count = 1;
 	a->node_ttl_ms = a->cfg.ttl_ms;

@@ -49,22 +49,15 @@ bool port_in_use(int port)
 pid_t running_pid(const char *pidfile, const char *expect)
 {
 	pid_t pid = cmn_read_pidfile(pidfile);
-	char path[64], cmd[512];
-	ssize_t n;
-	int fd;
+	char cmd[512];
+	size_t n;
 
 	if (!pid || !cmn_pid_alive(pid))
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	n = cmn_proc_cmdline(pid, cmd, sizeof(cmd));
+	if (n == 0)
 		return 0;
-	n = read(fd, cmd, sizeof(cmd) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	cmd[n] = '\0';
-	for (ssize_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++)
 		if (cmd[i] == '\0')
 			cmd[i] = ' ';
 	return strstr(cmd, expect) ? pid : 0;

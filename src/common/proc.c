@@ -2,6 +2,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -284,6 +285,43 @@ void cmn_proc_stop(pid_t pid, int *exit_code)
 	kill(pid, SIGTERM);
 	while (cmn_proc_poll(pid, exit_code) == 0)
 		usleep(100000);
+}
+
+size_t cmn_proc_cmdline(pid_t pid, char *out, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, out, size - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	out[n] = '\0';
+	return (size_t)n;
+}
+
+int cmn_proc_each(bool (*fn)(pid_t pid, void *arg), void *arg)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *e;
+
+	if (!proc)
+		return PGW_ERR;
+	while ((e = readdir(proc)) != NULL) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+
+		if (!*end && pid > 0 && !fn((pid_t)pid, arg))
+			break;
+	}
+	closedir(proc);
+	return PGW_OK;
 }
 
 bool cmn_pid_alive(pid_t pid)

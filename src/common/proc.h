@@ -36,6 +36,14 @@ int cmn_proc_run_opts(const struct cmn_proc_opts *o, int timeout_ms, struct cmn_
 /* SIGTERM to a child of ours, then waits until it is gone (its exit code in *exit_code). */
 void cmn_proc_stop(pid_t pid, int *exit_code);
 bool cmn_pid_alive(pid_t pid);
+/*
+ * /proc/PID/cmdline into out (arguments separated by NULs, then a NUL); its length, 0
+ * when the process is gone or shows none.
+ */
+size_t cmn_proc_cmdline(pid_t pid, char *out, size_t size);
+/* fn(pid, arg) for every process in /proc until it returns false; PGW_ERR when /proc
+ * cannot be read. */
+int cmn_proc_each(bool (*fn)(pid_t pid, void *arg), void *arg);
 /* Reads a pid from the first line of a file; 0 when missing or bad. */
 pid_t cmn_read_pidfile(const char *path);
 

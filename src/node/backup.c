@@ -187,57 +187,42 @@ void backup_repo_down_path(const struct agent_config *cfg, char *out, size_t siz
 	snprintf(out, size, "%s/pgbackrest/repo-down", cfg->node_dir);
 }
 
-/* Whether process pid runs pgBackRest with option want and command archive-get. */
-static bool is_fetch_of(pid_t pid, const char *want)
-{
-	char path[64], args[8192];
-	bool config = false, get = false;
-	size_t len;
-	FILE *f;
+struct fetches {
+	char want[4300]; /* --config=<this node's pgbackrest.conf> */
+	int stopped;
+};
 
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	len = fread(args, 1, sizeof(args) - 1, f);
-	fclose(f);
-	args[len] = '\0';
+/* SIGTERM to pid if it runs pgBackRest's archive-get with this node's configuration. */
+static bool stop_if_fetch(pid_t pid, void *arg)
+{
+	struct fetches *f = arg;
+	char args[8192];
+	size_t len = cmn_proc_cmdline(pid, args, sizeof(args));
 	const char *slash = strrchr(args, '/');
+	bool config = false, get = false;
 
 	if (len == 0 || strcmp(slash ? slash + 1 : args, "pgbackrest") != 0)
-		return false;
+		return true;
 	for (size_t at = 0; at < len; at += strlen(args + at) + 1) {
-		config = config || strcmp(args + at, want) == 0;
+		config = config || strcmp(args + at, f->want) == 0;
 		get = get || strcmp(args + at, "archive-get") == 0;
 	}
-	return config && get;
+	if (config && get && kill(pid, SIGTERM) == 0)
+		f->stopped++;
+	return true;
 }
 
 int backup_stop_fetches(const struct agent_config *cfg)
 {
-	char conf[4200], want[4300];
-	struct dirent *e;
-	DIR *proc;
-	int n = 0;
+	struct fetches f = {.stopped = 0};
+	char conf[4200];
 
 	if (!backup_enabled(cfg))
 		return 0;
 	backup_conf_path(cfg, conf, sizeof(conf));
-	snprintf(want, sizeof(want), "--config=%s", conf);
-	proc = opendir("/proc");
-	if (!proc)
-		return 0;
-	while ((e = readdir(proc)) != NULL) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-
-		if (*end || pid <= 0 || !is_fetch_of((pid_t)pid, want))
-			continue;
-		if (kill((pid_t)pid, SIGTERM) == 0)
-			n++;
-	}
-	closedir(proc);
-	return n;
+	snprintf(f.want, sizeof(f.want), "--config=%s", conf);
+	(void)cmn_proc_each(stop_if_fetch, &f);
+	return f.stopped;
 }
 
 void backup_repo_down(const struct agent_config *cfg, bool down)

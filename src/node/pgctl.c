@@ -7,7 +7,6 @@
 #include "common/util.h"
 
 #include <errno.h>
-#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -655,6 +654,20 @@ pid_t pgctl_live_postmaster(const char *data_dir)
 	return postgres_in(pid, realpath(data_dir, real) ? real : NULL) ? pid : 0;
 }
 
+struct working_in {
+	const char *dir;
+	bool found;
+};
+
+/* cmn_proc_each: stops at a postgres working in w->dir. */
+static bool find_working_in(pid_t pid, void *arg)
+{
+	struct working_in *w = arg;
+
+	w->found = postgres_in(pid, w->dir);
+	return !w->found;
+}
+
 /* The first bytes of path (its pid line and more), "" when it cannot be read. */
 static void read_head(const char *path, char *out, size_t size)
 {
@@ -671,9 +684,8 @@ static void read_head(const char *path, char *out, size_t size)
 int pgctl_remove_stale_pidfile(const char *data_dir)
 {
 	char real[PATH_MAX], path[PATH_MAX + 32], before[256], after[256];
-	struct dirent *e;
+	struct working_in w = {.dir = real, .found = false};
 	struct stat st;
-	DIR *proc;
 
 	/* Whatever it holds: a postmaster's pid, a single-user backend's negated one (a
 	 * host lost during pg_rewind's crash recovery), nothing (a crash while writing). */
@@ -686,19 +698,8 @@ int pgctl_remove_stale_pidfile(const char *data_dir)
 	/* PostgreSQL's own interlock, the shared memory its backends still hold, is read
 	 * from this file: it goes only when no postgres at all works in the directory. A
 	 * postmaster creating it is in the directory already. */
-	proc = opendir("/proc");
-	if (!proc)
+	if (cmn_proc_each(find_working_in, &w) != PGW_OK || w.found)
 		return PGW_ERR;
-	while ((e = readdir(proc)) != NULL) {
-		char *end;
-		long other = strtol(e->d_name, &end, 10);
-
-		if (*end || other <= 0 || !postgres_in((pid_t)other, real))
-			continue;
-		closedir(proc);
-		return PGW_ERR;
-	}
-	closedir(proc);
 	/* Not rewritten meanwhile (a server that started during the scan). */
 	read_head(path, after, sizeof(after));
 	if (strcmp(before, after) != 0)

@@ -426,6 +426,11 @@ def test_leader_lost_right_after_a_switchover_rejoins(cluster):
                                                        == tl - 1)(cluster.api(cand, "/history")),
              30)
     cluster.query(cand, "INSERT INTO t (id) SELECT generate_series(1001, 2000)")
+    # (replication is asynchronous: the rows reach the others before the kill)
+    for i in range(cluster.N):
+        if i != cand:
+            wait_for("the rows on node%d" % (i + 1), lambda i=i: cluster.query(
+                i, "SELECT count(*) FROM t WHERE id BETWEEN 1001 AND 2000")[0][0] == 1000, 20)
     cluster.kill_host(cand)
     new = wait_for("a new leader", lambda: (lambda l: l if l not in (None, cand) else None)(
         cluster.leader()), 60)
