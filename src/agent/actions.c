@@ -18,6 +18,7 @@
 #include "agent/ha.h"
 #include "agent/syncrep.h"
 #include "node/pgconf.h"
+#include "node/pgcontrol.h"
 #include "node/pgctl.h"
 #include "common/http.h"
 #include "common/log.h"
@@ -371,6 +372,60 @@ int promote_poll(struct agent *a, int *code)
 	return 0;
 }
 
+/*
+ * A switchover's old leader gives the key up as soon as its shutdown checkpoint is
+ * written (the failover key then says where: stopped_at), before its walsenders have
+ * sent that last WAL and its postmaster has exited. A replica takes the key only once
+ * it has received that checkpoint: it then has every commit of the old leader, and its
+ * new timeline starts after the old leader's last record, which lets the old leader
+ * rejoin without pg_rewind. The checkpoint record is flushed as a whole, so a received
+ * position past its start is its end. Looked for here every 10 ms for up to a second a
+ * loop; after ttl without it (the old leader's host gone meanwhile) the race goes on
+ * with what we have, as a failover would.
+ */
+static bool received_old_leaders_last_wal(struct agent *a)
+{
+	uint64_t want = a->cluster.has_switchover ? a->cluster.switchover_stopped_at : 0, got = 0;
+	int64_t start = cmn_now_ms(), now = start;
+	char at[32], have[32];
+
+	if (!want || !a->probe.in_recovery)
+		return true;
+	for (;;) {
+		char *v = pgctl_query_value(&a->pg, "SELECT pg_last_wal_receive_lsn()");
+
+		if (!v || cmn_parse_lsn(v, &got) != PGW_OK)
+			got = 0;
+		free(v);
+		now = cmn_now_ms();
+		if (got > want || now - start >= 1000)
+			break;
+		usleep(10000);
+	}
+	cmn_format_lsn(want, at, sizeof(at));
+	cmn_format_lsn(got, have, sizeof(have));
+	if (got > want) {
+		log_info(
+		    "received the old leader's shutdown checkpoint (%s) after %lld ms", at,
+		    (long long)(now - (a->stopped_at_wait_since_ms ? a->stopped_at_wait_since_ms
+								   : start)));
+		a->stopped_at_wait_since_ms = 0;
+		return true;
+	}
+	if (!a->stopped_at_wait_since_ms)
+		a->stopped_at_wait_since_ms = start;
+	if (now - a->stopped_at_wait_since_ms < a->cfg.ttl_ms) {
+		log_info("not taking the leader key yet: waiting for the old leader's shutdown "
+			 "checkpoint at %s (received up to %s)",
+			 at, have);
+		return false;
+	}
+	log_warning("the old leader's shutdown checkpoint at %s has not arrived in %lld ms "
+		    "(received up to %s): racing with what we have, as in a failover",
+		    at, (long long)(now - a->stopped_at_wait_since_ms), have);
+	return true;
+}
+
 static void do_race(struct agent *a)
 {
 	struct ha_peer peers[DCS_MAX_MEMBERS];
@@ -455,6 +510,8 @@ static void do_race(struct agent *a)
 			do_demote(a, "a primary without the leader key that is not the healthiest");
 		return;
 	}
+	if (!received_old_leaders_last_wal(a))
+		return;
 	if (!lease_maintain(a, true)) /* the leader key starts with a full lease */
 		return;
 	/* Compared with the sync key we decided on: a newer one may not list us. */
@@ -490,6 +547,38 @@ void do_demote(struct agent *a, const char *why)
 	pgctl_close(&a->pg);
 }
 
+/*
+ * Where our promotion forked off the old timeline, as PostgreSQL wrote it in the new
+ * timeline's history file (its last line: "<old timeline>\t<X/X>\t<reason>"): the end of
+ * the last record replayed, which the position we saw before promoting can fall short
+ * of (a switchover's candidate receives the old leader's shutdown checkpoint after its
+ * last probe). Members compare their positions with it (rejoin without pg_rewind,
+ * "diverged"); our earlier position when the file cannot be read.
+ */
+static uint64_t promoted_fork_lsn(const struct agent *a)
+{
+	char path[4200], line[512];
+	uint64_t fork = a->promote_from_lsn, lsn;
+	unsigned hi, lo;
+	int tli;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pg_wal/%08X.history", a->cfg.data_dir,
+		 (unsigned)a->probe.timeline);
+	f = fopen(path, "r");
+	if (!f)
+		return fork;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "%d %X/%X", &tli, &hi, &lo) == 3 &&
+		    tli == a->promote_from_timeline) {
+			lsn = (uint64_t)hi << 32 | lo;
+			if (lsn >= a->promote_from_lsn)
+				fork = lsn;
+		}
+	fclose(f);
+	return fork;
+}
+
 static void keep_leader(struct agent *a)
 {
 	int64_t now = cmn_now_ms();
@@ -514,7 +603,7 @@ static void keep_leader(struct agent *a)
 		    pgctl_exec(&a->pg, "SELECT pg_switch_wal()") != PGW_OK)
 			log_warning("could not switch to a new WAL segment after promotion");
 		if (dcs_append_history(&a->dcs, a->cluster.history, a->promote_from_timeline,
-				       a->promote_from_lsn,
+				       promoted_fork_lsn(a),
 				       a->promote_reason[0] ? a->promote_reason : "promoted",
 				       a->cfg.member_name) != PGW_OK)
 			log_warning("could not record the timeline switch in history");
@@ -557,6 +646,43 @@ static void archiving_back_if_running(struct agent *a, const char *pidfile)
 	a->archiving_off = false;
 	if (rewrite_conf_and_reload(a) != PGW_OK)
 		log_warning("cannot rewrite postgresql.conf (archive_command back)");
+}
+
+/*
+ * A switchover's fast stop, looked at every 20 ms: once pg_control says "shut down" the
+ * shutdown checkpoint is written and nothing can be committed here any more (the
+ * backends are gone). The key goes now, with the checkpoint's position in the failover
+ * key, instead of after the walsenders' last sends, the archiver's last push and the
+ * postmaster's exit: the candidate takes it once it has received that checkpoint
+ * (received_old_leaders_last_wal). If etcd refuses (the request changed), the key goes
+ * after the stop, as before.
+ */
+static void release_at_shutdown_checkpoint(struct agent *a)
+{
+	struct pgcontrol pc;
+	char at[32];
+	bool ok = false;
+
+	if (pgcontrol_read(a->cfg.data_dir, &pc) != PGW_OK || pc.state != PGCONTROL_SHUT_DOWN)
+		return;
+	/* The candidate's race asks our REST API first: not a primary any more. */
+	a->probe.accepting = false;
+	publish_api(a);
+	cmn_format_lsn(pc.checkpoint_lsn, at, sizeof(at));
+	if (dcs_release_leader_stopped(&a->dcs, &a->cluster, a->cfg.member_name, pc.checkpoint_lsn,
+				       &ok) != PGW_OK ||
+	    !ok) {
+		log_info("switchover: shutdown checkpoint at %s written; the leader key goes "
+			 "once PostgreSQL is down (the request changed meanwhile)",
+			 at);
+		a->so_release_early = false;
+		return;
+	}
+	a->so_released = true;
+	a->cluster.has_leader = false;
+	log_info("switchover: shutdown checkpoint at %s written: leader key released, the "
+		 "candidate takes it once it has received that checkpoint",
+		 at);
 }
 
 /*
@@ -633,6 +759,8 @@ int stop_postgres(struct agent *a, const char *mode)
 			code = -1;
 			break;
 		}
+		if (a->so_release_early && !a->so_released)
+			release_at_shutdown_checkpoint(a);
 		if (now - last_beat >= a->cfg.loop_wait_ms) {
 			int64_t lease = a->lease_id;
 
@@ -672,6 +800,7 @@ static void do_switchover(struct agent *a, const char *candidate)
 {
 	char waiting[512];
 	int64_t now;
+	int code;
 
 	if (candidate[0]) {
 		const struct dcs_member *m = member_of(a, candidate);
@@ -744,10 +873,17 @@ static void do_switchover(struct agent *a, const char *candidate)
 	}
 	a->so_waiting = false;
 	pgctl_close(&a->pg);
-	if (stop_postgres(a, "fast") != 0) {
-		log_error("switchover: PostgreSQL did not stop cleanly; stopping it at once");
+	a->so_release_early = a->cluster.has_switchover;
+	a->so_released = false;
+	code = stop_postgres(a, "fast");
+	a->so_release_early = false;
+	if (code != 0) {
+		log_error("switchover: PostgreSQL did not stop cleanly%s; stopping it at once",
+			  a->so_released ? " after its shutdown checkpoint" : "");
 		if (stop_postgres(a, "immediate") != 0) {
-			log_error("switchover: cannot stop PostgreSQL; keeping the leader key");
+			log_error("switchover: cannot stop PostgreSQL; %s",
+				  a->so_released ? "the fence stays armed (the key is gone already)"
+						 : "keeping the leader key");
 			return;
 		}
 	}
@@ -770,8 +906,10 @@ void execute(struct agent *a, const struct ha_decision *d)
 {
 	const struct dcs_member *m = member_of(a, d->member);
 
-	if (d->action != HA_RACE)
+	if (d->action != HA_RACE) {
 		a->race_wait_since_ms = 0; /* a race's wait is for one leaderless spell */
+		a->stopped_at_wait_since_ms = 0;
+	}
 
 	switch (d->action) {
 	case HA_WAIT:

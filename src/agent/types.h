@@ -76,6 +76,7 @@ struct agent {
 	char configured_upstream[300];
 	int64_t primary_down_since_ms;
 	int64_t race_wait_since_ms; /* racing waits for a member that does not answer (0: no) */
+	int64_t stopped_at_wait_since_ms; /* racing waits for the old leader's last WAL */
 	int64_t not_streaming_since_ms;
 	double caught_up_at;  /* replica: unix seconds it was last seen caught up (0: not yet) */
 	int replica_timeline; /* newest timeline our replica has received */
@@ -85,6 +86,8 @@ struct agent {
 	int64_t so_revision;
 	int64_t so_started_ms;
 	bool so_waiting;
+	bool so_release_early; /* its fast stop: the key goes at the shutdown checkpoint */
+	bool so_released;      /* and went */
 	int promote_from_timeline;
 	uint64_t promote_from_lsn;
 	char promote_reason[DCS_NAME_MAX + 32]; /* recorded in the history key */

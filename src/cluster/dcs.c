@@ -244,6 +244,8 @@ void dcs_cluster_from_kvs(const struct dcs *d, const struct etcd_kv *kvs, size_t
 				out->switchover_at = json_object_get_int64(v);
 			out->switchover_drain = o && json_object_object_get_ex(o, "drain", &v) &&
 						json_object_get_boolean(v);
+			if (o && json_object_object_get_ex(o, "stopped_at", &v))
+				out->switchover_stopped_at = (uint64_t)json_object_get_int64(v);
 			json_object_put(o);
 		} else if (strcmp(name, DCS_KEY_SYNC) == 0) {
 			json_object *o = json_tokener_parse(kv->value), *v;
@@ -830,7 +832,7 @@ int dcs_set_pause(struct dcs *d, bool pause)
 }
 
 static char *switchover_json(const char *leader, const char *candidate, int64_t scheduled_at,
-			     bool drain)
+			     bool drain, uint64_t stopped_at)
 {
 	json_object *o = json_object_new_object();
 	char *text;
@@ -840,6 +842,8 @@ static char *switchover_json(const char *leader, const char *candidate, int64_t 
 	json_object_object_add(o, "scheduled_at", json_object_new_int64(scheduled_at));
 	if (drain)
 		json_object_object_add(o, "drain", json_object_new_boolean(true));
+	if (stopped_at)
+		json_object_object_add(o, "stopped_at", json_object_new_int64((int64_t)stopped_at));
 	text = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
 	json_object_put(o);
 	return text;
@@ -848,8 +852,8 @@ static char *switchover_json(const char *leader, const char *candidate, int64_t 
 int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok)
 {
 	char key[600];
-	char *text =
-	    switchover_json(c->switchover_leader, c->switchover_candidate, c->switchover_at, true);
+	char *text = switchover_json(c->switchover_leader, c->switchover_candidate,
+				     c->switchover_at, true, 0);
 	struct etcd_txn_result r;
 	int rc;
 
@@ -873,10 +877,46 @@ int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *
 	return PGW_OK;
 }
 
+int dcs_release_leader_stopped(struct dcs *d, const struct dcs_cluster *c, const char *name,
+			       uint64_t stopped_at, bool *ok)
+{
+	char fkey[600], lkey[600];
+	char *text = switchover_json(c->switchover_leader, c->switchover_candidate,
+				     c->switchover_at, c->switchover_drain, stopped_at);
+	struct etcd_txn_result r;
+	int rc;
+
+	*ok = false;
+	if (!text)
+		return PGW_ENOMEM;
+	dcs_key(d, DCS_KEY_FAILOVER, fkey, sizeof(fkey));
+	dcs_key(d, DCS_KEY_LEADER, lkey, sizeof(lkey));
+	struct etcd_compare cmp[2] = {{.key = lkey,
+				       .target = ETCD_CMP_VALUE,
+				       .result = ETCD_CMP_EQUAL,
+				       .value = name,
+				       .value_len = strlen(name)},
+				      {.key = fkey,
+				       .target = ETCD_CMP_MOD,
+				       .result = ETCD_CMP_EQUAL,
+				       .number = c->switchover_revision}};
+	struct etcd_op ops[2] = {
+	    {.type = ETCD_OP_PUT, .key = fkey, .value = text, .value_len = strlen(text)},
+	    {.type = ETCD_OP_DELETE, .key = lkey}};
+
+	rc = etcd_txn(d->etcd, cmp, 2, ops, 2, NULL, 0, &r);
+	free(text);
+	if (rc != PGW_OK)
+		return rc;
+	*ok = r.succeeded;
+	etcd_txn_result_free(&r);
+	return PGW_OK;
+}
+
 int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,
 			   int64_t scheduled_at, bool *created)
 {
-	char *text = switchover_json(leader, candidate, scheduled_at, false);
+	char *text = switchover_json(leader, candidate, scheduled_at, false, 0);
 	int rc;
 
 	if (!text)

@@ -74,8 +74,9 @@ struct dcs_cluster {
 	char switchover_leader[DCS_NAME_MAX];
 	char switchover_candidate[DCS_NAME_MAX];
 	int64_t switchover_at;
-	int64_t switchover_revision; /* the failover key's mod_revision */
-	bool switchover_drain;	     /* the leader asks the proxies to drain now */
+	int64_t switchover_revision;	/* the failover key's mod_revision */
+	bool switchover_drain;		/* the leader asks the proxies to drain now */
+	uint64_t switchover_stopped_at; /* the old leader's shutdown checkpoint (0: not yet) */
 	/* Proxies registered under proxies/ (at most DCS_MAX_PROXIES). */
 	struct dcs_proxy proxies[DCS_MAX_PROXIES];
 	size_t n_proxies;
@@ -199,6 +200,14 @@ int dcs_clear_switchover(struct dcs *d) PGW_WUR;
  * c->switchover_revision (*ok false otherwise).
  */
 int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok) PGW_WUR;
+/*
+ * A switchover's old leader, once its shutdown checkpoint is written at stopped_at: in
+ * one transaction, if the leader key still holds name and the failover key is still at
+ * c->switchover_revision, the failover key gets "stopped_at" and the leader key goes
+ * (*ok false otherwise, nothing written).
+ */
+int dcs_release_leader_stopped(struct dcs *d, const struct dcs_cluster *c, const char *name,
+			       uint64_t stopped_at, bool *ok) PGW_WUR;
 /* Where timeline tli ended, from the history JSON (0 when not recorded). */
 uint64_t dcs_history_switch_lsn(const char *history, int tli);
 /* One entry of the history key: [old timeline, switch lsn, reason, time, new leader]. */

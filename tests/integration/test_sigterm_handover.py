@@ -89,6 +89,12 @@ def test_sigterm_to_the_leader_under_load_pauses_without_errors(cluster):
     assert "handing the leader role over to node%d first" % (new + 1) in log, log[-3000:]
     assert "1 proxy asked to drain" in log and "1 proxy drained after" in log
     assert took, log[-3000:]
+    # The key went at the shutdown checkpoint, not after the postmaster's exit, and the
+    # candidate took it only once it had received that checkpoint.
+    early = re.search(r"shutdown checkpoint at (\S+) written: leader key released", log)
+    assert early, log[-3000:]
+    assert ("received the old leader's shutdown checkpoint (%s)" % early.group(1)
+            in cluster.log(new)), cluster.log(new)[-3000:]
     # The candidate knew the next timeline was free: no archive lookups on the way.
     assert "timeline %d is not in the archive" % (tl + 1) in cluster.log(new)
     assert "without archive lookups" in cluster.log(new), cluster.log(new)[-3000:]

@@ -153,10 +153,22 @@ static void test_proxies_and_their_drain(void **state)
 	dcs_cluster_from_kvs(&d, kvs, 5, 43, &c);
 	assert_true(c.switchover_drain); /* the leader asks the proxies to drain */
 	assert_string_equal(c.switchover_candidate, "node2");
+	assert_true(c.switchover_stopped_at == 0); /* not stopped yet */
 	assert_true(dcs_proxies_drained(&c, 40, waiting, sizeof(waiting)));
 	assert_string_equal(waiting, "");
 	assert_false(dcs_proxies_drained(&c, 0, NULL, 0)); /* no revision: never drained */
 	dcs_cluster_free(&c);
+	/* The old leader's shutdown checkpoint, with the leader key gone. */
+	kvs[0] = kv("failover",
+		    "{\"leader\":\"node1\",\"candidate\":\"node2\",\"scheduled_at\":0,"
+		    "\"drain\":true,\"stopped_at\":4311744552}",
+		    44, 0);
+	dcs_cluster_from_kvs(&d, kvs, 1, 44, &c);
+	assert_false(c.has_leader);
+	assert_true(c.switchover_drain);
+	assert_true(c.switchover_stopped_at == 4311744552ULL); /* past 32 bits */
+	dcs_cluster_free(&c);
+	kvs[0] = kv("leader", "node1", 5, 77);
 	/* No proxy registered: nothing to wait for. */
 	dcs_cluster_from_kvs(&d, kvs, 2, 43, &c);
 	assert_int_equal(c.n_proxies, 0);
