@@ -765,9 +765,14 @@ int stop_postgres(struct agent *a, const char *mode)
 			int64_t lease = a->lease_id;
 
 			last_beat = now;
-			/* A new lease (the old one expired) carries no leader key: fence stays. */
-			if (holds_leader(a) && lease_maintain(a, false) && a->lease_id == lease &&
-			    a->fence_armed &&
+			bool leads = holds_leader(a);
+
+			/* A new lease (the old one expired) carries no leader key: fence stays.
+			 * A key given up at the shutdown checkpoint leaves the fence where it
+			 * was (nothing can commit here any more) and our member key on the
+			 * lease. */
+			if ((leads || a->so_released) && lease_maintain(a, false) && leads &&
+			    a->lease_id == lease && a->fence_armed &&
 			    agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
 					    ha_fence_deadline(a->lease_deadline_ms,
 							      CLUSTER_DEMOTE_MARGIN_MS)) != PGW_OK)
@@ -872,6 +877,14 @@ static void do_switchover(struct agent *a, const char *candidate)
 			 (long long)(now - a->so_started_ms));
 	}
 	a->so_waiting = false;
+	/* With archiving on, PostgreSQL's shutdown switches to a new WAL segment before its
+	 * checkpoint: the rest of the segment is written as zeros, which every replica
+	 * receives before the checkpoint record can reach the candidate. Switched here
+	 * instead (the proxies hold: nothing is written meanwhile), those zeros stream while
+	 * the backends stop, and the shutdown, on a fresh segment, does not switch. */
+	if (pgctl_exec(&a->pg, "SELECT pg_switch_wal() WHERE current_setting('archive_mode') <> "
+			       "'off'") != PGW_OK)
+		log_warning("switchover: could not switch to a new WAL segment before the stop");
 	pgctl_close(&a->pg);
 	a->so_release_early = a->cluster.has_switchover;
 	a->so_released = false;

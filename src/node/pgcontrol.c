@@ -13,12 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PGCONTROL_VERSION_15 1300u
-#define PGCONTROL_CRC_OFFSET 288
-#define PGCONTROL_OFF_VERSION 8
-#define PGCONTROL_OFF_STATE 16
+#define PGCONTROL_VERSION_15	 1300u
+#define PGCONTROL_CRC_OFFSET	 288
+#define PGCONTROL_OFF_VERSION	 8
+#define PGCONTROL_OFF_STATE	 16
 #define PGCONTROL_OFF_CHECKPOINT 32
-#define PGCONTROL_OFF_TLI 48
+#define PGCONTROL_OFF_TLI	 48
 
 static uint32_t crc_table[256];
 
@@ -64,7 +64,8 @@ int pgcontrol_parse(const unsigned char *buf, size_t len, struct pgcontrol *out)
 	uint32_t state;
 
 	memset(out, 0, sizeof(*out));
-	if (len < PGCONTROL_CRC_OFFSET + 4 || le32(buf + PGCONTROL_OFF_VERSION) != PGCONTROL_VERSION_15)
+	if (len < PGCONTROL_CRC_OFFSET + 4 ||
+	    le32(buf + PGCONTROL_OFF_VERSION) != PGCONTROL_VERSION_15)
 		return PGW_EPROTO;
 	if (pgcontrol_crc32c(buf, PGCONTROL_CRC_OFFSET) != le32(buf + PGCONTROL_CRC_OFFSET))
 		return PGW_EPROTO;
