@@ -7,6 +7,8 @@ import re
 import secrets
 import signal
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -273,6 +275,94 @@ def browser(url, *args):
     return proc.stdout
 
 
+# What a phone-sized window shows of the page, measured by the browser itself.
+PHONE_METRICS = """JSON.stringify({
+  inner: innerWidth,
+  scroll: document.documentElement.scrollWidth,
+  font: parseFloat(getComputedStyle(document.body).fontSize),
+  tables: [...document.querySelectorAll('table')].map(t => t.getBoundingClientRect().right),
+  charts: [...document.querySelectorAll('.chart svg')].map(c => c.getBoundingClientRect().width)
+})"""
+
+
+def phone_view(url, auth, shot, width=390, height=844):
+    """The page in Chromium headless emulating a phone (width x height CSS pixels, touch,
+    the viewport meta honoured), driven over the DevTools protocol on a pipe
+    (--remote-debugging-pipe: NUL-separated JSON on fds 3 and 4). Returns PHONE_METRICS
+    and saves a screenshot to shot."""
+    home = os.path.join(ARTIFACTS, "chromium-home")
+    os.makedirs(home, exist_ok=True)
+    to_r, to_w = os.pipe()
+    from_r, from_w = os.pipe()
+    proc = subprocess.Popen(
+        ["sh", "-c", 'exec "$@" 3<&%d 4>&%d' % (to_r, from_w), "sh", CHROMIUM,
+         "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-dev-shm-usage", "--user-data-dir=" + home, "--remote-debugging-pipe",
+         "about:blank"],
+        pass_fds=(to_r, from_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=dict(os.environ, HOME=home))
+    os.close(to_r)
+    os.close(from_w)
+    out, inp = os.fdopen(to_w, "wb"), os.fdopen(from_r, "rb")
+    pending = b""
+    ids = iter(range(1, 1000))
+
+    def call(method, session=None, **params):
+        nonlocal pending
+        n = next(ids)
+        msg = {"id": n, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        out.write(json.dumps(msg).encode() + b"\0")
+        out.flush()
+        while True:
+            while b"\0" not in pending:
+                chunk = os.read(inp.fileno(), 1 << 16)
+                assert chunk, "chromium closed the DevTools pipe"
+                pending += chunk
+            raw, pending = pending.split(b"\0", 1)
+            reply = json.loads(raw)
+            if reply.get("id") == n:
+                assert "error" not in reply, (method, reply["error"])
+                return reply["result"]
+
+    timer = threading.Timer(60, proc.kill)  # bounded whatever chromium does
+    timer.start()
+    try:
+        target = call("Target.createTarget", url="about:blank")["targetId"]
+        s = call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        call("Emulation.setDeviceMetricsOverride", s, width=width, height=height,
+             deviceScaleFactor=2, mobile=True)
+        call("Emulation.setTouchEmulationEnabled", s, enabled=True)
+        call("Network.enable", s)
+        token = base64.b64encode(("%s:%s" % auth).encode()).decode()
+        call("Network.setExtraHTTPHeaders", s, headers={"Authorization": "Basic " + token})
+        call("Page.navigate", s, url=url)
+        deadline = time.monotonic() + 20
+        while True:
+            ready = call("Runtime.evaluate", s, expression="document.readyState",
+                         returnByValue=True)["result"].get("value")
+            if ready == "complete" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert ready == "complete", ready
+        metrics = json.loads(call("Runtime.evaluate", s, expression=PHONE_METRICS,
+                                  returnByValue=True)["result"]["value"])
+        png = base64.b64decode(call("Page.captureScreenshot", s, format="png",
+                                    captureBeyondViewport=True)["data"])
+        with open(shot, "wb") as f:
+            f.write(png)
+        call("Browser.close")
+    finally:
+        timer.cancel()
+        out.close()
+        inp.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return metrics
+
+
 def test_status_page_in_a_browser(cluster):
     """The status page as a real browser (Chromium headless) renders it: members with
     state, timeline and lag; the 15-minute charts as SVG, counting the transactions run
@@ -367,6 +457,15 @@ def test_status_page_in_a_browser(cluster):
         png = f.read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20000, len(png)
     print("status page screenshot: %s" % shot)
+    # On a phone (390 CSS pixels): the page never scrolls sideways (wide tables scroll
+    # within themselves), the text keeps its size, the charts fill the width.
+    shot = os.path.join(ARTIFACTS, "status-page-phone.png")
+    m = phone_view("http://127.0.0.1:%d/" % (cluster.proxy_port + 3), auth, shot)
+    print("status page on a phone: %s, screenshot %s" % (m, shot))
+    assert m["inner"] == 390 and m["scroll"] <= m["inner"], m
+    assert m["font"] >= 14, m
+    assert len(m["tables"]) >= 4 and all(r <= m["inner"] for r in m["tables"]), m
+    assert len(m["charts"]) == 4 and all(300 <= w <= m["inner"] for w in m["charts"]), m
 
     # etcd down: after ttl the page says writes are not routed and etcd is unreachable;
     # the charts still hold their samples.
