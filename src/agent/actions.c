@@ -376,37 +376,43 @@ int promote_poll(struct agent *a, int *code)
  * A switchover's old leader gives the key up as soon as its shutdown checkpoint is
  * written (the failover key then says where: stopped_at), before its walsenders have
  * sent that last WAL and its postmaster has exited. A replica takes the key only once
- * it has received that checkpoint: it then has every commit of the old leader, and its
- * new timeline starts after the old leader's last record, which lets the old leader
- * rejoin without pg_rewind. The checkpoint record is flushed as a whole, so a received
- * position past its start is its end. Looked for here every 10 ms for up to a second a
- * loop; after ttl without it (the old leader's host gone meanwhile) the race goes on
- * with what we have, as a failover would.
+ * it has replayed that checkpoint record (its replay position, the end of the last record
+ * replayed, is past the record's start: the whole record arrived, which a received
+ * position does not prove for a record that straddles a page): it then has every commit
+ * of the old leader, and its new timeline starts after the old leader's last record,
+ * which lets the old leader rejoin without pg_rewind. Looked for every
+ * AGENT_STOPPED_AT_POLL_MS, up to AGENT_STOPPED_AT_WAIT_MS a loop. The old leader's
+ * walsenders may take long with a replica far behind: waited for while its member key
+ * lives (its agent renews it through the stop), up to its stop's own bound; once that
+ * key is gone (its host lost), after ttl the race goes on with what we have, as a
+ * failover would.
  */
 static bool received_old_leaders_last_wal(struct agent *a)
 {
-	uint64_t want = a->cluster.has_switchover ? a->cluster.switchover_stopped_at : 0, got = 0;
-	int64_t start = cmn_now_ms(), now = start;
+	const struct dcs_cluster *c = &a->cluster;
+	uint64_t want = c->has_switchover ? c->switchover_stopped_at : 0, got = 0;
+	int64_t start = cmn_now_ms(), now = start, bound;
+	bool old_alive = c->switchover_leader[0] && dcs_find_member(c, c->switchover_leader);
 	char at[32], have[32];
 
 	if (!want || !a->probe.in_recovery)
 		return true;
 	for (;;) {
-		char *v = pgctl_query_value(&a->pg, "SELECT pg_last_wal_receive_lsn()");
+		char *v = pgctl_query_value(&a->pg, "SELECT pg_last_wal_replay_lsn()");
 
 		if (!v || cmn_parse_lsn(v, &got) != PGW_OK)
 			got = 0;
 		free(v);
 		now = cmn_now_ms();
-		if (got > want || now - start >= 1000)
+		if (got > want || now - start >= AGENT_STOPPED_AT_WAIT_MS)
 			break;
-		usleep(10000);
+		usleep(AGENT_STOPPED_AT_POLL_MS * 1000);
 	}
 	cmn_format_lsn(want, at, sizeof(at));
 	cmn_format_lsn(got, have, sizeof(have));
 	if (got > want) {
 		log_info(
-		    "received the old leader's shutdown checkpoint (%s) after %lld ms", at,
+		    "replayed the old leader's shutdown checkpoint (%s) after %lld ms", at,
 		    (long long)(now - (a->stopped_at_wait_since_ms ? a->stopped_at_wait_since_ms
 								   : start)));
 		a->stopped_at_wait_since_ms = 0;
@@ -414,14 +420,15 @@ static bool received_old_leaders_last_wal(struct agent *a)
 	}
 	if (!a->stopped_at_wait_since_ms)
 		a->stopped_at_wait_since_ms = start;
-	if (now - a->stopped_at_wait_since_ms < a->cfg.ttl_ms) {
+	bound = old_alive ? AGENT_PG_STOP_TIMEOUT_S * 1000LL : a->cfg.ttl_ms;
+	if (now - a->stopped_at_wait_since_ms < bound) {
 		log_info("not taking the leader key yet: waiting for the old leader's shutdown "
-			 "checkpoint at %s (received up to %s)",
-			 at, have);
+			 "checkpoint at %s (replayed up to %s; %s)",
+			 at, have, old_alive ? "its agent is alive" : "its member key is gone");
 		return false;
 	}
 	log_warning("the old leader's shutdown checkpoint at %s has not arrived in %lld ms "
-		    "(received up to %s): racing with what we have, as in a failover",
+		    "(replayed up to %s): racing with what we have, as in a failover",
 		    at, (long long)(now - a->stopped_at_wait_since_ms), have);
 	return true;
 }
@@ -549,34 +556,24 @@ void do_demote(struct agent *a, const char *why)
 
 /*
  * Where our promotion forked off the old timeline, as PostgreSQL wrote it in the new
- * timeline's history file (its last line: "<old timeline>\t<X/X>\t<reason>"): the end of
- * the last record replayed, which the position we saw before promoting can fall short
- * of (a switchover's candidate receives the old leader's shutdown checkpoint after its
- * last probe). Members compare their positions with it (rejoin without pg_rewind,
- * "diverged"); our earlier position when the file cannot be read.
+ * timeline's history file: the end of the last record replayed, which the position we
+ * saw before promoting can miss either way (a switchover's candidate replays the old
+ * leader's shutdown checkpoint after its last probe; a record received only in part
+ * counts in the received position but not in the fork). Members compare their positions
+ * with it (rejoin without pg_rewind, "diverged"); our earlier position when the file
+ * says nothing.
  */
 static uint64_t promoted_fork_lsn(const struct agent *a)
 {
-	char path[4200], line[512];
-	uint64_t fork = a->promote_from_lsn, lsn;
-	unsigned hi, lo;
-	int tli;
-	FILE *f;
+	uint64_t lsn = 0;
 
-	snprintf(path, sizeof(path), "%s/pg_wal/%08X.history", a->cfg.data_dir,
-		 (unsigned)a->probe.timeline);
-	f = fopen(path, "r");
-	if (!f)
-		return fork;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%d %X/%X", &tli, &hi, &lo) == 3 &&
-		    tli == a->promote_from_timeline) {
-			lsn = (uint64_t)hi << 32 | lo;
-			if (lsn >= a->promote_from_lsn)
-				fork = lsn;
-		}
-	fclose(f);
-	return fork;
+	if (pgcontrol_fork_lsn(a->cfg.data_dir, a->probe.timeline, a->promote_from_timeline,
+			       &lsn) == PGW_OK)
+		return lsn;
+	log_warning("no switch point for timeline %d in timeline %d's history file: recording "
+		    "our position before the promotion",
+		    a->promote_from_timeline, a->probe.timeline);
+	return a->promote_from_lsn;
 }
 
 static void keep_leader(struct agent *a)
@@ -662,19 +659,24 @@ static void release_at_shutdown_checkpoint(struct agent *a)
 	struct pgcontrol pc;
 	char at[32];
 	bool ok = false;
+	int rc;
 
 	if (pgcontrol_read(a->cfg.data_dir, &pc) != PGW_OK || pc.state != PGCONTROL_SHUT_DOWN)
 		return;
 	/* The candidate's race asks our REST API first: not a primary any more. */
 	a->probe.accepting = false;
 	publish_api(a);
+	/* Nothing can commit here any more: the fence must not cut the walsenders short. */
+	if (agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir, 0) == PGW_OK)
+		a->fence_armed = false;
 	cmn_format_lsn(pc.checkpoint_lsn, at, sizeof(at));
-	if (dcs_release_leader_stopped(&a->dcs, &a->cluster, a->cfg.member_name, pc.checkpoint_lsn,
-				       &ok) != PGW_OK ||
-	    !ok) {
+	rc = dcs_release_leader_stopped(&a->dcs, &a->cluster, a->cfg.member_name, pc.checkpoint_lsn,
+					&ok);
+	if (rc != PGW_OK || !ok) {
 		log_info("switchover: shutdown checkpoint at %s written; the leader key goes "
-			 "once PostgreSQL is down (the request changed meanwhile)",
-			 at);
+			 "once PostgreSQL is down (%s)",
+			 at,
+			 rc != PGW_OK ? "etcd did not answer" : "the request changed meanwhile");
 		a->so_release_early = false;
 		return;
 	}
@@ -768,9 +770,9 @@ int stop_postgres(struct agent *a, const char *mode)
 			bool leads = holds_leader(a);
 
 			/* A new lease (the old one expired) carries no leader key: fence stays.
-			 * A key given up at the shutdown checkpoint leaves the fence where it
-			 * was (nothing can commit here any more) and our member key on the
-			 * lease. */
+			 * A key given up at the shutdown checkpoint (the fence disarmed: nothing
+			 * can commit here any more) leaves our member key on the lease, which
+			 * tells the candidate we are still sending our last WAL. */
 			if ((leads || a->so_released) && lease_maintain(a, false) && leads &&
 			    a->lease_id == lease && a->fence_armed &&
 			    agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,

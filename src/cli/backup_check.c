@@ -135,7 +135,7 @@ static int check_source(struct cli_target *t, struct agent_config *m, char *name
 /* The timelines' switch points from the newest timeline's history file (path: the
  * archive's folder in the repository); how many, or -1 (said). */
 static int read_history(const struct agent_config *m, const char *path, int tl,
-			struct pitr_switch *history)
+			struct tl_switch *history)
 {
 	struct cmn_buf out = {0};
 	char file[600];
@@ -144,7 +144,8 @@ static int read_history(const struct agent_config *m, const char *path, int tl,
 
 	snprintf(file, sizeof(file), "%s/%08X.history", path, (unsigned)tl);
 	code = cli_pgbackrest(m, "repo-get", extra, 60000, &out);
-	n = code == 0 ? pitr_parse_history(out.data ? out.data : "", history, MAX_HISTORY) : -1;
+	n = code == 0 ? pgcontrol_parse_history(out.data ? out.data : "", history, MAX_HISTORY)
+		      : -1;
 	if (n < 0)
 		printf("archive: FAILED: cannot read %s (exit %d)\n%s", file, code,
 		       out.data ? out.data : "");
@@ -159,7 +160,7 @@ static int read_history(const struct agent_config *m, const char *path, int tl,
 static int check_continuity(const struct agent_config *m, int *problems)
 {
 	struct archive_files a = {0};
-	struct pitr_switch history[MAX_HISTORY];
+	struct tl_switch history[MAX_HISTORY];
 	struct pitr_segment start;
 	char err[4096], path[512], report[8192];
 	const char *archive_id = NULL, *first_seg;

@@ -275,36 +275,6 @@ int pitr_choose(json_object *stanza, const struct pitr_target *t, const char *la
 
 /* ---- archive continuity ---- */
 
-int pitr_parse_history(const char *text, struct pitr_switch *out, size_t max)
-{
-	size_t n = 0;
-
-	for (const char *line = text; line && *line;) {
-		const char *eol = strchr(line, '\n');
-		size_t len = eol ? (size_t)(eol - line) : strlen(line);
-		char buf[256], lsn[64];
-		unsigned int tl;
-
-		snprintf(buf, sizeof(buf), "%.*s", (int)(len < 255 ? len : 255), line);
-		line = eol ? eol + 1 : NULL;
-		char *p = buf;
-
-		while (*p == ' ' || *p == '\t' || *p == '\r')
-			p++;
-		if (!*p || *p == '#')
-			continue;
-		if (sscanf(p, "%u %63s", &tl, lsn) != 2 || tl == 0)
-			return -1;
-		if (n >= max)
-			return -1;
-		out[n].tl = (int)tl;
-		if (cmn_parse_lsn(lsn, &out[n].switch_lsn) != PGW_OK)
-			return -1;
-		n++;
-	}
-	return (int)n;
-}
-
 int pitr_parse_segment_name(const char *name, struct pitr_segment *seg)
 {
 	unsigned int tl, log, s;
@@ -336,7 +306,7 @@ static void seg_name(int tl, uint64_t segno, char *out, size_t size)
 }
 
 int pitr_check_continuity(const struct pitr_segment *segs, size_t n_segs,
-			  const struct pitr_switch *history, size_t n_history, int latest_tl,
+			  const struct tl_switch *history, size_t n_history, int latest_tl,
 			  struct pitr_segment start, char *report, size_t report_size,
 			  size_t *checked)
 {

@@ -6,6 +6,8 @@
 #ifndef PGW_CLI_PITR_H
 #define PGW_CLI_PITR_H
 
+#include "node/pgcontrol.h"
+
 #include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -53,18 +55,6 @@ struct pitr_segment {
 	uint64_t segno; /* LSN / 16 MB */
 };
 
-/* One line of a timeline history file: timeline tl ended at switch_lsn. */
-struct pitr_switch {
-	int tl;
-	uint64_t switch_lsn;
-};
-
-/*
- * Parses a timeline history file's text ("parent_tli<TAB>X/X<TAB>reason" lines, comments
- * and blank lines skipped) into out; returns how many, or -1 when a line is malformed.
- */
-int pitr_parse_history(const char *text, struct pitr_switch *out, size_t max);
-
 /*
  * Parses a file name of the archive ("000000010000000000000005-<sha1>.zst", no folder):
  * 1 and *seg for a complete segment, 0 for anything else (.partial, .backup, .history).
@@ -80,7 +70,7 @@ int pitr_parse_segment_name(const char *name, struct pitr_segment *seg);
  * the number of problems (0: continuous); *checked gets the number of segments checked.
  */
 int pitr_check_continuity(const struct pitr_segment *segs, size_t n_segs,
-			  const struct pitr_switch *history, size_t n_history, int latest_tl,
+			  const struct tl_switch *history, size_t n_history, int latest_tl,
 			  struct pitr_segment start, char *report, size_t report_size,
 			  size_t *checked);
 

@@ -849,26 +849,40 @@ static char *switchover_json(const char *leader, const char *candidate, int64_t 
 	return text;
 }
 
-int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok)
+/*
+ * The failover key of c rewritten (drain, stopped_at), if its mod_revision is still
+ * c->switchover_revision; with leader given, also only if the leader key holds it, which
+ * then goes in the same transaction.
+ */
+static int rewrite_switchover(struct dcs *d, const struct dcs_cluster *c, bool drain,
+			      uint64_t stopped_at, const char *leader, bool *ok)
 {
-	char key[600];
+	char fkey[600], lkey[600];
 	char *text = switchover_json(c->switchover_leader, c->switchover_candidate,
-				     c->switchover_at, true, 0);
+				     c->switchover_at, drain, stopped_at);
 	struct etcd_txn_result r;
+	size_t n = leader ? 2 : 1;
 	int rc;
 
 	*ok = false;
 	if (!text)
 		return PGW_ENOMEM;
-	dcs_key(d, DCS_KEY_FAILOVER, key, sizeof(key));
-	struct etcd_compare cmp = {.key = key,
-				   .target = ETCD_CMP_MOD,
-				   .result = ETCD_CMP_EQUAL,
-				   .number = c->switchover_revision};
-	struct etcd_op put = {
-	    .type = ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
+	dcs_key(d, DCS_KEY_FAILOVER, fkey, sizeof(fkey));
+	dcs_key(d, DCS_KEY_LEADER, lkey, sizeof(lkey));
+	struct etcd_compare cmp[2] = {{.key = fkey,
+				       .target = ETCD_CMP_MOD,
+				       .result = ETCD_CMP_EQUAL,
+				       .number = c->switchover_revision},
+				      {.key = lkey,
+				       .target = ETCD_CMP_VALUE,
+				       .result = ETCD_CMP_EQUAL,
+				       .value = leader,
+				       .value_len = leader ? strlen(leader) : 0}};
+	struct etcd_op ops[2] = {
+	    {.type = ETCD_OP_PUT, .key = fkey, .value = text, .value_len = strlen(text)},
+	    {.type = ETCD_OP_DELETE, .key = lkey}};
 
-	rc = etcd_txn(d->etcd, &cmp, 1, &put, 1, NULL, 0, &r);
+	rc = etcd_txn(d->etcd, cmp, n, ops, n, NULL, 0, &r);
 	free(text);
 	if (rc != PGW_OK)
 		return rc;
@@ -877,40 +891,15 @@ int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *
 	return PGW_OK;
 }
 
+int dcs_mark_switchover_drain(struct dcs *d, const struct dcs_cluster *c, bool *ok)
+{
+	return rewrite_switchover(d, c, true, 0, NULL, ok);
+}
+
 int dcs_release_leader_stopped(struct dcs *d, const struct dcs_cluster *c, const char *name,
 			       uint64_t stopped_at, bool *ok)
 {
-	char fkey[600], lkey[600];
-	char *text = switchover_json(c->switchover_leader, c->switchover_candidate,
-				     c->switchover_at, c->switchover_drain, stopped_at);
-	struct etcd_txn_result r;
-	int rc;
-
-	*ok = false;
-	if (!text)
-		return PGW_ENOMEM;
-	dcs_key(d, DCS_KEY_FAILOVER, fkey, sizeof(fkey));
-	dcs_key(d, DCS_KEY_LEADER, lkey, sizeof(lkey));
-	struct etcd_compare cmp[2] = {{.key = lkey,
-				       .target = ETCD_CMP_VALUE,
-				       .result = ETCD_CMP_EQUAL,
-				       .value = name,
-				       .value_len = strlen(name)},
-				      {.key = fkey,
-				       .target = ETCD_CMP_MOD,
-				       .result = ETCD_CMP_EQUAL,
-				       .number = c->switchover_revision}};
-	struct etcd_op ops[2] = {
-	    {.type = ETCD_OP_PUT, .key = fkey, .value = text, .value_len = strlen(text)},
-	    {.type = ETCD_OP_DELETE, .key = lkey}};
-
-	rc = etcd_txn(d->etcd, cmp, 2, ops, 2, NULL, 0, &r);
-	free(text);
-	if (rc != PGW_OK)
-		return rc;
-	*ok = r.succeeded;
-	etcd_txn_result_free(&r);
-	return PGW_OK;
+	return rewrite_switchover(d, c, c->switchover_drain, stopped_at, name, ok);
 }
 
 int dcs_request_switchover(struct dcs *d, const char *leader, const char *candidate,

@@ -49,6 +49,10 @@
 /* pg_ctl promote / stop waits. */
 #define AGENT_PG_START_TIMEOUT_S 60
 #define AGENT_PG_STOP_TIMEOUT_S	 60
+/* A switchover's candidate waits for the old leader's shutdown checkpoint, looking this
+ * often, for up to this long a loop. */
+#define AGENT_STOPPED_AT_POLL_MS 10
+#define AGENT_STOPPED_AT_WAIT_MS 1000
 /* A standby that never streams: how long before the agent looks at rewinding it. */
 #define AGENT_STUCK_REPLICA_MS 15000
 

@@ -1,11 +1,13 @@
 /*
- * global/pg_control of PostgreSQL 15 (control version 1300): the fields read here lie at
- * fixed offsets of ControlFileData on a 64-bit little-endian machine (system_identifier
- * 0, pg_control_version 8, state 16, checkPoint 32, checkPointCopy.ThisTimeLineID 48)
- * and the CRC-32C of the first 288 bytes follows them at 288. PostgreSQL rewrites the
- * file in place with one write; a read that meets the write half done fails the CRC.
+ * global/pg_control of PostgreSQL 15 (control version 1300, which 13, 14 and 16 share):
+ * the fields read here lie at fixed offsets of ControlFileData on a 64-bit little-endian machine
+ * (system_identifier 0, pg_control_version 8, state 16, checkPoint 32,
+ * checkPointCopy.ThisTimeLineID 48) and the CRC-32C of the first 288 bytes follows them at 288.
+ * PostgreSQL rewrites the file in place with one write; a read that meets the write half done fails
+ * the CRC. And the timeline history files of pg_wal.
  */
 #include "node/pgcontrol.h"
+#include "common/util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define PGCONTROL_VERSION_15	 1300u
+#define PGCONTROL_VERSION	 1300u /* PostgreSQL 13 to 16: one layout */
 #define PGCONTROL_CRC_OFFSET	 288
 #define PGCONTROL_OFF_VERSION	 8
 #define PGCONTROL_OFF_STATE	 16
@@ -65,7 +67,7 @@ int pgcontrol_parse(const unsigned char *buf, size_t len, struct pgcontrol *out)
 
 	memset(out, 0, sizeof(*out));
 	if (len < PGCONTROL_CRC_OFFSET + 4 ||
-	    le32(buf + PGCONTROL_OFF_VERSION) != PGCONTROL_VERSION_15)
+	    le32(buf + PGCONTROL_OFF_VERSION) != PGCONTROL_VERSION)
 		return PGW_EPROTO;
 	if (pgcontrol_crc32c(buf, PGCONTROL_CRC_OFFSET) != le32(buf + PGCONTROL_CRC_OFFSET))
 		return PGW_EPROTO;
@@ -98,4 +100,59 @@ int pgcontrol_read(const char *data_dir, struct pgcontrol *out)
 	if (n < 0)
 		return PGW_ERR;
 	return pgcontrol_parse(buf, (size_t)n, out);
+}
+
+int pgcontrol_parse_history(const char *text, struct tl_switch *out, size_t max)
+{
+	size_t n = 0;
+
+	for (const char *line = text; line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		char buf[256], lsn[64];
+		unsigned int tl;
+
+		snprintf(buf, sizeof(buf), "%.*s", (int)(len < 255 ? len : 255), line);
+		line = eol ? eol + 1 : NULL;
+		char *p = buf;
+
+		while (*p == ' ' || *p == '\t' || *p == '\r')
+			p++;
+		if (!*p || *p == '#')
+			continue;
+		if (sscanf(p, "%u %63s", &tl, lsn) != 2 || tl == 0)
+			return -1;
+		if (n >= max)
+			return -1;
+		out[n].tl = (int)tl;
+		if (cmn_parse_lsn(lsn, &out[n].switch_lsn) != PGW_OK)
+			return -1;
+		n++;
+	}
+	return (int)n;
+}
+
+int pgcontrol_fork_lsn(const char *data_dir, int tli, int parent, uint64_t *lsn)
+{
+	struct tl_switch sw;
+	char path[4200], line[512];
+	int found = PGW_ENOTFOUND;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pg_wal/%08X.history", data_dir, (unsigned)tli);
+	f = fopen(path, "r");
+	if (!f)
+		return PGW_ERR;
+	while (found != PGW_EPROTO && fgets(line, sizeof(line), f)) {
+		int n = pgcontrol_parse_history(line, &sw, 1);
+
+		if (n < 0)
+			found = PGW_EPROTO;
+		else if (n == 1 && sw.tl == parent) {
+			*lsn = sw.switch_lsn;
+			found = PGW_OK;
+		}
+	}
+	fclose(f);
+	return found;
 }

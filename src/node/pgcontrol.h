@@ -1,5 +1,5 @@
 /*
- * PostgreSQL 15's pg_control read directly (global/pg_control), for what must be
+ * PostgreSQL's own files read directly. global/pg_control, for what must be
  * watched more often than pg_controldata can be run: the state and the latest
  * checkpoint while a server shuts down. Only a file whose control version is 15's
  * (1300) and whose CRC-32C checks out is believed: a file being rewritten as it is
@@ -39,5 +39,24 @@ int pgcontrol_parse(const unsigned char *buf, size_t len, struct pgcontrol *out)
 
 /* <data_dir>/global/pg_control: PGW_OK, PGW_ERR (cannot read) or PGW_EPROTO. */
 int pgcontrol_read(const char *data_dir, struct pgcontrol *out) PGW_WUR;
+
+/* One line of a timeline history file: timeline tl ended at switch_lsn. */
+struct tl_switch {
+	int tl;
+	uint64_t switch_lsn;
+};
+
+/*
+ * Parses a timeline history file's text ("parent_tli<TAB>X/X<TAB>reason" lines, comments
+ * and blank lines skipped) into out; returns how many, or -1 when a line is malformed.
+ */
+int pgcontrol_parse_history(const char *text, struct tl_switch *out, size_t max);
+
+/*
+ * Where timeline parent ended, from <data_dir>/pg_wal/<tli>.history (the end of its last
+ * record: where tli forked off). PGW_OK, PGW_ERR (no file), PGW_EPROTO (malformed) or
+ * PGW_ENOTFOUND (parent not in it).
+ */
+int pgcontrol_fork_lsn(const char *data_dir, int tli, int parent, uint64_t *lsn) PGW_WUR;
 
 #endif

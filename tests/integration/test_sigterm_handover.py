@@ -93,7 +93,7 @@ def test_sigterm_to_the_leader_under_load_pauses_without_errors(cluster):
     # candidate took it only once it had received that checkpoint.
     early = re.search(r"shutdown checkpoint at (\S+) written: leader key released", log)
     assert early, log[-3000:]
-    assert ("received the old leader's shutdown checkpoint (%s)" % early.group(1)
+    assert ("replayed the old leader's shutdown checkpoint (%s)" % early.group(1)
             in cluster.log(new)), cluster.log(new)[-3000:]
     # The candidate knew the next timeline was free: no archive lookups on the way.
     assert "timeline %d is not in the archive" % (tl + 1) in cluster.log(new)

@@ -160,21 +160,21 @@ static void test_choose_time(void **state)
 
 static void test_history_and_names(void **state)
 {
-	struct pitr_switch h[4];
+	struct tl_switch h[4];
 	struct pitr_segment seg;
 
 	(void)state;
-	assert_int_equal(pitr_parse_history("1\t0/B0000A0\tno recovery target specified\n\n"
-					    "2\t0/D000000\tat restore point\n",
-					    h, 4),
+	assert_int_equal(pgcontrol_parse_history("1\t0/B0000A0\tno recovery target specified\n\n"
+						 "2\t0/D000000\tat restore point\n",
+						 h, 4),
 			 2);
 	assert_int_equal(h[0].tl, 1);
 	assert_true(h[0].switch_lsn == 0xB0000A0ULL);
 	assert_int_equal(h[1].tl, 2);
-	assert_int_equal(pitr_parse_history("", h, 4), 0);
-	assert_int_equal(pitr_parse_history("x\t0/1\n", h, 4), -1);
-	assert_int_equal(pitr_parse_history("1\tzz\n", h, 4), -1);
-	assert_int_equal(pitr_parse_history("1\t0/1\n2\t0/2\n", h, 1), -1);
+	assert_int_equal(pgcontrol_parse_history("", h, 4), 0);
+	assert_int_equal(pgcontrol_parse_history("x\t0/1\n", h, 4), -1);
+	assert_int_equal(pgcontrol_parse_history("1\tzz\n", h, 4), -1);
+	assert_int_equal(pgcontrol_parse_history("1\t0/1\n2\t0/2\n", h, 1), -1);
 
 	assert_int_equal(pitr_parse_segment_name("000000020000000100000003-ab12.zst", &seg), 1);
 	assert_int_equal(seg.tl, 2);
@@ -194,7 +194,7 @@ static void test_continuity(void **state)
 	 * the start of 0D; TL3: 0D..0F */
 	struct pitr_segment segs[] = {{1, 5},  {1, 6},	{1, 7},	 {1, 8},  {1, 9}, {1, 10},
 				      {2, 11}, {2, 12}, {3, 13}, {3, 14}, {3, 15}};
-	struct pitr_switch h[] = {{1, 0xB0000A0ULL}, {2, 0xD000000ULL}};
+	struct tl_switch h[] = {{1, 0xB0000A0ULL}, {2, 0xD000000ULL}};
 	struct pitr_segment start = {1, 5};
 	char report[512];
 	size_t checked;

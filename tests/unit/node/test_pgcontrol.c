@@ -77,7 +77,8 @@ static void test_refused(void **state)
 	assert_int_equal(pgcontrol_parse(real_control, 291, &pc), PGW_EPROTO);
 	assert_int_equal(pgcontrol_parse(real_control, 0, &pc), PGW_EPROTO);
 	memcpy(b, real_control, sizeof(b));
-	b[8] = 0x0e; /* 1294: PostgreSQL 14's, fixed up to pass the CRC */
+	b[8] = 0xb1; /* 1201: PostgreSQL 12's, fixed up to pass the CRC */
+	b[9] = 0x04;
 	memcpy(b + 288, &(uint32_t){pgcontrol_crc32c(b, 288)}, 4);
 	assert_int_equal(pgcontrol_parse(b, sizeof(b), &pc), PGW_EPROTO);
 }
@@ -105,13 +106,47 @@ static void test_read_file(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+static void test_fork_lsn(void **state)
+{
+	char dir[] = "/tmp/pgw-unit-history-XXXXXX", sub[256], path[300];
+	uint64_t lsn = 0;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(pgcontrol_fork_lsn(dir, 3, 2, &lsn), PGW_ERR); /* no pg_wal */
+	snprintf(sub, sizeof(sub), "%s/pg_wal", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	snprintf(path, sizeof(path), "%s/00000003.history", sub);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	/* As PostgreSQL writes it: each parent, where it ended, and why. */
+	fputs("1\t0/50000A0\tno recovery target specified\n\n"
+	      "2\t1/D0001C8\tno recovery target specified\n",
+	      f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(pgcontrol_fork_lsn(dir, 3, 2, &lsn), PGW_OK);
+	assert_true(lsn == 0x10D0001C8ULL); /* past 32 bits */
+	assert_int_equal(pgcontrol_fork_lsn(dir, 3, 1, &lsn), PGW_OK);
+	assert_true(lsn == 0x50000A0ULL);
+	assert_int_equal(pgcontrol_fork_lsn(dir, 3, 4, &lsn), PGW_ENOTFOUND);
+	assert_int_equal(pgcontrol_fork_lsn(dir, 4, 3, &lsn), PGW_ERR); /* no such file */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("1\tnot-an-lsn\tx\n", f);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(pgcontrol_fork_lsn(dir, 3, 1, &lsn), PGW_EPROTO);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rmdir(sub), 0);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_real_file),
-	    cmocka_unit_test(test_crc32c),
-	    cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_read_file),
+	    cmocka_unit_test(test_real_file), cmocka_unit_test(test_crc32c),
+	    cmocka_unit_test(test_refused),   cmocka_unit_test(test_read_file),
+	    cmocka_unit_test(test_fork_lsn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
