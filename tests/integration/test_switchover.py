@@ -87,3 +87,43 @@ def test_failover_to_named_candidate(cluster):
     assert cluster.wait_healthy() == other
     proc = cluster.run("failover", "--dir", cluster.dir, "--force", check=False)
     assert proc.returncode == 2 and "--candidate" in proc.stderr
+
+
+def test_candidate_takes_the_key_only_with_the_old_leaders_last_wal(cluster):
+    """The old leader gives its key up at its shutdown checkpoint, before its walsenders
+    are done: a candidate that has not replayed that checkpoint yet (its replay paused
+    here, with committed rows not replayed) leaves the key alone until it has, then
+    promotes with every row, and the old leader rejoins without pg_rewind."""
+    old = cluster.leader()
+    tl = cluster.timeline(old)
+    cand = (old + 1) % cluster.N
+    cluster.query(old, "CREATE TABLE lastwal (id int)")
+    cluster.query(old, "INSERT INTO lastwal SELECT generate_series(1, 1000)")
+    wait_for("the rows replayed on the candidate",
+             lambda: cluster.query(cand, "SELECT count(*) FROM lastwal")[0][0] == 1000, 20)
+    cluster.query(cand, "SELECT pg_wal_replay_pause()")
+    cluster.query(old, "INSERT INTO lastwal SELECT generate_series(1001, 2000)")
+    proc = subprocess.Popen([PGWARDEN, "switchover", "--dir", cluster.dir, "--candidate",
+                             "node%d" % (cand + 1), "--force", "--timeout", "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=cluster.env)
+    try:
+        wait_for("the old leader's key given up at its shutdown checkpoint",
+                 lambda: "leader key released, the candidate" in cluster.log(old), 30)
+        wait_for("the candidate waiting for that checkpoint",
+                 lambda: "waiting for the old leader's shutdown checkpoint" in cluster.log(cand),
+                 20)
+        assert cluster.leader() is None and cluster.writable_nodes() == []
+        cluster.query(cand, "SELECT pg_wal_replay_resume()")
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Successfully switched over" in out, out
+    assert cluster.wait_healthy() == cand and cluster.timeline(cand) == tl + 1
+    assert "replayed the old leader's shutdown checkpoint" in cluster.log(cand)
+    assert cluster.query(cand, "SELECT count(*) FROM lastwal")[0][0] == 2000
+    assert cluster.status(old)["role"] == "replica"
+    log = cluster.log(old).split("switchover requested")[-1]
+    assert "started rewinding" not in log and "started creating replica" not in log, log
