@@ -1,12 +1,15 @@
 """pgwarden proxy's HTTP port: the status page behind basic auth, and /metrics in
 Prometheus text format (served without auth: counters and names only)."""
 import base64
+import fcntl
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.error
@@ -290,16 +293,26 @@ def phone_view(url, auth, shot, width=390, height=844):
     the viewport meta honoured), driven over the DevTools protocol on a pipe
     (--remote-debugging-pipe: NUL-separated JSON on fds 3 and 4). Returns PHONE_METRICS
     and saves a screenshot to shot."""
-    home = os.path.join(ARTIFACTS, "chromium-home")
-    os.makedirs(home, exist_ok=True)
-    to_r, to_w = os.pipe()
-    from_r, from_w = os.pipe()
+    # A profile of its own, never one a browser() run may still hold.
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    home = tempfile.mkdtemp(prefix="chromium-phone-", dir=ARTIFACTS)
+    errors = open(os.path.join(home, "stderr.txt"), "w+")
+
+    def above_4(fd):
+        """The pipe's end at a number the child's 3<& / 4>& cannot overwrite (bash, not
+        dash: dash takes single-digit fds only, and a pytest-xdist worker's pipes get
+        two-digit ones)."""
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(fd)
+        return high
+    to_r, to_w = map(above_4, os.pipe())
+    from_r, from_w = map(above_4, os.pipe())
     proc = subprocess.Popen(
-        ["sh", "-c", 'exec "$@" 3<&%d 4>&%d' % (to_r, from_w), "sh", CHROMIUM,
+        ["bash", "-c", 'exec "$@" 3<&%d 4>&%d' % (to_r, from_w), "bash", CHROMIUM,
          "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-dev-shm-usage", "--user-data-dir=" + home, "--remote-debugging-pipe",
          "about:blank"],
-        pass_fds=(to_r, from_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        pass_fds=(to_r, from_w), stdout=subprocess.DEVNULL, stderr=errors,
         env=dict(os.environ, HOME=home))
     os.close(to_r)
     os.close(from_w)
@@ -318,7 +331,10 @@ def phone_view(url, auth, shot, width=390, height=844):
         while True:
             while b"\0" not in pending:
                 chunk = os.read(inp.fileno(), 1 << 16)
-                assert chunk, "chromium closed the DevTools pipe"
+                if not chunk:
+                    errors.seek(0)
+                    raise AssertionError("chromium closed the DevTools pipe: %s"
+                                         % errors.read()[-2000:])
                 pending += chunk
             raw, pending = pending.split(b"\0", 1)
             reply = json.loads(raw)
@@ -360,6 +376,8 @@ def phone_view(url, auth, shot, width=390, height=844):
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        errors.close()
+        shutil.rmtree(home, ignore_errors=True)
     return metrics
 
 
