@@ -387,7 +387,7 @@ int promote_poll(struct agent *a, int *code)
  * key is gone (its host lost), after ttl the race goes on with what we have, as a
  * failover would.
  */
-static bool received_old_leaders_last_wal(struct agent *a)
+static bool has_old_leaders_last_wal(struct agent *a)
 {
 	const struct dcs_cluster *c = &a->cluster;
 	uint64_t want = c->has_switchover ? c->switchover_stopped_at : 0, got = 0;
@@ -517,7 +517,7 @@ static void do_race(struct agent *a)
 			do_demote(a, "a primary without the leader key that is not the healthiest");
 		return;
 	}
-	if (!received_old_leaders_last_wal(a))
+	if (!has_old_leaders_last_wal(a))
 		return;
 	if (!lease_maintain(a, true)) /* the leader key starts with a full lease */
 		return;
@@ -650,9 +650,9 @@ static void archiving_back_if_running(struct agent *a, const char *pidfile)
  * shutdown checkpoint is written and nothing can be committed here any more (the
  * backends are gone). The key goes now, with the checkpoint's position in the failover
  * key, instead of after the walsenders' last sends, the archiver's last push and the
- * postmaster's exit: the candidate takes it once it has received that checkpoint
- * (received_old_leaders_last_wal). If etcd refuses (the request changed), the key goes
- * after the stop, as before.
+ * postmaster's exit: the candidate takes it once it has replayed that checkpoint
+ * (has_old_leaders_last_wal). If etcd refuses (the request changed) or does not answer,
+ * the key goes after the stop, as before.
  */
 static void release_at_shutdown_checkpoint(struct agent *a)
 {
@@ -683,7 +683,7 @@ static void release_at_shutdown_checkpoint(struct agent *a)
 	a->so_released = true;
 	a->cluster.has_leader = false;
 	log_info("switchover: shutdown checkpoint at %s written: leader key released, the "
-		 "candidate takes it once it has received that checkpoint",
+		 "candidate takes it once it has replayed that checkpoint",
 		 at);
 }
 
@@ -897,7 +897,8 @@ static void do_switchover(struct agent *a, const char *candidate)
 			  a->so_released ? " after its shutdown checkpoint" : "");
 		if (stop_postgres(a, "immediate") != 0) {
 			log_error("switchover: cannot stop PostgreSQL; %s",
-				  a->so_released ? "the fence stays armed (the key is gone already)"
+				  a->so_released ? "it stays in its shutdown (the key is gone "
+						   "already, nothing can commit there)"
 						 : "keeping the leader key");
 			return;
 		}
