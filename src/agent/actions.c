@@ -341,6 +341,14 @@ static void do_promote(struct agent *a)
 	a->counters.promotions++;
 	/* Before the promotion's checkpoint can remove what the old primary did not archive. */
 	(void)backup_requeue_timeline(&a->cfg, a->promote_from_timeline);
+	/* The fence first: the server may take writes before the loop sees it promoted, and
+	 * a loop slowed down meanwhile (etcd timing out, a loaded host) must not leave it
+	 * writable past our lease (update_fence keeps it armed through the promotion). */
+	if (a->lease_deadline_ms > 0 &&
+	    agent_fence_set(a->cfg.socket_dir, a->cfg.data_dir,
+			    ha_fence_deadline(a->lease_deadline_ms, CLUSTER_DEMOTE_MARGIN_MS)) ==
+		PGW_OK)
+		a->fence_armed = true;
 	if (pgctl_signal_promote(&a->pg) == PGW_OK) {
 		a->job.kind = JOB_PROMOTE;
 		a->job.pid = 0;

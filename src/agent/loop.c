@@ -280,13 +280,15 @@ static void read_cluster(struct agent *a)
 
 /*
  * The fence stops our primary if we fail to renew the lease in time (see fence.h).
- * Armed while we lead and a server that may take writes runs; an etcd read that
+ * Armed while we lead and a server that may take writes runs (or is being promoted:
+ * do_promote arms it before the signal); an etcd read that
  * failed changes nothing (the deadline only moves on a successful renewal).
  */
 static void update_fence(struct agent *a)
 {
 	bool leading = a->dcs_ok ? holds_leader(a) && !a->cluster.paused : a->fence_armed;
-	bool arm = leading && pgctl_maybe_primary(&a->probe) && a->lease_deadline_ms > 0;
+	bool may_write = pgctl_maybe_primary(&a->probe) || a->job.kind == JOB_PROMOTE;
+	bool arm = leading && may_write && a->lease_deadline_ms > 0;
 
 	agent_fence_reap();
 	if (!arm && !a->fence_armed)
