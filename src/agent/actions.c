@@ -669,7 +669,7 @@ static void release_at_shutdown_checkpoint(struct agent *a)
 	bool ok = false;
 	int rc;
 
-	if (pgcontrol_read(a->cfg.data_dir, &pc) != PGW_OK || pc.state != PGCONTROL_SHUT_DOWN)
+	if (pgcontrol_read(a->cfg.data_dir, &pc) != PGW_OK || pc.state != PGCTL_CD_SHUT_DOWN)
 		return;
 	/* The candidate's race asks our REST API first: not a primary any more. */
 	a->probe.accepting = false;

@@ -72,10 +72,10 @@ int pgcontrol_parse(const unsigned char *buf, size_t len, struct pgcontrol *out)
 	if (pgcontrol_crc32c(buf, PGCONTROL_CRC_OFFSET) != le32(buf + PGCONTROL_CRC_OFFSET))
 		return PGW_EPROTO;
 	state = le32(buf + PGCONTROL_OFF_STATE);
-	if (state > PGCONTROL_IN_PRODUCTION)
+	if (state + 1 > PGCTL_CD_IN_PRODUCTION)
 		return PGW_EPROTO;
 	out->sysid = le64(buf);
-	out->state = (enum pgcontrol_state)state;
+	out->state = (enum pgctl_cd_state)(state + 1);
 	out->checkpoint_lsn = le64(buf + PGCONTROL_OFF_CHECKPOINT);
 	out->checkpoint_tli = (int)le32(buf + PGCONTROL_OFF_TLI);
 	return PGW_OK;

@@ -1,8 +1,8 @@
 /*
  * PostgreSQL's own files read directly. global/pg_control, for what must be
  * watched more often than pg_controldata can be run: the state and the latest
- * checkpoint while a server shuts down. Only a file whose control version is 15's
- * (1300) and whose CRC-32C checks out is believed: a file being rewritten as it is
+ * checkpoint while a server shuts down. Only a file whose control version is 1300
+ * (PostgreSQL 13 to 16) and whose CRC-32C checks out is believed: a file being rewritten as it is
  * read, or another major version's layout, gives an error, never a wrong value.
  */
 #ifndef PGW_PGCONTROL_H
@@ -13,20 +13,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* PostgreSQL's DBState, by value. */
-enum pgcontrol_state {
-	PGCONTROL_STARTING_UP = 0,
-	PGCONTROL_SHUT_DOWN = 1,
-	PGCONTROL_SHUT_DOWN_IN_RECOVERY = 2,
-	PGCONTROL_SHUTTING_DOWN = 3,
-	PGCONTROL_IN_CRASH_RECOVERY = 4,
-	PGCONTROL_IN_ARCHIVE_RECOVERY = 5,
-	PGCONTROL_IN_PRODUCTION = 6,
+/* A cluster's state as pg_control records it: PostgreSQL's DBState plus one (0: unknown). */
+enum pgctl_cd_state {
+	PGCTL_CD_UNKNOWN = 0,
+	PGCTL_CD_STARTING_UP,
+	PGCTL_CD_SHUT_DOWN,
+	PGCTL_CD_SHUT_DOWN_IN_RECOVERY,
+	PGCTL_CD_SHUTTING_DOWN,
+	PGCTL_CD_IN_CRASH_RECOVERY,
+	PGCTL_CD_IN_ARCHIVE_RECOVERY,
+	PGCTL_CD_IN_PRODUCTION,
 };
 
 struct pgcontrol {
 	uint64_t sysid;
-	enum pgcontrol_state state;
+	enum pgctl_cd_state state;
 	uint64_t checkpoint_lsn; /* where the latest checkpoint record starts */
 	int checkpoint_tli;
 };

@@ -9,23 +9,13 @@
 
 #include "cluster/confedit.h"
 #include "node/agentcfg.h"
+#include "node/pgcontrol.h"
 #include "common/err.h"
 
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
-
-enum pgctl_cd_state {
-	PGCTL_CD_UNKNOWN = 0,
-	PGCTL_CD_STARTING_UP,
-	PGCTL_CD_SHUT_DOWN,
-	PGCTL_CD_SHUT_DOWN_IN_RECOVERY,
-	PGCTL_CD_SHUTTING_DOWN,
-	PGCTL_CD_IN_CRASH_RECOVERY,
-	PGCTL_CD_IN_ARCHIVE_RECOVERY,
-	PGCTL_CD_IN_PRODUCTION,
-};
 
 struct pgctl_controldata {
 	char sysid[32];

@@ -46,7 +46,7 @@ static void test_real_file(void **state)
 	(void)state;
 	assert_int_equal(pgcontrol_parse(real_control, 292, &pc), PGW_OK);
 	assert_true(pc.sysid == 7716758286601097329ULL);
-	assert_int_equal(pc.state, PGCONTROL_SHUT_DOWN);
+	assert_int_equal(pc.state, PGCTL_CD_SHUT_DOWN);
 	assert_true(pc.checkpoint_lsn == 0x1500718ULL);
 	assert_int_equal(pc.checkpoint_tli, 1);
 }
@@ -71,7 +71,7 @@ static void test_refused(void **state)
 		memcpy(b, real_control, sizeof(b));
 		b[at] ^= 0x10;
 		assert_int_equal(pgcontrol_parse(b, sizeof(b), &pc), PGW_EPROTO);
-		assert_int_equal(pc.state, PGCONTROL_STARTING_UP);
+		assert_int_equal(pc.state, PGCTL_CD_UNKNOWN);
 		assert_true(pc.checkpoint_lsn == 0);
 	}
 	assert_int_equal(pgcontrol_parse(real_control, 291, &pc), PGW_EPROTO);
